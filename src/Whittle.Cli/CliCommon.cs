@@ -1,0 +1,36 @@
+using System.CommandLine;
+using System.Text.Json;
+using Whittle.Native;
+
+namespace Whittle.Cli;
+
+/// <summary>Conventions every subcommand follows: errors as one line on stderr, exit codes, JSON output.</summary>
+static class CliCommon
+{
+    public static readonly Option<bool> Verbose = new("--verbose") { Description = "Print stack traces for errors.", Recursive = true };
+    public static readonly Option<bool> Json = new("--json") { Description = "Print machine-readable JSON instead of text." };
+
+    public static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true };
+
+    public static int Run(RootCommand root, string[] args)
+    {
+        var parse = root.Parse(args);
+        var config = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
+        try
+        {
+            return parse.Invoke(config);
+        }
+        catch (Exception e)
+        {
+            bool verbose = parse.GetValue(Verbose);
+            var inner = e is System.Reflection.TargetInvocationException { InnerException: { } ie } ? ie : e;
+            if (verbose) Console.Error.WriteLine(inner.ToString());
+            else Console.Error.WriteLine(inner is WhittleException ? $"error: {inner.Message}" : $"error: {inner.GetType().Name}: {inner.Message} (run with --verbose for details)");
+            return inner is WhittleException ? 1 : 2;
+        }
+    }
+
+    /// <summary>Writes a JSON object on stdout (one document, indented).</summary>
+    public static void PrintJson<T>(T value, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> typeInfo)
+        => Console.Out.WriteLine(JsonSerializer.Serialize(value, typeInfo));
+}

@@ -1,0 +1,7 @@
+using System.CommandLine;
+using Whittle.Cli;
+
+// The `whittle` command. Each subcommand lives in Commands/<Name>Command.cs and is registered here, one line each.
+var root = new RootCommand("whittle: small language models cheaply out of big ones (Whittle, SALT) on a from-scratch C#/CUDA engine.");
+root.Options.Add(CliCommon.Verbose);
+return CliCommon.Run(root, args);

@@ -1,0 +1,114 @@
+namespace Whittle.Native.Tensors;
+
+/// <summary>
+/// Every op the engine runs, forward and backward, on one device. The CPU implementation (Cpu/CpuBackend.cs) is
+/// the ground truth; the CUDA one (Cuda/CudaBackend.cs, kernels/*.cu) must match it within the parity tolerances.
+///
+/// Conventions, for every method:
+///  - Tensors are f32 unless stated; token ids and targets are i32. All tensors passed to one call live on this device.
+///  - Outputs are passed in, already allocated. Forward outputs are overwritten.
+///  - Backward outputs (every parameter whose name starts with "d") are ACCUMULATED into (+=), so residual
+///    branches, shared weights and micro-batch accumulation need no extra adds. Callers zero them first.
+///  - Matrix arguments are 2-D "row-dense" views: last stride 1, row stride = leading dimension (>= columns).
+///    A sub-network's weight W[:m', :d'] is such a view and is passed without a copy.
+///  - Shape comments use B batch, T time, C channels (active width), H heads, D head size, V vocab, N = B*T rows.
+/// </summary>
+public interface IBackend : IDisposable
+{
+    Device Device { get; }
+    /// <summary>Human-readable description (e.g. "cpu (2 threads, AVX2)" or the GPU's name).</summary>
+    string Name { get; }
+
+    // ---------------------------------------------------------------- memory
+    Tensor Empty(DType dtype, params int[] shape);
+    Tensor Zeros(DType dtype, params int[] shape);
+    /// <summary>A copy of a CPU tensor on this device (any strides in, contiguous out).</summary>
+    Tensor FromHost(Tensor host);
+    /// <summary>dst = src, elementwise, any strides, same shape and dtype (f32 to bf16 and back converts).</summary>
+    void Copy(Tensor src, Tensor dst);
+    void Fill(Tensor dst, float value);
+    /// <summary>Blocks until all queued work on this device is done (no-op on CPU).</summary>
+    void Synchronize();
+
+    // ---------------------------------------------------------------- embedding  (kernels/embedding.cu)
+    /// <summary>output (N, C) = weight[ids[n], :]. ids (N) i32, weight (V, C) row-dense view.</summary>
+    void EmbeddingForward(Tensor ids, Tensor weight, Tensor output);
+    /// <summary>dWeight[ids[n], :] += dOutput[n, :]. Repeated ids accumulate.</summary>
+    void EmbeddingBackward(Tensor ids, Tensor dOutput, Tensor dWeight);
+
+    // ---------------------------------------------------------------- layernorm  (kernels/layernorm.cu)
+    /// <summary>Over rows of x (N, C): y = (x - mean) * rstd * weight + bias; saves mean (N) and rstd (N) = 1/sqrt(var + eps), biased variance.</summary>
+    void LayerNormForward(Tensor x, Tensor weight, Tensor bias, float eps, Tensor y, Tensor mean, Tensor rstd);
+    /// <summary>dx (N, C) +=, dWeight (C) +=, dBias (C) += the layernorm gradients, from the saved mean and rstd.</summary>
+    void LayerNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor mean, Tensor rstd, Tensor dx, Tensor dWeight, Tensor dBias);
+
+    // ---------------------------------------------------------------- matmul  (cuBLAS; Cpu/Gemm.cs)
+    /// <summary>
+    /// c (M, N) = alpha * op(a) @ op(b) + beta * c, then + bias (N) on every row when bias is given.
+    /// op(a) is (M, K): a is (M, K), or (K, M) with transA. op(b) is (K, N): b is (K, N), or (N, K) with transB.
+    /// A linear layer y = x @ W^T + b is MatMul(x, false, W, true, y, bias: b).
+    /// </summary>
+    void MatMul(Tensor a, bool transA, Tensor b, bool transB, Tensor c, float alpha = 1f, float beta = 0f, Tensor? bias = null);
+    /// <summary>dBias (N) += column sums of dy (M, N): a linear layer's bias gradient.</summary>
+    void SumRows(Tensor dy, Tensor dBias);
+
+    // ---------------------------------------------------------------- rotary  (kernels/rotary.cu)
+    /// <summary>
+    /// In place, GPT-NeoX "rotate half" on the first R = 2 * cos.Size(1) dims of every head of x (B, T, H, D)
+    /// (a strided view, e.g. q inside the fused qkv buffer): with h = R/2, for i &lt; h,
+    ///   x'[i] = x[i] cos[t,i] - x[i+h] sin[t,i],  x'[i+h] = x[i+h] cos[t,i] + x[i] sin[t,i].
+    /// cos, sin: (T, R/2) tables for positions 0..T-1. Dims R..D-1 are untouched.
+    /// </summary>
+    void RotaryForward(Tensor x, Tensor cos, Tensor sin);
+    /// <summary>In place on dx (B, T, H, D): the transpose of the rotation (rotation by -angle), turning the gradient of the rotated x into that of x.</summary>
+    void RotaryBackward(Tensor dx, Tensor cos, Tensor sin);
+
+    // ---------------------------------------------------------------- attention  (kernels/attention.cu)
+    /// <summary>
+    /// Causal self-attention per (b, h): out[t] = sum_{s&lt;=t} softmax_s(scale * q[t].k[s]) v[s].
+    /// q, k, v: (B, T, H, D) strided views; output (B, T, H, D) contiguous; lse (B, H, T) = log-sum-exp of the
+    /// scaled scores of each row, saved for the backward pass.
+    /// </summary>
+    void AttentionForward(Tensor q, Tensor k, Tensor v, float scale, Tensor output, Tensor lse);
+    /// <summary>dq, dk, dv (B, T, H, D) strided views, accumulated, from dOut (B, T, H, D) and the forward's output and lse.</summary>
+    void AttentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale, Tensor dq, Tensor dk, Tensor dv);
+
+    // ---------------------------------------------------------------- gelu  (kernels/gelu.cu)
+    /// <summary>y = gelu(x), exact (x/2 (1 + erf(x/sqrt 2))) or the tanh approximation. Same shape, contiguous.</summary>
+    void GeluForward(Tensor x, Tensor y, bool tanhApproximation);
+    /// <summary>dx += dy * gelu'(x).</summary>
+    void GeluBackward(Tensor dy, Tensor x, Tensor dx, bool tanhApproximation);
+
+    // ---------------------------------------------------------------- elementwise  (kernels/elementwise.cu)
+    /// <summary>y = a + b, contiguous, same shape; y may be a or b.</summary>
+    void Add(Tensor a, Tensor b, Tensor y);
+    /// <summary>y += alpha * x, contiguous, same shape.</summary>
+    void Axpy(float alpha, Tensor x, Tensor y);
+    /// <summary>x *= alpha in place.</summary>
+    void Scale(Tensor x, float alpha);
+
+    // ---------------------------------------------------------------- cross-entropy  (kernels/crossentropy.cu)
+    /// <summary>
+    /// Fused softmax cross-entropy, one pass per row of logits (N, V), never holding probabilities:
+    /// losses[n] = logsumexp(logits[n]) - logits[n, targets[n]]; when dLogits is given,
+    /// dLogits[n] += gradScale * (softmax(logits[n]) - onehot(targets[n])).
+    /// Rows whose target is ignoreIndex get loss 0 and no gradient. Targets outside [0, V) other than ignoreIndex are an error.
+    /// </summary>
+    void CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex, Tensor losses, Tensor? dLogits, float gradScale);
+
+    // ---------------------------------------------------------------- optimizer  (kernels/adamw.cu)
+    /// <summary>
+    /// One AdamW step over flat buffers param, grad, m, v (P): g = grad * gradScale; m = b1 m + (1-b1) g;
+    /// v = b2 v + (1-b2) g^2; mhat = m / (1 - b1^step); vhat = v / (1 - b2^step);
+    /// param -= lr * (mhat / (sqrt(vhat) + eps) + wd * param), where wd = weightDecay for elements [0, decayCount) and 0 after
+    /// (parameters are laid out decayed first, then biases and norms). step counts from 1.
+    /// </summary>
+    void AdamW(Tensor param, Tensor grad, Tensor m, Tensor v, long decayCount, in AdamWSettings settings, int step, float gradScale);
+    /// <summary>Sum of squares of every element of x (any shape, contiguous), read back to the host in double.</summary>
+    double SumOfSquares(Tensor x);
+    /// <summary>Sum of every element of x (contiguous), read back to the host in double.</summary>
+    double Sum(Tensor x);
+}
+
+/// <summary>AdamW hyper-parameters (PyTorch's defaults except weight decay).</summary>
+public readonly record struct AdamWSettings(float LearningRate, float Beta1 = 0.9f, float Beta2 = 0.95f, float Epsilon = 1e-8f, float WeightDecay = 0.1f);
