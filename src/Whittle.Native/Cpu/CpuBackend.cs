@@ -1,0 +1,496 @@
+using System.Numerics.Tensors;
+using System.Runtime.Intrinsics.X86;
+using Whittle.Native.Tensors;
+using Tensor = Whittle.Native.Tensors.Tensor;
+
+namespace Whittle.Native.Cpu;
+
+/// <summary>
+/// The CPU implementation of every op: the ground truth the CUDA kernels are checked against.
+/// Policy: exactness and determinism before speed. Reductions accumulate in double; work is split across threads
+/// only along dimensions whose outputs are disjoint, and cross-row reductions (bias and norm gradients, sums) use a
+/// fixed chunking that does not depend on the thread count, so results are bit-identical from run to run and machine to machine.
+/// Speed comes from SIMD (System.Numerics.Tensors) on contiguous rows and a blocked GEMM (Gemm.cs).
+/// </summary>
+public sealed unsafe class CpuBackend : IBackend
+{
+    /// <summary>Rows per chunk in cross-row reductions; fixed so results do not depend on the thread count.</summary>
+    const int ReductionChunk = 64;
+
+    public static CpuBackend Instance { get; } = new();
+
+    public Device Device => Device.Cpu;
+    public string Name => $"cpu ({Environment.ProcessorCount} threads{(Avx2.IsSupported ? ", AVX2" : "")}{(Fma.IsSupported ? "+FMA" : "")})";
+
+    // ---------------------------------------------------------------- memory
+
+    public Tensor Empty(DType dtype, params int[] shape) => Tensor.Empty(dtype, shape);
+    public Tensor Zeros(DType dtype, params int[] shape) => Tensor.Zeros(dtype, shape);
+    public Tensor FromHost(Tensor host) => host.Contiguous();
+    public void Synchronize() { }
+    public void Dispose() { }
+
+    public void Copy(Tensor src, Tensor dst)
+    {
+        Check.SameShape(src, dst, nameof(Copy));
+        if (src.DType == dst.DType && src.DType.SizeOf() == 4) { Rows(src, dst, static (s, d, n) => new Span<float>(s, n).CopyTo(new Span<float>(d, n))); return; }
+        if (src.DType == DType.F32 && dst.DType == DType.BF16)
+        {
+            Rows(src, dst, static (s, d, n) => { var f = (float*)s; var b = (ushort*)d; for (int i = 0; i < n; i++) b[i] = Bf16.FromFloat(f[i]); });
+            return;
+        }
+        if (src.DType == DType.BF16 && dst.DType == DType.F32)
+        {
+            Rows(src, dst, static (s, d, n) => { var b = (ushort*)s; var f = (float*)d; for (int i = 0; i < n; i++) f[i] = Bf16.ToFloat(b[i]); });
+            return;
+        }
+        if (src.DType == dst.DType && src.DType.SizeOf() == 2) { Rows(src, dst, static (s, d, n) => new Span<ushort>(s, n).CopyTo(new Span<ushort>(d, n))); return; }
+        throw new NotSupportedException($"Copy from {src.DType.Name()} to {dst.DType.Name()}");
+    }
+
+    public void Fill(Tensor dst, float value)
+    {
+        if (dst.DType == DType.F32) { Rows(dst, dst, (s, d, n) => new Span<float>(d, n).Fill(value)); return; }
+        if (dst.DType == DType.I32) { Rows(dst, dst, (s, d, n) => new Span<int>(d, n).Fill((int)value)); return; }
+        if (dst.DType == DType.BF16) { var b = Bf16.FromFloat(value); Rows(dst, dst, (s, d, n) => new Span<ushort>(d, n).Fill(b)); return; }
+        throw new NotSupportedException($"Fill of {dst.DType.Name()}");
+    }
+
+    // ---------------------------------------------------------------- embedding
+
+    public void EmbeddingForward(Tensor ids, Tensor weight, Tensor output)
+    {
+        var (v, c) = Check.Matrix(weight, "weight");
+        int n = Check.Vector(ids, DType.I32, "ids");
+        Check.Shape(output, nameof(output), n, c);
+        Check.Contiguous(output, nameof(output));
+        int* id = (int*)ids.Pointer; float* w = (float*)weight.Pointer; float* o = (float*)output.Pointer; long ldw = weight.Stride(0);
+        for (int i = 0; i < n; i++)
+        {
+            int t = id[i];
+            if ((uint)t >= (uint)v) throw new ArgumentOutOfRangeException(nameof(ids), $"token id {t} at position {i} is outside the vocabulary [0, {v})");
+            new Span<float>(w + t * ldw, c).CopyTo(new Span<float>(o + (long)i * c, c));
+        }
+    }
+
+    public void EmbeddingBackward(Tensor ids, Tensor dOutput, Tensor dWeight)
+    {
+        var (v, c) = Check.Matrix(dWeight, nameof(dWeight));
+        int n = Check.Vector(ids, DType.I32, "ids");
+        Check.Shape(dOutput, nameof(dOutput), n, c);
+        Check.Contiguous(dOutput, nameof(dOutput));
+        int* id = (int*)ids.Pointer; float* dw = (float*)dWeight.Pointer; float* dout = (float*)dOutput.Pointer; long ldw = dWeight.Stride(0);
+        // Sequential over positions: repeated ids hit the same row, and a fixed order keeps the sum deterministic.
+        for (int i = 0; i < n; i++)
+        {
+            int t = id[i];
+            if ((uint)t >= (uint)v) throw new ArgumentOutOfRangeException(nameof(ids), $"token id {t} at position {i} is outside the vocabulary [0, {v})");
+            var row = new Span<float>(dw + t * ldw, c);
+            TensorPrimitives.Add(row, new ReadOnlySpan<float>(dout + (long)i * c, c), row);
+        }
+    }
+
+    // ---------------------------------------------------------------- layernorm
+
+    public void LayerNormForward(Tensor x, Tensor weight, Tensor bias, float eps, Tensor y, Tensor mean, Tensor rstd)
+    {
+        var (n, c) = Check.ContiguousMatrix(x, nameof(x));
+        Check.Vector(weight, c, nameof(weight)); Check.Vector(bias, c, nameof(bias));
+        Check.Shape(y, nameof(y), n, c); Check.Contiguous(y, nameof(y));
+        Check.Vector(mean, n, nameof(mean)); Check.Vector(rstd, n, nameof(rstd));
+        float* px = (float*)x.Pointer, py = (float*)y.Pointer, pw = (float*)weight.Pointer, pb = (float*)bias.Pointer, pm = (float*)mean.Pointer, pr = (float*)rstd.Pointer;
+        Parallel.For(0, n, i =>
+        {
+            var row = new ReadOnlySpan<float>(px + (long)i * c, c);
+            double sum = 0; for (int j = 0; j < c; j++) sum += row[j];
+            double mu = sum / c, sq = 0;
+            for (int j = 0; j < c; j++) { double d = row[j] - mu; sq += d * d; }
+            float r = (float)(1.0 / Math.Sqrt(sq / c + eps));
+            float m = (float)mu;
+            pm[i] = m; pr[i] = r;
+            float* o = py + (long)i * c;
+            for (int j = 0; j < c; j++) o[j] = (row[j] - m) * r * pw[j] + pb[j];
+        });
+    }
+
+    public void LayerNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor mean, Tensor rstd, Tensor dx, Tensor dWeight, Tensor dBias)
+    {
+        var (n, c) = Check.ContiguousMatrix(x, nameof(x));
+        Check.Shape(dy, nameof(dy), n, c); Check.Contiguous(dy, nameof(dy));
+        Check.Shape(dx, nameof(dx), n, c); Check.Contiguous(dx, nameof(dx));
+        Check.Vector(weight, c, nameof(weight)); Check.Vector(dWeight, c, nameof(dWeight)); Check.Vector(dBias, c, nameof(dBias));
+        float* px = (float*)x.Pointer, pdy = (float*)dy.Pointer, pdx = (float*)dx.Pointer, pw = (float*)weight.Pointer, pm = (float*)mean.Pointer, pr = (float*)rstd.Pointer;
+        int chunks = (n + ReductionChunk - 1) / ReductionChunk;
+        var partW = new double[chunks * c]; var partB = new double[chunks * c];
+        Parallel.For(0, chunks, ch =>
+        {
+            var xhat = new float[c];
+            for (int i = ch * ReductionChunk, end = Math.Min(n, i + ReductionChunk); i < end; i++)
+            {
+                float* xr = px + (long)i * c, dyr = pdy + (long)i * c, dxr = pdx + (long)i * c;
+                float m = pm[i], r = pr[i];
+                double sumG = 0, sumGx = 0;
+                for (int j = 0; j < c; j++)
+                {
+                    float xh = (xr[j] - m) * r; xhat[j] = xh;
+                    double g = (double)dyr[j] * pw[j];
+                    sumG += g; sumGx += g * xh;
+                    partW[ch * c + j] += (double)dyr[j] * xh;
+                    partB[ch * c + j] += dyr[j];
+                }
+                double meanG = sumG / c, meanGx = sumGx / c;
+                for (int j = 0; j < c; j++) dxr[j] += (float)(r * (dyr[j] * pw[j] - meanG - xhat[j] * meanGx));
+            }
+        });
+        AccumulateChunks(partW, chunks, c, (float*)dWeight.Pointer);
+        AccumulateChunks(partB, chunks, c, (float*)dBias.Pointer);
+    }
+
+    static void AccumulateChunks(double[] parts, int chunks, int c, float* dst)
+    {
+        for (int j = 0; j < c; j++)
+        {
+            double s = 0;
+            for (int ch = 0; ch < chunks; ch++) s += parts[ch * c + j];
+            dst[j] += (float)s;
+        }
+    }
+
+    // ---------------------------------------------------------------- matmul
+
+    public void MatMul(Tensor a, bool transA, Tensor b, bool transB, Tensor c, float alpha = 1f, float beta = 0f, Tensor? bias = null)
+    {
+        var (ar, ac) = Check.Matrix(a, nameof(a));
+        var (br, bc) = Check.Matrix(b, nameof(b));
+        var (m, n) = Check.Matrix(c, nameof(c));
+        int k = transA ? ar : ac;
+        int am = transA ? ac : ar, bk = transB ? bc : br, bn = transB ? br : bc;
+        if (am != m || bk != k || bn != n)
+            throw new ArgumentException($"MatMul shapes: op(a) is ({am}, {k}), op(b) is ({bk}, {bn}), c is ({m}, {n}) [a {a.Describe()}{(transA ? "ᵀ" : "")}, b {b.Describe()}{(transB ? "ᵀ" : "")}]");
+        Gemm.Sgemm(transA, transB, m, n, k, alpha, (float*)a.Pointer, a.Stride(0), (float*)b.Pointer, b.Stride(0), beta, (float*)c.Pointer, c.Stride(0));
+        if (bias is not null)
+        {
+            Check.Vector(bias, n, nameof(bias));
+            var pb = new ReadOnlySpan<float>((float*)bias.Pointer, n).ToArray();
+            float* pc = (float*)c.Pointer; long ldc = c.Stride(0);
+            Parallel.For(0, m, i => { var row = new Span<float>(pc + i * ldc, n); TensorPrimitives.Add(row, pb, row); });
+        }
+    }
+
+    public void SumRows(Tensor dy, Tensor dBias)
+    {
+        var (m, n) = Check.Matrix(dy, nameof(dy));
+        Check.Vector(dBias, n, nameof(dBias));
+        float* p = (float*)dy.Pointer; long ld = dy.Stride(0);
+        int chunks = (m + ReductionChunk - 1) / ReductionChunk;
+        var parts = new double[chunks * n];
+        Parallel.For(0, chunks, ch =>
+        {
+            for (int i = ch * ReductionChunk, end = Math.Min(m, i + ReductionChunk); i < end; i++)
+                for (int j = 0; j < n; j++) parts[ch * n + j] += p[i * ld + j];
+        });
+        AccumulateChunks(parts, chunks, n, (float*)dBias.Pointer);
+    }
+
+    // ---------------------------------------------------------------- rotary
+
+    public void RotaryForward(Tensor x, Tensor cos, Tensor sin) => Rotate(x, cos, sin, +1f);
+    public void RotaryBackward(Tensor dx, Tensor cos, Tensor sin) => Rotate(dx, cos, sin, -1f);
+
+    // Rotation by +angle (forward) or -angle (backward: the transpose of a rotation is its inverse).
+    static void Rotate(Tensor x, Tensor cos, Tensor sin, float direction)
+    {
+        var (b, t, h, d) = Check.Heads(x, nameof(x));
+        var (ct, half) = Check.ContiguousMatrix(cos, nameof(cos));
+        Check.Shape(sin, nameof(sin), ct, half);
+        if (ct < t || 2 * half > d) throw new ArgumentException($"rotary tables {cos.Describe()} do not cover T={t}, head size {d}");
+        float* px = (float*)x.Pointer, pc = (float*)cos.Pointer, ps = (float*)sin.Pointer;
+        long sb = x.Stride(0), st = x.Stride(1), sh = x.Stride(2);
+        Parallel.For(0, b * t, bt =>
+        {
+            int bi = bt / t, ti = bt % t;
+            float* c = pc + (long)ti * half, s = ps + (long)ti * half;
+            for (int hi = 0; hi < h; hi++)
+            {
+                float* v = px + bi * sb + ti * st + hi * sh;
+                for (int i = 0; i < half; i++)
+                {
+                    float x1 = v[i], x2 = v[i + half], si = direction * s[i];
+                    v[i] = x1 * c[i] - x2 * si;
+                    v[i + half] = x2 * c[i] + x1 * si;
+                }
+            }
+        });
+    }
+
+    // ---------------------------------------------------------------- attention
+
+    public void AttentionForward(Tensor q, Tensor k, Tensor v, float scale, Tensor output, Tensor lse)
+    {
+        var (b, t, h, d) = Check.Heads(q, nameof(q));
+        Check.SameShape(q, k, "attention k"); Check.SameShape(q, v, "attention v"); Check.SameShape(q, output, "attention output");
+        Check.Contiguous(output, nameof(output));
+        Check.Shape(lse, nameof(lse), b, h, t); Check.Contiguous(lse, nameof(lse));
+        var qa = new HeadAccess(q); var ka = new HeadAccess(k); var va = new HeadAccess(v); var oa = new HeadAccess(output);
+        float* pl = (float*)lse.Pointer;
+        Parallel.For(0, b * h, bh =>
+        {
+            int bi = bh / h, hi = bh % h;
+            var scores = new float[t];
+            var acc = new double[d];
+            for (int ti = 0; ti < t; ti++)
+            {
+                var qrow = qa.Row(bi, ti, hi, d);
+                float max = float.NegativeInfinity;
+                for (int s = 0; s <= ti; s++) { float sc = scale * TensorPrimitives.Dot(qrow, ka.Row(bi, s, hi, d)); scores[s] = sc; if (sc > max) max = sc; }
+                double sum = 0; Array.Clear(acc);
+                for (int s = 0; s <= ti; s++)
+                {
+                    double p = Math.Exp(scores[s] - max); sum += p;
+                    var vrow = va.Row(bi, s, hi, d);
+                    for (int j = 0; j < d; j++) acc[j] += p * vrow[j];
+                }
+                var orow = oa.RowMut(bi, ti, hi, d);
+                for (int j = 0; j < d; j++) orow[j] = (float)(acc[j] / sum);
+                pl[((long)bi * h + hi) * t + ti] = (float)(max + Math.Log(sum));
+            }
+        });
+    }
+
+    public void AttentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale, Tensor dq, Tensor dk, Tensor dv)
+    {
+        var (b, t, h, d) = Check.Heads(q, nameof(q));
+        foreach (var (x, name) in new[] { (dOut, nameof(dOut)), (k, nameof(k)), (v, nameof(v)), (output, nameof(output)), (dq, nameof(dq)), (dk, nameof(dk)), (dv, nameof(dv)) })
+            Check.SameShape(q, x, "attention backward " + name);
+        Check.Shape(lse, nameof(lse), b, h, t);
+        var qa = new HeadAccess(q); var ka = new HeadAccess(k); var va = new HeadAccess(v); var oa = new HeadAccess(output); var ga = new HeadAccess(dOut);
+        var dqa = new HeadAccess(dq); var dka = new HeadAccess(dk); var dva = new HeadAccess(dv);
+        float* pl = (float*)lse.Pointer;
+        // Each (b, h) owns its slices of dq, dk, dv: no two threads write the same element.
+        Parallel.For(0, b * h, bh =>
+        {
+            int bi = bh / h, hi = bh % h;
+            var p = new float[t]; var ds = new float[t];
+            var dkAcc = new double[(long)t * d]; var dvAcc = new double[(long)t * d]; var dqAcc = new double[d];
+            for (int ti = 0; ti < t; ti++)
+            {
+                var qrow = qa.Row(bi, ti, hi, d); var grow = ga.Row(bi, ti, hi, d);
+                float l = pl[((long)bi * h + hi) * t + ti];
+                float delta = TensorPrimitives.Dot(grow, oa.Row(bi, ti, hi, d));   // rowsum(dO * O) = sum_s p_s dP_s
+                for (int s = 0; s <= ti; s++)
+                {
+                    p[s] = (float)Math.Exp(scale * TensorPrimitives.Dot(qrow, ka.Row(bi, s, hi, d)) - l);
+                    float dp = TensorPrimitives.Dot(grow, va.Row(bi, s, hi, d));
+                    ds[s] = p[s] * (dp - delta);
+                }
+                Array.Clear(dqAcc);
+                for (int s = 0; s <= ti; s++)
+                {
+                    var krow = ka.Row(bi, s, hi, d);
+                    double dss = ds[s] * (double)scale, ps = p[s];
+                    long o = (long)s * d;
+                    for (int j = 0; j < d; j++)
+                    {
+                        dqAcc[j] += dss * krow[j];
+                        dkAcc[o + j] += dss * qrow[j];
+                        dvAcc[o + j] += ps * grow[j];
+                    }
+                }
+                var dqrow = dqa.RowMut(bi, ti, hi, d);
+                for (int j = 0; j < d; j++) dqrow[j] += (float)dqAcc[j];
+            }
+            for (int s = 0; s < t; s++)
+            {
+                var dkrow = dka.RowMut(bi, s, hi, d); var dvrow = dva.RowMut(bi, s, hi, d);
+                for (int j = 0; j < d; j++) { dkrow[j] += (float)dkAcc[(long)s * d + j]; dvrow[j] += (float)dvAcc[(long)s * d + j]; }
+            }
+        });
+    }
+
+    /// <summary>Pointer arithmetic for one (B, T, H, D) view whose last dimension is dense.</summary>
+    readonly struct HeadAccess(Tensor x)
+    {
+        readonly float* _p = (float*)x.Pointer;
+        readonly long _sb = x.Stride(0), _st = x.Stride(1), _sh = x.Stride(2);
+        public ReadOnlySpan<float> Row(int b, int t, int h, int d) => new(_p + b * _sb + t * _st + h * _sh, d);
+        public Span<float> RowMut(int b, int t, int h, int d) => new(_p + b * _sb + t * _st + h * _sh, d);
+    }
+
+    // ---------------------------------------------------------------- gelu
+
+    const double SqrtHalf = 0.7071067811865476, InvSqrt2Pi = 0.3989422804014327, TanhK = 0.7978845608028654, TanhC = 0.044715;
+
+    public void GeluForward(Tensor x, Tensor y, bool tanhApproximation)
+    {
+        Check.SameShape(x, y, "gelu"); Check.Contiguous(x, nameof(x)); Check.Contiguous(y, nameof(y));
+        float* px = (float*)x.Pointer, py = (float*)y.Pointer;
+        ParallelRange(x.Count, (lo, hi) =>
+        {
+            for (long i = lo; i < hi; i++)
+            {
+                double v = px[i];
+                py[i] = tanhApproximation
+                    ? (float)(0.5 * v * (1 + Math.Tanh(TanhK * (v + TanhC * v * v * v))))
+                    : (float)(0.5 * v * (1 + SpecialFunctions.Erf(v * SqrtHalf)));
+            }
+        });
+    }
+
+    public void GeluBackward(Tensor dy, Tensor x, Tensor dx, bool tanhApproximation)
+    {
+        Check.SameShape(x, dy, "gelu dy"); Check.SameShape(x, dx, "gelu dx");
+        Check.Contiguous(x, nameof(x)); Check.Contiguous(dy, nameof(dy)); Check.Contiguous(dx, nameof(dx));
+        float* px = (float*)x.Pointer, pdy = (float*)dy.Pointer, pdx = (float*)dx.Pointer;
+        ParallelRange(x.Count, (lo, hi) =>
+        {
+            for (long i = lo; i < hi; i++)
+            {
+                double v = px[i], grad;
+                if (tanhApproximation)
+                {
+                    double th = Math.Tanh(TanhK * (v + TanhC * v * v * v));
+                    grad = 0.5 * (1 + th) + 0.5 * v * (1 - th * th) * TanhK * (1 + 3 * TanhC * v * v);
+                }
+                else grad = 0.5 * (1 + SpecialFunctions.Erf(v * SqrtHalf)) + v * InvSqrt2Pi * Math.Exp(-0.5 * v * v);
+                pdx[i] += (float)(pdy[i] * grad);
+            }
+        });
+    }
+
+    // ---------------------------------------------------------------- elementwise
+
+    public void Add(Tensor a, Tensor b, Tensor y)
+    {
+        Check.SameShape(a, b, "add"); Check.SameShape(a, y, "add");
+        ParallelSpans(a, b, y, static (sa, sb, sy) => TensorPrimitives.Add(sa, sb, sy));
+    }
+
+    public void Axpy(float alpha, Tensor x, Tensor y)
+    {
+        Check.SameShape(x, y, "axpy");
+        ParallelSpans(x, y, y, (sx, sy, so) => TensorPrimitives.MultiplyAdd(sx, alpha, sy, so));
+    }
+
+    public void Scale(Tensor x, float alpha) => ParallelSpans(x, x, x, (s, _, o) => TensorPrimitives.Multiply(s, alpha, o));
+
+    // ---------------------------------------------------------------- cross-entropy
+
+    public void CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex, Tensor losses, Tensor? dLogits, float gradScale)
+    {
+        var (n, v) = Check.ContiguousMatrix(logits, nameof(logits));
+        Check.Vector(targets, DType.I32, nameof(targets)); Check.Vector(losses, n, nameof(losses));
+        if (targets.Count != n) throw new ArgumentException($"targets has {targets.Count} entries for {n} rows of logits");
+        if (dLogits is not null) { Check.Shape(dLogits, nameof(dLogits), n, v); Check.Contiguous(dLogits, nameof(dLogits)); }
+        float* pl = (float*)logits.Pointer, po = (float*)losses.Pointer; int* pt = (int*)targets.Pointer;
+        float* pd = dLogits is null ? null : (float*)dLogits.Pointer;
+        for (int i = 0; i < n; i++)
+            if (pt[i] != ignoreIndex && (uint)pt[i] >= (uint)v) throw new ArgumentOutOfRangeException(nameof(targets), $"target {pt[i]} at row {i} is outside [0, {v}) and is not the ignore index {ignoreIndex}");
+        Parallel.For(0, n, i =>
+        {
+            int target = pt[i];
+            if (target == ignoreIndex) { po[i] = 0; return; }
+            var row = new ReadOnlySpan<float>(pl + (long)i * v, v);
+            float max = TensorPrimitives.Max(row);
+            double sum = 0; for (int j = 0; j < v; j++) sum += Math.Exp(row[j] - max);
+            double lse = max + Math.Log(sum);
+            po[i] = (float)(lse - row[target]);
+            if (pd == null) return;
+            float* drow = pd + (long)i * v;
+            for (int j = 0; j < v; j++) drow[j] += (float)(gradScale * Math.Exp(row[j] - lse));
+            drow[target] -= gradScale;
+        });
+    }
+
+    // ---------------------------------------------------------------- optimizer
+
+    public void AdamW(Tensor param, Tensor grad, Tensor m, Tensor v, long decayCount, in AdamWSettings s, int step, float gradScale)
+    {
+        long count = param.Count;
+        foreach (var (t, name) in new[] { (grad, nameof(grad)), (m, nameof(m)), (v, nameof(v)) })
+            if (t.Count != count || !t.IsContiguous) throw new ArgumentException($"AdamW: {name} must be a contiguous buffer of {count} elements, got {t.Describe()}");
+        if (step < 1) throw new ArgumentOutOfRangeException(nameof(step), "AdamW steps count from 1");
+        float* pp = (float*)param.Pointer, pg = (float*)grad.Pointer, pm = (float*)m.Pointer, pv = (float*)v.Pointer;
+        float b1 = s.Beta1, b2 = s.Beta2, lr = s.LearningRate, eps = s.Epsilon, wd = s.WeightDecay;
+        double bc1 = 1 - Math.Pow(b1, step), bc2Sqrt = Math.Sqrt(1 - Math.Pow(b2, step));
+        ParallelRange(count, (lo, hi) =>
+        {
+            for (long i = lo; i < hi; i++)
+            {
+                float g = pg[i] * gradScale;
+                float mi = b1 * pm[i] + (1 - b1) * g;
+                float vi = b2 * pv[i] + (1 - b2) * g * g;
+                pm[i] = mi; pv[i] = vi;
+                float decay = i < decayCount ? wd : 0f;
+                float p = pp[i] * (1 - lr * decay);                     // decoupled weight decay, as torch.optim.AdamW
+                pp[i] = p - (float)(lr / bc1 * mi / (Math.Sqrt(vi) / bc2Sqrt + eps));
+            }
+        });
+    }
+
+    public double SumOfSquares(Tensor x) => ChunkedSum(x, static s => { double a = 0; foreach (var f in s) a += (double)f * f; return a; });
+    public double Sum(Tensor x) => ChunkedSum(x, static s => { double a = 0; foreach (var f in s) a += f; return a; });
+
+    // ---------------------------------------------------------------- helpers
+
+    const int ElementChunk = 1 << 16;
+
+    static double ChunkedSum(Tensor x, Func<ReadOnlySpan<float>, double> partial)
+    {
+        Check.Contiguous(x, nameof(x));
+        if (x.DType != DType.F32) throw new ArgumentException($"sum over {x.Describe()}: f32 expected");
+        float* p = (float*)x.Pointer; long n = x.Count;
+        int chunks = (int)((n + ElementChunk - 1) / ElementChunk);
+        var parts = new double[chunks];
+        Parallel.For(0, chunks, c =>
+        {
+            long lo = (long)c * ElementChunk, hi = Math.Min(n, lo + ElementChunk);
+            parts[c] = partial(new ReadOnlySpan<float>(p + lo, (int)(hi - lo)));
+        });
+        double s = 0; foreach (var d in parts) s += d;
+        return s;
+    }
+
+    static void ParallelRange(long count, Action<long, long> body)
+    {
+        int chunks = (int)((count + ElementChunk - 1) / ElementChunk);
+        if (chunks <= 1) { body(0, count); return; }
+        Parallel.For(0, chunks, c => body((long)c * ElementChunk, Math.Min(count, (long)(c + 1) * ElementChunk)));
+    }
+
+    static void ParallelSpans(Tensor a, Tensor b, Tensor y, SpanOp op)
+    {
+        Check.Contiguous(a, "a"); Check.Contiguous(b, "b"); Check.Contiguous(y, "y");
+        float* pa = (float*)a.Pointer, pb = (float*)b.Pointer, py = (float*)y.Pointer;
+        ParallelRange(a.Count, (lo, hi) =>
+        {
+            int len = (int)(hi - lo);
+            op(new ReadOnlySpan<float>(pa + lo, len), new ReadOnlySpan<float>(pb + lo, len), new Span<float>(py + lo, len));
+        });
+    }
+
+    delegate void SpanOp(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> y);
+    delegate void RowOpPtr(void* src, void* dst, int count);
+
+    // Walks two same-shape views row by row (the last dimension), handing raw row pointers to op.
+    static void Rows(Tensor src, Tensor dst, RowOpPtr op)
+    {
+        if (src.Count == 0) return;
+        int rank = src.Rank;
+        if (rank == 0) { op((void*)src.Pointer, (void*)dst.Pointer, 1); return; }
+        int cols = src.Size(-1);
+        bool dense = (src.Stride(-1) == 1 || cols == 1) && (dst.Stride(-1) == 1 || cols == 1);
+        long rows = src.Count / cols;
+        int es = src.DType.SizeOf(), ed = dst.DType.SizeOf();
+        var idx = new int[rank];
+        for (long r = 0; r < rows; r++)
+        {
+            long os = 0, od = 0;
+            for (int d = 0; d < rank - 1; d++) { os += idx[d] * src.Stride(d); od += idx[d] * dst.Stride(d); }
+            if (dense) op((void*)(src.Pointer + (nint)(os * es)), (void*)(dst.Pointer + (nint)(od * ed)), cols);
+            else
+                for (int j = 0; j < cols; j++)
+                    op((void*)(src.Pointer + (nint)((os + j * src.Stride(-1)) * es)), (void*)(dst.Pointer + (nint)((od + j * dst.Stride(-1)) * ed)), 1);
+            for (int d = rank - 2; d >= 0; d--) { if (++idx[d] < src.Size(d)) break; idx[d] = 0; }
+        }
+    }
+}

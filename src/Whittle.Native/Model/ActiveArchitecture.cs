@@ -1,0 +1,34 @@
+namespace Whittle.Native.Model;
+
+/// <summary>
+/// Which part of a (possibly larger) GPT-NeoX model a forward pass uses: the first <see cref="EmbedDim"/> channels,
+/// the layers <see cref="Layers"/> in that order, and in each the first Heads[i] heads and first Intermediate[i]
+/// MLP neurons. The whole model is the trivial case. Everything is a prefix of the (importance-permuted) parent, so
+/// the forward pass reads strided views of the parent's weights and copies nothing.
+/// </summary>
+public sealed record ActiveArchitecture(int EmbedDim, int[] Layers, int[] Heads, int[] Intermediate)
+{
+    public static ActiveArchitecture Full(GptNeoXConfig c) => new(
+        c.HiddenSize,
+        Enumerable.Range(0, c.NumLayers).ToArray(),
+        Enumerable.Range(0, c.NumLayers).Select(c.HeadsOf).ToArray(),
+        Enumerable.Range(0, c.NumLayers).Select(c.IntermediateOf).ToArray());
+
+    /// <summary>Throws a WhittleException naming the first dimension that does not fit inside <paramref name="parent"/>.</summary>
+    public ActiveArchitecture Validate(GptNeoXConfig parent)
+    {
+        void Require(bool ok, string what) { if (!ok) throw new WhittleException($"sub-network: {what}"); }
+        Require(EmbedDim >= 1 && EmbedDim <= parent.HiddenSize, $"embed_dim {EmbedDim} must be in [1, {parent.HiddenSize}]");
+        Require(Layers.Length >= 1, "at least one layer is needed");
+        Require(Heads.Length == Layers.Length && Intermediate.Length == Layers.Length, "heads and intermediate_size need one entry per selected layer");
+        Require(Layers.Distinct().Count() == Layers.Length, $"layer indices repeat: [{string.Join(", ", Layers)}]");
+        for (int i = 0; i < Layers.Length; i++)
+        {
+            int l = Layers[i];
+            Require(l >= 0 && l < parent.NumLayers, $"layer index {l} is outside [0, {parent.NumLayers})");
+            Require(Heads[i] >= 1 && Heads[i] <= parent.HeadsOf(l), $"layer {l}: {Heads[i]} heads, the parent has {parent.HeadsOf(l)}");
+            Require(Intermediate[i] >= 1 && Intermediate[i] <= parent.IntermediateOf(l), $"layer {l}: intermediate_size {Intermediate[i]}, the parent has {parent.IntermediateOf(l)}");
+        }
+        return this;
+    }
+}

@@ -1,0 +1,214 @@
+using Whittle.Native.Autograd;
+using Whittle.Native.Tensors;
+
+namespace Whittle.Native.Model;
+
+/// <summary>
+/// GPT-NeoX / Pythia, computed exactly as Hugging Face transformers computes GPTNeoXForCausalLM (fp32):
+/// embed_in → per layer [input_layernorm → fused query_key_value (rows per head [H, 3, D]) → partial rotary
+/// (rotate-half on the first rotary_pct·D dims of q and k) → causal attention, scale 1/sqrt(D) → dense] and
+/// [post_attention_layernorm → dense_h_to_4h → GELU → dense_4h_to_h], combined in parallel (x + attn(ln1 x) + mlp(ln2 x))
+/// or sequentially (x + attn(ln1 x), then + mlp(ln2 ·)) → final_layer_norm → embed_out (untied, no bias).
+/// The forward pass runs over an <see cref="ActiveArchitecture"/>; the full model is its trivial case.
+/// </summary>
+public sealed class GptNeoX : IDisposable
+{
+    Tensor? _cos, _sin;   // (Tmax, R/2) rotary tables on the backend
+
+    public GptNeoX(GptNeoXConfig config, IBackend backend)
+    {
+        Config = config.Validate();
+        Backend = backend;
+        Parameters = new ParameterSet(backend, Layout(config));
+    }
+
+    public GptNeoXConfig Config { get; }
+    public IBackend Backend { get; }
+    public ParameterSet Parameters { get; }
+
+    // ---------------------------------------------------------------- names and shapes (Hugging Face's)
+
+    public const string EmbedIn = "gpt_neox.embed_in.weight";
+    public const string EmbedOut = "embed_out.weight";
+    public const string FinalNormWeight = "gpt_neox.final_layer_norm.weight";
+    public const string FinalNormBias = "gpt_neox.final_layer_norm.bias";
+    public static string LayerPrefix(int layer) => $"gpt_neox.layers.{layer}.";
+
+    public static IEnumerable<(string Name, int[] Shape)> Layout(GptNeoXConfig c)
+    {
+        int C = c.HiddenSize, D = c.HeadSize;
+        yield return (EmbedIn, [c.VocabSize, C]);
+        for (int l = 0; l < c.NumLayers; l++)
+        {
+            string p = LayerPrefix(l);
+            int h = c.HeadsOf(l), m = c.IntermediateOf(l);
+            yield return (p + "input_layernorm.weight", [C]);
+            yield return (p + "input_layernorm.bias", [C]);
+            yield return (p + "post_attention_layernorm.weight", [C]);
+            yield return (p + "post_attention_layernorm.bias", [C]);
+            yield return (p + "attention.query_key_value.weight", [3 * h * D, C]);
+            yield return (p + "attention.query_key_value.bias", [3 * h * D]);
+            yield return (p + "attention.dense.weight", [C, h * D]);
+            yield return (p + "attention.dense.bias", [C]);
+            yield return (p + "mlp.dense_h_to_4h.weight", [m, C]);
+            yield return (p + "mlp.dense_h_to_4h.bias", [m]);
+            yield return (p + "mlp.dense_4h_to_h.weight", [C, m]);
+            yield return (p + "mlp.dense_4h_to_h.bias", [C]);
+        }
+        yield return (FinalNormWeight, [C]);
+        yield return (FinalNormBias, [C]);
+        yield return (EmbedOut, [c.VocabSize, C]);
+    }
+
+    // ---------------------------------------------------------------- initialisation
+
+    /// <summary>
+    /// A new model, initialised the GPT-2/Pythia way: every weight matrix and both embeddings ~ N(0, 0.02); the two
+    /// projections that write into the residual stream (attention.dense, mlp.dense_4h_to_h) ~ N(0, 0.02/sqrt(2·layers))
+    /// so the residual's variance does not grow with depth; biases 0; layernorm weight 1, bias 0.
+    /// </summary>
+    public static GptNeoX CreateRandom(GptNeoXConfig config, IBackend backend, ulong seed)
+    {
+        var model = new GptNeoX(config, backend);
+        var rng = new Rng(seed);
+        using var host = Tensor.Zeros(DType.F32, checked((int)model.Parameters.Count));
+        var all = host.AsSpan<float>();
+        double residualStd = 0.02 / Math.Sqrt(2.0 * config.NumLayers);
+        foreach (var p in model.Parameters.Entries)
+        {
+            var span = all.Slice((int)p.Offset, (int)p.Count);
+            if (p.Name.EndsWith("layernorm.weight") || p.Name == FinalNormWeight) span.Fill(1f);
+            else if (p.Shape.Length == 1) span.Clear();
+            else rng.FillNormal(span, 0, p.Name.EndsWith("attention.dense.weight") || p.Name.EndsWith("dense_4h_to_h.weight") ? residualStd : 0.02);
+        }
+        model.LoadFlat(host);
+        return model;
+    }
+
+    /// <summary>Replaces every parameter with the values of a host (P) vector laid out as <see cref="ParameterSet.Entries"/>.</summary>
+    public void LoadFlat(Tensor hostFlat)
+    {
+        using var dev = Backend.FromHost(hostFlat);
+        Backend.Copy(dev, Parameters.Flat);
+    }
+
+    // ---------------------------------------------------------------- forward
+
+    /// <summary>
+    /// Logits (B·T, V) for ids (B, T) (i32, on this model's backend). With a recording tape and allocated gradients
+    /// (<see cref="ParameterSet.EnsureGrad"/>), parameter gradients accumulate into <see cref="ParameterSet.FlatGrad"/>.
+    /// </summary>
+    public Var Forward(Tape tape, Tensor ids, ActiveArchitecture? active = null)
+    {
+        var c = Config;
+        var a = (active ?? ActiveArchitecture.Full(c)).Validate(c);
+        if (ids.Rank != 2 || ids.DType != DType.I32) throw new ArgumentException($"ids must be an i32 (B, T) tensor, got {ids.Describe()}");
+        int B = ids.Size(0), T = ids.Size(1), N = B * T, d = a.EmbedDim, D = c.HeadSize;
+        EnsureRotaryTables(T);
+        var cos = _cos!.Narrow(0, 0, T); var sin = _sin!.Narrow(0, 0, T);
+        float scale = 1f / MathF.Sqrt(D);
+        bool tanh = c.GeluTanh;
+
+        var x = tape.Embedding(ids.Reshape(N), Param(tape, EmbedIn, rows: null, cols: d));
+        foreach (var (l, i) in a.Layers.Select((l, i) => (l, i)))
+        {
+            string p = LayerPrefix(l);
+            int h = a.Heads[i], m = a.Intermediate[i];
+            var ln1 = tape.LayerNorm(x, Param(tape, p + "input_layernorm.weight", d), Param(tape, p + "input_layernorm.bias", d), c.LayerNormEps);
+            // (N, 3·h·D): the first h heads' [q, k, v] rows of the fused weight are its first 3·h·D rows.
+            var qkv = tape.Linear(ln1, Param(tape, p + "attention.query_key_value.weight", 3 * h * D, d), Param(tape, p + "attention.query_key_value.bias", 3 * h * D));
+            tape.Release(ln1);
+            long[] headStrides = [(long)T * 3 * h * D, 3L * h * D, 3L * D, 1];
+            int[] headShape = [B, T, h, D];
+            var q = tape.View(qkv, t => t.AsStrided(headShape, headStrides, 0));
+            var k = tape.View(qkv, t => t.AsStrided(headShape, headStrides, D));
+            var v = tape.View(qkv, t => t.AsStrided(headShape, headStrides, 2 * D));
+            if (c.RotaryDims > 0) { tape.Rotary(q, cos, sin); tape.Rotary(k, cos, sin); }
+            var att = tape.Attention(q, k, v, scale);                                     // (B, T, h, D)
+            tape.Release(qkv);
+            var attFlat = tape.View(att, t => t.Reshape(N, h * D));
+            var attOut = tape.Linear(attFlat, Param(tape, p + "attention.dense.weight", d, h * D), Param(tape, p + "attention.dense.bias", d));
+            tape.Release(att);
+
+            Var mlpIn, residual;
+            if (c.UseParallelResidual) { mlpIn = x; residual = x; }
+            else { residual = tape.Add(x, attOut); tape.Release(x, attOut); mlpIn = residual; }
+            var ln2 = tape.LayerNorm(mlpIn, Param(tape, p + "post_attention_layernorm.weight", d), Param(tape, p + "post_attention_layernorm.bias", d), c.LayerNormEps);
+            var hidden = tape.Linear(ln2, Param(tape, p + "mlp.dense_h_to_4h.weight", m, d), Param(tape, p + "mlp.dense_h_to_4h.bias", m));
+            tape.Release(ln2);
+            var act = tape.Gelu(hidden, tanh);
+            tape.Release(hidden);
+            var mlpOut = tape.Linear(act, Param(tape, p + "mlp.dense_4h_to_h.weight", d, m), Param(tape, p + "mlp.dense_4h_to_h.bias", d));
+            tape.Release(act);
+            Var next;
+            if (c.UseParallelResidual)
+            {
+                var sum = tape.Add(attOut, mlpOut);
+                tape.Release(attOut, mlpOut);
+                next = tape.Add(x, sum);
+                tape.Release(sum);
+            }
+            else { next = tape.Add(residual, mlpOut); tape.Release(mlpOut); }
+            tape.Release(x, residual);
+            x = next;
+        }
+        var final = tape.LayerNorm(x, Param(tape, FinalNormWeight, d), Param(tape, FinalNormBias, d), c.LayerNormEps);
+        tape.Release(x);
+        var logits = tape.Linear(final, Param(tape, EmbedOut, rows: null, cols: d), null);
+        tape.Release(final);
+        return logits;
+    }
+
+    /// <summary>Mean next-token cross-entropy of a (B, T+1) window batch: inputs tokens[:, :-1], targets tokens[:, 1:].</summary>
+    public Var Loss(Tape tape, Tensor inputs, Tensor targets, ActiveArchitecture? active = null, int ignoreIndex = -100)
+    {
+        var logits = Forward(tape, inputs, active);
+        var loss = tape.CrossEntropy(logits, targets.Reshape((int)targets.Count), ignoreIndex);
+        tape.Release(logits);
+        return loss;
+    }
+
+    /// <summary>A parameter (or its leading sub-block) as a tape Var: with its gradient view when gradients are being recorded.</summary>
+    Var Param(Tape tape, string name, int? rows = null, int? cols = null)
+    {
+        var data = Parameters[name];
+        Tensor Slice(Tensor t)
+        {
+            if (t.Rank == 1) return rows is { } n && n != t.Size(0) ? t.Narrow(0, 0, n) : t;
+            if (rows is { } r && r != t.Size(0)) t = t.Narrow(0, 0, r);
+            if (cols is { } cc && cc != t.Size(1)) t = t.Narrow(1, 0, cc);
+            return t;
+        }
+        bool train = tape.IsRecording && Parameters.FlatGrad is not null;
+        return train ? Var.Parameter(Slice(data), Slice(Parameters.Grad(name))) : Var.Constant(Slice(data));
+    }
+
+    Var Param(Tape tape, string name, int length) => Param(tape, name, rows: length, cols: null);
+
+    /// <summary>cos/sin of t·inv_freq, inv_freq[i] = base^(-2i/R), for t in [0, Tmax): the same tables HF builds (in double, then f32).</summary>
+    void EnsureRotaryTables(int t)
+    {
+        int half = Config.RotaryDims / 2;
+        if (_cos is not null && _cos.Size(0) >= t) return;
+        int rows = Math.Max(t, Math.Min(Config.MaxPositionEmbeddings, 4096));
+        var cos = new float[rows * Math.Max(half, 1)]; var sin = new float[cos.Length];
+        for (int pos = 0; pos < rows; pos++)
+            for (int i = 0; i < half; i++)
+            {
+                double invFreq = 1.0 / Math.Pow(Config.RotaryBase, 2.0 * i / Config.RotaryDims);
+                double angle = pos * invFreq;
+                cos[pos * half + i] = (float)Math.Cos(angle);
+                sin[pos * half + i] = (float)Math.Sin(angle);
+            }
+        _cos?.Dispose(); _sin?.Dispose();
+        using var hc = Tensor.FromArray(cos, rows, Math.Max(half, 1));
+        using var hs = Tensor.FromArray(sin, rows, Math.Max(half, 1));
+        _cos = Backend.FromHost(hc); _sin = Backend.FromHost(hs);
+    }
+
+    public void Dispose()
+    {
+        Parameters.Dispose();
+        _cos?.Dispose(); _sin?.Dispose();
+    }
+}

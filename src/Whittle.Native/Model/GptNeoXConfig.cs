@@ -1,0 +1,172 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Whittle.Native.Model;
+
+/// <summary>
+/// A GPT-NeoX architecture, read from and written to Hugging Face's <c>config.json</c>.
+/// Accepts both spellings HF has used (<c>rotary_pct</c> / <c>partial_rotary_factor</c>, <c>rotary_emb_base</c> /
+/// <c>rope_theta</c>). Models extracted from a supernet may be non-uniform; they carry our own documented fields,
+/// which transformers ignores (so such a config is only loadable by this engine, and <see cref="IsHuggingFaceCompatible"/> says so):
+/// <list type="bullet">
+/// <item><c>whittle_head_size</c>: head size when heads × head size ≠ hidden_size;</item>
+/// <item><c>whittle_layer_heads</c>, <c>whittle_layer_intermediate_sizes</c>: per-layer head counts and MLP widths.</item>
+/// </list>
+/// </summary>
+public sealed record GptNeoXConfig
+{
+    public required int VocabSize { get; init; }
+    public required int HiddenSize { get; init; }
+    public required int NumLayers { get; init; }
+    public required int NumHeads { get; init; }
+    public required int IntermediateSize { get; init; }
+    public float RotaryPct { get; init; } = 0.25f;
+    public float RotaryBase { get; init; } = 10000f;
+    public float LayerNormEps { get; init; } = 1e-5f;
+    public bool UseParallelResidual { get; init; } = true;
+    public string HiddenAct { get; init; } = "gelu";
+    public int MaxPositionEmbeddings { get; init; } = 2048;
+    public int BosTokenId { get; init; }
+    public int EosTokenId { get; init; }
+    /// <summary>Head size; defaults to HiddenSize / NumHeads.</summary>
+    public int? ExplicitHeadSize { get; init; }
+    /// <summary>Per-layer head counts (null: NumHeads everywhere).</summary>
+    public int[]? LayerHeads { get; init; }
+    /// <summary>Per-layer MLP widths (null: IntermediateSize everywhere).</summary>
+    public int[]? LayerIntermediateSizes { get; init; }
+
+    public int HeadSize => ExplicitHeadSize ?? HiddenSize / NumHeads;
+    public int RotaryDims => (int)(HeadSize * RotaryPct);
+    public int HeadsOf(int layer) => LayerHeads?[layer] ?? NumHeads;
+    public int IntermediateOf(int layer) => LayerIntermediateSizes?[layer] ?? IntermediateSize;
+
+    /// <summary>"gelu" is exact erf GELU; the tanh-approximation names HF uses map to the approximation.</summary>
+    public bool GeluTanh => HiddenAct switch
+    {
+        "gelu" => false,
+        "gelu_new" or "gelu_fast" or "gelu_pytorch_tanh" => true,
+        _ => throw new WhittleException($"unsupported hidden_act '{HiddenAct}' (supported: gelu, gelu_new, gelu_fast, gelu_pytorch_tanh)"),
+    };
+
+    public bool IsHuggingFaceCompatible => ExplicitHeadSize is null && LayerHeads is null && LayerIntermediateSizes is null;
+
+    /// <summary>Checks internal consistency; the message says which field is wrong.</summary>
+    public GptNeoXConfig Validate(string source = "config")
+    {
+        void Require(bool ok, string what) { if (!ok) throw new WhittleException($"{source}: {what}"); }
+        Require(VocabSize > 0, $"vocab_size must be positive, got {VocabSize}");
+        Require(HiddenSize > 0, $"hidden_size must be positive, got {HiddenSize}");
+        Require(NumLayers > 0, $"num_hidden_layers must be positive, got {NumLayers}");
+        Require(NumHeads > 0, $"num_attention_heads must be positive, got {NumHeads}");
+        Require(IntermediateSize > 0, $"intermediate_size must be positive, got {IntermediateSize}");
+        Require(ExplicitHeadSize is not null || HiddenSize % NumHeads == 0, $"hidden_size {HiddenSize} is not divisible by num_attention_heads {NumHeads}");
+        Require(HeadSize > 0, $"head size must be positive, got {HeadSize}");
+        Require(RotaryPct is >= 0 and <= 1, $"rotary_pct must be in [0, 1], got {RotaryPct}");
+        Require(RotaryDims % 2 == 0, $"rotary dims {RotaryDims} (head size {HeadSize} × rotary_pct {RotaryPct}) must be even");
+        Require(LayerNormEps > 0, $"layer_norm_eps must be positive, got {LayerNormEps}");
+        Require(MaxPositionEmbeddings > 0, $"max_position_embeddings must be positive");
+        Require(LayerHeads is null || LayerHeads.Length == NumLayers, $"whittle_layer_heads has {LayerHeads?.Length} entries for {NumLayers} layers");
+        Require(LayerIntermediateSizes is null || LayerIntermediateSizes.Length == NumLayers, $"whittle_layer_intermediate_sizes has {LayerIntermediateSizes?.Length} entries for {NumLayers} layers");
+        Require(LayerHeads is null || LayerHeads.All(h => h > 0), "whittle_layer_heads must be positive");
+        Require(LayerIntermediateSizes is null || LayerIntermediateSizes.All(h => h > 0), "whittle_layer_intermediate_sizes must be positive");
+        _ = GeluTanh;
+        return this;
+    }
+
+    // ---------------------------------------------------------------- JSON
+
+    public static GptNeoXConfig Load(string path)
+    {
+        if (Directory.Exists(path)) path = System.IO.Path.Combine(path, "config.json");
+        if (!File.Exists(path)) throw new InvalidFileException(path, "file not found (a model directory needs config.json)");
+        JsonNode? root;
+        try { root = JsonNode.Parse(File.ReadAllText(path)); }
+        catch (JsonException e) { throw new InvalidFileException(path, $"not valid JSON: {e.Message}"); }
+        if (root is not JsonObject o) throw new InvalidFileException(path, "expected a JSON object");
+        return FromJson(o, path);
+    }
+
+    public static GptNeoXConfig FromJson(JsonObject o, string source)
+    {
+        string? modelType = Str(o, "model_type");
+        var archs = o["architectures"] as JsonArray;
+        bool isNeoX = modelType == "gpt_neox" || (archs?.Any(a => a?.GetValue<string>() is "GPTNeoXForCausalLM") ?? false);
+        if (!isNeoX)
+            throw new InvalidFileException(source, $"unsupported architecture (model_type '{modelType ?? "missing"}', architectures [{string.Join(", ", archs?.Select(a => a?.ToString()) ?? [])}]); only GPT-NeoX (model_type gpt_neox) is supported");
+        if (o["tie_word_embeddings"] is JsonValue tie && tie.GetValue<bool>())
+            throw new InvalidFileException(source, "tie_word_embeddings = true is not supported (GPT-NeoX/Pythia use an untied embed_out)");
+        if (o["attention_bias"] is JsonValue ab && !ab.GetValue<bool>())
+            throw new InvalidFileException(source, "attention_bias = false is not supported");
+
+        int Int(string key) => o[key] is JsonValue v && v.TryGetValue(out int i) ? i
+            : throw new InvalidFileException(source, $"missing or non-integer '{key}'");
+        float Float(float dflt, params string[] keys)
+        {
+            foreach (var k in keys) if (o[k] is JsonValue v) return (float)v.GetValue<double>();
+            return dflt;
+        }
+        try
+        {
+            return new GptNeoXConfig
+            {
+                VocabSize = Int("vocab_size"),
+                HiddenSize = Int("hidden_size"),
+                NumLayers = Int("num_hidden_layers"),
+                NumHeads = Int("num_attention_heads"),
+                IntermediateSize = Int("intermediate_size"),
+                RotaryPct = Float(0.25f, "rotary_pct", "partial_rotary_factor"),
+                RotaryBase = Float(10000f, "rotary_emb_base", "rope_theta"),
+                LayerNormEps = Float(1e-5f, "layer_norm_eps"),
+                UseParallelResidual = o["use_parallel_residual"] is JsonValue pr ? pr.GetValue<bool>() : true,
+                HiddenAct = Str(o, "hidden_act") ?? "gelu",
+                MaxPositionEmbeddings = o["max_position_embeddings"] is JsonValue mp ? mp.GetValue<int>() : 2048,
+                BosTokenId = o["bos_token_id"] is JsonValue b && b.TryGetValue(out int bi) ? bi : 0,
+                EosTokenId = o["eos_token_id"] is JsonValue e && e.TryGetValue(out int ei) ? ei : 0,
+                ExplicitHeadSize = o["whittle_head_size"] is JsonValue hs ? hs.GetValue<int>() : null,
+                LayerHeads = o["whittle_layer_heads"] is JsonArray lh ? lh.Select(x => x!.GetValue<int>()).ToArray() : null,
+                LayerIntermediateSizes = o["whittle_layer_intermediate_sizes"] is JsonArray li ? li.Select(x => x!.GetValue<int>()).ToArray() : null,
+            }.Validate(source);
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or FormatException)
+        {
+            throw new InvalidFileException(source, $"a field has the wrong JSON type: {ex.Message}");
+        }
+    }
+
+    static string? Str(JsonObject o, string key) => o[key] is JsonValue v && v.TryGetValue(out string? s) ? s : null;
+
+    /// <summary>A config.json that Hugging Face transformers loads (plus our per-layer fields when non-uniform).</summary>
+    public JsonObject ToJson()
+    {
+        var o = new JsonObject
+        {
+            ["architectures"] = new JsonArray("GPTNeoXForCausalLM"),
+            ["model_type"] = "gpt_neox",
+            ["vocab_size"] = VocabSize,
+            ["hidden_size"] = HiddenSize,
+            ["num_hidden_layers"] = NumLayers,
+            ["num_attention_heads"] = NumHeads,
+            ["intermediate_size"] = IntermediateSize,
+            ["rotary_pct"] = RotaryPct,
+            ["rotary_emb_base"] = RotaryBase,
+            ["layer_norm_eps"] = LayerNormEps,
+            ["use_parallel_residual"] = UseParallelResidual,
+            ["hidden_act"] = HiddenAct,
+            ["max_position_embeddings"] = MaxPositionEmbeddings,
+            ["initializer_range"] = 0.02,
+            ["tie_word_embeddings"] = false,
+            ["attention_dropout"] = 0.0,
+            ["hidden_dropout"] = 0.0,
+            ["bos_token_id"] = BosTokenId,
+            ["eos_token_id"] = EosTokenId,
+            ["use_cache"] = true,
+            ["torch_dtype"] = "float32",
+        };
+        if (ExplicitHeadSize is { } h) o["whittle_head_size"] = h;
+        if (LayerHeads is { } lh) o["whittle_layer_heads"] = new JsonArray(lh.Select(x => (JsonNode)x).ToArray());
+        if (LayerIntermediateSizes is { } li) o["whittle_layer_intermediate_sizes"] = new JsonArray(li.Select(x => (JsonNode)x).ToArray());
+        return o;
+    }
+
+    public void Save(string path) => AtomicFile.WriteAllText(path, ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+}
