@@ -29,8 +29,4 @@ static class CliCommon
             return inner is WhittleException ? 1 : 2;
         }
     }
-
-    /// <summary>Writes a JSON object on stdout (one document, indented).</summary>
-    public static void PrintJson<T>(T value, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> typeInfo)
-        => Console.Out.WriteLine(JsonSerializer.Serialize(value, typeInfo));
 }

@@ -1,0 +1,78 @@
+using Whittle.Native.Tensors;
+
+namespace Whittle.Native.Model;
+
+/// <summary>
+/// Loading and saving GPT-NeoX model directories in Hugging Face's layout (config.json + model.safetensors, or
+/// sharded with model.safetensors.index.json). Loading is strict: every parameter the config implies must be present
+/// with exactly the implied shape, and any tensor that is neither a parameter nor one of the non-parameter buffers
+/// older transformers versions saved is an error (it usually means the wrong architecture).
+/// Saving is atomic at the directory level: a complete directory is built beside the target and renamed into place.
+/// </summary>
+public static class GptNeoXCheckpoint
+{
+    /// <summary>Buffers (not parameters) that older transformers versions stored in GPT-NeoX checkpoints.</summary>
+    static bool IsKnownBuffer(string name) =>
+        name.EndsWith(".attention.bias") || name.EndsWith(".attention.masked_bias") || name.EndsWith(".rotary_emb.inv_freq");
+
+    public static GptNeoX Load(string dir, IBackend backend)
+    {
+        var config = GptNeoXConfig.Load(dir);
+        using var reader = new CheckpointReader(dir);
+        CheckTensors(dir, config, reader);
+        var model = new GptNeoX(config, backend);
+        try
+        {
+            using var host = Tensor.Zeros(DType.F32, checked((int)model.Parameters.Count));
+            var all = host.AsSpan<float>();
+            foreach (var p in model.Parameters.Entries)
+                reader.ReadFloats(p.Name, all.Slice((int)p.Offset, (int)p.Count));
+            model.LoadFlat(host);
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Checks names and shapes of a checkpoint against a config without reading any weights.</summary>
+    public static void CheckTensors(string dir, GptNeoXConfig config, CheckpointReader reader)
+    {
+        var expected = GptNeoX.Layout(config).ToDictionary(p => p.Name, p => p.Shape);
+        foreach (var (name, shape) in expected)
+        {
+            if (!reader.Contains(name))
+                throw new InvalidFileException(dir, $"missing tensor '{name}': config.json implies shape {Tensor.FormatShape(shape)}");
+            var found = reader.Find(name).Shape;
+            if (!found.AsSpan().SequenceEqual(shape))
+                throw new InvalidFileException(dir, $"shape {Tensor.FormatShape(found)} does not match {Tensor.FormatShape(shape)} implied by config.json", name);
+        }
+        var unexpected = reader.Names.Where(n => !expected.ContainsKey(n) && !IsKnownBuffer(n)).Take(5).ToList();
+        if (unexpected.Count > 0)
+            throw new InvalidFileException(dir, $"unexpected tensors for a GPT-NeoX model: {string.Join(", ", unexpected)}");
+    }
+
+    /// <summary>
+    /// Writes config.json + model.safetensors (sharded above <paramref name="maxShardBytes"/>) into <paramref name="dir"/>,
+    /// replacing it as a whole. <paramref name="extraFiles"/> (e.g. the tokenizer) are copied in before the rename.
+    /// </summary>
+    public static void Save(GptNeoX model, string dir, DType storeAs = DType.F32, long maxShardBytes = long.MaxValue, IEnumerable<string>? extraFiles = null)
+    {
+        using var host = model.Parameters.Flat.Device == Device.Cpu ? null : model.Parameters.Flat.ToCpu();
+        var flat = host ?? model.Parameters.Flat;
+        var tensors = model.Parameters.Entries.Select(p =>
+        {
+            var t = flat.AsStrided(p.Shape, Tensor.ContiguousStrides(p.Shape), p.Offset);
+            t.Name = p.Name;
+            return (p.Name, t);
+        });
+        AtomicDirectory.Write(dir, tmp =>
+        {
+            model.Config.Save(Path.Combine(tmp, "config.json"));
+            CheckpointWriter.Write(tmp, tensors, maxShardBytes, storeAs);
+            foreach (var f in extraFiles ?? []) File.Copy(f, Path.Combine(tmp, Path.GetFileName(f)));
+        });
+    }
+}

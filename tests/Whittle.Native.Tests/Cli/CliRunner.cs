@@ -1,0 +1,26 @@
+using System.Diagnostics;
+
+namespace Whittle.Native.Tests.Cli;
+
+/// <summary>Runs the built `whittle` command (whittle.dll beside the tests) as a separate process, as a user would.</summary>
+static class CliRunner
+{
+    public static (int Exit, string Stdout, string Stderr) Run(params string[] args) => RunIn(null, null, args);
+
+    public static (int Exit, string Stdout, string Stderr) RunIn(string? workingDir, string? stdin, params string[] args)
+    {
+        var dll = Path.Combine(TestContext.CurrentContext.TestDirectory, "whittle.dll");
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = stdin is not null, UseShellExecute = false };
+        if (workingDir is not null) psi.WorkingDirectory = workingDir;
+        psi.ArgumentList.Add(dll);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        if (stdin is not null) { p.StandardInput.Write(stdin); p.StandardInput.Close(); }
+        var outTask = p.StandardOutput.ReadToEndAsync();
+        var errTask = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(120_000)) { p.Kill(true); throw new TimeoutException("whittle " + string.Join(' ', args)); }
+        return (p.ExitCode, outTask.Result, errTask.Result);
+    }
+
+    public static string Fixture(string name) => Path.Combine(TestContext.CurrentContext.TestDirectory, "fixtures", name);
+}
