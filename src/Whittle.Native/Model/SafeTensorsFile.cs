@@ -268,9 +268,7 @@ static class SafeTensorsHeader
 
         using (doc)
         {
-            if (doc.RootElement.ValueKind != JsonValueKind.Object)
-                throw new InvalidFileException(path, $"header is a JSON {doc.RootElement.ValueKind.ToString().ToLowerInvariant()}; expected an object");
-
+            // The root is an object: the header starts with '{' and parsed as one JSON value.
             var tensors = new Dictionary<string, TensorEntry>(StringComparer.Ordinal);
             var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
             bool sawMetadata = false;
