@@ -1,0 +1,161 @@
+// Writes one .safetensors file. Policy:
+//  - Layout as the reference implementation (huggingface/safetensors) writes it: compact JSON header with
+//    "__metadata__" first, tensors ordered by element size (largest first, which keeps every tensor aligned to its
+//    element size) then by name, data offsets contiguous from 0, header padded with spaces to a multiple of 8 bytes.
+//  - Float tensors (any float dtype, any strides, any device that can copy to the host) are stored as F32, or as
+//    BF16 (round to nearest even) / F16 when asked; I32 tensors are stored as I32.
+//  - Atomic: everything goes to "<path>.tmp-<random>" in the same directory, is flushed to disk, then renamed
+//    over <path>. On any failure the temp file is deleted and <path> is left exactly as it was.
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using Whittle.Native.Tensors;
+
+namespace Whittle.Native.Model;
+
+public static class SafeTensorsWriter
+{
+    /// <summary>The header and byte layout a set of tensors gets; shared with the sharded checkpoint writer.</summary>
+    internal sealed record Planned(string Name, Tensor Tensor, DType Stored, long Begin, long End);
+
+    public static void Write(string path, IEnumerable<(string Name, Tensor Tensor)> tensors,
+                             IReadOnlyDictionary<string, string>? metadata = null, DType? storeAs = null)
+    {
+        if (storeAs is DType.I32) throw new ArgumentException("storeAs applies to float tensors: F32, BF16 or F16, not I32", nameof(storeAs));
+        AtomicFile.Write(path, stream =>
+        {
+            // The header needs every shape before any data is written, so the list is taken first.
+            var plan = Plan(tensors.ToList(), storeAs ?? DType.F32);
+            byte[] header = Header(plan, metadata);
+            Span<byte> len = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)header.Length);
+            stream.Write(len);
+            stream.Write(header);
+            foreach (var p in plan) WriteData(stream, p);
+        });
+    }
+
+    internal static List<Planned> Plan(IReadOnlyList<(string Name, Tensor Tensor)> tensors, DType floatAs)
+    {
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (name, _) in tensors)
+        {
+            if (string.IsNullOrEmpty(name)) throw new ArgumentException("a tensor name cannot be empty");
+            if (name == SafeTensorsFile.MetadataKey) throw new ArgumentException($"'{SafeTensorsFile.MetadataKey}' is reserved for metadata and cannot name a tensor");
+            if (!names.Add(name)) throw new ArgumentException($"tensor '{name}' is given twice");
+        }
+        var ordered = tensors
+            .Select(t => (t.Name, t.Tensor, Stored: t.Tensor.DType == DType.I32 ? DType.I32 : floatAs))
+            .OrderByDescending(t => t.Stored.SizeOf()).ThenBy(t => t.Name, StringComparer.Ordinal);
+        var plan = new List<Planned>();
+        long offset = 0;
+        foreach (var (name, tensor, stored) in ordered)
+        {
+            long bytes = tensor.Count * stored.SizeOf();
+            plan.Add(new Planned(name, tensor, stored, offset, offset + bytes));
+            offset += bytes;
+        }
+        return plan;
+    }
+
+    internal static byte[] Header(IReadOnlyList<Planned> plan, IReadOnlyDictionary<string, string>? metadata)
+    {
+        using var ms = new MemoryStream();
+        // Relaxed escaping writes names as they are (the default encoder would turn '+' into \u002B).
+        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            w.WriteStartObject();
+            if (metadata is { Count: > 0 })
+            {
+                w.WriteStartObject(SafeTensorsFile.MetadataKey);
+                foreach (var (k, v) in metadata.OrderBy(kv => kv.Key, StringComparer.Ordinal)) w.WriteString(k, v);
+                w.WriteEndObject();
+            }
+            foreach (var p in plan)
+            {
+                w.WriteStartObject(p.Name);
+                w.WriteString("dtype", p.Stored.SafetensorsName());
+                w.WriteStartArray("shape");
+                foreach (int d in p.Tensor.Shape) w.WriteNumberValue(d);
+                w.WriteEndArray();
+                w.WriteStartArray("data_offsets");
+                w.WriteNumberValue(p.Begin);
+                w.WriteNumberValue(p.End);
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+            w.WriteEndObject();
+        }
+        // Spaces after the JSON are valid JSON whitespace; padding keeps the data section 8-byte aligned.
+        int padded = (int)((ms.Length + 7) / 8 * 8);
+        while (ms.Length < padded) ms.WriteByte((byte)' ');
+        return ms.ToArray();
+    }
+
+    static void WriteData(Stream stream, Planned p)
+    {
+        var t = p.Tensor;
+        if (t.Count == 0) return;
+        if (p.Stored == DType.I32)
+        {
+            if (t.Device == Device.Cpu && t.IsContiguous) stream.Write(MemoryMarshal.AsBytes(t.AsSpan<int>()));
+            else stream.Write(MemoryMarshal.AsBytes(t.ToIntArray().AsSpan()));
+            return;
+        }
+        if (p.Stored == DType.F32 && t.DType == DType.F32 && t.Device == Device.Cpu && t.IsContiguous)
+        {
+            stream.Write(MemoryMarshal.AsBytes(t.AsSpan<float>()));
+            return;
+        }
+        float[] values = t.ToFloatArray();
+        switch (p.Stored)
+        {
+            case DType.F32:
+                stream.Write(MemoryMarshal.AsBytes(values.AsSpan()));
+                break;
+            case DType.BF16:
+            {
+                var half = new ushort[values.Length];
+                for (int i = 0; i < values.Length; i++) half[i] = Bf16.FromFloat(values[i]);
+                stream.Write(MemoryMarshal.AsBytes(half.AsSpan()));
+                break;
+            }
+            case DType.F16:
+            {
+                var half = new Half[values.Length];
+                for (int i = 0; i < values.Length; i++) half[i] = (Half)values[i];
+                stream.Write(MemoryMarshal.AsBytes(half.AsSpan()));
+                break;
+            }
+            default:
+                throw new ArgumentException($"cannot store tensor '{p.Name}' as {p.Stored.Name()}");
+        }
+    }
+}
+
+/// <summary>Write-to-temp, flush, rename: a reader of the target path sees the old file or the whole new one, never a part.</summary>
+internal static class AtomicFile
+{
+    public static void Write(string path, Action<FileStream> write)
+    {
+        string full = System.IO.Path.GetFullPath(path);
+        string? dir = System.IO.Path.GetDirectoryName(full);
+        if (dir is not null && !Directory.Exists(dir))
+            throw new WhittleException($"{path}: cannot write: directory {dir} does not exist");
+        string tmp = $"{full}.tmp-{Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6))}";
+        try
+        {
+            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+            {
+                write(fs);
+                fs.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, full, overwrite: true);
+        }
+        catch
+        {
+            try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            throw;
+        }
+    }
+}
