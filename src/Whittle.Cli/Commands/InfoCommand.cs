@@ -20,8 +20,8 @@ static class InfoCommand
             using var reader = new CheckpointReader(path);
             GptNeoXCheckpoint.CheckTensors(path, config, reader);
             var counts = ParameterCount.Of(config);
-            var dtypes = reader.Names.Select(n => reader.Find(n).DType.Name()).Distinct().Order().ToArray();
-            long bytes = Directory.EnumerateFiles(path, "*.safetensors").Sum(f => new FileInfo(f).Length);
+            var dtypes = reader.Names.Select(n => reader.Find(n).DTypeName.ToLowerInvariant()).Distinct().Order().ToArray();
+            long bytes = reader.Files.Sum(f => new FileInfo(f.Path).Length);
 
             if (parse.GetValue(CliCommon.Json))
             {

@@ -32,7 +32,7 @@ public sealed unsafe class CpuBackend : IBackend
 
     public void Copy(Tensor src, Tensor dst)
     {
-        Check.SameShape(src, dst, nameof(Copy));
+        ArgCheck.SameShape(src, dst, nameof(Copy));
         if (src.DType == dst.DType && src.DType.SizeOf() == 4) { Rows(src, dst, static (s, d, n) => new Span<float>(s, n).CopyTo(new Span<float>(d, n))); return; }
         if (src.DType == DType.F32 && dst.DType == DType.BF16)
         {
@@ -60,10 +60,10 @@ public sealed unsafe class CpuBackend : IBackend
 
     public void EmbeddingForward(Tensor ids, Tensor weight, Tensor output)
     {
-        var (v, c) = Check.Matrix(weight, "weight");
-        int n = Check.Vector(ids, DType.I32, "ids");
-        Check.Shape(output, nameof(output), n, c);
-        Check.Contiguous(output, nameof(output));
+        var (v, c) = ArgCheck.Matrix(weight, "weight");
+        int n = ArgCheck.Vector(ids, DType.I32, "ids");
+        ArgCheck.Shape(output, nameof(output), n, c);
+        ArgCheck.Contiguous(output, nameof(output));
         int* id = (int*)ids.Pointer; float* w = (float*)weight.Pointer; float* o = (float*)output.Pointer; long ldw = weight.Stride(0);
         for (int i = 0; i < n; i++)
         {
@@ -75,10 +75,10 @@ public sealed unsafe class CpuBackend : IBackend
 
     public void EmbeddingBackward(Tensor ids, Tensor dOutput, Tensor dWeight)
     {
-        var (v, c) = Check.Matrix(dWeight, nameof(dWeight));
-        int n = Check.Vector(ids, DType.I32, "ids");
-        Check.Shape(dOutput, nameof(dOutput), n, c);
-        Check.Contiguous(dOutput, nameof(dOutput));
+        var (v, c) = ArgCheck.Matrix(dWeight, nameof(dWeight));
+        int n = ArgCheck.Vector(ids, DType.I32, "ids");
+        ArgCheck.Shape(dOutput, nameof(dOutput), n, c);
+        ArgCheck.Contiguous(dOutput, nameof(dOutput));
         int* id = (int*)ids.Pointer; float* dw = (float*)dWeight.Pointer; float* dout = (float*)dOutput.Pointer; long ldw = dWeight.Stride(0);
         // Sequential over positions: repeated ids hit the same row, and a fixed order keeps the sum deterministic.
         for (int i = 0; i < n; i++)
@@ -94,10 +94,10 @@ public sealed unsafe class CpuBackend : IBackend
 
     public void LayerNormForward(Tensor x, Tensor weight, Tensor bias, float eps, Tensor y, Tensor mean, Tensor rstd)
     {
-        var (n, c) = Check.ContiguousMatrix(x, nameof(x));
-        Check.Vector(weight, c, nameof(weight)); Check.Vector(bias, c, nameof(bias));
-        Check.Shape(y, nameof(y), n, c); Check.Contiguous(y, nameof(y));
-        Check.Vector(mean, n, nameof(mean)); Check.Vector(rstd, n, nameof(rstd));
+        var (n, c) = ArgCheck.ContiguousMatrix(x, nameof(x));
+        ArgCheck.Vector(weight, c, nameof(weight)); ArgCheck.Vector(bias, c, nameof(bias));
+        ArgCheck.Shape(y, nameof(y), n, c); ArgCheck.Contiguous(y, nameof(y));
+        ArgCheck.Vector(mean, n, nameof(mean)); ArgCheck.Vector(rstd, n, nameof(rstd));
         float* px = (float*)x.Pointer, py = (float*)y.Pointer, pw = (float*)weight.Pointer, pb = (float*)bias.Pointer, pm = (float*)mean.Pointer, pr = (float*)rstd.Pointer;
         Parallel.For(0, n, i =>
         {
@@ -115,10 +115,10 @@ public sealed unsafe class CpuBackend : IBackend
 
     public void LayerNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor mean, Tensor rstd, Tensor dx, Tensor dWeight, Tensor dBias)
     {
-        var (n, c) = Check.ContiguousMatrix(x, nameof(x));
-        Check.Shape(dy, nameof(dy), n, c); Check.Contiguous(dy, nameof(dy));
-        Check.Shape(dx, nameof(dx), n, c); Check.Contiguous(dx, nameof(dx));
-        Check.Vector(weight, c, nameof(weight)); Check.Vector(dWeight, c, nameof(dWeight)); Check.Vector(dBias, c, nameof(dBias));
+        var (n, c) = ArgCheck.ContiguousMatrix(x, nameof(x));
+        ArgCheck.Shape(dy, nameof(dy), n, c); ArgCheck.Contiguous(dy, nameof(dy));
+        ArgCheck.Shape(dx, nameof(dx), n, c); ArgCheck.Contiguous(dx, nameof(dx));
+        ArgCheck.Vector(weight, c, nameof(weight)); ArgCheck.Vector(dWeight, c, nameof(dWeight)); ArgCheck.Vector(dBias, c, nameof(dBias));
         float* px = (float*)x.Pointer, pdy = (float*)dy.Pointer, pdx = (float*)dx.Pointer, pw = (float*)weight.Pointer, pm = (float*)mean.Pointer, pr = (float*)rstd.Pointer;
         int chunks = (n + ReductionChunk - 1) / ReductionChunk;
         var partW = new double[chunks * c]; var partB = new double[chunks * c];
@@ -160,9 +160,9 @@ public sealed unsafe class CpuBackend : IBackend
 
     public void MatMul(Tensor a, bool transA, Tensor b, bool transB, Tensor c, float alpha = 1f, float beta = 0f, Tensor? bias = null)
     {
-        var (ar, ac) = Check.Matrix(a, nameof(a));
-        var (br, bc) = Check.Matrix(b, nameof(b));
-        var (m, n) = Check.Matrix(c, nameof(c));
+        var (ar, ac) = ArgCheck.Matrix(a, nameof(a));
+        var (br, bc) = ArgCheck.Matrix(b, nameof(b));
+        var (m, n) = ArgCheck.Matrix(c, nameof(c));
         int k = transA ? ar : ac;
         int am = transA ? ac : ar, bk = transB ? bc : br, bn = transB ? br : bc;
         if (am != m || bk != k || bn != n)
@@ -170,7 +170,7 @@ public sealed unsafe class CpuBackend : IBackend
         Gemm.Sgemm(transA, transB, m, n, k, alpha, (float*)a.Pointer, a.Stride(0), (float*)b.Pointer, b.Stride(0), beta, (float*)c.Pointer, c.Stride(0));
         if (bias is not null)
         {
-            Check.Vector(bias, n, nameof(bias));
+            ArgCheck.Vector(bias, n, nameof(bias));
             var pb = new ReadOnlySpan<float>((float*)bias.Pointer, n).ToArray();
             float* pc = (float*)c.Pointer; long ldc = c.Stride(0);
             Parallel.For(0, m, i => { var row = new Span<float>(pc + i * ldc, n); TensorPrimitives.Add(row, pb, row); });
@@ -179,8 +179,8 @@ public sealed unsafe class CpuBackend : IBackend
 
     public void SumRows(Tensor dy, Tensor dBias)
     {
-        var (m, n) = Check.Matrix(dy, nameof(dy));
-        Check.Vector(dBias, n, nameof(dBias));
+        var (m, n) = ArgCheck.Matrix(dy, nameof(dy));
+        ArgCheck.Vector(dBias, n, nameof(dBias));
         float* p = (float*)dy.Pointer; long ld = dy.Stride(0);
         int chunks = (m + ReductionChunk - 1) / ReductionChunk;
         var parts = new double[chunks * n];
@@ -200,9 +200,9 @@ public sealed unsafe class CpuBackend : IBackend
     // Rotation by +angle (forward) or -angle (backward: the transpose of a rotation is its inverse).
     static void Rotate(Tensor x, Tensor cos, Tensor sin, float direction)
     {
-        var (b, t, h, d) = Check.Heads(x, nameof(x));
-        var (ct, half) = Check.ContiguousMatrix(cos, nameof(cos));
-        Check.Shape(sin, nameof(sin), ct, half);
+        var (b, t, h, d) = ArgCheck.Heads(x, nameof(x));
+        var (ct, half) = ArgCheck.ContiguousMatrix(cos, nameof(cos));
+        ArgCheck.Shape(sin, nameof(sin), ct, half);
         if (ct < t || 2 * half > d) throw new ArgumentException($"rotary tables {cos.Describe()} do not cover T={t}, head size {d}");
         float* px = (float*)x.Pointer, pc = (float*)cos.Pointer, ps = (float*)sin.Pointer;
         long sb = x.Stride(0), st = x.Stride(1), sh = x.Stride(2);
@@ -227,10 +227,10 @@ public sealed unsafe class CpuBackend : IBackend
 
     public void AttentionForward(Tensor q, Tensor k, Tensor v, float scale, Tensor output, Tensor lse)
     {
-        var (b, t, h, d) = Check.Heads(q, nameof(q));
-        Check.SameShape(q, k, "attention k"); Check.SameShape(q, v, "attention v"); Check.SameShape(q, output, "attention output");
-        Check.Contiguous(output, nameof(output));
-        Check.Shape(lse, nameof(lse), b, h, t); Check.Contiguous(lse, nameof(lse));
+        var (b, t, h, d) = ArgCheck.Heads(q, nameof(q));
+        ArgCheck.SameShape(q, k, "attention k"); ArgCheck.SameShape(q, v, "attention v"); ArgCheck.SameShape(q, output, "attention output");
+        ArgCheck.Contiguous(output, nameof(output));
+        ArgCheck.Shape(lse, nameof(lse), b, h, t); ArgCheck.Contiguous(lse, nameof(lse));
         var qa = new HeadAccess(q); var ka = new HeadAccess(k); var va = new HeadAccess(v); var oa = new HeadAccess(output);
         float* pl = (float*)lse.Pointer;
         Parallel.For(0, b * h, bh =>
@@ -259,10 +259,10 @@ public sealed unsafe class CpuBackend : IBackend
 
     public void AttentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale, Tensor dq, Tensor dk, Tensor dv)
     {
-        var (b, t, h, d) = Check.Heads(q, nameof(q));
+        var (b, t, h, d) = ArgCheck.Heads(q, nameof(q));
         foreach (var (x, name) in new[] { (dOut, nameof(dOut)), (k, nameof(k)), (v, nameof(v)), (output, nameof(output)), (dq, nameof(dq)), (dk, nameof(dk)), (dv, nameof(dv)) })
-            Check.SameShape(q, x, "attention backward " + name);
-        Check.Shape(lse, nameof(lse), b, h, t);
+            ArgCheck.SameShape(q, x, "attention backward " + name);
+        ArgCheck.Shape(lse, nameof(lse), b, h, t);
         var qa = new HeadAccess(q); var ka = new HeadAccess(k); var va = new HeadAccess(v); var oa = new HeadAccess(output); var ga = new HeadAccess(dOut);
         var dqa = new HeadAccess(dq); var dka = new HeadAccess(dk); var dva = new HeadAccess(dv);
         float* pl = (float*)lse.Pointer;
@@ -322,7 +322,7 @@ public sealed unsafe class CpuBackend : IBackend
 
     public void GeluForward(Tensor x, Tensor y, bool tanhApproximation)
     {
-        Check.SameShape(x, y, "gelu"); Check.Contiguous(x, nameof(x)); Check.Contiguous(y, nameof(y));
+        ArgCheck.SameShape(x, y, "gelu"); ArgCheck.Contiguous(x, nameof(x)); ArgCheck.Contiguous(y, nameof(y));
         float* px = (float*)x.Pointer, py = (float*)y.Pointer;
         ParallelRange(x.Count, (lo, hi) =>
         {
@@ -338,8 +338,8 @@ public sealed unsafe class CpuBackend : IBackend
 
     public void GeluBackward(Tensor dy, Tensor x, Tensor dx, bool tanhApproximation)
     {
-        Check.SameShape(x, dy, "gelu dy"); Check.SameShape(x, dx, "gelu dx");
-        Check.Contiguous(x, nameof(x)); Check.Contiguous(dy, nameof(dy)); Check.Contiguous(dx, nameof(dx));
+        ArgCheck.SameShape(x, dy, "gelu dy"); ArgCheck.SameShape(x, dx, "gelu dx");
+        ArgCheck.Contiguous(x, nameof(x)); ArgCheck.Contiguous(dy, nameof(dy)); ArgCheck.Contiguous(dx, nameof(dx));
         float* px = (float*)x.Pointer, pdy = (float*)dy.Pointer, pdx = (float*)dx.Pointer;
         ParallelRange(x.Count, (lo, hi) =>
         {
@@ -361,13 +361,13 @@ public sealed unsafe class CpuBackend : IBackend
 
     public void Add(Tensor a, Tensor b, Tensor y)
     {
-        Check.SameShape(a, b, "add"); Check.SameShape(a, y, "add");
+        ArgCheck.SameShape(a, b, "add"); ArgCheck.SameShape(a, y, "add");
         ParallelSpans(a, b, y, static (sa, sb, sy) => TensorPrimitives.Add(sa, sb, sy));
     }
 
     public void Axpy(float alpha, Tensor x, Tensor y)
     {
-        Check.SameShape(x, y, "axpy");
+        ArgCheck.SameShape(x, y, "axpy");
         ParallelSpans(x, y, y, (sx, sy, so) => TensorPrimitives.MultiplyAdd(sx, alpha, sy, so));
     }
 
@@ -377,10 +377,10 @@ public sealed unsafe class CpuBackend : IBackend
 
     public void CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex, Tensor losses, Tensor? dLogits, float gradScale)
     {
-        var (n, v) = Check.ContiguousMatrix(logits, nameof(logits));
-        Check.Vector(targets, DType.I32, nameof(targets)); Check.Vector(losses, n, nameof(losses));
+        var (n, v) = ArgCheck.ContiguousMatrix(logits, nameof(logits));
+        ArgCheck.Vector(targets, DType.I32, nameof(targets)); ArgCheck.Vector(losses, n, nameof(losses));
         if (targets.Count != n) throw new ArgumentException($"targets has {targets.Count} entries for {n} rows of logits");
-        if (dLogits is not null) { Check.Shape(dLogits, nameof(dLogits), n, v); Check.Contiguous(dLogits, nameof(dLogits)); }
+        if (dLogits is not null) { ArgCheck.Shape(dLogits, nameof(dLogits), n, v); ArgCheck.Contiguous(dLogits, nameof(dLogits)); }
         float* pl = (float*)logits.Pointer, po = (float*)losses.Pointer; int* pt = (int*)targets.Pointer;
         float* pd = dLogits is null ? null : (float*)dLogits.Pointer;
         for (int i = 0; i < n; i++)
@@ -436,7 +436,7 @@ public sealed unsafe class CpuBackend : IBackend
 
     static double ChunkedSum(Tensor x, Func<ReadOnlySpan<float>, double> partial)
     {
-        Check.Contiguous(x, nameof(x));
+        ArgCheck.Contiguous(x, nameof(x));
         if (x.DType != DType.F32) throw new ArgumentException($"sum over {x.Describe()}: f32 expected");
         float* p = (float*)x.Pointer; long n = x.Count;
         int chunks = (int)((n + ElementChunk - 1) / ElementChunk);
@@ -459,7 +459,7 @@ public sealed unsafe class CpuBackend : IBackend
 
     static void ParallelSpans(Tensor a, Tensor b, Tensor y, SpanOp op)
     {
-        Check.Contiguous(a, "a"); Check.Contiguous(b, "b"); Check.Contiguous(y, "y");
+        ArgCheck.Contiguous(a, "a"); ArgCheck.Contiguous(b, "b"); ArgCheck.Contiguous(y, "y");
         float* pa = (float*)a.Pointer, pb = (float*)b.Pointer, py = (float*)y.Pointer;
         ParallelRange(a.Count, (lo, hi) =>
         {

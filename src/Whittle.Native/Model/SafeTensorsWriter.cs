@@ -132,30 +132,3 @@ public static class SafeTensorsWriter
         }
     }
 }
-
-/// <summary>Write-to-temp, flush, rename: a reader of the target path sees the old file or the whole new one, never a part.</summary>
-internal static class AtomicFile
-{
-    public static void Write(string path, Action<FileStream> write)
-    {
-        string full = System.IO.Path.GetFullPath(path);
-        string? dir = System.IO.Path.GetDirectoryName(full);
-        if (dir is not null && !Directory.Exists(dir))
-            throw new WhittleException($"{path}: cannot write: directory {dir} does not exist");
-        string tmp = $"{full}.tmp-{Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6))}";
-        try
-        {
-            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
-            {
-                write(fs);
-                fs.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, full, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-            throw;
-        }
-    }
-}

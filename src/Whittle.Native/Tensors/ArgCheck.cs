@@ -1,7 +1,7 @@
 namespace Whittle.Native.Tensors;
 
 /// <summary>Argument checks shared by the backends, so a wrong shape fails with the tensor's name and both shapes.</summary>
-public static class Check
+public static class ArgCheck
 {
     public static void Shape(Tensor t, string name, params int[] expected)
     {
