@@ -4,4 +4,5 @@ using Whittle.Cli;
 // The `whittle` command. Each subcommand lives in Commands/<Name>Command.cs and is registered here, one line each.
 var root = new RootCommand("whittle: small language models cheaply out of big ones (Whittle, SALT) on a from-scratch C#/CUDA engine.");
 root.Options.Add(CliCommon.Verbose);
+root.Subcommands.Add(Whittle.Cli.Commands.DoctorCommand.Create());
 return CliCommon.Run(root, args);

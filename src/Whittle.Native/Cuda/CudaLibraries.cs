@@ -159,6 +159,13 @@ public static class CudaLibraries
         return r.Handle != 0;
     }
 
+    /// <summary>The driver's CUDA version ("13.0"), or null without a driver.</summary>
+    public static string? DriverVersion() =>
+        Driver.Handle != 0 && Native.CuDriver.cuDriverGetVersion(out int v) == 0 ? $"{v / 1000}.{v % 1000 / 10}" : null;
+
+    /// <summary>cuBLASLt's version number (e.g. 130000), or null when it is not found.</summary>
+    public static long? CublasLtVersion() => CublasLt.Handle != 0 ? (long)Native.Cublas.cublasLtGetVersion() : null;
+
     public static LoadResult Driver => Load(DriverName);
     public static LoadResult Nvrtc => Load(NvrtcName);
     public static LoadResult Cublas => Load(CublasName);
