@@ -228,3 +228,27 @@ public class CudaDeviceTests
         Assert.That(results.Where(r => !r.Passed), Is.Empty);
     }
 }
+
+/// <summary>The parity harness itself, CPU against CPU: identical backends must agree exactly on every op and case.</summary>
+public class ParityHarnessTests
+{
+    [Test]
+    public void CpuAgainstItselfHasZeroErrorOnEveryOp()
+    {
+        var cpuType = Type.GetType("Whittle.Native.Cpu.CpuBackend, Whittle.Native");
+        if (cpuType is null) Assert.Ignore("CpuBackend is not in this build");
+        using var a = (IBackend)Activator.CreateInstance(cpuType)!;
+        using var b = (IBackend)Activator.CreateInstance(cpuType)!;
+        var results = new ParityHarness(a, b).Run();
+        Assert.That(results.Select(r => r.Op).Distinct().Count(), Is.GreaterThanOrEqualTo(22), "every op is exercised");
+        Assert.That(results.Where(r => r.MaxRelativeError != 0), Is.Empty);
+    }
+
+    [Test]
+    public void RelativeErrorIsMaxNormAndNaNFails()
+    {
+        Assert.That(ParityHarness.RelativeError([1f, -4f, 2f], [1f, -4f, 2.004f]), Is.EqualTo(0.001).Within(1e-6));
+        Assert.That(ParityHarness.RelativeError([1f, 2f], [1f, float.NaN]), Is.EqualTo(double.PositiveInfinity));
+        Assert.That(new ParityResult("x", "y", double.NaN, 1).Passed, Is.False);
+    }
+}
