@@ -5,4 +5,5 @@ using Whittle.Cli;
 var root = new RootCommand("whittle: small language models cheaply out of big ones (Whittle, SALT) on a from-scratch C#/CUDA engine.");
 root.Options.Add(CliCommon.Verbose);
 root.Subcommands.Add(InfoCommand.Create());
+root.Subcommands.Add(DoctorCommand.Create());
 return CliCommon.Run(root, args);

@@ -1,0 +1,636 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using Whittle.Native.Cuda.Native;
+using Whittle.Native.Tensors;
+
+namespace Whittle.Native.Cuda;
+
+/// <summary>
+/// <see cref="IBackend"/> on one NVIDIA GPU: kernels from <c>kernels/*.cu</c> (compiled by NVRTC on first use, see
+/// <see cref="KernelCompiler"/>) and cuBLAS for matmuls. Semantics are those of CpuBackend, to the parity tolerances.
+/// Policy:
+///  - one primary context, one non-blocking stream; every op is queued on it and nothing waits for the GPU except
+///    <see cref="Synchronize"/>, host reads (ToCpu, Sum, SumOfSquares) and host writes through the pinned staging buffer;
+///  - device memory comes from a <see cref="DeviceAllocator"/> (no driver allocation in a steady-state step);
+///  - every driver, NVRTC and cuBLAS call is checked and a failure names the call and the op (<see cref="CudaException"/>);
+///  - bad ids or targets found on the device are recorded in a device error word and reported (as a
+///    <see cref="WhittleException"/>) at the next synchronisation point, since kernels cannot throw;
+///  - matmuls use full-precision f32 (CUBLAS_COMPUTE_32F) unless <see cref="AllowTf32"/> is set (about 1e-3 relative,
+///    see ParityHarness); the backend is used from one thread at a time.
+/// </summary>
+public sealed unsafe class CudaBackend : IBackend
+{
+    const int Threads = 256;
+    const int AttentionRows = 8, AttentionKeys = 32, AttentionMaxD = 256;   // BR, BC, MAX_D in attention.cu
+    const long PinnedChunk = 8L << 20;
+
+    readonly int _device;
+    readonly nint _context, _stream, _cublas;
+    readonly KernelCompiler _compiler;
+    readonly int _arch;
+    readonly bool _cubin;
+    readonly Dictionary<string, nint> _modules = new();
+    readonly Dictionary<string, nint> _functions = new();
+    readonly Dictionary<nint, int> _sharedLimit = new();
+    readonly KernelArgs _args = new();
+    nint _errorWord;       // device int[4], see common.cuh
+    nint _pinned;          // PinnedChunk bytes of page-locked host memory
+    long _pinnedBytes;
+    string _op = "";
+    bool _disposed;
+
+    public CudaBackend(int ordinal = 0, KernelCompiler? compiler = null)
+    {
+        _compiler = compiler ?? new KernelCompiler();
+        int count = DeviceCount(out var problem);
+        if (count == 0) throw new WhittleException($"no CUDA device: {problem}");
+        if (ordinal < 0 || ordinal >= count) throw new WhittleException($"CUDA device {ordinal} does not exist ({count} found)");
+        _op = "CudaBackend()";
+        Check(CuDriver.cuDeviceGet(out _device, ordinal), "cuDeviceGet");
+        Check(CuDriver.cuDevicePrimaryCtxRetain(out _context, _device), "cuDevicePrimaryCtxRetain");
+        Check(CuDriver.cuCtxSetCurrent(_context), "cuCtxSetCurrent");
+        Check(CuDriver.cuStreamCreate(out _stream, CuDriver.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+        var info = DeviceInfo.Query(_device);
+        _arch = info.ComputeCapability;
+        DeviceName = info.Name;
+        _cubin = SupportsCubin(_arch);
+        Allocator = new DeviceAllocator();
+        (_errorWord, _) = Allocator.Allocate(16);
+        Check(CuDriver.cuMemsetD32Async(_errorWord, 0, 4, _stream), "cuMemsetD32Async");
+        CudaException.CheckCublas(Cublas.cublasCreate(out _cublas), "cublasCreate_v2", _op);
+        CudaException.CheckCublas(Cublas.cublasSetStream(_cublas, _stream), "cublasSetStream_v2", _op);
+    }
+
+    static bool SupportsCubin(int arch)
+    {
+        try { return KernelCompiler.SupportedArchs().Contains(arch); }
+        catch (CudaException) { return false; }
+        catch (EntryPointNotFoundException) { return false; }
+    }
+
+    public Device Device => Device.Cuda;
+    public string DeviceName { get; }
+    public string Name => $"cuda:{_device} {DeviceName} (sm_{_arch})";
+    public int ComputeCapability => _arch;
+    public DeviceAllocator Allocator { get; }
+    /// <summary>Lets cuBLAS use TF32 tensor cores for f32 matmuls (faster, ~1e-3 relative error instead of ~1e-6).</summary>
+    public bool AllowTf32 { get; set; }
+
+    /// <summary>Number of CUDA devices; 0 with the reason when there is no driver or no device.</summary>
+    public static int DeviceCount(out string? problem)
+    {
+        problem = null;
+        if (!CudaLibraries.TryLoad(CudaLibraries.DriverName, out problem)) return 0;
+        int r = CuDriver.cuInit(0);
+        if (r != CuDriver.CUDA_SUCCESS) { problem = $"cuInit: {CudaException.DriverErrorName(r)}"; return 0; }
+        r = CuDriver.cuDeviceGetCount(out int n);
+        if (r != CuDriver.CUDA_SUCCESS) { problem = $"cuDeviceGetCount: {CudaException.DriverErrorName(r)}"; return 0; }
+        if (n == 0) problem = "the driver reports no device";
+        return n;
+    }
+
+    // ---------------------------------------------------------------- plumbing
+
+    void Enter(string op)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _op = op;
+        Check(CuDriver.cuCtxSetCurrent(_context), "cuCtxSetCurrent");
+    }
+
+    void Check(int result, string call) => CudaException.Check(result, call, _op);
+
+    nint Function(string file, string kernel)
+    {
+        if (_functions.TryGetValue(kernel, out var f)) return f;
+        if (!_modules.TryGetValue(file, out var module))
+        {
+            var compiled = _compiler.Compile(file, _arch, _cubin ? KernelBinary.Cubin : KernelBinary.Ptx);
+            fixed (byte* image = compiled.Image) Check(CuDriver.cuModuleLoadData(out module, image), $"cuModuleLoadData(kernels/{file})");
+            _modules[file] = module;
+        }
+        var name = Encoding.UTF8.GetBytes(kernel + "\0");
+        fixed (byte* n = name) Check(CuDriver.cuModuleGetFunction(out f, module, n), $"cuModuleGetFunction({kernel})");
+        _functions[kernel] = f;
+        return f;
+    }
+
+    KernelArgs Args() => _args.Reset();
+
+    void Launch(string file, string kernel, long gridX, int gridY, int block, int sharedBytes, KernelArgs args)
+    {
+        if (gridX == 0 || gridY == 0) return;
+        if (gridX > int.MaxValue || gridY > 65535) throw new ArgumentException($"{_op}: launch grid ({gridX}, {gridY}) of {kernel} too large");
+        var f = Function(file, kernel);
+        if (sharedBytes > 48 * 1024 && (!_sharedLimit.TryGetValue(f, out var limit) || limit < sharedBytes))
+        {
+            Check(CuDriver.cuFuncSetAttribute(f, CuDriver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, sharedBytes), $"cuFuncSetAttribute({kernel})");
+            _sharedLimit[f] = sharedBytes;
+        }
+        Check(CuDriver.cuLaunchKernel(f, (uint)gridX, (uint)gridY, 1, (uint)block, 1, 1, (uint)sharedBytes, _stream, args.Pointers, null),
+            $"cuLaunchKernel({kernel})");
+    }
+
+    static long CeilDiv(long a, long b) => (a + b - 1) / b;
+
+    /// <summary>Reads and clears the device error word; throws if a kernel reported bad input.</summary>
+    void CheckDeviceErrors()
+    {
+        int* word = stackalloc int[4];
+        Check(CuDriver.cuMemcpyDtoHAsync((nint)word, _errorWord, 16, _stream), "cuMemcpyDtoHAsync");
+        Check(CuDriver.cuStreamSynchronize(_stream), "cuStreamSynchronize");
+        if (word[0] == 0) return;
+        Check(CuDriver.cuMemsetD32Async(_errorWord, 0, 4, _stream), "cuMemsetD32Async");
+        throw word[0] switch
+        {
+            1 => new WhittleException($"token id {word[2]} at row {word[1]} is outside the embedding table (found on the GPU at {_op})"),
+            2 => new WhittleException($"target {word[2]} at row {word[1]} is outside the vocabulary and is not the ignore index (found on the GPU at {_op})"),
+            _ => new WhittleException($"a CUDA kernel reported error code {word[0]} (row {word[1]}, value {word[2]})"),
+        };
+    }
+
+    void EnsurePinned()
+    {
+        if (_pinned != 0) return;
+        Check(CuDriver.cuMemAllocHost(out _pinned, (nuint)PinnedChunk), "cuMemAllocHost_v2");
+        _pinnedBytes = PinnedChunk;
+    }
+
+    internal void CopyDeviceToHost(nint src, nint hostDst, long bytes)
+    {
+        Enter(_op.Length == 0 ? "copy to host" : _op);
+        EnsurePinned();
+        for (long done = 0; done < bytes; done += _pinnedBytes)
+        {
+            long n = Math.Min(_pinnedBytes, bytes - done);
+            Check(CuDriver.cuMemcpyDtoHAsync(_pinned, src + (nint)done, (nuint)n, _stream), "cuMemcpyDtoHAsync_v2");
+            Check(CuDriver.cuStreamSynchronize(_stream), "cuStreamSynchronize");
+            Buffer.MemoryCopy((void*)_pinned, (void*)(hostDst + (nint)done), n, n);
+        }
+    }
+
+    internal void CopyHostToDevice(nint hostSrc, nint dst, long bytes)
+    {
+        Enter(_op.Length == 0 ? "copy from host" : _op);
+        EnsurePinned();
+        for (long done = 0; done < bytes; done += _pinnedBytes)
+        {
+            long n = Math.Min(_pinnedBytes, bytes - done);
+            // the staging buffer is reused, so the previous chunk's copy must have left it
+            Check(CuDriver.cuStreamSynchronize(_stream), "cuStreamSynchronize");
+            Buffer.MemoryCopy((void*)(hostSrc + (nint)done), (void*)_pinned, n, n);
+            Check(CuDriver.cuMemcpyHtoDAsync(dst + (nint)done, _pinned, (nuint)n, _stream), "cuMemcpyHtoDAsync_v2");
+        }
+        Check(CuDriver.cuStreamSynchronize(_stream), "cuStreamSynchronize");
+    }
+
+    // ---------------------------------------------------------------- argument checks
+
+    void OnDevice(Tensor t, string what)
+    {
+        if (t.Storage is not CudaStorage) throw new ArgumentException($"{_op}: {what} {t.Describe()} is on {t.Device}, not this CUDA device");
+    }
+
+    void F32(Tensor t, string what, int rank = -1)
+    {
+        OnDevice(t, what);
+        if (t.DType != DType.F32) throw new ArgumentException($"{_op}: {what} {t.Describe()} must be f32");
+        if (rank >= 0 && t.Rank != rank) throw new ArgumentException($"{_op}: {what} {t.Describe()} must have rank {rank}");
+    }
+
+    void Contiguous(Tensor t, string what)
+    {
+        if (!t.IsContiguous) throw new ArgumentException($"{_op}: {what} {t.Describe()} must be contiguous");
+    }
+
+    /// <summary>Leading dimension of a row-dense matrix view.</summary>
+    long Ld(Tensor t, string what)
+    {
+        if (t.Rank != 2) throw new ArgumentException($"{_op}: {what} {t.Describe()} must be a matrix");
+        if (!t.IsRowDense) throw new ArgumentException($"{_op}: {what} {t.Describe()} must have a unit last stride");
+        long ld = t.Size(0) <= 1 ? Math.Max(1, t.Size(1)) : t.Stride(0);
+        if (ld < t.Size(1)) throw new ArgumentException($"{_op}: {what} {t.Describe()} has overlapping rows (stride {ld})");
+        return ld;
+    }
+
+    static void Shape(Tensor t, string what, string op, params int[] shape)
+    {
+        if (!t.Shape.SequenceEqual(shape)) throw new ArgumentException($"{op}: {what} is {t.Describe()}, expected {Tensor.FormatShape(shape)}");
+    }
+
+    Bthd Bthd4(Tensor t, string what, int b, int tt, int h, int d)
+    {
+        F32(t, what, 4);
+        Shape(t, what, _op, b, tt, h, d);
+        if (t.Stride(3) != 1 && d > 1) throw new ArgumentException($"{_op}: {what} {t.Describe()} must have a unit head-dim stride");
+        return new Bthd(t.Stride(0), t.Stride(1), t.Stride(2));
+    }
+
+    // ---------------------------------------------------------------- memory
+
+    public Tensor Empty(DType dtype, params int[] shape)
+    {
+        Enter("Empty");
+        long bytes = Tensor.Numel(shape) * dtype.SizeOf();
+        return Tensor.FromStorage(new CudaStorage(this, bytes), dtype, shape);
+    }
+
+    public Tensor Zeros(DType dtype, params int[] shape)
+    {
+        var t = Empty(dtype, shape);
+        long bytes = t.Count * dtype.SizeOf();
+        if (bytes > 0) Check(CuDriver.cuMemsetD32Async(t.Pointer, 0, (nuint)((bytes + 3) / 4), _stream), "cuMemsetD32Async");
+        return t;
+    }
+
+    public Tensor FromHost(Tensor host)
+    {
+        Enter("FromHost");
+        if (host.Device != Device.Cpu) throw new ArgumentException($"FromHost: {host.Describe()} is not a CPU tensor");
+        using var dense = host.IsContiguous ? null : host.Contiguous();
+        var src = dense ?? host;
+        var t = Empty(host.DType, host.ShapeArray);
+        t.Name = host.Name;
+        long bytes = t.Count * t.DType.SizeOf();
+        if (bytes > 0) ((CudaStorage)t.Storage).CopyFromHost(src.Pointer, 0, bytes);
+        return t;
+    }
+
+    public void Copy(Tensor src, Tensor dst)
+    {
+        Enter("Copy");
+        OnDevice(src, "src"); OnDevice(dst, "dst");
+        if (!src.SameShape(dst)) throw new ArgumentException($"Copy: {src.Describe()} and {dst.Describe()} differ in shape");
+        int sType = TypeCode(src.DType), dType = TypeCode(dst.DType);
+        bool convert = src.DType != dst.DType;
+        if (convert && !((src.DType == DType.F32 && dst.DType == DType.BF16) || (src.DType == DType.BF16 && dst.DType == DType.F32)))
+            throw new ArgumentException($"Copy: cannot convert {src.DType.Name()} to {dst.DType.Name()} (f32 <-> bf16 only)");
+        if (src.Count == 0) return;
+        if (!convert && src.IsContiguous && dst.IsContiguous)
+        {
+            Check(CuDriver.cuMemcpyDtoDAsync(dst.Pointer, src.Pointer, (nuint)(src.Count * src.DType.SizeOf()), _stream), "cuMemcpyDtoDAsync_v2");
+            return;
+        }
+        if (src.Rank > 6) throw new ArgumentException($"Copy: rank {src.Rank} > 6");
+        var layout = new StridedLayout { Rank = Math.Max(1, src.Rank) };
+        if (src.Rank == 0) { layout.Shape[0] = 1; layout.SrcStride[0] = 1; layout.DstStride[0] = 1; }
+        for (int i = 0; i < src.Rank; i++) { layout.Shape[i] = src.Size(i); layout.SrcStride[i] = src.Stride(i); layout.DstStride[i] = dst.Stride(i); }
+        Launch("elementwise.cu", "copy_strided", CeilDiv(src.Count, Threads), 1, Threads, 0,
+            Args().Add(src.Pointer).Add(dst.Pointer).Add(layout).Add(src.Count).Add(sType).Add(dType));
+    }
+
+    static int TypeCode(DType t) => t.SizeOf() == 4 ? 0 : 1;
+
+    public void Fill(Tensor dst, float value)
+    {
+        Enter("Fill");
+        OnDevice(dst, "dst");
+        if (dst.Count == 0) return;
+        if (!dst.IsContiguous)
+        {
+            using var tmp = Empty(dst.DType, dst.ShapeArray);
+            Fill(tmp, value);
+            Copy(tmp, dst);
+            return;
+        }
+        switch (dst.DType)
+        {
+            case DType.F32: Check(CuDriver.cuMemsetD32Async(dst.Pointer, (uint)BitConverter.SingleToInt32Bits(value), (nuint)dst.Count, _stream), "cuMemsetD32Async"); break;
+            case DType.I32: Check(CuDriver.cuMemsetD32Async(dst.Pointer, (uint)(int)value, (nuint)dst.Count, _stream), "cuMemsetD32Async"); break;
+            case DType.BF16:
+                Launch("elementwise.cu", "fill_u16", CeilDiv(dst.Count, Threads), 1, Threads, 0, Args().Add(dst.Pointer).Add(Bf16.FromFloat(value)).Add(dst.Count)); break;
+            case DType.F16:
+                Launch("elementwise.cu", "fill_u16", CeilDiv(dst.Count, Threads), 1, Threads, 0, Args().Add(dst.Pointer).Add(BitConverter.HalfToUInt16Bits((Half)value)).Add(dst.Count)); break;
+        }
+    }
+
+    public void Synchronize()
+    {
+        Enter("Synchronize");
+        Check(CuDriver.cuStreamSynchronize(_stream), "cuStreamSynchronize");
+        CheckDeviceErrors();
+    }
+
+    // ---------------------------------------------------------------- embedding
+
+    public void EmbeddingForward(Tensor ids, Tensor weight, Tensor output)
+    {
+        Enter("EmbeddingForward");
+        var (n, v, c) = EmbeddingShapes(ids, weight, output, "output");
+        Launch("embedding.cu", "embedding_forward", n, 1, Threads, 0,
+            Args().Add(ids.Pointer).Add(weight.Pointer).Add(output.Pointer).Add(n).Add(c).Add(v).Add(Ld(weight, "weight")).Add(Ld(output, "output")).Add(_errorWord));
+    }
+
+    public void EmbeddingBackward(Tensor ids, Tensor dOutput, Tensor dWeight)
+    {
+        Enter("EmbeddingBackward");
+        var (n, v, c) = EmbeddingShapes(ids, dWeight, dOutput, "dOutput");
+        Launch("embedding.cu", "embedding_backward", n, 1, Threads, 0,
+            Args().Add(ids.Pointer).Add(dOutput.Pointer).Add(dWeight.Pointer).Add(n).Add(c).Add(v).Add(Ld(dWeight, "dWeight")).Add(Ld(dOutput, "dOutput")).Add(_errorWord));
+    }
+
+    (int N, int V, int C) EmbeddingShapes(Tensor ids, Tensor table, Tensor rows, string rowsName)
+    {
+        OnDevice(ids, "ids");
+        if (ids.DType != DType.I32 || ids.Rank != 1) throw new ArgumentException($"{_op}: ids {ids.Describe()} must be i32 (N)");
+        Contiguous(ids, "ids");
+        F32(table, "weight", 2); F32(rows, rowsName, 2);
+        int n = ids.Size(0), v = table.Size(0), c = table.Size(1);
+        Shape(rows, rowsName, _op, n, c);
+        return (n, v, c);
+    }
+
+    // ---------------------------------------------------------------- layernorm
+
+    public void LayerNormForward(Tensor x, Tensor weight, Tensor bias, float eps, Tensor y, Tensor mean, Tensor rstd)
+    {
+        Enter("LayerNormForward");
+        F32(x, "x", 2);
+        int n = x.Size(0), c = x.Size(1);
+        Vector(weight, "weight", c); Vector(bias, "bias", c); Vector(mean, "mean", n); Vector(rstd, "rstd", n);
+        F32(y, "y", 2); Shape(y, "y", _op, n, c);
+        Launch("layernorm.cu", "layernorm_forward", n, 1, Threads, 0,
+            Args().Add(x.Pointer).Add(weight.Pointer).Add(bias.Pointer).Add(y.Pointer).Add(mean.Pointer).Add(rstd.Pointer)
+                .Add(n).Add(c).Add(Ld(x, "x")).Add(Ld(y, "y")).Add(eps));
+    }
+
+    public void LayerNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor mean, Tensor rstd, Tensor dx, Tensor dWeight, Tensor dBias)
+    {
+        Enter("LayerNormBackward");
+        F32(x, "x", 2);
+        int n = x.Size(0), c = x.Size(1);
+        F32(dy, "dy", 2); Shape(dy, "dy", _op, n, c);
+        F32(dx, "dx", 2); Shape(dx, "dx", _op, n, c);
+        Vector(weight, "weight", c); Vector(mean, "mean", n); Vector(rstd, "rstd", n); Vector(dWeight, "dWeight", c); Vector(dBias, "dBias", c);
+        long lddy = Ld(dy, "dy"), ldx = Ld(x, "x");
+        Launch("layernorm.cu", "layernorm_backward_input", n, 1, Threads, 0,
+            Args().Add(dy.Pointer).Add(x.Pointer).Add(weight.Pointer).Add(mean.Pointer).Add(rstd.Pointer).Add(dx.Pointer)
+                .Add(n).Add(c).Add(lddy).Add(ldx).Add(Ld(dx, "dx")));
+        int chunk = RowChunk(n);
+        Launch("layernorm.cu", "layernorm_backward_params", CeilDiv(c, Threads), (int)CeilDiv(n, chunk), Threads, 0,
+            Args().Add(dy.Pointer).Add(x.Pointer).Add(mean.Pointer).Add(rstd.Pointer).Add(dWeight.Pointer).Add(dBias.Pointer)
+                .Add(n).Add(c).Add(chunk).Add(lddy).Add(ldx));
+    }
+
+    /// <summary>Rows per block for column reductions: enough blocks to fill the GPU, few enough atomics.</summary>
+    static int RowChunk(int rows) => Math.Max(32, (int)CeilDiv(rows, 1024));
+
+    void Vector(Tensor t, string what, int length)
+    {
+        F32(t, what, 1);
+        if (t.Size(0) != length) throw new ArgumentException($"{_op}: {what} is {t.Describe()}, expected ({length})");
+        Contiguous(t, what);
+    }
+
+    // ---------------------------------------------------------------- matmul
+
+    public void MatMul(Tensor a, bool transA, Tensor b, bool transB, Tensor c, float alpha = 1f, float beta = 0f, Tensor? bias = null)
+    {
+        Enter("MatMul");
+        OnDevice(a, "a"); OnDevice(b, "b"); F32(c, "c", 2);
+        if (a.DType != b.DType || a.DType is not (DType.F32 or DType.BF16))
+            throw new ArgumentException($"MatMul: a {a.Describe()} and b {b.Describe()} must both be f32 or both bf16");
+        long lda = Ld(a, "a"), ldb = Ld(b, "b"), ldc = Ld(c, "c");
+        int m = transA ? a.Size(1) : a.Size(0), k = transA ? a.Size(0) : a.Size(1);
+        int kb = transB ? b.Size(1) : b.Size(0), n = transB ? b.Size(0) : b.Size(1);
+        if (k != kb) throw new ArgumentException($"MatMul: inner dimensions differ: op(a) is ({m}, {k}), op(b) is ({kb}, {n})");
+        Shape(c, "c", "MatMul", m, n);
+        if (bias is not null) Vector(bias, "bias", n);
+        if (m == 0 || n == 0) return;
+        // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands, keep the transposes.
+        int dataType = a.DType == DType.BF16 ? Cublas.CUDA_R_16BF : Cublas.CUDA_R_32F;
+        int compute = a.DType == DType.F32 && AllowTf32 ? Cublas.CUBLAS_COMPUTE_32F_FAST_TF32 : Cublas.CUBLAS_COMPUTE_32F;
+        float al = alpha, be = beta;
+        CudaException.CheckCublas(Cublas.cublasGemmEx(_cublas, transB ? Cublas.CUBLAS_OP_T : Cublas.CUBLAS_OP_N, transA ? Cublas.CUBLAS_OP_T : Cublas.CUBLAS_OP_N,
+            n, m, k, &al, b.Pointer, dataType, checked((int)ldb), a.Pointer, dataType, checked((int)lda), &be, c.Pointer, Cublas.CUDA_R_32F, checked((int)ldc),
+            compute, Cublas.CUBLAS_GEMM_DEFAULT), "cublasGemmEx", "MatMul");
+        if (bias is not null)
+            Launch("elementwise.cu", "add_bias_rows", CeilDiv((long)m * n, Threads), 1, Threads, 0, Args().Add(c.Pointer).Add(bias.Pointer).Add(m).Add(n).Add(ldc));
+    }
+
+    public void SumRows(Tensor dy, Tensor dBias)
+    {
+        Enter("SumRows");
+        F32(dy, "dy", 2);
+        int m = dy.Size(0), n = dy.Size(1);
+        Vector(dBias, "dBias", n);
+        int chunk = RowChunk(m);
+        Launch("reduce.cu", "column_sums", CeilDiv(n, Threads), (int)CeilDiv(m, chunk), Threads, 0,
+            Args().Add(dy.Pointer).Add(dBias.Pointer).Add(m).Add(n).Add(chunk).Add(Ld(dy, "dy")));
+    }
+
+    // ---------------------------------------------------------------- rotary
+
+    public void RotaryForward(Tensor x, Tensor cos, Tensor sin) => Rotary("RotaryForward", x, cos, sin, 1f);
+    public void RotaryBackward(Tensor dx, Tensor cos, Tensor sin) => Rotary("RotaryBackward", dx, cos, sin, -1f);
+
+    void Rotary(string op, Tensor x, Tensor cos, Tensor sin, float sign)
+    {
+        Enter(op);
+        F32(x, "x", 4);
+        int b = x.Size(0), t = x.Size(1), h = x.Size(2), d = x.Size(3);
+        var s = Bthd4(x, "x", b, t, h, d);
+        F32(cos, "cos", 2); F32(sin, "sin", 2);
+        int half = cos.Size(1);
+        if (!sin.SameShape(cos)) throw new ArgumentException($"{op}: sin {sin.Describe()} and cos {cos.Describe()} differ in shape");
+        if (2 * half > d) throw new ArgumentException($"{op}: rotary dims {2 * half} exceed head size {d}");
+        if (cos.Size(0) < t) throw new ArgumentException($"{op}: cos {cos.Describe()} covers fewer than T = {t} positions");
+        long ldt = Ld(cos, "cos");
+        if (Ld(sin, "sin") != ldt) throw new ArgumentException($"{op}: cos and sin tables must share a row stride");
+        Launch("rotary.cu", "rotary_apply", CeilDiv((long)b * t * h * half, Threads), 1, Threads, 0,
+            Args().Add(x.Pointer).Add(cos.Pointer).Add(sin.Pointer).Add(b).Add(t).Add(h).Add(half).Add(s.SB).Add(s.ST).Add(s.SH).Add(ldt).Add(sign));
+    }
+
+    // ---------------------------------------------------------------- attention
+
+    public void AttentionForward(Tensor q, Tensor k, Tensor v, float scale, Tensor output, Tensor lse)
+    {
+        Enter("AttentionForward");
+        F32(q, "q", 4);
+        int b = q.Size(0), t = q.Size(1), h = q.Size(2), d = q.Size(3);
+        CheckHeadSize(d);
+        var sq = Bthd4(q, "q", b, t, h, d); var sk = Bthd4(k, "k", b, t, h, d); var sv = Bthd4(v, "v", b, t, h, d); var so = Bthd4(output, "output", b, t, h, d);
+        F32(lse, "lse", 3); Shape(lse, "lse", _op, b, h, t); Contiguous(lse, "lse");
+        int shared = (2 * AttentionKeys * (d + 1) + AttentionRows * d) * sizeof(float);
+        Launch("attention.cu", "attention_forward", CeilDiv(t, AttentionRows), b * h, AttentionRows * 32, shared,
+            Args().Add(q.Pointer).Add(k.Pointer).Add(v.Pointer).Add(output.Pointer).Add(lse.Pointer).Add(b).Add(t).Add(h).Add(d).Add(scale)
+                .Add(sq).Add(sk).Add(sv).Add(so));
+    }
+
+    public void AttentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale, Tensor dq, Tensor dk, Tensor dv)
+    {
+        Enter("AttentionBackward");
+        F32(q, "q", 4);
+        int b = q.Size(0), t = q.Size(1), h = q.Size(2), d = q.Size(3);
+        CheckHeadSize(d);
+        var sq = Bthd4(q, "q", b, t, h, d); var sk = Bthd4(k, "k", b, t, h, d); var sv = Bthd4(v, "v", b, t, h, d);
+        var so = Bthd4(output, "output", b, t, h, d); var sdo = Bthd4(dOut, "dOut", b, t, h, d);
+        var sdq = Bthd4(dq, "dq", b, t, h, d); var sdk = Bthd4(dk, "dk", b, t, h, d); var sdv = Bthd4(dv, "dv", b, t, h, d);
+        F32(lse, "lse", 3); Shape(lse, "lse", _op, b, h, t); Contiguous(lse, "lse");
+        using var dt = Empty(DType.F32, b, h, t);  // (B, H, T) scratch: dOut . output per row
+        long rows = (long)b * h * t;
+        Launch("attention.cu", "attention_backward_dot", CeilDiv(rows, 8), 1, 256, 0,
+            Args().Add(dOut.Pointer).Add(output.Pointer).Add(dt.Pointer).Add(b).Add(t).Add(h).Add(d).Add(sdo).Add(so));
+        int shared = (2 * AttentionKeys * (d + 1) + 2 * AttentionRows * d) * sizeof(float);
+        Launch("attention.cu", "attention_backward_dq", CeilDiv(t, AttentionRows), b * h, AttentionRows * 32, shared,
+            Args().Add(dOut.Pointer).Add(q.Pointer).Add(k.Pointer).Add(v.Pointer).Add(lse.Pointer).Add(dt.Pointer).Add(dq.Pointer)
+                .Add(b).Add(t).Add(h).Add(d).Add(scale).Add(sdo).Add(sq).Add(sk).Add(sv).Add(sdq));
+        shared += 2 * AttentionKeys * sizeof(float);
+        Launch("attention.cu", "attention_backward_dkdv", CeilDiv(t, AttentionRows), b * h, AttentionRows * 32, shared,
+            Args().Add(dOut.Pointer).Add(q.Pointer).Add(k.Pointer).Add(v.Pointer).Add(lse.Pointer).Add(dt.Pointer).Add(dk.Pointer).Add(dv.Pointer)
+                .Add(b).Add(t).Add(h).Add(d).Add(scale).Add(sdo).Add(sq).Add(sk).Add(sv).Add(sdk).Add(sdv));
+    }
+
+    void CheckHeadSize(int d)
+    {
+        if (d < 1 || d > AttentionMaxD) throw new ArgumentException($"{_op}: head size {d} is outside [1, {AttentionMaxD}] (attention.cu keeps D/32 values per lane)");
+    }
+
+    // ---------------------------------------------------------------- gelu and elementwise
+
+    public void GeluForward(Tensor x, Tensor y, bool tanhApproximation)
+    {
+        Enter("GeluForward");
+        SameDense(x, "x", y, "y");
+        Launch("gelu.cu", "gelu_forward", CeilDiv(x.Count, Threads), 1, Threads, 0, Args().Add(x.Pointer).Add(y.Pointer).Add(x.Count).Add(tanhApproximation ? 1 : 0));
+    }
+
+    public void GeluBackward(Tensor dy, Tensor x, Tensor dx, bool tanhApproximation)
+    {
+        Enter("GeluBackward");
+        SameDense(x, "x", dy, "dy"); SameDense(x, "x", dx, "dx");
+        Launch("gelu.cu", "gelu_backward", CeilDiv(x.Count, Threads), 1, Threads, 0,
+            Args().Add(dy.Pointer).Add(x.Pointer).Add(dx.Pointer).Add(x.Count).Add(tanhApproximation ? 1 : 0));
+    }
+
+    public void Add(Tensor a, Tensor b, Tensor y)
+    {
+        Enter("Add");
+        SameDense(a, "a", b, "b"); SameDense(a, "a", y, "y");
+        Launch("elementwise.cu", "add_f32", CeilDiv(a.Count, Threads), 1, Threads, 0, Args().Add(a.Pointer).Add(b.Pointer).Add(y.Pointer).Add(a.Count));
+    }
+
+    public void Axpy(float alpha, Tensor x, Tensor y)
+    {
+        Enter("Axpy");
+        SameDense(x, "x", y, "y");
+        Launch("elementwise.cu", "axpy_f32", CeilDiv(x.Count, Threads), 1, Threads, 0, Args().Add(alpha).Add(x.Pointer).Add(y.Pointer).Add(x.Count));
+    }
+
+    public void Scale(Tensor x, float alpha)
+    {
+        Enter("Scale");
+        SameDense(x, "x", x, "x");
+        Launch("elementwise.cu", "scale_f32", CeilDiv(x.Count, Threads), 1, Threads, 0, Args().Add(x.Pointer).Add(alpha).Add(x.Count));
+    }
+
+    void SameDense(Tensor a, string an, Tensor b, string bn)
+    {
+        F32(a, an); F32(b, bn); Contiguous(a, an); Contiguous(b, bn);
+        if (a.Count != b.Count) throw new ArgumentException($"{_op}: {an} {a.Describe()} and {bn} {b.Describe()} differ in size");
+    }
+
+    // ---------------------------------------------------------------- cross-entropy
+
+    public void CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex, Tensor losses, Tensor? dLogits, float gradScale)
+    {
+        Enter("CrossEntropy");
+        F32(logits, "logits", 2);
+        int n = logits.Size(0), v = logits.Size(1);
+        OnDevice(targets, "targets");
+        if (targets.DType != DType.I32 || targets.Rank != 1 || targets.Size(0) != n) throw new ArgumentException($"CrossEntropy: targets {targets.Describe()} must be i32 ({n})");
+        Contiguous(targets, "targets");
+        Vector(losses, "losses", n);
+        long ldd = 0;
+        if (dLogits is not null) { F32(dLogits, "dLogits", 2); Shape(dLogits, "dLogits", _op, n, v); ldd = Ld(dLogits, "dLogits"); }
+        Launch("crossentropy.cu", "cross_entropy", n, 1, Threads, 0,
+            Args().Add(logits.Pointer).Add(targets.Pointer).Add(losses.Pointer).Add(dLogits?.Pointer ?? 0).Add(n).Add(v).Add(Ld(logits, "logits")).Add(ldd)
+                .Add(ignoreIndex).Add(gradScale).Add(_errorWord));
+    }
+
+    // ---------------------------------------------------------------- optimizer and reductions
+
+    public void AdamW(Tensor param, Tensor grad, Tensor m, Tensor v, long decayCount, in AdamWSettings settings, int step, float gradScale)
+    {
+        Enter("AdamW");
+        SameDense(param, "param", grad, "grad"); SameDense(param, "param", m, "m"); SameDense(param, "param", v, "v");
+        if (step < 1) throw new ArgumentException($"AdamW: step counts from 1, got {step}");
+        if (decayCount < 0 || decayCount > param.Count) throw new ArgumentException($"AdamW: decayCount {decayCount} outside [0, {param.Count}]");
+        float bc1 = (float)(1 - Math.Pow(settings.Beta1, step)), bc2 = (float)(1 - Math.Pow(settings.Beta2, step));
+        Launch("adamw.cu", "adamw_step", CeilDiv(param.Count, Threads), 1, Threads, 0,
+            Args().Add(param.Pointer).Add(grad.Pointer).Add(m.Pointer).Add(v.Pointer).Add(param.Count).Add(decayCount)
+                .Add(settings.LearningRate).Add(settings.Beta1).Add(settings.Beta2).Add(settings.Epsilon).Add(settings.WeightDecay)
+                .Add(bc1).Add(bc2).Add(gradScale));
+    }
+
+    public double SumOfSquares(Tensor x) => Reduce("SumOfSquares", x, squared: true);
+    public double Sum(Tensor x) => Reduce("Sum", x, squared: false);
+
+    double Reduce(string op, Tensor x, bool squared)
+    {
+        Enter(op);
+        F32(x, "x"); Contiguous(x, "x");
+        if (x.Count == 0) return 0;
+        int blocks = (int)Math.Min(1024, CeilDiv(x.Count, Threads));
+        using var partials = Empty(DType.F32, 2 * blocks + 2);  // (blocks) doubles, then one double result
+        nint result = partials.Pointer + blocks * sizeof(double);
+        Launch("reduce.cu", "reduce_partials", blocks, 1, Threads, 0, Args().Add(x.Pointer).Add(x.Count).Add(squared ? 1 : 0).Add(partials.Pointer));
+        Launch("reduce.cu", "reduce_final", 1, 1, Threads, 0, Args().Add(partials.Pointer).Add(blocks).Add(result));
+        double value;
+        Check(CuDriver.cuMemcpyDtoHAsync((nint)(&value), result, sizeof(double), _stream), "cuMemcpyDtoHAsync_v2");
+        CheckDeviceErrors();  // synchronises, so value is ready
+        return value;
+    }
+
+    // ---------------------------------------------------------------- lifetime
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        try
+        {
+            CuDriver.cuCtxSetCurrent(_context);
+            CuDriver.cuStreamSynchronize(_stream);
+            foreach (var module in _modules.Values) CuDriver.cuModuleUnload(module);
+            if (_cublas != 0) Cublas.cublasDestroy(_cublas);
+            Allocator.Free(_errorWord, DeviceAllocator.BucketSize(16));
+            Allocator.Dispose();
+            if (_pinned != 0) CuDriver.cuMemFreeHost(_pinned);
+            CuDriver.cuStreamDestroy(_stream);
+            CuDriver.cuDevicePrimaryCtxRelease(_device);
+        }
+        finally
+        {
+            _args.Dispose();
+            _disposed = true;
+        }
+    }
+}
+
+/// <summary>What the driver says about one device (for doctor and the backend's name).</summary>
+public sealed record DeviceInfo(int Ordinal, string Name, int ComputeCapability, int Multiprocessors, long TotalMemory)
+{
+    internal static unsafe DeviceInfo Query(int device)
+    {
+        var name = stackalloc byte[256];
+        CudaException.Check(CuDriver.cuDeviceGetName(name, 256, device), "cuDeviceGetName");
+        CudaException.Check(CuDriver.cuDeviceGetAttribute(out int major, CuDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device), "cuDeviceGetAttribute");
+        CudaException.Check(CuDriver.cuDeviceGetAttribute(out int minor, CuDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device), "cuDeviceGetAttribute");
+        CudaException.Check(CuDriver.cuDeviceGetAttribute(out int sms, CuDriver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, device), "cuDeviceGetAttribute");
+        CudaException.Check(CuDriver.cuDeviceTotalMem(out var total, device), "cuDeviceTotalMem_v2");
+        return new DeviceInfo(device, Marshal.PtrToStringUTF8((nint)name) ?? "?", major * 10 + minor, sms, (long)total);
+    }
+
+    /// <summary>Every device the driver sees (empty without a driver or device).</summary>
+    public static IReadOnlyList<DeviceInfo> All()
+    {
+        int n = CudaBackend.DeviceCount(out _);
+        var list = new List<DeviceInfo>();
+        for (int i = 0; i < n; i++)
+        {
+            CudaException.Check(CuDriver.cuDeviceGet(out int dev, i), "cuDeviceGet");
+            list.Add(Query(dev));
+        }
+        return list;
+    }
+}

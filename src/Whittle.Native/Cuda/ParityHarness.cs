@@ -1,0 +1,295 @@
+using Whittle.Native.Tensors;
+
+namespace Whittle.Native.Cuda;
+
+/// <summary>One op on one case: the max relative error of the candidate against the reference, and the bound it must meet.</summary>
+public sealed record ParityResult(string Op, string Case, double MaxRelativeError, double Tolerance)
+{
+    public bool Passed => MaxRelativeError <= Tolerance;  // NaN fails
+    public override string ToString() => $"{Op,-22} {Case,-44} {MaxRelativeError,10:0.00e+00} <= {Tolerance:0e+00} {(Passed ? "ok" : "FAIL")}";
+}
+
+/// <summary>
+/// Runs every <see cref="IBackend"/> op, forward and backward, on the same fresh random inputs on two backends (a
+/// reference, normally the CPU, and a candidate) and reports the max relative error per op and case.
+/// Policy:
+///  - error = max_i |candidate_i - reference_i| / max_i |reference_i| (max-norm relative error of the whole output;
+///    a NaN or infinity anywhere makes it infinite). Outputs are compared in full: a strided output is compared as
+///    its whole parent buffer, so writes outside the view are caught too;
+///  - forward outputs are poisoned with NaN before the op (an element the op fails to write fails the case);
+///    accumulated (backward) outputs start from the same random values on both sides (so "=" instead of "+=" fails);
+///  - shapes include sizes that are not multiples of 32 or 128 and sub-network views (a Narrow'ed weight whose row
+///    stride is the parent's, q/k/v inside a fused qkv buffer);
+///  - tolerances (<see cref="Tolerance"/>): 1e-5 for f32 ops; TF32 matmuls (when the candidate allows them) 5e-3;
+///    reductions read back in double 1e-6; bf16 conversion exact. MatMul with beta = 0 does not read c (BLAS rule).
+/// </summary>
+public sealed class ParityHarness(IBackend reference, IBackend candidate, int seed = 20240601, bool tf32 = false)
+{
+    readonly Random _rng = new(seed);
+    readonly List<ParityResult> _results = new();
+
+    public const double F32Tolerance = 1e-5, Tf32Tolerance = 5e-3, ReductionTolerance = 1e-6;
+
+    public static double Tolerance(string op, bool tf32) => op switch
+    {
+        "MatMul" when tf32 => Tf32Tolerance,
+        "Sum" or "SumOfSquares" => ReductionTolerance,
+        "Copy(f32->bf16)" => 0,
+        _ => F32Tolerance,
+    };
+
+    public IReadOnlyList<ParityResult> Run()
+    {
+        _results.Clear();
+        Memory();
+        Embedding(50, 33, 7, 33); Embedding(131, 129, 64, 160);
+        LayerNorm(5, 37, 37); LayerNorm(64, 256, 300);
+        foreach (var (ta, tb) in new[] { (false, false), (false, true), (true, false), (true, true) }) MatMul(7, 33, 65, ta, tb, bias: tb, 1f, 0f);
+        MatMul(64, 128, 96, false, true, bias: true, 0.5f, 1f);
+        MatMulSubNetwork(37, 96, 70, 128, 100);
+        SumRows(37, 70, 90); SumRows(300, 33, 33);
+        Rotary(2, 13, 3, 16, 8); Rotary(1, 40, 2, 64, 64);
+        Attention(2, 37, 3, 16); Attention(1, 70, 2, 64); Attention(1, 33, 2, 80);
+        foreach (var tanh in new[] { false, true }) { Gelu(37, tanh); Gelu(4099, tanh); }
+        Elementwise(1029);
+        CrossEntropy(9, 131, withGrad: true); CrossEntropy(16, 1000, withGrad: true); CrossEntropy(5, 77, withGrad: false);
+        AdamW(1000, 600, 1); AdamW(333, 100, 3);
+        Reductions(100_003);
+        return _results;
+    }
+
+    // ---------------------------------------------------------------- inputs and comparison
+
+    float[] Random(long n, float scale = 1f, float offset = 0f)
+    {
+        var a = new float[n];
+        for (long i = 0; i < n; i++) a[i] = offset + scale * (float)(_rng.NextDouble() * 2 - 1);
+        return a;
+    }
+
+    /// <summary>The same host values on both backends.</summary>
+    (Tensor R, Tensor C) Pair(float[] data, params int[] shape)
+    {
+        using var host = Tensor.FromArray(data, shape);
+        return (reference.FromHost(host), candidate.FromHost(host));
+    }
+
+    (Tensor R, Tensor C) PairInt(int[] data, params int[] shape)
+    {
+        using var host = Tensor.FromArray(data, shape);
+        return (reference.FromHost(host), candidate.FromHost(host));
+    }
+
+    (Tensor R, Tensor C) Poisoned(params int[] shape)
+    {
+        var r = reference.Empty(DType.F32, shape); var c = candidate.Empty(DType.F32, shape);
+        reference.Fill(r, float.NaN); candidate.Fill(c, float.NaN);
+        return (r, c);
+    }
+
+    public static double RelativeError(float[] reference, float[] candidate)
+    {
+        if (reference.Length != candidate.Length) return double.PositiveInfinity;
+        double maxDiff = 0, maxRef = 0;
+        for (int i = 0; i < reference.Length; i++)
+        {
+            double r = reference[i], c = candidate[i];
+            if (!double.IsFinite(r) || !double.IsFinite(c)) return double.PositiveInfinity;
+            maxDiff = Math.Max(maxDiff, Math.Abs(c - r));
+            maxRef = Math.Max(maxRef, Math.Abs(r));
+        }
+        return maxDiff == 0 ? 0 : maxDiff / Math.Max(maxRef, 1e-30);
+    }
+
+    void Compare(string op, string name, params (Tensor R, Tensor C)[] outputs)
+    {
+        reference.Synchronize(); candidate.Synchronize();
+        double err = 0;
+        foreach (var (r, c) in outputs) err = Math.Max(err, RelativeError(r.ToFloatArray(), c.ToFloatArray()));
+        _results.Add(new ParityResult(op, name, err, Tolerance(op, tf32)));
+    }
+
+    static void Free(params (Tensor R, Tensor C)[] pairs) { foreach (var (r, c) in pairs) { r.Dispose(); c.Dispose(); } }
+
+    // ---------------------------------------------------------------- cases
+
+    void Memory()
+    {
+        var x = Pair(Random(6 * 35), 6, 35);
+        var (dr, dc) = Poisoned(35, 6);
+        reference.Copy(x.R.Transpose(0, 1), dr); candidate.Copy(x.C.Transpose(0, 1), dc);
+        Compare("Copy(strided)", "(6, 35)^T", (dr, dc));
+        var br = reference.Empty(DType.BF16, 6, 35); var bc = candidate.Empty(DType.BF16, 6, 35);
+        reference.Copy(x.R, br); candidate.Copy(x.C, bc);
+        Compare("Copy(f32->bf16)", "(6, 35)", (br, bc));
+        var f = Poisoned(7, 9);
+        reference.Fill(f.R, 1.25f); candidate.Fill(f.C, 1.25f);
+        Compare("Fill", "(7, 9)", f);
+        Free(x, (dr, dc), (br, bc), f);
+    }
+
+    void Embedding(int v, int c, int n, int fullC)
+    {
+        string name = $"V={v} C={c} N={n}{(fullC > c ? $" view of C={fullC}" : "")}";
+        var ids = PairInt(Enumerable.Range(0, n).Select(i => i % 5 == 4 ? 3 : _rng.Next(v)).ToArray(), n);  // repeats on purpose
+        var w = Pair(Random((long)v * fullC), v, fullC);
+        var out_ = Poisoned(n, c);
+        reference.EmbeddingForward(ids.R, w.R.Narrow(1, 0, c), out_.R); candidate.EmbeddingForward(ids.C, w.C.Narrow(1, 0, c), out_.C);
+        Compare("EmbeddingForward", name, out_);
+        var dOut = Pair(Random((long)n * c), n, c);
+        reference.EmbeddingBackward(ids.R, dOut.R, w.R.Narrow(1, 0, c)); candidate.EmbeddingBackward(ids.C, dOut.C, w.C.Narrow(1, 0, c));
+        Compare("EmbeddingBackward", name, w);
+        Free(ids, w, out_, dOut);
+    }
+
+    /// <summary>Activations are contiguous (N, C); a sub-network's weight and bias are the first C of the full width.</summary>
+    void LayerNorm(int n, int c, int fullC)
+    {
+        string name = $"N={n} C={c}{(fullC > c ? $" weights of C={fullC}" : "")}";
+        var x = Pair(Random((long)n * c, 2f, 3f), n, c);
+        var w = Pair(Random(fullC, 0.5f, 1f), fullC); var b = Pair(Random(fullC), fullC);
+        var y = Poisoned(n, c); var mean = Poisoned(n); var rstd = Poisoned(n);
+        reference.LayerNormForward(x.R, w.R.Narrow(0, 0, c), b.R.Narrow(0, 0, c), 1e-5f, y.R, mean.R, rstd.R);
+        candidate.LayerNormForward(x.C, w.C.Narrow(0, 0, c), b.C.Narrow(0, 0, c), 1e-5f, y.C, mean.C, rstd.C);
+        Compare("LayerNormForward", name, y, mean, rstd);
+        var dy = Pair(Random((long)n * c), n, c);
+        var dx = Pair(Random((long)n * c), n, c); var dw = Pair(Random(fullC), fullC); var db = Pair(Random(fullC), fullC);
+        reference.LayerNormBackward(dy.R, x.R, w.R.Narrow(0, 0, c), mean.R, rstd.R, dx.R, dw.R.Narrow(0, 0, c), db.R.Narrow(0, 0, c));
+        candidate.LayerNormBackward(dy.C, x.C, w.C.Narrow(0, 0, c), mean.C, rstd.C, dx.C, dw.C.Narrow(0, 0, c), db.C.Narrow(0, 0, c));
+        Compare("LayerNormBackward", name, dx, dw, db);
+        Free(x, w, b, y, mean, rstd, dy, dx, dw, db);
+    }
+
+    void MatMul(int m, int k, int n, bool ta, bool tb, bool bias, float alpha, float beta)
+    {
+        string name = $"M={m} K={k} N={n}{(ta ? " aT" : "")}{(tb ? " bT" : "")}{(bias ? " +bias" : "")}{(beta != 0 ? $" a={alpha} b={beta}" : "")}";
+        var a = ta ? Pair(Random((long)k * m), k, m) : Pair(Random((long)m * k), m, k);
+        var b = tb ? Pair(Random((long)n * k), n, k) : Pair(Random((long)k * n), k, n);
+        var bi = Pair(Random(n), n);
+        var c = beta == 0 ? Poisoned(m, n) : Pair(Random((long)m * n), m, n);
+        reference.MatMul(a.R, ta, b.R, tb, c.R, alpha, beta, bias ? bi.R : null);
+        candidate.MatMul(a.C, ta, b.C, tb, c.C, alpha, beta, bias ? bi.C : null);
+        Compare("MatMul", name, c);
+        Free(a, b, bi, c);
+    }
+
+    /// <summary>A linear layer of a sub-network: y = x W[:out, :in]^T + b[:out], W a view with the parent's row stride.</summary>
+    void MatMulSubNetwork(int rows, int inF, int outF, int fullIn, int fullOut)
+    {
+        var x = Pair(Random((long)rows * inF), rows, inF);
+        var w = Pair(Random((long)fullOut * fullIn), fullOut, fullIn);
+        var b = Pair(Random(fullOut), fullOut);
+        var y = Poisoned(rows, outF);
+        reference.MatMul(x.R, false, w.R.Narrow(0, 0, outF).Narrow(1, 0, inF), true, y.R, bias: b.R.Narrow(0, 0, outF));
+        candidate.MatMul(x.C, false, w.C.Narrow(0, 0, outF).Narrow(1, 0, inF), true, y.C, bias: b.C.Narrow(0, 0, outF));
+        Compare("MatMul", $"linear {rows}x{inF} -> {outF}, W view of ({fullOut}, {fullIn})", y);
+        // and the weight gradient into the view: dW[:out, :in] += dy^T x (beta = 1 accumulates)
+        var dy = Pair(Random((long)rows * outF), rows, outF);
+        var dw = Pair(Random((long)fullOut * fullIn), fullOut, fullIn);
+        reference.MatMul(dy.R, true, x.R, false, dw.R.Narrow(0, 0, outF).Narrow(1, 0, inF), 1f, 1f);
+        candidate.MatMul(dy.C, true, x.C, false, dw.C.Narrow(0, 0, outF).Narrow(1, 0, inF), 1f, 1f);
+        Compare("MatMul", $"dW += dy^T x into a view of ({fullOut}, {fullIn})", dw);
+        Free(x, w, b, y, dy, dw);
+    }
+
+    void SumRows(int m, int n, int fullN)
+    {
+        var dy = Pair(Random((long)m * fullN), m, fullN);
+        var db = Pair(Random(n), n);
+        reference.SumRows(dy.R.Narrow(1, 0, n), db.R); candidate.SumRows(dy.C.Narrow(1, 0, n), db.C);
+        Compare("SumRows", $"M={m} N={n} view of N={fullN}", db);
+        Free(dy, db);
+    }
+
+    /// <summary>Rotary on q inside a GPT-NeoX fused qkv buffer (B, T, H, 3*D).</summary>
+    void Rotary(int b, int t, int h, int d, int r)
+    {
+        string name = $"B={b} T={t} H={h} D={d} R={r} q in fused qkv";
+        var qkv = Pair(Random((long)b * t * h * 3 * d), b, t, h, 3 * d);
+        var angles = Enumerable.Range(0, t * r / 2).Select(i => (i / (r / 2)) * MathF.Pow(10000f, -2f * (i % (r / 2)) / r)).ToArray();
+        var cos = Pair(angles.Select(MathF.Cos).ToArray(), t, r / 2); var sin = Pair(angles.Select(MathF.Sin).ToArray(), t, r / 2);
+        reference.RotaryForward(qkv.R.Narrow(3, 0, d), cos.R, sin.R); candidate.RotaryForward(qkv.C.Narrow(3, 0, d), cos.C, sin.C);
+        Compare("RotaryForward", name, qkv);
+        reference.RotaryBackward(qkv.R.Narrow(3, d, d), cos.R, sin.R); candidate.RotaryBackward(qkv.C.Narrow(3, d, d), cos.C, sin.C);
+        Compare("RotaryBackward", name.Replace("q in", "k in"), qkv);
+        Free(qkv, cos, sin);
+    }
+
+    void Attention(int b, int t, int h, int d)
+    {
+        string name = $"B={b} T={t} H={h} D={d} fused qkv";
+        float scale = 1f / MathF.Sqrt(d);
+        var qkv = Pair(Random((long)b * t * h * 3 * d, 2f), b, t, h, 3 * d);
+        Tensor Q(Tensor x) => x.Narrow(3, 0, d); Tensor K(Tensor x) => x.Narrow(3, d, d); Tensor V(Tensor x) => x.Narrow(3, 2 * d, d);
+        var o = Poisoned(b, t, h, d); var lse = Poisoned(b, h, t);
+        reference.AttentionForward(Q(qkv.R), K(qkv.R), V(qkv.R), scale, o.R, lse.R);
+        candidate.AttentionForward(Q(qkv.C), K(qkv.C), V(qkv.C), scale, o.C, lse.C);
+        Compare("AttentionForward", name, o, lse);
+        var dOut = Pair(Random((long)b * t * h * d), b, t, h, d);
+        var dqkv = Pair(Random((long)b * t * h * 3 * d), b, t, h, 3 * d);
+        reference.AttentionBackward(dOut.R, Q(qkv.R), K(qkv.R), V(qkv.R), o.R, lse.R, scale, Q(dqkv.R), K(dqkv.R), V(dqkv.R));
+        candidate.AttentionBackward(dOut.C, Q(qkv.C), K(qkv.C), V(qkv.C), o.C, lse.C, scale, Q(dqkv.C), K(dqkv.C), V(dqkv.C));
+        Compare("AttentionBackward", name, dqkv);
+        Free(qkv, o, lse, dOut, dqkv);
+    }
+
+    void Gelu(int n, bool tanh)
+    {
+        string name = $"n={n} {(tanh ? "tanh" : "exact")}";
+        var x = Pair(Random(n, 5f), n); var y = Poisoned(n);
+        reference.GeluForward(x.R, y.R, tanh); candidate.GeluForward(x.C, y.C, tanh);
+        Compare("GeluForward", name, y);
+        var dy = Pair(Random(n), n); var dx = Pair(Random(n), n);
+        reference.GeluBackward(dy.R, x.R, dx.R, tanh); candidate.GeluBackward(dy.C, x.C, dx.C, tanh);
+        Compare("GeluBackward", name, dx);
+        Free(x, y, dy, dx);
+    }
+
+    void Elementwise(int n)
+    {
+        var a = Pair(Random(n), n); var b = Pair(Random(n), n); var y = Poisoned(n);
+        reference.Add(a.R, b.R, y.R); candidate.Add(a.C, b.C, y.C);
+        Compare("Add", $"n={n}", y);
+        reference.Add(a.R, b.R, a.R); candidate.Add(a.C, b.C, a.C);
+        Compare("Add", $"n={n} in place (y = a)", a);
+        reference.Axpy(-0.75f, b.R, y.R); candidate.Axpy(-0.75f, b.C, y.C);
+        Compare("Axpy", $"n={n}", y);
+        reference.Scale(y.R, 3.5f); candidate.Scale(y.C, 3.5f);
+        Compare("Scale", $"n={n}", y);
+        Free(a, b, y);
+    }
+
+    void CrossEntropy(int n, int v, bool withGrad)
+    {
+        string name = $"N={n} V={v}{(withGrad ? "" : " loss only")}";
+        var logits = Pair(Random((long)n * v, 5f), n, v);
+        var targets = PairInt(Enumerable.Range(0, n).Select(i => i == 2 ? -100 : _rng.Next(v)).ToArray(), n);
+        var losses = Poisoned(n);
+        var d = Pair(Random((long)n * v), n, v);
+        reference.CrossEntropy(logits.R, targets.R, -100, losses.R, withGrad ? d.R : null, 0.25f);
+        candidate.CrossEntropy(logits.C, targets.C, -100, losses.C, withGrad ? d.C : null, 0.25f);
+        Compare("CrossEntropy", name, losses, d);
+        Free(logits, targets, losses, d);
+    }
+
+    void AdamW(int p, long decay, int step)
+    {
+        var param = Pair(Random(p), p); var grad = Pair(Random(p, 3f), p);
+        var m = Pair(step == 1 ? new float[p] : Random(p, 0.1f), p);
+        var v = Pair(step == 1 ? new float[p] : Random(p, 0.01f, 0.01f), p);
+        var s = new AdamWSettings(1e-3f, WeightDecay: 0.1f);
+        reference.AdamW(param.R, grad.R, m.R, v.R, decay, s, step, 0.5f); candidate.AdamW(param.C, grad.C, m.C, v.C, decay, s, step, 0.5f);
+        Compare("AdamW", $"P={p} decay={decay} step={step}", param, m, v);
+        Free(param, grad, m, v);
+    }
+
+    void Reductions(int n)
+    {
+        var x = Pair(Random(n, 1f, 0.1f), n);
+        double r = reference.Sum(x.R), c = candidate.Sum(x.C);
+        _results.Add(new ParityResult("Sum", $"n={n}", Math.Abs(c - r) / Math.Max(Math.Abs(r), 1e-30), Tolerance("Sum", tf32)));
+        r = reference.SumOfSquares(x.R); c = candidate.SumOfSquares(x.C);
+        _results.Add(new ParityResult("SumOfSquares", $"n={n}", Math.Abs(c - r) / Math.Max(Math.Abs(r), 1e-30), Tolerance("SumOfSquares", tf32)));
+        Free(x);
+    }
+}
