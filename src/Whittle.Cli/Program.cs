@@ -4,4 +4,8 @@ using Whittle.Cli;
 // The `whittle` command. Each subcommand lives in Commands/<Name>Command.cs and is registered here, one line each.
 var root = new RootCommand("whittle: small language models cheaply out of big ones (Whittle, SALT) on a from-scratch C#/CUDA engine.");
 root.Options.Add(CliCommon.Verbose);
+root.Subcommands.Add(Whittle.Cli.Commands.EncodeCommand.Create());
+root.Subcommands.Add(Whittle.Cli.Commands.DecodeCommand.Create());
+root.Subcommands.Add(Whittle.Cli.Commands.TrainTokenizerCommand.Create());
+root.Subcommands.Add(Whittle.Cli.Commands.TokenizeCommand.Create());
 return CliCommon.Run(root, args);
