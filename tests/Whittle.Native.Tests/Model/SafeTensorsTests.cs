@@ -279,8 +279,13 @@ public class SafeTensorsTests
             Assert.That(ck.IsSharded, Is.False);
             Assert.That(ck.ReadFloats("embed_out.weight"), Is.EqualTo(tensors[5].Item2.ToFloatArray()));
         }
+        CheckpointWriter.Write(_dir, tensors, maxShardBytes: 400);
+        int manyShards = Directory.GetFiles(_dir, "model-*.safetensors").Length;
         CheckpointWriter.Write(_dir, tensors, maxShardBytes: 1000, storeAs: DType.BF16);
         Assert.That(File.Exists(Path.Combine(_dir, "model.safetensors")), Is.False, "model.safetensors would shadow the new shards");
+        var left = Directory.GetFiles(_dir, "model-*.safetensors");
+        Assert.That(left.Length, Is.LessThan(manyShards));
+        Assert.That(left.All(f => f.EndsWith($"-of-{left.Length:D5}.safetensors")), "shards of the earlier save are removed");
         using (var ck = new CheckpointReader(_dir))
         {
             Assert.That(ck.IsSharded, Is.True);
