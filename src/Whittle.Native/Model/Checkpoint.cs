@@ -2,8 +2,11 @@
 // ({"metadata": {"total_size": bytes}, "weight_map": {tensor name: shard file}}), the layout transformers'
 // save_pretrained writes and from_pretrained loads. Policy: the reader validates the whole directory when opened
 // (every shard exists and holds every tensor the index assigns to it), so a bad checkpoint fails before any
-// training starts, with an error naming the file and the tensor. The writer writes each file atomically and the
-// index last, so a crash mid-way leaves the previous checkpoint readable.
+// training starts, with an error naming the file and the tensor. The writer replaces each file atomically and
+// writes the index last; shards of an earlier save that the new index does not name are removed afterwards.
+// (Overwriting a sharded checkpoint in place is not atomic as a whole: a crash between shards can leave the old
+// index over a mix of shards, which the reader's validation usually, not always, rejects. Save to a new directory
+// when that matters.)
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Whittle.Native.Tensors;
@@ -196,5 +199,8 @@ public static class CheckpointWriter
         });
         // model.safetensors takes precedence over an index for every loader: an old one would shadow these shards.
         File.Delete(single);
+        var written = new HashSet<string>(weightMap.Values, StringComparer.Ordinal);
+        foreach (var stale in Directory.GetFiles(dir, "model-*-of-*.safetensors"))
+            if (!written.Contains(Path.GetFileName(stale))) File.Delete(stale);
     }
 }

@@ -14,6 +14,7 @@ using System.Buffers.Binary;
 using System.IO.MemoryMappedFiles;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using System.Text;
 using System.Text.Json;
 using Whittle.Native.Tensors;
@@ -158,11 +159,27 @@ public sealed unsafe class SafeTensorsFile : IDisposable
                     TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(Bytes(e, start * 2, n * 2L)), d);
                     break;
                 case DType.BF16:
-                    var src = MemoryMarshal.Cast<byte, ushort>(Bytes(e, start * 2, n * 2L));
-                    for (int i = 0; i < n; i++) d[i] = Bf16.ToFloat(src[i]);
+                    Bf16ToF32(MemoryMarshal.Cast<byte, ushort>(Bytes(e, start * 2, n * 2L)), d);
                     break;
             }
         }
+    }
+
+    /// <summary>bf16 is the top half of an f32: widen and shift, 16 at a time where the CPU has 256-bit vectors.</summary>
+    static void Bf16ToF32(ReadOnlySpan<ushort> src, Span<float> dst)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var bits = MemoryMarshal.Cast<float, uint>(dst);
+            for (; i + 16 <= src.Length; i += 16)
+            {
+                var (lower, upper) = Vector256.Widen(Vector256.Create(src.Slice(i, 16)));
+                (lower << 16).CopyTo(bits.Slice(i, 8));
+                (upper << 16).CopyTo(bits.Slice(i + 8, 8));
+            }
+        }
+        for (; i < src.Length; i++) dst[i] = Bf16.ToFloat(src[i]);
     }
 
     void CheckHostSize(TensorEntry e)

@@ -279,8 +279,13 @@ public class SafeTensorsTests
             Assert.That(ck.IsSharded, Is.False);
             Assert.That(ck.ReadFloats("embed_out.weight"), Is.EqualTo(tensors[5].Item2.ToFloatArray()));
         }
+        CheckpointWriter.Write(_dir, tensors, maxShardBytes: 400);
+        int manyShards = Directory.GetFiles(_dir, "model-*.safetensors").Length;
         CheckpointWriter.Write(_dir, tensors, maxShardBytes: 1000, storeAs: DType.BF16);
         Assert.That(File.Exists(Path.Combine(_dir, "model.safetensors")), Is.False, "model.safetensors would shadow the new shards");
+        var left = Directory.GetFiles(_dir, "model-*.safetensors");
+        Assert.That(left.Length, Is.LessThan(manyShards));
+        Assert.That(left.All(f => f.EndsWith($"-of-{left.Length:D5}.safetensors")), "shards of the earlier save are removed");
         using (var ck = new CheckpointReader(_dir))
         {
             Assert.That(ck.IsSharded, Is.True);
@@ -540,6 +545,31 @@ public class SafeTensorsTests
         from lenDelta in Gen.Choose(-3, 3)
         select Assemble("{" + string.Concat(tokens), data, lenDelta);
 
+    static readonly string[] DTypeValues = ["\"F32\"", "\"BF16\"", "\"F16\"", "\"I32\"", "\"U8\"", "\"F4\"", "\"I64\"", "\"X9\""];
+    static readonly string[] ShapeValues =
+        ["[]", "[0]", "[1]", "[2]", "[3]", "[0,3]", "[2,2]", "[-1]", "[3000000000]", "[65536,65536,65536,65536,65536]", "[1.5]", "[\"2\"]"];
+    static readonly string[] OffsetValues =
+        ["[0,0]", "[0,2]", "[0,4]", "[0,8]", "[4,8]", "[8,12]", "[8,4]", "[0,16]", "[4,12]", "[0,18446744073709551615]", "[-4,0]", "[0,4,8]"];
+    static readonly string[] WrongTypes = ["3", "null", "{}", "\"x\"", "true"];
+
+    /// <summary>A field present with 90% probability, holding a value of its kind with 90% probability.</summary>
+    static Gen<string> Field(string name, string[] values) =>
+        Gen.Frequency((1, Gen.Constant("")), (9, Gen.Frequency((9, Gen.Elements(values)), (1, Gen.Elements(WrongTypes))).Select(v => $"\"{name}\":{v}")));
+
+    /// <summary>Well-formed JSON objects whose entries carry random (often wrong) dtypes, shapes and offsets: reaches the semantic checks.</summary>
+    static Gen<byte[]> StructuredFiles =>
+        from count in Gen.Choose(1, 4)
+        from entries in Gen.ArrayOf(
+            from name in Gen.Frequency((6, Gen.Elements("a", "b", "c")), (1, Gen.Constant("__metadata__")))
+            from dtype in Field("dtype", DTypeValues)
+            from shape in Field("shape", ShapeValues)
+            from offsets in Field("data_offsets", OffsetValues)
+            select name == "__metadata__"
+                ? "\"__metadata__\":{\"format\":\"pt\"}"
+                : $"\"{name}\":{{{string.Join(",", new[] { dtype, shape, offsets }.Where(f => f.Length > 0))}}}", count)
+        from dataLength in Gen.Elements(0, 2, 4, 8, 12, 16)
+        select Assemble("{" + string.Join(",", entries) + "}", new byte[dataLength], 0);
+
     static byte[] Assemble(string header, byte[] data, int lenDelta)
     {
         var h = Encoding.UTF8.GetBytes(header);
@@ -561,7 +591,7 @@ public class SafeTensorsTests
     [Test]
     public void PropertyArbitraryBytesNeverThrowAnythingButInvalidFile()
     {
-        var prop = Prop.ForAll(Gen.OneOf(ByteArrays, TokenFiles).ToArbitrary(), bytes => OpensOrFailsCleanly(WriteCase(bytes)));
+        var prop = Prop.ForAll(Gen.OneOf(ByteArrays, TokenFiles, StructuredFiles, StructuredFiles).ToArbitrary(), bytes => OpensOrFailsCleanly(WriteCase(bytes)));
         Check.One(Config.QuickThrowOnFailure.WithMaxTest(400), prop);
     }
 
@@ -631,13 +661,16 @@ public class SafeTensorsTests
     [Test]
     public void PropertyMutatedValidFilesNeverThrowAnythingButInvalidFile()
     {
+        // A pool of valid files (each write is fsynced, so building one per case would dominate the run time).
+        var pool = ValidFiles(_dir).Sample(40, 10).Select(f => f.Bytes).ToArray();
+        Assert.That(pool, Has.Length.EqualTo(40));
         var mutated =
-            from file in ValidFiles(_dir)
+            from valid in Gen.Elements(pool)
             from mutation in Gen.Elements(Enum.GetValues<Mutation>())
             from at in Gen.Choose(0, int.MaxValue)
             from value in Gen.Choose(0, 255)
             from prefix in Gen.Elements(0UL, 1UL, 7UL, 100_000_001UL, ulong.MaxValue, (ulong)long.MaxValue + 3, 1UL << 40)
-            select Mutate(file.Bytes, mutation, at, (byte)value, prefix);
+            select Mutate(valid, mutation, at, (byte)value, prefix);
         var prop = Prop.ForAll(mutated.ToArbitrary(), bytes => OpensOrFailsCleanly(WriteCase(bytes)));
         Check.One(Config.QuickThrowOnFailure.WithMaxTest(400), prop);
     }
