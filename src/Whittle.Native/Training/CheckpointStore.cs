@@ -1,0 +1,122 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Whittle.Native.Model;
+using Whittle.Native.Tensors;
+
+namespace Whittle.Native.Training;
+
+/// <summary>Everything besides the weights that a run needs to continue exactly where it stopped.</summary>
+public sealed record TrainingState(int Step, long TokensSeen, long DataCursor, ulong Seed, double ElapsedSeconds)
+{
+    public JsonObject ToJson() => new()
+    {
+        ["version"] = 1, ["step"] = Step, ["tokens_seen"] = TokensSeen, ["data_cursor"] = DataCursor,
+        ["seed"] = Seed.ToString(), ["elapsed_seconds"] = ElapsedSeconds,
+    };
+
+    public static TrainingState FromJson(JsonNode o, string path)
+    {
+        try
+        {
+            return new TrainingState(o["step"]!.GetValue<int>(), o["tokens_seen"]!.GetValue<long>(), o["data_cursor"]!.GetValue<long>(),
+                ulong.Parse(o["seed"]!.GetValue<string>()), o["elapsed_seconds"]!.GetValue<double>());
+        }
+        catch (Exception e) when (e is NullReferenceException or InvalidOperationException or FormatException)
+        {
+            throw new InvalidFileException(path, $"malformed training state ({e.Message})");
+        }
+    }
+}
+
+/// <summary>
+/// The checkpoints of one run: <c>RUN/checkpoints/step-0000100/</c>, each a Hugging Face model directory
+/// (config.json + model.safetensors, plus the tokenizer when known) with the optimizer moments
+/// (<c>optimizer.safetensors</c>: m, v) and <c>trainer_state.json</c>. Each is written whole under a temporary name and
+/// renamed into place (<see cref="AtomicDirectory"/>), so killing the process at any moment, during a save too, leaves
+/// the previous checkpoint loadable. The newest <see cref="Keep"/> are kept; pinned ones (milestones such as SALT's
+/// switch step) are never pruned.
+/// </summary>
+public sealed class CheckpointStore(string runDir, int keep = 2, string? tokenizerFile = null)
+{
+    public const string StateFile = "trainer_state.json";
+    public const string OptimizerFile = "optimizer.safetensors";
+    const string PinnedMarker = "pinned";
+
+    public string Directory { get; } = Path.Combine(runDir, "checkpoints");
+    public int Keep { get; } = Math.Max(1, keep);
+
+    public static string NameOf(int step) => $"step-{step:D7}";
+
+    /// <summary>Complete checkpoints, oldest first (a directory counts once its state file is in it: the rename makes that all-or-nothing).</summary>
+    public IReadOnlyList<(int Step, string Path)> List()
+    {
+        if (!System.IO.Directory.Exists(Directory)) return [];
+        return System.IO.Directory.EnumerateDirectories(Directory, "step-*")
+            .Select(d => (Dir: d, Ok: int.TryParse(Path.GetFileName(d)["step-".Length..], out int s), Step: s))
+            .Where(x => x.Ok && File.Exists(Path.Combine(x.Dir, StateFile)))
+            .OrderBy(x => x.Step).Select(x => (x.Step, x.Dir)).ToList();
+    }
+
+    public (int Step, string Path)? Latest() => List() is { Count: > 0 } l ? l[^1] : null;
+
+    public string Save(GptNeoX model, AdamWOptimizer optimizer, TrainingState state, bool pin = false)
+    {
+        string dir = Path.Combine(Directory, NameOf(state.Step));
+        var extra = tokenizerFile is not null && File.Exists(tokenizerFile) ? new[] { tokenizerFile } : [];
+        GptNeoXCheckpoint.SaveWith(model, dir, extraFiles: extra, alsoWrite: tmp =>
+        {
+            SafeTensorsWriter.Write(Path.Combine(tmp, OptimizerFile), [("m", optimizer.M), ("v", optimizer.V)],
+                new Dictionary<string, string> { ["step"] = optimizer.Step.ToString() });
+            if (pin) File.WriteAllText(Path.Combine(tmp, PinnedMarker), "kept: a milestone of this run\n");
+            FaultInjection.MaybeCrash("checkpoint-save");
+            AtomicFile.WriteAllText(Path.Combine(tmp, StateFile), state.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        });
+        Prune();
+        return dir;
+    }
+
+    /// <summary>Loads weights, optimizer moments and state from a checkpoint into an existing model/optimizer of the same shape.</summary>
+    public static TrainingState Restore(string dir, GptNeoX model, AdamWOptimizer optimizer)
+    {
+        using (var loaded = GptNeoXCheckpoint.Load(dir, CpuOnly))
+        {
+            if (loaded.Parameters.Count != model.Parameters.Count || loaded.Config with { } != model.Config with { } && loaded.Parameters.Count != model.Parameters.Count)
+                throw new InvalidFileException(dir, $"checkpoint has {loaded.Parameters.Count} parameters, the model {model.Parameters.Count}");
+            model.LoadFlat(loaded.Parameters.Flat);
+        }
+        var statePath = Path.Combine(dir, StateFile);
+        var state = TrainingState.FromJson(JsonNode.Parse(File.ReadAllText(statePath))!, statePath);
+        using var opt = new SafeTensorsFile(Path.Combine(dir, OptimizerFile));
+        foreach (var (name, dst) in new[] { ("m", optimizer.M), ("v", optimizer.V) })
+        {
+            using var host = opt.ReadTensor(name);
+            if (host.Count != dst.Count) throw new InvalidFileException(opt.Path, $"has {host.Count} elements, the model {dst.Count}", name);
+            using var dev = optimizer.Parameters.Backend.FromHost(host.Reshape((int)host.Count));
+            optimizer.Parameters.Backend.Copy(dev, dst);
+        }
+        optimizer.Step = state.Step;
+        return state;
+    }
+
+    static readonly Cpu.CpuBackend CpuOnly = new();
+
+    void Prune()
+    {
+        var all = List();
+        var unpinned = all.Where(c => !File.Exists(Path.Combine(c.Path, PinnedMarker))).ToList();
+        foreach (var (_, path) in unpinned.Take(Math.Max(0, unpinned.Count - Keep)))
+            System.IO.Directory.Delete(path, recursive: true);
+    }
+}
+
+/// <summary>
+/// Deterministic crash points for the crash-safety tests: when WHITTLE_FAULT names a point, the process exits at once
+/// (exit code 86, no cleanup) when it reaches it — the same as a kill at that moment.
+/// </summary>
+public static class FaultInjection
+{
+    public static void MaybeCrash(string point)
+    {
+        if (Environment.GetEnvironmentVariable("WHITTLE_FAULT") == point) Environment.Exit(86);
+    }
+}
