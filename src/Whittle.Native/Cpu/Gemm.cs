@@ -6,6 +6,8 @@ using System.Runtime.Intrinsics.X86;
 namespace Whittle.Native.Cpu;
 
 // Policy: single-precision GEMM for the CPU backend, Goto/BLIS style, written from first principles.
+//  - Micro-kernels: 8x32 with Vector512 (AVX-512), 6x16 with Vector256 (AVX2/FMA; plain multiply+add without FMA),
+//    and a scalar one for anything else. The widest the machine accelerates is used.
 //  - All four transpose cases are reduced to one micro-kernel by packing: A into MR-row panels laid out k-major,
 //    B into NR-column panels laid out k-major. Packing reads only inside the matrix; tails are padded with zeros,
 //    and edge tiles go through a scratch tile so only valid C elements are written.
@@ -19,21 +21,33 @@ namespace Whittle.Native.Cpu;
 //  - Pack buffers are thread-static pinned arrays that only grow, so the steady state allocates nothing large.
 internal static unsafe class Gemm
 {
-    /// <summary>Micro-tile height (rows of C per kernel call).</summary>
-    internal const int MR = 6;
-    /// <summary>Micro-tile width (columns of C per kernel call): two Vector256&lt;float&gt;.</summary>
-    internal const int NR = 16;
+    /// <summary>Micro-kernels, all over the same packed layout; each C element is the same fused multiply-add chain in
+    /// every one of them (a lane is a lane), so they agree bit for bit where hardware FMA exists.</summary>
+    internal enum Kernel { Scalar, Avx256, Avx512 }
+
     internal const int KC = 256;
+    /// <summary>A block height: a multiple of both tile heights (6 and 8); (MC, KC) floats = 144 KiB stays in L2.</summary>
     internal const int MC = 144;
+    /// <summary>B block width: (KC, NC) floats = 2 MiB, one core's L2 share, reused across every A block of a chunk.</summary>
     internal const int NC = 2048;
+    const int MaxMR = 8, MaxNR = 32;
 
     /// <summary>Below this many multiply-adds a call runs on the calling thread: Parallel.For costs more than it saves.</summary>
     const long ParallelThreshold = 1L << 18;
 
-    /// <summary>Tests flip this to exercise the portable scalar kernel on a machine that has AVX.</summary>
-    internal static bool ForceScalarKernel;
+    /// <summary>The widest kernel this machine runs natively.</summary>
+    internal static readonly Kernel Best =
+        Vector512.IsHardwareAccelerated && Avx512F.IsSupported ? Kernel.Avx512
+        : Vector256.IsHardwareAccelerated && Avx.IsSupported ? Kernel.Avx256
+        : Kernel.Scalar;
+
+    /// <summary>Tests pin a kernel (one the machine supports) to compare them; null means Best.</summary>
+    internal static Kernel? ForceKernel;
     /// <summary>Tests set this to check that results do not depend on the thread count; 0 means ProcessorCount.</summary>
     internal static int ThreadCountOverride;
+
+    /// <summary>Micro-tile (rows, columns) of C per kernel call: 6x16 = 12 ymm accumulators, 8x32 = 16 zmm accumulators.</summary>
+    static (int Mr, int Nr) TileOf(Kernel kernel) => kernel == Kernel.Avx512 ? (8, 32) : (6, 16);
 
     /// Row-major: C (m, n) = alpha * op(A) @ op(B) + beta * C.  op(A) is (m, k): A is (m, k) with row stride lda, or with transA A is (k, m).
     /// op(B) is (k, n): B is (k, n) with row stride ldb, or with transB B is (n, k). C has row stride ldc. beta == 0 means C is not read (may hold NaN).
@@ -53,7 +67,9 @@ internal static unsafe class Gemm
         if (a == null) throw new ArgumentNullException(nameof(a));
         if (b == null) throw new ArgumentNullException(nameof(b));
 
-        var job = new Job(transA, transB, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        var kernel = ForceKernel ?? Best;
+        var (mr, nr) = TileOf(kernel);
+        var job = new Job(kernel, mr, nr, transA, transB, k, alpha, a, lda, b, ldb, beta, c, ldc);
         int threads = ThreadCountOverride > 0 ? ThreadCountOverride : Environment.ProcessorCount;
         if (threads <= 1 || (long)m * n * k < ParallelThreshold)
         {
@@ -63,9 +79,9 @@ internal static unsafe class Gemm
 
         // Split the larger side of C into chunks aligned to the micro-tile; more chunks than threads lets a thread that
         // was descheduled (shared machines) fall behind without stalling the call. Each chunk repacks the other operand,
-        // so chunks are kept at least one cache block (mc rows or 2*NR... columns) long.
+        // so a chunk is kept at least about one A block (MC rows) or 128 columns long.
         bool splitM = m >= n;
-        int dim = splitM ? m : n, align = splitM ? MR : NR, minChunk = splitM ? MC : 128;
+        int dim = splitM ? m : n, align = splitM ? mr : nr, minChunk = splitM ? MC : 128;
         int chunks = Math.Clamp(dim / minChunk, 1, 4 * threads);
         int chunk = (dim + chunks - 1) / chunks;
         chunk = (chunk + align - 1) / align * align;
@@ -101,14 +117,13 @@ internal static unsafe class Gemm
     }
 
     /// <summary>One Sgemm call's arguments; Run computes a rectangle of C with this thread's pack buffers.</summary>
-    readonly struct Job(bool transA, bool transB, int k, float alpha, float* a, long lda, float* b, long ldb, float beta, float* c, long ldc)
+    readonly struct Job(Kernel kernel, int MR, int NR, bool transA, bool transB, int k, float alpha, float* a, long lda, float* b, long ldb, float beta, float* c, long ldc)
     {
         /// <summary>C[m0..m1, n0..n1): jc over nc, pc over kc (pack B once), ic over mc (pack A), then micro-tiles.</summary>
         public void Run(int m0, int m1, int n0, int n1)
         {
             var buffers = PackBuffers.ForThisThread();
             float* aPack = buffers.A, bPack = buffers.B, edge = buffers.Edge;
-            bool scalar = ForceScalarKernel || !Vector256.IsHardwareAccelerated;
             for (int jc = n0; jc < n1; jc += NC)
             {
                 int nc = Math.Min(NC, n1 - jc);
@@ -116,11 +131,11 @@ internal static unsafe class Gemm
                 {
                     int kc = Math.Min(KC, k - pc);
                     float betaHere = pc == 0 ? beta : 1f;
-                    PackB(transB, b, ldb, pc, kc, jc, nc, bPack);
+                    PackB(transB, b, ldb, pc, kc, jc, nc, NR, bPack);
                     for (int ic = m0; ic < m1; ic += MC)
                     {
                         int mc = Math.Min(MC, m1 - ic);
-                        PackA(transA, a, lda, ic, mc, pc, kc, aPack);
+                        PackA(transA, a, lda, ic, mc, pc, kc, MR, aPack);
                         // jr outer, ir inner: one B micro-panel (kc, NR) stays in L1 while the A block streams from L2.
                         for (int jr = 0; jr < nc; jr += NR)
                         {
@@ -132,13 +147,18 @@ internal static unsafe class Gemm
                                 float* aPanel = aPack + (long)ir * kc;
                                 float* cTile = c + (ic + ir) * ldc + jc + jr;
                                 bool full = mr == MR && nr == NR;
-                                // An edge tile is computed into scratch (edge, MR x NR) with beta = 0, then merged element-wise
-                                // with the same formula, so its valid elements round exactly as an interior tile's would.
+                                // An edge tile is computed into scratch (MR, NR) with beta = 0, then merged element-wise with the
+                                // same formula, so its valid elements round exactly as an interior tile's would.
                                 float* dst = full ? cTile : edge;
                                 long ldDst = full ? ldc : NR;
-                                if (scalar) KernelScalar(kc, aPanel, bPanel, dst, ldDst, alpha, full ? betaHere : 0f);
-                                else Kernel6x16(kc, aPanel, bPanel, dst, ldDst, alpha, full ? betaHere : 0f);
-                                if (!full) MergeEdge(edge, cTile, ldc, mr, nr, betaHere);
+                                float betaTile = full ? betaHere : 0f;
+                                switch (kernel)
+                                {
+                                    case Kernel.Avx512: Kernel8x32(kc, aPanel, bPanel, dst, ldDst, alpha, betaTile); break;
+                                    case Kernel.Avx256: Kernel6x16(kc, aPanel, bPanel, dst, ldDst, alpha, betaTile); break;
+                                    default: KernelScalar(kc, MR, NR, aPanel, bPanel, dst, ldDst, alpha, betaTile); break;
+                                }
+                                if (!full) MergeEdge(edge, NR, cTile, ldc, mr, nr, betaHere);
                             }
                         }
                     }
@@ -151,7 +171,7 @@ internal static unsafe class Gemm
     /// Packs op(A)[i0..i0+mc, p0..p0+kc) into ceil(mc/MR) panels, each (kc, MR) k-major; rows past mc are zero.
     /// Without transA, A is (m, k) and a panel gathers MR rows; with transA, A is (k, m) and a panel row is MR contiguous floats.
     /// </summary>
-    static void PackA(bool transA, float* a, long lda, int i0, int mc, int p0, int kc, float* dst)
+    static void PackA(bool transA, float* a, long lda, int i0, int mc, int p0, int kc, int MR, float* dst)
     {
         for (int ir = 0; ir < mc; ir += MR)
         {
@@ -192,7 +212,7 @@ internal static unsafe class Gemm
     /// Without transB, B is (k, n) and a panel row is NR contiguous floats; with transB, B is (n, k) (a weight) and a
     /// panel is the transpose of NR weight rows.
     /// </summary>
-    static void PackB(bool transB, float* b, long ldb, int p0, int kc, int j0, int nc, float* dst)
+    static void PackB(bool transB, float* b, long ldb, int p0, int kc, int j0, int nc, int NR, float* dst)
     {
         for (int jr = 0; jr < nc; jr += NR)
         {
@@ -204,10 +224,8 @@ internal static unsafe class Gemm
                 if (nr == NR && Vector256.IsHardwareAccelerated)
                 {
                     for (int p = 0; p < kc; p++, src += ldb)
-                    {
-                        Vector256.Store(Vector256.Load(src), panel + p * NR);
-                        Vector256.Store(Vector256.Load(src + 8), panel + p * NR + 8);
-                    }
+                        for (int j = 0; j < NR; j += 8)
+                            Vector256.Store(Vector256.Load(src + j), panel + p * NR + j);
                 }
                 else
                 {
@@ -222,7 +240,7 @@ internal static unsafe class Gemm
             }
             else
             {
-                if (nr == NR && Avx.IsSupported) { PackBTransposedFull(b, ldb, p0, kc, j0 + jr, panel); continue; }
+                if (nr == NR && Avx.IsSupported) { PackBTransposedFull(b, ldb, p0, kc, j0 + jr, NR, panel); continue; }
                 for (int j = 0; j < NR; j++)
                 {
                     float* d = panel + j;
@@ -241,18 +259,18 @@ internal static unsafe class Gemm
     }
 
     /// <summary>
-    /// A full transposed B panel: NR rows of B (n, k), k in [p0, p0+kc), into (kc, NR). Two 8x8 in-register
+    /// A full transposed B panel: NR rows of B (n, k), k in [p0, p0+kc), into (kc, NR). NR/8 in-register 8x8
     /// transposes per 8 values of k; the k tail (kc % 8) is copied element by element.
     /// </summary>
-    static void PackBTransposedFull(float* b, long ldb, int p0, int kc, int j0, float* panel)
+    static void PackBTransposedFull(float* b, long ldb, int p0, int kc, int j0, int NR, float* panel)
     {
         int p = 0;
         for (; p + 8 <= kc; p += 8)
         {
-            for (int half = 0; half < 2; half++)
+            for (int j = 0; j < NR; j += 8)
             {
-                float* src = b + (j0 + half * 8) * ldb + p0 + p;
-                Transpose8x8(src, ldb, panel + p * NR + half * 8, NR);
+                float* src = b + (j0 + j) * ldb + p0 + p;
+                Transpose8x8(src, ldb, panel + p * NR + j, NR);
             }
         }
         for (; p < kc; p++)
@@ -300,8 +318,8 @@ internal static unsafe class Gemm
         Fma.IsSupported ? Fma.MultiplyAdd(x, y, acc) : acc + x * y;
 
     /// <summary>
-    /// The register-blocked micro-kernel: acc (MR, NR) = aPanel (kc, MR)^T @ bPanel (kc, NR) in 12 Vector256
-    /// accumulators, then C = alpha * acc + beta * C (C not read when beta == 0).
+    /// AVX2 micro-kernel: acc (6, 16) = aPanel (kc, 6)^T @ bPanel (kc, 16) in 12 Vector256 accumulators (of 16 ymm
+    /// registers), then C = alpha * acc + beta * C (C not read when beta == 0).
     /// </summary>
     static void Kernel6x16(int kc, float* a, float* b, float* c, long ldc, float alpha, float beta)
     {
@@ -311,7 +329,7 @@ internal static unsafe class Gemm
         var c30 = Vector256<float>.Zero; var c31 = Vector256<float>.Zero;
         var c40 = Vector256<float>.Zero; var c41 = Vector256<float>.Zero;
         var c50 = Vector256<float>.Zero; var c51 = Vector256<float>.Zero;
-        for (int p = 0; p < kc; p++, a += MR, b += NR)
+        for (int p = 0; p < kc; p++, a += 6, b += 16)
         {
             var b0 = Vector256.Load(b);
             var b1 = Vector256.Load(b + 8);
@@ -323,41 +341,73 @@ internal static unsafe class Gemm
             x = Vector256.Create(a[5]); c50 = MulAdd(x, b0, c50); c51 = MulAdd(x, b1, c51);
         }
         var va = Vector256.Create(alpha);
-        if (beta == 0f)
-        {
-            Store0(c, c00, c01, va); Store0(c + ldc, c10, c11, va); Store0(c + 2 * ldc, c20, c21, va);
-            Store0(c + 3 * ldc, c30, c31, va); Store0(c + 4 * ldc, c40, c41, va); Store0(c + 5 * ldc, c50, c51, va);
-        }
-        else
-        {
-            var vb = Vector256.Create(beta);
-            StoreB(c, c00, c01, va, vb); StoreB(c + ldc, c10, c11, va, vb); StoreB(c + 2 * ldc, c20, c21, va, vb);
-            StoreB(c + 3 * ldc, c30, c31, va, vb); StoreB(c + 4 * ldc, c40, c41, va, vb); StoreB(c + 5 * ldc, c50, c51, va, vb);
-        }
+        var vb = Vector256.Create(beta);
+        bool read = beta != 0f;
+        Write(c, c00, va, vb, read); Write(c + 8, c01, va, vb, read);
+        Write(c + ldc, c10, va, vb, read); Write(c + ldc + 8, c11, va, vb, read);
+        Write(c + 2 * ldc, c20, va, vb, read); Write(c + 2 * ldc + 8, c21, va, vb, read);
+        Write(c + 3 * ldc, c30, va, vb, read); Write(c + 3 * ldc + 8, c31, va, vb, read);
+        Write(c + 4 * ldc, c40, va, vb, read); Write(c + 4 * ldc + 8, c41, va, vb, read);
+        Write(c + 5 * ldc, c50, va, vb, read); Write(c + 5 * ldc + 8, c51, va, vb, read);
     }
 
+    // Not fused on purpose: alpha*acc + beta*c must round the same way in every kernel and in MergeEdge.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void Store0(float* c, Vector256<float> lo, Vector256<float> hi, Vector256<float> alpha)
-    {
-        Vector256.Store(alpha * lo, c);
-        Vector256.Store(alpha * hi, c + 8);
-    }
-
-    // Not fused on purpose: alpha*acc + beta*c must round the same way here as in MergeEdge and KernelScalar's write-back.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void StoreB(float* c, Vector256<float> lo, Vector256<float> hi, Vector256<float> alpha, Vector256<float> beta)
-    {
-        Vector256.Store(alpha * lo + beta * Vector256.Load(c), c);
-        Vector256.Store(alpha * hi + beta * Vector256.Load(c + 8), c + 8);
-    }
+    static void Write(float* c, Vector256<float> acc, Vector256<float> alpha, Vector256<float> beta, bool read) =>
+        Vector256.Store(read ? alpha * acc + beta * Vector256.Load(c) : alpha * acc, c);
 
     /// <summary>
-    /// Portable micro-kernel over the same packed layout, for machines without 256-bit SIMD.
-    /// It rounds once per multiply-add (fused), like the FMA path, so it agrees with it wherever hardware FMA exists.
+    /// AVX-512 micro-kernel: acc (8, 32) = aPanel (kc, 8)^T @ bPanel (kc, 32) in 16 Vector512 accumulators (of 32 zmm
+    /// registers), then C = alpha * acc + beta * C (C not read when beta == 0).
     /// </summary>
-    static void KernelScalar(int kc, float* a, float* b, float* c, long ldc, float alpha, float beta)
+    static void Kernel8x32(int kc, float* a, float* b, float* c, long ldc, float alpha, float beta)
     {
-        float* acc = stackalloc float[MR * NR]; // (MR, NR)
+        var c00 = Vector512<float>.Zero; var c01 = Vector512<float>.Zero;
+        var c10 = Vector512<float>.Zero; var c11 = Vector512<float>.Zero;
+        var c20 = Vector512<float>.Zero; var c21 = Vector512<float>.Zero;
+        var c30 = Vector512<float>.Zero; var c31 = Vector512<float>.Zero;
+        var c40 = Vector512<float>.Zero; var c41 = Vector512<float>.Zero;
+        var c50 = Vector512<float>.Zero; var c51 = Vector512<float>.Zero;
+        var c60 = Vector512<float>.Zero; var c61 = Vector512<float>.Zero;
+        var c70 = Vector512<float>.Zero; var c71 = Vector512<float>.Zero;
+        for (int p = 0; p < kc; p++, a += 8, b += 32)
+        {
+            var b0 = Vector512.Load(b);
+            var b1 = Vector512.Load(b + 16);
+            var x = Vector512.Create(a[0]); c00 = Avx512F.FusedMultiplyAdd(x, b0, c00); c01 = Avx512F.FusedMultiplyAdd(x, b1, c01);
+            x = Vector512.Create(a[1]); c10 = Avx512F.FusedMultiplyAdd(x, b0, c10); c11 = Avx512F.FusedMultiplyAdd(x, b1, c11);
+            x = Vector512.Create(a[2]); c20 = Avx512F.FusedMultiplyAdd(x, b0, c20); c21 = Avx512F.FusedMultiplyAdd(x, b1, c21);
+            x = Vector512.Create(a[3]); c30 = Avx512F.FusedMultiplyAdd(x, b0, c30); c31 = Avx512F.FusedMultiplyAdd(x, b1, c31);
+            x = Vector512.Create(a[4]); c40 = Avx512F.FusedMultiplyAdd(x, b0, c40); c41 = Avx512F.FusedMultiplyAdd(x, b1, c41);
+            x = Vector512.Create(a[5]); c50 = Avx512F.FusedMultiplyAdd(x, b0, c50); c51 = Avx512F.FusedMultiplyAdd(x, b1, c51);
+            x = Vector512.Create(a[6]); c60 = Avx512F.FusedMultiplyAdd(x, b0, c60); c61 = Avx512F.FusedMultiplyAdd(x, b1, c61);
+            x = Vector512.Create(a[7]); c70 = Avx512F.FusedMultiplyAdd(x, b0, c70); c71 = Avx512F.FusedMultiplyAdd(x, b1, c71);
+        }
+        var va = Vector512.Create(alpha);
+        var vb = Vector512.Create(beta);
+        bool read = beta != 0f;
+        Write(c, c00, va, vb, read); Write(c + 16, c01, va, vb, read);
+        Write(c + ldc, c10, va, vb, read); Write(c + ldc + 16, c11, va, vb, read);
+        Write(c + 2 * ldc, c20, va, vb, read); Write(c + 2 * ldc + 16, c21, va, vb, read);
+        Write(c + 3 * ldc, c30, va, vb, read); Write(c + 3 * ldc + 16, c31, va, vb, read);
+        Write(c + 4 * ldc, c40, va, vb, read); Write(c + 4 * ldc + 16, c41, va, vb, read);
+        Write(c + 5 * ldc, c50, va, vb, read); Write(c + 5 * ldc + 16, c51, va, vb, read);
+        Write(c + 6 * ldc, c60, va, vb, read); Write(c + 6 * ldc + 16, c61, va, vb, read);
+        Write(c + 7 * ldc, c70, va, vb, read); Write(c + 7 * ldc + 16, c71, va, vb, read);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Write(float* c, Vector512<float> acc, Vector512<float> alpha, Vector512<float> beta, bool read) =>
+        Vector512.Store(read ? alpha * acc + beta * Vector512.Load(c) : alpha * acc, c);
+
+    /// <summary>
+    /// Portable micro-kernel over the same packed layout (MR, NR), for machines without AVX. Where the hardware has FMA
+    /// it fuses like the vector kernels (so all kernels agree bit for bit); without FMA it rounds the product separately,
+    /// as the Vector256 fallback in MulAdd does.
+    /// </summary>
+    static void KernelScalar(int kc, int MR, int NR, float* a, float* b, float* c, long ldc, float alpha, float beta)
+    {
+        float* acc = stackalloc float[MaxMR * MaxNR]; // (MR, NR)
         new Span<float>(acc, MR * NR).Clear();
         for (int p = 0; p < kc; p++, a += MR, b += NR)
             for (int r = 0; r < MR; r++)
@@ -374,8 +424,8 @@ internal static unsafe class Gemm
         }
     }
 
-    /// <summary>Edge tile: scratch holds alpha * acc (MR, NR); C's valid (mr, nr) corner becomes scratch + beta * C.</summary>
-    static void MergeEdge(float* scratch, float* c, long ldc, int mr, int nr, float beta)
+    /// <summary>Edge tile: scratch (MR, NR) holds alpha * acc; C's valid (mr, nr) corner becomes scratch + beta * C.</summary>
+    static void MergeEdge(float* scratch, int NR, float* c, long ldc, int mr, int nr, float beta)
     {
         for (int r = 0; r < mr; r++)
         {
@@ -391,9 +441,9 @@ internal static unsafe class Gemm
         [ThreadStatic] static PackBuffers? _current;
 
         // Sized for the largest blocks; an Sgemm call never needs more, so they are allocated once per thread.
-        readonly float[] _a = GC.AllocateUninitializedArray<float>(MC * KC + 16, pinned: true); // (MC/MR panels of (KC, MR))
-        readonly float[] _b = GC.AllocateUninitializedArray<float>(NC * KC + 16, pinned: true); // (NC/NR panels of (KC, NR))
-        readonly float[] _edge = GC.AllocateUninitializedArray<float>(MR * NR + 16, pinned: true); // (MR, NR)
+        readonly float[] _a = GC.AllocateUninitializedArray<float>(MC * KC + 16, pinned: true); // MC/MR panels of (KC, MR)
+        readonly float[] _b = GC.AllocateUninitializedArray<float>(NC * KC + 16, pinned: true); // NC/NR panels of (KC, NR)
+        readonly float[] _edge = GC.AllocateUninitializedArray<float>(MaxMR * MaxNR + 16, pinned: true); // (MR, NR)
 
         public float* A => Aligned(_a);
         public float* B => Aligned(_b);

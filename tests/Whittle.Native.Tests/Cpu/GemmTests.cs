@@ -11,7 +11,7 @@ namespace Whittle.Native.Tests.Cpu;
 // k block, or wrongly applied alpha/beta (each of those gives errors of order 1).
 // Padding inside leading dimensions is filled with NaN (A, B) or a sentinel (C): reading or writing outside the
 // logical matrix shows up as NaN in the result or a changed sentinel.
-[NonParallelizable] // Gemm.ForceScalarKernel and Gemm.ThreadCountOverride are process-wide switches.
+[NonParallelizable] // Gemm.ForceKernel and Gemm.ThreadCountOverride are process-wide switches.
 public unsafe class GemmTests
 {
     const double Tolerance = 1e-5;
@@ -132,18 +132,54 @@ public unsafe class GemmTests
         TestContext.Out.WriteLine($"worst scaled error at k = 4096: {worst:E2}");
     }
 
+    static IEnumerable<Gemm.Kernel> SupportedKernels()
+    {
+        yield return Gemm.Kernel.Scalar;
+        if (Gemm.Best >= Gemm.Kernel.Avx256) yield return Gemm.Kernel.Avx256;
+        if (Gemm.Best >= Gemm.Kernel.Avx512) yield return Gemm.Kernel.Avx512;
+    }
+
     [Test]
-    public void ScalarFallbackKernelMatchesDoubleReference(
+    public void EveryKernelMatchesDoubleReference(
         [Values(false, true)] bool transA, [Values(false, true)] bool transB)
     {
-        Gemm.ForceScalarKernel = true;
-        try
+        foreach (var kernel in SupportedKernels())
         {
-            var rng = new Random(99);
-            CheckCase(rng, transA, transB, 17, 33, 129, 1f, 0f, 1, 2, 3);
-            CheckCase(rng, transA, transB, 150, 40, 300, -0.5f, 0.5f, 0, 4, 0);
+            Gemm.ForceKernel = kernel;
+            try
+            {
+                var rng = new Random(99);
+                CheckCase(rng, transA, transB, 17, 33, 129, 1f, 0f, 1, 2, 3);
+                CheckCase(rng, transA, transB, 150, 70, 300, -0.5f, 0.5f, 0, 4, 0);
+            }
+            finally { Gemm.ForceKernel = null; }
         }
-        finally { Gemm.ForceScalarKernel = false; }
+        TestContext.Out.WriteLine($"kernels checked: {string.Join(", ", SupportedKernels())}");
+    }
+
+    [Test]
+    public void KernelsAgreeBitForBitWhereHardwareFmaExists()
+    {
+        // Each C element is the same chain of fused multiply-adds in every kernel (a vector lane is one element), so
+        // tile shape and vector width must not change a single bit. Without FMA the scalar and vector paths differ legitimately.
+        Assume.That(System.Runtime.Intrinsics.X86.Fma.IsSupported, "needs hardware FMA");
+        var rng = new Random(3);
+        int m = 77, n = 91, k = 600;
+        var a = new Strided(k, m, m + 3, rng, float.NaN);
+        var b = new Strided(k, n, n, rng, float.NaN);
+        float[]? reference = null;
+        foreach (var kernel in SupportedKernels())
+        {
+            Gemm.ForceKernel = kernel;
+            try
+            {
+                var c = new Strided(m, n, n + 1, new Random(4), Sentinel);
+                Run(true, false, m, n, k, 1.5f, a, b, -0.25f, c);
+                if (reference is null) reference = c.Data;
+                else Assert.That(c.Data, Is.EqualTo(reference), $"{kernel} differs from the scalar kernel");
+            }
+            finally { Gemm.ForceKernel = null; }
+        }
     }
 
     [Test]
