@@ -18,6 +18,8 @@ namespace Whittle.Native.Cpu;
 //    so results are bit-identical run to run and for any thread count.
 //  - alpha and beta are applied when a tile is written: the first k block does C = alpha*AB + beta*C (C is not
 //    read when beta == 0, so NaN there cannot leak), later k blocks do C = alpha*AB + C.
+//  - Hot loops are AggressiveOptimization: fully optimised from the first call, instead of running tier-0 code
+//    (no inlining of the SIMD helpers) for the first calls of a run.
 //  - Pack buffers are thread-static pinned arrays that only grow, so the steady state allocates nothing large.
 internal static unsafe class Gemm
 {
@@ -120,6 +122,7 @@ internal static unsafe class Gemm
     readonly struct Job(Kernel kernel, int MR, int NR, bool transA, bool transB, int k, float alpha, float* a, long lda, float* b, long ldb, float beta, float* c, long ldc)
     {
         /// <summary>C[m0..m1, n0..n1): jc over nc, pc over kc (pack B once), ic over mc (pack A), then micro-tiles.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int m0, int m1, int n0, int n1)
         {
             var buffers = PackBuffers.ForThisThread();
@@ -171,6 +174,7 @@ internal static unsafe class Gemm
     /// Packs op(A)[i0..i0+mc, p0..p0+kc) into ceil(mc/MR) panels, each (kc, MR) k-major; rows past mc are zero.
     /// Without transA, A is (m, k) and a panel gathers MR rows; with transA, A is (k, m) and a panel row is MR contiguous floats.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void PackA(bool transA, float* a, long lda, int i0, int mc, int p0, int kc, int MR, float* dst)
     {
         for (int ir = 0; ir < mc; ir += MR)
@@ -212,6 +216,7 @@ internal static unsafe class Gemm
     /// Without transB, B is (k, n) and a panel row is NR contiguous floats; with transB, B is (n, k) (a weight) and a
     /// panel is the transpose of NR weight rows.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void PackB(bool transB, float* b, long ldb, int p0, int kc, int j0, int nc, int NR, float* dst)
     {
         for (int jr = 0; jr < nc; jr += NR)
@@ -262,6 +267,7 @@ internal static unsafe class Gemm
     /// A full transposed B panel: NR rows of B (n, k), k in [p0, p0+kc), into (kc, NR). NR/8 in-register 8x8
     /// transposes per 8 values of k; the k tail (kc % 8) is copied element by element.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void PackBTransposedFull(float* b, long ldb, int p0, int kc, int j0, int NR, float* panel)
     {
         int p = 0;
@@ -321,6 +327,7 @@ internal static unsafe class Gemm
     /// AVX2 micro-kernel: acc (6, 16) = aPanel (kc, 6)^T @ bPanel (kc, 16) in 12 Vector256 accumulators (of 16 ymm
     /// registers), then C = alpha * acc + beta * C (C not read when beta == 0).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Kernel6x16(int kc, float* a, float* b, float* c, long ldc, float alpha, float beta)
     {
         var c00 = Vector256<float>.Zero; var c01 = Vector256<float>.Zero;
@@ -360,6 +367,7 @@ internal static unsafe class Gemm
     /// AVX-512 micro-kernel: acc (8, 32) = aPanel (kc, 8)^T @ bPanel (kc, 32) in 16 Vector512 accumulators (of 32 zmm
     /// registers), then C = alpha * acc + beta * C (C not read when beta == 0).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Kernel8x32(int kc, float* a, float* b, float* c, long ldc, float alpha, float beta)
     {
         var c00 = Vector512<float>.Zero; var c01 = Vector512<float>.Zero;
@@ -405,6 +413,7 @@ internal static unsafe class Gemm
     /// it fuses like the vector kernels (so all kernels agree bit for bit); without FMA it rounds the product separately,
     /// as the Vector256 fallback in MulAdd does.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void KernelScalar(int kc, int MR, int NR, float* a, float* b, float* c, long ldc, float alpha, float beta)
     {
         float* acc = stackalloc float[MaxMR * MaxNR]; // (MR, NR)
@@ -425,6 +434,7 @@ internal static unsafe class Gemm
     }
 
     /// <summary>Edge tile: scratch (MR, NR) holds alpha * acc; C's valid (mr, nr) corner becomes scratch + beta * C.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void MergeEdge(float* scratch, int NR, float* c, long ldc, int mr, int nr, float beta)
     {
         for (int r = 0; r < mr; r++)
