@@ -20,7 +20,8 @@ namespace Whittle.Native.Cpu;
 //    read when beta == 0, so NaN there cannot leak), later k blocks do C = alpha*AB + C.
 //  - Hot loops are AggressiveOptimization: fully optimised from the first call, instead of running tier-0 code
 //    (no inlining of the SIMD helpers) for the first calls of a run.
-//  - Pack buffers are thread-static pinned arrays that only grow, so the steady state allocates nothing large.
+//  - Pack buffers are thread-static pinned arrays sized for the largest blocks, allocated once per thread, so the
+//    steady state allocates nothing but Parallel.For's small bookkeeping.
 internal static unsafe class Gemm
 {
     /// <summary>Micro-kernels, all over the same packed layout; each C element is the same fused multiply-add chain in
