@@ -331,7 +331,7 @@ public sealed unsafe class CpuBackend : IBackend
                 double v = px[i];
                 py[i] = tanhApproximation
                     ? (float)(0.5 * v * (1 + Math.Tanh(TanhK * (v + TanhC * v * v * v))))
-                    : (float)(0.5 * v * (1 + SpecialFunctions.Erf(v * SqrtHalf)));
+                    : (float)(0.5 * v * (1 + SpecialFunctions.ErfFast(v * SqrtHalf)));
             }
         });
     }
@@ -351,7 +351,7 @@ public sealed unsafe class CpuBackend : IBackend
                     double th = Math.Tanh(TanhK * (v + TanhC * v * v * v));
                     grad = 0.5 * (1 + th) + 0.5 * v * (1 - th * th) * TanhK * (1 + 3 * TanhC * v * v);
                 }
-                else grad = 0.5 * (1 + SpecialFunctions.Erf(v * SqrtHalf)) + v * InvSqrt2Pi * Math.Exp(-0.5 * v * v);
+                else grad = 0.5 * (1 + SpecialFunctions.ErfFast(v * SqrtHalf)) + v * InvSqrt2Pi * Math.Exp(-0.5 * v * v);
                 pdx[i] += (float)(pdy[i] * grad);
             }
         });
@@ -385,20 +385,24 @@ public sealed unsafe class CpuBackend : IBackend
         float* pd = dLogits is null ? null : (float*)dLogits.Pointer;
         for (int i = 0; i < n; i++)
             if (pt[i] != ignoreIndex && (uint)pt[i] >= (uint)v) throw new ArgumentOutOfRangeException(nameof(targets), $"target {pt[i]} at row {i} is outside [0, {v}) and is not the ignore index {ignoreIndex}");
-        Parallel.For(0, n, i =>
+        // One exponential pass per row, vectorised in f32 (TensorPrimitives.Exp is accurate to ~1 ulp), sums in double:
+        // e = exp(x - max) into a scratch row, loss = log(sum e) + max - x[target], dlogits += scale * e / sum.
+        Parallel.For(0, n, () => new float[v], (i, _, scratch) =>
         {
             int target = pt[i];
-            if (target == ignoreIndex) { po[i] = 0; return; }
+            if (target == ignoreIndex) { po[i] = 0; return scratch; }
             var row = new ReadOnlySpan<float>(pl + (long)i * v, v);
             float max = TensorPrimitives.Max(row);
-            double sum = 0; for (int j = 0; j < v; j++) sum += Math.Exp(row[j] - max);
-            double lse = max + Math.Log(sum);
-            po[i] = (float)(lse - row[target]);
-            if (pd == null) return;
-            float* drow = pd + (long)i * v;
-            for (int j = 0; j < v; j++) drow[j] += (float)(gradScale * Math.Exp(row[j] - lse));
+            TensorPrimitives.Subtract(row, max, scratch);
+            TensorPrimitives.Exp(scratch, scratch);
+            double sum = 0; foreach (var e in scratch) sum += e;
+            po[i] = (float)(Math.Log(sum) + max - row[target]);
+            if (pd == null) return scratch;
+            var drow = new Span<float>(pd + (long)i * v, v);
+            TensorPrimitives.MultiplyAdd(scratch, (float)(gradScale / sum), drow, drow);
             drow[target] -= gradScale;
-        });
+            return scratch;
+        }, _ => { });
     }
 
     // ---------------------------------------------------------------- optimizer

@@ -1,19 +1,472 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
 namespace Whittle.Native.Cpu;
 
-// Placeholder reference GEMM (replaced by the blocked SIMD version).
+// Policy: single-precision GEMM for the CPU backend, Goto/BLIS style, written from first principles.
+//  - Micro-kernels: 8x32 with Vector512 (AVX-512), 6x16 with Vector256 (AVX2/FMA; plain multiply+add without FMA),
+//    and a scalar one for anything else. The widest the machine accelerates is used.
+//  - All four transpose cases are reduced to one micro-kernel by packing: A into MR-row panels laid out k-major,
+//    B into NR-column panels laid out k-major. Packing reads only inside the matrix; tails are padded with zeros,
+//    and edge tiles go through a scratch tile so only valid C elements are written.
+//  - Blocking: kc along k (a B micro-panel, kc x NR, stays in L1), mc along m (the packed A block stays in L2),
+//    nc along n (the packed B block stays in L2/L3).
+//  - Determinism: C[i, j] is always produced by one thread, as the same chain of fused multiply-adds over k in
+//    increasing order, split at the same kc boundaries. Which thread or tile it lands in does not change that,
+//    so results are bit-identical run to run and for any thread count.
+//  - alpha and beta are applied when a tile is written: the first k block does C = alpha*AB + beta*C (C is not
+//    read when beta == 0, so NaN there cannot leak), later k blocks do C = alpha*AB + C.
+//  - Hot loops are AggressiveOptimization: fully optimised from the first call, instead of running tier-0 code
+//    (no inlining of the SIMD helpers) for the first calls of a run.
+//  - Pack buffers are thread-static pinned arrays sized for the largest blocks, allocated once per thread, so the
+//    steady state allocates nothing but Parallel.For's small bookkeeping.
 internal static unsafe class Gemm
 {
+    /// <summary>Micro-kernels, all over the same packed layout; each C element is the same fused multiply-add chain in
+    /// every one of them (a lane is a lane), so they agree bit for bit where hardware FMA exists.</summary>
+    internal enum Kernel { Scalar, Avx256, Avx512 }
+
+    internal const int KC = 256;
+    /// <summary>A block height: a multiple of both tile heights (6 and 8); (MC, KC) floats = 144 KiB stays in L2.</summary>
+    internal const int MC = 144;
+    /// <summary>B block width: (KC, NC) floats = 2 MiB, one core's L2 share, reused across every A block of a chunk.</summary>
+    internal const int NC = 2048;
+    const int MaxMR = 8, MaxNR = 32;
+
+    /// <summary>Below this many multiply-adds a call runs on the calling thread: Parallel.For costs more than it saves.</summary>
+    const long ParallelThreshold = 1L << 18;
+
+    /// <summary>The widest kernel this machine runs natively.</summary>
+    internal static readonly Kernel Best =
+        Vector512.IsHardwareAccelerated && Avx512F.IsSupported ? Kernel.Avx512
+        : Vector256.IsHardwareAccelerated && Avx.IsSupported ? Kernel.Avx256
+        : Kernel.Scalar;
+
+    /// <summary>Tests pin a kernel (one the machine supports) to compare them; null means Best.</summary>
+    internal static Kernel? ForceKernel;
+    /// <summary>Tests set this to check that results do not depend on the thread count; 0 means ProcessorCount.</summary>
+    internal static int ThreadCountOverride;
+
+    /// <summary>Micro-tile (rows, columns) of C per kernel call: 6x16 = 12 ymm accumulators, 8x32 = 16 zmm accumulators.</summary>
+    static (int Mr, int Nr) TileOf(Kernel kernel) => kernel == Kernel.Avx512 ? (8, 32) : (6, 16);
+
+    /// Row-major: C (m, n) = alpha * op(A) @ op(B) + beta * C.  op(A) is (m, k): A is (m, k) with row stride lda, or with transA A is (k, m).
+    /// op(B) is (k, n): B is (k, n) with row stride ldb, or with transB B is (n, k). C has row stride ldc. beta == 0 means C is not read (may hold NaN).
     public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha, float* a, long lda, float* b, long ldb, float beta, float* c, long ldc)
     {
-        Parallel.For(0, m, i =>
+        if (m < 0 || n < 0 || k < 0) throw new ArgumentOutOfRangeException(nameof(m), $"Sgemm: sizes must be non-negative, got m={m}, n={n}, k={k}");
+        if (m == 0 || n == 0) return;
+        CheckLeading(nameof(ldc), ldc, n, "C (m, n)");
+        if (c == null) throw new ArgumentNullException(nameof(c));
+        if (k == 0 || alpha == 0f)
         {
-            for (int j = 0; j < n; j++)
-            {
-                double s = 0;
-                for (int p = 0; p < k; p++) s += (double)(transA ? a[p * lda + i] : a[i * lda + p]) * (transB ? b[j * ldb + p] : b[p * ldb + j]);
-                float prev = beta == 0 ? 0 : beta * c[i * ldc + j];
-                c[i * ldc + j] = alpha * (float)s + prev;
-            }
+            ScaleC(m, n, beta, c, ldc);
+            return;
+        }
+        CheckLeading(nameof(lda), lda, transA ? m : k, transA ? "A (k, m)" : "A (m, k)");
+        CheckLeading(nameof(ldb), ldb, transB ? k : n, transB ? "B (n, k)" : "B (k, n)");
+        if (a == null) throw new ArgumentNullException(nameof(a));
+        if (b == null) throw new ArgumentNullException(nameof(b));
+
+        var kernel = ForceKernel ?? Best;
+        var (mr, nr) = TileOf(kernel);
+        var job = new Job(kernel, mr, nr, transA, transB, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        int threads = ThreadCountOverride > 0 ? ThreadCountOverride : Environment.ProcessorCount;
+        if (threads <= 1 || (long)m * n * k < ParallelThreshold)
+        {
+            job.Run(0, m, 0, n);
+            return;
+        }
+
+        // Split the larger side of C into chunks aligned to the micro-tile; more chunks than threads lets a thread that
+        // was descheduled (shared machines) fall behind without stalling the call. Each chunk repacks the other operand,
+        // so a chunk is kept at least about one A block (MC rows) or 128 columns long.
+        bool splitM = m >= n;
+        int dim = splitM ? m : n, align = splitM ? mr : nr, minChunk = splitM ? MC : 128;
+        int chunks = Math.Clamp(dim / minChunk, 1, 4 * threads);
+        int chunk = (dim + chunks - 1) / chunks;
+        chunk = (chunk + align - 1) / align * align;
+        chunks = (dim + chunk - 1) / chunk;
+        if (chunks == 1)
+        {
+            job.Run(0, m, 0, n);
+            return;
+        }
+        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = threads }, i =>
+        {
+            int lo = i * chunk, hi = Math.Min(dim, lo + chunk);
+            if (splitM) job.Run(lo, hi, 0, n);
+            else job.Run(0, m, lo, hi);
         });
+    }
+
+    static void CheckLeading(string name, long ld, int columns, string what)
+    {
+        if (ld < Math.Max(1, columns))
+            throw new ArgumentOutOfRangeException(name, $"Sgemm: {name} = {ld} is smaller than the {columns} columns of {what}");
+    }
+
+    /// <summary>C = beta * C, with beta == 0 writing zeros (never reading C).</summary>
+    static void ScaleC(int m, int n, float beta, float* c, long ldc)
+    {
+        for (int i = 0; i < m; i++)
+        {
+            var row = new Span<float>(c + i * ldc, n);
+            if (beta == 0f) row.Clear();
+            else if (beta != 1f) for (int j = 0; j < n; j++) row[j] *= beta;
+        }
+    }
+
+    /// <summary>One Sgemm call's arguments; Run computes a rectangle of C with this thread's pack buffers.</summary>
+    readonly struct Job(Kernel kernel, int MR, int NR, bool transA, bool transB, int k, float alpha, float* a, long lda, float* b, long ldb, float beta, float* c, long ldc)
+    {
+        /// <summary>C[m0..m1, n0..n1): jc over nc, pc over kc (pack B once), ic over mc (pack A), then micro-tiles.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Run(int m0, int m1, int n0, int n1)
+        {
+            var buffers = PackBuffers.ForThisThread();
+            float* aPack = buffers.A, bPack = buffers.B, edge = buffers.Edge;
+            for (int jc = n0; jc < n1; jc += NC)
+            {
+                int nc = Math.Min(NC, n1 - jc);
+                for (int pc = 0; pc < k; pc += KC)
+                {
+                    int kc = Math.Min(KC, k - pc);
+                    float betaHere = pc == 0 ? beta : 1f;
+                    PackB(transB, b, ldb, pc, kc, jc, nc, NR, bPack);
+                    for (int ic = m0; ic < m1; ic += MC)
+                    {
+                        int mc = Math.Min(MC, m1 - ic);
+                        PackA(transA, a, lda, ic, mc, pc, kc, MR, aPack);
+                        // jr outer, ir inner: one B micro-panel (kc, NR) stays in L1 while the A block streams from L2.
+                        for (int jr = 0; jr < nc; jr += NR)
+                        {
+                            int nr = Math.Min(NR, nc - jr);
+                            float* bPanel = bPack + (long)jr * kc;
+                            for (int ir = 0; ir < mc; ir += MR)
+                            {
+                                int mr = Math.Min(MR, mc - ir);
+                                float* aPanel = aPack + (long)ir * kc;
+                                float* cTile = c + (ic + ir) * ldc + jc + jr;
+                                bool full = mr == MR && nr == NR;
+                                // An edge tile is computed into scratch (MR, NR) with beta = 0, then merged element-wise with the
+                                // same formula, so its valid elements round exactly as an interior tile's would.
+                                float* dst = full ? cTile : edge;
+                                long ldDst = full ? ldc : NR;
+                                float betaTile = full ? betaHere : 0f;
+                                switch (kernel)
+                                {
+                                    case Kernel.Avx512: Kernel8x32(kc, aPanel, bPanel, dst, ldDst, alpha, betaTile); break;
+                                    case Kernel.Avx256: Kernel6x16(kc, aPanel, bPanel, dst, ldDst, alpha, betaTile); break;
+                                    default: KernelScalar(kc, MR, NR, aPanel, bPanel, dst, ldDst, alpha, betaTile); break;
+                                }
+                                if (!full) MergeEdge(edge, NR, cTile, ldc, mr, nr, betaHere);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Packs op(A)[i0..i0+mc, p0..p0+kc) into ceil(mc/MR) panels, each (kc, MR) k-major; rows past mc are zero.
+    /// Without transA, A is (m, k) and a panel gathers MR rows; with transA, A is (k, m) and a panel row is MR contiguous floats.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void PackA(bool transA, float* a, long lda, int i0, int mc, int p0, int kc, int MR, float* dst)
+    {
+        for (int ir = 0; ir < mc; ir += MR)
+        {
+            int mr = Math.Min(MR, mc - ir);
+            float* panel = dst + (long)ir * kc; // (kc, MR)
+            if (transA)
+            {
+                float* src = a + (long)p0 * lda + i0 + ir;
+                for (int p = 0; p < kc; p++, src += lda)
+                {
+                    float* d = panel + p * MR;
+                    int r = 0;
+                    for (; r < mr; r++) d[r] = src[r];
+                    for (; r < MR; r++) d[r] = 0f;
+                }
+            }
+            else
+            {
+                for (int r = 0; r < MR; r++)
+                {
+                    float* d = panel + r;
+                    if (r < mr)
+                    {
+                        float* src = a + (i0 + ir + r) * lda + p0;
+                        for (int p = 0; p < kc; p++) d[p * MR] = src[p];
+                    }
+                    else
+                    {
+                        for (int p = 0; p < kc; p++) d[p * MR] = 0f;
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Packs op(B)[p0..p0+kc, j0..j0+nc) into ceil(nc/NR) panels, each (kc, NR) k-major; columns past nc are zero.
+    /// Without transB, B is (k, n) and a panel row is NR contiguous floats; with transB, B is (n, k) (a weight) and a
+    /// panel is the transpose of NR weight rows.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void PackB(bool transB, float* b, long ldb, int p0, int kc, int j0, int nc, int NR, float* dst)
+    {
+        for (int jr = 0; jr < nc; jr += NR)
+        {
+            int nr = Math.Min(NR, nc - jr);
+            float* panel = dst + (long)jr * kc; // (kc, NR)
+            if (!transB)
+            {
+                float* src = b + (long)p0 * ldb + j0 + jr;
+                if (nr == NR && Vector256.IsHardwareAccelerated)
+                {
+                    for (int p = 0; p < kc; p++, src += ldb)
+                        for (int j = 0; j < NR; j += 8)
+                            Vector256.Store(Vector256.Load(src + j), panel + p * NR + j);
+                }
+                else
+                {
+                    for (int p = 0; p < kc; p++, src += ldb)
+                    {
+                        float* d = panel + p * NR;
+                        int j = 0;
+                        for (; j < nr; j++) d[j] = src[j];
+                        for (; j < NR; j++) d[j] = 0f;
+                    }
+                }
+            }
+            else
+            {
+                if (nr == NR && Avx.IsSupported) { PackBTransposedFull(b, ldb, p0, kc, j0 + jr, NR, panel); continue; }
+                for (int j = 0; j < NR; j++)
+                {
+                    float* d = panel + j;
+                    if (j < nr)
+                    {
+                        float* src = b + (j0 + jr + j) * ldb + p0;
+                        for (int p = 0; p < kc; p++) d[p * NR] = src[p];
+                    }
+                    else
+                    {
+                        for (int p = 0; p < kc; p++) d[p * NR] = 0f;
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// A full transposed B panel: NR rows of B (n, k), k in [p0, p0+kc), into (kc, NR). NR/8 in-register 8x8
+    /// transposes per 8 values of k; the k tail (kc % 8) is copied element by element.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void PackBTransposedFull(float* b, long ldb, int p0, int kc, int j0, int NR, float* panel)
+    {
+        int p = 0;
+        for (; p + 8 <= kc; p += 8)
+        {
+            for (int j = 0; j < NR; j += 8)
+            {
+                float* src = b + (j0 + j) * ldb + p0 + p;
+                Transpose8x8(src, ldb, panel + p * NR + j, NR);
+            }
+        }
+        for (; p < kc; p++)
+        {
+            float* d = panel + p * NR;
+            float* src = b + (long)j0 * ldb + p0 + p;
+            for (int j = 0; j < NR; j++) d[j] = src[j * ldb];
+        }
+    }
+
+    /// <summary>dst[c * ldDst + r] = src[r * ldSrc + c] for an 8x8 block (AVX unpack/shuffle/permute network).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Transpose8x8(float* src, long ldSrc, float* dst, long ldDst)
+    {
+        var r0 = Avx.LoadVector256(src);
+        var r1 = Avx.LoadVector256(src + ldSrc);
+        var r2 = Avx.LoadVector256(src + 2 * ldSrc);
+        var r3 = Avx.LoadVector256(src + 3 * ldSrc);
+        var r4 = Avx.LoadVector256(src + 4 * ldSrc);
+        var r5 = Avx.LoadVector256(src + 5 * ldSrc);
+        var r6 = Avx.LoadVector256(src + 6 * ldSrc);
+        var r7 = Avx.LoadVector256(src + 7 * ldSrc);
+        // Interleave pairs of rows, then pairs of pairs: after these two steps each 128-bit lane holds a 4x4 transpose.
+        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+        var s0 = Avx.Shuffle(t0, t2, 0x44); var s1 = Avx.Shuffle(t0, t2, 0xEE);
+        var s2 = Avx.Shuffle(t1, t3, 0x44); var s3 = Avx.Shuffle(t1, t3, 0xEE);
+        var s4 = Avx.Shuffle(t4, t6, 0x44); var s5 = Avx.Shuffle(t4, t6, 0xEE);
+        var s6 = Avx.Shuffle(t5, t7, 0x44); var s7 = Avx.Shuffle(t5, t7, 0xEE);
+        // Join the low 128-bit halves (rows 0-3 | rows 4-7) for columns 0-3, the high halves for columns 4-7.
+        Avx.Store(dst, Avx.Permute2x128(s0, s4, 0x20));
+        Avx.Store(dst + ldDst, Avx.Permute2x128(s1, s5, 0x20));
+        Avx.Store(dst + 2 * ldDst, Avx.Permute2x128(s2, s6, 0x20));
+        Avx.Store(dst + 3 * ldDst, Avx.Permute2x128(s3, s7, 0x20));
+        Avx.Store(dst + 4 * ldDst, Avx.Permute2x128(s0, s4, 0x31));
+        Avx.Store(dst + 5 * ldDst, Avx.Permute2x128(s1, s5, 0x31));
+        Avx.Store(dst + 6 * ldDst, Avx.Permute2x128(s2, s6, 0x31));
+        Avx.Store(dst + 7 * ldDst, Avx.Permute2x128(s3, s7, 0x31));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> MulAdd(Vector256<float> x, Vector256<float> y, Vector256<float> acc) =>
+        Fma.IsSupported ? Fma.MultiplyAdd(x, y, acc) : acc + x * y;
+
+    /// <summary>
+    /// AVX2 micro-kernel: acc (6, 16) = aPanel (kc, 6)^T @ bPanel (kc, 16) in 12 Vector256 accumulators (of 16 ymm
+    /// registers), then C = alpha * acc + beta * C (C not read when beta == 0).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Kernel6x16(int kc, float* a, float* b, float* c, long ldc, float alpha, float beta)
+    {
+        var c00 = Vector256<float>.Zero; var c01 = Vector256<float>.Zero;
+        var c10 = Vector256<float>.Zero; var c11 = Vector256<float>.Zero;
+        var c20 = Vector256<float>.Zero; var c21 = Vector256<float>.Zero;
+        var c30 = Vector256<float>.Zero; var c31 = Vector256<float>.Zero;
+        var c40 = Vector256<float>.Zero; var c41 = Vector256<float>.Zero;
+        var c50 = Vector256<float>.Zero; var c51 = Vector256<float>.Zero;
+        for (int p = 0; p < kc; p++, a += 6, b += 16)
+        {
+            var b0 = Vector256.Load(b);
+            var b1 = Vector256.Load(b + 8);
+            var x = Vector256.Create(a[0]); c00 = MulAdd(x, b0, c00); c01 = MulAdd(x, b1, c01);
+            x = Vector256.Create(a[1]); c10 = MulAdd(x, b0, c10); c11 = MulAdd(x, b1, c11);
+            x = Vector256.Create(a[2]); c20 = MulAdd(x, b0, c20); c21 = MulAdd(x, b1, c21);
+            x = Vector256.Create(a[3]); c30 = MulAdd(x, b0, c30); c31 = MulAdd(x, b1, c31);
+            x = Vector256.Create(a[4]); c40 = MulAdd(x, b0, c40); c41 = MulAdd(x, b1, c41);
+            x = Vector256.Create(a[5]); c50 = MulAdd(x, b0, c50); c51 = MulAdd(x, b1, c51);
+        }
+        var va = Vector256.Create(alpha);
+        var vb = Vector256.Create(beta);
+        bool read = beta != 0f;
+        Write(c, c00, va, vb, read); Write(c + 8, c01, va, vb, read);
+        Write(c + ldc, c10, va, vb, read); Write(c + ldc + 8, c11, va, vb, read);
+        Write(c + 2 * ldc, c20, va, vb, read); Write(c + 2 * ldc + 8, c21, va, vb, read);
+        Write(c + 3 * ldc, c30, va, vb, read); Write(c + 3 * ldc + 8, c31, va, vb, read);
+        Write(c + 4 * ldc, c40, va, vb, read); Write(c + 4 * ldc + 8, c41, va, vb, read);
+        Write(c + 5 * ldc, c50, va, vb, read); Write(c + 5 * ldc + 8, c51, va, vb, read);
+    }
+
+    // Not fused on purpose: alpha*acc + beta*c must round the same way in every kernel and in MergeEdge.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Write(float* c, Vector256<float> acc, Vector256<float> alpha, Vector256<float> beta, bool read) =>
+        Vector256.Store(read ? alpha * acc + beta * Vector256.Load(c) : alpha * acc, c);
+
+    /// <summary>
+    /// AVX-512 micro-kernel: acc (8, 32) = aPanel (kc, 8)^T @ bPanel (kc, 32) in 16 Vector512 accumulators (of 32 zmm
+    /// registers), then C = alpha * acc + beta * C (C not read when beta == 0).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Kernel8x32(int kc, float* a, float* b, float* c, long ldc, float alpha, float beta)
+    {
+        var c00 = Vector512<float>.Zero; var c01 = Vector512<float>.Zero;
+        var c10 = Vector512<float>.Zero; var c11 = Vector512<float>.Zero;
+        var c20 = Vector512<float>.Zero; var c21 = Vector512<float>.Zero;
+        var c30 = Vector512<float>.Zero; var c31 = Vector512<float>.Zero;
+        var c40 = Vector512<float>.Zero; var c41 = Vector512<float>.Zero;
+        var c50 = Vector512<float>.Zero; var c51 = Vector512<float>.Zero;
+        var c60 = Vector512<float>.Zero; var c61 = Vector512<float>.Zero;
+        var c70 = Vector512<float>.Zero; var c71 = Vector512<float>.Zero;
+        for (int p = 0; p < kc; p++, a += 8, b += 32)
+        {
+            var b0 = Vector512.Load(b);
+            var b1 = Vector512.Load(b + 16);
+            var x = Vector512.Create(a[0]); c00 = Avx512F.FusedMultiplyAdd(x, b0, c00); c01 = Avx512F.FusedMultiplyAdd(x, b1, c01);
+            x = Vector512.Create(a[1]); c10 = Avx512F.FusedMultiplyAdd(x, b0, c10); c11 = Avx512F.FusedMultiplyAdd(x, b1, c11);
+            x = Vector512.Create(a[2]); c20 = Avx512F.FusedMultiplyAdd(x, b0, c20); c21 = Avx512F.FusedMultiplyAdd(x, b1, c21);
+            x = Vector512.Create(a[3]); c30 = Avx512F.FusedMultiplyAdd(x, b0, c30); c31 = Avx512F.FusedMultiplyAdd(x, b1, c31);
+            x = Vector512.Create(a[4]); c40 = Avx512F.FusedMultiplyAdd(x, b0, c40); c41 = Avx512F.FusedMultiplyAdd(x, b1, c41);
+            x = Vector512.Create(a[5]); c50 = Avx512F.FusedMultiplyAdd(x, b0, c50); c51 = Avx512F.FusedMultiplyAdd(x, b1, c51);
+            x = Vector512.Create(a[6]); c60 = Avx512F.FusedMultiplyAdd(x, b0, c60); c61 = Avx512F.FusedMultiplyAdd(x, b1, c61);
+            x = Vector512.Create(a[7]); c70 = Avx512F.FusedMultiplyAdd(x, b0, c70); c71 = Avx512F.FusedMultiplyAdd(x, b1, c71);
+        }
+        var va = Vector512.Create(alpha);
+        var vb = Vector512.Create(beta);
+        bool read = beta != 0f;
+        Write(c, c00, va, vb, read); Write(c + 16, c01, va, vb, read);
+        Write(c + ldc, c10, va, vb, read); Write(c + ldc + 16, c11, va, vb, read);
+        Write(c + 2 * ldc, c20, va, vb, read); Write(c + 2 * ldc + 16, c21, va, vb, read);
+        Write(c + 3 * ldc, c30, va, vb, read); Write(c + 3 * ldc + 16, c31, va, vb, read);
+        Write(c + 4 * ldc, c40, va, vb, read); Write(c + 4 * ldc + 16, c41, va, vb, read);
+        Write(c + 5 * ldc, c50, va, vb, read); Write(c + 5 * ldc + 16, c51, va, vb, read);
+        Write(c + 6 * ldc, c60, va, vb, read); Write(c + 6 * ldc + 16, c61, va, vb, read);
+        Write(c + 7 * ldc, c70, va, vb, read); Write(c + 7 * ldc + 16, c71, va, vb, read);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Write(float* c, Vector512<float> acc, Vector512<float> alpha, Vector512<float> beta, bool read) =>
+        Vector512.Store(read ? alpha * acc + beta * Vector512.Load(c) : alpha * acc, c);
+
+    /// <summary>
+    /// Portable micro-kernel over the same packed layout (MR, NR), for machines without AVX. Where the hardware has FMA
+    /// it fuses like the vector kernels (so all kernels agree bit for bit); without FMA it rounds the product separately,
+    /// as the Vector256 fallback in MulAdd does.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void KernelScalar(int kc, int MR, int NR, float* a, float* b, float* c, long ldc, float alpha, float beta)
+    {
+        float* acc = stackalloc float[MaxMR * MaxNR]; // (MR, NR)
+        new Span<float>(acc, MR * NR).Clear();
+        for (int p = 0; p < kc; p++, a += MR, b += NR)
+            for (int r = 0; r < MR; r++)
+            {
+                float x = a[r];
+                float* row = acc + r * NR;
+                for (int j = 0; j < NR; j++) row[j] = Fma.IsSupported ? MathF.FusedMultiplyAdd(x, b[j], row[j]) : row[j] + x * b[j];
+            }
+        for (int r = 0; r < MR; r++)
+        {
+            float* dst = c + r * ldc;
+            for (int j = 0; j < NR; j++)
+                dst[j] = beta == 0f ? alpha * acc[r * NR + j] : alpha * acc[r * NR + j] + beta * dst[j];
+        }
+    }
+
+    /// <summary>Edge tile: scratch (MR, NR) holds alpha * acc; C's valid (mr, nr) corner becomes scratch + beta * C.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void MergeEdge(float* scratch, int NR, float* c, long ldc, int mr, int nr, float beta)
+    {
+        for (int r = 0; r < mr; r++)
+        {
+            float* src = scratch + r * NR, dst = c + r * ldc;
+            if (beta == 0f) for (int j = 0; j < nr; j++) dst[j] = src[j];
+            else for (int j = 0; j < nr; j++) dst[j] = src[j] + beta * dst[j];
+        }
+    }
+
+    /// <summary>One thread's pack buffers: pinned (POH) arrays, aligned by hand to 64 bytes, kept for the thread's lifetime.</summary>
+    sealed class PackBuffers
+    {
+        [ThreadStatic] static PackBuffers? _current;
+
+        // Sized for the largest blocks; an Sgemm call never needs more, so they are allocated once per thread.
+        readonly float[] _a = GC.AllocateUninitializedArray<float>(MC * KC + 16, pinned: true); // MC/MR panels of (KC, MR)
+        readonly float[] _b = GC.AllocateUninitializedArray<float>(NC * KC + 16, pinned: true); // NC/NR panels of (KC, NR)
+        readonly float[] _edge = GC.AllocateUninitializedArray<float>(MaxMR * MaxNR + 16, pinned: true); // (MR, NR)
+
+        public float* A => Aligned(_a);
+        public float* B => Aligned(_b);
+        public float* Edge => Aligned(_edge);
+
+        public static PackBuffers ForThisThread() => _current ??= new PackBuffers();
+
+        static float* Aligned(float[] array)
+        {
+            // Pinned arrays never move, so the address is stable for the life of the array.
+            nint p = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(array));
+            return (float*)((p + 63) & ~(nint)63);
+        }
     }
 }

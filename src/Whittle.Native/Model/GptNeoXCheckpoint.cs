@@ -59,6 +59,10 @@ public static class GptNeoXCheckpoint
     /// replacing it as a whole. <paramref name="extraFiles"/> (e.g. the tokenizer) are copied in before the rename.
     /// </summary>
     public static void Save(GptNeoX model, string dir, DType storeAs = DType.F32, long maxShardBytes = long.MaxValue, IEnumerable<string>? extraFiles = null)
+        => SaveWith(model, dir, storeAs, maxShardBytes, extraFiles, alsoWrite: null);
+
+    /// <summary>As <see cref="Save"/>, letting the caller add files (optimizer state, trainer state) to the directory before it is renamed into place.</summary>
+    public static void SaveWith(GptNeoX model, string dir, DType storeAs = DType.F32, long maxShardBytes = long.MaxValue, IEnumerable<string>? extraFiles = null, Action<string>? alsoWrite = null)
     {
         using var host = model.Parameters.Flat.Device == Device.Cpu ? null : model.Parameters.Flat.ToCpu();
         var flat = host ?? model.Parameters.Flat;
@@ -73,6 +77,7 @@ public static class GptNeoXCheckpoint
             model.Config.Save(Path.Combine(tmp, "config.json"));
             CheckpointWriter.Write(tmp, tensors, maxShardBytes, storeAs);
             foreach (var f in extraFiles ?? []) File.Copy(f, Path.Combine(tmp, Path.GetFileName(f)));
+            alsoWrite?.Invoke(tmp);
         });
     }
 }

@@ -80,8 +80,8 @@ public sealed class CheckpointStore(string runDir, int keep = 2, string? tokeniz
     {
         using (var loaded = GptNeoXCheckpoint.Load(dir, CpuOnly))
         {
-            if (loaded.Parameters.Count != model.Parameters.Count || loaded.Config with { } != model.Config with { } && loaded.Parameters.Count != model.Parameters.Count)
-                throw new InvalidFileException(dir, $"checkpoint has {loaded.Parameters.Count} parameters, the model {model.Parameters.Count}");
+            if (!GptNeoX.Layout(loaded.Config).Select(p => (p.Name, string.Join(',', p.Shape))).SequenceEqual(GptNeoX.Layout(model.Config).Select(p => (p.Name, string.Join(',', p.Shape)))))
+                throw new InvalidFileException(dir, "the checkpoint's architecture differs from the model being resumed (compare their config.json)");
             model.LoadFlat(loaded.Parameters.Flat);
         }
         var statePath = Path.Combine(dir, StateFile);
@@ -110,13 +110,19 @@ public sealed class CheckpointStore(string runDir, int keep = 2, string? tokeniz
 }
 
 /// <summary>
-/// Deterministic crash points for the crash-safety tests: when WHITTLE_FAULT names a point, the process exits at once
-/// (exit code 86, no cleanup) when it reaches it — the same as a kill at that moment.
+/// Deterministic crash points for the crash-safety tests: WHITTLE_FAULT=point:n makes the process exit at once
+/// (exit code 86, no cleanup) the n-th time it reaches that point — the same as a kill at that moment.
 /// </summary>
 public static class FaultInjection
 {
+    static readonly Dictionary<string, int> Hits = new();
+
     public static void MaybeCrash(string point)
     {
-        if (Environment.GetEnvironmentVariable("WHITTLE_FAULT") == point) Environment.Exit(86);
+        if (Environment.GetEnvironmentVariable("WHITTLE_FAULT") is not { } spec) return;
+        var parts = spec.Split(':');
+        if (parts[0] != point) return;
+        int hits = Hits[point] = Hits.GetValueOrDefault(point) + 1;
+        if (parts.Length < 2 || (int.TryParse(parts[1], out int n) && n == hits)) Environment.Exit(86);
     }
 }

@@ -1,0 +1,75 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using Whittle.Native;
+using Whittle.Native.Data;
+using Whittle.Native.Evaluation;
+using Whittle.Native.Model;
+using Whittle.Native.Tensors;
+using Whittle.Native.Tokenization;
+
+namespace Whittle.Cli;
+
+/// <summary>`whittle eval`: perplexity of a model on a dataset's validation split, a text file or a JSON list of ids.</summary>
+static class EvalCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "Model directory (HF GPT-NeoX).", Required = true };
+        var data = new Option<string?>("--data") { Description = "Token dataset directory: evaluates its validation split." };
+        var text = new Option<string?>("--text") { Description = "A UTF-8 text file (needs --tokenizer)." };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "Tokenizer for --text (default: the model's tokenizer.json)." };
+        var ids = new Option<string?>("--ids") { Description = "A JSON array of token ids." };
+        var seqLen = new Option<int>("--seq-len") { Description = "Window length T: each window gives T−1 predictions.", DefaultValueFactory = _ => 128 };
+        var batch = new Option<int>("--batch-size") { Description = "Windows per forward pass.", DefaultValueFactory = _ => 16 };
+        var maxTokens = new Option<long?>("--max-tokens") { Description = "Stop after about this many predictions." };
+        var device = new Option<string>("--device") { Description = "cpu | cuda.", DefaultValueFactory = _ => "cpu" };
+        var cmd = new Command("eval", """
+            Perplexity of a model. The token stream is cut into consecutive non-overlapping windows of T tokens (a shorter
+            trailing remainder is dropped); in each window every token after the first is predicted from those before it;
+            perplexity = exp(mean negative log-likelihood over those predictions).
+            """) { model, data, text, tokenizer, ids, seqLen, batch, maxTokens, device, CliCommon.Json };
+        cmd.SetAction(p =>
+        {
+            string dir = p.GetValue(model)!;
+            int sources = new[] { p.GetValue(data), p.GetValue(text), p.GetValue(ids) }.Count(x => x is not null);
+            if (sources != 1) throw new WhittleException("give exactly one of --data, --text or --ids");
+            using var backend = Backends.Create(p.GetValue(device)!);
+            using var m = GptNeoXCheckpoint.Load(dir, backend);
+            ITokenSource source;
+            TokenDataset? dataset = null;
+            string what;
+            if (p.GetValue(data) is { } d)
+            {
+                dataset = TokenDataset.Open(d);
+                TrainingCli.RequireSameTokenizer(dir, dataset);
+                source = dataset.Val; what = $"{d} (validation split)";
+            }
+            else if (p.GetValue(text) is { } tf)
+            {
+                string tokPath = p.GetValue(tokenizer) ?? Path.Combine(dir, "tokenizer.json");
+                if (!File.Exists(tokPath)) throw new WhittleException($"--text needs a tokenizer: {tokPath} does not exist (pass --tokenizer)");
+                if (!File.Exists(tf)) throw new WhittleException($"{tf}: no such file");
+                source = new ArrayTokenSource(Tokenizer.FromFile(tokPath).Encode(File.ReadAllText(tf)));
+                what = tf;
+            }
+            else
+            {
+                string f = p.GetValue(ids)!;
+                if (!File.Exists(f)) throw new WhittleException($"{f}: no such file");
+                int[] tokens;
+                try { tokens = JsonNode.Parse(File.ReadAllText(f))!.AsArray().Select(x => x!.GetValue<int>()).ToArray(); }
+                catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or FormatException or NullReferenceException)
+                { throw new InvalidFileException(f, "expected a JSON array of integer token ids"); }
+                source = new ArrayTokenSource(tokens);
+                what = f;
+            }
+            using var _ = dataset;
+            var r = Perplexity.Evaluate(m, source, p.GetValue(seqLen), p.GetValue(batch), p.GetValue(maxTokens) ?? long.MaxValue);
+            if (p.GetValue(CliCommon.Json))
+                Console.WriteLine(new JsonObject { ["loss"] = r.Loss, ["perplexity"] = r.Perplexity, ["tokens"] = r.Tokens, ["tokens_per_second"] = Math.Round(r.TokensPerSecond, 1) }.ToJsonString(CliCommon.JsonOptions));
+            else Console.WriteLine($"{what}: loss {r.Loss:F5}, perplexity {r.Perplexity:F3} over {r.Tokens:N0} predictions ({r.Windows:N0} windows), {r.TokensPerSecond:N0} tokens/s on {backend.Name}");
+            return 0;
+        });
+        return cmd;
+    }
+}

@@ -1,0 +1,130 @@
+using System.CommandLine;
+using Spectre.Console;
+using Whittle.Native;
+using Whittle.Native.Data;
+using Whittle.Native.Model;
+using Whittle.Native.Tensors;
+using Whittle.Native.Training;
+
+namespace Whittle.Cli;
+
+/// <summary>
+/// The flags every training command shares (pretrain, distill, salt): data, run directory, batch shape, budget, optimizer,
+/// schedule, evaluation, checkpoints, device. One definition so the commands cannot drift apart.
+/// </summary>
+sealed class TrainingCli
+{
+    public readonly Option<string> Data = new("--data") { Description = "Token dataset directory (from `whittle tokenize`).", Required = true };
+    public readonly Option<string> Out = new("--out") { Description = "Run directory: checkpoints/, metrics.jsonl, final/.", Required = true };
+    public readonly Option<int> SeqLen = new("--seq-len") { Description = "Tokens per training sequence (T).", DefaultValueFactory = _ => 128 };
+    public readonly Option<int> BatchSize = new("--batch-size") { Description = "Sequences per micro-batch (B).", DefaultValueFactory = _ => 8 };
+    public readonly Option<int> GradAccum = new("--grad-accum") { Description = "Micro-batches per optimizer step.", DefaultValueFactory = _ => 1 };
+    public readonly Option<int?> Steps = new("--steps") { Description = "Optimizer steps (or give --tokens)." };
+    public readonly Option<long?> Tokens = new("--tokens") { Description = "Token budget; steps = tokens / (T·B·accum), rounded up." };
+    public readonly Option<float> Lr = new("--lr") { Description = "Peak learning rate.", DefaultValueFactory = _ => 1e-3f };
+    public readonly Option<float?> MinLr = new("--min-lr") { Description = "Final learning rate (default lr/10)." };
+    public readonly Option<int?> Warmup = new("--warmup") { Description = "Linear warmup steps (default 5% of steps)." };
+    public readonly Option<string> Schedule = new("--schedule") { Description = "cosine | wsd | constant.", DefaultValueFactory = _ => "cosine" };
+    public readonly Option<float> DecayFraction = new("--decay-fraction") { Description = "WSD: fraction of steps in the final decay.", DefaultValueFactory = _ => 0.2f };
+    public readonly Option<float> WeightDecay = new("--weight-decay") { Description = "AdamW weight decay (not on biases and norms).", DefaultValueFactory = _ => 0.1f };
+    public readonly Option<float> Beta1 = new("--beta1") { DefaultValueFactory = _ => 0.9f, Description = "AdamW β1." };
+    public readonly Option<float> Beta2 = new("--beta2") { DefaultValueFactory = _ => 0.95f, Description = "AdamW β2." };
+    public readonly Option<float> Clip = new("--clip") { Description = "Global grad-norm clip (0: off).", DefaultValueFactory = _ => 1f };
+    public readonly Option<int> EvalEvery = new("--eval-every") { Description = "Validate every N steps (always at the end).", DefaultValueFactory = _ => 0 };
+    public readonly Option<long> EvalTokens = new("--eval-tokens") { Description = "Validation predictions per evaluation (fixed leading windows).", DefaultValueFactory = _ => 65536 };
+    public readonly Option<int> SaveEvery = new("--save-every") { Description = "Checkpoint every N steps (always at the end).", DefaultValueFactory = _ => 0 };
+    public readonly Option<int> Keep = new("--keep") { Description = "Checkpoints kept (newest).", DefaultValueFactory = _ => 2 };
+    public readonly Option<ulong> Seed = new("--seed") { Description = "Seed for initialisation and data order.", DefaultValueFactory = _ => 1UL };
+    public readonly Option<string> Device = new("--device") { Description = "cpu | cuda.", DefaultValueFactory = _ => "cpu" };
+    public readonly Option<bool> Resume = new("--resume") { Description = "Continue from the newest checkpoint in --out." };
+
+    public void AddTo(Command cmd)
+    {
+        foreach (var o in new Option[] { Data, Out, SeqLen, BatchSize, GradAccum, Steps, Tokens, Lr, MinLr, Warmup, Schedule, DecayFraction, WeightDecay,
+                     Beta1, Beta2, Clip, EvalEvery, EvalTokens, SaveEvery, Keep, Seed, Device, Resume, CliCommon.Json })
+            cmd.Options.Add(o);
+    }
+
+    public TrainOptions Options(ParseResult p, string? tokenizerFile)
+    {
+        int seqLen = p.GetValue(SeqLen), b = p.GetValue(BatchSize), accum = p.GetValue(GradAccum);
+        long perStep = (long)seqLen * b * accum;
+        int steps = p.GetValue(Steps) is { } s ? s
+            : p.GetValue(Tokens) is { } t ? (int)Math.Max(1, (t + perStep - 1) / perStep)
+            : throw new WhittleException("give a budget: --steps N or --tokens N");
+        float lr = p.GetValue(Lr);
+        var schedule = new LrSchedule(LrSchedule.ParseKind(p.GetValue(Schedule)!), lr, p.GetValue(MinLr) ?? lr / 10,
+            p.GetValue(Warmup) ?? Math.Max(1, steps / 20), steps, p.GetValue(DecayFraction));
+        return new TrainOptions
+        {
+            RunDir = p.GetValue(Out)!, SeqLen = seqLen, MicroBatch = b, GradAccum = accum, Steps = steps, Schedule = schedule,
+            Adam = new AdamWSettings(lr, p.GetValue(Beta1), p.GetValue(Beta2), 1e-8f, p.GetValue(WeightDecay)),
+            ClipNorm = p.GetValue(Clip), EvalEvery = p.GetValue(EvalEvery), EvalTokens = p.GetValue(EvalTokens),
+            SaveEvery = p.GetValue(SaveEvery), KeepCheckpoints = p.GetValue(Keep), Seed = p.GetValue(Seed), TokenizerFile = tokenizerFile,
+        };
+    }
+
+    /// <summary>The dataset's tokenizer file, when it is still where `whittle tokenize` read it.</summary>
+    public static string? TokenizerOf(TokenDataset data) => File.Exists(data.Meta.TokenizerFile) ? Path.GetFullPath(data.Meta.TokenizerFile) : null;
+
+    /// <summary>Refuses a model directory whose tokenizer.json differs from the dataset's tokenizer.</summary>
+    public static void RequireSameTokenizer(string modelDir, TokenDataset data)
+    {
+        var tok = Path.Combine(modelDir, "tokenizer.json");
+        if (File.Exists(tok)) data.RequireTokenizer(Native.Tokenization.Tokenizer.FromFile(tok).Sha256, tok);
+    }
+
+    /// <summary>
+    /// Runs a trainer and reports: one plain line per step (llm.c style) when stdout is not a terminal, a Spectre
+    /// progress bar carrying the same line when it is; with --json a final JSON summary. Returns the evaluations.
+    /// </summary>
+    public static IReadOnlyList<EvalRecord> RunWithProgress(Trainer trainer, string label, bool json, IBackend backend, long flopsPerToken, LossFunction? loss = null)
+    {
+        double peak = DevicePeak.Flops(backend);
+        string Line(StepRecord r)
+        {
+            string extra = string.Concat(r.Extra.Select(kv => $" | {kv.Key} {kv.Value:F4}"));
+            string mfu = peak > 0 ? $" | MFU {100 * flopsPerToken * r.TokensPerSecond / peak:F1}%" : "";
+            return $"step {r.Step,5}/{r.Steps} | loss {r.Loss:F4}{extra} | lr {r.Lr:0.00e+00} | norm {r.GradNorm:F3} | {r.Milliseconds:F0} ms | {r.TokensPerSecond:N0} tok/s{mfu}";
+        }
+        string EvalLine(EvalRecord e) => $"eval step {e.Step} | val loss {e.ValLoss:F4} | val ppl {e.Perplexity:F2} | {e.TokensSeen:N0} tokens";
+        var log = json ? Console.Error : Console.Out;
+        if (!Console.IsOutputRedirected && !json)
+        {
+            IReadOnlyList<EvalRecord> result = [];
+            AnsiConsole.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                .Start(ctx =>
+                {
+                    var task = ctx.AddTask(label);
+                    result = trainer.Run(loss, r =>
+                    {
+                        task.MaxValue = r.Steps; task.Value = r.Step;
+                        task.Description = Markup.Escape(Line(r));
+                    }, e => AnsiConsole.MarkupLine(Markup.Escape(EvalLine(e))));
+                });
+            return result;
+        }
+        return trainer.Run(loss, r => log.WriteLine(Line(r)), e => log.WriteLine(EvalLine(e)));
+    }
+}
+
+/// <summary>Peak dense bf16 tensor-core rates of known GPUs, the reference MFU is quoted against (llm.c's convention); 0 when unknown (CPU).</summary>
+static class DevicePeak
+{
+    public static double Flops(IBackend backend)
+    {
+        if (backend.Device != Native.Tensors.Device.Cuda) return 0;
+        string n = backend.Name;
+        if (n.Contains("H100") || n.Contains("H200") || n.Contains("H800")) return 989e12;
+        if (n.Contains("A100") || n.Contains("A800")) return 312e12;
+        return 0;
+    }
+
+    /// <summary>Training FLOPs per token: 6N (forward + backward through the weights) + 6·L·T·d (attention scores and mixing), N = non-embedding + output projection.</summary>
+    public static long TrainFlopsPerToken(GptNeoXConfig c, int seqLen)
+    {
+        var count = ParameterCount.Of(c);
+        long n = count.NonEmbedding + (long)c.VocabSize * c.HiddenSize;
+        return 6 * n + 6L * c.NumLayers * seqLen * c.HiddenSize;
+    }
+}

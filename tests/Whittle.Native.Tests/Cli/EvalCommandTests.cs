@@ -1,0 +1,55 @@
+using System.Text.Json.Nodes;
+using Whittle.Native.Model;
+
+namespace Whittle.Native.Tests.Cli;
+
+public class EvalCommandTests
+{
+    /// <summary>
+    /// The fixture's two (T+1 = 17)-token rows, concatenated, are two eval windows of 17 tokens: 2 × 16 predictions, the
+    /// same 32 targets PyTorch's loss averages over. So `whittle eval --seq-len 17` must reproduce that loss.
+    /// </summary>
+    [TestCase("tiny-neox")]
+    [TestCase("tiny-neox-seq")]
+    public void PerplexityOfTheFixtureMatchesPyTorchsLoss(string fixture)
+    {
+        var dir = CliRunner.Fixture(fixture);
+        using var expected = new SafeTensorsFile(Path.Combine(dir, "expected.safetensors"));
+        var ids = Path.Combine(Path.GetTempPath(), $"whittle-ids-{Guid.NewGuid():N}.json");
+        File.WriteAllText(ids, new JsonArray(expected.ReadInts("tokens").Select(i => (JsonNode)i).ToArray()).ToJsonString());
+        try
+        {
+            var (exit, stdout, stderr) = CliRunner.Run("eval", "--model", dir, "--ids", ids, "--seq-len", "17", "--json");
+            Assert.That(exit, Is.EqualTo(0), stderr);
+            var o = JsonNode.Parse(stdout)!;
+            double loss = o["loss"]!.GetValue<double>(), want = expected.ReadFloats("loss")[0];
+            Assert.That(Math.Abs(loss / want - 1), Is.LessThan(1e-5));
+            Assert.That(o["perplexity"]!.GetValue<double>(), Is.EqualTo(Math.Exp(want)).Within(1e-4).Percent);
+            Assert.That(o["tokens"]!.GetValue<long>(), Is.EqualTo(32));
+        }
+        finally { File.Delete(ids); }
+    }
+
+    [Test]
+    public void ATrailingRemainderShorterThanAWindowIsDropped()
+    {
+        var dir = CliRunner.Fixture("tiny-neox");
+        var ids = Path.Combine(Path.GetTempPath(), $"whittle-ids-{Guid.NewGuid():N}.json");
+        File.WriteAllText(ids, "[" + string.Join(",", Enumerable.Range(0, 50).Select(i => i % 96)) + "]");
+        try
+        {
+            var (exit, stdout, _) = CliRunner.Run("eval", "--model", dir, "--ids", ids, "--seq-len", "16", "--json");
+            Assert.That(exit, Is.EqualTo(0));
+            Assert.That(JsonNode.Parse(stdout)!["tokens"]!.GetValue<long>(), Is.EqualTo(3 * 15), "50 tokens = 3 windows of 16 (+2 dropped), 15 predictions each");
+        }
+        finally { File.Delete(ids); }
+    }
+
+    [Test]
+    public void TwoSourcesAtOnceIsAnError()
+    {
+        var (exit, _, stderr) = CliRunner.Run("eval", "--model", CliRunner.Fixture("tiny-neox"), "--ids", "a.json", "--text", "b.txt");
+        Assert.That(exit, Is.EqualTo(1));
+        Assert.That(stderr, Does.Contain("exactly one of --data, --text or --ids"));
+    }
+}
