@@ -274,7 +274,7 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         Free(logits, targets, losses, d);
     }
 
-    /// <summary>Distillation with a full teacher (k = 0) or a top-k teacher (k ids drawn at random, random tail mass); row 2 is ignored.</summary>
+    /// <summary>Distillation with a full teacher (k = 0) or a top-k teacher (k ids drawn at random, random tail mass, 0 when k = V); row 2 is ignored.</summary>
     void Distillation(int n, int v, DistillKind kind, float tau, int k)
     {
         string name = $"N={n} V={v} {kind} tau={tau}{(k > 0 ? $" top-{k}" : "")}";
@@ -283,7 +283,7 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         var teacherLogits = Pair(Random((long)n * v, 4f), n, v);
         var topLogProbs = Pair(Random((long)n * Math.Max(k, 1), 1f, -3f), n, Math.Max(k, 1));
         var topIds = PairInt(Enumerable.Range(0, n).SelectMany(_ => Enumerable.Range(0, v).OrderBy(_ => _rng.Next()).Take(Math.Max(k, 1))).ToArray(), n, Math.Max(k, 1));
-        var tail = Pair(Random(n, 0.2f, 0.3f), n);
+        var tail = Pair(k == v ? new float[n] : Random(n, 0.2f, 0.3f), n);   // with k = V nothing is left for a tail
         DistillTeacher Teacher(bool r) => k > 0
             ? DistillTeacher.TopK(r ? topLogProbs.R : topLogProbs.C, r ? topIds.R : topIds.C, r ? tail.R : tail.C)
             : DistillTeacher.Full(r ? teacherLogits.R : teacherLogits.C);
