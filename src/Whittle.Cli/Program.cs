@@ -12,4 +12,5 @@ root.Subcommands.Add(Whittle.Cli.Commands.EncodeCommand.Create());
 root.Subcommands.Add(Whittle.Cli.Commands.DecodeCommand.Create());
 root.Subcommands.Add(Whittle.Cli.Commands.TrainTokenizerCommand.Create());
 root.Subcommands.Add(Whittle.Cli.Commands.TokenizeCommand.Create());
+root.Subcommands.Add(SaltSelectCommand.Create());
 return CliCommon.Run(root, args);

@@ -8,7 +8,7 @@ namespace Whittle.Native.Autograd;
 /// Add, CrossEntropy. Backward ops accumulate into input gradients (IBackend's convention), so an input used twice
 /// simply receives two contributions.
 /// </summary>
-public static class Ops
+public static partial class Ops
 {
     /// <summary>(N) ids, weight (V, C) → (N, C).</summary>
     public static Var Embedding(this Tape tape, Tensor ids, Var weight)

@@ -12,7 +12,7 @@ namespace Whittle.Native.Cpu;
 /// fixed chunking that does not depend on the thread count, so results are bit-identical from run to run and machine to machine.
 /// Speed comes from SIMD (System.Numerics.Tensors) on contiguous rows and a blocked GEMM (Gemm.cs).
 /// </summary>
-public sealed unsafe class CpuBackend : IBackend
+public sealed unsafe partial class CpuBackend : IBackend
 {
     /// <summary>Rows per chunk in cross-row reductions; fixed so results do not depend on the thread count.</summary>
     const int ReductionChunk = 64;

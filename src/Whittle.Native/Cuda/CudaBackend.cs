@@ -18,7 +18,7 @@ namespace Whittle.Native.Cuda;
 ///  - matmuls use full-precision f32 (CUBLAS_COMPUTE_32F) unless <see cref="AllowTf32"/> is set (about 1e-3 relative,
 ///    see ParityHarness); the backend is used from one thread at a time.
 /// </summary>
-public sealed unsafe class CudaBackend : IBackend
+public sealed unsafe partial class CudaBackend : IBackend
 {
     const int Threads = 256;
     const int AttentionRows = 8, AttentionKeys = 32, AttentionMaxD = 256;   // BR, BC, MAX_D in attention.cu
@@ -145,6 +145,7 @@ public sealed unsafe class CudaBackend : IBackend
         {
             1 => new WhittleException($"token id {word[2]} at row {word[1]} is outside the embedding table (found on the GPU at {_op})"),
             2 => new WhittleException($"target {word[2]} at row {word[1]} is outside the vocabulary and is not the ignore index (found on the GPU at {_op})"),
+            3 => new WhittleException($"top-k teacher id {word[2]} at row {word[1]} is outside the vocabulary or repeated (found on the GPU at {_op})"),
             _ => new WhittleException($"a CUDA kernel reported error code {word[0]} (row {word[1]}, value {word[2]})"),
         };
     }

@@ -53,6 +53,8 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         foreach (var tanh in new[] { false, true }) { Gelu(37, tanh); Gelu(4099, tanh); }
         Elementwise(1029);
         CrossEntropy(9, 131, withGrad: true); CrossEntropy(16, 1000, withGrad: true); CrossEntropy(5, 77, withGrad: false);
+        foreach (var kind in Enum.GetValues<DistillKind>()) { Distillation(9, 131, kind, 2f, 0); Distillation(6, 1000, kind, 1f, 0); Distillation(7, 300, kind, 1.5f, 17); }
+        Distillation(4, 77, DistillKind.ForwardKl, 1f, 77);
         AdamW(1000, 600, 1); AdamW(333, 100, 3);
         Reductions(100_003);
         return _results;
@@ -270,6 +272,28 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         candidate.CrossEntropy(logits.C, targets.C, -100, losses.C, withGrad ? d.C : null, 0.25f);
         Compare("CrossEntropy", name, losses, d);
         Free(logits, targets, losses, d);
+    }
+
+    /// <summary>Distillation with a full teacher (k = 0) or a top-k teacher (k ids drawn at random, random tail mass, 0 when k = V); row 2 is ignored.</summary>
+    void Distillation(int n, int v, DistillKind kind, float tau, int k)
+    {
+        string name = $"N={n} V={v} {kind} tau={tau}{(k > 0 ? $" top-{k}" : "")}";
+        var student = Pair(Random((long)n * v, 4f), n, v);
+        var targets = PairInt(Enumerable.Range(0, n).Select(i => i == 2 ? -100 : _rng.Next(v)).ToArray(), n);
+        var teacherLogits = Pair(Random((long)n * v, 4f), n, v);
+        var topLogProbs = Pair(Random((long)n * Math.Max(k, 1), 1f, -3f), n, Math.Max(k, 1));
+        var topIds = PairInt(Enumerable.Range(0, n).SelectMany(_ => Enumerable.Range(0, v).OrderBy(_ => _rng.Next()).Take(Math.Max(k, 1))).ToArray(), n, Math.Max(k, 1));
+        var tail = Pair(k == v ? new float[n] : Random(n, 0.2f, 0.3f), n);   // with k = V nothing is left for a tail
+        DistillTeacher Teacher(bool r) => k > 0
+            ? DistillTeacher.TopK(r ? topLogProbs.R : topLogProbs.C, r ? topIds.R : topIds.C, r ? tail.R : tail.C)
+            : DistillTeacher.Full(r ? teacherLogits.R : teacherLogits.C);
+        var losses = Poisoned(n, 2);
+        var d = Pair(Random((long)n * v), n, v);
+        var s = new DistillSettings(kind, tau, 0.3f, 0.7f, -100, 0.25f);
+        reference.Distillation(student.R, Teacher(true), targets.R, s, losses.R, d.R);
+        candidate.Distillation(student.C, Teacher(false), targets.C, s, losses.C, d.C);
+        Compare("Distillation", name, losses, d);
+        Free(student, targets, teacherLogits, topLogProbs, topIds, tail, losses, d);
     }
 
     void AdamW(int p, long decay, int step)

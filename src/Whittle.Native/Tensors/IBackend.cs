@@ -96,6 +96,33 @@ public interface IBackend : IDisposable
     /// </summary>
     void CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex, Tensor losses, Tensor? dLogits, float gradScale);
 
+    // ---------------------------------------------------------------- distillation  (kernels/distillation.cu)
+    /// <summary>
+    /// Fused knowledge-distillation loss, per row of student logits s (N, V), one row read at a time and never holding
+    /// a probability tensor: online log-sum-exp over the row, then a second read writing dStudent.
+    /// With a = s/τ, b = t/τ (τ = settings.Temperature), p = softmax(a) (student), q = softmax(b) (teacher):
+    ///   losses[n, 0] = CE = logsumexp(s) - s[target]            (τ = 1, the student's own cross-entropy)
+    ///   losses[n, 1] = KD = τ² · D(q, p), with D by settings.Kind:
+    ///     ForwardKl  D = KL(q‖p) = Σ q (log q - log p)   (Hinton; PyTorch: kl_div(log_softmax(s/τ), softmax(t/τ)) · τ²)
+    ///     ReverseKl  D = KL(p‖q) = Σ p (log p - log q)
+    ///     Symmetric  D = ½ (KL(q‖p) + KL(p‖q))
+    ///   dStudent[n] += gradScale · (α · (softmax(s) - onehot(target)) + β · ∂KD/∂s), where
+    ///     ∂KD/∂s = τ · (p - q)                              for ForwardKl (τ² from the loss, 1/τ from a = s/τ:
+    ///                                                        Hinton's τ² keeps the soft-target gradient's size independent of τ)
+    ///     ∂KD/∂s = τ · p ⊙ (log p - log q - KL(p‖q))         for ReverseKl, and the mean of the two for Symmetric.
+    /// The teacher gets no gradient. losses (N, 2) hold the unweighted CE and KD; the weights α, β only scale the gradient.
+    /// Rows whose target is settings.IgnoreIndex get CE = KD = 0 and no gradient (padding carries no teacher signal either).
+    /// Targets outside [0, V) other than the ignore index are an error.
+    ///
+    /// Top-k teacher (<see cref="DistillTeacher.TopK"/>): the teacher is given only as its k largest log-probabilities at
+    /// temperature τ, their ids (distinct, in [0, V)) and the remaining mass. The vocabulary is then k single-id buckets
+    /// plus one tail bucket holding every other id; q_tail is the given mass, p_tail = Σ_{j not in the k ids} p_j, and D
+    /// above is taken over the k + 1 buckets (a bucket with zero mass on the side that weights it adds 0). Its exact gradient
+    /// is ∂KD/∂s_j = τ · p_j · (Q - q_B/p_B) for ForwardKl (Q = Σ over buckets of q, 1 up to rounding; B = j's bucket) and
+    /// τ · p_j · (log p_B - log q_B - D) for ReverseKl. With k = V (tail 0) this is the full loss.
+    /// </summary>
+    void Distillation(Tensor studentLogits, DistillTeacher teacher, Tensor targets, in DistillSettings settings, Tensor losses, Tensor? dStudent);
+
     // ---------------------------------------------------------------- optimizer  (kernels/adamw.cu)
     /// <summary>
     /// One AdamW step over flat buffers param, grad, m, v (P): g = grad * gradScale; m = b1 m + (1-b1) g;
@@ -112,3 +139,61 @@ public interface IBackend : IDisposable
 
 /// <summary>AdamW hyper-parameters (PyTorch's defaults except weight decay).</summary>
 public readonly record struct AdamWSettings(float LearningRate, float Beta1 = 0.9f, float Beta2 = 0.95f, float Epsilon = 1e-8f, float WeightDecay = 0.1f);
+
+/// <summary>Which divergence the distillation loss uses; see <see cref="IBackend.Distillation"/>.</summary>
+public enum DistillKind { ForwardKl, ReverseKl, Symmetric }
+
+/// <summary>
+/// Distillation loss settings: divergence, temperature τ (&gt; 0), CE weight α, KD weight β, the ignored target id and
+/// the factor applied to every gradient (1 / rows for a mean).
+/// </summary>
+public readonly record struct DistillSettings(DistillKind Kind, float Temperature, float Alpha, float Beta, int IgnoreIndex = -100, float GradScale = 1f)
+{
+    /// <summary>Throws for a temperature that is not a positive finite number, an unknown kind or non-finite weights.</summary>
+    public void Validate()
+    {
+        if (!(Temperature > 0) || !float.IsFinite(Temperature)) throw new ArgumentOutOfRangeException(nameof(Temperature), $"distillation temperature must be a positive finite number, got {Temperature}");
+        if (!Enum.IsDefined(Kind)) throw new ArgumentOutOfRangeException(nameof(Kind), $"unknown distillation kind {(int)Kind}");
+        if (!float.IsFinite(Alpha) || !float.IsFinite(Beta) || !float.IsFinite(GradScale)) throw new ArgumentException($"distillation weights must be finite (alpha {Alpha}, beta {Beta}, gradScale {GradScale})");
+    }
+}
+
+/// <summary>
+/// The teacher side of a distillation loss: either full logits (N, V), or a top-k summary at the loss's temperature:
+/// TopLogProbs (N, k) f32 = log softmax(t/τ) at TopIds (N, k) i32 (distinct per row) and TailMass (N) f32 = the teacher's
+/// probability outside those ids (given separately because 1 - Σ exp(top) loses it to rounding). All contiguous.
+/// </summary>
+public readonly record struct DistillTeacher
+{
+    public Tensor? Logits { get; private init; }
+    public Tensor? TopLogProbs { get; private init; }
+    public Tensor? TopIds { get; private init; }
+    public Tensor? TailMass { get; private init; }
+    public bool IsTopK => TopIds is not null;
+    /// <summary>k for a top-k teacher, 0 for full logits.</summary>
+    public int K => TopIds?.Size(1) ?? 0;
+
+    public static DistillTeacher Full(Tensor logits) => new() { Logits = logits };
+    public static DistillTeacher TopK(Tensor topLogProbs, Tensor topIds, Tensor tailMass) => new() { TopLogProbs = topLogProbs, TopIds = topIds, TailMass = tailMass };
+
+    /// <summary>Shape and dtype checks shared by the backends, for a student of (n, v).</summary>
+    public void Check(int n, int v)
+    {
+        if (!IsTopK)
+        {
+            if (Logits is null) throw new ArgumentException("distillation: the teacher has neither logits nor a top-k summary");
+            if (Logits.Rank != 2 || Logits.DType != DType.F32) throw new ArgumentException($"teacher logits: expected an f32 matrix, got {Logits.Describe()}");
+            if (Logits.Size(1) != v) throw new ArgumentException($"teacher logits {Logits.Describe()} have vocabulary {Logits.Size(1)} but the student has {v}");
+            ArgCheck.Shape(Logits, "teacher logits", n, v);
+            return;
+        }
+        int k = TopIds!.Rank == 2 ? TopIds.Size(1) : -1;
+        if (k <= 0 || k > v) throw new ArgumentOutOfRangeException("k", $"top-k teacher: k must be in [1, {v}] (the vocabulary), got {TopIds.Describe()}");
+        if (TopIds.DType != DType.I32) throw new ArgumentException($"top-k teacher ids: i32 expected, got {TopIds.Describe()}");
+        ArgCheck.Shape(TopIds, "top-k teacher ids", n, k); ArgCheck.Contiguous(TopIds, "top-k teacher ids");
+        if (TopLogProbs!.DType != DType.F32) throw new ArgumentException($"top-k teacher log-probs: f32 expected, got {TopLogProbs.Describe()}");
+        ArgCheck.Shape(TopLogProbs, "top-k teacher log-probs", n, k); ArgCheck.Contiguous(TopLogProbs, "top-k teacher log-probs");
+        if (TailMass!.DType != DType.F32) throw new ArgumentException($"top-k teacher tail mass: f32 expected, got {TailMass.Describe()}");
+        ArgCheck.Shape(TailMass, "top-k teacher tail mass", n); ArgCheck.Contiguous(TailMass, "top-k teacher tail mass");
+    }
+}
