@@ -24,7 +24,7 @@ sealed class TrainingCli
     public readonly Option<float> Lr = new("--lr") { Description = "Peak learning rate.", DefaultValueFactory = _ => 1e-3f };
     public readonly Option<float?> MinLr = new("--min-lr") { Description = "Final learning rate (default lr/10)." };
     public readonly Option<int?> Warmup = new("--warmup") { Description = "Linear warmup steps (default 5% of steps)." };
-    public readonly Option<string> Schedule = new("--schedule") { Description = "cosine | wsd | constant.", DefaultValueFactory = _ => "cosine" };
+    public readonly Option<string> Schedule = new("--lr-schedule") { Description = "Learning-rate schedule: cosine | wsd | constant.", DefaultValueFactory = _ => "cosine" };
     public readonly Option<float> DecayFraction = new("--decay-fraction") { Description = "WSD: fraction of steps in the final decay.", DefaultValueFactory = _ => 0.2f };
     public readonly Option<float> WeightDecay = new("--weight-decay") { Description = "AdamW weight decay (not on biases and norms).", DefaultValueFactory = _ => 0.1f };
     public readonly Option<float> Beta1 = new("--beta1") { DefaultValueFactory = _ => 0.9f, Description = "AdamW β1." };

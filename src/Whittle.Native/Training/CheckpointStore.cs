@@ -6,11 +6,11 @@ using Whittle.Native.Tensors;
 namespace Whittle.Native.Training;
 
 /// <summary>Everything besides the weights that a run needs to continue exactly where it stopped.</summary>
-public sealed record TrainingState(int Step, long TokensSeen, long DataCursor, ulong Seed, double ElapsedSeconds)
+public sealed record TrainingState(int Step, long TokensSeen, long DataCursor, ulong Seed, double ElapsedSeconds, long SelectedCursor = 0)
 {
     public JsonObject ToJson() => new()
     {
-        ["version"] = 1, ["step"] = Step, ["tokens_seen"] = TokensSeen, ["data_cursor"] = DataCursor,
+        ["version"] = 1, ["step"] = Step, ["tokens_seen"] = TokensSeen, ["data_cursor"] = DataCursor, ["selected_cursor"] = SelectedCursor,
         ["seed"] = Seed.ToString(), ["elapsed_seconds"] = ElapsedSeconds,
     };
 
@@ -19,7 +19,7 @@ public sealed record TrainingState(int Step, long TokensSeen, long DataCursor, u
         try
         {
             return new TrainingState(o["step"]!.GetValue<int>(), o["tokens_seen"]!.GetValue<long>(), o["data_cursor"]!.GetValue<long>(),
-                ulong.Parse(o["seed"]!.GetValue<string>()), o["elapsed_seconds"]!.GetValue<double>());
+                ulong.Parse(o["seed"]!.GetValue<string>()), o["elapsed_seconds"]!.GetValue<double>(), o["selected_cursor"]?.GetValue<long>() ?? 0);
         }
         catch (Exception e) when (e is NullReferenceException or InvalidOperationException or FormatException)
         {

@@ -32,6 +32,12 @@ public sealed record TrainOptions
     public IReadOnlySet<int> EvalSteps { get; init; } = new HashSet<int>();
     public ulong Seed { get; init; } = 1;
     public string? TokenizerFile { get; init; }
+    /// <summary>
+    /// SALT_DS: start offsets of selected (T+1)-token training windows; for steps up to <see cref="SelectedUntilStep"/>
+    /// every batch is drawn from these (deterministically from seed and its own cursor), afterwards from the whole split.
+    /// </summary>
+    public IReadOnlyList<long>? SelectedWindows { get; init; }
+    public int SelectedUntilStep { get; init; }
 
     public long TokensPerStep => (long)SeqLen * MicroBatch * GradAccum;
 
@@ -76,6 +82,7 @@ public sealed class Trainer : IDisposable
     readonly CheckpointStore _store;
     readonly BatchLoader _loader;
     TrainingState _state;
+    long _selectedCursor;
 
     public Trainer(GptNeoX model, TokenDataset data, TrainOptions options)
     {
@@ -108,6 +115,7 @@ public sealed class Trainer : IDisposable
         _state = CheckpointStore.Restore(latest.Path, _model, _opt);
         if (_state.Seed != _o.Seed) throw new WhittleException($"{latest.Path}: the run used --seed {_state.Seed}, not {_o.Seed}; resume with the same seed");
         _loader.Cursor = _state.DataCursor;
+        _selectedCursor = _state.SelectedCursor;
         TruncateMetrics(_state.Step);
         return true;
     }
@@ -132,7 +140,7 @@ public sealed class Trainer : IDisposable
             var extraSum = new Dictionary<string, double>();
             for (int micro = 0; micro < _o.GradAccum; micro++)
             {
-                _loader.TryNext(out var batch);                                    // (B, T+1)
+                var batch = NextBatch(step);                                        // (B, T+1)
                 for (int r = 0; r < B; r++)
                 {
                     batch.AsSpan(r * (T + 1), T).CopyTo(inputs.AsSpan(r * T));
@@ -160,7 +168,7 @@ public sealed class Trainer : IDisposable
             double ms = sw.Elapsed.TotalMilliseconds;
             _state = _state with
             {
-                Step = step, TokensSeen = _state.TokensSeen + _o.TokensPerStep, DataCursor = _loader.Cursor,
+                Step = step, TokensSeen = _state.TokensSeen + _o.TokensPerStep, DataCursor = _loader.Cursor, SelectedCursor = _selectedCursor,
                 ElapsedSeconds = elapsedBefore + clock.Elapsed.TotalSeconds,
             };
             var record = new StepRecord(step, _o.Steps, lossSum / _o.GradAccum, lr, norm, ms, _o.TokensPerStep / (ms / 1000), _state.TokensSeen,
@@ -181,6 +189,23 @@ public sealed class Trainer : IDisposable
                 _store.Save(_model, _opt, _state, pin: milestone);
         }
         return evals;
+    }
+
+    int[] NextBatch(int step)
+    {
+        if (_o.SelectedWindows is not { Count: > 0 } selected || step > _o.SelectedUntilStep)
+        {
+            _loader.TryNext(out var b);
+            return b;
+        }
+        // A window per row, drawn from the selection by a generator seeded with (seed, cursor): resumable like BatchLoader.
+        int w = _o.SeqLen + 1;
+        var batch = new int[_o.MicroBatch * w];
+        var rng = new Rng(_o.Seed ^ (0xA5A5_0000_0000_0000UL + (ulong)_selectedCursor));
+        for (int r = 0; r < _o.MicroBatch; r++)
+            _data.Train.Read(selected[rng.NextInt(selected.Count)], batch.AsSpan(r * w, w));
+        _selectedCursor++;
+        return batch;
     }
 
     /// <summary>Validation loss on the same leading windows of the val split every time (T+1-token windows: T predictions each, as in training).</summary>

@@ -1,0 +1,85 @@
+using Whittle.Native.Autograd;
+using Whittle.Native.Model;
+using Whittle.Native.Tensors;
+using Whittle.Native.Training;
+
+namespace Whittle.Native.Distillation;
+
+/// <summary>
+/// Training losses with a teacher, for the shared <see cref="Trainer"/>. The teacher runs in no-grad mode on the same
+/// batch (nothing recorded, its activations freed layer by layer, its logits freed as soon as the fused loss has
+/// produced the student's gradient). <paramref name="weightsAt"/> gives (α, β) per step, or null for a step that is
+/// plain cross-entropy (then the teacher is not run at all): the same function serves distillation (constant weights)
+/// and SALT (weights that decay and stop after n_KD steps).
+/// </summary>
+public static class DistillationLoss
+{
+    public static LossFunction Create(GptNeoX student, GptNeoX teacher, DistillSettings settings, int topK, Func<int, (float Alpha, float Beta)?> weightsAt)
+    {
+        if (student.Config.VocabSize != teacher.Config.VocabSize)
+            throw new WhittleException($"teacher and student vocabularies differ ({teacher.Config.VocabSize} vs {student.Config.VocabSize}): they must share the tokenizer");
+        if (topK < 0 || topK > student.Config.VocabSize) throw new WhittleException($"--top-k must be in [1, {student.Config.VocabSize}], got {topK}");
+        settings.Validate();
+        return (tape, inputs, targets, step) =>
+        {
+            if (weightsAt(step) is not { } w)
+                return (student.Loss(tape, inputs, targets), new Dictionary<string, double>());
+            var logits = student.Forward(tape, inputs);
+            using var teacherTape = new Tape(teacher.Backend, recording: false);
+            var t = teacher.Forward(teacherTape, inputs);
+            var s = settings with { Alpha = w.Alpha, Beta = w.Beta };
+            Var loss;
+            DistillParts parts;
+            if (topK > 0)
+            {
+                var (lp, ids, tail) = TeacherTopK.FromLogits(t.Data, topK, settings.Temperature);
+                using (lp) using (ids) using (tail)
+                using (var dlp = student.Backend.FromHost(lp)) using (var dids = student.Backend.FromHost(ids)) using (var dtail = student.Backend.FromHost(tail))
+                    loss = tape.Distillation(logits, DistillTeacher.TopK(dlp, dids, dtail), targets, s, out parts);
+            }
+            else loss = tape.Distillation(logits, DistillTeacher.Full(t.Data), targets, s, out parts);
+            tape.Release(logits);
+            return (loss, new Dictionary<string, double> { ["ce"] = parts.CrossEntropy, ["kd"] = parts.Distillation });
+        };
+    }
+}
+
+public enum SaltSchedule { Step, Linear, LinearRatio }
+
+/// <summary>
+/// SALT's loss weights (arXiv 2410.18779): for the first n_KD steps the large model learns from
+/// (1−ω)·CE + ω·KL(p_small‖p_large) at τ = 1, then from plain CE. Schedules for ω over steps s = 1..n_KD:
+/// <list type="bullet">
+/// <item>step: ω throughout, then 0 abruptly (the paper's main recipe);</item>
+/// <item>linear: ω_s = ω·(1 − (s−1)/n_KD), so the KD weight reaches 0 at n_KD and CE's weight rises to 1;</item>
+/// <item>linear-ratio: CE keeps weight 1 and only the KD weight decays, ω_s = ω·(1 − (s−1)/n_KD): the KD:CE ratio falls linearly.</item>
+/// </list>
+/// </summary>
+public static class SaltWeights
+{
+    public static Func<int, (float Alpha, float Beta)?> Create(SaltSchedule schedule, float omega, int kdSteps, int totalSteps)
+    {
+        if (omega is < 0 or > 1 || float.IsNaN(omega)) throw new WhittleException($"--omega must be in [0, 1], got {omega}");
+        if (kdSteps < 0 || kdSteps > totalSteps) throw new WhittleException($"--kd-steps ({kdSteps}) must be in [0, {totalSteps}] (the run's total steps)");
+        return step =>
+        {
+            if (step > kdSteps || omega == 0) return null;
+            float decay = 1f - (step - 1f) / kdSteps;
+            return schedule switch
+            {
+                SaltSchedule.Step => (1 - omega, omega),
+                SaltSchedule.Linear => (1 - omega * decay, omega * decay),
+                SaltSchedule.LinearRatio => (1f, omega * decay),
+                _ => throw new ArgumentOutOfRangeException(nameof(schedule)),
+            };
+        };
+    }
+
+    public static SaltSchedule Parse(string s) => s switch
+    {
+        "step" => SaltSchedule.Step,
+        "linear" => SaltSchedule.Linear,
+        "linear-ratio" => SaltSchedule.LinearRatio,
+        _ => throw new WhittleException($"unknown --schedule '{s}' for salt (expected step, linear or linear-ratio)"),
+    };
+}
