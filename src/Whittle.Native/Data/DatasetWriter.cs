@@ -1,0 +1,215 @@
+// Policy: text files → token shards + meta.json. Documents (a whole file, a JSONL line's "text", or the lines from one
+// --doc-start match to the next) are each followed by EOS and go whole to train or val, chosen by a hash of
+// (seed, document index) so the split is deterministic and needs no second pass. Text streams through in bounded
+// batches encoded in parallel; output goes to a temporary sibling directory renamed into place only on success.
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Whittle.Native.Tokenization;
+
+namespace Whittle.Native.Data;
+
+public sealed record TokenizeOptions(IReadOnlyList<string> Inputs, string OutDir, double ValFraction = 0.0, ulong Seed = 0,
+    string? DocStart = null, bool ReplaceInvalid = false, long ShardTokens = 1L << 28);
+
+public static class DatasetWriter
+{
+    const int ChunkChars = 1 << 20;          // a long document is encoded in pieces of about this size
+    const int BatchChars = 8 << 20;          // text held at once: bounds memory
+
+    /// <param name="progress">Called with (input bytes read, total input bytes), as read from disk (compressed for .gz).</param>
+    public static DatasetMeta Write(Tokenizer tokenizer, TokenizeOptions o, Action<long, long>? progress = null)
+    {
+        if (o.Inputs.Count == 0) throw new WhittleException("--input: at least one input file is required");
+        if (o.ValFraction is < 0 or >= 1 || double.IsNaN(o.ValFraction)) throw new WhittleException($"--val-fraction {o.ValFraction} must be in [0, 1)");
+        int eos = tokenizer.EosId ?? throw new WhittleException($"{tokenizer.Path}: tokenizer has no end-of-text token (<|endoftext|>) to separate documents");
+        foreach (var input in o.Inputs) if (!File.Exists(input)) throw new WhittleException($"{input}: input file not found");
+        var outDir = Path.GetFullPath(o.OutDir);
+        if (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any())
+            throw new WhittleException($"{o.OutDir}: output directory exists and is not empty");
+        Regex? docStart;
+        try { docStart = o.DocStart is null ? null : new Regex(o.DocStart, RegexOptions.CultureInvariant); }
+        catch (ArgumentException e) { throw new WhittleException($"--doc-start: invalid regular expression ({e.Message})"); }
+
+        bool wide = tokenizer.VocabSize > 65536;
+        var tmp = outDir.TrimEnd(Path.DirectorySeparatorChar) + $".tmp-{Environment.ProcessId}-{Guid.NewGuid():N}"[..24];
+        Directory.CreateDirectory(tmp);
+        try
+        {
+            var train = new ShardWriter(tmp, "train", wide, o.ShardTokens);
+            var val = new ShardWriter(tmp, "val", wide, o.ShardTokens);
+            long totalBytes = o.Inputs.Sum(p => new FileInfo(p).Length), doneBytes = 0;
+            long docIndex = -1;
+            var batch = new List<(long Doc, string Text, bool Last)>();
+            long batchChars = 0;
+
+            void Flush()
+            {
+                var ids = tokenizer.EncodeBatch(batch.Select(b => b.Text).ToArray());
+                for (int i = 0; i < batch.Count; i++)
+                {
+                    var w = IsVal(o.Seed, batch[i].Doc, o.ValFraction) ? val : train;
+                    w.Append(ids[i]);
+                    if (batch[i].Last) w.EndDocument(eos);
+                }
+                batch.Clear();
+                batchChars = 0;
+            }
+            void Emit(string text, bool last)
+            {
+                batch.Add((docIndex, text, last));
+                batchChars += text.Length;
+                if (batchChars >= BatchChars) Flush();
+            }
+
+            foreach (var input in o.Inputs)
+            {
+                bool jsonl = input.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase) || input.EndsWith(".jsonl.gz", StringComparison.OrdinalIgnoreCase);
+                using var reader = new TextLineReader(input, o.ReplaceInvalid);
+                var doc = new System.Text.StringBuilder();
+                bool docOpen = false;
+                long lineNo = 0;
+                bool docHasChunks = false;   // an earlier piece of the open document was emitted
+                void CloseDoc()
+                {
+                    // An empty document is dropped: no EOS for nothing.
+                    if (docOpen && (doc.Length > 0 || docHasChunks)) Emit(doc.ToString(), true);
+                    doc.Clear();
+                    docOpen = false;
+                    docHasChunks = false;
+                }
+                void OpenDoc() { docIndex++; docOpen = true; }
+                while (reader.ReadLine(out bool continuation) is { } line)
+                {
+                    if (!continuation) lineNo++;
+                    if (jsonl)
+                    {
+                        if (continuation) throw new InvalidFileException(input, $"line {lineNo} is longer than {TextLineReader.MaxLineBytes} bytes");
+                        if (string.IsNullOrWhiteSpace(line)) continue;
+                        var text = JsonlText(input, lineNo, line);
+                        if (text.Length == 0) continue;
+                        OpenDoc();
+                        Emit(text, true);
+                        docOpen = false;
+                    }
+                    else
+                    {
+                        if (!docOpen) OpenDoc();
+                        else if (!continuation && docStart is not null && doc.Length > 0 && docStart.IsMatch(line.TrimEnd('\n', '\r')))
+                        {
+                            CloseDoc();
+                            OpenDoc();
+                        }
+                        // Cut a long document only right after a newline followed by a non-space: no piece spans that point.
+                        if (doc.Length >= ChunkChars && !continuation && line.Length > 0 && !char.IsWhiteSpace(line[0]) && doc[^1] == '\n')
+                        {
+                            Emit(doc.ToString(), false);
+                            doc.Clear();
+                            docHasChunks = true;
+                        }
+                        doc.Append(line);
+                    }
+                    if (progress is not null && (lineNo & 1023) == 0) progress(doneBytes + reader.FilePosition, totalBytes);
+                }
+                CloseDoc();
+                doneBytes += new FileInfo(input).Length;
+                progress?.Invoke(doneBytes, totalBytes);
+            }
+            Flush();
+            if (train.Tokens + val.Tokens == 0) throw new WhittleException($"no text in the inputs ({string.Join(", ", o.Inputs)}): nothing to tokenize");
+            var trainInfo = train.Finish();
+            var valInfo = val.Finish();
+            var meta = new DatasetMeta(DatasetMeta.CurrentVersion, tokenizer.Sha256, Path.GetFileName(tokenizer.Path), tokenizer.VocabSize, eos,
+                wide ? "uint32" : "uint16", o.ValFraction, o.Seed, o.DocStart, trainInfo, valInfo);
+            using (var fs = File.Create(Path.Combine(tmp, "meta.json")))
+            using (var w = new Utf8JsonWriter(fs, new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+                meta.WriteTo(w);
+            progress?.Invoke(totalBytes, totalBytes);
+            if (Directory.Exists(outDir)) Directory.Delete(outDir);
+            Directory.Move(tmp, outDir);
+            return meta;
+        }
+        catch
+        {
+            try { Directory.Delete(tmp, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            throw;
+        }
+    }
+
+    /// <summary>Whether document doc goes to val: a hash of (seed, doc) compared with the fraction.</summary>
+    public static bool IsVal(ulong seed, long doc, double fraction)
+    {
+        if (fraction <= 0) return false;
+        ulong z = seed * 0x9E3779B97F4A7C15UL + (ulong)doc + 0xD1B54A32D192ED03UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        z ^= z >> 31;
+        return (z >> 11) * (1.0 / (1UL << 53)) < fraction;
+    }
+
+    static string JsonlText(string path, long lineNo, string line)
+    {
+        try
+        {
+            using var d = JsonDocument.Parse(line);
+            if (d.RootElement.ValueKind == JsonValueKind.Object && d.RootElement.TryGetProperty("text", out var t) && t.ValueKind == JsonValueKind.String)
+                return t.GetString()!;
+        }
+        catch (JsonException e) { throw new InvalidFileException(path, $"line {lineNo}: not valid JSON ({e.Message})"); }
+        throw new InvalidFileException(path, $"line {lineNo}: expected an object with a string \"text\"");
+    }
+
+    /// <summary>Appends tokens of one split to numbered shard files.</summary>
+    sealed class ShardWriter(string dir, string split, bool wide, long shardTokens)
+    {
+        readonly List<ShardInfo> _shards = new();
+        FileStream? _file;
+        long _inShard;
+        byte[] _buf = new byte[1 << 16];
+        public long Tokens { get; private set; }
+        public long Documents { get; private set; }
+
+        public void Append(int[] ids)
+        {
+            int size = wide ? 4 : 2;
+            int i = 0;
+            while (i < ids.Length)
+            {
+                if (_file is null || _inShard == shardTokens) NextShard();
+                int n = (int)Math.Min(Math.Min(ids.Length - i, shardTokens - _inShard), _buf.Length / size);
+                for (int k = 0; k < n; k++)
+                {
+                    if (wide) BitConverter.TryWriteBytes(_buf.AsSpan(k * 4), ids[i + k]);
+                    else BitConverter.TryWriteBytes(_buf.AsSpan(k * 2), (ushort)ids[i + k]);
+                }
+                _file!.Write(_buf, 0, n * size);
+                i += n; _inShard += n; Tokens += n;
+            }
+        }
+
+        public void EndDocument(int eos) { Append([eos]); Documents++; }
+
+        void NextShard()
+        {
+            CloseShard();
+            var name = $"{split}-{_shards.Count:D4}.bin";
+            _file = new FileStream(Path.Combine(dir, name), FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
+            _shards.Add(new ShardInfo(name, 0));
+            _inShard = 0;
+        }
+
+        void CloseShard()
+        {
+            if (_file is null) return;
+            _file.Dispose();
+            _file = null;
+            _shards[^1] = _shards[^1] with { Tokens = _inShard };
+        }
+
+        public SplitInfo Finish()
+        {
+            CloseShard();
+            return new SplitInfo(Documents, Tokens, _shards.ToArray());
+        }
+    }
+}
