@@ -6,6 +6,9 @@ var root = new RootCommand("whittle: small language models cheaply out of big on
 root.Options.Add(CliCommon.Verbose);
 root.Subcommands.Add(InfoCommand.Create());
 root.Subcommands.Add(DoctorCommand.Create());
+root.Subcommands.Add(ImportanceCommand.Create());
+root.Subcommands.Add(SearchCommand.Create());
+root.Subcommands.Add(ExtractCommand.Create());
 root.Subcommands.Add(Whittle.Cli.Commands.EncodeCommand.Create());
 root.Subcommands.Add(Whittle.Cli.Commands.DecodeCommand.Create());
 root.Subcommands.Add(Whittle.Cli.Commands.TrainTokenizerCommand.Create());

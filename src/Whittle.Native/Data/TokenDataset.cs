@@ -107,7 +107,7 @@ public sealed class TokenDataset : IDisposable
 }
 
 /// <summary>One split as a single sequence of token ids spanning its shards.</summary>
-public sealed unsafe class TokenStream : IDisposable
+public sealed unsafe class TokenStream : IDisposable, Whittle.Native.Evaluation.ITokenSource
 {
     readonly List<(MemoryMappedFile File, MemoryMappedViewAccessor View, nint Ptr, long Start, long Count)> _shards = new();
     readonly int _bytesPerToken;

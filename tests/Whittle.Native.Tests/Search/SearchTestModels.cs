@@ -9,7 +9,7 @@ namespace Whittle.Native.Tests.Search;
 /// permutation and extraction mistakes in any tensor change the logits), and a logits helper.</summary>
 static class SearchTestModels
 {
-    public static readonly CpuBackend Cpu = CpuBackend.Instance;
+    public static readonly CpuBackend Host = CpuBackend.Instance;
 
     public static IEnumerable<GptNeoXConfig> Shapes()
     {
@@ -21,7 +21,7 @@ static class SearchTestModels
 
     public static GptNeoX RandomModel(GptNeoXConfig c, ulong seed)
     {
-        var model = new GptNeoX(c, Cpu);
+        var model = new GptNeoX(c, Host);
         var values = new float[model.Parameters.Count];
         new Rng(seed).FillNormal(values, 0, 0.3);
         foreach (var p in model.Parameters.Entries)

@@ -126,7 +126,7 @@ public class SubnetTests
                 var json = File.ReadAllText(Path.Combine(dir, "config.json"));
                 bool hf = a.Heads.Distinct().Count() == 1 && a.Intermediate.Distinct().Count() == 1 && a.Heads[0] * c.HeadSize == a.EmbedDim;
                 Assert.That(json.Contains("whittle_"), Is.EqualTo(!hf), json);
-                using var loaded = GptNeoXCheckpoint.Load(dir, SearchTestModels.Cpu);
+                using var loaded = GptNeoXCheckpoint.Load(dir, Host);
                 Assert.That(ScaledError(Logits(loaded, ids), inPlace), Is.LessThanOrEqualTo(1e-5));
             }
             finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
