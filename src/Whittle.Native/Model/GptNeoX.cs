@@ -3,6 +3,13 @@ using Whittle.Native.Tensors;
 
 namespace Whittle.Native.Model;
 
+/// <summary>Points in the forward pass an observer may read (e.g. importance scoring): the residual stream (N, d) entering and
+/// leaving a layer, the attention context per head (B, T, h, D) before attention.dense, and the MLP activation after GELU (N, m).</summary>
+public enum ForwardTap { LayerInput, AttentionHeads, MlpActivation, LayerOutput }
+
+/// <summary>Called with the tap, the position in the active layer list, and the activation (valid only during the call).</summary>
+public delegate void ForwardObserver(ForwardTap tap, int layerPosition, Tensor activation);
+
 /// <summary>
 /// GPT-NeoX / Pythia, computed exactly as Hugging Face transformers computes GPTNeoXForCausalLM (fp32):
 /// embed_in → per layer [input_layernorm → fused query_key_value (rows per head [H, 3, D]) → partial rotary
@@ -98,7 +105,7 @@ public sealed class GptNeoX : IDisposable
     /// Logits (B·T, V) for ids (B, T) (i32, on this model's backend). With a recording tape and allocated gradients
     /// (<see cref="ParameterSet.EnsureGrad"/>), parameter gradients accumulate into <see cref="ParameterSet.FlatGrad"/>.
     /// </summary>
-    public Var Forward(Tape tape, Tensor ids, ActiveArchitecture? active = null)
+    public Var Forward(Tape tape, Tensor ids, ActiveArchitecture? active = null, ForwardObserver? observe = null)
     {
         var c = Config;
         var a = (active ?? ActiveArchitecture.Full(c)).Validate(c);
@@ -114,6 +121,7 @@ public sealed class GptNeoX : IDisposable
         {
             string p = LayerPrefix(l);
             int h = a.Heads[i], m = a.Intermediate[i];
+            observe?.Invoke(ForwardTap.LayerInput, i, x.Data);
             var ln1 = tape.LayerNorm(x, Param(tape, p + "input_layernorm.weight", d), Param(tape, p + "input_layernorm.bias", d), c.LayerNormEps);
             // (N, 3·h·D): the first h heads' [q, k, v] rows of the fused weight are its first 3·h·D rows.
             var qkv = tape.Linear(ln1, Param(tape, p + "attention.query_key_value.weight", 3 * h * D, d), Param(tape, p + "attention.query_key_value.bias", 3 * h * D));
@@ -125,6 +133,7 @@ public sealed class GptNeoX : IDisposable
             var v = tape.View(qkv, t => t.AsStrided(headShape, headStrides, 2 * D));
             if (c.RotaryDims > 0) { tape.Rotary(q, cos, sin); tape.Rotary(k, cos, sin); }
             var att = tape.Attention(q, k, v, scale);                                     // (B, T, h, D)
+            observe?.Invoke(ForwardTap.AttentionHeads, i, att.Data);
             tape.Release(qkv);
             var attFlat = tape.View(att, t => t.Reshape(N, h * D));
             var attOut = tape.Linear(attFlat, Param(tape, p + "attention.dense.weight", d, h * D), Param(tape, p + "attention.dense.bias", d));
@@ -138,6 +147,7 @@ public sealed class GptNeoX : IDisposable
             tape.Release(ln2);
             var act = tape.Gelu(hidden, tanh);
             tape.Release(hidden);
+            observe?.Invoke(ForwardTap.MlpActivation, i, act.Data);
             var mlpOut = tape.Linear(act, Param(tape, p + "mlp.dense_4h_to_h.weight", d, m), Param(tape, p + "mlp.dense_4h_to_h.bias", d));
             tape.Release(act);
             Var next;
@@ -150,6 +160,7 @@ public sealed class GptNeoX : IDisposable
             }
             else { next = tape.Add(residual, mlpOut); tape.Release(mlpOut); }
             tape.Release(x, residual);
+            observe?.Invoke(ForwardTap.LayerOutput, i, next.Data);
             x = next;
         }
         var final = tape.LayerNorm(x, Param(tape, FinalNormWeight, d), Param(tape, FinalNormBias, d), c.LayerNormEps);

@@ -1,0 +1,151 @@
+// Policy: `whittle importance`: score a parent's units on calibration text and write the parent with its units
+// permuted by descending importance (so every prefix-sub-network holds the most important units), plus importance.json
+// and the parent's tokenizer. Every input is checked before the weights are read; the output directory appears whole or not at all.
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using Whittle.Native;
+using Whittle.Native.Data;
+using Whittle.Native.Evaluation;
+using Whittle.Native.Model;
+using Whittle.Native.Search;
+using Whittle.Native.Tensors;
+using Whittle.Native.Tokenization;
+
+namespace Whittle.Cli;
+
+static class ImportanceCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "Parent model directory (Hugging Face GPT-NeoX).", Required = true };
+        var data = new Option<string?>("--data") { Description = "Token dataset directory (`whittle tokenize`); its val split is used (train if val is empty)." };
+        var text = new Option<string?>("--text") { Description = "A UTF-8 text file, tokenized with the model's tokenizer.json." };
+        var ids = new Option<string?>("--ids") { Description = "A file of token ids separated by whitespace or commas." };
+        var seqLen = new Option<int?>("--seq-len") { Description = "Tokens per calibration window (default: min(128, max_position_embeddings))." };
+        var batchSize = new Option<int>("--batch-size") { Description = "Windows per forward pass.", DefaultValueFactory = _ => 8 };
+        var batches = new Option<int>("--batches") { Description = "Calibration batches (fewer if the text is shorter).", DefaultValueFactory = _ => 16 };
+        var device = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
+        var output = new Option<string>("--out") { Description = "Output directory for the permuted model and importance.json.", Required = true };
+        var cmd = new Command("importance", "Score embedding channels, heads, MLP neurons and layers on calibration text; write the parent permuted by importance.")
+        { model, data, text, ids, seqLen, batchSize, batches, device, output, CliCommon.Json };
+        cmd.SetAction(parse =>
+        {
+            string modelDir = parse.GetValue(model)!, outDir = parse.GetValue(output)!;
+            var config = GptNeoXConfig.Load(modelDir);
+            int T = parse.GetValue(seqLen) ?? Math.Min(128, config.MaxPositionEmbeddings);
+            int B = parse.GetValue(batchSize), N = parse.GetValue(batches);
+            if (T < 1 || T > config.MaxPositionEmbeddings) throw new WhittleException($"--seq-len {T} must be in [1, {config.MaxPositionEmbeddings}] (the model's max_position_embeddings)");
+            if (B < 1) throw new WhittleException($"--batch-size must be at least 1, got {B}");
+            if (N < 1) throw new WhittleException($"--batches must be at least 1, got {N}");
+            if (Path.GetFullPath(outDir) == Path.GetFullPath(modelDir)) throw new WhittleException("--out must differ from --model");
+            using var source = TokenInputs.Open(parse.GetValue(data), parse.GetValue(text), parse.GetValue(ids), modelDir, config.VocabSize);
+            var calibration = TokenInputs.Windows(source.Tokens, T, B, N);
+            if (calibration.Count == 0) throw new WhittleException($"{source.Description}: {source.Tokens.Length} tokens, fewer than one window of --seq-len {T}");
+
+            using var backend = Backends.Create(parse.GetValue(device)!);
+            using var parent = GptNeoXCheckpoint.Load(modelDir, backend);
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            var scores = Importance.Score(parent, calibration, done => Console.Error.WriteLine($"importance: batch {done}/{calibration.Count}"));
+            var perm = scores.ToPermutation();
+            Permutation.Apply(parent, perm);
+            var report = scores.ToJson(perm);
+            report["source_model"] = Path.GetFullPath(modelDir);
+            report["seq_len"] = T;
+
+            var scratch = Path.Combine(Path.GetTempPath(), "whittle-importance-" + Guid.NewGuid().ToString("N"));
+            Directory.CreateDirectory(scratch);
+            try
+            {
+                var importanceFile = Path.Combine(scratch, "importance.json");
+                SearchLog.WriteJson(importanceFile, report);
+                var extra = new List<string> { importanceFile };
+                var tok = Path.Combine(modelDir, "tokenizer.json");
+                if (File.Exists(tok)) extra.Add(tok);
+                GptNeoXCheckpoint.Save(parent, outDir, extraFiles: extra);
+            }
+            finally { Directory.Delete(scratch, true); }
+
+            if (parse.GetValue(CliCommon.Json))
+            {
+                Console.WriteLine(new JsonObject
+                {
+                    ["out"] = Path.GetFullPath(outDir),
+                    ["calibration_tokens"] = scores.Tokens,
+                    ["seconds"] = sw.Elapsed.TotalSeconds,
+                    ["layers"] = report["layers"]!.DeepClone(),
+                    ["layer_ranking"] = report["layer_ranking"]!.DeepClone(),
+                }.ToJsonString(CliCommon.JsonOptions));
+                return 0;
+            }
+            Console.WriteLine($"calibration    {scores.Tokens:N0} tokens ({calibration.Count} batches of ≤ {B} × {T}) from {source.Description}, {sw.Elapsed.TotalSeconds:F1} s");
+            Console.WriteLine($"block influence {string.Join("  ", scores.Layers.Select((s, l) => $"L{l} {s:F4}"))}");
+            Console.WriteLine($"layer ranking  {string.Join(" > ", scores.LayerRanking)} (most to least influential)");
+            Console.WriteLine($"wrote          {Path.GetFullPath(outDir)} (units permuted by importance, same function; importance.json)");
+            return 0;
+        });
+        return cmd;
+    }
+}
+
+/// <summary>Token input for commands that read text: exactly one of --data DIR, --text FILE, --ids FILE.</summary>
+sealed class TokenInputs : IDisposable
+{
+    TokenDataset? _dataset;
+
+    public required ITokenSource Tokens { get; init; }
+    public required string Description { get; init; }
+
+    public static TokenInputs Open(string? data, string? text, string? ids, string modelDir, int vocab)
+    {
+        int given = (data is null ? 0 : 1) + (text is null ? 0 : 1) + (ids is null ? 0 : 1);
+        if (given != 1) throw new WhittleException("give exactly one of --data DIR, --text FILE or --ids FILE");
+        int[] tokens;
+        if (data is not null)
+        {
+            var ds = TokenDataset.Open(data);
+            if (ds.Meta.VocabSize > vocab) { ds.Dispose(); throw new WhittleException($"{data}: dataset vocabulary {ds.Meta.VocabSize} is larger than the model's vocab_size {vocab}"); }
+            var split = ds.Val.Length > 0 ? ds.Val : ds.Train;
+            return new TokenInputs { _dataset = ds, Tokens = split, Description = $"{data} ({(ds.Val.Length > 0 ? "val" : "train")} split)" };
+        }
+        if (text is not null)
+        {
+            if (!File.Exists(text)) throw new WhittleException($"--text {text}: file not found");
+            var tokFile = Path.Combine(modelDir, "tokenizer.json");
+            if (!File.Exists(tokFile)) throw new WhittleException($"--text needs the model's tokenizer, but {tokFile} does not exist; tokenize first and pass --data or --ids");
+            tokens = Tokenizer.FromFile(tokFile).Encode(File.ReadAllText(text));
+        }
+        else
+        {
+            if (!File.Exists(ids)) throw new WhittleException($"--ids {ids}: file not found");
+            var parts = File.ReadAllText(ids!).Split([' ', '\n', '\r', '\t', ','], StringSplitOptions.RemoveEmptyEntries);
+            tokens = new int[parts.Length];
+            for (int i = 0; i < parts.Length; i++)
+                if (!int.TryParse(parts[i], out tokens[i])) throw new WhittleException($"--ids {ids}: entry {i + 1} '{parts[i]}' is not an integer");
+        }
+        foreach (var t in tokens)
+            if (t < 0 || t >= vocab) throw new WhittleException($"token id {t} is outside the model's vocabulary [0, {vocab})");
+        return new TokenInputs { Tokens = new ArrayTokenSource(tokens), Description = text ?? ids! };
+    }
+
+    /// <summary>Consecutive non-overlapping (B, T) windows from the start of the source, at most <paramref name="maxBatches"/> batches.</summary>
+    public static List<int[,]> Windows(ITokenSource source, int T, int B, int maxBatches)
+    {
+        long windows = Math.Min(source.Length / T, (long)B * maxBatches);
+        var result = new List<int[,]>();
+        var buf = new int[T];
+        for (long w0 = 0; w0 < windows; w0 += B)
+        {
+            int b = (int)Math.Min(B, windows - w0);
+            var batch = new int[b, T];
+            for (int i = 0; i < b; i++)
+            {
+                source.Read((w0 + i) * T, buf);
+                for (int j = 0; j < T; j++) batch[i, j] = buf[j];
+            }
+            result.Add(batch);
+        }
+        return result;
+    }
+
+    public void Dispose() => _dataset?.Dispose();
+}
