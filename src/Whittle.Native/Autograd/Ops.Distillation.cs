@@ -12,7 +12,10 @@ public readonly record struct DistillParts(double CrossEntropy, double Distillat
 /// </summary>
 public static partial class Ops
 {
-    /// <summary>Scalar loss from student logits (N, V) and a teacher (full logits or top-k) for targets (N) i32.</summary>
+    /// <summary>
+    /// Scalar loss from student logits (N, V) and a teacher (full logits or top-k) for targets (N) i32; parts holds the
+    /// mean CE and mean KD over the non-ignored rows. settings.GradScale is not used: the op's gradient scale is 1 / rows.
+    /// </summary>
     public static Var Distillation(this Tape tape, Var studentLogits, DistillTeacher teacher, Tensor targets, DistillSettings settings, out DistillParts parts)
     {
         var b = tape.Backend;
