@@ -17,4 +17,5 @@ root.Subcommands.Add(Whittle.Cli.Commands.TrainTokenizerCommand.Create());
 root.Subcommands.Add(Whittle.Cli.Commands.TokenizeCommand.Create());
 root.Subcommands.Add(SaltSelectCommand.Create());
 root.Subcommands.Add(DistillCommand.Create());
+root.Subcommands.Add(SaltCommand.Create());
 return CliCommon.Run(root, args);

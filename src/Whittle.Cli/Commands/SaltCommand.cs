@@ -1,0 +1,93 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using Whittle.Native;
+using Whittle.Native.Data;
+using Whittle.Native.Distillation;
+using Whittle.Native.Model;
+using Whittle.Native.Tensors;
+using Whittle.Native.Training;
+
+namespace Whittle.Cli;
+
+/// <summary>`whittle salt`: a small model helps a larger one for the first n_KD steps (arXiv 2410.18779).</summary>
+static class SaltCommand
+{
+    public static Command Create()
+    {
+        var cmd = new Command("salt", """
+            Small-model-aided large-model training (SALT). For the first --kd-steps steps the large model's loss is
+            (1−ω)·CE + ω·KL(p_small‖p_large) at τ = 1 (weights per --schedule), then plain CE; the optimizer state and LR
+            schedule run on across the switch. Checkpoints are kept at the switch, 70% and 100% of the steps, and the model is
+            evaluated there too, so a --baseline run (same flags, no small model) can be compared step for step.
+            """);
+        var t = new TrainingCli();
+        t.AddTo(cmd);
+        var small = new Option<string?>("--small") { Description = "The small (teacher) model directory." };
+        var large = new Option<string?>("--large") { Description = "Start the large model from this directory." };
+        var largeConfig = new Option<string?>("--large-config") { Description = "A config.json for a new large model (or use the architecture flags)." };
+        var kdSteps = new Option<int>("--kd-steps") { Description = "n_KD: steps with the small model's help.", Required = true };
+        var omega = new Option<float>("--omega") { Description = "ω: the KD weight, in [0, 1].", DefaultValueFactory = _ => 0.5f };
+        var schedule = new Option<string>("--schedule") { Description = "step (ω, then 0 at n_KD) | linear (ω decays to 0 at n_KD) | linear-ratio (CE weight 1, KD weight decays to 0).", DefaultValueFactory = _ => "step" };
+        var select = new Option<string?>("--select") { Description = "SALT_DS: a selection from `whittle salt-select`; the KD phase trains on those windows only." };
+        var baseline = new Option<bool>("--baseline") { Description = "Train the same large model without the small model (same steps, data, evaluations)." };
+        var arch = new ArchitectureOptions();
+        foreach (var o in new Option[] { small, large, largeConfig, kdSteps, omega, schedule, select, baseline }) cmd.Options.Add(o);
+        arch.AddTo(cmd);
+        cmd.SetAction(p =>
+        {
+            bool isBaseline = p.GetValue(baseline);
+            string? smallDir = p.GetValue(small);
+            if (!isBaseline && smallDir is null) throw new WhittleException("--small is required (or --baseline for the run without it)");
+            var saltSchedule = SaltWeights.Parse(p.GetValue(schedule)!);
+            using var data = TokenDataset.Open(p.GetValue(t.Data)!);
+            var o = t.Options(p, TrainingCli.TokenizerOf(data));
+            int n = p.GetValue(kdSteps);
+            var weights = SaltWeights.Create(saltSchedule, isBaseline ? 0f : p.GetValue(omega), n, o.Steps);   // validates ω and n_KD first
+            int seventy = Math.Max(1, (int)Math.Round(0.7 * o.Steps));
+            var milestones = new HashSet<int> { seventy, o.Steps };
+            if (n > 0) milestones.Add(n);
+            o = o with { MilestoneSteps = milestones, EvalSteps = milestones };
+            if (p.GetValue(select) is { } selFile && !isBaseline)
+            {
+                var sel = SaltResult.Load(selFile);
+                if (sel.SeqLen != o.SeqLen) throw new WhittleException($"{selFile}: selection was made with --seq-len {sel.SeqLen}, this run uses {o.SeqLen}");
+                var starts = sel.Selected.Select(w => SaltSelection.WindowStart(w.Window, sel.SeqLen)).ToList();
+                if (starts.Count == 0 || starts[^1] + o.SeqLen + 1 > data.Train.Length) throw new WhittleException($"{selFile}: selected windows do not fit this dataset's training split");
+                o = o with { SelectedWindows = starts, SelectedUntilStep = n };
+            }
+            if (smallDir is not null) TrainingCli.RequireSameTokenizer(smallDir, data);
+            using var backend = Backends.Create(p.GetValue(t.Device)!);
+            using var smallModel = isBaseline ? null : GptNeoXCheckpoint.Load(smallDir!, backend);
+            using var largeModel = BuildLarge(p, large, largeConfig, arch, data, backend, o);
+            LossFunction? loss = smallModel is null ? null
+                : DistillationLoss.Create(largeModel, smallModel, new DistillSettings(DistillKind.ForwardKl, 1f, 1f, 0f), 0, weights);
+
+            using var trainer = new Trainer(largeModel, data, o);
+            bool json = p.GetValue(CliCommon.Json);
+            var log = json ? Console.Error : Console.Out;
+            if (p.GetValue(t.Resume) && trainer.TryResume()) log.WriteLine($"resumed at step {trainer.Step}");
+            log.WriteLine(isBaseline
+                ? $"salt baseline: large model {ParameterCount.Of(largeModel.Config).Total:N0} parameters, {o.Steps} steps, no small model"
+                : $"salt: large model {ParameterCount.Of(largeModel.Config).Total:N0} parameters helped by {ParameterCount.Of(smallModel!.Config).Total:N0} for {n} of {o.Steps} steps (ω = {p.GetValue(omega)}, {p.GetValue(schedule)}){(o.SelectedWindows is { } s ? $" on {s.Count} selected windows" : "")}");
+            var evals = TrainingCli.RunWithProgress(trainer, isBaseline ? "baseline" : "salt", json, backend, DevicePeak.TrainFlopsPerToken(largeModel.Config, o.SeqLen), loss);
+            var final = Path.Combine(o.RunDir, "final");
+            GptNeoXCheckpoint.Save(largeModel, final, extraFiles: o.TokenizerFile is { } tf ? [tf] : null);
+            if (json)
+                Console.WriteLine(new JsonObject
+                {
+                    ["run_dir"] = Path.GetFullPath(o.RunDir), ["final_model"] = Path.GetFullPath(final), ["kd_steps"] = isBaseline ? 0 : n,
+                    ["evaluations"] = new JsonArray(evals.Select(e => (JsonNode)new JsonObject { ["step"] = e.Step, ["tokens"] = e.TokensSeen, ["val_loss"] = e.ValLoss, ["val_perplexity"] = e.Perplexity }).ToArray()),
+                }.ToJsonString(CliCommon.JsonOptions));
+            else Console.WriteLine($"done: val loss {evals[^1].ValLoss:F4} (perplexity {evals[^1].Perplexity:F2}); model in {final}");
+            return 0;
+        });
+        return cmd;
+    }
+
+    static GptNeoX BuildLarge(ParseResult p, Option<string?> large, Option<string?> largeConfig, ArchitectureOptions arch, TokenDataset data, IBackend backend, TrainOptions o)
+    {
+        if (p.GetValue(large) is { } dir) { TrainingCli.RequireSameTokenizer(dir, data); return GptNeoXCheckpoint.Load(dir, backend); }
+        var c = p.GetValue(largeConfig) is { } f ? GptNeoXConfig.Load(f) : arch.Config(p, data.Meta.VocabSize, data.Meta.EosId, o.SeqLen);
+        return GptNeoX.CreateRandom(c, backend, o.Seed);
+    }
+}

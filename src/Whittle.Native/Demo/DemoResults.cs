@@ -1,0 +1,44 @@
+namespace Whittle.Native.Demo;
+
+/// <summary>One validation measurement of a training arm: perplexity = exp(ValLoss).</summary>
+public sealed record CurvePoint(int Step, long Tokens, double ValLoss)
+{
+    public double Perplexity => Math.Exp(ValLoss);
+}
+
+/// <summary>A training run compared in the report (a student arm, SALT, its baseline).</summary>
+public sealed record Arm(string Name, string Description, long Parameters, IReadOnlyList<CurvePoint> Curve);
+
+/// <summary>One sub-network evaluated by the search, in evaluation order.</summary>
+public sealed record SearchPoint(int Index, string Strategy, long Parameters, double Perplexity, string Spec);
+
+/// <summary>How long a stage of the demo took (cached stages report the time of the run that computed them).</summary>
+public sealed record StageTiming(string Stage, double Seconds, bool Cached);
+
+/// <summary>Everything the demo measured; every number in the report comes from here.</summary>
+public sealed record DemoResults
+{
+    public required string Preset { get; init; }
+    public required string Device { get; init; }
+    public required DateTimeOffset Started { get; init; }
+    public required double Seconds { get; init; }
+    /// <summary>The teacher: parameters (total, non-embedding), a one-line architecture summary and its final validation loss.</summary>
+    public required long TeacherParameters { get; init; }
+    public required long TeacherNonEmbedding { get; init; }
+    public required string TeacherArchitecture { get; init; }
+    public required double TeacherValLoss { get; init; }
+    public required long TeacherTokens { get; init; }
+    /// <summary>The search budget (total parameters) and the fraction of the teacher's non-embedding parameters it was derived from.</summary>
+    public required long BudgetParams { get; init; }
+    public required double BudgetRatio { get; init; }
+    /// <summary>Every candidate evaluated, all strategies ("evolution", "random", "importance").</summary>
+    public required IReadOnlyList<SearchPoint> Search { get; init; }
+    /// <summary>Students trained for the same token budget: "random-init", "subnet-init", "subnet-init+kd".</summary>
+    public required IReadOnlyList<Arm> Students { get; init; }
+    /// <summary>SALT arms: "salt" (small model helps for the first SaltKdSteps steps) and "baseline".</summary>
+    public required IReadOnlyList<Arm> Salt { get; init; }
+    public required int SaltKdSteps { get; init; }
+    public required int SaltTotalSteps { get; init; }
+    public required string SaltSmallModel { get; init; }
+    public required IReadOnlyList<StageTiming> Stages { get; init; }
+}
