@@ -1,21 +1,4 @@
-using System.CommandLine;
 using Whittle.Cli;
 
-// The `whittle` command. Each subcommand lives in Commands/<Name>Command.cs and is registered here, one line each.
-var root = new RootCommand("whittle: small language models cheaply out of big ones (Whittle, SALT) on a from-scratch C#/CUDA engine.");
-root.Options.Add(CliCommon.Verbose);
-root.Subcommands.Add(InfoCommand.Create());
-root.Subcommands.Add(DoctorCommand.Create());
-root.Subcommands.Add(PretrainCommand.Create());
-root.Subcommands.Add(EvalCommand.Create());
-root.Subcommands.Add(ImportanceCommand.Create());
-root.Subcommands.Add(SearchCommand.Create());
-root.Subcommands.Add(ExtractCommand.Create());
-root.Subcommands.Add(Whittle.Cli.Commands.EncodeCommand.Create());
-root.Subcommands.Add(Whittle.Cli.Commands.DecodeCommand.Create());
-root.Subcommands.Add(Whittle.Cli.Commands.TrainTokenizerCommand.Create());
-root.Subcommands.Add(Whittle.Cli.Commands.TokenizeCommand.Create());
-root.Subcommands.Add(SaltSelectCommand.Create());
-root.Subcommands.Add(DistillCommand.Create());
-root.Subcommands.Add(SaltCommand.Create());
-return CliCommon.Run(root, args);
+// The `whittle` command. Each subcommand lives in Commands/<Name>Command.cs and is registered in WhittleCli.CreateRoot.
+return CliCommon.Run(WhittleCli.CreateRoot(), args);

@@ -64,8 +64,9 @@ sealed class TrainingCli
         };
     }
 
-    /// <summary>The dataset's tokenizer file, when it is still where `whittle tokenize` read it.</summary>
-    public static string? TokenizerOf(TokenDataset data) => File.Exists(data.Meta.TokenizerFile) ? Path.GetFullPath(data.Meta.TokenizerFile) : null;
+    /// <summary>The tokenizer copy inside the dataset directory (written by `whittle tokenize`), if present.</summary>
+    public static string? TokenizerOf(TokenDataset data) =>
+        Path.Combine(data.Directory, DatasetWriter.TokenizerCopyName) is var p && File.Exists(p) ? Path.GetFullPath(p) : null;
 
     /// <summary>Refuses a model directory whose tokenizer.json differs from the dataset's tokenizer.</summary>
     public static void RequireSameTokenizer(string modelDir, TokenDataset data)

@@ -23,11 +23,12 @@ static class EvalCommand
         var batch = new Option<int>("--batch-size") { Description = "Windows per forward pass.", DefaultValueFactory = _ => 16 };
         var maxTokens = new Option<long?>("--max-tokens") { Description = "Stop after about this many predictions." };
         var device = new Option<string>("--device") { Description = "cpu | cuda.", DefaultValueFactory = _ => "cpu" };
+        var subnet = new Option<string?>("--subnet") { Description = "Evaluate this sub-network (JSON spec) inside the model: strided views of its weights, no copies." };
         var cmd = new Command("eval", """
             Perplexity of a model. The token stream is cut into consecutive non-overlapping windows of T tokens (a shorter
             trailing remainder is dropped); in each window every token after the first is predicted from those before it;
             perplexity = exp(mean negative log-likelihood over those predictions).
-            """) { model, data, text, tokenizer, ids, seqLen, batch, maxTokens, device, CliCommon.Json };
+            """) { model, data, text, tokenizer, ids, seqLen, batch, maxTokens, device, subnet, CliCommon.Json };
         cmd.SetAction(p =>
         {
             string dir = p.GetValue(model)!;
@@ -64,7 +65,8 @@ static class EvalCommand
                 what = f;
             }
             using var _ = dataset;
-            var r = Perplexity.Evaluate(m, source, p.GetValue(seqLen), p.GetValue(batch), p.GetValue(maxTokens) ?? long.MaxValue);
+            ActiveArchitecture? active = p.GetValue(subnet) is { } sf ? Whittle.Native.Search.SubnetSpec.Load(sf, m.Config) : null;
+            var r = Perplexity.Evaluate(m, source, p.GetValue(seqLen), p.GetValue(batch), p.GetValue(maxTokens) ?? long.MaxValue, active);
             if (p.GetValue(CliCommon.Json))
                 Console.WriteLine(new JsonObject { ["loss"] = r.Loss, ["perplexity"] = r.Perplexity, ["tokens"] = r.Tokens, ["tokens_per_second"] = Math.Round(r.TokensPerSecond, 1) }.ToJsonString(CliCommon.JsonOptions));
             else Console.WriteLine($"{what}: loss {r.Loss:F5}, perplexity {r.Perplexity:F3} over {r.Tokens:N0} predictions ({r.Windows:N0} windows), {r.TokensPerSecond:N0} tokens/s on {backend.Name}");

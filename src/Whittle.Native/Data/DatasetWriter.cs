@@ -14,6 +14,9 @@ public sealed record TokenizeOptions(IReadOnlyList<string> Inputs, string OutDir
 
 public static class DatasetWriter
 {
+    /// <summary>The copy of the tokenizer kept inside every dataset directory.</summary>
+    public const string TokenizerCopyName = "tokenizer.json";
+
     const int ChunkChars = 1 << 20;          // a long document is encoded in pieces of about this size
     const int BatchChars = 8 << 20;          // text held at once: bounds memory
 
@@ -121,6 +124,8 @@ public static class DatasetWriter
             var valInfo = val.Finish();
             var meta = new DatasetMeta(DatasetMeta.CurrentVersion, tokenizer.Sha256, Path.GetFileName(tokenizer.Path), tokenizer.VocabSize, eos,
                 wide ? "uint32" : "uint16", o.ValFraction, o.Seed, o.DocStart, trainInfo, valInfo);
+            // The dataset carries its tokenizer, so models trained on it can carry it on (and hashes can be checked) wherever it moves.
+            File.Copy(tokenizer.Path, Path.Combine(tmp, TokenizerCopyName));
             using (var fs = File.Create(Path.Combine(tmp, "meta.json")))
             using (var w = new Utf8JsonWriter(fs, new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
                 meta.WriteTo(w);
