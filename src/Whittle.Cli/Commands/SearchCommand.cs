@@ -81,6 +81,16 @@ static class SearchCommand
             if (dataset.Val.Length < T) throw new WhittleException($"{dataset.Directory}: the val split has {dataset.Val.Length} tokens, fewer than one window of --seq-len {T}; re-tokenize with --val-fraction > 0");
             Directory.CreateDirectory(outDir);
             var log = new SearchLog(Path.Combine(outDir, "history.jsonl"), parse.GetValue(resume));
+            // Losses in the history are only comparable under the same fitness definition; a resume must not mix two.
+            var fitnessDef = new JsonObject { ["model"] = Path.GetFullPath(modelDir), ["data"] = Path.GetFullPath(dataset.Directory), ["split"] = "val", ["seq_len"] = T, ["max_tokens"] = maxTokens };
+            var fitnessFile = Path.Combine(outDir, "fitness.json");
+            if (File.Exists(fitnessFile) && log.Entries.Count > 0)
+            {
+                var before = File.ReadAllText(fitnessFile).Trim();
+                var now = fitnessDef.ToJsonString(CliCommon.JsonOptions);
+                if (before != now) throw new WhittleException($"{fitnessFile}: the history was evaluated with a different fitness ({before.ReplaceLineEndings(" ")}); resume with the same --model, --data, --seq-len and --eval-tokens, or use a new --out");
+            }
+            SearchLog.WriteJson(fitnessFile, fitnessDef);
             bool json = parse.GetValue(CliCommon.Json);
 
             using var backend = Backends.Create(parse.GetValue(device)!);
