@@ -30,7 +30,7 @@ static class SearchCommand
         var evaluations = new Option<int>("--evaluations") { Description = "Distinct candidates to evaluate (per strategy).", DefaultValueFactory = _ => 50 };
         var output = new Option<string>("--out") { Description = "Output directory (history.jsonl, best.json, pareto.json, summary.json).", Required = true };
         var resume = new Option<bool>("--resume") { Description = "Continue a search in --out: candidates in its history.jsonl are not evaluated again." };
-        var baselines = new Option<bool>("--baselines") { Description = "Also run random search (same evaluations) and the importance baseline.", DefaultValueFactory = _ => true };
+        var baselines = new Option<bool>("--baselines") { Description = "Also run random search (same evaluations) and the importance baseline (default true; --baselines false skips them).", DefaultValueFactory = _ => true };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the search.", DefaultValueFactory = _ => 0UL };
         var population = new Option<int>("--population") { Description = "Evolution: population size.", DefaultValueFactory = _ => 16 };
         var elites = new Option<int>("--elites") { Description = "Evolution: best candidates kept unchanged each generation.", DefaultValueFactory = _ => 2 };
@@ -123,7 +123,6 @@ static class SearchCommand
             var best = entries.MinBy(e => e.Loss)!;
             string bestBy = byStrategy.Where(kv => kv.Value.Any(e => e.Key == best.Key)).Select(kv => kv.Key).First();
             var bestJson = best.ToJson();
-            bestJson["found_by"] = bestBy;
             SearchLog.WriteJson(Path.Combine(outDir, "best.json"), bestJson);
             var front = SearchLog.ParetoFront(log.Entries);
             SearchLog.WriteJson(Path.Combine(outDir, "pareto.json"), new JsonArray(front.Select(e => (JsonNode)e.ToJson()).ToArray()));
