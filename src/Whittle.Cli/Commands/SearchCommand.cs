@@ -30,7 +30,7 @@ static class SearchCommand
         var evaluations = new Option<int>("--evaluations") { Description = "Distinct candidates to evaluate (per strategy).", DefaultValueFactory = _ => 50 };
         var output = new Option<string>("--out") { Description = "Output directory (history.jsonl, best.json, pareto.json, summary.json).", Required = true };
         var resume = new Option<bool>("--resume") { Description = "Continue a search in --out: candidates in its history.jsonl are not evaluated again." };
-        var baselines = new Option<bool>("--baselines") { Description = "Also run random search (same evaluations) and the importance baseline.", DefaultValueFactory = _ => true };
+        var baselines = new Option<bool>("--baselines") { Description = "Also run random search (same evaluations) and the importance baseline (default true; --baselines false skips them).", DefaultValueFactory = _ => true };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the search.", DefaultValueFactory = _ => 0UL };
         var population = new Option<int>("--population") { Description = "Evolution: population size.", DefaultValueFactory = _ => 16 };
         var elites = new Option<int>("--elites") { Description = "Evolution: best candidates kept unchanged each generation.", DefaultValueFactory = _ => 2 };
@@ -81,6 +81,16 @@ static class SearchCommand
             if (dataset.Val.Length < T) throw new WhittleException($"{dataset.Directory}: the val split has {dataset.Val.Length} tokens, fewer than one window of --seq-len {T}; re-tokenize with --val-fraction > 0");
             Directory.CreateDirectory(outDir);
             var log = new SearchLog(Path.Combine(outDir, "history.jsonl"), parse.GetValue(resume));
+            // Losses in the history are only comparable under the same fitness definition; a resume must not mix two.
+            var fitnessDef = new JsonObject { ["model"] = Path.GetFullPath(modelDir), ["data"] = Path.GetFullPath(dataset.Directory), ["split"] = "val", ["seq_len"] = T, ["max_tokens"] = maxTokens };
+            var fitnessFile = Path.Combine(outDir, "fitness.json");
+            if (File.Exists(fitnessFile) && log.Entries.Count > 0)
+            {
+                var before = File.ReadAllText(fitnessFile).Trim();
+                var now = fitnessDef.ToJsonString(CliCommon.JsonOptions);
+                if (before != now) throw new WhittleException($"{fitnessFile}: the history was evaluated with a different fitness ({before.ReplaceLineEndings(" ")}); resume with the same --model, --data, --seq-len and --eval-tokens, or use a new --out");
+            }
+            SearchLog.WriteJson(fitnessFile, fitnessDef);
             bool json = parse.GetValue(CliCommon.Json);
 
             using var backend = Backends.Create(parse.GetValue(device)!);
@@ -113,7 +123,6 @@ static class SearchCommand
             var best = entries.MinBy(e => e.Loss)!;
             string bestBy = byStrategy.Where(kv => kv.Value.Any(e => e.Key == best.Key)).Select(kv => kv.Key).First();
             var bestJson = best.ToJson();
-            bestJson["found_by"] = bestBy;
             SearchLog.WriteJson(Path.Combine(outDir, "best.json"), bestJson);
             var front = SearchLog.ParetoFront(log.Entries);
             SearchLog.WriteJson(Path.Combine(outDir, "pareto.json"), new JsonArray(front.Select(e => (JsonNode)e.ToJson()).ToArray()));

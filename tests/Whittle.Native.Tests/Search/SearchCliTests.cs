@@ -67,6 +67,7 @@ public class SearchCliTests
         var outDir = Path.Combine(_tmp, "search");
         string[] common = ["search", "--model", ranked, "--data", data, "--budget-ratio", "0.7", "--tolerance", "0.15", "--space", "per-layer",
             "--population", "4", "--seq-len", "16", "--batch-size", "4", "--eval-tokens", "120", "--out", outDir, "--json"];
+        Assert.That(common.Count(a => a == "120"), Is.EqualTo(1));
         var run = CliRunner.Run([.. common, "--evaluations", "6"]);
         Assert.That(run.Exit, Is.EqualTo(0), run.Stderr);
         var summary = JsonNode.Parse(run.Stdout)!.AsObject();
@@ -104,6 +105,9 @@ public class SearchCliTests
         var rerun = CliRunner.Run([.. common, "--evaluations", "6"]);
         Assert.That(rerun.Exit, Is.EqualTo(1));
         Assert.That(rerun.Stderr, Does.Contain("--resume"));
+        var otherFitness = CliRunner.Run([.. common.Select(a => a == "120" ? "60" : a), "--evaluations", "6", "--resume"]);
+        Assert.That(otherFitness.Exit, Is.EqualTo(1));
+        Assert.That(otherFitness.Stderr, Does.Contain("different fitness"));
 
         // extract the best: its logits are the in-place sub-network's; the tokenizer-less parent is reported.
         var small = Path.Combine(_tmp, "small");
@@ -123,7 +127,7 @@ public class SearchCliTests
         var data = WriteDataset(Path.Combine(_tmp, "data"), 96, 200, 100, 2);
         var outDir = Path.Combine(_tmp, "never");
         var tiny = CliRunner.Run("search", "--model", fixture, "--data", data, "--budget-params", "100", "--out", outDir);
-        Assert.That((tiny.Exit, tiny.Stderr), Is.EqualTo((1, tiny.Stderr)));
+        Assert.That(tiny.Exit, Is.EqualTo(1), tiny.Stderr);
         Assert.That(tiny.Stderr, Does.Contain("impossible budget"));
         Assert.That(Directory.Exists(outDir), Is.False, "nothing written for an impossible budget");
         var both = CliRunner.Run("search", "--model", fixture, "--data", data, "--budget-params", "1000", "--budget-ratio", "0.5", "--out", outDir);
