@@ -23,6 +23,7 @@ static class WhittleCli
         root.Subcommands.Add(SaltSelectCommand.Create());
         root.Subcommands.Add(DistillCommand.Create());
         root.Subcommands.Add(SaltCommand.Create());
+        root.Subcommands.Add(DemoCommand.Create());
         return root;
     }
 }
