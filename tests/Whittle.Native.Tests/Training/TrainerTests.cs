@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.IO.Compression;
 using System.Text.Json.Nodes;
 using Whittle.Native.Cpu;
 using Whittle.Native.Data;
@@ -19,23 +18,10 @@ namespace Whittle.Native.Tests.Training;
 public class TrainerTests
 {
     static string _root = "";
-    static string DataDir => Path.Combine(_root, "data");
-    static string TokenizerPath => Path.Combine(RepoData, "tokenizer.json");
-    static string RepoData => Path.Combine(TestContext.CurrentContext.TestDirectory, "..", "..", "..", "..", "..", "data", "austen");
+    static string DataDir => TestData.AustenSlice;
 
     [OneTimeSetUp]
-    public void MakeDataset()
-    {
-        _root = Directory.CreateTempSubdirectory("whittle-train-").FullName;
-        // ~400 KB of text: enough chapters for a validation split by document.
-        using var gz = new GZipStream(File.OpenRead(Path.Combine(RepoData, "austen.txt.gz")), CompressionMode.Decompress);
-        using var reader = new StreamReader(gz);
-        var text = new char[400_000];
-        int n = reader.ReadBlock(text, 0, text.Length);
-        var slice = Path.Combine(_root, "slice.txt");
-        File.WriteAllText(slice, new string(text, 0, n));
-        DatasetWriter.Write(Tokenizer.FromFile(TokenizerPath), new TokenizeOptions([slice], DataDir, ValFraction: 0.15, Seed: 3, DocStart: "^CHAPTER "));
-    }
+    public void MakeRoot() => _root = Directory.CreateTempSubdirectory("whittle-train-").FullName;
 
     [OneTimeTearDown]
     public void Cleanup() { try { Directory.Delete(_root, true); } catch (IOException) { } }

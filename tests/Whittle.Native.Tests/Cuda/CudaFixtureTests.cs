@@ -1,0 +1,74 @@
+using Whittle.Native.Autograd;
+using Whittle.Native.Cuda;
+using Whittle.Native.Model;
+using Whittle.Native.Tensors;
+
+namespace Whittle.Native.Tests.Cuda;
+
+/// <summary>
+/// The whole GPT-NeoX fixture on the GPU: logits, loss, every gradient and one AdamW step against PyTorch's float64
+/// reference, with the CPU engine's tolerances (FixtureParityTests) widened only for TF32 when it is on. Skips without a device.
+/// </summary>
+[TestFixture("tiny-neox")]
+[TestFixture("tiny-neox-seq")]
+public class CudaFixtureTests(string fixture)
+{
+    CudaBackend? _gpu;
+
+    [OneTimeSetUp]
+    public void Open()
+    {
+        if (CudaBackend.DeviceCount(out var problem) == 0) Assert.Ignore($"no CUDA device: {problem}");
+        _gpu = new CudaBackend();
+    }
+
+    [OneTimeTearDown]
+    public void Close() => _gpu?.Dispose();
+
+    static double ScaledError(float[] ours, float[] expected)
+    {
+        double err = 0, scale = 0;
+        for (int i = 0; i < ours.Length; i++) { err = Math.Max(err, Math.Abs(ours[i] - (double)expected[i])); scale = Math.Max(scale, Math.Abs(expected[i])); }
+        return err / scale;
+    }
+
+    [Test]
+    public void ForwardBackwardAndAdamWMatchPyTorch()
+    {
+        var dir = Path.Combine(TestContext.CurrentContext.TestDirectory, "fixtures", fixture);
+        using var model = GptNeoXCheckpoint.Load(dir, _gpu!);
+        using var expected = new SafeTensorsFile(Path.Combine(dir, "expected.safetensors"));
+        var tokens = expected.ReadInts("tokens");
+        int b = 2, t = tokens.Length / b - 1;
+        var inputs = new int[b * t]; var targets = new int[b * t];
+        for (int i = 0; i < b; i++)
+            for (int j = 0; j < t; j++) { inputs[i * t + j] = tokens[i * (t + 1) + j]; targets[i * t + j] = tokens[i * (t + 1) + j + 1]; }
+        using var hIn = Tensor.FromArray(inputs, b, t); using var hTg = Tensor.FromArray(targets, b * t);
+        using var dIn = _gpu!.FromHost(hIn); using var dTg = _gpu.FromHost(hTg);
+        double tol = _gpu.AllowTf32 ? 1e-3 : 1e-4;
+
+        model.Parameters.EnsureGrad();
+        using (var tape = new Tape(_gpu))
+        {
+            var logits = model.Forward(tape, dIn);
+            Assert.That(ScaledError(logits.Data.ToFloatArray(), expected.ReadFloats("logits")), Is.LessThan(tol / 10), "logits");
+            var loss = tape.CrossEntropy(logits, dTg);
+            Assert.That(Math.Abs(loss.Data.ToFloatArray()[0] / expected.ReadFloats("loss")[0] - 1), Is.LessThan(tol / 10), "loss");
+            tape.Backward(loss);
+        }
+        foreach (var p in model.Parameters.Entries)
+            Assert.That(ScaledError(model.Parameters.Grad(p.Name).ToFloatArray(), expected.ReadFloats("grad." + p.Name)), Is.LessThan(tol), $"gradient of {p.Name}");
+
+        // One AdamW step from PyTorch's gradients (isolates the optimizer kernel).
+        var md = expected.Metadata;
+        var settings = new AdamWSettings(float.Parse(md["adamw.lr"]), float.Parse(md["adamw.beta1"]), float.Parse(md["adamw.beta2"]), float.Parse(md["adamw.eps"]), float.Parse(md["adamw.weight_decay"]));
+        using var hostGrad = Tensor.Zeros((int)model.Parameters.Count);
+        foreach (var p in model.Parameters.Entries) expected.ReadFloats("grad." + p.Name, hostGrad.AsSpan<float>().Slice((int)p.Offset, (int)p.Count));
+        using var devGrad = _gpu.FromHost(hostGrad);
+        using var m = _gpu.Zeros(DType.F32, (int)model.Parameters.Count); using var v = _gpu.Zeros(DType.F32, (int)model.Parameters.Count);
+        _gpu.AdamW(model.Parameters.Flat, devGrad, m, v, model.Parameters.DecayCount, settings, 1, 1f);
+        var after = model.Parameters.Flat.ToFloatArray();
+        foreach (var p in model.Parameters.Entries)
+            Assert.That(ScaledError(after.AsSpan((int)p.Offset, (int)p.Count).ToArray(), expected.ReadFloats("adamw." + p.Name)), Is.LessThan(1e-6), $"{p.Name} after AdamW");
+    }
+}
