@@ -30,17 +30,7 @@ public static partial class Ops
         double ce = 0, kd = 0;
         for (int i = 0; i < n; i++) { ce += perRow[2 * i]; kd += perRow[2 * i + 1]; }   // ignored rows hold zeros
         parts = new DistillParts(ce / valid, kd / valid, valid);
-        var loss = tape.Empty(DType.F32, 1);
-        b.Fill(loss, (float)(settings.Alpha * parts.CrossEntropy + settings.Beta * parts.Distillation));
-        var output = tape.Output(loss, studentLogits);
-        if (grad)
-            tape.Record(() =>
-            {
-                if (output.Grad is not { } g) return;
-                float upstream = g.ToFloatArray()[0];
-                if (upstream == 1f && studentLogits.TryAdoptGrad(dStudent!)) return;
-                b.Axpy(upstream, dStudent!, studentLogits.GradOrCreate(tape));
-            });
+        var output = tape.FusedLossOutput((float)(settings.Alpha * parts.CrossEntropy + settings.Beta * parts.Distillation), studentLogits, dStudent);
         tape.ReleaseTensors(losses);
         return output;
     }

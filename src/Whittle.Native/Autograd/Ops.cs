@@ -161,18 +161,30 @@ public static partial class Ops
         bool grad = tape.IsRecording && logits.RequiresGrad;
         Tensor? dLogits = grad ? tape.Zeros(DType.F32, n, v) : null;
         b.CrossEntropy(logits.Data, targets, ignoreIndex, losses, dLogits, 1f / valid);
+        var output = tape.FusedLossOutput((float)(b.Sum(losses) / valid), logits, dLogits);
+        tape.ReleaseTensors(losses);
+        return output;
+    }
+
+    /// <summary>
+    /// The scalar output of a loss whose gradient was computed in its forward pass (fused cross-entropy, distillation):
+    /// the backward only scales that gradient by the upstream one — or, when that is 1 and logits has no gradient yet,
+    /// hands the buffer over as it is.
+    /// </summary>
+    static Var FusedLossOutput(this Tape tape, float value, Var logits, Tensor? dLogits)
+    {
+        var b = tape.Backend;
         var loss = tape.Empty(DType.F32, 1);
-        b.Fill(loss, (float)(b.Sum(losses) / valid));
+        b.Fill(loss, value);
         var output = tape.Output(loss, logits);
-        if (grad)
+        if (dLogits is not null)
             tape.Record(() =>
             {
                 if (output.Grad is not { } g) return;
                 float upstream = g.ToFloatArray()[0];
-                if (upstream == 1f && logits.TryAdoptGrad(dLogits!)) return;
-                b.Axpy(upstream, dLogits!, logits.GradOrCreate(tape));
+                if (upstream == 1f && logits.TryAdoptGrad(dLogits)) return;
+                b.Axpy(upstream, dLogits, logits.GradOrCreate(tape));
             });
-        tape.ReleaseTensors(losses);
         return output;
     }
 

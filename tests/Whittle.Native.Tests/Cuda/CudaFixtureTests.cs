@@ -25,13 +25,6 @@ public class CudaFixtureTests(string fixture)
     [OneTimeTearDown]
     public void Close() => _gpu?.Dispose();
 
-    static double ScaledError(float[] ours, float[] expected)
-    {
-        double err = 0, scale = 0;
-        for (int i = 0; i < ours.Length; i++) { err = Math.Max(err, Math.Abs(ours[i] - (double)expected[i])); scale = Math.Max(scale, Math.Abs(expected[i])); }
-        return err / scale;
-    }
-
     [Test]
     public void ForwardBackwardAndAdamWMatchPyTorch()
     {
@@ -51,13 +44,13 @@ public class CudaFixtureTests(string fixture)
         using (var tape = new Tape(_gpu))
         {
             var logits = model.Forward(tape, dIn);
-            Assert.That(ScaledError(logits.Data.ToFloatArray(), expected.ReadFloats("logits")), Is.LessThan(tol / 10), "logits");
+            Assert.That(Errors.Scaled(logits.Data.ToFloatArray(), expected.ReadFloats("logits")), Is.LessThan(tol / 10), "logits");
             var loss = tape.CrossEntropy(logits, dTg);
             Assert.That(Math.Abs(loss.Data.ToFloatArray()[0] / expected.ReadFloats("loss")[0] - 1), Is.LessThan(tol / 10), "loss");
             tape.Backward(loss);
         }
         foreach (var p in model.Parameters.Entries)
-            Assert.That(ScaledError(model.Parameters.Grad(p.Name).ToFloatArray(), expected.ReadFloats("grad." + p.Name)), Is.LessThan(tol), $"gradient of {p.Name}");
+            Assert.That(Errors.Scaled(model.Parameters.Grad(p.Name).ToFloatArray(), expected.ReadFloats("grad." + p.Name)), Is.LessThan(tol), $"gradient of {p.Name}");
 
         // One AdamW step from PyTorch's gradients (isolates the optimizer kernel).
         var md = expected.Metadata;
@@ -69,6 +62,6 @@ public class CudaFixtureTests(string fixture)
         _gpu.AdamW(model.Parameters.Flat, devGrad, m, v, model.Parameters.DecayCount, settings, 1, 1f);
         var after = model.Parameters.Flat.ToFloatArray();
         foreach (var p in model.Parameters.Entries)
-            Assert.That(ScaledError(after.AsSpan((int)p.Offset, (int)p.Count).ToArray(), expected.ReadFloats("adamw." + p.Name)), Is.LessThan(1e-6), $"{p.Name} after AdamW");
+            Assert.That(Errors.Scaled(after.AsSpan((int)p.Offset, (int)p.Count).ToArray(), expected.ReadFloats("adamw." + p.Name)), Is.LessThan(1e-6), $"{p.Name} after AdamW");
     }
 }

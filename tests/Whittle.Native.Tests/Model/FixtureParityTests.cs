@@ -18,14 +18,6 @@ public class FixtureParityTests(string fixture)
     static readonly CpuBackend Cpu = CpuBackend.Instance;
     string Dir => Path.Combine(TestContext.CurrentContext.TestDirectory, "fixtures", fixture);
 
-    static double ScaledError(float[] ours, float[] expected)
-    {
-        Assert.That(ours.Length, Is.EqualTo(expected.Length));
-        double err = 0, scale = 0;
-        for (int i = 0; i < ours.Length; i++) { err = Math.Max(err, Math.Abs(ours[i] - (double)expected[i])); scale = Math.Max(scale, Math.Abs(expected[i])); }
-        return err / scale;
-    }
-
     (GptNeoX Model, SafeTensorsFile Expected, Tensor Inputs, Tensor Targets) Load()
     {
         var model = GptNeoXCheckpoint.Load(Dir, Cpu);
@@ -46,7 +38,7 @@ public class FixtureParityTests(string fixture)
         using var _ = model; using var __ = expected;
         using var tape = new Tape(Cpu, recording: false);
         var logits = model.Forward(tape, inputs);
-        Assert.That(ScaledError(logits.Data.ToFloatArray(), expected.ReadFloats("logits")), Is.LessThan(1e-5), "logits");
+        Assert.That(Errors.Scaled(logits.Data.ToFloatArray(), expected.ReadFloats("logits")), Is.LessThan(1e-5), "logits");
         var loss = tape.CrossEntropy(logits, targets).Data.ToFloatArray()[0];
         Assert.That(Math.Abs(loss / expected.ReadFloats("loss")[0] - 1), Is.LessThan(1e-5), "loss, relative");
         using var ignoreTargets = expected.ReadTensor("targets_ignore");
@@ -63,7 +55,7 @@ public class FixtureParityTests(string fixture)
         using (var tape = new Tape(Cpu)) tape.Backward(model.Loss(tape, inputs, targets));
         foreach (var p in model.Parameters.Entries)
         {
-            double e = ScaledError(model.Parameters.Grad(p.Name).ToFloatArray(), expected.ReadFloats("grad." + p.Name));
+            double e = Errors.Scaled(model.Parameters.Grad(p.Name).ToFloatArray(), expected.ReadFloats("grad." + p.Name));
             Assert.That(e, Is.LessThan(1e-4), $"gradient of {p.Name}");
         }
     }
@@ -85,7 +77,7 @@ public class FixtureParityTests(string fixture)
         Cpu.AdamW(model.Parameters.Flat, grad, m, v, model.Parameters.DecayCount, settings, step: 1, gradScale: 1f);
         foreach (var p in model.Parameters.Entries)
         {
-            double e = ScaledError(model.Parameters[p.Name].ToFloatArray(), expected.ReadFloats("adamw." + p.Name));
+            double e = Errors.Scaled(model.Parameters[p.Name].ToFloatArray(), expected.ReadFloats("adamw." + p.Name));
             Assert.That(e, Is.LessThan(1e-6), $"{p.Name} after one AdamW step (decay {(p.Decay ? "on" : "off")})");
         }
     }
