@@ -22,8 +22,9 @@ static class SearchCommand
     {
         var model = new Option<string>("--model") { Description = "Parent model directory (usually the output of `whittle importance`).", Required = true };
         var data = new Option<string>("--data") { Description = "Token dataset directory; fitness uses its val split.", Required = true };
-        var budgetParams = new Option<long?>("--budget-params") { Description = "Parameter budget (total, embeddings included)." };
-        var budgetRatio = new Option<double?>("--budget-ratio") { Description = "Parameter budget as a fraction of the parent's total." };
+        var budgetParams = new Option<long?>("--budget-params") { Description = "Parameter budget (counted as --budget-on says)." };
+        var budgetRatio = new Option<double?>("--budget-ratio") { Description = "Parameter budget as a fraction of the parent's count (as --budget-on says)." };
+        var budgetOn = new Option<string>("--budget-on") { Description = "What the budget counts: total (embeddings included) | non-embedding.", DefaultValueFactory = _ => "total" };
         var tolerance = new Option<double>("--tolerance") { Description = "Candidates have parameters in [budget·(1−t), budget].", DefaultValueFactory = _ => 0.1 };
         var space = new Option<string>("--space") { Description = "uniform | per-layer | layers.", DefaultValueFactory = _ => "uniform" };
         var strategy = new Option<string>("--strategy") { Description = "evolution | random | importance.", DefaultValueFactory = _ => "evolution" };
@@ -45,7 +46,7 @@ static class SearchCommand
         var evalTokens = new Option<long>("--eval-tokens") { Description = "Predictions per fitness evaluation (the first windows of the val split).", DefaultValueFactory = _ => 16384 };
         var device = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
         var cmd = new Command("search", "Search sub-networks of a parent under a parameter budget (evolution, random search, importance baseline).");
-        foreach (var o in new Option[] { model, data, budgetParams, budgetRatio, tolerance, space, strategy, evaluations, output, resume, baselines, seed,
+        foreach (var o in new Option[] { model, data, budgetParams, budgetRatio, budgetOn, tolerance, space, strategy, evaluations, output, resume, baselines, seed,
                      population, elites, tournament, mutation, crossover, embedStep, headStep, interStep, seqLen, batchSize, evalTokens, device, CliCommon.Json })
             cmd.Options.Add(o);
 
@@ -53,7 +54,13 @@ static class SearchCommand
         {
             string modelDir = parse.GetValue(model)!, outDir = parse.GetValue(output)!;
             var config = GptNeoXConfig.Load(modelDir);
-            long parentTotal = ParameterCount.Of(config).Total;
+            var measure = parse.GetValue(budgetOn) switch
+            {
+                "total" => BudgetMeasure.Total,
+                "non-embedding" => BudgetMeasure.NonEmbedding,
+                var other => throw new WhittleException($"--budget-on must be total or non-embedding, got '{other}'"),
+            };
+            long parentTotal = measure == BudgetMeasure.Total ? ParameterCount.Of(config).Total : ParameterCount.Of(config).NonEmbedding;
             long budget = (parse.GetValue(budgetParams), parse.GetValue(budgetRatio)) switch
             {
                 ({ } n, null) => n,
@@ -70,7 +77,7 @@ static class SearchCommand
             if (evo.Population < 2 || evo.Elites < 0 || evo.Elites >= evo.Population || evo.Tournament < 1)
                 throw new WhittleException($"--population must be ≥ 2, --elites in [0, population), --tournament ≥ 1 (got {evo.Population}, {evo.Elites}, {evo.Tournament})");
             var searchSpace = new SearchSpace(config, kind, budget, parse.GetValue(tolerance),
-                new StepSizes(parse.GetValue(embedStep), parse.GetValue(headStep), parse.GetValue(interStep)));
+                new StepSizes(parse.GetValue(embedStep), parse.GetValue(headStep), parse.GetValue(interStep)), measure);
             int T = parse.GetValue(seqLen) ?? Math.Min(128, config.MaxPositionEmbeddings);
             if (T < 2 || T > config.MaxPositionEmbeddings) throw new WhittleException($"--seq-len {T} must be in [2, {config.MaxPositionEmbeddings}]");
             int B = parse.GetValue(batchSize);
@@ -131,7 +138,7 @@ static class SearchCommand
             {
                 ["model"] = Path.GetFullPath(modelDir),
                 ["space"] = SearchSpace.Name(kind),
-                ["budget"] = new JsonObject { ["params"] = budget, ["low"] = searchSpace.Low, ["high"] = searchSpace.High, ["parent_params"] = parentTotal },
+                ["budget"] = new JsonObject { ["params"] = budget, ["counts"] = searchSpace.MeasureName, ["low"] = searchSpace.Low, ["high"] = searchSpace.High, ["parent_params"] = parentTotal },
                 ["fitness"] = new JsonObject { ["split"] = "val", ["seq_len"] = T, ["max_tokens"] = maxTokens },
                 ["seed"] = s,
                 ["strategies"] = new JsonObject(byStrategy.Select(kv =>
@@ -156,7 +163,7 @@ static class SearchCommand
             SearchLog.WriteJson(Path.Combine(outDir, "summary.json"), summary);
 
             if (json) { Console.WriteLine(summary.ToJsonString(CliCommon.JsonOptions)); return 0; }
-            Console.WriteLine($"budget         [{searchSpace.Low:N0}, {searchSpace.High:N0}] parameters (parent {parentTotal:N0}), {SearchSpace.Name(kind)} space, val windows of {T}, {maxTokens:N0} predictions max");
+            Console.WriteLine($"budget         [{searchSpace.Low:N0}, {searchSpace.High:N0}] {searchSpace.MeasureName} parameters (parent {parentTotal:N0}), {SearchSpace.Name(kind)} space, val windows of {T}, {maxTokens:N0} predictions max");
             foreach (var (who, list) in byStrategy)
             {
                 var b = list.Select(e => log.Get(e.Key)).MinBy(e => e.Loss)!;

@@ -26,13 +26,17 @@ public sealed record Genome(int Embed, int Count, bool[] Keep, int[] Heads, int[
     public Genome Copy() => new(Embed, Count, (bool[])Keep.Clone(), (int[])Heads.Clone(), (int[])Inter.Clone());
 }
 
+/// <summary>What a parameter budget counts: every parameter, or only the non-embedding ones (embed_in and embed_out excluded).</summary>
+public enum BudgetMeasure { Total, NonEmbedding }
+
 public sealed class SearchSpace
 {
     readonly int[] _embedGrid;
     readonly int[][] _headGrid, _interGrid;   // per parent layer
 
-    public SearchSpace(GptNeoXConfig parent, SpaceKind kind, long budget, double tolerance, StepSizes? steps = null)
+    public SearchSpace(GptNeoXConfig parent, SpaceKind kind, long budget, double tolerance, StepSizes? steps = null, BudgetMeasure measure = BudgetMeasure.Total)
     {
+        Measure = measure;
         steps ??= new StepSizes();
         if (steps.Embed < 1 || steps.Heads < 1 || steps.Intermediate < 1) throw new WhittleException($"step sizes must be positive, got {steps}");
         if (tolerance is <= 0 or >= 1) throw new WhittleException($"--tolerance must be in (0, 1), got {tolerance}");
@@ -48,9 +52,9 @@ public sealed class SearchSpace
         long smallest = Params(Smallest()), largest = Params(Largest());
         if (budget <= 0) throw new WhittleException($"the parameter budget must be positive, got {budget}");
         if (smallest > High)
-            throw new WhittleException($"impossible budget: {budget:N0} parameters, but the smallest sub-network of the {Name(kind)} space has {smallest:N0} (the embeddings alone are 2·vocab·embed_dim); raise the budget or lower the step sizes");
+            throw new WhittleException($"impossible budget: {budget:N0} {MeasureName} parameters, but the smallest sub-network of the {Name(kind)} space has {smallest:N0}{(measure == BudgetMeasure.Total ? " (the embeddings alone are 2·vocab·embed_dim)" : "")}; raise the budget or lower the step sizes");
         if (largest < Low)
-            throw new WhittleException($"impossible budget: the window [{Low:N0}, {High:N0}] is above the largest sub-network of the {Name(kind)} space ({largest:N0} parameters, the parent has {ParameterCount.Of(parent).Total:N0})");
+            throw new WhittleException($"impossible budget: the window [{Low:N0}, {High:N0}] is above the largest sub-network of the {Name(kind)} space ({largest:N0} {MeasureName} parameters, the parent has {Count(ParameterCount.Of(parent)):N0})");
     }
 
     public GptNeoXConfig Parent { get; }
@@ -114,7 +118,13 @@ public sealed class SearchSpace
             layers.Select(l => _interGrid[l][g.Inter[l]]).ToArray());
     }
 
-    public long Params(Genome g) => ParameterCount.Of(Parent, ToArchitecture(g)).Total;
+    public BudgetMeasure Measure { get; }
+    public string MeasureName => Measure == BudgetMeasure.Total ? "total" : "non-embedding";
+    /// <summary>The budgeted count of a parameter count.</summary>
+    public long Count(ParameterCount c) => Measure == BudgetMeasure.Total ? c.Total : c.NonEmbedding;
+
+    /// <summary>The budgeted parameter count of a genome.</summary>
+    public long Params(Genome g) => Count(ParameterCount.Of(Parent, ToArchitecture(g)));
 
     public bool InBudget(long parameters) => parameters >= Low && parameters <= High;
 
@@ -204,11 +214,12 @@ public sealed class SearchSpace
     /// <summary>
     /// The importance baseline: no evaluations, only the importance order. All sizes shrink together by one factor s
     /// (embed_dim, heads and MLP width of every layer ≈ s × the parent's, rounded down to the grid, kept layers = the
-    /// first n or, with a layer ranking, the n most influential in parent order); the largest such candidate within budget.
+    /// first n or, with a layer ranking, the n most influential in parent order); the largest such candidate within the
+    /// budget window, or, when no uniform shrink lands in the window (coarse grids), the largest under the budget.
     /// </summary>
     public ActiveArchitecture? ImportanceBaseline(int[]? layerRanking)
     {
-        ActiveArchitecture? best = null; long bestParams = -1;
+        ActiveArchitecture? best = null, under = null; long bestParams = -1, underParams = -1;
         for (int n = L; n >= 1; n--)
         {
             var keep = new bool[L];
@@ -221,10 +232,15 @@ public sealed class SearchSpace
                     Enumerable.Range(0, L).Select(l => Idx(_headGrid[l], s * Parent.HeadsOf(l))).ToArray(),
                     Enumerable.Range(0, L).Select(l => Idx(_interGrid[l], s * Parent.IntermediateOf(l))).ToArray());
                 var a = ToArchitecture(g);
-                long p = ParameterCount.Of(Parent, a).Total;
-                if (p <= High) { if (p >= Low && p > bestParams) { best = a; bestParams = p; } break; }
+                long p = Count(ParameterCount.Of(Parent, a));
+                if (p <= High)
+                {
+                    if (p >= Low && p > bestParams) { best = a; bestParams = p; }
+                    if (p > underParams) { under = a; underParams = p; }
+                    break;
+                }
             }
         }
-        return best;
+        return best ?? under;
     }
 }
