@@ -25,7 +25,7 @@ async function main() {
     if (buf[0] === 0x1f && buf[1] === 0x8b) buf = zlib.gunzipSync(buf);
     const text = buf.toString('utf8');
     const mb = buf.length / 1e6;
-    const re = new RegExp(docStart || '^CHAPTER ', 'm');
+    const re = new RegExp(docStart || '^(CHAPTER|Chapter) ', 'm');
     const docs = [];
     let rest = text;
     // Same document cut as `whittle tokenize --doc-start`: a matching line starts a new document.

@@ -1,4 +1,5 @@
 using BenchmarkDotNet.Running;
 
 // CPU benchmarks (BenchmarkDotNet). Run: dotnet run -c Release --project bench/Whittle.Native.Bench -- --filter '*'
+if (args is ["tokenizer-quick"]) { TokenizerBench.Quick(); return; }
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
