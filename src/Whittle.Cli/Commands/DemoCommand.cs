@@ -15,9 +15,9 @@ sealed record DemoPreset(string Name, int Layers, int Hidden, int Heads, int Int
 {
     public static DemoPreset Get(string name) => name switch
     {
-        "quick" => new("quick", 2, 64, 4, 256, 64, 8, 3e-3f, 120, 12, 4096, 10, 2048, 0.5, 80, 8, 0.3, 0.5f),
-        "default" => new("default", 3, 96, 4, 384, 128, 8, 3e-3f, 400, 20, 8192, 24, 8192, 0.5, 300, 20, 0.3, 0.5f),
-        "large" => new("large", 6, 512, 8, 2048, 256, 16, 1e-3f, 2000, 100, 65536, 50, 32768, 0.5, 1500, 100, 0.3, 0.5f),
+        "quick" => new("quick", 2, 64, 4, 256, 64, 8, 3e-3f, 120, 12, 4096, 10, 2048, 0.25, 80, 8, 0.3, 0.5f),
+        "default" => new("default", 3, 96, 4, 384, 128, 8, 3e-3f, 400, 20, 8192, 24, 8192, 0.25, 300, 20, 0.3, 0.5f),
+        "large" => new("large", 6, 512, 8, 2048, 256, 16, 1e-3f, 2000, 100, 65536, 50, 32768, 0.25, 1500, 100, 0.3, 0.5f),
         _ => throw new WhittleException($"unknown --preset '{name}' (expected quick, default or large)"),
     };
 
@@ -70,7 +70,7 @@ static class DemoCommand
             foreach (var name in new[] { "austen.txt.gz", "tokenizer.json" }) ExtractResource("data/" + name, Path.Combine(corpus, name));
             if (Directory.Exists(data)) Directory.Delete(data, true);   // a half-made dataset from an interrupted run
             Whittle("tokenize", "--tokenizer", Path.Combine(corpus, "tokenizer.json"), "--input", Path.Combine(corpus, "austen.txt.gz"),
-                "--out", data, "--doc-start", "^CHAPTER ", "--val-fraction", "0.05", "--seed", "0");
+                "--out", data, "--doc-start", "^(CHAPTER|Chapter) ", "--val-fraction", "0.05", "--seed", "0");
         });
 
         // The teacher's run is also SALT's baseline: SALT trains the same architecture, seed, data order and schedule.
@@ -82,8 +82,8 @@ static class DemoCommand
         Stage(timings, D("importance"), 3, "rank channels, heads, neurons and layers; permute the teacher (same function)", () =>
             Whittle(["importance", "--model", D("teacher", "final"), "--data", data, "--seq-len", ps.SeqLen.ToString(), "--batches", "8", "--out", D("importance"), .. dev]));
 
-        Stage(timings, D("search"), 4, $"evolutionary search at {ps.BudgetRatio:P0} of the teacher's parameters, with random search and the importance baseline", () =>
-            Whittle(["search", "--model", D("importance"), "--data", data, "--budget-ratio", ps.BudgetRatio.ToString(CultureInfo.InvariantCulture), "--tolerance", "0.1",
+        Stage(timings, D("search"), 4, $"evolutionary search at {ps.BudgetRatio:P0} of the teacher's non-embedding parameters, with random search and the importance baseline", () =>
+            Whittle(["search", "--model", D("importance"), "--data", data, "--budget-ratio", ps.BudgetRatio.ToString(CultureInfo.InvariantCulture), "--budget-on", "non-embedding", "--tolerance", "0.1",
                 "--space", "uniform", "--strategy", "evolution", "--baselines", "--evaluations", ps.SearchEvaluations.ToString(),
                 "--eval-tokens", ps.SearchEvalTokens.ToString(), "--seq-len", ps.SeqLen.ToString(), "--out", D("search"), "--resume", "--seed", "0",
                 "--embed-step", "16", "--intermediate-step", "32", .. dev]));

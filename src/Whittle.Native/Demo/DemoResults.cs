@@ -28,7 +28,7 @@ public sealed record DemoResults
     public required string TeacherArchitecture { get; init; }
     public required double TeacherValLoss { get; init; }
     public required long TeacherTokens { get; init; }
-    /// <summary>The search budget (total parameters) and the fraction of the teacher's non-embedding parameters it was derived from.</summary>
+    /// <summary>The search budget, in non-embedding parameters, and the fraction of the teacher's non-embedding parameters it is.</summary>
     public required long BudgetParams { get; init; }
     public required double BudgetRatio { get; init; }
     /// <summary>Every candidate evaluated, all strategies ("evolution", "random", "importance").</summary>
