@@ -26,6 +26,8 @@ public sealed class Tape : IDisposable
     public IBackend Backend { get; }
     public bool IsRecording => _noGradDepth == 0;
     public int RecordedOps => _backward.Count;
+    /// <summary>Tensors the tape currently holds (activations, scratch, gradients).</summary>
+    public int OwnedTensors => _owned.Count;
 
     /// <summary>Until the returned scope is disposed, ops record nothing.</summary>
     public IDisposable NoGrad() { _noGradDepth++; return new Scope(this); }

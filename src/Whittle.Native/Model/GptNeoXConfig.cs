@@ -102,7 +102,7 @@ public sealed record GptNeoXConfig
             : throw new InvalidFileException(source, $"missing or non-integer '{key}'");
         float Float(float dflt, params string[] keys)
         {
-            foreach (var k in keys) if (o[k] is JsonValue v) return (float)v.GetValue<double>();
+            foreach (var k in keys) if (o[k] is JsonValue v) return v.TryGetValue(out double d) ? (float)d : v.GetValue<float>();
             return dflt;
         }
         try
@@ -147,9 +147,9 @@ public sealed record GptNeoXConfig
             ["num_hidden_layers"] = NumLayers,
             ["num_attention_heads"] = NumHeads,
             ["intermediate_size"] = IntermediateSize,
-            ["rotary_pct"] = RotaryPct,
-            ["rotary_emb_base"] = RotaryBase,
-            ["layer_norm_eps"] = LayerNormEps,
+            ["rotary_pct"] = Shortest(RotaryPct),
+            ["rotary_emb_base"] = Shortest(RotaryBase),
+            ["layer_norm_eps"] = Shortest(LayerNormEps),
             ["use_parallel_residual"] = UseParallelResidual,
             ["hidden_act"] = HiddenAct,
             ["max_position_embeddings"] = MaxPositionEmbeddings,
@@ -167,6 +167,9 @@ public sealed record GptNeoXConfig
         if (LayerIntermediateSizes is { } li) o["whittle_layer_intermediate_sizes"] = new JsonArray(li.Select(x => (JsonNode)x).ToArray());
         return o;
     }
+
+    /// <summary>A float as the double with the same shortest decimal form (0.1f → 0.1, not 0.100000001490116), as HF configs write them.</summary>
+    static double Shortest(float x) => double.Parse(x.ToString("R", System.Globalization.CultureInfo.InvariantCulture), System.Globalization.CultureInfo.InvariantCulture);
 
     public void Save(string path) => AtomicFile.WriteAllText(path, ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
 }
