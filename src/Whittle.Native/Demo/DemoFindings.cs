@@ -155,8 +155,6 @@ public sealed record DemoFindings
         var saltSummary = arms.First(a => a.Name == SaltArm);
         var saltFinal = saltSummary.Final;
         string total = Count(r.SaltTotalSteps);
-        sentences.Add($"SALT distils from {r.SaltSmallModel} for the first {Count(r.SaltKdSteps)} of {total} steps"
-            + (kdFraction is { } kf ? $" ({Percent(kf)}), then trains on the data alone." : "."));
         double? step = saltSummary.ToTarget;
         double? fraction = step is { } st && r.SaltTotalSteps > 0 ? st / r.SaltTotalSteps : null;
         int lastStep = saltFinal?.Step ?? 0;

@@ -94,7 +94,8 @@ public static class DemoReport
                 "Evolutionary search over sub-networks of the teacher under the parameter budget, against random search and the importance-only baseline (every dimension shrunk uniformly, keeping the most important units).",
                 [Plot("search.svg"), Plot("search-progress.svg")], pareto.Rows.Count > 0 ? [strategies, pareto] : [strategies], f.SearchSentences),
             new("SALT: distillation from a small model early in training",
-                $"The large model trains with distillation from {r.SaltSmallModel} for the first {Count(r.SaltKdSteps)} steps, then on the data alone; the baseline trains on the data alone for all {Count(r.SaltTotalSteps)} steps.",
+                $"SALT trains the large model with distillation from {r.SaltSmallModel} for the first {Count(r.SaltKdSteps)} of {Count(r.SaltTotalSteps)} steps"
+                + (f.KdFraction is { } kf ? $" ({Percent(kf)})" : "") + ", then on the data alone; the baseline trains on the data alone for all the steps.",
                 [Plot("salt.svg")], [salt], f.SaltSentences),
             new("Stage times", null, [], [stages], []),
         };
@@ -167,7 +168,9 @@ public static class DemoReport
         th, td { border: 1px solid #d0d7de; padding: .35rem .6rem; vertical-align: top; text-align: left; }
         th { background: #f6f8fa; font-weight: 600; }
         tr:nth-child(even) td { background: #fbfbfc; }
-        td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+        td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+        td.num { white-space: nowrap; }
+        div.scroll { overflow-x: auto; }
         table.header th { width: 9rem; }
         code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px; word-break: break-all; }
         figure { margin: 1.2rem 0; }
@@ -205,7 +208,7 @@ public static class DemoReport
                 sb.Append("<figure>\n").Append(p.Plot.Render(p.Id, standalone: false)).Append($"<figcaption>{H(p.Caption)}</figcaption>\n</figure>\n");
             foreach (var t in s.Tables)
             {
-                sb.Append("<table>\n<thead><tr>");
+                sb.Append("<div class=\"scroll\"><table>\n<thead><tr>");
                 for (int i = 0; i < t.Headers.Length; i++) sb.Append($"<th scope=\"col\"{(t.Numeric[i] ? " class=\"num\"" : "")}>{H(t.Headers[i])}</th>");
                 sb.Append("</tr></thead>\n<tbody>\n");
                 foreach (var row in t.Rows)
@@ -218,7 +221,7 @@ public static class DemoReport
                     sb.Append("</tr>\n");
                 }
                 if (t.Rows.Count == 0) sb.Append($"<tr><td class=\"none\" colspan=\"{t.Headers.Length}\">none in this run</td></tr>\n");
-                sb.Append("</tbody>\n</table>\n");
+                sb.Append("</tbody>\n</table></div>\n");
             }
             sb.Append("</section>\n");
         }

@@ -2,7 +2,8 @@
 // plot reads the same inline in report.html, as a standalone .svg file, and on GitHub. Every piece of text goes through
 // Xml() escaping. Axes fit the data (plus the reference lines) with a small margin; a log axis gets 1-2-5 ticks per
 // decade, or "nice" linear ticks placed logarithmically when the data spans less than a decade. Points that a log
-// axis cannot show (≤ 0) and non-finite points are left out, never clamped into view. Series are told apart by colour
+// axis cannot show (≤ 0) and non-finite points are left out, never clamped into view; with a y cap, lines above it
+// run off the top edge (clipped to the plot area) and a note gives the highest value. Series are told apart by colour
 // (the Okabe–Ito palette, readable with the common colour-vision deficiencies) and by marker shape.
 using System.Globalization;
 using System.Text;
@@ -18,7 +19,7 @@ sealed class SvgPlot
     public static readonly Marker[] Markers = [Marker.Circle, Marker.Square, Marker.Triangle, Marker.Diamond, Marker.Cross];
 
     enum Kind { Line, Scatter, Step }
-    sealed record Series(string Name, string Color, (double X, double Y)[] Points, Marker Marker, Kind Kind, bool Dashed);
+    sealed record Series(string Name, string Color, (double X, double Y)[] Points, Marker Marker, Kind Kind, bool Dashed, double Size = 4);
     sealed record Reference(bool Vertical, double Value, string Label, string Color);
 
     readonly string _title, _xLabel, _yLabel;
@@ -27,9 +28,15 @@ sealed class SvgPlot
     readonly List<Series> _series = new();
     readonly List<Reference> _references = new();
 
-    public int Width { get; init; } = 760;
-    public int Height { get; init; } = 400;
-    const int Left = 68, Right = 200, Top = 38, Bottom = 52;
+    /// <summary>
+    /// An upper limit for the y-axis (data units), for curves whose first evaluation sits far above the rest. Points above
+    /// it are not hidden: their lines run off the top edge (clipped there) and a note names the highest value.
+    /// </summary>
+    public double? YCap { get; init; }
+
+    public int Width { get; init; } = 900;
+    public int Height { get; init; } = 420;
+    const int Left = 68, Right = 225, Top = 38, Bottom = 52;
 
     public SvgPlot(string title, string xLabel, string yLabel, bool logX, bool logY, Func<double, string> xTick, Func<double, string> yTick)
     {
@@ -39,10 +46,10 @@ sealed class SvgPlot
     public void Line(string name, string color, IEnumerable<(double X, double Y)> points, Marker marker, bool dashed = false) =>
         _series.Add(new Series(name, color, points.ToArray(), marker, Kind.Line, dashed));
 
-    public void Scatter(string name, string color, IEnumerable<(double X, double Y)> points, Marker marker) =>
-        _series.Add(new Series(name, color, points.ToArray(), marker, Kind.Scatter, false));
+    public void Scatter(string name, string color, IEnumerable<(double X, double Y)> points, Marker marker, double size = 3.5) =>
+        _series.Add(new Series(name, color, points.ToArray(), marker, Kind.Scatter, false, size));
 
-    /// <summary>A staircase through the points sorted by x: horizontal to the next x, then vertical to its y (a Pareto front).</summary>
+    /// <summary>A staircase through the points sorted by x: horizontal to the next x, then vertical to its y (a Pareto front), ending at the last point.</summary>
     public void Steps(string name, string color, IEnumerable<(double X, double Y)> points) =>
         _series.Add(new Series(name, color, points.OrderBy(p => p.X).ToArray(), Marker.None, Kind.Step, false));
 
@@ -71,8 +78,11 @@ sealed class SvgPlot
             sb.Append($"<text x=\"{(x0 + x1) / 2}\" y=\"{(y0 + y1) / 2}\" text-anchor=\"middle\" fill=\"#555555\">no data in this run</text>\n</svg>\n");
             return sb.ToString();
         }
+        double yMax = ys.Max();
+        bool capped = YCap is { } cap && cap < yMax && cap > ys.Min();
         var xAxis = new Axis(xs.Min(), xs.Max(), _logX, x0, x1);
-        var yAxis = new Axis(ys.Min(), ys.Max(), _logY, y1, y0);
+        var yAxis = new Axis(ys.Min(), capped ? YCap!.Value : yMax, _logY, y1, y0);
+        sb.Append($"<defs><clipPath id=\"{id}-area\"><rect x=\"{x0}\" y=\"{y0}\" width=\"{x1 - x0}\" height=\"{y1 - y0}\"/></clipPath></defs>\n");
 
         // Grid, ticks and tick labels.
         sb.Append("<g stroke=\"#e3e3e3\" stroke-width=\"1\">\n");
@@ -96,16 +106,17 @@ sealed class SvgPlot
                 double x = xAxis.Map(r.Value);
                 sb.Append($"<line x1=\"{F(x)}\" y1=\"{y0}\" x2=\"{F(x)}\" y2=\"{y1}\" stroke=\"{r.Color}\" stroke-width=\"1.5\" stroke-dasharray=\"6 4\"/>\n");
                 bool right = x < (x0 + x1) / 2.0;
-                sb.Append($"<text x=\"{F(right ? x + 5 : x - 5)}\" y=\"{y0 + 14}\" text-anchor=\"{(right ? "start" : "end")}\" fill=\"{r.Color}\">{Xml(r.Label)}</text>\n");
+                sb.Append($"<text x=\"{F(right ? x + 5 : x - 5)}\" y=\"{y0 + 14}\" text-anchor=\"{(right ? "start" : "end")}\" fill=\"{r.Color}\"{Halo}>{Xml(r.Label)}</text>\n");
             }
             else if (!r.Vertical && Visible(r.Value, _logY))
             {
                 double y = yAxis.Map(r.Value);
+                // Labelled in the legend: a label on the line would sit on the curves that approach it.
                 sb.Append($"<line x1=\"{x0}\" y1=\"{F(y)}\" x2=\"{x1}\" y2=\"{F(y)}\" stroke=\"{r.Color}\" stroke-width=\"1.5\" stroke-dasharray=\"6 4\"/>\n");
-                sb.Append($"<text x=\"{x1 - 5}\" y=\"{F(y - 5)}\" text-anchor=\"end\" fill=\"{r.Color}\">{Xml(r.Label)}</text>\n");
             }
         }
 
+        sb.Append($"<g clip-path=\"url(#{id}-area)\">\n");
         foreach (var s in _series)
         {
             var pts = s.Points.Where(p => Visible(p.X, _logX) && Visible(p.Y, _logY)).Select(p => (X: xAxis.Map(p.X), Y: yAxis.Map(p.Y))).ToList();
@@ -117,12 +128,14 @@ sealed class SvgPlot
             {
                 var path = new StringBuilder($"M{F(pts[0].X)},{F(pts[0].Y)}");
                 for (int i = 1; i < pts.Count; i++) path.Append($" H{F(pts[i].X)} V{F(pts[i].Y)}");
-                path.Append($" H{x1}");   // the front holds for any larger budget
                 sb.Append($"<path d=\"{path}\" fill=\"none\" stroke=\"{s.Color}\" stroke-width=\"2\"/>\n");
             }
-            foreach (var p in pts) sb.Append(MarkerSvg(s.Marker, p.X, p.Y, s.Color, s.Kind == Kind.Scatter ? 3.5 : 4));
+            foreach (var p in pts) sb.Append(MarkerSvg(s.Marker, p.X, p.Y, s.Color, s.Size));
             sb.Append("</g>\n");
         }
+        sb.Append("</g>\n");
+        if (capped)
+            sb.Append($"<text x=\"{x1 - 6}\" y=\"{y0 + 14}\" text-anchor=\"end\" fill=\"#555555\" font-size=\"11\"{Halo}>↑ off the top: values up to {Xml(yMax.ToString(yMax >= 100 ? "N0" : "0.##", CultureInfo.InvariantCulture))}</text>\n");
 
         // Legend in the right margin, one row per series.
         int lx = x1 + 16, ly = y0 + 8;
@@ -133,6 +146,12 @@ sealed class SvgPlot
                 sb.Append($"<line x1=\"{lx}\" y1=\"{ly}\" x2=\"{lx + 24}\" y2=\"{ly}\" stroke=\"{s.Color}\" stroke-width=\"2\"{(s.Dashed ? " stroke-dasharray=\"7 4\"" : "")}/>");
             sb.Append(MarkerSvg(s.Marker, lx + 12, ly, s.Color, 4).TrimEnd('\n'));
             sb.Append($"<text x=\"{lx + 32}\" y=\"{ly + 4}\" fill=\"#222222\">{Xml(s.Name)}</text></g>\n");
+            ly += 20;
+        }
+        foreach (var r in _references.Where(r => !r.Vertical && Visible(r.Value, _logY)))
+        {
+            sb.Append($"<g><line x1=\"{lx}\" y1=\"{ly}\" x2=\"{lx + 24}\" y2=\"{ly}\" stroke=\"{r.Color}\" stroke-width=\"1.5\" stroke-dasharray=\"6 4\"/>");
+            sb.Append($"<text x=\"{lx + 32}\" y=\"{ly + 4}\" fill=\"#222222\">{Xml(r.Label)}</text></g>\n");
             ly += 20;
         }
         sb.Append("</svg>\n");
@@ -148,6 +167,9 @@ sealed class SvgPlot
         Marker.Cross => $"<path d=\"M{F(x - r)},{F(y - r)} L{F(x + r)},{F(y + r)} M{F(x - r)},{F(y + r)} L{F(x + r)},{F(y - r)}\" stroke=\"{color}\" stroke-width=\"2\"/>\n",
         _ => "",
     };
+
+    // A white outline under reference-line labels keeps them legible where they cross a curve.
+    const string Halo = " stroke=\"#ffffff\" stroke-width=\"3\" paint-order=\"stroke\"";
 
     static string F(double v) => v.ToString("0.#", CultureInfo.InvariantCulture);
 
@@ -197,7 +219,7 @@ sealed class SvgPlot
             double min = Inv(_lo), max = Inv(_hi);
             if (_log && _hi - _lo >= 1)
             {
-                double[] mantissas = _hi - _lo <= 2.5 ? [1, 2, 5] : [1];
+                double[] mantissas = _hi - _lo <= 1.5 ? [1, 2, 3, 5, 7] : _hi - _lo <= 2.5 ? [1, 2, 5] : [1];
                 int step = Math.Max(1, (int)Math.Ceiling((_hi - _lo) / 8));
                 for (int e = (int)Math.Floor(_lo); e <= (int)Math.Ceiling(_hi); e += step)
                     foreach (var m in mantissas)
