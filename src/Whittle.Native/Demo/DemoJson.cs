@@ -1,0 +1,179 @@
+// Policy: results.json holds every measurement of the demo (DemoResults, field for field, snake_case) plus an
+// "analysis" object with the derived numbers the report prints, so any number in the report can be traced to this file.
+// Reading it back restores DemoResults exactly (doubles round-trip; non-finite doubles, which JSON lacks, are written as
+// the strings "NaN", "Infinity", "-Infinity"); "analysis" and the per-point "perplexity" are derived and ignored on load.
+// Built with JsonNode only, so it survives trimming and AOT.
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Whittle.Native.Demo;
+
+static class DemoJson
+{
+    public const int Version = 1;
+
+    public static JsonObject ToJson(DemoResults r, DemoFindings f) => new()
+    {
+        ["format"] = "whittle-demo-results",
+        ["version"] = Version,
+        ["preset"] = r.Preset,
+        ["device"] = r.Device,
+        ["started"] = r.Started.ToString("o", CultureInfo.InvariantCulture),
+        ["seconds"] = Num(r.Seconds),
+        ["teacher"] = new JsonObject
+        {
+            ["parameters"] = r.TeacherParameters,
+            ["non_embedding"] = r.TeacherNonEmbedding,
+            ["architecture"] = r.TeacherArchitecture,
+            ["val_loss"] = Num(r.TeacherValLoss),
+            ["perplexity"] = Num(Math.Exp(r.TeacherValLoss)),
+            ["tokens"] = r.TeacherTokens,
+        },
+        ["budget"] = new JsonObject { ["parameters"] = r.BudgetParams, ["ratio"] = Num(r.BudgetRatio) },
+        ["search"] = new JsonArray(r.Search.Select(p => (JsonNode)SearchPointJson(p)).ToArray()),
+        ["students"] = Arms(r.Students),
+        ["salt"] = new JsonObject
+        {
+            ["kd_steps"] = r.SaltKdSteps,
+            ["total_steps"] = r.SaltTotalSteps,
+            ["small_model"] = r.SaltSmallModel,
+            ["arms"] = Arms(r.Salt),
+        },
+        ["stages"] = new JsonArray(r.Stages.Select(s => (JsonNode)new JsonObject { ["stage"] = s.Stage, ["seconds"] = Num(s.Seconds), ["cached"] = s.Cached }).ToArray()),
+        ["analysis"] = Analysis(f),
+    };
+
+    static JsonObject SearchPointJson(SearchPoint p) => new()
+    {
+        ["index"] = p.Index, ["strategy"] = p.Strategy, ["parameters"] = p.Parameters, ["perplexity"] = Num(p.Perplexity), ["spec"] = p.Spec,
+    };
+
+    static JsonArray Arms(IReadOnlyList<Arm> arms) => new(arms.Select(a => (JsonNode)new JsonObject
+    {
+        ["name"] = a.Name,
+        ["description"] = a.Description,
+        ["parameters"] = a.Parameters,
+        ["curve"] = new JsonArray(a.Curve.Select(p => (JsonNode)new JsonObject
+        {
+            ["step"] = p.Step, ["tokens"] = p.Tokens, ["val_loss"] = Num(p.ValLoss), ["perplexity"] = Num(p.Perplexity),
+        }).ToArray()),
+    }).ToArray());
+
+    static JsonObject Analysis(DemoFindings f) => new()
+    {
+        ["students"] = new JsonObject
+        {
+            ["target_perplexity"] = Num(f.StudentTarget),
+            ["reference_tokens"] = Num(f.ReferenceTokens),
+            ["arms"] = new JsonArray(f.Students.Select(a => (JsonNode)ArmAnalysis(a, "tokens_to_target")).ToArray()),
+            ["findings"] = Strings(f.StudentSentences),
+        },
+        ["search"] = new JsonObject
+        {
+            ["strategies"] = new JsonArray(f.Strategies.Select(s => (JsonNode)new JsonObject
+            {
+                ["strategy"] = s.Strategy, ["evaluated"] = s.Evaluated, ["best"] = s.Best is null ? null : SearchPointJson(s.Best),
+            }).ToArray()),
+            ["evolution_gain"] = new JsonObject(f.EvolutionGain.Select(kv => KeyValuePair.Create(kv.Key, Num(kv.Value)))),
+            ["pareto_front"] = new JsonArray(f.Pareto.Select(p => (JsonNode)SearchPointJson(p)).ToArray()),
+            ["findings"] = Strings(f.SearchSentences),
+        },
+        ["salt"] = new JsonObject
+        {
+            ["target_perplexity"] = Num(f.SaltTarget),
+            ["step_to_target"] = Num(f.SaltStep),
+            ["fraction_of_steps"] = Num(f.SaltFraction),
+            ["kd_fraction"] = Num(f.KdFraction),
+            ["arms"] = new JsonArray(f.Salt.Select(a => (JsonNode)ArmAnalysis(a, "step_to_target")).ToArray()),
+            ["findings"] = Strings(f.SaltSentences),
+        },
+    };
+
+    static JsonObject ArmAnalysis(ArmSummary a, string toTargetName) => new()
+    {
+        ["name"] = a.Name,
+        ["parameters"] = a.Parameters,
+        ["final_step"] = a.Final?.Step,
+        ["final_tokens"] = a.Final?.Tokens,
+        ["final_perplexity"] = Num(a.Final?.Perplexity),
+        [toTargetName] = Num(a.ToTarget),
+        ["speed_up"] = Num(a.SpeedUp),
+    };
+
+    static JsonArray Strings(IEnumerable<string> s) => new(s.Select(x => (JsonNode)JsonValue.Create(x)).ToArray());
+
+    static JsonNode? Num(double? v) => v switch
+    {
+        null => null,
+        { } d when double.IsFinite(d) => JsonValue.Create(d),
+        { } d => JsonValue.Create(double.IsNaN(d) ? "NaN" : d > 0 ? "Infinity" : "-Infinity"),
+    };
+
+    // ---------------------------------------------------------------- reading back
+
+    public static DemoResults Load(string path)
+    {
+        if (!File.Exists(path)) throw new WhittleException($"{path}: no such file (expected the results.json written by whittle demo)");
+        JsonObject o;
+        try { o = JsonNode.Parse(File.ReadAllText(path))?.AsObject() ?? throw new InvalidFileException(path, "is empty JSON (null)"); }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
+        { throw new InvalidFileException(path, $"is not a JSON object ({ex.Message})"); }
+        try
+        {
+            if (Str(o, "format") != "whittle-demo-results") throw new InvalidFileException(path, "is not a whittle demo results file (\"format\" is not \"whittle-demo-results\")");
+            int version = Req(o, "version").GetValue<int>();
+            if (version != Version) throw new InvalidFileException(path, $"has results format version {version}; this build reads version {Version}");
+            var teacher = Obj(o, "teacher");
+            var budget = Obj(o, "budget");
+            var salt = Obj(o, "salt");
+            return new DemoResults
+            {
+                Preset = Str(o, "preset"),
+                Device = Str(o, "device"),
+                Started = DateTimeOffset.Parse(Str(o, "started"), CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind),
+                Seconds = Dbl(o, "seconds"),
+                TeacherParameters = Long(teacher, "parameters"),
+                TeacherNonEmbedding = Long(teacher, "non_embedding"),
+                TeacherArchitecture = Str(teacher, "architecture"),
+                TeacherValLoss = Dbl(teacher, "val_loss"),
+                TeacherTokens = Long(teacher, "tokens"),
+                BudgetParams = Long(budget, "parameters"),
+                BudgetRatio = Dbl(budget, "ratio"),
+                Search = Arr(o, "search").Select(n => ReadSearchPoint(n!.AsObject())).ToList(),
+                Students = ReadArms(Arr(o, "students")),
+                Salt = ReadArms(Arr(salt, "arms")),
+                SaltKdSteps = (int)Long(salt, "kd_steps"),
+                SaltTotalSteps = (int)Long(salt, "total_steps"),
+                SaltSmallModel = Str(salt, "small_model"),
+                Stages = Arr(o, "stages").Select(n => n!.AsObject()).Select(s => new StageTiming(Str(s, "stage"), Dbl(s, "seconds"), Req(s, "cached").GetValue<bool>())).ToList(),
+            };
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException or FormatException or KeyNotFoundException or NullReferenceException)
+        { throw new InvalidFileException(path, $"is not a valid demo results file ({ex.Message})"); }
+    }
+
+    static SearchPoint ReadSearchPoint(JsonObject p) =>
+        new((int)Long(p, "index"), Str(p, "strategy"), Long(p, "parameters"), Dbl(p, "perplexity"), Str(p, "spec"));
+
+    static List<Arm> ReadArms(JsonArray arms) => arms.Select(n => n!.AsObject()).Select(a => new Arm(Str(a, "name"), Str(a, "description"), Long(a, "parameters"),
+        Arr(a, "curve").Select(c => c!.AsObject()).Select(c => new CurvePoint((int)Long(c, "step"), Long(c, "tokens"), Dbl(c, "val_loss"))).ToList())).ToList();
+
+    static JsonNode Req(JsonObject o, string key) => o[key] ?? throw new KeyNotFoundException($"missing \"{key}\"");
+    static JsonObject Obj(JsonObject o, string key) => Req(o, key).AsObject();
+    static JsonArray Arr(JsonObject o, string key) => Req(o, key).AsArray();
+    static string Str(JsonObject o, string key) => Req(o, key).GetValue<string>();
+    static long Long(JsonObject o, string key) => Req(o, key).GetValue<long>();
+
+    static double Dbl(JsonObject o, string key)
+    {
+        var v = Req(o, key).AsValue();
+        if (v.TryGetValue<string>(out var s))
+            return s switch
+            {
+                "NaN" => double.NaN, "Infinity" => double.PositiveInfinity, "-Infinity" => double.NegativeInfinity,
+                _ => throw new FormatException($"\"{key}\" is the string \"{s}\", expected a number"),
+            };
+        return v.GetValue<double>();
+    }
+}

@@ -1,0 +1,234 @@
+// Policy: the report of `whittle demo` is rendered from one document model (sections of tables, sentences and plots)
+// into report.md and report.html, so both say exactly the same thing. Every number and sentence is derived from
+// DemoResults (through DemoFindings); results.json, written beside it, holds the measurements and the derived numbers.
+// report.html is self-contained: inline CSS and SVG, no scripts, fonts, images or links to anything outside the file.
+// report.md shows the same plots as the .svg files written next to it. Every file is written atomically; the HTML is
+// written last, so a complete report.html implies the rest is complete too.
+using System.Text;
+using System.Text.Json;
+using static Whittle.Native.Demo.DemoFormat;
+
+namespace Whittle.Native.Demo;
+
+public static class DemoReport
+{
+    public const string ResultsFile = "results.json", MarkdownFile = "report.md", HtmlFile = "report.html";
+
+    /// <summary>Writes results.json, the plots as .svg files, report.md and report.html into <paramref name="dir"/>.</summary>
+    public static void Write(DemoResults r, string dir)
+    {
+        ArgumentNullException.ThrowIfNull(r);
+        var f = DemoFindings.Of(r);
+        var plots = DemoPlots.Of(r, f);
+        Directory.CreateDirectory(dir);
+        AtomicFile.WriteAllText(Path.Combine(dir, ResultsFile), DemoJson.ToJson(r, f).ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        foreach (var p in plots) AtomicFile.WriteAllText(Path.Combine(dir, p.File), p.Plot.Render(p.Id, standalone: true));
+        var doc = Document(r, f, plots);
+        AtomicFile.WriteAllText(Path.Combine(dir, MarkdownFile), Markdown(doc));
+        AtomicFile.WriteAllText(Path.Combine(dir, HtmlFile), Html(doc));
+    }
+
+    /// <summary>Reads a results.json written by <see cref="Write"/> back into the measurements.</summary>
+    public static DemoResults Load(string path) => DemoJson.Load(path);
+
+    // ---------------------------------------------------------------- document model
+
+    sealed record Table(string[] Headers, bool[] Numeric, List<string[]> Rows, bool CodeLastColumn = false);
+    sealed record Section(string Title, string? Intro, IReadOnlyList<DemoPlot> Plots, IReadOnlyList<Table> Tables, IReadOnlyList<string> Sentences);
+    sealed record Doc(string Title, IReadOnlyList<(string Key, string Value)> Header, IReadOnlyList<Section> Sections);
+
+    static Doc Document(DemoResults r, DemoFindings f, IReadOnlyList<DemoPlot> plots)
+    {
+        DemoPlot Plot(string file) => plots.First(p => p.File == file);
+        var header = new List<(string, string)>
+        {
+            ("Preset", r.Preset),
+            ("Device", r.Device),
+            ("Started", Date(r.Started)),
+            ("Total time", $"{Seconds(r.Seconds)} ({Duration(r.Seconds)})"),
+            ("Teacher", $"{Count(r.TeacherParameters)} parameters ({Count(r.TeacherNonEmbedding)} non-embedding), {r.TeacherArchitecture}; "
+                + $"validation perplexity {Perplexity(Math.Exp(r.TeacherValLoss))} after {Si(r.TeacherTokens)} training tokens"),
+            ("Search budget", $"{Count(r.BudgetParams)} parameters ({Percent(r.BudgetRatio)} of the teacher's non-embedding parameters)"),
+        };
+
+        string target = f.StudentTarget is { } t ? Perplexity(t) : "—";
+        var students = new Table(
+            ["Arm", "Initialisation", "Parameters", "Tokens trained", "Final perplexity", $"Tokens to reach {DemoFindings.RandomInit}'s final perplexity ({target})", "Speed-up"],
+            [false, false, true, true, true, true, true],
+            f.Students.Select(a => new[]
+            {
+                a.Name, a.Description, Si(a.Parameters), a.Final is { } fp ? Si(fp.Tokens) : "—", a.Final is { } fp2 ? Perplexity(fp2.Perplexity) : "—",
+                a.ToTarget is { } tt ? Si(tt) : f.StudentTarget is null ? "—" : "not reached",
+                a.Name == DemoFindings.RandomInit ? "reference" : a.SpeedUp is { } s ? Factor(s) : a.ToTarget is <= 0 ? "before training" : "—",
+            }).ToList());
+
+        var strategies = new Table(
+            ["Strategy", "Candidates evaluated", "Best perplexity", "Parameters of the best"],
+            [false, true, true, true],
+            f.Strategies.Select(s => new[] { s.Strategy, Count(s.Evaluated), s.Best is { } b ? Perplexity(b.Perplexity) : "—", s.Best is { } b2 ? Si(b2.Parameters) : "—" }).ToList());
+        var pareto = new Table(
+            ["Parameters", "Perplexity", "Strategy", "Sub-network"],
+            [true, true, false, false],
+            f.Pareto.Select(p => new[] { Count(p.Parameters), Perplexity(p.Perplexity), p.Strategy, p.Spec }).ToList(), CodeLastColumn: true);
+
+        string saltTarget = f.SaltTarget is { } st ? Perplexity(st) : "—";
+        var salt = new Table(
+            ["Arm", "Description", "Parameters", "Steps", "Final perplexity", $"Step reaching the baseline's final perplexity ({saltTarget})", "Fraction of all steps"],
+            [false, false, true, true, true, true, true],
+            f.Salt.Select(a => new[]
+            {
+                a.Name, a.Description, Si(a.Parameters), a.Final is { } fp ? Count(fp.Step) : "—", a.Final is { } fp2 ? Perplexity(fp2.Perplexity) : "—",
+                a.ToTarget is { } s ? Step(s) : f.SaltTarget is null ? "—" : "not reached",
+                a.ToTarget is { } s2 && r.SaltTotalSteps > 0 ? Percent(s2 / r.SaltTotalSteps) : "—",
+            }).ToList());
+
+        var stages = new Table(["Stage", "Time", "Cached"], [false, true, false],
+            r.Stages.Select(s => new[] { s.Stage, Seconds(s.Seconds), s.Cached ? "cached (time of the run that computed it)" : "computed in this run" }).ToList());
+
+        var sections = new List<Section>
+        {
+            new("Students trained for the same token budget",
+                "Students of the searched architecture, each trained on the same number of tokens; the Initialisation column says how each one started.",
+                [Plot("students.svg")], [students], f.StudentSentences),
+            new("Sub-network search",
+                "Evolutionary search over sub-networks of the teacher under the parameter budget, against random search and the importance-only baseline (every dimension shrunk uniformly, keeping the most important units).",
+                [Plot("search.svg"), Plot("search-progress.svg")], pareto.Rows.Count > 0 ? [strategies, pareto] : [strategies], f.SearchSentences),
+            new("SALT: distillation from a small model early in training",
+                $"SALT trains the large model with distillation from {r.SaltSmallModel} for the first {Count(r.SaltKdSteps)} of {Count(r.SaltTotalSteps)} steps"
+                + (f.KdFraction is { } kf ? $" ({Percent(kf)})" : "") + ", then on the data alone; the baseline trains on the data alone for all the steps.",
+                [Plot("salt.svg")], [salt], f.SaltSentences),
+            new("Stage times", null, [], [stages], []),
+        };
+        return new Doc($"Whittle demo report: {r.Preset}", header, sections);
+    }
+
+    // ---------------------------------------------------------------- Markdown
+
+    static string Markdown(Doc d)
+    {
+        var sb = new StringBuilder();
+        sb.Append($"# {MdText(d.Title)}\n\n");
+        sb.Append("| | |\n|---|---|\n");
+        foreach (var (k, v) in d.Header) sb.Append($"| {MdCell(k)} | {MdCell(v)} |\n");
+        sb.Append($"\nThe plots are inline in [{HtmlFile}]({HtmlFile}) and written as .svg files next to this file; every number comes from [{ResultsFile}]({ResultsFile}).\n");
+        foreach (var s in d.Sections)
+        {
+            sb.Append($"\n## {MdText(s.Title)}\n\n");
+            if (s.Intro is not null) sb.Append(MdText(s.Intro)).Append("\n\n");
+            foreach (var line in s.Sentences)
+                sb.Append("- ").Append(line.StartsWith(DemoFindings.NotReproduced, StringComparison.Ordinal)
+                    ? $"**{DemoFindings.NotReproduced.TrimEnd()}** {MdText(line[DemoFindings.NotReproduced.Length..])}" : MdText(line)).Append('\n');
+            if (s.Sentences.Count > 0) sb.Append('\n');
+            foreach (var p in s.Plots) sb.Append($"![{MdText(p.Caption)}]({p.File})\n\n");
+            foreach (var t in s.Tables)
+            {
+                sb.Append("| ").Append(string.Join(" | ", t.Headers.Select(MdCell))).Append(" |\n|");
+                sb.Append(string.Join("|", t.Numeric.Select(n => n ? "---:" : "---"))).Append("|\n");
+                foreach (var row in t.Rows)
+                    sb.Append("| ").Append(string.Join(" | ", row.Select((c, i) => t.CodeLastColumn && i == row.Length - 1 ? MdCode(c) : MdCell(c)))).Append(" |\n");
+                if (t.Rows.Count == 0) sb.Append("| ").Append(string.Join(" | ", t.Headers.Select((_, i) => i == 0 ? "(none in this run)" : ""))).Append(" |\n");
+                sb.Append('\n');
+            }
+        }
+        return sb.ToString();
+    }
+
+    // Markdown specials that could turn data (arm names, specs, descriptions) into markup.
+    static string MdText(string s)
+    {
+        var sb = new StringBuilder(s.Length);
+        foreach (char c in s)
+        {
+            if (c is '\\' or '`' or '*' or '_' or '[' or ']' or '<' or '>' or '|' or '#') sb.Append('\\');
+            sb.Append(c is '\n' or '\r' ? ' ' : c);
+        }
+        return sb.ToString();
+    }
+
+    static string MdCell(string s) => MdText(s);
+
+    static string MdCode(string s)
+    {
+        // A code span cannot escape; use a fence longer than any run of backticks inside, and keep pipes out of the table syntax.
+        s = s.Replace('\n', ' ').Replace('\r', ' ').Replace("|", "\\|");
+        int longest = 0, run = 0;
+        foreach (char c in s) { run = c == '`' ? run + 1 : 0; longest = Math.Max(longest, run); }
+        string fence = new('`', longest + 1);
+        return $"{fence} {s} {fence}";
+    }
+
+    // ---------------------------------------------------------------- HTML
+
+    const string Css = """
+        body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; color: #1f2328; background: #ffffff;
+               max-width: 980px; margin: 2rem auto; padding: 0 1.25rem; line-height: 1.5; font-size: 15px; }
+        h1 { font-size: 1.7rem; margin-bottom: .5rem; }
+        h2 { font-size: 1.3rem; margin-top: 2.2rem; border-bottom: 1px solid #d8dee4; padding-bottom: .3rem; }
+        table { border-collapse: collapse; margin: 1rem 0; font-size: 14px; }
+        th, td { border: 1px solid #d0d7de; padding: .35rem .6rem; vertical-align: top; text-align: left; }
+        th { background: #f6f8fa; font-weight: 600; }
+        tr:nth-child(even) td { background: #fbfbfc; }
+        td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+        td.num { white-space: nowrap; }
+        div.scroll { overflow-x: auto; }
+        table.header th { width: 9rem; }
+        code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px; word-break: break-all; }
+        figure { margin: 1.2rem 0; }
+        figure svg { max-width: 100%; height: auto; border: 1px solid #eaeef2; }
+        figcaption { color: #57606a; font-size: 13px; margin-top: .3rem; }
+        ul.findings { padding-left: 0; list-style: none; }
+        ul.findings li { margin: .45rem 0; padding: .45rem .75rem; border-left: 4px solid #0072B2; background: #f3f8fc; }
+        ul.findings li.absent { border-left-color: #D55E00; background: #fdf4ee; }
+        .none { color: #57606a; font-style: italic; }
+        footer { margin-top: 2.5rem; color: #57606a; font-size: 13px; }
+        """;
+
+    static string Html(Doc d)
+    {
+        var sb = new StringBuilder();
+        sb.Append("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
+        sb.Append($"<title>{H(d.Title)}</title>\n<style>\n{Css}</style>\n</head>\n<body>\n");
+        sb.Append($"<h1>{H(d.Title)}</h1>\n<table class=\"header\">\n");
+        foreach (var (k, v) in d.Header) sb.Append($"<tr><th scope=\"row\">{H(k)}</th><td>{H(v)}</td></tr>\n");
+        sb.Append("</table>\n");
+        foreach (var s in d.Sections)
+        {
+            sb.Append($"<section>\n<h2>{H(s.Title)}</h2>\n");
+            if (s.Intro is not null) sb.Append($"<p>{H(s.Intro)}</p>\n");
+            if (s.Sentences.Count > 0)
+            {
+                sb.Append("<ul class=\"findings\">\n");
+                foreach (var line in s.Sentences)
+                    sb.Append(line.StartsWith(DemoFindings.NotReproduced, StringComparison.Ordinal)
+                        ? $"<li class=\"absent\"><strong>{H(DemoFindings.NotReproduced.TrimEnd())}</strong> {H(line[DemoFindings.NotReproduced.Length..])}</li>\n"
+                        : $"<li>{H(line)}</li>\n");
+                sb.Append("</ul>\n");
+            }
+            foreach (var p in s.Plots)
+                sb.Append("<figure>\n").Append(p.Plot.Render(p.Id, standalone: false)).Append($"<figcaption>{H(p.Caption)}</figcaption>\n</figure>\n");
+            foreach (var t in s.Tables)
+            {
+                sb.Append("<div class=\"scroll\"><table>\n<thead><tr>");
+                for (int i = 0; i < t.Headers.Length; i++) sb.Append($"<th scope=\"col\"{(t.Numeric[i] ? " class=\"num\"" : "")}>{H(t.Headers[i])}</th>");
+                sb.Append("</tr></thead>\n<tbody>\n");
+                foreach (var row in t.Rows)
+                {
+                    sb.Append("<tr>");
+                    for (int i = 0; i < row.Length; i++)
+                        sb.Append(t.CodeLastColumn && i == row.Length - 1
+                            ? $"<td><code>{H(row[i])}</code></td>"
+                            : $"<td{(t.Numeric[i] ? " class=\"num\"" : "")}>{H(row[i])}</td>");
+                    sb.Append("</tr>\n");
+                }
+                if (t.Rows.Count == 0) sb.Append($"<tr><td class=\"none\" colspan=\"{t.Headers.Length}\">none in this run</td></tr>\n");
+                sb.Append("</tbody>\n</table></div>\n");
+            }
+            sb.Append("</section>\n");
+        }
+        sb.Append($"<footer>Every number on this page was measured in this run; the measurements are in {H(ResultsFile)} next to this file.</footer>\n");
+        sb.Append("</body>\n</html>\n");
+        return sb.ToString();
+    }
+
+    static string H(string s) => SvgPlot.Xml(s);
+}

@@ -1,0 +1,84 @@
+// Synthetic but plausible demo results: power-law loss curves, a search whose perplexity falls with parameters and
+// whose evolutionary strategy improves over time. The shapes only need to look like a real run; the tests that check
+// exact numbers build their own tiny curves by hand.
+using Whittle.Native.Demo;
+
+namespace Whittle.Native.Tests.Demo;
+
+static class DemoSamples
+{
+    /// <summary>loss(tokens) = floor + scale · (1 + tokens / t0)^(−alpha): a typical pretraining curve.</summary>
+    public static List<CurvePoint> PowerCurve(int steps, int every, long tokensPerStep, double floor, double scale, double t0, double alpha, double wobble = 0, int seed = 1)
+    {
+        var rng = new Random(seed);
+        var curve = new List<CurvePoint>();
+        for (int s = 0; s <= steps; s += every)
+        {
+            long tokens = s * tokensPerStep;
+            double loss = floor + scale * Math.Pow(1 + tokens / t0, -alpha) + wobble * (rng.NextDouble() - 0.5);
+            curve.Add(new CurvePoint(s, tokens, loss));
+        }
+        return curve;
+    }
+
+    public static DemoResults Plausible()
+    {
+        const long tokensPerStep = 8 * 256;
+        const int steps = 2000;
+        var rng = new Random(7);
+        var search = new List<SearchPoint>();
+        int index = 0;
+        // Evolution: a population that drifts toward the budget and lower perplexity as generations pass.
+        for (int i = 0; i < 64; i++)
+        {
+            long p = 2_600_000 + (long)(rng.NextDouble() * 600_000 * (0.4 + 0.6 * i / 64.0));
+            double ppl = 60 - (p - 2_600_000) / 60_000.0 - 6.0 * i / 64 + 4 * rng.NextDouble();
+            search.Add(new SearchPoint(index++, "evolution", p, ppl, $"{{\"embed\":192,\"layers\":[0,1,2,{i % 4 + 3}]}}"));
+        }
+        for (int i = 0; i < 64; i++)
+        {
+            long p = 2_600_000 + (long)(rng.NextDouble() * 600_000);
+            double ppl = 62 - (p - 2_600_000) / 60_000.0 + 6 * rng.NextDouble();
+            search.Add(new SearchPoint(index++, "random", p, ppl, $"{{\"embed\":160,\"heads\":\"<{i}>\"}}"));
+        }
+        search.Add(new SearchPoint(index++, "importance", 3_150_000, 55.8, "{\"embed\":224,\"uniform\":true}"));
+
+        return new DemoResults
+        {
+            Preset = "small",
+            Device = "cuda (NVIDIA H100 80GB HBM3)",
+            Started = new DateTimeOffset(2025, 11, 3, 14, 5, 0, TimeSpan.Zero),
+            Seconds = 1834.6,
+            TeacherParameters = 7_340_032,
+            TeacherNonEmbedding = 5_242_880,
+            TeacherArchitecture = "GPT-NeoX, 6 layers, d_model 256, 8 heads × 32, MLP 1024, context 256, vocab 4096",
+            TeacherValLoss = Math.Log(31.7),
+            TeacherTokens = 40_960_000,
+            BudgetParams = 3_200_000,
+            BudgetRatio = 0.4,
+            Search = search,
+            Students =
+            [
+                new Arm("random-init", "random initialisation", 3_180_544, PowerCurve(steps, 100, tokensPerStep, 3.35, 4.95, 60_000, 0.55, 0.02, 1)),
+                new Arm("subnet-init", "sub-network of the teacher", 3_180_544, PowerCurve(steps, 100, tokensPerStep, 3.30, 1.40, 200_000, 0.5, 0.02, 2)),
+                new Arm("subnet-init+kd", "sub-network + distillation from the teacher", 3_180_544, PowerCurve(steps, 100, tokensPerStep, 3.22, 1.40, 200_000, 0.6, 0.02, 3)),
+            ],
+            Salt =
+            [
+                new Arm("salt", "KD from the small model, then data alone", 7_340_032, PowerCurve(1500, 75, tokensPerStep, 3.20, 5.0, 45_000, 0.6, 0.015, 4)),
+                new Arm("baseline", "data alone", 7_340_032, PowerCurve(1500, 75, tokensPerStep, 3.25, 5.0, 60_000, 0.55, 0.015, 5)),
+            ],
+            SaltKdSteps = 300,
+            SaltTotalSteps = 1500,
+            SaltSmallModel = "subnet-init+kd",
+            Stages =
+            [
+                new StageTiming("pretrain teacher", 812.4, true),
+                new StageTiming("importance", 14.2, false),
+                new StageTiming("search", 221.9, false),
+                new StageTiming("students", 540.3, false),
+                new StageTiming("salt", 245.8, false),
+            ],
+        };
+    }
+}
