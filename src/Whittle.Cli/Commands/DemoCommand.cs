@@ -105,8 +105,8 @@ static class DemoCommand
                 "--omega", ps.Omega.ToString(CultureInfo.InvariantCulture), "--schedule", "step", "--resume", .. teacherRun]));
 
         Console.WriteLine($"\n== [10/10] report");
-        var results = Collect(root, ps, device, started, total.Elapsed.TotalSeconds, timings);
-        //REPORT DemoReport.Write(results, root);
+        var results = Collect(root, ps, device, started, timings.Sum(t => t.Seconds), timings);
+        DemoReport.Write(results, root);
         Console.WriteLine($"wrote {D("report.md")}, {D("report.html")} and {D("results.json")} ({total.Elapsed.TotalMinutes:F1} min)");
         return 0;
     }
@@ -165,14 +165,11 @@ static class DemoCommand
         var teacherCfg = GptNeoXConfig.Load(D("teacher", "final"));
         var teacherCount = ParameterCount.Of(teacherCfg);
         var teacherCurve = Curve(D("teacher", "metrics.jsonl"));
-        var search = new List<SearchPoint>();
-        foreach (var line in File.ReadLines(D("search", "history.jsonl")))
-        {
-            var o = JsonNode.Parse(line)!;
-            search.Add(new SearchPoint(search.Count, o["strategy"]!.GetValue<string>(), o["params"]!["total"]!.GetValue<long>(),
-                o["perplexity"]!.GetValue<double>(), o["spec"]!.ToJsonString()));
-        }
         var summary = JsonNode.Parse(File.ReadAllText(D("search", "summary.json")))!;
+        var search = new List<SearchPoint>();
+        foreach (var (strategy, node) in summary["strategies"]!.AsObject())
+            foreach (var c in node!["candidates_evaluated"]!.AsArray())
+                search.Add(new SearchPoint(search.Count, strategy, c!["non_embedding_params"]!.GetValue<long>(), c["perplexity"]!.GetValue<double>(), c["spec"]!.ToJsonString()));
         Arm Student(string dir, string name, string description) =>
             new(name, description, ParameterCount.Of(GptNeoXConfig.Load(D("students", dir, "final"))).Total, Curve(D("students", dir, "metrics.jsonl")));
         return new DemoResults

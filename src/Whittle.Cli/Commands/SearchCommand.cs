@@ -150,6 +150,11 @@ static class SearchCommand
                         ["best_perplexity"] = bestOf.Perplexity,
                         ["best_params"] = bestOf.Parameters.Total,
                         ["best_spec"] = bestOf.Spec.DeepClone(),
+                        // Every candidate this strategy proposed, in order (history.jsonl lists each sub-network once, under the strategy that evaluated it first).
+                        ["candidates_evaluated"] = new JsonArray(kv.Value.Select(e => log.Get(e.Key)).Select(h => (JsonNode)new JsonObject
+                        {
+                            ["spec"] = h.Spec.DeepClone(), ["params"] = h.Parameters.Total, ["non_embedding_params"] = h.Parameters.NonEmbedding, ["perplexity"] = h.Perplexity,
+                        }).ToArray()),
                     });
                 })),
                 ["best"] = bestJson.DeepClone(),

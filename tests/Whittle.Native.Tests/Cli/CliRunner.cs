@@ -18,7 +18,7 @@ static class CliRunner
         if (stdin is not null) { p.StandardInput.Write(stdin); p.StandardInput.Close(); }
         var outTask = p.StandardOutput.ReadToEndAsync();
         var errTask = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(120_000)) { p.Kill(true); throw new TimeoutException("whittle " + string.Join(' ', args)); }
+        if (!p.WaitForExit(600_000)) { p.Kill(true); throw new TimeoutException("whittle " + string.Join(' ', args)); }
         return (p.ExitCode, outTask.Result, errTask.Result);
     }
 
