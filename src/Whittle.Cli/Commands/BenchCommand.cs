@@ -1,0 +1,197 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Whittle.Native;
+using Whittle.Native.Autograd;
+using Whittle.Native.Cuda;
+using Whittle.Native.Model;
+using Whittle.Native.Tensors;
+using Whittle.Native.Training;
+
+namespace Whittle.Cli;
+
+/// <summary>
+/// `whittle bench train|eval|kd`: steps of a randomly initialised model of a named shape (Pythia-70M/160M/410M, or the
+/// small CPU config) on random tokens, timed after warm-up, with tokens/s, MFU on a known GPU and peak tensor memory.
+/// FLOPs per token (for MFU): training 6N + 6·L·T·d, evaluation 2N + 2·L·T·d, N = non-embedding + output-projection parameters.
+/// The kd mode times a distillation step (teacher forward in no-grad + student forward/backward + fused KD loss + AdamW)
+/// next to a plain cross-entropy step of the same student, and compares their peak memory.
+/// </summary>
+static class BenchCommand
+{
+    static GptNeoXConfig Shape(string name) => name switch
+    {
+        "pythia-70m" => new() { VocabSize = 50304, HiddenSize = 512, NumLayers = 6, NumHeads = 8, IntermediateSize = 2048 },
+        "pythia-160m" => new() { VocabSize = 50304, HiddenSize = 768, NumLayers = 12, NumHeads = 12, IntermediateSize = 3072 },
+        "pythia-410m" => new() { VocabSize = 50304, HiddenSize = 1024, NumLayers = 24, NumHeads = 16, IntermediateSize = 4096 },
+        "small" => new() { VocabSize = 4096, HiddenSize = 256, NumLayers = 4, NumHeads = 8, IntermediateSize = 1024 },
+        "tiny" => new() { VocabSize = 4096, HiddenSize = 64, NumLayers = 2, NumHeads = 4, IntermediateSize = 256 },
+        _ when File.Exists(name) => GptNeoXConfig.Load(name),
+        _ => throw new WhittleException($"unknown --config '{name}' (pythia-70m, pythia-160m, pythia-410m, small, tiny, or a config.json)"),
+    };
+
+    public static Command Create()
+    {
+        var mode = new Argument<string>("mode") { Description = "train | eval | kd." };
+        var config = new Option<string>("--config") { Description = "Model shape: pythia-70m | pythia-160m | pythia-410m | small (V 4096, d 256, 4 layers) | tiny | a config.json.", DefaultValueFactory = _ => "small" };
+        var teacher = new Option<string>("--teacher-config") { Description = "kd: the teacher's shape.", DefaultValueFactory = _ => "small" };
+        var batch = new Option<int>("--batch-size") { DefaultValueFactory = _ => 8, Description = "Sequences per step (B)." };
+        var seqLen = new Option<int>("--seq-len") { DefaultValueFactory = _ => 256, Description = "Tokens per sequence (T)." };
+        var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 5, Description = "Timed steps (the median is reported)." };
+        var warmup = new Option<int>("--warmup") { DefaultValueFactory = _ => 2, Description = "Untimed steps first (kernel compilation, allocator warm-up)." };
+        var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu", Description = "cpu | cuda." };
+        var cmd = new Command("bench", "Time training, evaluation or distillation steps of a model shape on random tokens: tokens/s, MFU (on a known GPU), peak memory.")
+            { mode, config, teacher, batch, seqLen, steps, warmup, device, CliCommon.Json };
+        cmd.SetAction(p =>
+        {
+            string m = p.GetValue(mode)!;
+            if (m is not ("train" or "eval" or "kd")) throw new WhittleException($"mode must be train, eval or kd, got '{m}'");
+            int B = p.GetValue(batch), T = p.GetValue(seqLen), n = p.GetValue(steps), w = p.GetValue(warmup);
+            if (B < 1 || T < 2 || n < 1 || w < 0) throw new WhittleException("--batch-size, --steps must be ≥ 1, --seq-len ≥ 2, --warmup ≥ 0");
+            var shape = Shape(p.GetValue(config)!) with { MaxPositionEmbeddings = Math.Max(2048, T) };
+            using var backend = Backends.Create(p.GetValue(device)!);
+            var result = m switch
+            {
+                "kd" => BenchKd(backend, shape, Shape(p.GetValue(teacher)!) with { MaxPositionEmbeddings = Math.Max(2048, T) }, B, T, n, w),
+                _ => BenchOne(backend, shape, m == "train", B, T, n, w),
+            };
+            result["device"] = backend.Name;
+            result["config"] = p.GetValue(config);
+            result["batch"] = B; result["seq_len"] = T; result["steps"] = n;
+            if (p.GetValue(CliCommon.Json)) Console.WriteLine(result.ToJsonString(CliCommon.JsonOptions));
+            else foreach (var (k, v) in result) Console.WriteLine($"{k,-26} {v}");
+            return 0;
+        });
+        return cmd;
+    }
+
+    static long FlopsPerToken(GptNeoXConfig c, int t, bool train)
+    {
+        long n = ParameterCount.Of(c).NonEmbedding + (long)c.VocabSize * c.HiddenSize;
+        long attention = (long)c.NumLayers * t * c.HiddenSize;
+        return train ? 6 * n + 6 * attention : 2 * n + 2 * attention;
+    }
+
+    static (Tensor Inputs, Tensor Targets) RandomBatch(IBackend backend, int vocab, int b, int t, ulong seed)
+    {
+        var rng = new Rng(seed);
+        var ids = new int[b * t]; var tg = new int[b * t];
+        for (int i = 0; i < ids.Length; i++) { ids[i] = rng.NextInt(vocab); tg[i] = rng.NextInt(vocab); }
+        using var hi = Tensor.FromArray(ids, b, t); using var ht = Tensor.FromArray(tg, b * t);
+        return (backend.FromHost(hi), backend.FromHost(ht));
+    }
+
+    /// <summary>Median seconds of <paramref name="n"/> timed calls after <paramref name="warmup"/> untimed ones.</summary>
+    static double Median(IBackend backend, int n, int warmup, Action step)
+    {
+        for (int i = 0; i < warmup; i++) step();
+        backend.Synchronize();
+        var times = new double[n];
+        for (int i = 0; i < n; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            step();
+            backend.Synchronize();
+            times[i] = sw.Elapsed.TotalSeconds;
+        }
+        Array.Sort(times);
+        return times[n / 2];
+    }
+
+    static JsonObject BenchOne(IBackend backend, GptNeoXConfig c, bool train, int b, int t, int n, int w)
+    {
+        using var model = GptNeoX.CreateRandom(c, backend, 1);
+        var (inputs, targets) = RandomBatch(backend, c.VocabSize, b, t, 2);
+        using var _i = inputs; using var _t = targets;
+        AdamWOptimizer? opt = null;
+        if (train) { model.Parameters.EnsureGrad(); opt = new AdamWOptimizer(model.Parameters, new AdamWSettings(1e-4f)); }
+        using var __ = opt;
+        MemoryMeter.Reset(backend);
+        double s = Median(backend, n, w, () =>
+        {
+            if (train)
+            {
+                model.Parameters.ZeroGrad();
+                using var tape = new Tape(backend);
+                tape.Backward(model.Loss(tape, inputs, targets));
+                opt!.Update(1e-4f, 1f);
+            }
+            else
+            {
+                using var tape = new Tape(backend, recording: false);
+                model.Loss(tape, inputs, targets);
+            }
+        });
+        return Report(backend, train ? "train" : "eval", c, b, t, s, FlopsPerToken(c, t, train), MemoryMeter.Peak(backend));
+    }
+
+    static JsonObject BenchKd(IBackend backend, GptNeoXConfig student, GptNeoXConfig teacher, int b, int t, int n, int w)
+    {
+        if (teacher.VocabSize != student.VocabSize) throw new WhittleException("the teacher's and student's vocabularies differ");
+        var (inputs, targets) = RandomBatch(backend, student.VocabSize, b, t, 2);
+        using var _i = inputs; using var _t = targets;
+        using var s = GptNeoX.CreateRandom(student, backend, 1);
+        s.Parameters.EnsureGrad();
+        using var opt = new AdamWOptimizer(s.Parameters, new AdamWSettings(1e-4f));
+        MemoryMeter.Reset(backend);
+        double ce = Median(backend, n, w, () =>
+        {
+            s.Parameters.ZeroGrad();
+            using var tape = new Tape(backend);
+            tape.Backward(s.Loss(tape, inputs, targets));
+            opt.Update(1e-4f, 1f);
+        });
+        long cePeak = MemoryMeter.Peak(backend);
+
+        using var teach = GptNeoX.CreateRandom(teacher, backend, 3);
+        long teacherBytes = teach.Parameters.Count * 4;
+        var loss = Whittle.Native.Distillation.DistillationLoss.Create(s, teach, new DistillSettings(DistillKind.ForwardKl, 1f, 0.5f, 0.5f), 0, _ => (0.5f, 0.5f));
+        MemoryMeter.Reset(backend);
+        double kd = Median(backend, n, w, () =>
+        {
+            s.Parameters.ZeroGrad();
+            using var tape = new Tape(backend);
+            tape.Backward(loss(tape, inputs, targets, 1).Loss);
+            opt.Update(1e-4f, 1f);
+        });
+        long kdPeak = MemoryMeter.Peak(backend);
+        var r = Report(backend, "kd", student, b, t, kd, FlopsPerToken(student, t, true) + FlopsPerToken(teacher, t, false), kdPeak);
+        r["ce_step_seconds"] = Math.Round(ce, 5);
+        r["ce_peak_bytes"] = cePeak;
+        r["teacher_weight_bytes"] = teacherBytes;
+        // The goal: peak(KD) ≤ 1.15 × peak(CE) + the teacher's weights.
+        r["kd_over_ce_peak_excluding_teacher_weights"] = Math.Round((double)(kdPeak - teacherBytes) / cePeak, 3);
+        return r;
+    }
+
+    static JsonObject Report(IBackend backend, string what, GptNeoXConfig c, int b, int t, double seconds, long flopsPerToken, long peak)
+    {
+        var count = ParameterCount.Of(c);
+        double tps = b * t / seconds;
+        double peakFlops = DevicePeak.Flops(backend);
+        var o = new JsonObject
+        {
+            ["mode"] = what,
+            ["parameters"] = count.Total,
+            ["step_seconds"] = Math.Round(seconds, 5),
+            ["tokens_per_second"] = Math.Round(tps, 1),
+            ["flops_per_token"] = flopsPerToken,
+            ["achieved_tflops"] = Math.Round(tps * flopsPerToken / 1e12, 4),
+            ["peak_bytes"] = peak,
+        };
+        if (peakFlops > 0) o["mfu"] = Math.Round(tps * flopsPerToken / peakFlops, 4);
+        return o;
+    }
+}
+
+/// <summary>Peak tensor memory of a backend since the last reset: live CPU tensor bytes, or the CUDA allocator's reserved bytes.</summary>
+static class MemoryMeter
+{
+    public static void Reset(IBackend backend)
+    {
+        if (backend is CudaBackend) return;   // the caching allocator only grows: its reserve is the peak
+        CpuStorage.ResetPeak();
+    }
+
+    public static long Peak(IBackend backend) => backend is CudaBackend cuda ? cuda.Allocator.BytesReserved : CpuStorage.PeakBytes;
+}
