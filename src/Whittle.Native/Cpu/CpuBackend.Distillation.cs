@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using Whittle.Native.Tensors;
 using Tensor = Whittle.Native.Tensors.Tensor;
 
@@ -89,7 +90,7 @@ public sealed unsafe partial class CpuBackend
         /// <summary>logits (V) → out log softmax(logits / τ) and its exponential.</summary>
         void LogSoftmax(float* logits, double invTau, Span<double> log, Span<double> prob)
         {
-            for (int j = 0; j < log.Length; j++) log[j] = logits[j] * invTau;
+            WidenScaled(logits, invTau, log);
             double lse = LogSumExp(log, _t0, out _, out _);
             TensorPrimitives.Subtract(log, lse, log);
             TensorPrimitives.Exp(log, prob);
@@ -98,7 +99,7 @@ public sealed unsafe partial class CpuBackend
         /// <summary>S, Ce, LogP, P for student row s; returns the CE loss logsumexp(s) − s[target].</summary>
         double Student(float* s, in DistillSettings settings, int target)
         {
-            for (int j = 0; j < _s.Length; j++) _s[j] = s[j];
+            WidenScaled(s, 1.0, _s);
             double lse = LogSumExp(_s, _ce, out _, out double sum);
             TensorPrimitives.Multiply(_ce, 1.0 / sum, _ce);
             LogSoftmax(s, 1.0 / settings.Temperature, _logP, _p);
@@ -111,10 +112,11 @@ public sealed unsafe partial class CpuBackend
         void Write(float* d, Span<double> g, double ce, int target)
         {
             TensorPrimitives.MultiplyAdd(_ce, ce, g, g);
-            for (int j = 0; j < g.Length; j++) d[j] += (float)g[j];
+            AddNarrowed(g, d);
             d[target] -= (float)ce;
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Full(float* s, float* t, in DistillSettings settings, int target, float* losses, float* d)
         {
             double ce = Student(s, settings, target);
@@ -141,6 +143,7 @@ public sealed unsafe partial class CpuBackend
             Write(d, g, wCe, target);
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void TopK(float* s, float* lq, int* ids, int k, float tail, in DistillSettings settings, int target, float* losses, float* d)
         {
             double ce = Student(s, settings, target);

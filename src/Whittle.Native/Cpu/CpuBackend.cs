@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Whittle.Native.Tensors;
@@ -100,7 +101,7 @@ public sealed unsafe partial class CpuBackend : IBackend
         ArgCheck.Shape(y, nameof(y), n, c); ArgCheck.Contiguous(y, nameof(y));
         ArgCheck.Vector(mean, n, nameof(mean)); ArgCheck.Vector(rstd, n, nameof(rstd));
         float* px = (float*)x.Pointer, py = (float*)y.Pointer, pw = (float*)weight.Pointer, pb = (float*)bias.Pointer, pm = (float*)mean.Pointer, pr = (float*)rstd.Pointer;
-        Parallel.For(0, n, i =>
+        ParallelRows(n, c, i =>
         {
             var row = new ReadOnlySpan<float>(px + (long)i * c, c);
             double sum = 0; for (int j = 0; j < c; j++) sum += row[j];
@@ -174,7 +175,7 @@ public sealed unsafe partial class CpuBackend : IBackend
             ArgCheck.Vector(bias, n, nameof(bias));
             var pb = new ReadOnlySpan<float>((float*)bias.Pointer, n).ToArray();
             float* pc = (float*)c.Pointer; long ldc = c.Stride(0);
-            Parallel.For(0, m, i => { var row = new Span<float>(pc + i * ldc, n); TensorPrimitives.Add(row, pb, row); });
+            ParallelRows(m, n, i => { var row = new Span<float>(pc + i * ldc, n); TensorPrimitives.Add(row, pb, row); });
         }
     }
 
@@ -207,7 +208,7 @@ public sealed unsafe partial class CpuBackend : IBackend
         if (ct < t || 2 * half > d) throw new ArgumentException($"rotary tables {cos.Describe()} do not cover T={t}, head size {d}");
         float* px = (float*)x.Pointer, pc = (float*)cos.Pointer, ps = (float*)sin.Pointer;
         long sb = x.Stride(0), st = x.Stride(1), sh = x.Stride(2);
-        Parallel.For(0, b * t, bt =>
+        ParallelRows(b * t, (long)h * half, bt =>
         {
             int bi = bt / t, ti = bt % t;
             float* c = pc + (long)ti * half, s = ps + (long)ti * half;
@@ -435,7 +436,7 @@ public sealed unsafe partial class CpuBackend : IBackend
             float max = TensorPrimitives.Max(row);
             TensorPrimitives.Subtract(row, max, scratch);
             TensorPrimitives.Exp(scratch, scratch);
-            double sum = 0; foreach (var e in scratch) sum += e;
+            double sum = SumAsDouble(scratch);
             po[i] = (float)(Math.Log(sum) + max - row[target]);
             if (pd == null) return scratch;
             var drow = new Span<float>(pd + (long)i * v, v);
@@ -456,23 +457,105 @@ public sealed unsafe partial class CpuBackend : IBackend
         float* pp = (float*)param.Pointer, pg = (float*)grad.Pointer, pm = (float*)m.Pointer, pv = (float*)v.Pointer;
         float b1 = s.Beta1, b2 = s.Beta2, lr = s.LearningRate, eps = s.Epsilon, wd = s.WeightDecay;
         double bc1 = 1 - Math.Pow(b1, step), bc2Sqrt = Math.Sqrt(1 - Math.Pow(b2, step));
+        float omb1 = 1 - b1, omb2 = 1 - b2;
+        double stepSize = lr / bc1;
         ParallelRange(count, (lo, hi) =>
         {
-            for (long i = lo; i < hi; i++)
+            // Eight lanes at a time, the same operations in the same order as the scalar tail (f32 moments, the update
+            // in double), so every element gets the bits the scalar loop would give it.
+            long i = lo;
+            var vb1 = Vector256.Create(b1); var vb2 = Vector256.Create(b2); var vomb1 = Vector256.Create(omb1); var vomb2 = Vector256.Create(omb2);
+            var vscale = Vector256.Create(gradScale); var vstep = Vector256.Create(stepSize); var vbc2 = Vector256.Create(bc2Sqrt); var veps = Vector256.Create((double)eps);
+            for (; i + 8 <= hi; i += 8)
             {
-                float g = pg[i] * gradScale;
-                float mi = b1 * pm[i] + (1 - b1) * g;
-                float vi = b2 * pv[i] + (1 - b2) * g * g;
-                pm[i] = mi; pv[i] = vi;
+                if (i < decayCount && i + 8 > decayCount) { Scalar(i, i + 8); continue; }   // the one block straddling decayCount
                 float decay = i < decayCount ? wd : 0f;
-                float p = pp[i] * (1 - lr * decay);                     // decoupled weight decay, as torch.optim.AdamW
-                pp[i] = p - (float)(lr / bc1 * mi / (Math.Sqrt(vi) / bc2Sqrt + eps));
+                var g = Vector256.Load(pg + i) * vscale;
+                var mi = vb1 * Vector256.Load(pm + i) + vomb1 * g;
+                var vi = vb2 * Vector256.Load(pv + i) + vomb2 * g * g;
+                mi.Store(pm + i); vi.Store(pv + i);
+                var p = Vector256.Load(pp + i) * Vector256.Create(1 - lr * decay);
+                var lower = vstep * Vector256.WidenLower(mi) / (Vector256.Sqrt(Vector256.WidenLower(vi)) / vbc2 + veps);
+                var upper = vstep * Vector256.WidenUpper(mi) / (Vector256.Sqrt(Vector256.WidenUpper(vi)) / vbc2 + veps);
+                (p - Vector256.Narrow(lower, upper)).Store(pp + i);
+            }
+            Scalar(i, hi);
+
+            void Scalar(long from, long to)
+            {
+                for (long j = from; j < to; j++)
+                {
+                    float g = pg[j] * gradScale;
+                    float mj = b1 * pm[j] + omb1 * g;
+                    float vj = b2 * pv[j] + omb2 * g * g;
+                    pm[j] = mj; pv[j] = vj;
+                    float decay = j < decayCount ? wd : 0f;
+                    float p = pp[j] * (1 - lr * decay);                     // decoupled weight decay, as torch.optim.AdamW
+                    pp[j] = p - (float)(stepSize * mj / (Math.Sqrt(vj) / bc2Sqrt + eps));
+                }
             }
         });
     }
 
-    public double SumOfSquares(Tensor x) => ChunkedSum(x, static s => { double a = 0; foreach (var f in s) a += (double)f * f; return a; });
-    public double Sum(Tensor x) => ChunkedSum(x, static s => { double a = 0; foreach (var f in s) a += f; return a; });
+    public double SumOfSquares(Tensor x) => ChunkedSum(x, static s => SumAsDouble(s, squares: true));
+    public double Sum(Tensor x) => ChunkedSum(x, static s => SumAsDouble(s));
+
+    /// <summary>dst[j] = (double)src[j] · scale, eight at a time (exactly the scalar expression's value).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void WidenScaled(float* src, double scale, Span<double> dst)
+    {
+        int j = 0;
+        var vs = Vector256.Create(scale);
+        fixed (double* d = dst)
+        {
+            for (; j + 8 <= dst.Length; j += 8)
+            {
+                var x = Vector256.Load(src + j);
+                (Vector256.WidenLower(x) * vs).Store(d + j);
+                (Vector256.WidenUpper(x) * vs).Store(d + j + 4);
+            }
+        }
+        for (; j < dst.Length; j++) dst[j] = src[j] * scale;
+    }
+
+    /// <summary>dst[j] += (float)src[j], eight at a time (exactly the scalar expression's value).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void AddNarrowed(ReadOnlySpan<double> src, float* dst)
+    {
+        int j = 0;
+        fixed (double* s = src)
+        {
+            for (; j + 8 <= src.Length; j += 8)
+                (Vector256.Load(dst + j) + Vector256.Narrow(Vector256.Load(s + j), Vector256.Load(s + j + 4))).Store(dst + j);
+        }
+        for (; j < src.Length; j++) dst[j] += (float)src[j];
+    }
+
+    /// <summary>
+    /// Σ x (or Σ x²) in double over 16 fixed lanes (four Vector256&lt;double&gt;: element i always lands in lane i mod 16),
+    /// the lanes then added in a fixed order and the tail last: the same result on every run and for any thread count,
+    /// without the latency-bound scalar chain. Squares are a separate multiply (never fused) so FMA support does not change them.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static double SumAsDouble(ReadOnlySpan<float> x, bool squares = false)
+    {
+        var a0 = Vector256<double>.Zero; var a1 = a0; var a2 = a0; var a3 = a0;
+        int i = 0;
+        fixed (float* p = x)
+        {
+            for (; i + 16 <= x.Length; i += 16)
+            {
+                var lo = Vector256.Load(p + i); var hi = Vector256.Load(p + i + 8);
+                var d0 = Vector256.WidenLower(lo); var d1 = Vector256.WidenUpper(lo); var d2 = Vector256.WidenLower(hi); var d3 = Vector256.WidenUpper(hi);
+                if (squares) { d0 *= d0; d1 *= d1; d2 *= d2; d3 *= d3; }
+                a0 += d0; a1 += d1; a2 += d2; a3 += d3;
+            }
+        }
+        var lanes = (a0 + a1) + (a2 + a3);
+        double sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+        for (; i < x.Length; i++) sum += squares ? (double)x[i] * x[i] : x[i];
+        return sum;
+    }
 
     // ---------------------------------------------------------------- helpers
 
@@ -492,6 +575,20 @@ public sealed unsafe partial class CpuBackend : IBackend
         });
         double s = 0; foreach (var d in parts) s += d;
         return s;
+    }
+
+    /// <summary>Work below this many element-operations runs on the calling thread: waking the pool costs more (and on a
+    /// loaded machine a descheduled worker stalls the whole call).</summary>
+    const long SerialWork = 1 << 15;
+
+    /// <summary>body(i) for rows [0, n) of about <paramref name="rowCost"/> element-operations each, in blocks of rows whose
+    /// outputs are disjoint (so the result does not depend on how blocks are spread over threads).</summary>
+    static void ParallelRows(int n, long rowCost, Action<int> body)
+    {
+        int perBlock = (int)Math.Clamp(SerialWork / Math.Max(1, rowCost), 1, Math.Max(1, n));
+        int blocks = (n + perBlock - 1) / perBlock;
+        if (blocks <= 1) { for (int i = 0; i < n; i++) body(i); return; }
+        Parallel.For(0, blocks, bl => { for (int i = bl * perBlock, end = Math.Min(n, i + perBlock); i < end; i++) body(i); });
     }
 
     static void ParallelRange(long count, Action<long, long> body)

@@ -1,4 +1,6 @@
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using Whittle.Native.Cpu;
 using Whittle.Native.Tensors;
 using Tensor = Whittle.Native.Tensors.Tensor;
 
@@ -38,12 +40,13 @@ public static class TeacherTopK
         int _offset;
 
         /// <summary>The row of all (V values from offset) → its k top log-probabilities, their ids and the tail mass.</summary>
-        public void Summarize(float[] all, int offset, float temperature, Span<float> lp, Span<int> ids, out float tail)
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public unsafe void Summarize(float[] all, int offset, float temperature, Span<float> lp, Span<int> ids, out float tail)
         {
             _all = all; _offset = offset;
             var row = new ReadOnlySpan<float>(all, offset, _logq.Length);
             var logq = _logq.AsSpan();
-            for (int j = 0; j < row.Length; j++) logq[j] = row[j] / (double)temperature;
+            fixed (float* p = row) CpuBackend.WidenScaled(p, 1.0 / temperature, logq);
             double max = TensorPrimitives.Max(logq);
             TensorPrimitives.Subtract(logq, max, _e);
             TensorPrimitives.Exp(_e, _e);
@@ -52,10 +55,11 @@ public static class TeacherTopK
 
             // Dividing by τ > 0 keeps the order of the f32 logits, so the selection compares the logits themselves.
             int k = _heap.Length, size = 0;
+            float worst = float.NegativeInfinity;   // the root's logit once the heap is full: most ids fail this one compare
             for (int j = 0; j < row.Length; j++)
             {
-                if (size < k) { _heap[size] = j; SiftUp(size++); }
-                else if (Better(j, _heap[0])) { _heap[0] = j; SiftDown(0, k); }
+                if (size < k) { _heap[size] = j; SiftUp(size++); if (size == k) worst = row[_heap[0]]; }
+                else if (row[j] >= worst && Better(j, _heap[0])) { _heap[0] = j; SiftDown(0, k); worst = row[_heap[0]]; }
             }
             var top = _heap.AsSpan();
             top.Sort((a, b) => Better(a, b) ? -1 : Better(b, a) ? 1 : 0);
