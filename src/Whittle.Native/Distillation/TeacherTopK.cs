@@ -16,44 +16,48 @@ namespace Whittle.Native.Distillation;
 public static class TeacherTopK
 {
     /// <summary>logits (N, V) f32 (any device; read to the host) → (log-probs (N, k) f32, ids (N, k) i32, tail (N) f32), all new CPU tensors.</summary>
-    public static (Tensor LogProbs, Tensor Ids, Tensor Tail) FromLogits(Tensor logits, int k, float temperature)
+    public static unsafe (Tensor LogProbs, Tensor Ids, Tensor Tail) FromLogits(Tensor logits, int k, float temperature)
     {
         var (n, v) = ArgCheck.Matrix(logits, nameof(logits));
         if (k <= 0 || k > v) throw new ArgumentOutOfRangeException(nameof(k), $"top-k: k must be in [1, {v}] (the vocabulary), got {k}");
         if (!(temperature > 0) || !float.IsFinite(temperature)) throw new ArgumentOutOfRangeException(nameof(temperature), $"temperature must be a positive finite number, got {temperature}");
-        var all = logits.ToFloatArray();
+        // A contiguous CPU tensor is read in place; anything else is first copied to a host array.
+        bool inPlace = logits.Device == Device.Cpu && logits.IsContiguous;
+        var copy = inPlace ? null : logits.ToFloatArray();
         var lp = new float[(long)n * k]; var ids = new int[(long)n * k]; var tail = new float[n];
-        Parallel.For(0, n, () => new Row(v, k), (i, _, w) =>
+        fixed (float* pCopy = copy)
         {
-            w.Summarize(all, i * v, temperature, lp.AsSpan(i * k, k), ids.AsSpan(i * k, k), out tail[i]);
-            return w;
-        }, _ => { });
+            nint all = inPlace ? logits.Pointer : (nint)pCopy;
+            Parallel.For(0, n, () => new Row(v, k), (i, _, w) =>
+            {
+                w.Summarize((float*)all + (long)i * v, temperature, lp.AsSpan(i * k, k), ids.AsSpan(i * k, k), out tail[i]);
+                return w;
+            }, _ => { });
+        }
         return (Tensor.FromArray(lp, n, k), Tensor.FromArray(ids, n, k), Tensor.FromArray(tail, n));
     }
 
     /// <summary>One worker's scratch: (V) log q and exp rows and a k-entry min-heap of ids (the worst kept id at the root).</summary>
-    sealed class Row(int v, int k)
+    sealed unsafe class Row(int v, int k)
     {
         readonly double[] _logq = new double[v], _e = new double[v];
         readonly int[] _heap = new int[k];
-        float[] _all = [];
-        int _offset;
+        float* _row;
 
-        /// <summary>The row of all (V values from offset) → its k top log-probabilities, their ids and the tail mass.</summary>
+        /// <summary>A row of V logits → its k top log-probabilities, their ids and the tail mass.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public unsafe void Summarize(float[] all, int offset, float temperature, Span<float> lp, Span<int> ids, out float tail)
+        public void Summarize(float* logits, float temperature, Span<float> lp, Span<int> ids, out float tail)
         {
-            _all = all; _offset = offset;
-            var row = new ReadOnlySpan<float>(all, offset, _logq.Length);
+            _row = logits;
+            var row = new ReadOnlySpan<float>(logits, _logq.Length);
             var logq = _logq.AsSpan();
-            fixed (float* p = row) CpuBackend.WidenScaled(p, 1.0 / temperature, logq);
+            CpuBackend.WidenScaled(logits, 1.0 / temperature, logq);
             double max = TensorPrimitives.Max(logq);
             TensorPrimitives.Subtract(logq, max, _e);
-            TensorPrimitives.Exp(_e, _e);
-            double lse = max + Math.Log(TensorPrimitives.Sum(_e));
-            TensorPrimitives.Subtract(logq, lse, logq);
+            TensorPrimitives.Exp(_e, _e);                  // e^(x/τ − max): normalised by their sum, the teacher's probabilities
+            double sum = TensorPrimitives.Sum(_e), lse = max + Math.Log(sum);
 
-            // Dividing by τ > 0 keeps the order of the f32 logits, so the selection compares the logits themselves.
+            // Scaling by 1/τ > 0 keeps the order of the f32 logits, so the selection compares the logits themselves.
             int k = _heap.Length, size = 0;
             float worst = float.NegativeInfinity;   // the root's logit once the heap is full: most ids fail this one compare
             for (int j = 0; j < row.Length; j++)
@@ -64,15 +68,14 @@ public static class TeacherTopK
             var top = _heap.AsSpan();
             top.Sort((a, b) => Better(a, b) ? -1 : Better(b, a) ? 1 : 0);
 
-            TensorPrimitives.Exp(logq, _e);
-            for (int r = 0; r < k; r++) { ids[r] = top[r]; lp[r] = (float)logq[top[r]]; _e[top[r]] = 0; }
-            tail = (float)TensorPrimitives.Sum(_e);
+            for (int r = 0; r < k; r++) { ids[r] = top[r]; lp[r] = (float)(logq[top[r]] - lse); _e[top[r]] = 0; }
+            tail = (float)(TensorPrimitives.Sum(_e) / sum);
         }
 
         /// <summary>a ranks above b: larger logit, or the same logit and the smaller id.</summary>
         bool Better(int a, int b)
         {
-            float x = _all[_offset + a], y = _all[_offset + b];
+            float x = _row[a], y = _row[b];
             return x > y || (x == y && a < b);
         }
 
