@@ -1,3 +1,5 @@
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using Whittle.Native.Tensors;
 using Tensor = Whittle.Native.Tensors.Tensor;
 
@@ -5,9 +7,9 @@ namespace Whittle.Native.Cpu;
 
 /// <summary>
 /// The fused distillation loss on the CPU (the math is IBackend.Distillation's doc comment). Policy: one row per task,
-/// everything accumulated in double; a row is read three times (online log-sum-exp of s, s/τ and t/τ; the loss sums, which
-/// need the log-sum-exps; the gradient, which for reverse KL needs the loss) and no probability row is ever stored.
-/// A top-k teacher's tail is found with a per-row membership mask of the k ids.
+/// everything in double, computed as whole-row vector passes over a worker's (V) double scratch rows (log p, p, log q,
+/// q, softmax(s)): a few hundred KiB per worker, never an (N, V) probability tensor. A top-k teacher's tail mass is summed
+/// directly over the ids outside the k (no 1 − Σ top cancellation).
 /// </summary>
 public sealed unsafe partial class CpuBackend
 {
@@ -53,141 +55,129 @@ public sealed unsafe partial class CpuBackend
         float* ptail = teacher.IsTopK ? (float*)teacher.TailMass!.Pointer : null;
         float* po = (float*)losses.Pointer;
         float* pd = dStudent is null ? null : (float*)dStudent.Pointer; long ldd = dStudent?.Stride(0) ?? 0;
-        Parallel.For(0, n, () => teacher.IsTopK ? new bool[v] : null, (i, _, inK) =>
+        Parallel.For(0, n, () => new DistillScratch(v), (i, _, w) =>
         {
             int target = pt[i];
-            if (target == s.IgnoreIndex) { po[2 * i] = 0; po[2 * i + 1] = 0; return inK; }
-            var row = new DistillRow(ps + i * lds, v, s);
-            if (teacher.IsTopK) row.TopK(plq + (long)i * k, pid + (long)i * k, k, ptail[i], inK!);
-            else row.Full(pteach + i * ldt);
-            po[2 * i] = (float)(row.LseCe - row.S[target]);
-            po[2 * i + 1] = (float)(s.Temperature * (double)s.Temperature * row.D);
-            if (pd != null) row.Gradient(pd + i * ldd, target);
-            if (inK != null) for (int j = 0; j < k; j++) inK[pid[(long)i * k + j]] = false;
-            return inK;
+            if (target == s.IgnoreIndex) { po[2 * i] = 0; po[2 * i + 1] = 0; return w; }
+            float* grad = pd == null ? null : pd + i * ldd;
+            if (teacher.IsTopK) w.TopK(ps + i * lds, plq + (long)i * k, pid + (long)i * k, k, ptail[i], s, target, po + 2 * i, grad);
+            else w.Full(ps + i * lds, pteach + i * ldt, s, target, po + 2 * i, grad);
+            return w;
         }, _ => { });
     }
 
-    /// <summary>One row's statistics: log-sum-exps, the divergence D and, for top-k, the bucket masses.</summary>
-    ref struct DistillRow
+    /// <summary>
+    /// One worker's (V) double rows and the computation of one row in whole-row vector passes (TensorPrimitives over
+    /// double spans: its Exp is within an ulp of Math.Exp). Rows: S = s, Ce = softmax(s), LogP = log p, P = p,
+    /// LogQ = log q, Q = q, and two scratch rows. The teacher's log q goes through the very same operations as the
+    /// student's log p, so a teacher equal to the student gives KD = 0 and a zero KD gradient exactly.
+    /// </summary>
+    sealed class DistillScratch(int v)
     {
-        public readonly float* S;
-        readonly int _v;
-        readonly DistillSettings _s;
-        readonly double _invTau;
-        public double LseCe, LseS;      // logsumexp(s), logsumexp(s/τ)
-        double _lseT;                   // logsumexp(t/τ), full teacher
-        float* _t;
-        float* _lq; int* _ids; int _k; bool[]? _inK;
-        double _qTail, _pTail, _q;      // teacher tail mass, student tail mass, Σ of teacher bucket masses
-        double _fwd, _rev;              // KL(q‖p), KL(p‖q)
-        public double D;
+        readonly double[] _s = new double[v], _ce = new double[v], _logP = new double[v], _p = new double[v], _logQ = new double[v], _q = new double[v];
+        readonly double[] _t0 = new double[v], _t1 = new double[v];
 
-        public DistillRow(float* s, int v, DistillSettings settings)
+        /// <summary>log Σ exp(x), using tmp for exp(x − max); returns also Σ exp(x − max).</summary>
+        static double LogSumExp(ReadOnlySpan<double> x, Span<double> tmp, out double max, out double sum)
         {
-            S = s; _v = v; _s = settings; _invTau = 1.0 / settings.Temperature;
-            // online log-sum-exp of s and s/τ in one read
-            double m1 = double.NegativeInfinity, z1 = 0, m2 = double.NegativeInfinity, z2 = 0;
-            for (int j = 0; j < v; j++)
-            {
-                double x = s[j], a = x * _invTau;
-                if (x > m1) { z1 = z1 * Math.Exp(m1 - x) + 1; m1 = x; } else z1 += Math.Exp(x - m1);
-                if (a > m2) { z2 = z2 * Math.Exp(m2 - a) + 1; m2 = a; } else z2 += Math.Exp(a - m2);
-            }
-            LseCe = m1 + Math.Log(z1); LseS = m2 + Math.Log(z2);
+            max = TensorPrimitives.Max(x);
+            TensorPrimitives.Subtract(x, max, tmp);
+            TensorPrimitives.Exp(tmp, tmp);
+            sum = TensorPrimitives.Sum(tmp);
+            return max + Math.Log(sum);
         }
 
-        double LogP(int j) => S[j] * _invTau - LseS;
-
-        public void Full(float* t)
+        /// <summary>logits (V) → out log softmax(logits / τ) and its exponential.</summary>
+        void LogSoftmax(float* logits, double invTau, Span<double> log, Span<double> prob)
         {
-            _t = t; _q = 1;
-            double m = double.NegativeInfinity, z = 0;
-            for (int j = 0; j < _v; j++)
-            {
-                double b = t[j] * _invTau;
-                if (b > m) { z = z * Math.Exp(m - b) + 1; m = b; } else z += Math.Exp(b - m);
-            }
-            _lseT = m + Math.Log(z);
-            double f = 0, r = 0;
-            for (int j = 0; j < _v; j++)
-            {
-                double lp = LogP(j), lq = t[j] * _invTau - _lseT;
-                f += Math.Exp(lq) * (lq - lp);
-                r += Math.Exp(lp) * (lp - lq);
-            }
-            Finish(f, r);
+            WidenScaled(logits, invTau, log);
+            double lse = LogSumExp(log, _t0, out _, out _);
+            TensorPrimitives.Subtract(log, lse, log);
+            TensorPrimitives.Exp(log, prob);
         }
 
-        public void TopK(float* lq, int* ids, int k, float tail, bool[] inK)
+        /// <summary>S, Ce, LogP, P for student row s; returns the CE loss logsumexp(s) − s[target].</summary>
+        double Student(float* s, in DistillSettings settings, int target)
         {
-            _lq = lq; _ids = ids; _k = k; _inK = inK; _qTail = tail;
-            for (int i = 0; i < k; i++) inK[ids[i]] = true;
-            double pTail = 0;
-            for (int j = 0; j < _v; j++) if (!inK[j]) pTail += Math.Exp(LogP(j));
-            _pTail = pTail;
+            WidenScaled(s, 1.0, _s);
+            double lse = LogSumExp(_s, _ce, out _, out double sum);
+            TensorPrimitives.Multiply(_ce, 1.0 / sum, _ce);
+            LogSoftmax(s, 1.0 / settings.Temperature, _logP, _p);
+            return lse - _s[target];
+        }
+
+        static double Pick(DistillKind kind, double fwd, double rev) => kind switch { DistillKind.ForwardKl => fwd, DistillKind.ReverseKl => rev, _ => 0.5 * (fwd + rev) };
+
+        /// <summary>d += (float)(g + ce·softmax(s)) row-wise, then d[target] −= ce: g holds the KD part, already weighted.</summary>
+        void Write(float* d, Span<double> g, double ce, int target)
+        {
+            TensorPrimitives.MultiplyAdd(_ce, ce, g, g);
+            AddNarrowed(g, d);
+            d[target] -= (float)ce;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Full(float* s, float* t, in DistillSettings settings, int target, float* losses, float* d)
+        {
+            double ce = Student(s, settings, target);
+            LogSoftmax(t, 1.0 / settings.Temperature, _logQ, _q);
+            var diff = _t1.AsSpan();
+            TensorPrimitives.Subtract(_logP, _logQ, diff);                 // log p − log q
+            double fwd = -TensorPrimitives.Dot(_q, diff), rev = TensorPrimitives.Dot(_p, diff);
+            double kl = Pick(settings.Kind, fwd, rev);
+            losses[0] = (float)ce;
+            losses[1] = (float)(settings.Temperature * (double)settings.Temperature * kl);
+            if (d == null) return;
+            double wCe = settings.GradScale * (double)settings.Alpha, wKd = settings.GradScale * (double)settings.Beta * settings.Temperature;
+            // ∂D/∂a: forward p − q, reverse p ⊙ (log p − log q − KL(p‖q)), symmetric their mean.
+            var g = _t0.AsSpan();
+            if (settings.Kind != DistillKind.ReverseKl) TensorPrimitives.Subtract(_p, _q, g);
+            if (settings.Kind != DistillKind.ForwardKl)
+            {
+                TensorPrimitives.Subtract(diff, rev, diff);
+                TensorPrimitives.Multiply(diff, _p, diff);
+                if (settings.Kind == DistillKind.ReverseKl) diff.CopyTo(g);
+                else { TensorPrimitives.Add(g, diff, g); TensorPrimitives.Multiply(g, 0.5, g); }
+            }
+            TensorPrimitives.Multiply(g, wKd, g);
+            Write(d, g, wCe, target);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void TopK(float* s, float* lq, int* ids, int k, float tail, in DistillSettings settings, int target, float* losses, float* d)
+        {
+            double ce = Student(s, settings, target);
+            var rest = _t1.AsSpan();
+            _p.CopyTo(rest);
+            for (int i = 0; i < k; i++) rest[ids[i]] = 0;
+            double pTail = TensorPrimitives.Sum(rest);
             double f = 0, r = 0, q = tail;
             for (int i = 0; i < k; i++)
             {
-                double lp = LogP(ids[i]), lqi = lq[i], qi = Math.Exp(lqi);
+                double lp = _logP[ids[i]], lqi = lq[i], qi = Math.Exp(lqi);
                 q += qi;
                 f += qi * (lqi - lp);
-                r += Math.Exp(lp) * (lp - lqi);
+                r += _p[ids[i]] * (lp - lqi);
             }
-            double logQt = Math.Log(Math.Max(tail, TailFloor));
-            if (tail > 0) f += tail * (logQt - Math.Log(pTail));
-            if (pTail > 0) r += pTail * (Math.Log(pTail) - logQt);
-            _q = q;
-            Finish(f, r);
-        }
-
-        void Finish(double f, double r)
-        {
-            _fwd = f; _rev = r;
-            D = _s.Kind switch { DistillKind.ForwardKl => f, DistillKind.ReverseKl => r, _ => 0.5 * (f + r) };
-        }
-
-        /// <summary>
-        /// ∂D/∂a_j (a = s/τ) of element j with probability pj, in a bucket with teacher mass qB (log lqB), student log-mass lpB,
-        /// and share = p_j / p_B (1 for a single-id bucket, so an underflowed p_j still gets its -q_j).
-        /// </summary>
-        double DivergenceGrad(double pj, double share, double qB, double lqB, double lpB)
-        {
-            double fwd = pj * _q - share * qB;   // p_j (Q - q_B / p_B)
-            double rev = pj * (lpB - lqB - _rev);
-            return _s.Kind switch { DistillKind.ForwardKl => fwd, DistillKind.ReverseKl => rev, _ => 0.5 * (fwd + rev) };
-        }
-
-        public void Gradient(float* d, int target)
-        {
-            double ce = _s.GradScale * (double)_s.Alpha, kd = _s.GradScale * (double)_s.Beta * _s.Temperature;
-            if (_t != null)
-                for (int j = 0; j < _v; j++)
-                {
-                    double lp = LogP(j), lq = _t[j] * _invTau - _lseT, pj = Math.Exp(lp);
-                    d[j] += (float)(ce * Math.Exp(S[j] - LseCe) + kd * DivergenceGrad(pj, 1, Math.Exp(lq), lq, lp));
-                }
-            else
+            double logQt = Math.Log(Math.Max(tail, TailFloor)), logPt = Math.Log(pTail);
+            if (tail > 0) f += tail * (logQt - logPt);
+            if (pTail > 0) r += pTail * (logPt - logQt);
+            losses[0] = (float)ce;
+            losses[1] = (float)(settings.Temperature * (double)settings.Temperature * Pick(settings.Kind, f, r));
+            if (d == null) return;
+            double wCe = settings.GradScale * (double)settings.Alpha, wKd = settings.GradScale * (double)settings.Beta * settings.Temperature;
+            // Tail ids: ∂D/∂a_j = p_j · c with one c for the whole bucket: forward Q − q_B/p_B, reverse log p_B − log q_B − KL(p‖q)
+            // (0 when p_B = 0: every p_j of the bucket is then 0).
+            double cTail = Pick(settings.Kind, pTail > 0 ? q - tail / pTail : q, pTail > 0 ? logPt - logQt - r : 0);
+            var g = _t0.AsSpan();
+            TensorPrimitives.Multiply(_p, wKd * cTail, g);
+            for (int i = 0; i < k; i++)   // single-id buckets: forward p_j Q − q_j, reverse p_j (log p_j − log q_j − KL(p‖q))
             {
-                double lpTail = Math.Log(_pTail), lqTail = Math.Log(Math.Max(_qTail, TailFloor));
-                for (int j = 0; j < _v; j++)
-                {
-                    double g = ce * Math.Exp(S[j] - LseCe);
-                    if (!_inK![j])
-                    {
-                        double pj = Math.Exp(LogP(j));
-                        g += kd * DivergenceGrad(pj, _pTail > 0 ? pj / _pTail : 0, _qTail, lqTail, lpTail);
-                    }
-                    d[j] += (float)g;
-                }
-                for (int i = 0; i < _k; i++)
-                {
-                    int j = _ids[i];
-                    double lp = LogP(j), pj = Math.Exp(lp);
-                    d[j] += (float)(kd * DivergenceGrad(pj, 1, Math.Exp(_lq[i]), _lq[i], lp));
-                }
+                int j = ids[i];
+                double pj = _p[j];
+                g[j] = wKd * Pick(settings.Kind, pj * q - Math.Exp(lq[i]), pj * (_logP[j] - lq[i] - r));
             }
-            d[target] -= (float)ce;
+            Write(d, g, wCe, target);
         }
     }
 }

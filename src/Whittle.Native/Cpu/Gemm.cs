@@ -54,7 +54,8 @@ internal static unsafe class Gemm
 
     /// Row-major: C (m, n) = alpha * op(A) @ op(B) + beta * C.  op(A) is (m, k): A is (m, k) with row stride lda, or with transA A is (k, m).
     /// op(B) is (k, n): B is (k, n) with row stride ldb, or with transB B is (n, k). C has row stride ldc. beta == 0 means C is not read (may hold NaN).
-    public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha, float* a, long lda, float* b, long ldb, float beta, float* c, long ldc)
+    /// serial: run on the calling thread (for callers that already split their work across threads, e.g. attention per head).
+    public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha, float* a, long lda, float* b, long ldb, float beta, float* c, long ldc, bool serial = false)
     {
         if (m < 0 || n < 0 || k < 0) throw new ArgumentOutOfRangeException(nameof(m), $"Sgemm: sizes must be non-negative, got m={m}, n={n}, k={k}");
         if (m == 0 || n == 0) return;
@@ -74,7 +75,7 @@ internal static unsafe class Gemm
         var (mr, nr) = TileOf(kernel);
         var job = new Job(kernel, mr, nr, transA, transB, k, alpha, a, lda, b, ldb, beta, c, ldc);
         int threads = ThreadCountOverride > 0 ? ThreadCountOverride : Environment.ProcessorCount;
-        if (threads <= 1 || (long)m * n * k < ParallelThreshold)
+        if (serial || threads <= 1 || (long)m * n * k < ParallelThreshold)
         {
             job.Run(0, m, 0, n);
             return;
