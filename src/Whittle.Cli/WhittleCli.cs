@@ -24,6 +24,7 @@ static class WhittleCli
         root.Subcommands.Add(DistillCommand.Create());
         root.Subcommands.Add(SaltCommand.Create());
         root.Subcommands.Add(DemoCommand.Create());
+        root.Subcommands.Add(BenchCommand.Create());
         return root;
     }
 }

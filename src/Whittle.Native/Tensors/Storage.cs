@@ -39,7 +39,17 @@ public sealed class CpuStorage : Storage
         if (bytes > Array.MaxLength) throw new OutOfMemoryException($"a single CPU tensor is limited to {Array.MaxLength} bytes; asked for {bytes}");
         _data = PinnedArrayPool.Rent((int)bytes, zero);
         _ptr = bytes == 0 ? 0 : Marshal.UnsafeAddrOfPinnedArrayElement(_data, 0);
+        long live = Interlocked.Add(ref _liveBytes, bytes);
+        for (long peak = Volatile.Read(ref _peakBytes); live > peak; peak = Volatile.Read(ref _peakBytes))
+            if (Interlocked.CompareExchange(ref _peakBytes, live, peak) == peak) break;
     }
+
+    static long _liveBytes, _peakBytes;
+    /// <summary>Bytes held by CPU tensors not yet disposed (what the engine holds, whatever the pool or the GC keeps around).</summary>
+    public static long LiveBytes => Volatile.Read(ref _liveBytes);
+    /// <summary>The highest <see cref="LiveBytes"/> since <see cref="ResetPeak"/>: the peak memory figure of benchmarks.</summary>
+    public static long PeakBytes => Volatile.Read(ref _peakBytes);
+    public static void ResetPeak() => Volatile.Write(ref _peakBytes, LiveBytes);
 
     public override Device Device => Device.Cpu;
     public override nint Pointer => _data is null ? throw new ObjectDisposedException(nameof(CpuStorage)) : _ptr;
@@ -48,7 +58,9 @@ public sealed class CpuStorage : Storage
     {
         var data = _data;
         _data = null;
-        if (data is not null) PinnedArrayPool.Return(data);
+        if (data is null) return;
+        Interlocked.Add(ref _liveBytes, -Bytes);
+        PinnedArrayPool.Return(data);
     }
 }
 
