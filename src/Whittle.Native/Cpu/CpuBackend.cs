@@ -9,10 +9,12 @@ namespace Whittle.Native.Cpu;
 
 /// <summary>
 /// The CPU implementation of every op: the ground truth the CUDA kernels are checked against.
-/// Policy: exactness and determinism before speed. Reductions accumulate in double; work is split across threads
-/// only along dimensions whose outputs are disjoint, and cross-row reductions (bias and norm gradients, sums) use a
-/// fixed chunking that does not depend on the thread count, so results are bit-identical from run to run and machine to machine.
-/// Speed comes from SIMD (System.Numerics.Tensors) on contiguous rows and a blocked GEMM (Gemm.cs).
+/// Policy: exactness and determinism before speed. Reductions accumulate in double, except the GEMM-shaped ones
+/// (matmul, and attention's per-head products, which run through the same GEMM) that are f32 FMA chains; work is split
+/// across threads only along dimensions whose outputs are disjoint, and cross-row reductions (bias and norm gradients,
+/// sums) use a fixed chunking (or fixed SIMD lanes) that does not depend on the thread count, so results are
+/// bit-identical from run to run. Small ops (under about 32K element-operations) run on the calling thread.
+/// Speed comes from SIMD (System.Numerics.Tensors, Vector256) on contiguous rows and a blocked GEMM (Gemm.cs).
 /// </summary>
 public sealed unsafe partial class CpuBackend : IBackend
 {
