@@ -18,7 +18,7 @@ static class EvalCommand
         var data = new Option<string?>("--data") { Description = "Token dataset directory: evaluates its validation split." };
         var text = new Option<string?>("--text") { Description = "A UTF-8 text file (needs --tokenizer)." };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "Tokenizer for --text (default: the model's tokenizer.json)." };
-        var ids = new Option<string?>("--ids") { Description = "A JSON array of token ids." };
+        var ids = new Option<string?>("--ids") { Description = "A JSON array of token ids (or ids separated by whitespace or commas)." };
         var seqLen = new Option<int>("--seq-len") { Description = "Window length T: each window gives T−1 predictions.", DefaultValueFactory = _ => 128 };
         var batch = new Option<int>("--batch-size") { Description = "Windows per forward pass.", DefaultValueFactory = _ => 16 };
         var maxTokens = new Option<long?>("--max-tokens") { Description = "Stop after about this many predictions." };
@@ -32,39 +32,11 @@ static class EvalCommand
         cmd.SetAction(p =>
         {
             string dir = p.GetValue(model)!;
-            int sources = new[] { p.GetValue(data), p.GetValue(text), p.GetValue(ids) }.Count(x => x is not null);
-            if (sources != 1) throw new WhittleException("give exactly one of --data, --text or --ids");
+            // Inputs are checked against the config before any weights are read.
+            using var inputs = TokenInputs.Open(p.GetValue(data), p.GetValue(text), p.GetValue(ids), dir, GptNeoXConfig.Load(dir).VocabSize, p.GetValue(tokenizer));
+            var (source, what) = (inputs.Tokens, inputs.Description);
             using var backend = Backends.Create(p.GetValue(device)!);
             using var m = GptNeoXCheckpoint.Load(dir, backend);
-            ITokenSource source;
-            TokenDataset? dataset = null;
-            string what;
-            if (p.GetValue(data) is { } d)
-            {
-                dataset = TokenDataset.Open(d);
-                TrainingCli.RequireSameTokenizer(dir, dataset);
-                source = dataset.Val; what = $"{d} (validation split)";
-            }
-            else if (p.GetValue(text) is { } tf)
-            {
-                string tokPath = p.GetValue(tokenizer) ?? Path.Combine(dir, "tokenizer.json");
-                if (!File.Exists(tokPath)) throw new WhittleException($"--text needs a tokenizer: {tokPath} does not exist (pass --tokenizer)");
-                if (!File.Exists(tf)) throw new WhittleException($"{tf}: no such file");
-                source = new ArrayTokenSource(Tokenizer.FromFile(tokPath).Encode(File.ReadAllText(tf)));
-                what = tf;
-            }
-            else
-            {
-                string f = p.GetValue(ids)!;
-                if (!File.Exists(f)) throw new WhittleException($"{f}: no such file");
-                int[] tokens;
-                try { tokens = JsonNode.Parse(File.ReadAllText(f))!.AsArray().Select(x => x!.GetValue<int>()).ToArray(); }
-                catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or FormatException or NullReferenceException)
-                { throw new InvalidFileException(f, "expected a JSON array of integer token ids"); }
-                source = new ArrayTokenSource(tokens);
-                what = f;
-            }
-            using var _ = dataset;
             ActiveArchitecture? active = p.GetValue(subnet) is { } sf ? Whittle.Native.Search.SubnetSpec.Load(sf, m.Config) : null;
             var r = Perplexity.Evaluate(m, source, p.GetValue(seqLen), p.GetValue(batch), p.GetValue(maxTokens) ?? long.MaxValue, active);
             if (p.GetValue(CliCommon.Json))

@@ -50,6 +50,6 @@ public class EvalCommandTests
     {
         var (exit, _, stderr) = CliRunner.Run("eval", "--model", CliRunner.Fixture("tiny-neox"), "--ids", "a.json", "--text", "b.txt");
         Assert.That(exit, Is.EqualTo(1));
-        Assert.That(stderr, Does.Contain("exactly one of --data, --text or --ids"));
+        Assert.That(stderr, Does.Contain("exactly one of --data DIR, --text FILE or --ids FILE"));
     }
 }
