@@ -59,7 +59,11 @@ public sealed unsafe partial class CudaBackend : IBackend
         Check(CuDriver.cuMemsetD32Async(_errorWord, 0, 4, _stream), "cuMemsetD32Async");
         CudaException.CheckCublas(Cublas.cublasCreate(out _cublas), "cublasCreate_v2", _op);
         CudaException.CheckCublas(Cublas.cublasSetStream(_cublas, _stream), "cublasSetStream_v2", _op);
+        _lt = CublasLtGemm.TryCreate(Allocator);
     }
+
+    /// <summary>cuBLASLt, when its library loads: linear layers with a bias run as one GEMM with a fused bias epilogue.</summary>
+    readonly CublasLtGemm? _lt;
 
     static bool SupportsCubin(int arch)
     {
@@ -402,6 +406,11 @@ public sealed unsafe partial class CudaBackend : IBackend
         int dataType = a.DType == DType.BF16 ? Cublas.CUDA_R_16BF : Cublas.CUDA_R_32F;
         int compute = a.DType == DType.F32 && AllowTf32 ? Cublas.CUBLAS_COMPUTE_32F_FAST_TF32 : Cublas.CUBLAS_COMPUTE_32F;
         float al = alpha, be = beta;
+        if (bias is not null && _lt is not null && _lt.Run(
+                new CublasLtGemm.Operand(b.Pointer, dataType, (ulong)(transB ? k : n), (ulong)(transB ? n : k), ldb, transB),
+                new CublasLtGemm.Operand(a.Pointer, dataType, (ulong)(transA ? m : k), (ulong)(transA ? k : m), lda, transA),
+                c.Pointer, (ulong)n, (ulong)m, ldc, al, be, compute, Cublas.CUBLASLT_EPILOGUE_BIAS, bias.Pointer, 1, 0, _stream, "MatMul"))
+            return;
         CudaException.CheckCublas(Cublas.cublasGemmEx(_cublas, transB ? Cublas.CUBLAS_OP_T : Cublas.CUBLAS_OP_N, transA ? Cublas.CUBLAS_OP_T : Cublas.CUBLAS_OP_N,
             n, m, k, &al, b.Pointer, dataType, checked((int)ldb), a.Pointer, dataType, checked((int)lda), &be, c.Pointer, Cublas.CUDA_R_32F, checked((int)ldc),
             compute, Cublas.CUBLAS_GEMM_DEFAULT), "cublasGemmEx", "MatMul");
@@ -594,6 +603,7 @@ public sealed unsafe partial class CudaBackend : IBackend
             CuDriver.cuStreamSynchronize(_stream);
             foreach (var module in _modules.Values) CuDriver.cuModuleUnload(module);
             if (_cublas != 0) Cublas.cublasDestroy(_cublas);
+            _lt?.Dispose();
             Allocator.Free(_errorWord, DeviceAllocator.BucketSize(16));
             Allocator.Dispose();
             if (_pinned != 0) CuDriver.cuMemFreeHost(_pinned);

@@ -45,6 +45,39 @@ internal static unsafe partial class Cublas
     [LibraryImport(LtLib)] public static partial int cublasLtDestroy(nint handle);
     [LibraryImport(LtLib)] public static partial nuint cublasLtGetVersion();
 
+    // cuBLASLt matmul (enum values from cublasLt.h, stable since CUDA 11)
+    public const int CUBLASLT_MATMUL_DESC_TRANSA = 3, CUBLASLT_MATMUL_DESC_TRANSB = 4, CUBLASLT_MATMUL_DESC_EPILOGUE = 7, CUBLASLT_MATMUL_DESC_BIAS_POINTER = 8;
+    public const int CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT = 5, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET = 6;
+    public const uint CUBLASLT_EPILOGUE_DEFAULT = 1, CUBLASLT_EPILOGUE_BIAS = 4, CUBLASLT_EPILOGUE_GELU = 32, CUBLASLT_EPILOGUE_GELU_BIAS = 36;
+    public const int CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1;
+
+    /// <summary>cublasLtMatmulHeuristicResult_t: algo (8 × u64), workspace size, status, waves count, 4 reserved ints (96 bytes).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct LtHeuristicResult
+    {
+        public fixed ulong Algo[8];
+        public nuint WorkspaceSize;
+        public int State;
+        public float WavesCount;
+        public fixed int Reserved[4];
+    }
+
+    [LibraryImport(LtLib)] public static partial int cublasLtMatmulDescCreate(out nint desc, int computeType, int scaleType);
+    [LibraryImport(LtLib)] public static partial int cublasLtMatmulDescDestroy(nint desc);
+    [LibraryImport(LtLib)] public static partial int cublasLtMatmulDescSetAttribute(nint desc, int attribute, void* value, nuint bytes);
+    [LibraryImport(LtLib)] public static partial int cublasLtMatrixLayoutCreate(out nint layout, int type, ulong rows, ulong cols, long ld);
+    [LibraryImport(LtLib)] public static partial int cublasLtMatrixLayoutDestroy(nint layout);
+    [LibraryImport(LtLib)] public static partial int cublasLtMatrixLayoutSetAttribute(nint layout, int attribute, void* value, nuint bytes);
+    [LibraryImport(LtLib)] public static partial int cublasLtMatmulPreferenceCreate(out nint preference);
+    [LibraryImport(LtLib)] public static partial int cublasLtMatmulPreferenceDestroy(nint preference);
+    [LibraryImport(LtLib)] public static partial int cublasLtMatmulPreferenceSetAttribute(nint preference, int attribute, void* value, nuint bytes);
+    [LibraryImport(LtLib)]
+    public static partial int cublasLtMatmulAlgoGetHeuristic(nint handle, nint desc, nint aLayout, nint bLayout, nint cLayout, nint dLayout,
+        nint preference, int requested, LtHeuristicResult* results, out int returned);
+    [LibraryImport(LtLib)]
+    public static partial int cublasLtMatmul(nint handle, nint desc, void* alpha, nint a, nint aLayout, nint b, nint bLayout, void* beta,
+        nint c, nint cLayout, nint d, nint dLayout, ulong* algo, nint workspace, nuint workspaceBytes, nint stream);
+
     /// <summary>cublasStatus_t names (cublasGetStatusName only exists from 11.4; this table works with any version).</summary>
     public static string StatusName(int status) => status switch
     {
