@@ -63,7 +63,7 @@ static class DistillCommand
             var evals = TrainingCli.RunWithProgress(trainer, "distill", json, backend, DevicePeak.TrainFlopsPerToken(studentModel.Config, options.SeqLen), lossFn);
             var final = Path.Combine(options.RunDir, "final");
             GptNeoXCheckpoint.Save(studentModel, final, extraFiles: options.TokenizerFile is { } tf ? [tf] : null);
-            var last = evals[^1];
+            var last = evals.Count > 0 ? evals[^1] : trainer.Evaluate(trainer.Step);   // empty when --resume found the run complete
             if (json) Console.WriteLine(new JsonObject { ["run_dir"] = Path.GetFullPath(options.RunDir), ["final_model"] = Path.GetFullPath(final), ["steps"] = trainer.Step, ["val_loss"] = last.ValLoss, ["val_perplexity"] = last.Perplexity }.ToJsonString(CliCommon.JsonOptions));
             else Console.WriteLine($"done: val loss {last.ValLoss:F4} (perplexity {last.Perplexity:F2}); student in {final}");
             return 0;

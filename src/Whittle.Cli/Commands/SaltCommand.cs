@@ -69,7 +69,8 @@ static class SaltCommand
             log.WriteLine(isBaseline
                 ? $"salt baseline: large model {ParameterCount.Of(largeModel.Config).Total:N0} parameters, {o.Steps} steps, no small model"
                 : $"salt: large model {ParameterCount.Of(largeModel.Config).Total:N0} parameters helped by {ParameterCount.Of(smallModel!.Config).Total:N0} for {n} of {o.Steps} steps (ω = {p.GetValue(omega)}, {p.GetValue(schedule)}){(o.SelectedWindows is { } s ? $" on {s.Count} selected windows" : "")}");
-            var evals = TrainingCli.RunWithProgress(trainer, isBaseline ? "baseline" : "salt", json, backend, DevicePeak.TrainFlopsPerToken(largeModel.Config, o.SeqLen), loss);
+            IReadOnlyList<EvalRecord> evals = TrainingCli.RunWithProgress(trainer, isBaseline ? "baseline" : "salt", json, backend, DevicePeak.TrainFlopsPerToken(largeModel.Config, o.SeqLen), loss);
+            if (evals.Count == 0) evals = [trainer.Evaluate(trainer.Step)];   // --resume found the run complete
             var final = Path.Combine(o.RunDir, "final");
             GptNeoXCheckpoint.Save(largeModel, final, extraFiles: o.TokenizerFile is { } tf ? [tf] : null);
             if (json)
