@@ -57,7 +57,8 @@ static class DistillCommand
             using var trainer = new Trainer(studentModel, data, options);
             bool json = p.GetValue(CliCommon.Json);
             var log = json ? Console.Error : Console.Out;
-            if (p.GetValue(t.Resume) && trainer.TryResume()) log.WriteLine($"resumed at step {trainer.Step}");
+            if (!p.GetValue(t.Resume)) trainer.RequireFreshRunDirectory();
+            else if (trainer.TryResume()) log.WriteLine($"resumed at step {trainer.Step}");
             var sc = ParameterCount.Of(studentModel.Config); var tc = ParameterCount.Of(teacherModel.Config);
             log.WriteLine($"distill: student {sc.Total:N0} parameters, teacher {tc.Total:N0}; loss {settings.Alpha}·CE + {settings.Beta}·{p.GetValue(loss)} (τ = {tau}) on {backend.Name}");
             var evals = TrainingCli.RunWithProgress(trainer, "distill", json, backend, DevicePeak.TrainFlopsPerToken(studentModel.Config, options.SeqLen), lossFn);

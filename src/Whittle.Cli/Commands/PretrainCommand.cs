@@ -29,7 +29,8 @@ static class PretrainCommand
             using var trainer = new Trainer(model, data, options);
             bool json = p.GetValue(CliCommon.Json);
             var log = json ? Console.Error : Console.Out;
-            if (p.GetValue(t.Resume) && trainer.TryResume()) log.WriteLine($"resumed at step {trainer.Step} from {trainer.Checkpoints.Latest()!.Value.Path}");
+            if (!p.GetValue(t.Resume)) trainer.RequireFreshRunDirectory();
+            else if (trainer.TryResume()) log.WriteLine($"resumed at step {trainer.Step} from {trainer.Checkpoints.Latest()!.Value.Path}");
             var counts = ParameterCount.Of(model.Config);
             log.WriteLine($"pretrain: {counts.Total:N0} parameters ({counts.NonEmbedding:N0} non-embedding) on {backend.Name}, {options.Steps} steps × {options.TokensPerStep:N0} tokens");
             var evals = TrainingCli.RunWithProgress(trainer, "pretrain", json, backend, DevicePeak.TrainFlopsPerToken(model.Config, options.SeqLen));

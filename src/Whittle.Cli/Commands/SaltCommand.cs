@@ -52,7 +52,10 @@ static class SaltCommand
                 var sel = SaltResult.Load(selFile);
                 if (sel.SeqLen != o.SeqLen) throw new WhittleException($"{selFile}: selection was made with --seq-len {sel.SeqLen}, this run uses {o.SeqLen}");
                 var starts = sel.Selected.Select(w => SaltSelection.WindowStart(w.Window, sel.SeqLen)).ToList();
-                if (starts.Count == 0 || starts[^1] + o.SeqLen + 1 > data.Train.Length) throw new WhittleException($"{selFile}: selected windows do not fit this dataset's training split");
+                if (starts.Count == 0 || starts.Max() + o.SeqLen + 1 > data.Train.Length || sel.Windows * (sel.SeqLen + 1) > data.Train.Length)
+                    throw new WhittleException($"{selFile}: selected windows do not fit this dataset's training split");
+                if (!string.Equals(SaltSelection.DatasetHash(data.Train, sel.SeqLen, sel.Windows), sel.DatasetSha256, StringComparison.OrdinalIgnoreCase))
+                    throw new WhittleException($"{selFile}: the selection was scored on other data (dataset_sha256 differs from this dataset's training split); run salt-select on {data.Directory}");
                 o = o with { SelectedWindows = starts, SelectedUntilStep = n };
             }
             if (smallDir is not null) TrainingCli.RequireSameTokenizer(smallDir, data);
@@ -65,7 +68,8 @@ static class SaltCommand
             using var trainer = new Trainer(largeModel, data, o);
             bool json = p.GetValue(CliCommon.Json);
             var log = json ? Console.Error : Console.Out;
-            if (p.GetValue(t.Resume) && trainer.TryResume()) log.WriteLine($"resumed at step {trainer.Step}");
+            if (!p.GetValue(t.Resume)) trainer.RequireFreshRunDirectory();
+            else if (trainer.TryResume()) log.WriteLine($"resumed at step {trainer.Step}");
             log.WriteLine(isBaseline
                 ? $"salt baseline: large model {ParameterCount.Of(largeModel.Config).Total:N0} parameters, {o.Steps} steps, no small model"
                 : $"salt: large model {ParameterCount.Of(largeModel.Config).Total:N0} parameters helped by {ParameterCount.Of(smallModel!.Config).Total:N0} for {n} of {o.Steps} steps (ω = {p.GetValue(omega)}, {p.GetValue(schedule)}){(o.SelectedWindows is { } s ? $" on {s.Count} selected windows" : "")}");

@@ -91,6 +91,19 @@ public static class SaltSelection
     /// Scores every window of <paramref name="tokens"/> (at most maxWindows) with the small model, B windows per forward
     /// in no-grad mode, logits read to the host 64 rows at a time. progress(windows done, total).
     /// </summary>
+    /// <summary>The dataset hash a selection records: SHA-256 of the first <paramref name="windows"/> (T+1)-token windows' ids (int32, little-endian).</summary>
+    public static string DatasetHash(ITokenSource tokens, int seqLen, long windows)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var window = new int[seqLen + 1];
+        for (long w = 0; w < windows; w++)
+        {
+            tokens.Read(WindowStart(w, seqLen), window);
+            hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(window.AsSpan()));
+        }
+        return Convert.ToHexStringLower(hash.GetHashAndReset());
+    }
+
     public static SaltResult Run(GptNeoX small, ITokenSource tokens, int seqLen, int k, double keep, long maxWindows = long.MaxValue,
         int batchSize = 4, Action<long, long>? progress = null)
     {

@@ -111,13 +111,29 @@ public sealed class Trainer : IDisposable
     /// <summary>Continues from the newest complete checkpoint of the run directory; false when there is none.</summary>
     public bool TryResume()
     {
-        if (_store.Latest() is not { } latest) return false;
+        if (_store.Latest() is not { } latest)
+        {
+            // An interrupted run that never checkpointed starts again from step 0: its metric lines go with it.
+            if (File.Exists(MetricsPath)) File.Delete(MetricsPath);
+            return false;
+        }
         _state = CheckpointStore.Restore(latest.Path, _model, _opt);
         if (_state.Seed != _o.Seed) throw new WhittleException($"{latest.Path}: the run used --seed {_state.Seed}, not {_o.Seed}; resume with the same seed");
         _loader.Cursor = _state.DataCursor;
         _selectedCursor = _state.SelectedCursor;
         TruncateMetrics(_state.Step);
         return true;
+    }
+
+    /// <summary>
+    /// For a run started without --resume: refuses a run directory that already holds a run (checkpoints or metrics),
+    /// since mixing two runs' metrics and checkpoints would make both unusable (pruning keeps the highest steps).
+    /// </summary>
+    public void RequireFreshRunDirectory()
+    {
+        var latest = _store.Latest();
+        if (latest is not null || File.Exists(MetricsPath))
+            throw new WhittleException($"{_o.RunDir} already holds a run{(latest is { } l ? $" (checkpoints up to step {l.Step})" : "")}; pass --resume to continue it, or choose another --out");
     }
 
     public IReadOnlyList<EvalRecord> Run(LossFunction? loss = null, Action<StepRecord>? onStep = null, Action<EvalRecord>? onEval = null, CancellationToken cancel = default)

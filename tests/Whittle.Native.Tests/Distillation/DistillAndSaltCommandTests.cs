@@ -142,4 +142,24 @@ public class DistillAndSaltCommandTests
             Assert.That(windows.Any(w => w.SequenceEqual(row)), $"step {step}: a row outside the selection");
         Assert.That(seen.Where(s => s.Step > 2).Any(s => !windows.Any(w => w.SequenceEqual(s.Row))), "after the KD phase, the whole split");
     }
+
+    [Test]
+    public void SaltRefusesASelectionScoredOnOtherData()
+    {
+        var sel = Path.Combine(_root, "sel.json");
+        var made = CliRunner.Run("salt-select", "--small", Teacher, "--data", TestData.AustenSlice, "--top-k", "10", "--keep", "0.5", "--seq-len", "16", "--max-sequences", "20", "--out", sel);
+        Assert.That(made.Exit, Is.EqualTo(0), made.Stderr);
+        var ok = CliRunner.Run(["salt", "--small", Teacher, .. Common(Path.Combine(_root, "sel-ok"), 3), "--kd-steps", "2", "--select", sel]);
+        Assert.That(ok.Exit, Is.EqualTo(0), ok.Stderr);
+
+        var o = JsonNode.Parse(File.ReadAllText(sel))!;
+        o["dataset_sha256"] = new string('0', 64);
+        var tampered = Path.Combine(_root, "sel-other.json");
+        File.WriteAllText(tampered, o.ToJsonString());
+        var run = Path.Combine(_root, "sel-bad");
+        var (exit, _, err) = CliRunner.Run(["salt", "--small", Teacher, .. Common(run, 3), "--kd-steps", "2", "--select", tampered]);
+        Assert.That(exit, Is.EqualTo(1));
+        Assert.That(err, Does.Contain("scored on other data"));
+        Assert.That(Directory.Exists(run), Is.False, "nothing written");
+    }
 }

@@ -157,4 +157,27 @@ public class TrainerTests
         Assert.That(exit, Is.EqualTo(1));
         Assert.That(err, Does.Contain("step 1").And.Contain("loss is NaN"));
     }
+
+    [Test]
+    public void ANewRunIntoADirectoryHoldingARunIsRefused()
+    {
+        var run = Path.Combine(_root, "cli-twice");
+        Assert.That(RunWhittle(PretrainArgs(run, 2)).Exit, Is.EqualTo(0));
+        var (exit, err) = RunWhittle(PretrainArgs(run, 2));
+        Assert.That(exit, Is.EqualTo(1));
+        Assert.That(err, Does.Contain("already holds a run").And.Contain("--resume"));
+    }
+
+    [Test]
+    public void ResumingARunThatNeverCheckpointedStartsCleanMetrics()
+    {
+        var run = Path.Combine(_root, "cli-no-checkpoint");
+        Directory.CreateDirectory(run);
+        // What an interrupted first run leaves: metric lines past any checkpoint, the last one cut short.
+        File.WriteAllText(Path.Combine(run, "metrics.jsonl"), "{\"step\":1,\"loss\":9.0}\n{\"step\":2,\"lo");
+        Assert.That(RunWhittle([.. PretrainArgs(run, 2), "--resume"]).Exit, Is.EqualTo(0));
+        var steps = File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!).Where(o => o["loss"] is not null)
+            .Select(o => o["step"]!.GetValue<int>());
+        Assert.That(steps, Is.EqualTo(new[] { 1, 2 }));
+    }
 }
