@@ -98,23 +98,28 @@ public sealed class GemmBenchConfig : ManualConfig
 }
 
 /// <summary>2 m n k / mean time, from the Shape parameter of each case.</summary>
-public sealed class GflopsColumn : IColumn
+public sealed class GflopsColumn() : RateColumn("GFLOP/s", "2*M*N*K / mean time, in 1e9 floating-point operations per second")
 {
-    public string Id => nameof(GflopsColumn);
-    public string ColumnName => "GFLOP/s";
+    protected override string? Rate(BenchmarkCase c, double meanNs) =>
+        c.Parameters["S"] is GemmBench.Shape shape ? (shape.Flops / meanNs).ToString("F1") : null;   // flops per ns = GFLOP/s
+}
+
+/// <summary>A custom column derived from each case's mean time (GFLOP/s, tokens/s): the IColumn plumbing, once.</summary>
+public abstract class RateColumn(string name, string legend) : IColumn
+{
+    public string Id => GetType().Name;
+    public string ColumnName => name;
     public bool AlwaysShow => true;
     public ColumnCategory Category => ColumnCategory.Custom;
     public int PriorityInCategory => 0;
     public bool IsNumeric => true;
     public UnitType UnitType => UnitType.Dimensionless;
-    public string Legend => "2*M*N*K / mean time, in 1e9 floating-point operations per second";
+    public string Legend => legend;
     public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
     public bool IsAvailable(Summary summary) => true;
     public string GetValue(Summary summary, BenchmarkCase benchmarkCase) => GetValue(summary, benchmarkCase, SummaryStyle.Default);
-    public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style)
-    {
-        var stats = summary[benchmarkCase]?.ResultStatistics;
-        if (stats is null || benchmarkCase.Parameters["S"] is not GemmBench.Shape shape) return "-";
-        return (shape.Flops / stats.Mean).ToString("F1"); // flops per ns = GFLOP/s
-    }
+    public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style) =>
+        summary[benchmarkCase]?.ResultStatistics is { } stats ? Rate(benchmarkCase, stats.Mean) ?? "-" : "-";
+    /// <summary>The value from the mean time in nanoseconds, or null when the case has no shape to compute it from.</summary>
+    protected abstract string? Rate(BenchmarkCase benchmarkCase, double meanNs);
 }

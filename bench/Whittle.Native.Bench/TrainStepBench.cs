@@ -117,23 +117,8 @@ public sealed class TrainStepBenchConfig : ManualConfig
 }
 
 /// <summary>B·T / mean time, from the Shape parameter of each case.</summary>
-public sealed class TokensPerSecondColumn : IColumn
+public sealed class TokensPerSecondColumn() : RateColumn("tok/s", "B*T tokens / mean time of one step")
 {
-    public string Id => nameof(TokensPerSecondColumn);
-    public string ColumnName => "tok/s";
-    public bool AlwaysShow => true;
-    public ColumnCategory Category => ColumnCategory.Custom;
-    public int PriorityInCategory => 0;
-    public bool IsNumeric => true;
-    public UnitType UnitType => UnitType.Dimensionless;
-    public string Legend => "B*T tokens / mean time of one step";
-    public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
-    public bool IsAvailable(Summary summary) => true;
-    public string GetValue(Summary summary, BenchmarkCase benchmarkCase) => GetValue(summary, benchmarkCase, SummaryStyle.Default);
-    public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style)
-    {
-        var stats = summary[benchmarkCase]?.ResultStatistics;
-        if (stats is null || benchmarkCase.Parameters["S"] is not TrainStepBench.Shape shape) return "-";
-        return (shape.Tokens / (stats.Mean * 1e-9)).ToString("F0");
-    }
+    protected override string? Rate(BenchmarkCase c, double meanNs) =>
+        c.Parameters["S"] is TrainStepBench.Shape shape ? (shape.Tokens / (meanNs * 1e-9)).ToString("F0") : null;
 }

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using Whittle.Native;
 using Whittle.Native.Data;
 using Whittle.Native.Evaluation;
@@ -70,4 +71,18 @@ sealed class TokenInputs : IDisposable
     }
 
     public void Dispose() => _dataset?.Dispose();
+}
+
+/// <summary>The --data / --text / --tokenizer / --ids options of every command that reads tokens, defined once.</summary>
+sealed class TokenInputOptions
+{
+    public readonly Option<string?> Data = new("--data") { Description = "Token dataset directory (`whittle tokenize`): its validation split (train if val is empty)." };
+    public readonly Option<string?> Text = new("--text") { Description = "A UTF-8 text file, tokenized with --tokenizer (default: the model's tokenizer.json)." };
+    public readonly Option<string?> Tokenizer = new("--tokenizer") { Description = "Tokenizer for --text." };
+    public readonly Option<string?> Ids = new("--ids") { Description = "A JSON array of token ids (or ids separated by whitespace or commas)." };
+
+    public void AddTo(Command cmd) { foreach (var o in new Option[] { Data, Text, Tokenizer, Ids }) cmd.Options.Add(o); }
+
+    public TokenInputs Open(ParseResult p, string modelDir, int vocab) =>
+        TokenInputs.Open(p.GetValue(Data), p.GetValue(Text), p.GetValue(Ids), modelDir, vocab, p.GetValue(Tokenizer));
 }

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Text.Json.Nodes;
 using Spectre.Console;
 using Whittle.Native;
 using Whittle.Native.Data;
@@ -73,6 +74,41 @@ sealed class TrainingCli
     {
         var tok = Path.Combine(modelDir, "tokenizer.json");
         if (File.Exists(tok)) data.RequireTokenizer(Native.Tokenization.Tokenizer.FromFile(tok).Sha256, tok);
+    }
+
+    /// <summary>
+    /// The part every training command shares once its models are built: --resume (or refuse an occupied run
+    /// directory), a header line, the training loop with progress, final/ (with the tokenizer) and the summary
+    /// (text, or JSON with <paramref name="extraJson"/>'s fields added).
+    /// </summary>
+    public int Train(ParseResult p, Trainer trainer, GptNeoX model, TrainOptions o, IBackend backend, string label, string header,
+        LossFunction? loss = null, Action<JsonObject>? extraJson = null)
+    {
+        bool json = p.GetValue(CliCommon.Json);
+        var log = json ? Console.Error : Console.Out;
+        if (!p.GetValue(Resume)) trainer.RequireFreshRunDirectory();
+        else if (trainer.TryResume()) log.WriteLine($"resumed at step {trainer.Step} from {trainer.Checkpoints.Latest()!.Value.Path}");
+        log.WriteLine(header);
+        var evals = RunWithProgress(trainer, label, json, backend, DevicePeak.TrainFlopsPerToken(model.Config, o.SeqLen), loss);
+        if (evals.Count == 0) evals = [trainer.Evaluate(trainer.Step)];   // --resume found the run complete
+        var final = Path.Combine(o.RunDir, "final");
+        GptNeoXCheckpoint.Save(model, final, extraFiles: o.TokenizerFile is { } tf ? [tf] : null);
+        var last = evals[^1];
+        if (!json)
+        {
+            Console.WriteLine($"done: val loss {last.ValLoss:F4} (perplexity {last.Perplexity:F2}); model in {final}");
+            return 0;
+        }
+        var summary = new JsonObject
+        {
+            ["run_dir"] = Path.GetFullPath(o.RunDir), ["final_model"] = Path.GetFullPath(final), ["steps"] = trainer.Step,
+            ["tokens"] = (long)trainer.Step * o.TokensPerStep, ["parameters"] = ParameterCount.Of(model.Config).Total,
+            ["val_loss"] = last.ValLoss, ["val_perplexity"] = last.Perplexity,
+            ["evaluations"] = new JsonArray(evals.Select(e => (JsonNode)new JsonObject { ["step"] = e.Step, ["tokens"] = e.TokensSeen, ["val_loss"] = e.ValLoss, ["val_perplexity"] = e.Perplexity }).ToArray()),
+        };
+        extraJson?.Invoke(summary);
+        Console.WriteLine(summary.ToJsonString(CliCommon.JsonOptions));
+        return 0;
     }
 
     /// <summary>

@@ -55,19 +55,9 @@ static class DistillCommand
             var lossFn = DistillationLoss.Create(studentModel, teacherModel, settings, k, _ => (settings.Alpha, settings.Beta));
 
             using var trainer = new Trainer(studentModel, data, options);
-            bool json = p.GetValue(CliCommon.Json);
-            var log = json ? Console.Error : Console.Out;
-            if (!p.GetValue(t.Resume)) trainer.RequireFreshRunDirectory();
-            else if (trainer.TryResume()) log.WriteLine($"resumed at step {trainer.Step}");
             var sc = ParameterCount.Of(studentModel.Config); var tc = ParameterCount.Of(teacherModel.Config);
-            log.WriteLine($"distill: student {sc.Total:N0} parameters, teacher {tc.Total:N0}; loss {settings.Alpha}·CE + {settings.Beta}·{p.GetValue(loss)} (τ = {tau}) on {backend.Name}");
-            var evals = TrainingCli.RunWithProgress(trainer, "distill", json, backend, DevicePeak.TrainFlopsPerToken(studentModel.Config, options.SeqLen), lossFn);
-            var final = Path.Combine(options.RunDir, "final");
-            GptNeoXCheckpoint.Save(studentModel, final, extraFiles: options.TokenizerFile is { } tf ? [tf] : null);
-            var last = evals.Count > 0 ? evals[^1] : trainer.Evaluate(trainer.Step);   // empty when --resume found the run complete
-            if (json) Console.WriteLine(new JsonObject { ["run_dir"] = Path.GetFullPath(options.RunDir), ["final_model"] = Path.GetFullPath(final), ["steps"] = trainer.Step, ["val_loss"] = last.ValLoss, ["val_perplexity"] = last.Perplexity }.ToJsonString(CliCommon.JsonOptions));
-            else Console.WriteLine($"done: val loss {last.ValLoss:F4} (perplexity {last.Perplexity:F2}); student in {final}");
-            return 0;
+            return t.Train(p, trainer, studentModel, options, backend, "distill",
+                $"distill: student {sc.Total:N0} parameters, teacher {tc.Total:N0}; loss {settings.Alpha}·CE + {settings.Beta}·{p.GetValue(loss)} (τ = {tau}) on {backend.Name}", lossFn);
         });
         return cmd;
     }

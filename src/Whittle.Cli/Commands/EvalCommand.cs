@@ -15,10 +15,6 @@ static class EvalCommand
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "Model directory (HF GPT-NeoX).", Required = true };
-        var data = new Option<string?>("--data") { Description = "Token dataset directory: evaluates its validation split." };
-        var text = new Option<string?>("--text") { Description = "A UTF-8 text file (needs --tokenizer)." };
-        var tokenizer = new Option<string?>("--tokenizer") { Description = "Tokenizer for --text (default: the model's tokenizer.json)." };
-        var ids = new Option<string?>("--ids") { Description = "A JSON array of token ids (or ids separated by whitespace or commas)." };
         var seqLen = new Option<int>("--seq-len") { Description = "Window length T: each window gives T−1 predictions.", DefaultValueFactory = _ => 128 };
         var batch = new Option<int>("--batch-size") { Description = "Windows per forward pass.", DefaultValueFactory = _ => 16 };
         var maxTokens = new Option<long?>("--max-tokens") { Description = "Stop after about this many predictions." };
@@ -28,12 +24,14 @@ static class EvalCommand
             Perplexity of a model. The token stream is cut into consecutive non-overlapping windows of T tokens (a shorter
             trailing remainder is dropped); in each window every token after the first is predicted from those before it;
             perplexity = exp(mean negative log-likelihood over those predictions).
-            """) { model, data, text, tokenizer, ids, seqLen, batch, maxTokens, device, subnet, CliCommon.Json };
+            """) { model, seqLen, batch, maxTokens, device, subnet, CliCommon.Json };
+        var inputOptions = new TokenInputOptions();
+        inputOptions.AddTo(cmd);
         cmd.SetAction(p =>
         {
             string dir = p.GetValue(model)!;
             // Inputs are checked against the config before any weights are read.
-            using var inputs = TokenInputs.Open(p.GetValue(data), p.GetValue(text), p.GetValue(ids), dir, GptNeoXConfig.Load(dir).VocabSize, p.GetValue(tokenizer));
+            using var inputs = inputOptions.Open(p, dir, GptNeoXConfig.Load(dir).VocabSize);
             var (source, what) = (inputs.Tokens, inputs.Description);
             using var backend = Backends.Create(p.GetValue(device)!);
             using var m = GptNeoXCheckpoint.Load(dir, backend);

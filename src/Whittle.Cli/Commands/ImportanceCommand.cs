@@ -18,16 +18,15 @@ static class ImportanceCommand
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "Parent model directory (Hugging Face GPT-NeoX).", Required = true };
-        var data = new Option<string?>("--data") { Description = "Token dataset directory (`whittle tokenize`); its val split is used (train if val is empty)." };
-        var text = new Option<string?>("--text") { Description = "A UTF-8 text file, tokenized with the model's tokenizer.json." };
-        var ids = new Option<string?>("--ids") { Description = "A file of token ids separated by whitespace or commas." };
         var seqLen = new Option<int?>("--seq-len") { Description = "Tokens per calibration window (default: min(128, max_position_embeddings))." };
         var batchSize = new Option<int>("--batch-size") { Description = "Windows per forward pass.", DefaultValueFactory = _ => 8 };
         var batches = new Option<int>("--batches") { Description = "Calibration batches (fewer if the text is shorter).", DefaultValueFactory = _ => 16 };
         var device = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
         var output = new Option<string>("--out") { Description = "Output directory for the permuted model and importance.json.", Required = true };
         var cmd = new Command("importance", "Score embedding channels, heads, MLP neurons and layers on calibration text; write the parent permuted by importance.")
-        { model, data, text, ids, seqLen, batchSize, batches, device, output, CliCommon.Json };
+        { model, seqLen, batchSize, batches, device, output, CliCommon.Json };
+        var inputOptions = new TokenInputOptions();
+        inputOptions.AddTo(cmd);
         cmd.SetAction(parse =>
         {
             string modelDir = parse.GetValue(model)!, outDir = parse.GetValue(output)!;
@@ -38,7 +37,7 @@ static class ImportanceCommand
             if (B < 1) throw new WhittleException($"--batch-size must be at least 1, got {B}");
             if (N < 1) throw new WhittleException($"--batches must be at least 1, got {N}");
             if (Path.GetFullPath(outDir) == Path.GetFullPath(modelDir)) throw new WhittleException("--out must differ from --model");
-            using var source = TokenInputs.Open(parse.GetValue(data), parse.GetValue(text), parse.GetValue(ids), modelDir, config.VocabSize);
+            using var source = inputOptions.Open(parse, modelDir, config.VocabSize);
             var calibration = TokenInputs.Windows(source.Tokens, T, B, N);
             if (calibration.Count == 0) throw new WhittleException($"{source.Description}: {source.Tokens.Length} tokens, fewer than one window of --seq-len {T}");
 

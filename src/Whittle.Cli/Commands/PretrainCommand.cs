@@ -27,25 +27,9 @@ static class PretrainCommand
             using var backend = Backends.Create(p.GetValue(t.Device)!);
             using var model = BuildModel(p, init, config, arch, data, backend, options.Seed, options.SeqLen);
             using var trainer = new Trainer(model, data, options);
-            bool json = p.GetValue(CliCommon.Json);
-            var log = json ? Console.Error : Console.Out;
-            if (!p.GetValue(t.Resume)) trainer.RequireFreshRunDirectory();
-            else if (trainer.TryResume()) log.WriteLine($"resumed at step {trainer.Step} from {trainer.Checkpoints.Latest()!.Value.Path}");
             var counts = ParameterCount.Of(model.Config);
-            log.WriteLine($"pretrain: {counts.Total:N0} parameters ({counts.NonEmbedding:N0} non-embedding) on {backend.Name}, {options.Steps} steps × {options.TokensPerStep:N0} tokens");
-            var evals = TrainingCli.RunWithProgress(trainer, "pretrain", json, backend, DevicePeak.TrainFlopsPerToken(model.Config, options.SeqLen));
-            var final = Path.Combine(options.RunDir, "final");
-            GptNeoXCheckpoint.Save(model, final, extraFiles: options.TokenizerFile is { } tf ? [tf] : null);
-            var last = evals.Count > 0 ? evals[^1] : trainer.Evaluate(trainer.Step);
-            if (json)
-                Console.WriteLine(new JsonObject
-                {
-                    ["run_dir"] = Path.GetFullPath(options.RunDir), ["final_model"] = Path.GetFullPath(final), ["steps"] = trainer.Step,
-                    ["tokens"] = (long)trainer.Step * options.TokensPerStep, ["val_loss"] = last.ValLoss, ["val_perplexity"] = last.Perplexity,
-                    ["parameters"] = counts.Total,
-                }.ToJsonString(CliCommon.JsonOptions));
-            else Console.WriteLine($"done: val loss {last.ValLoss:F4} (perplexity {last.Perplexity:F2}); model in {final}");
-            return 0;
+            return t.Train(p, trainer, model, options, backend, "pretrain",
+                $"pretrain: {counts.Total:N0} parameters ({counts.NonEmbedding:N0} non-embedding) on {backend.Name}, {options.Steps} steps × {options.TokensPerStep:N0} tokens");
         });
         return cmd;
     }

@@ -66,25 +66,10 @@ static class SaltCommand
                 : DistillationLoss.Create(largeModel, smallModel, new DistillSettings(DistillKind.ForwardKl, 1f, 1f, 0f), 0, weights);
 
             using var trainer = new Trainer(largeModel, data, o);
-            bool json = p.GetValue(CliCommon.Json);
-            var log = json ? Console.Error : Console.Out;
-            if (!p.GetValue(t.Resume)) trainer.RequireFreshRunDirectory();
-            else if (trainer.TryResume()) log.WriteLine($"resumed at step {trainer.Step}");
-            log.WriteLine(isBaseline
+            string header = isBaseline
                 ? $"salt baseline: large model {ParameterCount.Of(largeModel.Config).Total:N0} parameters, {o.Steps} steps, no small model"
-                : $"salt: large model {ParameterCount.Of(largeModel.Config).Total:N0} parameters helped by {ParameterCount.Of(smallModel!.Config).Total:N0} for {n} of {o.Steps} steps (ω = {p.GetValue(omega)}, {p.GetValue(schedule)}){(o.SelectedWindows is { } s ? $" on {s.Count} selected windows" : "")}");
-            IReadOnlyList<EvalRecord> evals = TrainingCli.RunWithProgress(trainer, isBaseline ? "baseline" : "salt", json, backend, DevicePeak.TrainFlopsPerToken(largeModel.Config, o.SeqLen), loss);
-            if (evals.Count == 0) evals = [trainer.Evaluate(trainer.Step)];   // --resume found the run complete
-            var final = Path.Combine(o.RunDir, "final");
-            GptNeoXCheckpoint.Save(largeModel, final, extraFiles: o.TokenizerFile is { } tf ? [tf] : null);
-            if (json)
-                Console.WriteLine(new JsonObject
-                {
-                    ["run_dir"] = Path.GetFullPath(o.RunDir), ["final_model"] = Path.GetFullPath(final), ["kd_steps"] = isBaseline ? 0 : n,
-                    ["evaluations"] = new JsonArray(evals.Select(e => (JsonNode)new JsonObject { ["step"] = e.Step, ["tokens"] = e.TokensSeen, ["val_loss"] = e.ValLoss, ["val_perplexity"] = e.Perplexity }).ToArray()),
-                }.ToJsonString(CliCommon.JsonOptions));
-            else Console.WriteLine($"done: val loss {evals[^1].ValLoss:F4} (perplexity {evals[^1].Perplexity:F2}); model in {final}");
-            return 0;
+                : $"salt: large model {ParameterCount.Of(largeModel.Config).Total:N0} parameters helped by {ParameterCount.Of(smallModel!.Config).Total:N0} for {n} of {o.Steps} steps (ω = {p.GetValue(omega)}, {p.GetValue(schedule)}){(o.SelectedWindows is { } s ? $" on {s.Count} selected windows" : "")}";
+            return t.Train(p, trainer, largeModel, o, backend, isBaseline ? "baseline" : "salt", header, loss, summary => summary["kd_steps"] = isBaseline ? 0 : n);
         });
         return cmd;
     }
