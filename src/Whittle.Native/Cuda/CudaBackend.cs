@@ -79,6 +79,12 @@ public sealed unsafe partial class CudaBackend : IBackend
     public DeviceAllocator Allocator { get; }
     /// <summary>Lets cuBLAS use TF32 tensor cores for f32 matmuls (faster, ~1e-3 relative error instead of ~1e-6).</summary>
     public bool AllowTf32 { get; set; }
+    /// <summary>
+    /// Runs the attention forward on bf16 tensor cores (attention.cu attention_forward_mma_d64/d128: q, k, v and the
+    /// probabilities rounded to bf16, f32 accumulation and statistics; ~1e-2 relative instead of ~1e-6) when the head
+    /// size is 64 or 128; other head sizes and the backward keep the f32 kernels. For the bf16 precision mode.
+    /// </summary>
+    public bool Bf16Attention { get; set; }
 
     /// <summary>Number of CUDA devices; 0 with the reason when there is no driver or no device.</summary>
     public static int DeviceCount(out string? problem)
@@ -461,6 +467,15 @@ public sealed unsafe partial class CudaBackend : IBackend
         CheckHeadSize(d);
         var sq = Bthd4(q, "q", b, t, h, d); var sk = Bthd4(k, "k", b, t, h, d); var sv = Bthd4(v, "v", b, t, h, d); var so = Bthd4(output, "output", b, t, h, d);
         F32(lse, "lse", 3); Shape(lse, "lse", _op, b, h, t); Contiguous(lse, "lse");
+        if (Bf16Attention && d is 64 or 128)
+        {
+            // bf16 (64, D+8) Q and K tiles and the transposed (D, 64+8) V tile: 27 KB for D = 64, 53 KB for D = 128.
+            int tileBytes = (2 * 64 * (d + 8) + d * (64 + 8)) * sizeof(ushort);
+            Launch("attention.cu", $"attention_forward_mma_d{d}", CeilDiv(t, 64), b * h, 128, tileBytes,
+                Args().Add(q.Pointer).Add(k.Pointer).Add(v.Pointer).Add(output.Pointer).Add(lse.Pointer).Add(b).Add(t).Add(h).Add(d).Add(scale)
+                    .Add(sq).Add(sk).Add(sv).Add(so));
+            return;
+        }
         int shared = (2 * AttentionKeys * (d + 1) + AttentionRows * d) * sizeof(float);
         Launch("attention.cu", "attention_forward", CeilDiv(t, AttentionRows), b * h, AttentionRows * 32, shared,
             Args().Add(q.Pointer).Add(k.Pointer).Add(v.Pointer).Add(output.Pointer).Add(lse.Pointer).Add(b).Add(t).Add(h).Add(d).Add(scale)

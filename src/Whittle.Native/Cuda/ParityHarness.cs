@@ -30,8 +30,15 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
 
     public const double F32Tolerance = 1e-5, Tf32Tolerance = 5e-3, ReductionTolerance = 1e-6;
 
+    /// <summary>
+    /// The bf16 tensor-core attention forward rounds q, k, v and the probabilities to bf16 (relative 2^-9 each): a score
+    /// |s| &lt;= a few units moves by ~|s|·2^-8, so outputs and lse move by ~1e-2 of their max at most on these inputs.
+    /// </summary>
+    public const double Bf16AttentionTolerance = 2e-2;
+
     public static double Tolerance(string op, bool tf32) => op switch
     {
+        "AttentionForward(bf16 mma)" => Bf16AttentionTolerance,
         "MatMul" when tf32 => Tf32Tolerance,
         "Sum" or "SumOfSquares" => ReductionTolerance,
         "Copy(f32->bf16)" => 0,
@@ -50,6 +57,7 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         SumRows(37, 70, 90); SumRows(300, 33, 33);
         Rotary(2, 13, 3, 16, 8); Rotary(1, 40, 2, 64, 64);
         Attention(2, 37, 3, 16); Attention(1, 70, 2, 64); Attention(1, 33, 2, 80);
+        if (candidate is CudaBackend cuda) { AttentionBf16(cuda, 2, 130, 3, 64); AttentionBf16(cuda, 1, 77, 2, 128); AttentionBf16(cuda, 1, 64, 1, 64); }
         foreach (var tanh in new[] { false, true }) { Gelu(37, tanh); Gelu(4099, tanh); }
         Elementwise(1029);
         CrossEntropy(9, 131, withGrad: true); CrossEntropy(16, 1000, withGrad: true); CrossEntropy(5, 77, withGrad: false);
@@ -233,6 +241,22 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         candidate.AttentionBackward(dOut.C, Q(qkv.C), K(qkv.C), V(qkv.C), o.C, lse.C, scale, Q(dqkv.C), K(dqkv.C), V(dqkv.C));
         Compare("AttentionBackward", name, dqkv);
         Free(qkv, o, lse, dOut, dqkv);
+    }
+
+    /// <summary>The tensor-core forward against the CPU's f32 one (T not a multiple of the 64-row tile, partial last tile).</summary>
+    void AttentionBf16(CudaBackend cuda, int b, int t, int h, int d)
+    {
+        string name = $"B={b} T={t} H={h} D={d} fused qkv";
+        var qkv = Pair(Random((long)b * t * h * 3 * d, 2f), b, t, h, 3 * d);
+        var o = Poisoned(b, t, h, d); var lse = Poisoned(b, h, t);
+        float scale = 1f / MathF.Sqrt(d);
+        reference.AttentionForward(qkv.R.Narrow(3, 0, d), qkv.R.Narrow(3, d, d), qkv.R.Narrow(3, 2 * d, d), scale, o.R, lse.R);
+        bool was = cuda.Bf16Attention;
+        cuda.Bf16Attention = true;
+        try { cuda.AttentionForward(qkv.C.Narrow(3, 0, d), qkv.C.Narrow(3, d, d), qkv.C.Narrow(3, 2 * d, d), scale, o.C, lse.C); }
+        finally { cuda.Bf16Attention = was; }
+        Compare("AttentionForward(bf16 mma)", name, o, lse);
+        Free(qkv, o, lse);
     }
 
     void Gelu(int n, bool tanh)

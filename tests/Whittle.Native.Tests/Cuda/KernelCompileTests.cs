@@ -46,6 +46,17 @@ public class KernelCompileTests
         foreach (var n in names) Assert.That(ptx, Does.Contain($".entry {n}("), $"kernel {n} in the PTX of {file}");
     }
 
+    /// <summary>
+    /// PTX is only text to NVRTC: inline PTX (the tensor-core mma in attention.cu) and register allocation are checked
+    /// by ptxas, which a CUBIN build runs. So every file must also assemble for the real sm_80 and sm_90.
+    /// </summary>
+    [Test]
+    public void EveryKernelFileAssemblesToCubinForSm80And90([ValueSource(nameof(Files))] string file, [Values(80, 90)] int arch)
+    {
+        var k = new KernelCompiler(_cache).Compile(file, arch, KernelBinary.Cubin);
+        Assert.That(k.Image.AsSpan(0, 4).ToArray(), Is.EqualTo(new byte[] { 0x7f, (byte)'E', (byte)'L', (byte)'F' }), "a CUBIN is an ELF image");
+    }
+
     [Test]
     public void EveryKernelFileStartsWithItsPolicyComment([ValueSource(nameof(Files))] string file)
     {
