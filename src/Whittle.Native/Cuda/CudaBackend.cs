@@ -82,7 +82,8 @@ public sealed unsafe partial class CudaBackend : IBackend
     /// <summary>
     /// Runs the attention forward on bf16 tensor cores (attention.cu attention_forward_mma_d64/d128: q, k, v and the
     /// probabilities rounded to bf16, f32 accumulation and statistics; ~1e-2 relative instead of ~1e-6) when the head
-    /// size is 64 or 128; other head sizes and the backward keep the f32 kernels. For the bf16 precision mode.
+    /// size is 64 or 128, and the backward (attention_backward_*_mma_d64) when it is 64; other head sizes keep the f32
+    /// kernels. For the bf16 precision mode.
     /// </summary>
     public bool Bf16Attention { get; set; }
 
@@ -496,6 +497,17 @@ public sealed unsafe partial class CudaBackend : IBackend
         long rows = (long)b * h * t;
         Launch("attention.cu", "attention_backward_dot", CeilDiv(rows, 8), 1, 256, 0,
             Args().Add(dOut.Pointer).Add(output.Pointer).Add(dt.Pointer).Add(b).Add(t).Add(h).Add(d).Add(sdo).Add(so));
+        if (Bf16Attention && d == 64)
+        {
+            const int tile = 64 * 72 * sizeof(ushort);  // one bf16 (64, 64+8) tile
+            Launch("attention.cu", "attention_backward_dq_mma_d64", CeilDiv(t, 64), b * h, 128, 5 * tile,
+                Args().Add(dOut.Pointer).Add(q.Pointer).Add(k.Pointer).Add(v.Pointer).Add(lse.Pointer).Add(dt.Pointer).Add(dq.Pointer)
+                    .Add(b).Add(t).Add(h).Add(d).Add(scale).Add(sdo).Add(sq).Add(sk).Add(sv).Add(sdq));
+            Launch("attention.cu", "attention_backward_dkdv_mma_d64", CeilDiv(t, 64), b * h, 128, 6 * tile + 2 * 64 * sizeof(float),
+                Args().Add(dOut.Pointer).Add(q.Pointer).Add(k.Pointer).Add(v.Pointer).Add(lse.Pointer).Add(dt.Pointer).Add(dk.Pointer).Add(dv.Pointer)
+                    .Add(b).Add(t).Add(h).Add(d).Add(scale).Add(sdo).Add(sq).Add(sk).Add(sv).Add(sdk).Add(sdv));
+            return;
+        }
         int shared = (2 * AttentionKeys * (d + 1) + 2 * AttentionRows * d) * sizeof(float);
         Launch("attention.cu", "attention_backward_dq", CeilDiv(t, AttentionRows), b * h, AttentionRows * 32, shared,
             Args().Add(dOut.Pointer).Add(q.Pointer).Add(k.Pointer).Add(v.Pointer).Add(lse.Pointer).Add(dt.Pointer).Add(dq.Pointer)

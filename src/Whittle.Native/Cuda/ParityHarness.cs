@@ -35,10 +35,13 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
     /// |s| &lt;= a few units moves by ~|s|·2^-8, so outputs and lse move by ~1e-2 of their max at most on these inputs.
     /// </summary>
     public const double Bf16AttentionTolerance = 2e-2;
+    /// <summary>The backward also rounds dO, P and dS; dS = P (dP - Dt) cancels, so its bound is looser (an estimate to confirm on hardware).</summary>
+    public const double Bf16AttentionBackwardTolerance = 3e-2;
 
     public static double Tolerance(string op, bool tf32) => op switch
     {
         "AttentionForward(bf16 mma)" => Bf16AttentionTolerance,
+        "AttentionBackward(bf16 mma)" => Bf16AttentionBackwardTolerance,
         "MatMul" when tf32 => Tf32Tolerance,
         "Sum" or "SumOfSquares" => ReductionTolerance,
         "Copy(f32->bf16)" => 0,
@@ -251,12 +254,22 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         var o = Poisoned(b, t, h, d); var lse = Poisoned(b, h, t);
         float scale = 1f / MathF.Sqrt(d);
         reference.AttentionForward(qkv.R.Narrow(3, 0, d), qkv.R.Narrow(3, d, d), qkv.R.Narrow(3, 2 * d, d), scale, o.R, lse.R);
+        Tensor Q(Tensor x) => x.Narrow(3, 0, d); Tensor K(Tensor x) => x.Narrow(3, d, d); Tensor V(Tensor x) => x.Narrow(3, 2 * d, d);
         bool was = cuda.Bf16Attention;
         cuda.Bf16Attention = true;
-        try { cuda.AttentionForward(qkv.C.Narrow(3, 0, d), qkv.C.Narrow(3, d, d), qkv.C.Narrow(3, 2 * d, d), scale, o.C, lse.C); }
+        try
+        {
+            cuda.AttentionForward(Q(qkv.C), K(qkv.C), V(qkv.C), scale, o.C, lse.C);
+            Compare("AttentionForward(bf16 mma)", name, o, lse);
+            if (d != 64) { Free(qkv, o, lse); return; }  // the mma backward is for D = 64 only
+            var dOut = Pair(Random((long)b * t * h * d), b, t, h, d);
+            var dqkv = Pair(Random((long)b * t * h * 3 * d), b, t, h, 3 * d);
+            reference.AttentionBackward(dOut.R, Q(qkv.R), K(qkv.R), V(qkv.R), o.R, lse.R, scale, Q(dqkv.R), K(dqkv.R), V(dqkv.R));
+            cuda.AttentionBackward(dOut.C, Q(qkv.C), K(qkv.C), V(qkv.C), o.C, lse.C, scale, Q(dqkv.C), K(dqkv.C), V(dqkv.C));
+            Compare("AttentionBackward(bf16 mma)", name, dqkv);
+            Free(qkv, o, lse, dOut, dqkv);
+        }
         finally { cuda.Bf16Attention = was; }
-        Compare("AttentionForward(bf16 mma)", name, o, lse);
-        Free(qkv, o, lse);
     }
 
     void Gelu(int n, bool tanh)
