@@ -20,7 +20,7 @@ static class DistillCommand
         var teacher = new Option<string>("--teacher") { Description = "Teacher model directory.", Required = true };
         var student = new Option<string?>("--student") { Description = "Student model directory to start from (default: a new model from the architecture flags)." };
         var initSubnet = new Option<string?>("--init-subnet") { Description = "Start from this sub-network of the teacher (JSON spec), extracted as a dense model." };
-        var loss = new Option<string>("--loss") { Description = "forward-kl | reverse-kl | symmetric | top-k (forward KL against the teacher's top-k + tail bucket).", DefaultValueFactory = _ => "forward-kl" };
+        var loss = new Option<string>("--loss") { Description = "forward-kl | reverse-kl | symmetric | js (Jensen–Shannon, bounded by τ²·ln 2) | top-k (forward KL against the teacher's top-k + tail bucket).", DefaultValueFactory = _ => "forward-kl" };
         var topK = new Option<int>("--top-k") { Description = "k for --loss top-k.", DefaultValueFactory = _ => 64 };
         var temperature = new Option<float>("--temperature") { Description = "Softmax temperature τ of the KD term (its gradient is scaled by τ²).", DefaultValueFactory = _ => 1f };
         var alpha = new Option<float>("--alpha") { Description = "Weight of the cross-entropy term.", DefaultValueFactory = _ => 0.5f };
@@ -36,8 +36,9 @@ static class DistillCommand
                 "forward-kl" => (DistillKind.ForwardKl, 0),
                 "reverse-kl" => (DistillKind.ReverseKl, 0),
                 "symmetric" => (DistillKind.Symmetric, 0),
+                "js" => (DistillKind.JensenShannon, 0),
                 "top-k" => (DistillKind.ForwardKl, p.GetValue(topK)),
-                var other => throw new WhittleException($"unknown --loss '{other}' (expected forward-kl, reverse-kl, symmetric or top-k)"),
+                var other => throw new WhittleException($"unknown --loss '{other}' (expected forward-kl, reverse-kl, symmetric, js or top-k)"),
             };
             float tau = p.GetValue(temperature);
             if (!(tau > 0) || !float.IsFinite(tau)) throw new WhittleException($"--temperature must be > 0, got {tau}");
