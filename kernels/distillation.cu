@@ -3,7 +3,7 @@
 //   student (N, V) [lds]; teacher either full logits (N, V) [ldt] (k == 0), or top-k (k > 0): topLogProbs (N, k),
 //   topIds (N, k) i32, tail (N) = teacher mass outside the k ids; targets (N) i32 -> losses (N, 2) = (CE, tau^2 D);
 //   when dStudent (N, V) [ldd] is not null: dStudent += gradScale (alpha dCE + beta dKD). kind: 0 forward KL,
-//   1 reverse KL, 2 symmetric (mean of both).
+//   1 reverse KL, 2 symmetric (mean of both), 3 Jensen-Shannon (0.5 KL(q||m) + 0.5 KL(p||m), m = (p + q)/2).
 //   Rows whose target is ignoreIndex get (0, 0) and no gradient; a bad target or top-k id is reported in err and the
 //   row gets NaN losses.
 // Launch: one block of 256 threads per row (grid N); dynamic shared memory ceil(V/32) words for top-k (a bitmap of
@@ -12,15 +12,31 @@
 // under each softmax, so both KL directions are known after one read:
 //   KL(q||p) = E_q[b - a] - lse(b) + lse(a), KL(p||q) = E_p[a - b] - lse(a) + lse(b)   (a = s/tau, b = t/tau).
 // Pass 2 re-reads the row to write the gradient (reverse KL needs its own value for that).
+// Jensen-Shannon has no such identity (log m needs both normalisers), so with full teacher logits it reads the row once
+// more between the two passes; with a top-k teacher its k + 1 buckets need only the k ids and the tail masses.
+// JS terms come from log-probabilities (u = log(p/m) = ln 2 - softplus(log q - log p)), never from log(p + q), so an
+// underflowed p or q costs nothing; a bucket with zero mass on one side is handled exactly.
 #include "common.cuh"
 
 #define TAIL_FLOOR 1e-30f  // CpuBackend.TailFloor: teacher tail mass floor inside a log
+#define LN2 0.69314718055994531f
+#define KIND_JS 3
 
 // Rescales a per-thread exp-sum taken relative to m to the block maximum M (an empty thread has m = -inf).
 __device__ __forceinline__ float rebase(float z, float m, float M) { return m == NEG_INF ? 0.0f : z * expf(m - M); }
 
 __device__ __forceinline__ float mix(int kind, float fwd, float rev) {
     return kind == 0 ? fwd : kind == 1 ? rev : 0.5f * (fwd + rev);
+}
+
+// One bucket's Jensen-Shannon terms: *pt = p log(p/m), *qt = q log(q/m); returns u = log(p/m) (0 when p = 0: no member
+// of the bucket then has a gradient).
+__device__ __forceinline__ float js_bucket(float lp, float lq, float p, float q, float* pt, float* qt) {
+    if (p == 0.0f) { *pt = 0.0f; *qt = q * LN2; return 0.0f; }
+    if (q == 0.0f) { *pt = p * LN2; *qt = 0.0f; return LN2; }
+    float delta = lq - lp, u = LN2 - (fmaxf(delta, 0.0f) + log1pf(expf(-fabsf(delta))));
+    *pt = p * u; *qt = q * (u + delta);
+    return u;
 }
 
 extern "C" __global__ void distillation(const float* student, long long lds, const float* teacher, long long ldt,
@@ -84,7 +100,8 @@ extern "C" __global__ void distillation(const float* student, long long lds, con
     float ZA = block_sum(rebase(za, ma, MA), scratch);
     float lse1 = M1 + logf(Z1), lseA = MA + logf(ZA);
     float fwd, rev, Q;                 // KL(q||p), KL(p||q), total teacher mass over the buckets
-    float lseB = 0.0f, lpTail = 0.0f, lqTail = 0.0f, pTail = 0.0f, qTail = 0.0f;
+    float jsQ = 0.0f, jsP = 0.0f;      // JS: KL(q||m), KL(p||m)
+    float lseB = 0.0f, lpTail = 0.0f, lqTail = 0.0f, pTail = 0.0f, qTail = 0.0f, uTail = 0.0f;
     if (k == 0) {
         float WA = block_sum(rebase(wa, ma, MA), scratch);
         float MB = block_max(mb, scratch);
@@ -94,25 +111,43 @@ extern "C" __global__ void distillation(const float* student, long long lds, con
         fwd = WB / ZB - lseB + lseA;
         rev = WA / ZA - lseA + lseB;
         Q = 1.0f;
+        if (kind == KIND_JS) {   // the extra read: per-element JS terms need the normalised log-probabilities
+            float fq = 0.0f, fp = 0.0f;
+            for (int j = threadIdx.x; j < V; j += blockDim.x) {
+                float lp = s[j] * invTau - lseA, lqj = t[j] * invTau - lseB, pt, qt;
+                js_bucket(lp, lqj, expf(lp), expf(lqj), &pt, &qt);
+                fp += pt; fq += qt;
+            }
+            jsP = block_sum(fp, scratch); jsQ = block_sum(fq, scratch);
+        }
     } else {
         pTail = block_sum(rebase(zt, ma, MA), scratch) / ZA;
-        float f = 0.0f, r = 0.0f, q = 0.0f;
+        float f = 0.0f, r = 0.0f, q = 0.0f, fq = 0.0f, fp = 0.0f;
         for (int i = threadIdx.x; i < k; i += blockDim.x) {
-            float lqi = lq[i], lp = s[ids[i]] * invTau - lseA, qi = expf(lqi);
+            float lqi = lq[i], lp = s[ids[i]] * invTau - lseA, qi = expf(lqi), pt, qt;
             q += qi; f += qi * (lqi - lp); r += expf(lp) * (lp - lqi);
+            if (kind == KIND_JS) { js_bucket(lp, lqi, expf(lp), qi, &pt, &qt); fp += pt; fq += qt; }
         }
         fwd = block_sum(f, scratch); rev = block_sum(r, scratch); Q = block_sum(q, scratch);
+        if (kind == KIND_JS) { jsP = block_sum(fp, scratch); jsQ = block_sum(fq, scratch); }
         qTail = tail[n];
         lqTail = logf(fmaxf(qTail, TAIL_FLOOR)); lpTail = logf(pTail);
         if (qTail > 0.0f) fwd += qTail * (lqTail - lpTail);
         if (pTail > 0.0f) rev += pTail * (lpTail - lqTail);
         Q += qTail;
+        if (kind == KIND_JS) {
+            float pt, qt;
+            uTail = js_bucket(pTail > 0.0f ? lpTail : NEG_INF, qTail > 0.0f ? logf(qTail) : NEG_INF, pTail, qTail, &pt, &qt);
+            jsP += pt; jsQ += qt;
+        }
     }
-    if (threadIdx.x == 0) { losses[2 * n] = lse1 - s[target]; losses[2 * n + 1] = tau * tau * mix(kind, fwd, rev); }
+    float div = kind == KIND_JS ? 0.5f * (jsQ + jsP) : mix(kind, fwd, rev);
+    if (threadIdx.x == 0) { losses[2 * n] = lse1 - s[target]; losses[2 * n + 1] = tau * tau * div; }
     if (!dStudent) return;
 
     // pass 2: the gradient, d[j] += gradScale (alpha (softmax(s)_j - [j = target]) + beta tau dD/da_j), where for an
-    // element of bucket B: forward p_j Q - (p_j / p_B) q_B, reverse p_j (log p_B - log q_B - KL(p||q)).
+    // element of bucket B: forward p_j Q - (p_j / p_B) q_B, reverse p_j (log p_B - log q_B - KL(p||q)),
+    // Jensen-Shannon 0.5 p_j (log(p_B/m_B) - KL(p||m)).
     float ce = gradScale * alpha, kd = gradScale * beta * tau;
     float* d = dStudent + (long long)n * ldd;  // (V)
     for (int j = threadIdx.x; j < V; j += blockDim.x) {
@@ -120,10 +155,11 @@ extern "C" __global__ void distillation(const float* student, long long lds, con
         float g = ce * (expf(x - lse1) - (j == target ? 1.0f : 0.0f));
         if (k == 0) {
             float lqj = t[j] * invTau - lseB;
-            g += kd * mix(kind, pj - expf(lqj), pj * (lp - lqj - rev));
+            if (kind == KIND_JS) { float pt, qt; g += kd * 0.5f * pj * (js_bucket(lp, lqj, pj, expf(lqj), &pt, &qt) - jsP); }
+            else g += kd * mix(kind, pj - expf(lqj), pj * (lp - lqj - rev));
         } else if ((inK[j >> 5] & (1u << (j & 31))) == 0u) {
             float share = pTail > 0.0f ? pj / pTail : 0.0f;
-            g += kd * mix(kind, pj * Q - share * qTail, pj * (lpTail - lqTail - rev));
+            g += kd * (kind == KIND_JS ? 0.5f * pj * (uTail - jsP) : mix(kind, pj * Q - share * qTail, pj * (lpTail - lqTail - rev)));
         }
         d[j] += g;
     }
@@ -131,8 +167,9 @@ extern "C" __global__ void distillation(const float* student, long long lds, con
         __syncthreads();  // the k ids' elements were written above by other threads
         for (int i = threadIdx.x; i < k; i += blockDim.x) {
             int j = ids[i];
-            float lqi = lq[i], lp = s[j] * invTau - lseA, pj = expf(lp);
-            d[j] += kd * mix(kind, pj * Q - expf(lqi), pj * (lp - lqi - rev));
+            float lqi = lq[i], lp = s[j] * invTau - lseA, pj = expf(lp), pt, qt;
+            d[j] += kd * (kind == KIND_JS ? 0.5f * pj * (js_bucket(lp, lqi, pj, expf(lqi), &pt, &qt) - jsP)
+                                          : mix(kind, pj * Q - expf(lqi), pj * (lp - lqi - rev)));
         }
     }
 }

@@ -21,6 +21,7 @@ static class WhittleCli
         root.Subcommands.Add(Whittle.Cli.Commands.TrainTokenizerCommand.Create());
         root.Subcommands.Add(Whittle.Cli.Commands.TokenizeCommand.Create());
         root.Subcommands.Add(SaltSelectCommand.Create());
+        root.Subcommands.Add(CacheTeacherCommand.Create());
         root.Subcommands.Add(DistillCommand.Create());
         root.Subcommands.Add(SaltCommand.Create());
         root.Subcommands.Add(DemoCommand.Create());

@@ -9,7 +9,8 @@ namespace Whittle.Native.Cpu;
 /// The fused distillation loss on the CPU (the math is IBackend.Distillation's doc comment). Policy: one row per task,
 /// everything in double, computed as whole-row vector passes over a worker's (V) double scratch rows (log p, p, log q,
 /// q, softmax(s)): a few hundred KiB per worker, never an (N, V) probability tensor. A top-k teacher's tail mass is summed
-/// directly over the ids outside the k (no 1 − Σ top cancellation).
+/// directly over the ids outside the k (no 1 − Σ top cancellation). Jensen–Shannon takes its own path (it is no mix of the
+/// two KLs) over the same rows.
 /// </summary>
 public sealed unsafe partial class CpuBackend
 {
@@ -75,7 +76,8 @@ public sealed unsafe partial class CpuBackend
     sealed class DistillScratch(int v)
     {
         readonly double[] _s = new double[v], _ce = new double[v], _logP = new double[v], _p = new double[v], _logQ = new double[v], _q = new double[v];
-        readonly double[] _t0 = new double[v], _t1 = new double[v];
+        readonly double[] _t0 = new double[v], _t1 = new double[v], _t2 = new double[v];
+        static readonly double Ln2 = Math.Log(2);
 
         /// <summary>log Σ exp(x), using tmp for exp(x − max); returns also Σ exp(x − max).</summary>
         static double LogSumExp(ReadOnlySpan<double> x, Span<double> tmp, out double max, out double sum)
@@ -106,7 +108,8 @@ public sealed unsafe partial class CpuBackend
             return lse - _s[target];
         }
 
-        static double Pick(DistillKind kind, double fwd, double rev) => kind switch { DistillKind.ForwardKl => fwd, DistillKind.ReverseKl => rev, _ => 0.5 * (fwd + rev) };
+        static double Pick(DistillKind kind, double fwd, double rev) => kind switch { DistillKind.ForwardKl => fwd, DistillKind.ReverseKl => rev, DistillKind.Symmetric => 0.5 * (fwd + rev),
+            _ => throw new ArgumentOutOfRangeException(nameof(kind), $"{kind} has no forward/reverse KL mix") };
 
         /// <summary>d += (float)(g + ce·softmax(s)) row-wise, then d[target] −= ce: g holds the KD part, already weighted.</summary>
         void Write(float* d, Span<double> g, double ce, int target)
@@ -121,6 +124,7 @@ public sealed unsafe partial class CpuBackend
         {
             double ce = Student(s, settings, target);
             LogSoftmax(t, 1.0 / settings.Temperature, _logQ, _q);
+            if (settings.Kind == DistillKind.JensenShannon) { FullJs(settings, target, ce, losses, d); return; }
             var diff = _t1.AsSpan();
             TensorPrimitives.Subtract(_logP, _logQ, diff);                 // log p − log q
             double fwd = -TensorPrimitives.Dot(_q, diff), rev = TensorPrimitives.Dot(_p, diff);
@@ -143,6 +147,69 @@ public sealed unsafe partial class CpuBackend
             Write(d, g, wCe, target);
         }
 
+        /// <summary>
+        /// Jensen–Shannon against full teacher rows (LogP, P, LogQ, Q filled): u = log(p/m) = ln 2 − softplus(log q − log p)
+        /// and log(q/m) = u + log q − log p, both from finite log-probabilities, so underflowed p or q cost nothing.
+        /// </summary>
+        void FullJs(in DistillSettings settings, int target, double ce, float* losses, float* d)
+        {
+            var delta = _t1.AsSpan(); var u = _t0.AsSpan(); var tmp = _t2.AsSpan();
+            TensorPrimitives.Subtract(_logQ, _logP, delta);            // log q − log p
+            TensorPrimitives.Abs(delta, u);                             // softplus(δ) = max(δ, 0) + log(1 + e^−|δ|)
+            TensorPrimitives.Negate(u, u);
+            TensorPrimitives.Exp(u, u);
+            TensorPrimitives.Add(u, 1.0, u);
+            TensorPrimitives.Log(u, u);
+            TensorPrimitives.Max(delta, 0.0, tmp);
+            TensorPrimitives.Add(u, tmp, u);
+            TensorPrimitives.Subtract(Ln2, u, u);                      // u = log(p/m)
+            double r = TensorPrimitives.Dot(_p, u);                     // KL(p‖m)
+            TensorPrimitives.Add(u, delta, tmp);                        // log(q/m)
+            double f = TensorPrimitives.Dot(_q, tmp);                   // KL(q‖m)
+            losses[0] = (float)ce;
+            losses[1] = (float)(settings.Temperature * (double)settings.Temperature * 0.5 * (f + r));
+            if (d == null) return;
+            double wCe = settings.GradScale * (double)settings.Alpha, wKd = settings.GradScale * (double)settings.Beta * settings.Temperature;
+            TensorPrimitives.Subtract(u, r, u);                         // ∂D/∂a = ½ p ⊙ (u − KL(p‖m))
+            TensorPrimitives.Multiply(u, _p, u);
+            TensorPrimitives.Multiply(u, 0.5 * wKd, u);
+            Write(d, u, wCe, target);
+        }
+
+        /// <summary>One bucket's Jensen–Shannon terms (p·log(p/m), q·log(q/m)) and u = log(p/m), with the zero-mass cases exact.</summary>
+        static (double P, double Q, double U) JsBucket(double logP, double logQ, double p, double q)
+        {
+            if (p == 0) return (0, q * Ln2, 0);           // m = q/2; no member of the bucket has a gradient
+            if (q == 0) return (p * Ln2, 0, Ln2);         // m = p/2
+            double delta = logQ - logP, u = Ln2 - (Math.Max(delta, 0) + Math.Log(1 + Math.Exp(-Math.Abs(delta))));
+            return (p * u, q * (u + delta), u);
+        }
+
+        /// <summary>Jensen–Shannon over the k single-id buckets and the tail bucket (student mass pTail, teacher mass tail).</summary>
+        void TopKJs(float* lq, int* ids, int k, float tail, double pTail, in DistillSettings settings, int target, double ce, float* losses, float* d)
+        {
+            double f = 0, r = 0;
+            for (int i = 0; i < k; i++)
+            {
+                var b = JsBucket(_logP[ids[i]], lq[i], _p[ids[i]], Math.Exp(lq[i]));
+                f += b.Q; r += b.P;
+            }
+            var tb = JsBucket(pTail > 0 ? Math.Log(pTail) : double.NegativeInfinity, tail > 0 ? Math.Log(tail) : double.NegativeInfinity, pTail, tail);
+            f += tb.Q; r += tb.P;
+            losses[0] = (float)ce;
+            losses[1] = (float)(settings.Temperature * (double)settings.Temperature * 0.5 * (f + r));
+            if (d == null) return;
+            double wCe = settings.GradScale * (double)settings.Alpha, wKd = settings.GradScale * (double)settings.Beta * settings.Temperature;
+            var g = _t0.AsSpan();
+            TensorPrimitives.Multiply(_p, 0.5 * wKd * (tb.U - r), g);
+            for (int i = 0; i < k; i++)
+            {
+                int j = ids[i];
+                g[j] = 0.5 * wKd * _p[j] * (JsBucket(_logP[j], lq[i], _p[j], Math.Exp(lq[i])).U - r);
+            }
+            Write(d, g, wCe, target);
+        }
+
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void TopK(float* s, float* lq, int* ids, int k, float tail, in DistillSettings settings, int target, float* losses, float* d)
         {
@@ -151,6 +218,7 @@ public sealed unsafe partial class CpuBackend
             _p.CopyTo(rest);
             for (int i = 0; i < k; i++) rest[ids[i]] = 0;
             double pTail = TensorPrimitives.Sum(rest);
+            if (settings.Kind == DistillKind.JensenShannon) { TopKJs(lq, ids, k, tail, pTail, settings, target, ce, losses, d); return; }
             double f = 0, r = 0, q = tail;
             for (int i = 0; i < k; i++)
             {

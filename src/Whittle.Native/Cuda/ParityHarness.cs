@@ -66,6 +66,7 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         CrossEntropy(9, 131, withGrad: true); CrossEntropy(16, 1000, withGrad: true); CrossEntropy(5, 77, withGrad: false);
         foreach (var kind in Enum.GetValues<DistillKind>()) { Distillation(9, 131, kind, 2f, 0); Distillation(6, 1000, kind, 1f, 0); Distillation(7, 300, kind, 1.5f, 17); }
         Distillation(4, 77, DistillKind.ForwardKl, 1f, 77);
+        Distillation(4, 77, DistillKind.JensenShannon, 1f, 77);
         AdamW(1000, 600, 1); AdamW(333, 100, 3);
         Reductions(100_003);
         return _results;

@@ -28,20 +28,55 @@ public static class DistillationLoss
             using var teacherTape = new Tape(teacher.Backend, recording: false);
             var t = teacher.Forward(teacherTape, inputs);
             var s = settings with { Alpha = w.Alpha, Beta = w.Beta };
-            Var loss;
-            DistillParts parts;
-            if (topK > 0)
-            {
-                var (lp, ids, tail) = TeacherTopK.FromLogits(t.Data, topK, settings.Temperature);
-                using (lp) using (ids) using (tail)
-                using (var dlp = student.Backend.FromHost(lp)) using (var dids = student.Backend.FromHost(ids)) using (var dtail = student.Backend.FromHost(tail))
-                    loss = tape.Distillation(logits, DistillTeacher.TopK(dlp, dids, dtail), targets, s, out parts);
-            }
-            else loss = tape.Distillation(logits, DistillTeacher.Full(t.Data), targets, s, out parts);
+            if (topK > 0) return TopK(tape, student, logits, TeacherTopK.FromLogits(t.Data, topK, settings.Temperature), targets, s);
+            var loss = tape.Distillation(logits, DistillTeacher.Full(t.Data), targets, s, out var parts);
             tape.Release(logits);
-            return (loss, new Dictionary<string, double> { ["ce"] = parts.CrossEntropy, ["kd"] = parts.Distillation });
+            return (loss, Parts(parts));
         };
     }
+
+    /// <summary>
+    /// Distillation from a teacher-logit cache (`whittle cache-teacher`) instead of a live teacher: the same top-k loss,
+    /// with the summary read from the micro-batch's file. The trainer calls the loss for micro-batches 0..accum−1 of each
+    /// step in order, so step s, micro-batch i reads file (s−1)·accum + i, also after a resume. A file whose token hash
+    /// differs from the batch being trained on is refused (TeacherCache.Read names the file and both hashes).
+    /// </summary>
+    public static LossFunction FromCache(GptNeoX student, string cacheDir, TeacherCacheManifest cache, DistillSettings settings, int gradAccum)
+    {
+        if (student.Config.VocabSize != cache.Vocab)
+            throw new WhittleException($"{cacheDir}: the cache is for a vocabulary of {cache.Vocab}, the student has {student.Config.VocabSize}");
+        settings.Validate();
+        int lastStep = -1, micro = 0;
+        return (tape, inputs, targets, step) =>
+        {
+            micro = step == lastStep ? micro + 1 : 0;
+            lastStep = step;
+            long index = (long)(step - 1) * gradAccum + micro;
+            var tokens = TeacherCache.BatchTokens(inputs.ToIntArray(), targets.ToIntArray());
+            var summary = TeacherCache.Read(cacheDir, index, tokens, settings.Temperature, cache.Vocab);
+            if (summary.Ids.Size(1) != cache.TopK)
+            {
+                summary.LogProbs.Dispose(); summary.Ids.Dispose(); summary.Tail.Dispose();
+                throw new InvalidFileException(TeacherCache.BatchPath(cacheDir, index), $"top-{summary.Ids.Size(1)} rows, but the manifest says top-{cache.TopK}");
+            }
+            return TopK(tape, student, student.Forward(tape, inputs), summary, targets, settings);
+        };
+    }
+
+    /// <summary>The loss against a top-k summary held on the host (freed here), moved to the student's device for the fused op.</summary>
+    static (Var, IReadOnlyDictionary<string, double>) TopK(Tape tape, GptNeoX student, Var logits, (Tensor LogProbs, Tensor Ids, Tensor Tail) summary, Tensor targets, DistillSettings s)
+    {
+        var (lp, ids, tail) = summary;
+        Var loss;
+        DistillParts parts;
+        using (lp) using (ids) using (tail)
+        using (var dlp = student.Backend.FromHost(lp)) using (var dids = student.Backend.FromHost(ids)) using (var dtail = student.Backend.FromHost(tail))
+            loss = tape.Distillation(logits, DistillTeacher.TopK(dlp, dids, dtail), targets, s, out parts);
+        tape.Release(logits);
+        return (loss, Parts(parts));
+    }
+
+    static Dictionary<string, double> Parts(DistillParts p) => new() { ["ce"] = p.CrossEntropy, ["kd"] = p.Distillation };
 }
 
 public enum SaltSchedule { Step, Linear, LinearRatio }

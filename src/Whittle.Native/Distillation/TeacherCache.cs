@@ -24,6 +24,9 @@ public static class TeacherCache
 
     public static string BatchPath(string dir, long batch) => Path.Combine(dir, $"batch-{batch:D8}.kd");
 
+    /// <summary>The ids a training micro-batch is keyed by: its inputs (B, T) then its targets (B·T), row-major.</summary>
+    public static int[] BatchTokens(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets) => [.. inputs, .. targets];
+
     public static string HashTokens(ReadOnlySpan<int> tokenIds) => Convert.ToHexStringLower(SHA256.HashData(MemoryMarshal.AsBytes(tokenIds)));
 
     /// <summary>Writes one batch: its token ids (any layout the reader will present the same way) and the top-k summary (CPU tensors).</summary>

@@ -99,17 +99,24 @@ public interface IBackend : IDisposable
     // ---------------------------------------------------------------- distillation  (kernels/distillation.cu)
     /// <summary>
     /// Fused knowledge-distillation loss, per row of student logits s (N, V), one row read at a time and never holding
-    /// a probability tensor: online log-sum-exp over the row, then a second read writing dStudent.
+    /// a probability tensor: online log-sum-exp over the row, then a second read writing dStudent (JensenShannon against
+    /// full teacher logits reads the row once more in between: log m needs both normalisers, so its sum has no online form).
     /// With a = s/τ, b = t/τ (τ = settings.Temperature), p = softmax(a) (student), q = softmax(b) (teacher):
     ///   losses[n, 0] = CE = logsumexp(s) - s[target]            (τ = 1, the student's own cross-entropy)
     ///   losses[n, 1] = KD = τ² · D(q, p), with D by settings.Kind:
     ///     ForwardKl  D = KL(q‖p) = Σ q (log q - log p)   (Hinton; PyTorch: kl_div(log_softmax(s/τ), softmax(t/τ)) · τ²)
     ///     ReverseKl  D = KL(p‖q) = Σ p (log p - log q)
     ///     Symmetric  D = ½ (KL(q‖p) + KL(p‖q))
+    ///     JensenShannon  D = ½ KL(q‖m) + ½ KL(p‖m), m = ½ (p + q)   (symmetric in p and q, 0 ≤ D ≤ ln 2, finite even
+    ///                where one side has zero mass)
     ///   dStudent[n] += gradScale · (α · (softmax(s) - onehot(target)) + β · ∂KD/∂s), where
     ///     ∂KD/∂s = τ · (p - q)                              for ForwardKl (τ² from the loss, 1/τ from a = s/τ:
     ///                                                        Hinton's τ² keeps the soft-target gradient's size independent of τ)
-    ///     ∂KD/∂s = τ · p ⊙ (log p - log q - KL(p‖q))         for ReverseKl, and the mean of the two for Symmetric.
+    ///     ∂KD/∂s = τ · p ⊙ (log p - log q - KL(p‖q))         for ReverseKl, and the mean of the two for Symmetric;
+    ///     ∂KD/∂s = τ · ½ p ⊙ (u - Σ p u), u = log(p/m)         for JensenShannon. Derivation: treating p as free,
+    ///        ∂D/∂p_i = ½ [log(p_i/m_i) + 1 - p_i/(2m_i)] - ½ q_i/(2m_i) = ½ log(p_i/m_i), since (p_i + q_i)/(2m_i) = 1;
+    ///        the softmax Jacobian ∂p_i/∂a_j = p_i([i = j] - p_j) then gives ∂D/∂a_j = ½ p_j (u_j - Σ_i p_i u_i).
+    ///        Computed as u = ln 2 - softplus(log q - log p), so no log of a sum of underflowed probabilities is taken.
     /// The teacher gets no gradient. losses (N, 2) hold the unweighted CE and KD; the weights α, β only scale the gradient.
     /// Rows whose target is settings.IgnoreIndex get CE = KD = 0 and no gradient (padding carries no teacher signal either).
     /// Targets outside [0, V) other than the ignore index are an error.
@@ -119,7 +126,11 @@ public interface IBackend : IDisposable
     /// plus one tail bucket holding every other id; q_tail is the given mass, p_tail = Σ_{j not in the k ids} p_j, and D
     /// above is taken over the k + 1 buckets (a bucket with zero mass on the side that weights it adds 0). Its exact gradient
     /// is ∂KD/∂s_j = τ · p_j · (Q - q_B/p_B) for ForwardKl (Q = Σ over buckets of q, 1 up to rounding; B = j's bucket) and
-    /// τ · p_j · (log p_B - log q_B - D) for ReverseKl. With k = V (tail 0) this is the full loss.
+    /// τ · p_j · (log p_B - log q_B - D) for ReverseKl. JensenShannon is sound on the buckets too: it is the JS divergence
+    /// of the two bucket distributions (so still in [0, ln 2] and 0 when they agree), ∂D/∂p_B = ½ log(p_B/m_B) holds for
+    /// each bucket whatever Σ q_B is (m_B is defined from the same q_B), and Σ_B p_B = 1 on the student side, so
+    /// ∂KD/∂s_j = τ · ½ p_j (u_B - Σ_C p_C u_C), u_B = log(p_B/m_B); an empty bucket (p_B = q_B = 0) adds nothing.
+    /// With k = V (tail 0) this is the full loss.
     /// </summary>
     void Distillation(Tensor studentLogits, DistillTeacher teacher, Tensor targets, in DistillSettings settings, Tensor losses, Tensor? dStudent);
 
@@ -141,7 +152,7 @@ public interface IBackend : IDisposable
 public readonly record struct AdamWSettings(float LearningRate, float Beta1 = 0.9f, float Beta2 = 0.95f, float Epsilon = 1e-8f, float WeightDecay = 0.1f);
 
 /// <summary>Which divergence the distillation loss uses; see <see cref="IBackend.Distillation"/>.</summary>
-public enum DistillKind { ForwardKl, ReverseKl, Symmetric }
+public enum DistillKind { ForwardKl, ReverseKl, Symmetric, JensenShannon }
 
 /// <summary>
 /// Distillation loss settings: divergence, temperature τ (&gt; 0), CE weight α, KD weight β, the ignored target id and

@@ -99,9 +99,25 @@ public sealed class Trainer : IDisposable
         model.Parameters.EnsureGrad();
         _opt = new AdamWOptimizer(model.Parameters, options.Adam);
         _store = new CheckpointStore(options.RunDir, options.KeepCheckpoints, options.TokenizerFile);
-        _loader = BatchLoader.Random(data.Train, options.MicroBatch, options.SeqLen, options.Seed);
+        _loader = TrainingBatches(data, options.MicroBatch, options.SeqLen, options.Seed);
         _state = new TrainingState(0, 0, 0, options.Seed, 0);
         Directory.CreateDirectory(options.RunDir);
+    }
+
+    /// <summary>
+    /// The micro-batches a run draws, in order (outside a SALT_DS selection): one (B, T+1) batch per micro-batch, so
+    /// optimizer step s uses batches (s−1)·accum … s·accum − 1. `whittle cache-teacher` walks this very sequence.
+    /// </summary>
+    public static BatchLoader TrainingBatches(TokenDataset data, int microBatch, int seqLen, ulong seed) => BatchLoader.Random(data.Train, microBatch, seqLen, seed);
+
+    /// <summary>A (B, T+1) batch → inputs (B, T) and next-token targets (B·T), as every training step feeds the model.</summary>
+    public static void SplitBatch(ReadOnlySpan<int> batch, int B, int T, Span<int> inputs, Span<int> targets)
+    {
+        for (int r = 0; r < B; r++)
+        {
+            batch.Slice(r * (T + 1), T).CopyTo(inputs[(r * T)..]);
+            batch.Slice(r * (T + 1) + 1, T).CopyTo(targets[(r * T)..]);
+        }
     }
 
     public CheckpointStore Checkpoints => _store;
@@ -156,12 +172,7 @@ public sealed class Trainer : IDisposable
             var extraSum = new Dictionary<string, double>();
             for (int micro = 0; micro < _o.GradAccum; micro++)
             {
-                var batch = NextBatch(step);                                        // (B, T+1)
-                for (int r = 0; r < B; r++)
-                {
-                    batch.AsSpan(r * (T + 1), T).CopyTo(inputs.AsSpan(r * T));
-                    batch.AsSpan(r * (T + 1) + 1, T).CopyTo(targets.AsSpan(r * T));
-                }
+                SplitBatch(NextBatch(step), B, T, inputs, targets);                 // (B, T+1) -> (B, T), (B·T)
                 using var hIn = Tensor.FromArray(inputs, B, T);
                 using var hTg = Tensor.FromArray(targets, B * T);
                 using var dIn = backend.FromHost(hIn);

@@ -17,7 +17,7 @@ public class DistillationLossTests
     static string FixturePath => Path.Combine(TestContext.CurrentContext.TestDirectory, "fixtures", "kd", "expected.safetensors");
     const float Alpha = 0.3f, Beta = 0.7f;
 
-    static readonly (string Name, DistillKind Kind)[] Kinds = { ("fwd", DistillKind.ForwardKl), ("rev", DistillKind.ReverseKl), ("sym", DistillKind.Symmetric) };
+    static readonly (string Name, DistillKind Kind)[] Kinds = { ("fwd", DistillKind.ForwardKl), ("rev", DistillKind.ReverseKl), ("sym", DistillKind.Symmetric), ("js", DistillKind.JensenShannon) };
 
     /// <summary>max |ours - expected| / max |expected|.</summary>
     static double ScaledError(float[] ours, float[] expected)
@@ -46,7 +46,7 @@ public class DistillationLossTests
     // ---------------------------------------------------------------- PyTorch
 
     [Test]
-    public void FullTeacherMatchesPyTorch([Values(0, 1, 2)] int kind, [Values(1f, 2f, 0.5f)] float tau)
+    public void FullTeacherMatchesPyTorch([Values(0, 1, 2, 3)] int kind, [Values(1f, 2f, 0.5f)] float tau)
     {
         using var f = new SafeTensorsFile(FixturePath);
         using var student = f.ReadTensor("student"); using var teacher = f.ReadTensor("teacher"); using var targets = f.ReadTensor("targets");
@@ -60,7 +60,7 @@ public class DistillationLossTests
     }
 
     [Test]
-    public void TopKTeacherMatchesPyTorch([Values(0, 1, 2)] int kind)
+    public void TopKTeacherMatchesPyTorch([Values(0, 1, 2, 3)] int kind)
     {
         using var f = new SafeTensorsFile(FixturePath);
         using var student = f.ReadTensor("student"); using var targets = f.ReadTensor("targets");
@@ -88,7 +88,7 @@ public class DistillationLossTests
     // ---------------------------------------------------------------- invariants
 
     [Test]
-    public void TeacherEqualToStudentGivesZeroKdAndZeroKdGradient([Values(0, 1, 2)] int kind, [Values(0.5f, 1f, 4f)] float tau)
+    public void TeacherEqualToStudentGivesZeroKdAndZeroKdGradient([Values(0, 1, 2, 3)] int kind, [Values(0.5f, 1f, 4f)] float tau)
     {
         var rng = new Rng(3);
         using var s = Randn(rng, 3, 5, 37);
@@ -107,7 +107,7 @@ public class DistillationLossTests
     }
 
     [Test]
-    public void TopKWithKEqualToVIsTheFullLoss([Values(0, 1, 2)] int kind, [Values(0.7f, 2f)] float tau)
+    public void TopKWithKEqualToVIsTheFullLoss([Values(0, 1, 2, 3)] int kind, [Values(0.7f, 2f)] float tau)
     {
         var rng = new Rng(5);
         int n = 4, v = 29;
@@ -121,6 +121,66 @@ public class DistillationLossTests
         Assert.That(ScaledError(lk.ToFloatArray(), lf.ToFloatArray()), Is.LessThan(1e-6), "losses");
         Assert.That(ScaledError(dk.ToFloatArray(), df.ToFloatArray()), Is.LessThan(1e-6), "gradients");
         foreach (var x in new[] { lf, df, lp, ids, tail, lk, dk }) x.Dispose();
+    }
+
+    /// <summary>JS is symmetric in p and q: swapping student and teacher logits leaves every row's KD value unchanged.</summary>
+    [Test]
+    public void JensenShannonIsSymmetricInStudentAndTeacher([Values(0.5f, 1f, 3f)] float tau)
+    {
+        var rng = new Rng(21);
+        using var s = Randn(rng, 3, 6, 41); using var t = Randn(rng, 3, 6, 41);
+        using var targets = Tensor.FromArray(new[] { 0, 1, 2, 3, 4, 5 }, 6);
+        var settings = new DistillSettings(DistillKind.JensenShannon, tau, Alpha, Beta);
+        var (a, da) = Run(s, DistillTeacher.Full(t), targets, settings);
+        var (b, db) = Run(t, DistillTeacher.Full(s), targets, settings);
+        var la = a.ToFloatArray(); var lb = b.ToFloatArray();
+        for (int i = 0; i < 6; i++)
+        {
+            Assert.That(la[2 * i + 1], Is.GreaterThan(1e-3f), $"row {i}: a real divergence");
+            Assert.That(lb[2 * i + 1], Is.EqualTo(la[2 * i + 1]).Within(1e-4).Percent, $"row {i}: JS(p, q) = JS(q, p)");
+        }
+        foreach (var x in new[] { a, da, b, db }) x.Dispose();
+    }
+
+    /// <summary>
+    /// 0 ≤ JS ≤ ln 2, so KD ≤ τ² ln 2, reached as the supports separate: here each row's student and teacher put nearly all
+    /// mass on different ids (logit gap 60/τ'), so KD comes within 1e-6 of the bound; random rows stay strictly inside it.
+    /// </summary>
+    [Test]
+    public void JensenShannonIsBoundedByLn2TimesTauSquared([Values(0.5f, 1f, 2f)] float tau)
+    {
+        int n = 5, v = 23;
+        var sv = new float[n * v]; var tv = new float[n * v];
+        for (int i = 0; i < n; i++) { sv[i * v + i] = 60f * tau; tv[i * v + (i + 7) % v] = 60f * tau; }
+        using var s = Tensor.FromArray(sv, n, v); using var t = Tensor.FromArray(tv, n, v);
+        using var targets = Tensor.FromArray(new[] { 0, 1, 2, 3, 4 }, n);
+        var settings = new DistillSettings(DistillKind.JensenShannon, tau, 0f, 1f);
+        var (l, d) = Run(s, DistillTeacher.Full(t), targets, settings);
+        double bound = tau * tau * Math.Log(2);
+        for (int i = 0; i < n; i++) Assert.That(l.ToFloatArray()[2 * i + 1], Is.LessThanOrEqualTo(bound * (1 + 1e-6)).And.GreaterThan(bound * (1 - 1e-6)), $"row {i}");
+        Assert.That(d.ToFloatArray().All(float.IsFinite), "saturated rows have finite gradients");
+        var rng = new Rng(22);
+        using var rs = Randn(rng, 5, n, v); using var rt = Randn(rng, 5, n, v);
+        var (lr, dr) = Run(rs, DistillTeacher.Full(rt), targets, settings);
+        for (int i = 0; i < n; i++) Assert.That(lr.ToFloatArray()[2 * i + 1], Is.InRange(0.0, bound), $"random row {i}");
+        foreach (var x in new[] { l, d, lr, dr }) x.Dispose();
+    }
+
+    /// <summary>A top-k teacher with no mass left for the tail while the student has some: KL(q‖p)'s sides differ, JS stays finite and exact.</summary>
+    [Test]
+    public void JensenShannonWithAnEmptyTeacherTailIsFiniteAndMatchesFiniteDifferences()
+    {
+        var rng = new Rng(23);
+        using var s = Randn(rng, 1.5, 2, 9);
+        using var lp = Tensor.FromArray(new[] { MathF.Log(0.75f), MathF.Log(0.25f), MathF.Log(0.5f), MathF.Log(0.5f) }, 2, 2);
+        using var ids = Tensor.FromArray(new[] { 3, 0, 8, 1 }, 2, 2);
+        using var tail = Tensor.Zeros(DType.F32, 2);
+        using var targets = Tensor.FromArray(new[] { 1, 2 }, 2);
+        var settings = new DistillSettings(DistillKind.JensenShannon, 1.5f, 0f, 1f);
+        var (l, d) = Run(s, DistillTeacher.TopK(lp, ids, tail), targets, settings);
+        Assert.That(l.ToFloatArray().Concat(d.ToFloatArray()).All(float.IsFinite));
+        CheckGradient(s, () => DistillTeacher.TopK(lp, ids, tail), targets, settings);
+        l.Dispose(); d.Dispose();
     }
 
     [Test]
@@ -176,7 +236,7 @@ public class DistillationLossTests
     }
 
     [Test]
-    public void FullTeacherGradientMatchesFiniteDifferences([Values(0, 1, 2)] int kind, [Values(0.5f, 1f, 3f)] float tau)
+    public void FullTeacherGradientMatchesFiniteDifferences([Values(0, 1, 2, 3)] int kind, [Values(0.5f, 1f, 3f)] float tau)
     {
         var rng = new Rng(11);
         using var s = Randn(rng, 1.5, 4, 13); using var t = Randn(rng, 1.5, 4, 13);
@@ -185,7 +245,7 @@ public class DistillationLossTests
     }
 
     [Test]
-    public void TopKTeacherGradientMatchesFiniteDifferences([Values(0, 1, 2)] int kind, [Values(1, 5)] int k)
+    public void TopKTeacherGradientMatchesFiniteDifferences([Values(0, 1, 2, 3)] int kind, [Values(1, 5)] int k)
     {
         var rng = new Rng(12);
         using var s = Randn(rng, 1.5, 3, 11); using var t = Randn(rng, 1.5, 3, 11);
