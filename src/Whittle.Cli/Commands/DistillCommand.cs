@@ -26,7 +26,7 @@ static class DistillCommand
         var alpha = new Option<float>("--alpha") { Description = "Weight of the cross-entropy term.", DefaultValueFactory = _ => 0.5f };
         var beta = new Option<float>("--beta") { Description = "Weight of the distillation term.", DefaultValueFactory = _ => 0.5f };
         var arch = new ArchitectureOptions();
-        foreach (var o in new Option[] { teacher, student, initSubnet, loss, topK, temperature, alpha, beta }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { teacher, student, initSubnet, loss, topK, temperature, alpha, beta, t.TeacherPrecision }) cmd.Options.Add(o);
         arch.AddTo(cmd);
         cmd.SetAction(p =>
         {
@@ -49,6 +49,7 @@ static class DistillCommand
             var options = t.Options(p, TrainingCli.TokenizerOf(data));
             using var backend = Backends.Create(p.GetValue(t.Device)!);
             using var teacherModel = GptNeoXCheckpoint.Load(teacherDir, backend);
+            options = t.WithTeacherPrecision(p, teacherModel, options);
             using var studentModel = BuildStudent(p, student, initSubnet, arch, teacherDir, teacherModel, data, backend, options);
             if (k > studentModel.Config.VocabSize) throw new WhittleException($"--top-k {k} exceeds the vocabulary ({studentModel.Config.VocabSize})");
             var settings = new DistillSettings(kind, tau, p.GetValue(alpha), p.GetValue(beta));
