@@ -38,11 +38,29 @@ sealed class TrainingCli
     public readonly Option<ulong> Seed = new("--seed") { Description = "Seed for initialisation and data order.", DefaultValueFactory = _ => 1UL };
     public readonly Option<string> Device = new("--device") { Description = "cpu | cuda.", DefaultValueFactory = _ => "cpu" };
     public readonly Option<bool> Resume = new("--resume") { Description = "Continue from the newest checkpoint in --out." };
+    public readonly Option<string> Precision = PrecisionOption("--precision",
+        "fp32 | bf16. bf16: mixed precision, f32 master weights and optimizer state, bf16 copies of the weight matrices, every Linear GEMM on bf16 inputs with f32 accumulation (tensor cores on CUDA, an exact emulation on the CPU); layernorm, attention, softmax and losses in f32. Validation runs at the same precision.",
+        "fp32");
+    /// <summary>distill and salt only (not added by <see cref="AddTo"/>): the frozen teacher's precision.</summary>
+    public readonly Option<string?> TeacherPrecision = PrecisionChoices(new Option<string?>("--teacher-precision")
+    {
+        Description = "fp32 | bf16: the teacher's forward pass (bf16 as --precision describes; its bf16 weight copy costs 2 bytes per matrix parameter on top of its f32 weights). Default: bf16 on cuda, fp32 on cpu.",
+    });
+
+    /// <summary>A --precision style option (fp32 | bf16, checked when the command line is parsed).</summary>
+    public static Option<string> PrecisionOption(string name, string description, string defaultValue) =>
+        PrecisionChoices(new Option<string>(name) { Description = description, DefaultValueFactory = _ => defaultValue });
+
+    public static Option<T> PrecisionChoices<T>(Option<T> option)
+    {
+        option.AcceptOnlyFromAmong("fp32", "bf16");
+        return option;
+    }
 
     public void AddTo(Command cmd)
     {
         foreach (var o in new Option[] { Data, Out, SeqLen, BatchSize, GradAccum, Steps, Tokens, Lr, MinLr, Warmup, Schedule, DecayFraction, WeightDecay,
-                     Beta1, Beta2, Clip, EvalEvery, EvalTokens, SaveEvery, Keep, Seed, Device, Resume, CliCommon.Json })
+                     Beta1, Beta2, Clip, EvalEvery, EvalTokens, SaveEvery, Keep, Seed, Device, Resume, Precision, CliCommon.Json })
             cmd.Options.Add(o);
     }
 
@@ -62,7 +80,20 @@ sealed class TrainingCli
             Adam = new AdamWSettings(lr, p.GetValue(Beta1), p.GetValue(Beta2), 1e-8f, p.GetValue(WeightDecay)),
             ClipNorm = p.GetValue(Clip), EvalEvery = p.GetValue(EvalEvery), EvalTokens = p.GetValue(EvalTokens),
             SaveEvery = p.GetValue(SaveEvery), KeepCheckpoints = p.GetValue(Keep), Seed = p.GetValue(Seed), TokenizerFile = tokenizerFile,
+            RunInfo = new Dictionary<string, string> { ["precision"] = PrecisionNames.Parse(p.GetValue(Precision)!, "--precision").Name() },
         };
+    }
+
+    /// <summary>
+    /// Puts the frozen teacher at --teacher-precision (default bf16 on CUDA, fp32 on the CPU, where bf16 is an emulation
+    /// and only slower) and records it in the run's metadata.
+    /// </summary>
+    public TrainOptions WithTeacherPrecision(ParseResult p, GptNeoX teacher, TrainOptions o)
+    {
+        var precision = p.GetValue(TeacherPrecision) is { } s ? PrecisionNames.Parse(s, "--teacher-precision")
+            : teacher.Backend.Device == Native.Tensors.Device.Cuda ? Native.Model.Precision.Bf16 : Native.Model.Precision.F32;
+        teacher.Precision = precision;
+        return o with { RunInfo = new Dictionary<string, string>(o.RunInfo) { ["teacher_precision"] = precision.Name() } };
     }
 
     /// <summary>The tokenizer copy inside the dataset directory (written by `whittle tokenize`), if present.</summary>
@@ -86,9 +117,10 @@ sealed class TrainingCli
     {
         bool json = p.GetValue(CliCommon.Json);
         var log = json ? Console.Error : Console.Out;
+        model.Precision = PrecisionNames.Parse(p.GetValue(Precision)!, "--precision");
         if (!p.GetValue(Resume)) trainer.RequireFreshRunDirectory();
         else if (trainer.TryResume()) log.WriteLine($"resumed at step {trainer.Step} from {trainer.Checkpoints.Latest()!.Value.Path}");
-        log.WriteLine(header);
+        log.WriteLine(header + "; " + string.Join(", ", o.RunInfo.Select(kv => $"{kv.Key.Replace('_', ' ')} {kv.Value}")));
         var evals = RunWithProgress(trainer, label, json, backend, DevicePeak.TrainFlopsPerToken(model.Config, o.SeqLen), loss);
         if (evals.Count == 0) evals = [trainer.Evaluate(trainer.Step)];   // --resume found the run complete
         var final = Path.Combine(o.RunDir, "final");
@@ -106,6 +138,7 @@ sealed class TrainingCli
             ["val_loss"] = last.ValLoss, ["val_perplexity"] = last.Perplexity,
             ["evaluations"] = new JsonArray(evals.Select(e => (JsonNode)new JsonObject { ["step"] = e.Step, ["tokens"] = e.TokensSeen, ["val_loss"] = e.ValLoss, ["val_perplexity"] = e.Perplexity }).ToArray()),
         };
+        foreach (var (k, v) in o.RunInfo) summary[k] = v;
         extraJson?.Invoke(summary);
         Console.WriteLine(summary.ToJsonString(CliCommon.JsonOptions));
         return 0;

@@ -40,8 +40,10 @@ static class BenchCommand
         var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 5, Description = "Timed steps (the median is reported)." };
         var warmup = new Option<int>("--warmup") { DefaultValueFactory = _ => 2, Description = "Untimed steps first (kernel compilation, allocator warm-up)." };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu", Description = "cpu | cuda." };
+        var precision = TrainingCli.PrecisionOption("--precision", "fp32 | bf16: the (student) model's precision (bf16: Linear GEMMs on bf16 inputs, f32 accumulation and master weights).", "fp32");
+        var teacherPrecision = TrainingCli.PrecisionChoices(new Option<string?>("--teacher-precision") { Description = "kd: the teacher's precision, fp32 | bf16 (default: bf16 on cuda, fp32 on cpu, as in distill)." });
         var cmd = new Command("bench", "Time training, evaluation or distillation steps of a model shape on random tokens: tokens/s, MFU (on a known GPU), peak memory.")
-            { mode, config, teacher, batch, seqLen, steps, warmup, device, CliCommon.Json };
+            { mode, config, teacher, batch, seqLen, steps, warmup, device, precision, teacherPrecision, CliCommon.Json };
         cmd.SetAction(p =>
         {
             string m = p.GetValue(mode)!;
@@ -50,11 +52,14 @@ static class BenchCommand
             if (B < 1 || T < 2 || n < 1 || w < 0) throw new WhittleException("--batch-size, --steps must be ≥ 1, --seq-len ≥ 2, --warmup ≥ 0");
             var shape = Shape(p.GetValue(config)!) with { MaxPositionEmbeddings = Math.Max(2048, T) };
             using var backend = Backends.Create(p.GetValue(device)!);
+            var pr = PrecisionNames.Parse(p.GetValue(precision)!, "--precision");
+            var teacherPr = p.GetValue(teacherPrecision) is { } tp ? PrecisionNames.Parse(tp, "--teacher-precision") : backend.Device == Device.Cuda ? Precision.Bf16 : Precision.F32;
             var result = m switch
             {
-                "kd" => BenchKd(backend, shape, Shape(p.GetValue(teacher)!) with { MaxPositionEmbeddings = Math.Max(2048, T) }, B, T, n, w),
-                _ => BenchOne(backend, shape, m == "train", B, T, n, w),
+                "kd" => BenchKd(backend, shape, Shape(p.GetValue(teacher)!) with { MaxPositionEmbeddings = Math.Max(2048, T) }, B, T, n, w, pr, teacherPr),
+                _ => BenchOne(backend, shape, m == "train", B, T, n, w, pr),
             };
+            result["precision"] = pr.Name();
             result["device"] = backend.Name;
             result["config"] = p.GetValue(config);
             result["batch"] = B; result["seq_len"] = T; result["steps"] = n;
@@ -98,9 +103,10 @@ static class BenchCommand
         return times[n / 2];
     }
 
-    static JsonObject BenchOne(IBackend backend, GptNeoXConfig c, bool train, int b, int t, int n, int w)
+    static JsonObject BenchOne(IBackend backend, GptNeoXConfig c, bool train, int b, int t, int n, int w, Precision precision)
     {
         using var model = GptNeoX.CreateRandom(c, backend, 1);
+        model.Precision = precision;
         var (inputs, targets) = RandomBatch(backend, c.VocabSize, b, t, 2);
         using var _i = inputs; using var _t = targets;
         AdamWOptimizer? opt = null;
@@ -125,12 +131,13 @@ static class BenchCommand
         return Report(backend, train ? "train" : "eval", c, b, t, s, FlopsPerToken(c, t, train), MemoryMeter.Peak(backend));
     }
 
-    static JsonObject BenchKd(IBackend backend, GptNeoXConfig student, GptNeoXConfig teacher, int b, int t, int n, int w)
+    static JsonObject BenchKd(IBackend backend, GptNeoXConfig student, GptNeoXConfig teacher, int b, int t, int n, int w, Precision precision, Precision teacherPrecision)
     {
         if (teacher.VocabSize != student.VocabSize) throw new WhittleException("the teacher's and student's vocabularies differ");
         var (inputs, targets) = RandomBatch(backend, student.VocabSize, b, t, 2);
         using var _i = inputs; using var _t = targets;
         using var s = GptNeoX.CreateRandom(student, backend, 1);
+        s.Precision = precision;
         s.Parameters.EnsureGrad();
         using var opt = new AdamWOptimizer(s.Parameters, new AdamWSettings(1e-4f));
         MemoryMeter.Reset(backend);
@@ -144,7 +151,9 @@ static class BenchCommand
         long cePeak = MemoryMeter.Peak(backend);
 
         using var teach = GptNeoX.CreateRandom(teacher, backend, 3);
-        long teacherBytes = teach.Parameters.Count * 4;
+        teach.Precision = teacherPrecision;
+        // f32 masters (embeddings, norms and biases are read in f32 even in bf16 mode) plus the bf16 copy of the matrices.
+        long teacherBytes = teach.Parameters.Count * 4 + (teach.Parameters.LowPrecision?.Count ?? 0) * 2;
         var loss = Whittle.Native.Distillation.DistillationLoss.Create(s, teach, new DistillSettings(DistillKind.ForwardKl, 1f, 0.5f, 0.5f), 0, _ => (0.5f, 0.5f));
         MemoryMeter.Reset(backend);
         double kd = Median(backend, n, w, () =>
@@ -159,6 +168,7 @@ static class BenchCommand
         r["ce_step_seconds"] = Math.Round(ce, 5);
         r["ce_peak_bytes"] = cePeak;
         r["teacher_weight_bytes"] = teacherBytes;
+        r["teacher_precision"] = teacherPrecision.Name();
         // The goal: peak(KD) ≤ 1.15 × peak(CE) + the teacher's weights.
         r["kd_over_ce_peak_excluding_teacher_weights"] = Math.Round((double)(kdPeak - teacherBytes) / cePeak, 3);
         return r;

@@ -27,7 +27,7 @@ static class DistillCommand
         var alpha = new Option<float>("--alpha") { Description = "Weight of the cross-entropy term.", DefaultValueFactory = _ => 0.5f };
         var beta = new Option<float>("--beta") { Description = "Weight of the distillation term.", DefaultValueFactory = _ => 0.5f };
         var arch = new ArchitectureOptions();
-        foreach (var o in new Option[] { teacher, cache, student, initSubnet, loss, topK, temperature, alpha, beta }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { teacher, cache, student, initSubnet, loss, topK, temperature, alpha, beta, t.TeacherPrecision }) cmd.Options.Add(o);
         arch.AddTo(cmd);
         cmd.SetAction(p =>
         {
@@ -61,6 +61,7 @@ static class DistillCommand
             TrainingCli.RequireSameTokenizer(teacherDir, data);
             using var backend = Backends.Create(p.GetValue(t.Device)!);
             using var teacherModel = GptNeoXCheckpoint.Load(teacherDir, backend);
+            options = t.WithTeacherPrecision(p, teacherModel, options);
             using var studentModel = BuildStudent(p, student, initSubnet, arch, teacherModel.Config.VocabSize, teacherModel.Config.EosTokenId, teacherModel, data, backend, options);
             if (k > studentModel.Config.VocabSize) throw new WhittleException($"--top-k {k} exceeds the vocabulary ({studentModel.Config.VocabSize})");
             var lossFn = DistillationLoss.Create(studentModel, teacherModel, settings, k, _ => (settings.Alpha, settings.Beta));

@@ -20,11 +20,12 @@ static class EvalCommand
         var maxTokens = new Option<long?>("--max-tokens") { Description = "Stop after about this many predictions." };
         var device = new Option<string>("--device") { Description = "cpu | cuda.", DefaultValueFactory = _ => "cpu" };
         var subnet = new Option<string?>("--subnet") { Description = "Evaluate this sub-network (JSON spec) inside the model: strided views of its weights, no copies." };
+        var precision = TrainingCli.PrecisionOption("--precision", "fp32 | bf16 (Linear GEMMs on bf16 inputs with f32 accumulation; layernorm, attention and the loss in f32).", "fp32");
         var cmd = new Command("eval", """
             Perplexity of a model. The token stream is cut into consecutive non-overlapping windows of T tokens (a shorter
             trailing remainder is dropped); in each window every token after the first is predicted from those before it;
             perplexity = exp(mean negative log-likelihood over those predictions).
-            """) { model, seqLen, batch, maxTokens, device, subnet, CliCommon.Json };
+            """) { model, seqLen, batch, maxTokens, device, subnet, precision, CliCommon.Json };
         var inputOptions = new TokenInputOptions();
         inputOptions.AddTo(cmd);
         cmd.SetAction(p =>
@@ -35,11 +36,12 @@ static class EvalCommand
             var (source, what) = (inputs.Tokens, inputs.Description);
             using var backend = Backends.Create(p.GetValue(device)!);
             using var m = GptNeoXCheckpoint.Load(dir, backend);
+            m.Precision = PrecisionNames.Parse(p.GetValue(precision)!, "--precision");
             ActiveArchitecture? active = p.GetValue(subnet) is { } sf ? Whittle.Native.Search.SubnetSpec.Load(sf, m.Config) : null;
             var r = Perplexity.Evaluate(m, source, p.GetValue(seqLen), p.GetValue(batch), p.GetValue(maxTokens) ?? long.MaxValue, active);
             if (p.GetValue(CliCommon.Json))
-                Console.WriteLine(new JsonObject { ["loss"] = r.Loss, ["perplexity"] = r.Perplexity, ["tokens"] = r.Tokens, ["tokens_per_second"] = Math.Round(r.TokensPerSecond, 1) }.ToJsonString(CliCommon.JsonOptions));
-            else Console.WriteLine($"{what}: loss {r.Loss:F5}, perplexity {r.Perplexity:F3} over {r.Tokens:N0} predictions ({r.Windows:N0} windows), {r.TokensPerSecond:N0} tokens/s on {backend.Name}");
+                Console.WriteLine(new JsonObject { ["loss"] = r.Loss, ["perplexity"] = r.Perplexity, ["tokens"] = r.Tokens, ["tokens_per_second"] = Math.Round(r.TokensPerSecond, 1), ["precision"] = m.Precision.Name() }.ToJsonString(CliCommon.JsonOptions));
+            else Console.WriteLine($"{what}: loss {r.Loss:F5}, perplexity {r.Perplexity:F3} over {r.Tokens:N0} predictions ({r.Windows:N0} windows), {r.TokensPerSecond:N0} tokens/s on {backend.Name}{(m.Precision == Precision.F32 ? "" : $" in {m.Precision.Name()}")}");
             return 0;
         });
         return cmd;

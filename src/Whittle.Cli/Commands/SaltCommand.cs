@@ -31,7 +31,7 @@ static class SaltCommand
         var select = new Option<string?>("--select") { Description = "SALT_DS: a selection from `whittle salt-select`; the KD phase trains on those windows only." };
         var baseline = new Option<bool>("--baseline") { Description = "Train the same large model without the small model (same steps, data, evaluations)." };
         var arch = new ArchitectureOptions();
-        foreach (var o in new Option[] { small, large, largeConfig, kdSteps, omega, schedule, select, baseline }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { small, large, largeConfig, kdSteps, omega, schedule, select, baseline, t.TeacherPrecision }) cmd.Options.Add(o);
         arch.AddTo(cmd);
         cmd.SetAction(p =>
         {
@@ -61,6 +61,7 @@ static class SaltCommand
             if (smallDir is not null) TrainingCli.RequireSameTokenizer(smallDir, data);
             using var backend = Backends.Create(p.GetValue(t.Device)!);
             using var smallModel = isBaseline ? null : GptNeoXCheckpoint.Load(smallDir!, backend);
+            if (smallModel is not null) o = t.WithTeacherPrecision(p, smallModel, o);
             using var largeModel = BuildLarge(p, large, largeConfig, arch, data, backend, o);
             LossFunction? loss = smallModel is null ? null
                 : DistillationLoss.Create(largeModel, smallModel, new DistillSettings(DistillKind.ForwardKl, 1f, 1f, 0f), 0, weights);

@@ -66,6 +66,16 @@ public sealed class Tape : IDisposable
         foreach (var v in vars) ReleaseScratch(v.Data);   // parameters and views are not the tape's: skipped
     }
 
+    /// <summary>
+    /// Frees the data of tape-owned values now, recording or not. Unlike <see cref="Release"/> the caller vouches that no
+    /// recorded backward step reads them: e.g. a layernorm output consumed only by a <see cref="Ops.LinearBf16"/>, which
+    /// kept its own bf16 copy (the layernorm's backward reads its input, not its output). Gradients are unaffected.
+    /// </summary>
+    public void Discard(params Var[] vars)
+    {
+        foreach (var v in vars) ReleaseScratch(v.Data);
+    }
+
     /// <summary>Frees tape-owned tensors that nothing will read again, recording or not (op-internal scratch).</summary>
     internal void ReleaseScratch(params Tensor[] tensors)
     {

@@ -164,6 +164,15 @@ public sealed unsafe partial class CpuBackend : IBackend
 
     public void MatMul(Tensor a, bool transA, Tensor b, bool transB, Tensor c, float alpha = 1f, float beta = 0f, Tensor? bias = null)
     {
+        if (a.DType == DType.BF16 || b.DType == DType.BF16)
+        {
+            // bf16 operands (Model/Precision.cs): widening is exact and so is every product of two bf16 values in f32, so
+            // the f32 GEMM of the widened operands differs from a tensor-core GEMM (f32 accumulate) only in addition order.
+            if (a.DType != b.DType) throw new ArgumentException($"MatMul: a {a.Describe()} and b {b.Describe()} must both be f32 or both bf16");
+            using var a32 = Widen(a); using var b32 = Widen(b);
+            MatMul(a32, transA, b32, transB, c, alpha, beta, bias);
+            return;
+        }
         var (ar, ac) = ArgCheck.Matrix(a, nameof(a));
         var (br, bc) = ArgCheck.Matrix(b, nameof(b));
         var (m, n) = ArgCheck.Matrix(c, nameof(c));
@@ -179,6 +188,13 @@ public sealed unsafe partial class CpuBackend : IBackend
             float* pc = (float*)c.Pointer; long ldc = c.Stride(0);
             ParallelRows(m, n, i => { var row = new Span<float>(pc + i * ldc, n); TensorPrimitives.Add(row, pb, row); });
         }
+    }
+
+    Tensor Widen(Tensor bf16)
+    {
+        var f32 = Tensor.Empty(DType.F32, bf16.ShapeArray);
+        Copy(bf16, f32);
+        return f32;
     }
 
     public void SumRows(Tensor dy, Tensor dBias)

@@ -50,6 +50,14 @@ internal sealed unsafe class CublasLtGemm : IDisposable
             Check(Cublas.cublasLtMatmulPreferenceCreate(out pref), "cublasLtMatmulPreferenceCreate", op);
             ulong ws = WorkspaceBytes;
             Check(Cublas.cublasLtMatmulPreferenceSetAttribute(pref, Cublas.CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ulong)), "cublasLtMatmulPreferenceSetAttribute", op);
+            // The heuristic assumes 256-byte aligned operands unless told otherwise; views into flat parameter buffers
+            // (bf16 copies, sub-network weights) can be less aligned, and an algorithm relying on more would fail.
+            foreach (var (attribute, pointer) in new[] { (Cublas.CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, a.Pointer), (Cublas.CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, b.Pointer),
+                         (Cublas.CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, c), (Cublas.CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, c) })
+            {
+                uint alignment = Alignment(pointer);
+                Check(Cublas.cublasLtMatmulPreferenceSetAttribute(pref, attribute, &alignment, sizeof(uint)), "cublasLtMatmulPreferenceSetAttribute(MIN_ALIGNMENT)", op);
+            }
             Cublas.LtHeuristicResult result;
             int status = Cublas.cublasLtMatmulAlgoGetHeuristic(_handle, desc, la, lb, lc, lc, pref, 1, &result, out int found);
             if (status != Cublas.CUBLAS_STATUS_SUCCESS || found == 0) return false;
@@ -66,6 +74,9 @@ internal sealed unsafe class CublasLtGemm : IDisposable
             if (desc != 0) Cublas.cublasLtMatmulDescDestroy(desc);
         }
     }
+
+    /// <summary>The largest power of two (up to 256) dividing a device address.</summary>
+    internal static uint Alignment(nint pointer) => pointer == 0 ? 256u : (uint)Math.Min(256L, (long)pointer & -(long)pointer);
 
     static nint Layout(int type, ulong rows, ulong cols, long ld, int batch, long stride, string op)
     {

@@ -21,7 +21,9 @@ public sealed record ParityResult(string Op, string Case, double MaxRelativeErro
 ///  - shapes include sizes that are not multiples of 32 or 128 and sub-network views (a Narrow'ed weight whose row
 ///    stride is the parent's, q/k/v inside a fused qkv buffer);
 ///  - tolerances (<see cref="Tolerance"/>): 1e-5 for f32 ops; TF32 matmuls (when the candidate allows them) 5e-3;
-///    reductions read back in double 1e-6; bf16 conversion exact. MatMul with beta = 0 does not read c (BLAS rule).
+///    reductions read back in double 1e-6; bf16 conversion exact; bf16 MatMul (bf16 operands, f32 accumulate and output)
+///    1e-5 like f32, since products of bf16 values are exact in f32 and only the order of additions differs (never TF32).
+///    MatMul with beta = 0 does not read c (BLAS rule).
 /// </summary>
 public sealed class ParityHarness(IBackend reference, IBackend candidate, int seed = 20240601, bool tf32 = false)
 {
@@ -43,6 +45,7 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         "AttentionForward(bf16 mma)" => Bf16AttentionTolerance,
         "AttentionBackward(bf16 mma)" => Bf16AttentionBackwardTolerance,
         "MatMul" when tf32 => Tf32Tolerance,
+        "MatMul(bf16)" => F32Tolerance,
         "Sum" or "SumOfSquares" => ReductionTolerance,
         "Copy(f32->bf16)" => 0,
         _ => F32Tolerance,
@@ -57,6 +60,9 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         foreach (var (ta, tb) in new[] { (false, false), (false, true), (true, false), (true, true) }) MatMul(7, 33, 65, ta, tb, bias: tb, 1f, 0f);
         MatMul(64, 128, 96, false, true, bias: true, 0.5f, 1f);
         MatMulSubNetwork(37, 96, 70, 128, 100);
+        foreach (var (ta, tb) in new[] { (false, false), (false, true), (true, false), (true, true) }) MatMulBf16(7, 33, 65, ta, tb, bias: tb, 1f, 0f, fullK: 33);
+        MatMulBf16(64, 128, 96, false, true, bias: true, 0.5f, 1f, fullK: 128);
+        MatMulBf16(37, 96, 70, false, true, bias: true, 1f, 0f, fullK: 100);    // a sub-network Linear: W[:70, :96] of a (70, 100) bf16 copy
         SumRows(37, 70, 90); SumRows(300, 33, 33);
         Rotary(2, 13, 3, 16, 8); Rotary(1, 40, 2, 64, 64);
         Attention(2, 37, 3, 16); Attention(1, 70, 2, 64); Attention(1, 33, 2, 80);
@@ -204,6 +210,29 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         candidate.MatMul(dy.C, true, x.C, false, dw.C.Narrow(0, 0, outF).Narrow(1, 0, inF), 1f, 1f);
         Compare("MatMul", $"dW += dy^T x into a view of ({fullOut}, {fullIn})", dw);
         Free(x, w, b, y, dy, dw);
+    }
+
+    /// <summary>
+    /// Both operands rounded to bf16 on each side (by Copy, checked exact above), then a bf16 GEMM into f32 c; with
+    /// <paramref name="fullK"/> &gt; k and tb, b is the leading (n, k) block of an (n, fullK) matrix, a sub-network weight view.
+    /// </summary>
+    void MatMulBf16(int m, int k, int n, bool ta, bool tb, bool bias, float alpha, float beta, int fullK)
+    {
+        string name = $"M={m} K={k} N={n}{(ta ? " aT" : "")}{(tb ? " bT" : "")}{(bias ? " +bias" : "")}{(beta != 0 ? $" a={alpha} b={beta}" : "")}{(fullK > k ? $" b view of K={fullK}" : "")}";
+        int[] aShape = ta ? [k, m] : [m, k];
+        int[] bShape = tb ? [n, fullK] : [k, n];
+        var a = Pair(Random((long)m * k), aShape); var b = Pair(Random((long)bShape[0] * bShape[1]), bShape);
+        var a16 = (R: reference.Empty(DType.BF16, aShape), C: candidate.Empty(DType.BF16, aShape));
+        var b16 = (R: reference.Empty(DType.BF16, bShape), C: candidate.Empty(DType.BF16, bShape));
+        reference.Copy(a.R, a16.R); candidate.Copy(a.C, a16.C);
+        reference.Copy(b.R, b16.R); candidate.Copy(b.C, b16.C);
+        Tensor B(Tensor t) => fullK > k ? t.Narrow(1, 0, k) : t;
+        var bi = Pair(Random(n), n);
+        var c = beta == 0 ? Poisoned(m, n) : Pair(Random((long)m * n), m, n);
+        reference.MatMul(a16.R, ta, B(b16.R), tb, c.R, alpha, beta, bias ? bi.R : null);
+        candidate.MatMul(a16.C, ta, B(b16.C), tb, c.C, alpha, beta, bias ? bi.C : null);
+        Compare("MatMul(bf16)", name, c);
+        Free(a, b, a16, b16, bi, c);
     }
 
     void SumRows(int m, int n, int fullN)

@@ -33,6 +33,21 @@ public sealed class GptNeoX : IDisposable
     public IBackend Backend { get; }
     public ParameterSet Parameters { get; }
 
+    /// <summary>
+    /// The arithmetic of <see cref="Forward"/> and its backward pass (<see cref="Model.Precision"/>; f32 by default).
+    /// Bf16 keeps a bf16 copy of the GEMM weight matrices in <see cref="Parameters"/> (refreshed by every optimizer step
+    /// and load); setting F32 frees it.
+    /// </summary>
+    public Precision Precision
+    {
+        get => Parameters.LowPrecision is null ? Precision.F32 : Precision.Bf16;
+        set
+        {
+            if (value == Precision.Bf16) Parameters.EnableLowPrecision(p => p.Decay && p.Name != EmbedIn);
+            else Parameters.DisableLowPrecision();
+        }
+    }
+
     // ---------------------------------------------------------------- names and shapes (Hugging Face's)
 
     public const string EmbedIn = "gpt_neox.embed_in.weight";
@@ -97,6 +112,7 @@ public sealed class GptNeoX : IDisposable
     {
         using var dev = Backend.FromHost(hostFlat);
         Backend.Copy(dev, Parameters.Flat);
+        Parameters.RefreshLowPrecision();
     }
 
     // ---------------------------------------------------------------- forward
@@ -124,8 +140,7 @@ public sealed class GptNeoX : IDisposable
             observe?.Invoke(ForwardTap.LayerInput, i, x.Data);
             var ln1 = tape.LayerNorm(x, Param(tape, p + "input_layernorm.weight", d), Param(tape, p + "input_layernorm.bias", d), c.LayerNormEps);
             // (N, 3·h·D): the first h heads' [q, k, v] rows of the fused weight are its first 3·h·D rows.
-            var qkv = tape.Linear(ln1, Param(tape, p + "attention.query_key_value.weight", 3 * h * D, d), Param(tape, p + "attention.query_key_value.bias", 3 * h * D));
-            tape.Release(ln1);
+            var qkv = Linear(tape, ln1, p + "attention.query_key_value.weight", p + "attention.query_key_value.bias", 3 * h * D, d);
             long[] headStrides = [(long)T * 3 * h * D, 3L * h * D, 3L * D, 1];
             int[] headShape = [B, T, h, D];
             var q = tape.View(qkv, t => t.AsStrided(headShape, headStrides, 0));
@@ -136,20 +151,18 @@ public sealed class GptNeoX : IDisposable
             observe?.Invoke(ForwardTap.AttentionHeads, i, att.Data);
             tape.Release(qkv);
             var attFlat = tape.View(att, t => t.Reshape(N, h * D));
-            var attOut = tape.Linear(attFlat, Param(tape, p + "attention.dense.weight", d, h * D), Param(tape, p + "attention.dense.bias", d));
+            var attOut = Linear(tape, attFlat, p + "attention.dense.weight", p + "attention.dense.bias", d, h * D, consumesInput: false);   // attention's backward reads att
             tape.Release(att);
 
             Var mlpIn, residual;
             if (c.UseParallelResidual) { mlpIn = x; residual = x; }
             else { residual = tape.Add(x, attOut); tape.Release(x, attOut); mlpIn = residual; }
             var ln2 = tape.LayerNorm(mlpIn, Param(tape, p + "post_attention_layernorm.weight", d), Param(tape, p + "post_attention_layernorm.bias", d), c.LayerNormEps);
-            var hidden = tape.Linear(ln2, Param(tape, p + "mlp.dense_h_to_4h.weight", m, d), Param(tape, p + "mlp.dense_h_to_4h.bias", m));
-            tape.Release(ln2);
+            var hidden = Linear(tape, ln2, p + "mlp.dense_h_to_4h.weight", p + "mlp.dense_h_to_4h.bias", m, d);
             var act = tape.Gelu(hidden, tanh);
             tape.Release(hidden);
             observe?.Invoke(ForwardTap.MlpActivation, i, act.Data);
-            var mlpOut = tape.Linear(act, Param(tape, p + "mlp.dense_4h_to_h.weight", d, m), Param(tape, p + "mlp.dense_4h_to_h.bias", d));
-            tape.Release(act);
+            var mlpOut = Linear(tape, act, p + "mlp.dense_4h_to_h.weight", p + "mlp.dense_4h_to_h.bias", d, m);   // GELU's backward reads its input, not act
             Var next;
             if (c.UseParallelResidual)
             {
@@ -165,9 +178,7 @@ public sealed class GptNeoX : IDisposable
         }
         var final = tape.LayerNorm(x, Param(tape, FinalNormWeight, d), Param(tape, FinalNormBias, d), c.LayerNormEps);
         tape.Release(x);
-        var logits = tape.Linear(final, Param(tape, EmbedOut, rows: null, cols: d), null);
-        tape.Release(final);
-        return logits;
+        return Linear(tape, final, EmbedOut, bias: null, rows: null, cols: d);
     }
 
     /// <summary>Mean next-token cross-entropy of a (B, T+1) window batch: inputs tokens[:, :-1], targets tokens[:, 1:].</summary>
@@ -179,19 +190,40 @@ public sealed class GptNeoX : IDisposable
         return loss;
     }
 
+    /// <summary>
+    /// The linear layer x @ weight[:rows, :cols]ᵀ + bias[:rows] at the model's precision; its input is released afterwards. In bf16 mode while recording, an input that only this layer reads
+    /// (<paramref name="consumesInput"/>) is discarded outright: the layer kept a bf16 copy, the f32 one is dead weight.
+    /// </summary>
+    Var Linear(Tape tape, Var x, string weight, string? bias, int? rows, int cols, bool consumesInput = true)
+    {
+        var w = Param(tape, weight, rows, cols);
+        var b = bias is null ? null : Param(tape, bias, rows);
+        if (Precision == Precision.F32)
+        {
+            var y32 = tape.Linear(x, w, b);
+            if (consumesInput) tape.Release(x);
+            return y32;
+        }
+        var y = tape.LinearBf16(x, w, Slice(Parameters.LowPrecisionOf(weight), rows, cols), b);
+        if (consumesInput) tape.Discard(x);
+        return y;
+    }
+
     /// <summary>A parameter (or its leading sub-block) as a tape Var: with its gradient view when gradients are being recorded.</summary>
     Var Param(Tape tape, string name, int? rows = null, int? cols = null)
     {
         var data = Parameters[name];
-        Tensor Slice(Tensor t)
-        {
-            if (t.Rank == 1) return rows is { } n && n != t.Size(0) ? t.Narrow(0, 0, n) : t;
-            if (rows is { } r && r != t.Size(0)) t = t.Narrow(0, 0, r);
-            if (cols is { } cc && cc != t.Size(1)) t = t.Narrow(1, 0, cc);
-            return t;
-        }
         bool train = tape.IsRecording && Parameters.FlatGrad is not null;
-        return train ? Var.Parameter(Slice(data), Slice(Parameters.Grad(name))) : Var.Constant(Slice(data));
+        return train ? Var.Parameter(Slice(data, rows, cols), Slice(Parameters.Grad(name), rows, cols)) : Var.Constant(Slice(data, rows, cols));
+    }
+
+    /// <summary>The leading (rows, cols) block of a parameter, a view with the parent's row stride (rows alone for vectors).</summary>
+    static Tensor Slice(Tensor t, int? rows, int? cols)
+    {
+        if (t.Rank == 1) return rows is { } n && n != t.Size(0) ? t.Narrow(0, 0, n) : t;
+        if (rows is { } r && r != t.Size(0)) t = t.Narrow(0, 0, r);
+        if (cols is { } cc && cc != t.Size(1)) t = t.Narrow(1, 0, cc);
+        return t;
     }
 
     Var Param(Tape tape, string name, int length) => Param(tape, name, rows: length, cols: null);

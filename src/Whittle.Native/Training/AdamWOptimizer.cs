@@ -40,6 +40,7 @@ public sealed class AdamWOptimizer : IDisposable
         float scale = clipNorm > 0 && norm > clipNorm ? (float)(clipNorm / norm) : 1f;
         Step++;
         Parameters.Backend.AdamW(Parameters.Flat, Parameters.FlatGrad!, M, V, Parameters.DecayCount, Settings with { LearningRate = lr }, Step, scale);
+        Parameters.RefreshLowPrecision();   // bf16 training: the next forward must see the updated masters
         return norm;
     }
 

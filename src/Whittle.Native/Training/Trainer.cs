@@ -38,6 +38,8 @@ public sealed record TrainOptions
     /// </summary>
     public IReadOnlyList<long>? SelectedWindows { get; init; }
     public int SelectedUntilStep { get; init; }
+    /// <summary>Facts about how the run computes (e.g. precision, teacher_precision), logged to metrics.jsonl as a line with the step it starts (or resumes) at.</summary>
+    public IReadOnlyDictionary<string, string> RunInfo { get; init; } = new Dictionary<string, string>();
 
     public long TokensPerStep => (long)SeqLen * MicroBatch * GradAccum;
 
@@ -161,6 +163,12 @@ public sealed class Trainer : IDisposable
         double elapsedBefore = _state.ElapsedSeconds;
         int B = _o.MicroBatch, T = _o.SeqLen;
         var inputs = new int[B * T]; var targets = new int[B * T];
+        if (_o.RunInfo.Count > 0 && _state.Step < _o.Steps)
+        {
+            var info = new JsonObject { ["step"] = _state.Step };
+            foreach (var (k, v) in _o.RunInfo) info[k] = v;
+            AppendMetrics(info);
+        }
 
         while (_state.Step < _o.Steps)
         {
