@@ -28,8 +28,9 @@ static class CacheTeacherCommand
         var seed = new Option<ulong>("--seed") { Description = "Data-order seed, as distill's.", DefaultValueFactory = _ => 1UL };
         var output = new Option<string>("--out") { Description = "Cache directory to create (must not exist): manifest.json and batch-NNNNNNNN.kd files.", Required = true };
         var device = new Option<string>("--device") { Description = "cpu | cuda.", DefaultValueFactory = _ => "cpu" };
+        var precision = new Option<string?>("--teacher-precision") { Description = "fp32 | bf16: the teacher's forward pass (see `distill --teacher-precision`). Default: bf16 on cuda, fp32 on cpu." };
         var cmd = new Command("cache-teacher", "Run a teacher once over the batches a `distill` run will see and store its top-k log-probabilities (f16), ids and tail mass per token, with a hash of each batch's tokens; then `distill --teacher-cache DIR`.")
-            { teacher, data, topK, temperature, batchSize, seqLen, gradAccum, steps, seed, output, device, CliCommon.Json };
+            { teacher, data, topK, temperature, batchSize, seqLen, gradAccum, steps, seed, output, device, precision, CliCommon.Json };
         cmd.SetAction(p =>
         {
             string teacherDir = p.GetValue(teacher)!, outDir = p.GetValue(output)!;
@@ -41,6 +42,7 @@ static class CacheTeacherCommand
             if (!(tau > 0) || !float.IsFinite(tau)) throw new WhittleException($"--temperature must be > 0, got {tau}");
             if (b < 1 || t < 1 || accum < 1) throw new WhittleException($"--batch-size ({b}), --seq-len ({t}) and --grad-accum ({accum}) must be positive");
             if (n < 1) throw new WhittleException($"--steps must be at least 1, got {n}");
+            Precision? chosen = p.GetValue(precision) is { } ps ? PrecisionNames.Parse(ps, "--teacher-precision") : null;
             if (Directory.Exists(outDir) || File.Exists(outDir)) throw new WhittleException($"--out {outDir} already exists; a cache is written whole into a new directory (delete it or choose another)");
             if (!Directory.Exists(teacherDir)) throw new WhittleException($"{teacherDir}: no such model directory (--teacher)");
             var config = GptNeoXConfig.Load(teacherDir);
@@ -56,8 +58,9 @@ static class CacheTeacherCommand
 
             using var backend = Backends.Create(p.GetValue(device)!);
             using var model = GptNeoXCheckpoint.Load(teacherDir, backend);
+            model.Precision = chosen ?? (backend.Device == Device.Cuda ? Precision.Bf16 : Precision.F32);
             var log = json ? Console.Error : Console.Out;
-            log.WriteLine($"cache-teacher: {manifest.Batches} micro-batches of {b}×{t} tokens, top-{k} at τ = {tau}, on {backend.Name}");
+            log.WriteLine($"cache-teacher: {manifest.Batches} micro-batches of {b}×{t} tokens, top-{k} at τ = {tau}, {model.Precision.Name()} teacher on {backend.Name}");
             using var cancel = new CancellationTokenSource();
             ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); };
             Console.CancelKeyPress += onCancel;

@@ -83,9 +83,11 @@ public sealed unsafe partial class CudaBackend : IBackend
     /// Runs the attention forward on bf16 tensor cores (attention.cu attention_forward_mma_d64/d128: q, k, v and the
     /// probabilities rounded to bf16, f32 accumulation and statistics; ~1e-2 relative instead of ~1e-6) when the head
     /// size is 64 or 128, and the backward (attention_backward_*_mma_d64) when it is 64; other head sizes keep the f32
-    /// kernels. For the bf16 precision mode.
+    /// kernels. For the bf16 precision mode. WHITTLE_ATTENTION=f32 in the environment keeps the f32 kernels regardless.
     /// </summary>
     public bool Bf16Attention { get; set; }
+
+    static readonly bool MmaAttentionDisabled = Environment.GetEnvironmentVariable("WHITTLE_ATTENTION") == "f32";
 
     /// <summary>Number of CUDA devices; 0 with the reason when there is no driver or no device.</summary>
     public static int DeviceCount(out string? problem)
@@ -468,7 +470,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         CheckHeadSize(d);
         var sq = Bthd4(q, "q", b, t, h, d); var sk = Bthd4(k, "k", b, t, h, d); var sv = Bthd4(v, "v", b, t, h, d); var so = Bthd4(output, "output", b, t, h, d);
         F32(lse, "lse", 3); Shape(lse, "lse", _op, b, h, t); Contiguous(lse, "lse");
-        if (Bf16Attention && d is 64 or 128)
+        if (Bf16Attention && !MmaAttentionDisabled && d is 64 or 128)
         {
             // bf16 (64, D+8) Q and K tiles and the transposed (D, 64+8) V tile: 27 KB for D = 64, 53 KB for D = 128.
             int tileBytes = (2 * 64 * (d + 8) + d * (64 + 8)) * sizeof(ushort);
@@ -497,7 +499,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         long rows = (long)b * h * t;
         Launch("attention.cu", "attention_backward_dot", CeilDiv(rows, 8), 1, 256, 0,
             Args().Add(dOut.Pointer).Add(output.Pointer).Add(dt.Pointer).Add(b).Add(t).Add(h).Add(d).Add(sdo).Add(so));
-        if (Bf16Attention && d == 64)
+        if (Bf16Attention && !MmaAttentionDisabled && d == 64)
         {
             const int tile = 64 * 72 * sizeof(ushort);  // one bf16 (64, 64+8) tile
             Launch("attention.cu", "attention_backward_dq_mma_d64", CeilDiv(t, 64), b * h, 128, 5 * tile,

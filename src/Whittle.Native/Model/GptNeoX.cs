@@ -147,7 +147,7 @@ public sealed class GptNeoX : IDisposable
             var k = tape.View(qkv, t => t.AsStrided(headShape, headStrides, D));
             var v = tape.View(qkv, t => t.AsStrided(headShape, headStrides, 2 * D));
             if (c.RotaryDims > 0) { tape.Rotary(q, cos, sin); tape.Rotary(k, cos, sin); }
-            var att = tape.Attention(q, k, v, scale);                                     // (B, T, h, D)
+            var att = tape.Attention(q, k, v, scale, bf16: Precision == Precision.Bf16);  // (B, T, h, D)
             observe?.Invoke(ForwardTap.AttentionHeads, i, att.Data);
             tape.Release(qkv);
             var attFlat = tape.View(att, t => t.Reshape(N, h * D));
