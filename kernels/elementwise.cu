@@ -2,6 +2,7 @@
 // Matches CpuBackend.Add / Axpy / Scale / Fill / Copy and the bias step of MatMul.
 //   add:      y (n) = a (n) + b (n), contiguous; y may alias a or b (each element is read before it is written).
 //   axpy:     y (n) += alpha * x (n).     scale: x (n) *= alpha.
+//   axpy_rows: y (M, N) [ldy] += alpha * x (M, N) [ldx]: row-dense views (a sub-network's weight gradient).
 //   fill:     x (n) = bits, 32-bit or 16-bit words (the host encodes f32, i32 or bf16 values).
 //   add_bias_rows: c (M, N) [ldc] += bias (N) on every row.
 //   copy_strided: dst = src over a rank <= 6 shape with element strides for each side; dtype codes 0 = 32-bit word
@@ -17,6 +18,13 @@ extern "C" __global__ void add_f32(const float* a, const float* b, float* y, lon
 extern "C" __global__ void axpy_f32(float alpha, const float* x, float* y, long long n) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) y[i] += alpha * x[i];
+}
+
+extern "C" __global__ void axpy_rows_f32(float alpha, const float* x, long long ldx, float* y, long long ldy, int m, int n) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (long long)m * n) return;
+    long long r = i / n, c = i % n;
+    y[r * ldy + c] += alpha * x[r * ldx + c];
 }
 
 extern "C" __global__ void scale_f32(float* x, float alpha, long long n) {

@@ -42,6 +42,11 @@ sealed class TrainingCli
         "fp32 | bf16. bf16: mixed precision, f32 master weights and optimizer state, bf16 copies of the weight matrices, every Linear GEMM on bf16 inputs with f32 accumulation (tensor cores on CUDA, an exact emulation on the CPU); layernorm, attention, softmax and losses in f32. Validation runs at the same precision.",
         "fp32");
     /// <summary>distill and salt only (not added by <see cref="AddTo"/>): the frozen teacher's precision.</summary>
+    public readonly Option<int> LossChunkRows = new("--loss-chunk-rows")
+    {
+        Description = "Compute the LM head and loss this many rows (tokens) at a time, so the (N, V) logits and their gradient are never held whole (0: all at once). Same values; saves about 8·(N − R)·V bytes.",
+        DefaultValueFactory = _ => 0,
+    };
     public readonly Option<string?> TeacherPrecision = PrecisionChoices(new Option<string?>("--teacher-precision")
     {
         Description = "fp32 | bf16: the teacher's forward pass (bf16 as --precision describes; its bf16 weight copy costs 2 bytes per matrix parameter on top of its f32 weights). Default: bf16 on cuda, fp32 on cpu.",
@@ -60,13 +65,14 @@ sealed class TrainingCli
     public void AddTo(Command cmd)
     {
         foreach (var o in new Option[] { Data, Out, SeqLen, BatchSize, GradAccum, Steps, Tokens, Lr, MinLr, Warmup, Schedule, DecayFraction, WeightDecay,
-                     Beta1, Beta2, Clip, EvalEvery, EvalTokens, SaveEvery, Keep, Seed, Device, Resume, Precision, CliCommon.Json })
+                     Beta1, Beta2, Clip, EvalEvery, EvalTokens, SaveEvery, Keep, Seed, Device, Resume, Precision, LossChunkRows, CliCommon.Json })
             cmd.Options.Add(o);
     }
 
     public TrainOptions Options(ParseResult p, string? tokenizerFile)
     {
         int seqLen = p.GetValue(SeqLen), b = p.GetValue(BatchSize), accum = p.GetValue(GradAccum);
+        if (p.GetValue(LossChunkRows) < 0) throw new WhittleException($"--loss-chunk-rows must be >= 0 (0: off), got {p.GetValue(LossChunkRows)}");
         long perStep = (long)seqLen * b * accum;
         int steps = p.GetValue(Steps) is { } s ? s
             : p.GetValue(Tokens) is { } t ? (int)Math.Max(1, (t + perStep - 1) / perStep)
@@ -118,6 +124,7 @@ sealed class TrainingCli
         bool json = p.GetValue(CliCommon.Json);
         var log = json ? Console.Error : Console.Out;
         model.Precision = PrecisionNames.Parse(p.GetValue(Precision)!, "--precision");
+        model.LossChunkRows = p.GetValue(LossChunkRows);
         if (!p.GetValue(Resume)) trainer.RequireFreshRunDirectory();
         else if (trainer.TryResume()) log.WriteLine($"resumed at step {trainer.Step} from {trainer.Checkpoints.Latest()!.Value.Path}");
         log.WriteLine(header + "; " + string.Join(", ", o.RunInfo.Select(kv => $"{kv.Key.Replace('_', ' ')} {kv.Value}")));

@@ -427,7 +427,15 @@ public sealed unsafe partial class CpuBackend : IBackend
     public void Axpy(float alpha, Tensor x, Tensor y)
     {
         ArgCheck.SameShape(x, y, "axpy");
-        ParallelSpans(x, y, y, (sx, sy, so) => TensorPrimitives.MultiplyAdd(sx, alpha, sy, so));
+        if (x.IsContiguous && y.IsContiguous) { ParallelSpans(x, y, y, (sx, sy, so) => TensorPrimitives.MultiplyAdd(sx, alpha, sy, so)); return; }
+        var (m, n) = ArgCheck.Matrix(x, nameof(x)); ArgCheck.Matrix(y, nameof(y));
+        float* px = (float*)x.Pointer, py = (float*)y.Pointer;
+        long ldx = x.Stride(0), ldy = y.Stride(0);
+        ParallelRows(m, n, i =>
+        {
+            var row = new Span<float>(py + i * ldy, n);
+            TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(px + i * ldx, n), alpha, row, row);
+        });
     }
 
     public void Scale(Tensor x, float alpha) => ParallelSpans(x, x, x, (s, _, o) => TensorPrimitives.Multiply(s, alpha, o));

@@ -552,6 +552,15 @@ public sealed unsafe partial class CudaBackend : IBackend
     public void Axpy(float alpha, Tensor x, Tensor y)
     {
         Enter("Axpy");
+        if (!(x.IsContiguous && y.IsContiguous) && x.Rank == 2)
+        {
+            F32(x, "x", 2); F32(y, "y", 2);
+            if (!x.SameShape(y)) throw new ArgumentException($"Axpy: x {x.Describe()} and y {y.Describe()} differ in shape");
+            int m = x.Size(0), n = x.Size(1);
+            Launch("elementwise.cu", "axpy_rows_f32", CeilDiv((long)m * n, Threads), 1, Threads, 0,
+                Args().Add(alpha).Add(x.Pointer).Add(Ld(x, "x")).Add(y.Pointer).Add(Ld(y, "y")).Add(m).Add(n));
+            return;
+        }
         SameDense(x, "x", y, "y");
         Launch("elementwise.cu", "axpy_f32", CeilDiv(x.Count, Threads), 1, Threads, 0, Args().Add(alpha).Add(x.Pointer).Add(y.Pointer).Add(x.Count));
     }

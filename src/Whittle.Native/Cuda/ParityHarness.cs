@@ -325,7 +325,11 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         Compare("Axpy", $"n={n}", y);
         reference.Scale(y.R, 3.5f); candidate.Scale(y.C, 3.5f);
         Compare("Scale", $"n={n}", y);
-        Free(a, b, y);
+        // row-dense views: x (7, 33) inside a (7, 50) buffer into y (7, 33) inside a (7, 40) one (compared whole)
+        var xw = Pair(Random(7 * 50), 7, 50); var yw = Pair(Random(7 * 40), 7, 40);
+        reference.Axpy(0.5f, xw.R.Narrow(1, 0, 33), yw.R.Narrow(1, 0, 33)); candidate.Axpy(0.5f, xw.C.Narrow(1, 0, 33), yw.C.Narrow(1, 0, 33));
+        Compare("Axpy", "(7, 33) row-dense views", yw);
+        Free(a, b, y, xw, yw);
     }
 
     void CrossEntropy(int n, int v, bool withGrad)

@@ -24,10 +24,11 @@ public static class DistillationLoss
         {
             if (weightsAt(step) is not { } w)
                 return (student.Loss(tape, inputs, targets), new Dictionary<string, double>());
+            var s = settings with { Alpha = w.Alpha, Beta = w.Beta };
+            if (student.ChunksLoss((int)targets.Count)) return Chunked(tape, student, teacher, inputs, targets, s, topK);
             var logits = student.Forward(tape, inputs);
             using var teacherTape = new Tape(teacher.Backend, recording: false);
             var t = teacher.Forward(teacherTape, inputs);
-            var s = settings with { Alpha = w.Alpha, Beta = w.Beta };
             if (topK > 0) return TopK(tape, student, logits, TeacherTopK.FromLogits(t.Data, topK, settings.Temperature), targets, s);
             var loss = tape.Distillation(logits, DistillTeacher.Full(t.Data), targets, s, out var parts);
             tape.Release(logits);
@@ -59,8 +60,43 @@ public static class DistillationLoss
                 summary.LogProbs.Dispose(); summary.Ids.Dispose(); summary.Tail.Dispose();
                 throw new InvalidFileException(TeacherCache.BatchPath(cacheDir, index), $"top-{summary.Ids.Size(1)} rows, but the manifest says top-{cache.TopK}");
             }
-            return TopK(tape, student, student.Forward(tape, inputs), summary, targets, settings);
+            if (!student.ChunksLoss((int)targets.Count)) return TopK(tape, student, student.Forward(tape, inputs), summary, targets, settings);
+            var (lp, ids, tail) = summary;
+            using (lp) using (ids) using (tail)
+            {
+                var loss = student.ChunkedDistillationLoss(tape, student.ForwardHidden(tape, inputs), (r0, rows, use) =>
+                {
+                    using var dlp = student.Backend.FromHost(lp.Narrow(0, r0, rows));
+                    using var dids = student.Backend.FromHost(ids.Narrow(0, r0, rows));
+                    using var dtail = student.Backend.FromHost(tail.Narrow(0, r0, rows));
+                    use(DistillTeacher.TopK(dlp, dids, dtail));
+                }, targets, settings, out var parts);
+                return (loss, Parts(parts));
+            }
         };
+    }
+
+    /// <summary>
+    /// The chunked form (<see cref="GptNeoX.LossChunkRows"/>): the teacher's final hidden state is computed whole (N, d_T),
+    /// its logits one chunk of rows at a time, right before the student's chunk, so neither model's (N, V) logits exist.
+    /// </summary>
+    static (Var, IReadOnlyDictionary<string, double>) Chunked(Tape tape, GptNeoX student, GptNeoX teacher, Tensor inputs, Tensor targets, DistillSettings s, int topK)
+    {
+        var final = student.ForwardHidden(tape, inputs);
+        using var teacherTape = new Tape(teacher.Backend, recording: false);
+        var teacherFinal = teacher.ForwardHidden(teacherTape, inputs).Data;                    // (N, d_T)
+        int v = teacher.Config.VocabSize;
+        var loss = student.ChunkedDistillationLoss(tape, final, (r0, rows, use) =>
+        {
+            using var logits = teacher.Backend.Empty(DType.F32, rows, v);                       // (R, V)
+            teacher.HeadLogits(teacherFinal.Narrow(0, r0, rows), logits);
+            if (topK == 0) { use(DistillTeacher.Full(logits)); return; }
+            var (lp, ids, tail) = TeacherTopK.FromLogits(logits, topK, s.Temperature);
+            using (lp) using (ids) using (tail)
+            using (var dlp = student.Backend.FromHost(lp)) using (var dids = student.Backend.FromHost(ids)) using (var dtail = student.Backend.FromHost(tail))
+                use(DistillTeacher.TopK(dlp, dids, dtail));
+        }, targets, s, out var parts);
+        return (loss, Parts(parts));
     }
 
     /// <summary>The loss against a top-k summary held on the host (freed here), moved to the student's device for the fused op.</summary>

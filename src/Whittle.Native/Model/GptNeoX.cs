@@ -123,6 +123,23 @@ public sealed class GptNeoX : IDisposable
     /// </summary>
     public Var Forward(Tape tape, Tensor ids, ActiveArchitecture? active = null, ForwardObserver? observe = null)
     {
+        var final = ForwardHidden(tape, ids, active, observe);
+        return Linear(tape, final, EmbedOut, bias: null, rows: null, cols: final.Data.Size(1));
+    }
+
+    /// <summary>
+    /// Rows of the LM head computed chunk by chunk by <see cref="Loss"/> and the distillation losses (0, the default: all
+    /// at once). With R rows the (N, V) logits and their gradient are never held whole, only (R, V) of each
+    /// (<see cref="Ops.ChunkedCrossEntropy"/>); values and gradients are the same.
+    /// </summary>
+    public int LossChunkRows { get; set; }
+
+    /// <summary>Whether a batch of <paramref name="rows"/> rows takes the chunked head (<see cref="LossChunkRows"/>).</summary>
+    public bool ChunksLoss(int rows) => LossChunkRows > 0 && LossChunkRows < rows;
+
+    /// <summary>The final layernorm's output (B·T, d) for ids (B, T): <see cref="Forward"/> without the LM head.</summary>
+    public Var ForwardHidden(Tape tape, Tensor ids, ActiveArchitecture? active = null, ForwardObserver? observe = null)
+    {
         var c = Config;
         var a = (active ?? ActiveArchitecture.Full(c)).Validate(c);
         if (ids.Rank != 2 || ids.DType != DType.I32) throw new ArgumentException($"ids must be an i32 (B, T) tensor, got {ids.Describe()}");
@@ -178,12 +195,23 @@ public sealed class GptNeoX : IDisposable
         }
         var final = tape.LayerNorm(x, Param(tape, FinalNormWeight, d), Param(tape, FinalNormBias, d), c.LayerNormEps);
         tape.Release(x);
-        return Linear(tape, final, EmbedOut, bias: null, rows: null, cols: d);
+        return final;
     }
 
-    /// <summary>Mean next-token cross-entropy of a (B, T+1) window batch: inputs tokens[:, :-1], targets tokens[:, 1:].</summary>
+    /// <summary>
+    /// Mean next-token cross-entropy of a (B, T+1) window batch: inputs tokens[:, :-1], targets tokens[:, 1:]. The LM head
+    /// runs chunked when <see cref="LossChunkRows"/> asks for it.
+    /// </summary>
     public Var Loss(Tape tape, Tensor inputs, Tensor targets, ActiveArchitecture? active = null, int ignoreIndex = -100)
     {
+        if (ChunksLoss((int)targets.Count))
+        {
+            var final = ForwardHidden(tape, inputs, active);
+            var (w, wb) = Head(tape, final.Data.Size(1));
+            var chunked = tape.ChunkedCrossEntropy(final, w, wb, targets.Reshape((int)targets.Count), LossChunkRows, ignoreIndex);
+            tape.Discard(final);   // the op computed its gradients already; the layernorm's backward reads its input
+            return chunked;
+        }
         var logits = Forward(tape, inputs, active);
         var loss = tape.CrossEntropy(logits, targets.Reshape((int)targets.Count), ignoreIndex);
         tape.Release(logits);
@@ -208,6 +236,35 @@ public sealed class GptNeoX : IDisposable
         if (consumesInput) tape.Discard(x);
         return y;
     }
+
+    /// <summary>
+    /// The chunked distillation loss of a student whose final hidden state is <paramref name="final"/> (from
+    /// <see cref="ForwardHidden"/>), against a teacher given per chunk of rows (<see cref="TeacherRows"/>).
+    /// </summary>
+    public Var ChunkedDistillationLoss(Tape tape, Var final, TeacherRows teacher, Tensor targets, DistillSettings settings, out DistillParts parts)
+    {
+        var (w, wb) = Head(tape, final.Data.Size(1));
+        var loss = tape.ChunkedDistillation(final, w, wb, teacher, targets.Reshape((int)targets.Count), settings, LossChunkRows, out parts);
+        tape.Discard(final);
+        return loss;
+    }
+
+    /// <summary>
+    /// logits (R, V) = the LM head of hidden rows (R, d) at this model's precision, outside any tape: a no-grad teacher's
+    /// logits for one chunk of a chunked distillation loss.
+    /// </summary>
+    public void HeadLogits(Tensor hiddenRows, Tensor logits)
+    {
+        int d = hiddenRows.Size(1);
+        if (Precision == Precision.F32) { Backend.MatMul(hiddenRows, false, Slice(Parameters[EmbedOut], null, d), true, logits); return; }
+        using var hb = Backend.Empty(DType.BF16, hiddenRows.ShapeArray);
+        Backend.Copy(hiddenRows, hb);
+        Backend.MatMul(hb, false, Slice(Parameters.LowPrecisionOf(EmbedOut), null, d), true, logits);
+    }
+
+    /// <summary>The LM head weight (V, d) as a tape Var, and its bf16 copy in bf16 mode.</summary>
+    (Var Weight, Tensor? Bf16) Head(Tape tape, int d) =>
+        (Param(tape, EmbedOut, rows: null, cols: d), Precision == Precision.Bf16 ? Slice(Parameters.LowPrecisionOf(EmbedOut), null, d) : null);
 
     /// <summary>A parameter (or its leading sub-block) as a tape Var: with its gradient view when gradients are being recorded.</summary>
     Var Param(Tape tape, string name, int? rows = null, int? cols = null)

@@ -82,7 +82,7 @@ public interface IBackend : IDisposable
     // ---------------------------------------------------------------- elementwise  (kernels/elementwise.cu)
     /// <summary>y = a + b, contiguous, same shape; y may be a or b.</summary>
     void Add(Tensor a, Tensor b, Tensor y);
-    /// <summary>y += alpha * x, contiguous, same shape.</summary>
+    /// <summary>y += alpha * x, same shape: contiguous, or 2-D row-dense views (a sub-network's weight gradient).</summary>
     void Axpy(float alpha, Tensor x, Tensor y);
     /// <summary>x *= alpha in place.</summary>
     void Scale(Tensor x, float alpha);
