@@ -23,8 +23,17 @@ public sealed unsafe partial class CpuBackend : IBackend
 
     public static CpuBackend Instance { get; } = new();
 
+    /// <summary>The GEMM MatMul runs (Auto resolved): ours or OpenBLAS. Attention's per-head products always run ours,
+    /// serially inside their own per-head parallel loop.</summary>
+    public CpuGemm GemmChoice { get; }
+
+    /// <summary>A backend whose MatMul uses the GEMM chosen by WHITTLE_CPU_GEMM (ours | openblas | auto; default auto).</summary>
+    public CpuBackend() : this(CpuGemmChoice.FromEnvironment()) { }
+
+    public CpuBackend(CpuGemm gemm) => GemmChoice = CpuGemmChoice.Resolve(gemm, Environment.ProcessorCount);
+
     public Device Device => Device.Cpu;
-    public string Name => $"cpu ({Environment.ProcessorCount} threads{(Avx2.IsSupported ? ", AVX2" : "")}{(Fma.IsSupported ? "+FMA" : "")})";
+    public string Name => $"cpu ({Environment.ProcessorCount} threads{(Avx2.IsSupported ? ", AVX2" : "")}{(Fma.IsSupported ? "+FMA" : "")}, gemm {(GemmChoice == CpuGemm.OpenBlas ? "openblas" : "ours")})";
 
     // ---------------------------------------------------------------- memory
 
@@ -171,7 +180,10 @@ public sealed unsafe partial class CpuBackend : IBackend
         int am = transA ? ac : ar, bk = transB ? bc : br, bn = transB ? br : bc;
         if (am != m || bk != k || bn != n)
             throw new ArgumentException($"MatMul shapes: op(a) is ({am}, {k}), op(b) is ({bk}, {bn}), c is ({m}, {n}) [a {a.Describe()}{(transA ? "ᵀ" : "")}, b {b.Describe()}{(transB ? "ᵀ" : "")}]");
-        Gemm.Sgemm(transA, transB, m, n, k, alpha, (float*)a.Pointer, a.Stride(0), (float*)b.Pointer, b.Stride(0), beta, (float*)c.Pointer, c.Stride(0));
+        if (GemmChoice == CpuGemm.OpenBlas)
+            OpenBlas.Sgemm(transA, transB, m, n, k, alpha, (float*)a.Pointer, a.Stride(0), (float*)b.Pointer, b.Stride(0), beta, (float*)c.Pointer, c.Stride(0));
+        else
+            Gemm.Sgemm(transA, transB, m, n, k, alpha, (float*)a.Pointer, a.Stride(0), (float*)b.Pointer, b.Stride(0), beta, (float*)c.Pointer, c.Stride(0));
         if (bias is not null)
         {
             ArgCheck.Vector(bias, n, nameof(bias));
