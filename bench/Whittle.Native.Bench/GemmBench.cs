@@ -85,6 +85,39 @@ public unsafe class GemmBench
     [Benchmark(Baseline = true, Description = "OpenBLAS")]
     public void OpenBlasSgemm() =>
         OpenBlas.Sgemm(S.TransA, S.TransB, S.M, S.N, S.K, 1f, _a, S.TransA ? S.M : S.K, _b, S.TransB ? S.K : S.N, 0f, _c, S.N);
+
+    /// <summary>
+    /// `gemm-quick`: the same shapes, ours and OpenBLAS alternating call by call (A B A B ...), median of each. On a shared
+    /// machine interleaving puts both under the same load, so the ratio is steadier than two separate BenchmarkDotNet cases.
+    /// </summary>
+    public static void Quick(int rounds = 15)
+    {
+        if (!OpenBlas.TryLoad(out var problem)) { Console.WriteLine(problem); return; }
+        OpenBlas.SetThreads(Environment.ProcessorCount);
+        Console.WriteLine($"{Environment.ProcessorCount} threads; {OpenBlas.Config}; median of {rounds} interleaved calls");
+        Console.WriteLine($"{"shape",-18} {"ours GFLOP/s",12} {"OpenBLAS",10} {"ours/OpenBLAS",14}");
+        var ratios = new List<double>();
+        foreach (var shape in Shapes)
+        {
+            var bench = new GemmBench { S = shape };
+            bench.Allocate();
+            var ours = new double[rounds]; var theirs = new double[rounds];
+            for (int i = -2; i < rounds; i++)   // two untimed rounds first
+            {
+                long t0 = System.Diagnostics.Stopwatch.GetTimestamp(); bench.Ours();
+                long t1 = System.Diagnostics.Stopwatch.GetTimestamp(); bench.OpenBlasSgemm();
+                long t2 = System.Diagnostics.Stopwatch.GetTimestamp();
+                if (i < 0) continue;
+                ours[i] = (t1 - t0) / (double)System.Diagnostics.Stopwatch.Frequency; theirs[i] = (t2 - t1) / (double)System.Diagnostics.Stopwatch.Frequency;
+            }
+            bench.Cleanup();
+            Array.Sort(ours); Array.Sort(theirs);
+            double o = shape.Flops / ours[rounds / 2] / 1e9, t = shape.Flops / theirs[rounds / 2] / 1e9;
+            ratios.Add(o / t);
+            Console.WriteLine($"{shape,-18} {o,12:F1} {t,10:F1} {o / t,14:F2}");
+        }
+        Console.WriteLine($"geometric mean ours/OpenBLAS: {Math.Exp(ratios.Average(Math.Log)):F2}");
+    }
 }
 
 /// <summary>Short job (3 warm-ups, 8 iterations) plus GFLOP/s and the speed relative to OpenBLAS.</summary>

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Whittle.Native;
 using Whittle.Native.Autograd;
+using Whittle.Native.Cpu;
 using Whittle.Native.Cuda;
 using Whittle.Native.Model;
 using Whittle.Native.Tensors;
@@ -40,8 +41,14 @@ static class BenchCommand
         var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 5, Description = "Timed steps (the median is reported)." };
         var warmup = new Option<int>("--warmup") { DefaultValueFactory = _ => 2, Description = "Untimed steps first (kernel compilation, allocator warm-up)." };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu", Description = "cpu | cuda." };
+        var gemm = new Option<string?>("--gemm")
+        {
+            Description = $"cpu: the GEMM MatMul runs: ours | openblas | auto (OpenBLAS when installed). Default: ${CpuGemmChoice.Variable}, else auto. " +
+                          "Threads: the .NET processor count (set DOTNET_PROCESSOR_COUNT=N to change it); OpenBLAS is given the same.",
+        };
+        var profile = new Option<bool>("--profile") { Description = "Also report each backend op's time per timed step (ops synchronised one by one, so the step itself is slightly slower)." };
         var cmd = new Command("bench", "Time training, evaluation or distillation steps of a model shape on random tokens: tokens/s, MFU (on a known GPU), peak memory.")
-            { mode, config, teacher, batch, seqLen, steps, warmup, device, CliCommon.Json };
+            { mode, config, teacher, batch, seqLen, steps, warmup, device, gemm, profile, CliCommon.Json };
         cmd.SetAction(p =>
         {
             string m = p.GetValue(mode)!;
@@ -49,13 +56,20 @@ static class BenchCommand
             int B = p.GetValue(batch), T = p.GetValue(seqLen), n = p.GetValue(steps), w = p.GetValue(warmup);
             if (B < 1 || T < 2 || n < 1 || w < 0) throw new WhittleException("--batch-size, --steps must be ≥ 1, --seq-len ≥ 2, --warmup ≥ 0");
             var shape = Shape(p.GetValue(config)!) with { MaxPositionEmbeddings = Math.Max(2048, T) };
-            using var backend = Backends.Create(p.GetValue(device)!);
+            string dev = p.GetValue(device)!;
+            if (p.GetValue(gemm) is { } g && dev != "cpu") throw new WhittleException("--gemm applies to --device cpu only");
+            IBackend created = dev == "cpu" ? new CpuBackend(CpuGemmChoice.Parse(p.GetValue(gemm) ?? Environment.GetEnvironmentVariable(CpuGemmChoice.Variable), "--gemm")) : Backends.Create(dev);
+            using var backend = p.GetValue(profile) ? new ProfilingBackend(created) : created;
             var result = m switch
             {
                 "kd" => BenchKd(backend, shape, Shape(p.GetValue(teacher)!) with { MaxPositionEmbeddings = Math.Max(2048, T) }, B, T, n, w),
                 _ => BenchOne(backend, shape, m == "train", B, T, n, w),
             };
             result["device"] = backend.Name;
+            result["threads"] = Environment.ProcessorCount;
+            if (created is CpuBackend cpu) result["gemm"] = cpu.GemmChoice == CpuGemm.OpenBlas ? "openblas" : "ours";
+            if (created is CpuBackend { GemmChoice: CpuGemm.OpenBlas }) result["openblas"] = $"{OpenBlas.LoadedPath}: {OpenBlas.Config}, {OpenBlas.Threads} threads";
+            if (backend is ProfilingBackend prof && result["step_seconds"] is { } stepSeconds) result["profile"] = prof.Report(n, stepSeconds.GetValue<double>());
             result["config"] = p.GetValue(config);
             result["batch"] = B; result["seq_len"] = T; result["steps"] = n;
             if (p.GetValue(CliCommon.Json)) Console.WriteLine(result.ToJsonString(CliCommon.JsonOptions));
@@ -86,6 +100,7 @@ static class BenchCommand
     {
         for (int i = 0; i < warmup; i++) step();
         backend.Synchronize();
+        (backend as ProfilingBackend)?.Reset();   // count the timed steps only
         var times = new double[n];
         for (int i = 0; i < n; i++)
         {
@@ -189,9 +204,11 @@ static class MemoryMeter
 {
     public static void Reset(IBackend backend)
     {
+        if (backend is ProfilingBackend p) backend = p.Inner;
         if (backend is CudaBackend) return;   // the caching allocator only grows: its reserve is the peak
         CpuStorage.ResetPeak();
     }
 
-    public static long Peak(IBackend backend) => backend is CudaBackend cuda ? cuda.Allocator.BytesReserved : CpuStorage.PeakBytes;
+    public static long Peak(IBackend backend) =>
+        (backend is ProfilingBackend p ? p.Inner : backend) is CudaBackend cuda ? cuda.Allocator.BytesReserved : CpuStorage.PeakBytes;
 }

@@ -87,6 +87,9 @@ internal static unsafe class Gemm
         bool splitM = m >= n;
         int dim = splitM ? m : n, align = splitM ? mr : nr, minChunk = splitM ? MC : 128;
         int chunks = Math.Clamp(dim / minChunk, 1, 4 * threads);
+        // A multiple of the thread count, so that threads running at the same speed finish together (5 chunks on 2
+        // threads leave one thread idle for a fifth of the call).
+        if (chunks > threads) chunks = chunks / threads * threads;
         int chunk = (dim + chunks - 1) / chunks;
         chunk = (chunk + align - 1) / align * align;
         chunks = (dim + chunk - 1) / chunk;
