@@ -94,7 +94,7 @@ public unsafe class GemmBench
     {
         if (!OpenBlas.TryLoad(out var problem)) { Console.WriteLine(problem); return; }
         OpenBlas.SetThreads(Environment.ProcessorCount);
-        Console.WriteLine($"{Environment.ProcessorCount} threads; {OpenBlas.Config}; median of {rounds} interleaved calls");
+        Console.WriteLine($"{Environment.ProcessorCount} threads; our kernel {Gemm.ForceKernel ?? Gemm.Best}; {OpenBlas.Config}; median of {rounds} interleaved calls");
         Console.WriteLine($"{"shape",-18} {"ours GFLOP/s",12} {"OpenBLAS",10} {"ours/OpenBLAS",14}");
         var ratios = new List<double>();
         foreach (var shape in Shapes)

@@ -3,7 +3,8 @@ namespace Whittle.Native.Cpu;
 /// <summary>Which single-precision GEMM <see cref="CpuBackend.MatMul"/> runs.</summary>
 public enum CpuGemm
 {
-    /// <summary>OpenBLAS when it loads, else ours (see <see cref="CpuGemmChoice"/> for why).</summary>
+    /// <summary>Ours where it has a SIMD kernel (AVX2/AVX-512); OpenBLAS, when it loads, where ours would be the scalar
+    /// fallback (see <see cref="CpuGemmChoice.Resolve"/> for the measurements behind this).</summary>
     Auto,
     /// <summary>Gemm.cs: always available, bit-identical for any thread count.</summary>
     Ours,
@@ -29,10 +30,16 @@ public static class CpuGemmChoice
     /// <summary>
     /// The GEMM a backend will actually run: Ours or OpenBlas (Auto resolved). An explicit OpenBlas that cannot load is
     /// an error naming what was tried; Auto without the library is ours, silently (absence is normal).
+    /// What Auto means comes from measurements (bench/RESULTS.md, 2-core AVX-512 Xeon, 2026-11-22): with our AVX-512
+    /// kernel, GEMMs of the small config's training step run at 0.8-1.2x OpenBLAS 0.3.21 (geometric mean ~0.9) and the
+    /// whole train/eval step is the same speed within the machine's noise either way, so ours is kept: it is bit-identical
+    /// for any thread count and adds no second spinning thread pool next to .NET's. Our portable scalar kernel (machines
+    /// without AVX, e.g. ARM) runs at ~2% of OpenBLAS, so there Auto takes OpenBLAS when it loads.
     /// </summary>
     public static CpuGemm Resolve(CpuGemm choice, int threads)
     {
         if (choice == CpuGemm.Ours) return CpuGemm.Ours;
+        if (choice == CpuGemm.Auto && Gemm.Best != Gemm.Kernel.Scalar) return CpuGemm.Ours;
         if (!OpenBlas.TryLoad(out var problem))
         {
             if (choice == CpuGemm.OpenBlas) throw new WhittleException($"CPU GEMM 'openblas' requested but {problem}");
