@@ -3,8 +3,7 @@ namespace Whittle.Native.Cpu;
 /// <summary>Which single-precision GEMM <see cref="CpuBackend.MatMul"/> runs.</summary>
 public enum CpuGemm
 {
-    /// <summary>Ours where it has a SIMD kernel (AVX2/AVX-512); OpenBLAS, when it loads, where ours would be the scalar
-    /// fallback (see <see cref="CpuGemmChoice.Resolve"/> for the measurements behind this).</summary>
+    /// <summary>OpenBLAS when it loads, else ours (see <see cref="CpuGemmChoice.Resolve"/> for the measurements behind this).</summary>
     Auto,
     /// <summary>Gemm.cs: always available, bit-identical for any thread count.</summary>
     Ours,
@@ -30,16 +29,16 @@ public static class CpuGemmChoice
     /// <summary>
     /// The GEMM a backend will actually run: Ours or OpenBlas (Auto resolved). An explicit OpenBlas that cannot load is
     /// an error naming what was tried; Auto without the library is ours, silently (absence is normal).
-    /// What Auto means comes from measurements (bench/RESULTS.md, 2-core AVX-512 Xeon, 2026-11-22): with our AVX-512
-    /// kernel, GEMMs of the small config's training step run at 0.8-1.2x OpenBLAS 0.3.21 (geometric mean ~0.9) and the
-    /// whole train/eval step is the same speed within the machine's noise either way, so ours is kept: it is bit-identical
-    /// for any thread count and adds no second spinning thread pool next to .NET's. Our portable scalar kernel (machines
-    /// without AVX, e.g. ARM) runs at ~2% of OpenBLAS, so there Auto takes OpenBLAS when it loads.
+    /// What Auto means comes from measurements (bench/RESULTS.md, 2-core AVX-512 Xeon, 2026-11-22): OpenBLAS 0.3.21's
+    /// sgemm is faster than ours on the small config's training shapes (ours/OpenBLAS 0.64-0.95, geometric mean ~0.8-0.85)
+    /// and the whole train step ran ~10% faster with it (once its workers no longer spin between calls, see
+    /// OpenBlas.ShortenSpinWait); without AVX ours is a scalar loop at ~2% of OpenBLAS. So Auto takes OpenBLAS when it
+    /// loads. Ours stays the choice for exact reproducibility: it is bit-identical for any thread count by construction,
+    /// which OpenBLAS does not promise.
     /// </summary>
     public static CpuGemm Resolve(CpuGemm choice, int threads)
     {
         if (choice == CpuGemm.Ours) return CpuGemm.Ours;
-        if (choice == CpuGemm.Auto && Gemm.Best != Gemm.Kernel.Scalar) return CpuGemm.Ours;
         if (!OpenBlas.TryLoad(out var problem))
         {
             if (choice == CpuGemm.OpenBlas) throw new WhittleException($"CPU GEMM 'openblas' requested but {problem}");

@@ -62,6 +62,7 @@ public static unsafe class OpenBlas
 
     static void Resolve()
     {
+        ShortenSpinWait();
         var tried = new List<string>();
         foreach (var candidate in Candidates())
         {
@@ -80,6 +81,21 @@ public static unsafe class OpenBlas
             return;
         }
         _problem = $"OpenBLAS not found (tried {string.Join(", ", tried)}); install libopenblas0-pthread or set {OverrideVariable} to the library file";
+    }
+
+    /// <summary>
+    /// After each call OpenBLAS's workers spin for 2^OPENBLAS_THREAD_TIMEOUT cycles (default 2^28, ~0.1 s) before
+    /// sleeping. Here GEMMs alternate with ops on .NET's own pool, which would then share the cores with spinning
+    /// workers (measured: our GEMM ran ~25% slower right after an OpenBLAS call). The library reads the variable when it
+    /// is loaded, from the C environment (which Environment.SetEnvironmentVariable does not change on Unix), so it is
+    /// set there first to 2^4 cycles, unless the user set it.
+    /// </summary>
+    static void ShortenSpinWait()
+    {
+        if (!OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable("OPENBLAS_THREAD_TIMEOUT") is not null) return;
+        if (!NativeLibrary.TryLoad("libc.so.6", out var libc) || !NativeLibrary.TryGetExport(libc, "setenv", out var setenv)) return;
+        fixed (byte* name = "OPENBLAS_THREAD_TIMEOUT\0"u8, value = "4\0"u8)
+            ((delegate* unmanaged[Cdecl]<byte*, byte*, int, int>)setenv)(name, value, 0);
     }
 
     static void Require()
