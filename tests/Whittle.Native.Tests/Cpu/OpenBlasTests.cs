@@ -122,6 +122,9 @@ public unsafe class OpenBlasTests
     }
 
     [Test]
+    public void AutoTakesOpenBlasWhenItLoads() => Assert.That(new CpuBackend(CpuGemm.Auto).GemmChoice, Is.EqualTo(CpuGemm.OpenBlas));
+
+    [Test]
     public void ThreadCountFollowsTheBackend()
     {
         _ = new CpuBackend(CpuGemm.OpenBlas);
