@@ -30,7 +30,7 @@ public static class CpuGemmChoice
     /// The GEMM a backend will actually run: Ours or OpenBlas (Auto resolved). An explicit OpenBlas that cannot load is
     /// an error naming what was tried; Auto without the library is ours, silently (absence is normal).
     /// What Auto means comes from measurements (bench/RESULTS.md, 2-core AVX-512 Xeon, 2026-11-22): OpenBLAS 0.3.21's
-    /// sgemm is faster than ours on the small config's training shapes (ours/OpenBLAS 0.64-0.95, geometric mean ~0.8-0.85)
+    /// sgemm is faster than ours on the small config's training shapes (ours/OpenBLAS 0.71-0.95, geometric mean ~0.8 in BenchmarkDotNet)
     /// and the whole train step ran ~10% faster with it (once its workers no longer spin between calls, see
     /// OpenBlas.ShortenSpinWait); without AVX ours is a scalar loop at ~2% of OpenBLAS. So Auto takes OpenBLAS when it
     /// loads. Ours stays the choice for exact reproducibility: it is bit-identical for any thread count by construction,
