@@ -1,4 +1,3 @@
-using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using BenchmarkDotNet.Attributes;
 using BenchmarkDotNet.Columns;
@@ -11,11 +10,12 @@ using Whittle.Native.Cpu;
 
 namespace Whittle.Native.Bench;
 
-// Policy: times Gemm.Sgemm on the engine's hot linear-layer shapes against a naive-but-vectorised baseline
-// (one TensorPrimitives.Dot per output element, rows spread over threads with Parallel.For like Sgemm), so the ratio
-// measures packing, blocking and register tiling rather than threading. The baseline gets both operands already laid
-// out with k contiguous (transposed once in setup, not timed), which favours it. A short monitoring job keeps a full
-// run to a couple of minutes; a GFLOP/s column (2 m n k / mean time) is added to the summary.
+// Policy: times our Gemm.Sgemm against OpenBLAS's cblas_sgemm (the baseline) on the same operands, in the same run,
+// at the same thread count (OpenBLAS's pool is sized to Environment.ProcessorCount, which is what ours uses). Shapes
+// are the linear layers of a training step of the `small` config (V 4096, d 256, MLP 1024, B·T = 8·256 = 2048 tokens:
+// forward x Wᵀ, input gradient g W, weight gradient gᵀ x) and the earlier d = 768 shapes. Columns: GFLOP/s (2 m n k /
+// mean time) and "ours/OpenBLAS" (OpenBLAS time / our time, i.e. our GFLOP/s over OpenBLAS's; the issue's target is
+// ≥ 0.8). When OpenBLAS is not found its cases fail with the loader's message and ours still run.
 //   dotnet run -c Release --project bench/Whittle.Native.Bench -- --filter '*GemmBench*'
 [Config(typeof(GemmBenchConfig))]
 public unsafe class GemmBench
@@ -29,64 +29,98 @@ public unsafe class GemmBench
 
     public static IEnumerable<Shape> Shapes =>
     [
-        new(2048, 768, 768, false, true),   // attention projection forward: x (2048, 768) @ W^T, W (768, 768)
-        new(2048, 3072, 768, false, true),  // MLP up-projection forward: W (3072, 768)
-        new(768, 768, 2048, true, false),   // weight gradient dW = dy^T @ x over 2048 tokens
+        // small config training step (2048 tokens)
+        new(2048, 768, 256, false, true),   // fused qkv forward: x (2048, 256) @ Wᵀ, W (768, 256)
+        new(2048, 1024, 256, false, true),  // MLP up-projection forward
+        new(2048, 256, 1024, false, true),  // MLP down-projection forward
+        new(2048, 4096, 256, false, true),  // output head forward (logits)
+        new(2048, 256, 4096, false, false), // output head input gradient: dlogits (2048, 4096) @ W (4096, 256)
+        new(4096, 256, 2048, true, false),  // output head weight gradient: dlogitsᵀ @ x
+        new(1024, 256, 2048, true, false),  // MLP up-projection weight gradient
+        // d = 768 shapes (Pythia-160M width)
+        new(2048, 768, 768, false, true),   // attention projection forward
+        new(2048, 3072, 768, false, true),  // MLP up-projection forward
+        new(768, 768, 2048, true, false),   // weight gradient over 2048 tokens
     ];
 
     [ParamsSource(nameof(Shapes))]
     public Shape S { get; set; } = Shapes.First();
 
-    float* _a, _b, _c, _aRows, _bRows;
+    float* _a, _b, _c;
 
-    [GlobalSetup]
-    public void Setup()
+    [GlobalSetup(Target = nameof(Ours))]
+    public void SetupOurs() => Allocate();
+
+    [GlobalSetup(Target = nameof(OpenBlasSgemm))]
+    public void SetupOpenBlas()
     {
-        var rng = new Random(42);
-        long aLen = (long)S.M * S.K, bLen = (long)S.K * S.N;
-        _a = Alloc(aLen, rng); _b = Alloc(bLen, rng); _c = Alloc((long)S.M * S.N, rng);
-        // Baseline operands: op(A) as (M, K) rows and op(B)^T as (N, K) rows, so each output is one contiguous dot.
-        _aRows = Alloc(aLen, null); _bRows = Alloc(bLen, null);
-        for (int i = 0; i < S.M; i++)
-            for (int p = 0; p < S.K; p++)
-                _aRows[(long)i * S.K + p] = S.TransA ? _a[(long)p * S.M + i] : _a[(long)i * S.K + p];
-        for (int j = 0; j < S.N; j++)
-            for (int p = 0; p < S.K; p++)
-                _bRows[(long)j * S.K + p] = S.TransB ? _b[(long)j * S.K + p] : _b[(long)p * S.N + j];
+        if (!OpenBlas.TryLoad(out var problem)) throw new InvalidOperationException(problem);
+        OpenBlas.SetThreads(Environment.ProcessorCount);
+        Allocate();
     }
 
-    static float* Alloc(long count, Random? rng)
+    void Allocate()
+    {
+        var rng = new Random(42);
+        _a = Alloc((long)S.M * S.K, rng); _b = Alloc((long)S.K * S.N, rng); _c = Alloc((long)S.M * S.N, rng);
+    }
+
+    static float* Alloc(long count, Random rng)
     {
         var p = (float*)NativeMemory.AlignedAlloc((nuint)(count * sizeof(float)), 64);
-        for (long i = 0; i < count; i++) p[i] = rng is null ? 0f : (float)(rng.NextDouble() * 2 - 1);
+        for (long i = 0; i < count; i++) p[i] = (float)(rng.NextDouble() * 2 - 1);
         return p;
     }
 
     [GlobalCleanup]
     public void Cleanup()
     {
-        foreach (var p in new[] { (nint)_a, (nint)_b, (nint)_c, (nint)_aRows, (nint)_bRows }) NativeMemory.AlignedFree((void*)p);
+        foreach (var p in new[] { (nint)_a, (nint)_b, (nint)_c }) NativeMemory.AlignedFree((void*)p);
     }
 
     [Benchmark]
-    public void Sgemm() =>
+    public void Ours() =>
         Gemm.Sgemm(S.TransA, S.TransB, S.M, S.N, S.K, 1f, _a, S.TransA ? S.M : S.K, _b, S.TransB ? S.K : S.N, 0f, _c, S.N);
 
-    [Benchmark(Baseline = true)]
-    public void DotPerElement()
+    [Benchmark(Baseline = true, Description = "OpenBLAS")]
+    public void OpenBlasSgemm() =>
+        OpenBlas.Sgemm(S.TransA, S.TransB, S.M, S.N, S.K, 1f, _a, S.TransA ? S.M : S.K, _b, S.TransB ? S.K : S.N, 0f, _c, S.N);
+
+    /// <summary>
+    /// `gemm-quick`: the same shapes, ours and OpenBLAS alternating call by call (A B A B ...), median of each. On a shared
+    /// machine interleaving puts both under the same load, so the ratio is steadier than two separate BenchmarkDotNet cases.
+    /// </summary>
+    public static void Quick(int rounds = 15)
     {
-        nint a = (nint)_aRows, b = (nint)_bRows, c = (nint)_c;
-        int n = S.N, k = S.K;
-        Parallel.For(0, S.M, i =>
+        if (!OpenBlas.TryLoad(out var problem)) { Console.WriteLine(problem); return; }
+        OpenBlas.SetThreads(Environment.ProcessorCount);
+        Console.WriteLine($"{Environment.ProcessorCount} threads; our kernel {Gemm.ForceKernel ?? Gemm.Best}; {OpenBlas.Config}; median of {rounds} interleaved calls");
+        Console.WriteLine($"{"shape",-18} {"ours GFLOP/s",12} {"OpenBLAS",10} {"ours/OpenBLAS",14}");
+        var ratios = new List<double>();
+        foreach (var shape in Shapes)
         {
-            var row = new ReadOnlySpan<float>((float*)a + (long)i * k, k);
-            float* cRow = (float*)c + (long)i * n;
-            for (int j = 0; j < n; j++) cRow[j] = TensorPrimitives.Dot(row, new ReadOnlySpan<float>((float*)b + (long)j * k, k));
-        });
+            var bench = new GemmBench { S = shape };
+            bench.Allocate();
+            var ours = new double[rounds]; var theirs = new double[rounds];
+            for (int i = -2; i < rounds; i++)   // two untimed rounds first
+            {
+                long t0 = System.Diagnostics.Stopwatch.GetTimestamp(); bench.Ours();
+                long t1 = System.Diagnostics.Stopwatch.GetTimestamp(); bench.OpenBlasSgemm();
+                long t2 = System.Diagnostics.Stopwatch.GetTimestamp();
+                if (i < 0) continue;
+                ours[i] = (t1 - t0) / (double)System.Diagnostics.Stopwatch.Frequency; theirs[i] = (t2 - t1) / (double)System.Diagnostics.Stopwatch.Frequency;
+            }
+            bench.Cleanup();
+            Array.Sort(ours); Array.Sort(theirs);
+            double o = shape.Flops / ours[rounds / 2] / 1e9, t = shape.Flops / theirs[rounds / 2] / 1e9;
+            ratios.Add(o / t);
+            Console.WriteLine($"{shape,-18} {o,12:F1} {t,10:F1} {o / t,14:F2}");
+        }
+        Console.WriteLine($"geometric mean ours/OpenBLAS: {Math.Exp(ratios.Average(Math.Log)):F2}");
     }
 }
 
-/// <summary>Short monitoring job (no pilot stage, one call per iteration: each call is already 1-10 ms) plus GFLOP/s.</summary>
+/// <summary>Short job (3 warm-ups, 8 iterations) plus GFLOP/s and the speed relative to OpenBLAS.</summary>
 public sealed class GemmBenchConfig : ManualConfig
 {
     public GemmBenchConfig()
@@ -94,6 +128,29 @@ public sealed class GemmBenchConfig : ManualConfig
         AddJob(Job.Default.WithStrategy(RunStrategy.Throughput)
             .WithLaunchCount(1).WithWarmupCount(3).WithIterationCount(8).WithId("short"));
         AddColumn(new GflopsColumn());
+        AddColumn(new SpeedVsBaselineColumn("ours/OpenBLAS"));
+    }
+}
+
+/// <summary>Baseline mean time / this case's mean time: how many times the baseline's throughput this case reaches.</summary>
+public sealed class SpeedVsBaselineColumn(string name) : IColumn
+{
+    public string Id => nameof(SpeedVsBaselineColumn) + name;
+    public string ColumnName => name;
+    public bool AlwaysShow => true;
+    public ColumnCategory Category => ColumnCategory.Custom;
+    public int PriorityInCategory => 1;
+    public bool IsNumeric => true;
+    public UnitType UnitType => UnitType.Dimensionless;
+    public string Legend => "baseline mean time / this mean time (throughput relative to the baseline; > 1 is faster)";
+    public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
+    public bool IsAvailable(Summary summary) => true;
+    public string GetValue(Summary summary, BenchmarkCase benchmarkCase) => GetValue(summary, benchmarkCase, SummaryStyle.Default);
+    public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style)
+    {
+        var baseline = summary.GetBaseline(summary.GetLogicalGroupKey(benchmarkCase));
+        double? mine = summary[benchmarkCase]?.ResultStatistics?.Mean, theirs = baseline is null ? null : summary[baseline]?.ResultStatistics?.Mean;
+        return mine is > 0 && theirs is > 0 ? (theirs.Value / mine.Value).ToString("F2") : "-";
     }
 }
 

@@ -2,4 +2,11 @@ using BenchmarkDotNet.Running;
 
 // CPU benchmarks (BenchmarkDotNet). Run: dotnet run -c Release --project bench/Whittle.Native.Bench -- --filter '*'
 if (args is ["tokenizer-quick"]) { TokenizerBench.Quick(); return; }
+if (args is ["gemm-quick", .. var rest])
+{
+    // gemm-quick [scalar|avx256|avx512]: pin our micro-kernel (one the machine runs) to see what a machine without it would get.
+    if (rest is [var kernel]) Whittle.Native.Cpu.Gemm.ForceKernel = Enum.Parse<Whittle.Native.Cpu.Gemm.Kernel>(kernel, ignoreCase: true);
+    Whittle.Native.Bench.GemmBench.Quick();
+    return;
+}
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);

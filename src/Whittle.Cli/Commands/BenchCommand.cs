@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Whittle.Native;
 using Whittle.Native.Autograd;
+using Whittle.Native.Cpu;
 using Whittle.Native.Cuda;
 using Whittle.Native.Model;
 using Whittle.Native.Tensors;
@@ -19,6 +20,9 @@ namespace Whittle.Cli;
 /// </summary>
 static class BenchCommand
 {
+    /// <summary>--loss-chunk-rows of the running command (one bench per process).</summary>
+    static int ChunkRows;
+
     static GptNeoXConfig Shape(string name) => name switch
     {
         "pythia-70m" => new() { VocabSize = 50304, HiddenSize = 512, NumLayers = 6, NumHeads = 8, IntermediateSize = 2048 },
@@ -42,8 +46,15 @@ static class BenchCommand
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu", Description = "cpu | cuda." };
         var precision = TrainingCli.PrecisionOption("--precision", "fp32 | bf16: the (student) model's precision (bf16: Linear GEMMs on bf16 inputs, f32 accumulation and master weights).", "fp32");
         var teacherPrecision = TrainingCli.PrecisionChoices(new Option<string?>("--teacher-precision") { Description = "kd: the teacher's precision, fp32 | bf16 (default: bf16 on cuda, fp32 on cpu, as in distill)." });
+        var lossChunkRows = new Option<int>("--loss-chunk-rows") { DefaultValueFactory = _ => 0, Description = "LM head + loss this many rows at a time (0: all at once), as the training commands' option." };
+        var gemm = new Option<string?>("--gemm")
+        {
+            Description = $"cpu: the GEMM MatMul runs: ours | openblas | auto (OpenBLAS when installed). Default: ${CpuGemmChoice.Variable}, else auto. " +
+                          "Threads: the .NET processor count (set DOTNET_PROCESSOR_COUNT=N to change it); OpenBLAS is given the same.",
+        };
+        var profile = new Option<bool>("--profile") { Description = "Also report each backend op's time per timed step (ops synchronised one by one, so the step itself is slightly slower)." };
         var cmd = new Command("bench", "Time training, evaluation or distillation steps of a model shape on random tokens: tokens/s, MFU (on a known GPU), peak memory.")
-            { mode, config, teacher, batch, seqLen, steps, warmup, device, precision, teacherPrecision, CliCommon.Json };
+            { mode, config, teacher, batch, seqLen, steps, warmup, device, precision, teacherPrecision, lossChunkRows, gemm, profile, CliCommon.Json };
         cmd.SetAction(p =>
         {
             string m = p.GetValue(mode)!;
@@ -51,16 +62,26 @@ static class BenchCommand
             int B = p.GetValue(batch), T = p.GetValue(seqLen), n = p.GetValue(steps), w = p.GetValue(warmup);
             if (B < 1 || T < 2 || n < 1 || w < 0) throw new WhittleException("--batch-size, --steps must be ≥ 1, --seq-len ≥ 2, --warmup ≥ 0");
             var shape = Shape(p.GetValue(config)!) with { MaxPositionEmbeddings = Math.Max(2048, T) };
-            using var backend = Backends.Create(p.GetValue(device)!);
+            string dev = p.GetValue(device)!;
+            if (p.GetValue(gemm) is { } g && dev != "cpu") throw new WhittleException("--gemm applies to --device cpu only");
+            if (p.GetValue(lossChunkRows) < 0) throw new WhittleException($"--loss-chunk-rows must be >= 0, got {p.GetValue(lossChunkRows)}");
+            IBackend created = dev == "cpu" ? new CpuBackend(CpuGemmChoice.Parse(p.GetValue(gemm) ?? Environment.GetEnvironmentVariable(CpuGemmChoice.Variable), "--gemm")) : Backends.Create(dev);
+            using var backend = p.GetValue(profile) ? new ProfilingBackend(created) : created;
             var pr = PrecisionNames.Parse(p.GetValue(precision)!, "--precision");
             var teacherPr = p.GetValue(teacherPrecision) is { } tp ? PrecisionNames.Parse(tp, "--teacher-precision") : backend.Device == Device.Cuda ? Precision.Bf16 : Precision.F32;
+            ChunkRows = p.GetValue(lossChunkRows);
             var result = m switch
             {
                 "kd" => BenchKd(backend, shape, Shape(p.GetValue(teacher)!) with { MaxPositionEmbeddings = Math.Max(2048, T) }, B, T, n, w, pr, teacherPr),
                 _ => BenchOne(backend, shape, m == "train", B, T, n, w, pr),
             };
             result["precision"] = pr.Name();
+            result["loss_chunk_rows"] = ChunkRows;
             result["device"] = backend.Name;
+            result["threads"] = Environment.ProcessorCount;
+            if (created is CpuBackend cpu) result["gemm"] = cpu.GemmChoice == CpuGemm.OpenBlas ? "openblas" : "ours";
+            if (created is CpuBackend { GemmChoice: CpuGemm.OpenBlas }) result["openblas"] = $"{OpenBlas.LoadedPath}: {OpenBlas.Config}, {OpenBlas.Threads} threads";
+            if (backend is ProfilingBackend prof && result["step_seconds"] is { } stepSeconds) result["profile"] = prof.Report(n, stepSeconds.GetValue<double>());
             result["config"] = p.GetValue(config);
             result["batch"] = B; result["seq_len"] = T; result["steps"] = n;
             if (p.GetValue(CliCommon.Json)) Console.WriteLine(result.ToJsonString(CliCommon.JsonOptions));
@@ -91,6 +112,7 @@ static class BenchCommand
     {
         for (int i = 0; i < warmup; i++) step();
         backend.Synchronize();
+        (backend as ProfilingBackend)?.Reset();   // count the timed steps only
         var times = new double[n];
         for (int i = 0; i < n; i++)
         {
@@ -107,6 +129,7 @@ static class BenchCommand
     {
         using var model = GptNeoX.CreateRandom(c, backend, 1);
         model.Precision = precision;
+        model.LossChunkRows = ChunkRows;
         var (inputs, targets) = RandomBatch(backend, c.VocabSize, b, t, 2);
         using var _i = inputs; using var _t = targets;
         AdamWOptimizer? opt = null;
@@ -138,6 +161,7 @@ static class BenchCommand
         using var _i = inputs; using var _t = targets;
         using var s = GptNeoX.CreateRandom(student, backend, 1);
         s.Precision = precision;
+        s.LossChunkRows = ChunkRows;
         s.Parameters.EnsureGrad();
         using var opt = new AdamWOptimizer(s.Parameters, new AdamWSettings(1e-4f));
         MemoryMeter.Reset(backend);
@@ -199,9 +223,11 @@ static class MemoryMeter
 {
     public static void Reset(IBackend backend)
     {
+        if (backend is ProfilingBackend p) backend = p.Inner;
         if (backend is CudaBackend) return;   // the caching allocator only grows: its reserve is the peak
         CpuStorage.ResetPeak();
     }
 
-    public static long Peak(IBackend backend) => backend is CudaBackend cuda ? cuda.Allocator.BytesReserved : CpuStorage.PeakBytes;
+    public static long Peak(IBackend backend) =>
+        (backend is ProfilingBackend p ? p.Inner : backend) is CudaBackend cuda ? cuda.Allocator.BytesReserved : CpuStorage.PeakBytes;
 }

@@ -14,7 +14,9 @@ namespace Whittle.Native.Cpu;
 /// across threads only along dimensions whose outputs are disjoint, and cross-row reductions (bias and norm gradients,
 /// sums) use a fixed chunking (or fixed SIMD lanes) that does not depend on the thread count, so results are
 /// bit-identical from run to run. Small ops (under about 32K element-operations) run on the calling thread.
-/// Speed comes from SIMD (System.Numerics.Tensors, Vector256) on contiguous rows and a blocked GEMM (Gemm.cs).
+/// Speed comes from SIMD (System.Numerics.Tensors, Vector256) on contiguous rows and a blocked GEMM: MatMul runs
+/// OpenBLAS's sgemm when it is installed (faster here; CpuGemm.Auto) or ours (Gemm.cs; CpuGemm.Ours, which is also
+/// bit-identical for any thread count).
 /// </summary>
 public sealed unsafe partial class CpuBackend : IBackend
 {
@@ -23,8 +25,17 @@ public sealed unsafe partial class CpuBackend : IBackend
 
     public static CpuBackend Instance { get; } = new();
 
+    /// <summary>The GEMM MatMul runs (Auto resolved): ours or OpenBLAS. Attention's per-head products always run ours,
+    /// serially inside their own per-head parallel loop.</summary>
+    public CpuGemm GemmChoice { get; }
+
+    /// <summary>A backend whose MatMul uses the GEMM chosen by WHITTLE_CPU_GEMM (ours | openblas | auto; default auto).</summary>
+    public CpuBackend() : this(CpuGemmChoice.FromEnvironment()) { }
+
+    public CpuBackend(CpuGemm gemm) => GemmChoice = CpuGemmChoice.Resolve(gemm, Environment.ProcessorCount);
+
     public Device Device => Device.Cpu;
-    public string Name => $"cpu ({Environment.ProcessorCount} threads{(Avx2.IsSupported ? ", AVX2" : "")}{(Fma.IsSupported ? "+FMA" : "")})";
+    public string Name => $"cpu ({Environment.ProcessorCount} threads{(Avx2.IsSupported ? ", AVX2" : "")}{(Fma.IsSupported ? "+FMA" : "")}, gemm {(GemmChoice == CpuGemm.OpenBlas ? "openblas" : "ours")})";
 
     // ---------------------------------------------------------------- memory
 
@@ -180,7 +191,10 @@ public sealed unsafe partial class CpuBackend : IBackend
         int am = transA ? ac : ar, bk = transB ? bc : br, bn = transB ? br : bc;
         if (am != m || bk != k || bn != n)
             throw new ArgumentException($"MatMul shapes: op(a) is ({am}, {k}), op(b) is ({bk}, {bn}), c is ({m}, {n}) [a {a.Describe()}{(transA ? "ᵀ" : "")}, b {b.Describe()}{(transB ? "ᵀ" : "")}]");
-        Gemm.Sgemm(transA, transB, m, n, k, alpha, (float*)a.Pointer, a.Stride(0), (float*)b.Pointer, b.Stride(0), beta, (float*)c.Pointer, c.Stride(0));
+        if (GemmChoice == CpuGemm.OpenBlas)
+            OpenBlas.Sgemm(transA, transB, m, n, k, alpha, (float*)a.Pointer, a.Stride(0), (float*)b.Pointer, b.Stride(0), beta, (float*)c.Pointer, c.Stride(0));
+        else
+            Gemm.Sgemm(transA, transB, m, n, k, alpha, (float*)a.Pointer, a.Stride(0), (float*)b.Pointer, b.Stride(0), beta, (float*)c.Pointer, c.Stride(0));
         if (bias is not null)
         {
             ArgCheck.Vector(bias, n, nameof(bias));

@@ -6,8 +6,9 @@ using System.Runtime.Intrinsics.X86;
 namespace Whittle.Native.Cpu;
 
 // Policy: single-precision GEMM for the CPU backend, Goto/BLIS style, written from first principles.
-//  - Micro-kernels: 8x32 with Vector512 (AVX-512), 6x16 with Vector256 (AVX2/FMA; plain multiply+add without FMA),
-//    and a scalar one for anything else. The widest the machine accelerates is used.
+//  - Micro-kernels: 12x32 with Vector512 (AVX-512: 24 of the 32 zmm registers accumulate, so a k step is 24 FMAs for
+//    2 vector loads and 12 broadcasts, fewer loads per FMA than 8x32: bench/RESULTS.md), 6x16 with Vector256
+//    (AVX2/FMA; plain multiply+add without FMA), and a scalar one for anything else. The widest the machine accelerates is used.
 //  - All four transpose cases are reduced to one micro-kernel by packing: A into MR-row panels laid out k-major,
 //    B into NR-column panels laid out k-major. Packing reads only inside the matrix; tails are padded with zeros,
 //    and edge tiles go through a scratch tile so only valid C elements are written.
@@ -29,11 +30,11 @@ internal static unsafe class Gemm
     internal enum Kernel { Scalar, Avx256, Avx512 }
 
     internal const int KC = 256;
-    /// <summary>A block height: a multiple of both tile heights (6 and 8); (MC, KC) floats = 144 KiB stays in L2.</summary>
+    /// <summary>A block height: a multiple of both tile heights (6 and 12); (MC, KC) floats = 144 KiB stays in L2.</summary>
     internal const int MC = 144;
     /// <summary>B block width: (KC, NC) floats = 2 MiB, one core's L2 share, reused across every A block of a chunk.</summary>
     internal const int NC = 2048;
-    const int MaxMR = 8, MaxNR = 32;
+    const int MaxMR = 12, MaxNR = 32;
 
     /// <summary>Below this many multiply-adds a call runs on the calling thread: Parallel.For costs more than it saves.</summary>
     const long ParallelThreshold = 1L << 18;
@@ -49,8 +50,8 @@ internal static unsafe class Gemm
     /// <summary>Tests set this to check that results do not depend on the thread count; 0 means ProcessorCount.</summary>
     internal static int ThreadCountOverride;
 
-    /// <summary>Micro-tile (rows, columns) of C per kernel call: 6x16 = 12 ymm accumulators, 8x32 = 16 zmm accumulators.</summary>
-    static (int Mr, int Nr) TileOf(Kernel kernel) => kernel == Kernel.Avx512 ? (8, 32) : (6, 16);
+    /// <summary>Micro-tile (rows, columns) of C per kernel call: 6x16 = 12 ymm accumulators, 12x32 = 24 zmm accumulators.</summary>
+    static (int Mr, int Nr) TileOf(Kernel kernel) => kernel == Kernel.Avx512 ? (12, 32) : (6, 16);
 
     /// Row-major: C (m, n) = alpha * op(A) @ op(B) + beta * C.  op(A) is (m, k): A is (m, k) with row stride lda, or with transA A is (k, m).
     /// op(B) is (k, n): B is (k, n) with row stride ldb, or with transB B is (n, k). C has row stride ldc. beta == 0 means C is not read (may hold NaN).
@@ -87,6 +88,9 @@ internal static unsafe class Gemm
         bool splitM = m >= n;
         int dim = splitM ? m : n, align = splitM ? mr : nr, minChunk = splitM ? MC : 128;
         int chunks = Math.Clamp(dim / minChunk, 1, 4 * threads);
+        // A multiple of the thread count, so that threads running at the same speed finish together (5 chunks on 2
+        // threads leave one thread idle for a fifth of the call).
+        if (chunks > threads) chunks = chunks / threads * threads;
         int chunk = (dim + chunks - 1) / chunks;
         chunk = (chunk + align - 1) / align * align;
         chunks = (dim + chunk - 1) / chunk;
@@ -159,7 +163,7 @@ internal static unsafe class Gemm
                                 float betaTile = full ? betaHere : 0f;
                                 switch (kernel)
                                 {
-                                    case Kernel.Avx512: Kernel8x32(kc, aPanel, bPanel, dst, ldDst, alpha, betaTile); break;
+                                    case Kernel.Avx512: Kernel12x32(kc, aPanel, bPanel, dst, ldDst, alpha, betaTile); break;
                                     case Kernel.Avx256: Kernel6x16(kc, aPanel, bPanel, dst, ldDst, alpha, betaTile); break;
                                     default: KernelScalar(kc, MR, NR, aPanel, bPanel, dst, ldDst, alpha, betaTile); break;
                                 }
@@ -366,11 +370,11 @@ internal static unsafe class Gemm
         Vector256.Store(read ? alpha * acc + beta * Vector256.Load(c) : alpha * acc, c);
 
     /// <summary>
-    /// AVX-512 micro-kernel: acc (8, 32) = aPanel (kc, 8)^T @ bPanel (kc, 32) in 16 Vector512 accumulators (of 32 zmm
+    /// AVX-512 micro-kernel: acc (12, 32) = aPanel (kc, 12)^T @ bPanel (kc, 32) in 24 Vector512 accumulators (of 32 zmm
     /// registers), then C = alpha * acc + beta * C (C not read when beta == 0).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Kernel8x32(int kc, float* a, float* b, float* c, long ldc, float alpha, float beta)
+    static void Kernel12x32(int kc, float* a, float* b, float* c, long ldc, float alpha, float beta)
     {
         var c00 = Vector512<float>.Zero; var c01 = Vector512<float>.Zero;
         var c10 = Vector512<float>.Zero; var c11 = Vector512<float>.Zero;
@@ -380,7 +384,11 @@ internal static unsafe class Gemm
         var c50 = Vector512<float>.Zero; var c51 = Vector512<float>.Zero;
         var c60 = Vector512<float>.Zero; var c61 = Vector512<float>.Zero;
         var c70 = Vector512<float>.Zero; var c71 = Vector512<float>.Zero;
-        for (int p = 0; p < kc; p++, a += 8, b += 32)
+        var c80 = Vector512<float>.Zero; var c81 = Vector512<float>.Zero;
+        var c90 = Vector512<float>.Zero; var c91 = Vector512<float>.Zero;
+        var c100 = Vector512<float>.Zero; var c101 = Vector512<float>.Zero;
+        var c110 = Vector512<float>.Zero; var c111 = Vector512<float>.Zero;
+        for (int p = 0; p < kc; p++, a += 12, b += 32)
         {
             var b0 = Vector512.Load(b);
             var b1 = Vector512.Load(b + 16);
@@ -392,6 +400,10 @@ internal static unsafe class Gemm
             x = Vector512.Create(a[5]); c50 = Avx512F.FusedMultiplyAdd(x, b0, c50); c51 = Avx512F.FusedMultiplyAdd(x, b1, c51);
             x = Vector512.Create(a[6]); c60 = Avx512F.FusedMultiplyAdd(x, b0, c60); c61 = Avx512F.FusedMultiplyAdd(x, b1, c61);
             x = Vector512.Create(a[7]); c70 = Avx512F.FusedMultiplyAdd(x, b0, c70); c71 = Avx512F.FusedMultiplyAdd(x, b1, c71);
+            x = Vector512.Create(a[8]); c80 = Avx512F.FusedMultiplyAdd(x, b0, c80); c81 = Avx512F.FusedMultiplyAdd(x, b1, c81);
+            x = Vector512.Create(a[9]); c90 = Avx512F.FusedMultiplyAdd(x, b0, c90); c91 = Avx512F.FusedMultiplyAdd(x, b1, c91);
+            x = Vector512.Create(a[10]); c100 = Avx512F.FusedMultiplyAdd(x, b0, c100); c101 = Avx512F.FusedMultiplyAdd(x, b1, c101);
+            x = Vector512.Create(a[11]); c110 = Avx512F.FusedMultiplyAdd(x, b0, c110); c111 = Avx512F.FusedMultiplyAdd(x, b1, c111);
         }
         var va = Vector512.Create(alpha);
         var vb = Vector512.Create(beta);
@@ -404,6 +416,10 @@ internal static unsafe class Gemm
         Write(c + 5 * ldc, c50, va, vb, read); Write(c + 5 * ldc + 16, c51, va, vb, read);
         Write(c + 6 * ldc, c60, va, vb, read); Write(c + 6 * ldc + 16, c61, va, vb, read);
         Write(c + 7 * ldc, c70, va, vb, read); Write(c + 7 * ldc + 16, c71, va, vb, read);
+        Write(c + 8 * ldc, c80, va, vb, read); Write(c + 8 * ldc + 16, c81, va, vb, read);
+        Write(c + 9 * ldc, c90, va, vb, read); Write(c + 9 * ldc + 16, c91, va, vb, read);
+        Write(c + 10 * ldc, c100, va, vb, read); Write(c + 10 * ldc + 16, c101, va, vb, read);
+        Write(c + 11 * ldc, c110, va, vb, read); Write(c + 11 * ldc + 16, c111, va, vb, read);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

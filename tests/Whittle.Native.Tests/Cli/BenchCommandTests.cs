@@ -1,0 +1,35 @@
+using System.Text.Json.Nodes;
+
+namespace Whittle.Native.Tests.Cli;
+
+// Policy: `whittle bench` is checked for what it reports, never for how fast it is: the per-op profile accounts for the
+// step's MatMuls with the shapes the model implies, the GEMM choice is reported and validated, bad options fail clearly.
+public class BenchCommandTests
+{
+    [Test]
+    public void ProfileListsTheModelsMatMulsAndTheGemmInUse()
+    {
+        // tiny: V 4096, d 64, 2 layers, MLP 256; B·T = 2·16 = 32 tokens. The output head's forward is (32, 4096) over k = 64.
+        var (exit, stdout, stderr) = CliRunner.Run("bench", "eval", "--config", "tiny", "--batch-size", "2", "--seq-len", "16",
+            "--steps", "2", "--warmup", "1", "--gemm", "ours", "--profile", "--json");
+        Assert.That(exit, Is.EqualTo(0), stderr);
+        var r = JsonNode.Parse(stdout)!.AsObject();
+        Assert.That((string?)r["gemm"], Is.EqualTo("ours"));
+        Assert.That((int)r["threads"]!, Is.EqualTo(Environment.ProcessorCount));
+        var ops = r["profile"]!.AsArray().Select(o => o!.AsObject()).ToDictionary(o => (string)o["op"]!);
+        Assert.That(ops.Keys, Does.Contain("MatMul 32x4096x64 NT"), "output head forward, no bias");
+        Assert.That(ops.Keys, Does.Contain("MatMul 32x192x64 NT +bias"), "fused qkv forward with its bias");
+        Assert.That((double)ops["MatMul 32x192x64 NT +bias"]["calls_per_step"]!, Is.EqualTo(2), "one qkv per layer");
+        Assert.That(ops.Keys, Has.None.Contains("AdamW"), "eval runs no optimizer");
+        double share = ops.Values.Sum(o => (double)o["share_of_step"]!);
+        Assert.That(share, Is.GreaterThan(0).And.LessThan(1.5), "op times are parts of the step's time");
+    }
+
+    [Test]
+    public void UnknownGemmIsRejectedWithTheChoices()
+    {
+        var (exit, _, stderr) = CliRunner.Run("bench", "eval", "--config", "tiny", "--gemm", "mkl");
+        Assert.That(exit, Is.EqualTo(1));
+        Assert.That(stderr, Does.Contain("--gemm").And.Contain("mkl").And.Contain("ours, openblas or auto"));
+    }
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs OpenBLAS (pthread build, Debian's libopenblas0-pthread) so the CPU backend's OpenBLAS GEMM path and its tests
+# run, and so /usr/bin/python3's torch (which links libblas.so.3) gets OpenBLAS instead of reference BLAS through the
+# alternatives system. Idempotent; needs root. Uses the machine's own apt sources (the package is in Debian main).
+set -euo pipefail
+if ldconfig -p | grep -q 'libopenblas.so.0'; then exit 0; fi
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libopenblas0-pthread >/dev/null
+ldconfig
