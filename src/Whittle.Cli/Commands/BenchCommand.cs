@@ -14,6 +14,8 @@ namespace Whittle.Cli;
 /// <summary>
 /// `whittle bench train|eval|kd`: steps of a randomly initialised model of a named shape (Pythia-70M/160M/410M, or the
 /// small CPU config) on random tokens, timed after warm-up, with tokens/s, MFU on a known GPU and peak tensor memory.
+/// `whittle bench kernels`: every backend op at that shape's training-step sizes against the device's measured ceilings
+/// (<see cref="KernelBench"/>).
 /// FLOPs per token (for MFU): training 6N + 6·L·T·d, evaluation 2N + 2·L·T·d, N = non-embedding + output-projection parameters.
 /// The kd mode times a distillation step (teacher forward in no-grad + student forward/backward + fused KD loss + AdamW)
 /// next to a plain cross-entropy step of the same student, and compares their peak memory.
@@ -36,7 +38,7 @@ static class BenchCommand
 
     public static Command Create()
     {
-        var mode = new Argument<string>("mode") { Description = "train | eval | kd." };
+        var mode = new Argument<string>("mode") { Description = "train | eval | kd | kernels (every backend op at the shape's training-step sizes, against the device's measured copy bandwidth and GEMM rates)." };
         var config = new Option<string>("--config") { Description = "Model shape: pythia-70m | pythia-160m | pythia-410m | small (V 4096, d 256, 4 layers) | tiny | a config.json.", DefaultValueFactory = _ => "small" };
         var teacher = new Option<string>("--teacher-config") { Description = "kd: the teacher's shape.", DefaultValueFactory = _ => "small" };
         var batch = new Option<int>("--batch-size") { DefaultValueFactory = _ => 8, Description = "Sequences per step (B)." };
@@ -53,12 +55,13 @@ static class BenchCommand
                           "Threads: the .NET processor count (set DOTNET_PROCESSOR_COUNT=N to change it); OpenBLAS is given the same.",
         };
         var profile = new Option<bool>("--profile") { Description = "Also report each backend op's time per timed step (ops synchronised one by one, so the step itself is slightly slower)." };
-        var cmd = new Command("bench", "Time training, evaluation or distillation steps of a model shape on random tokens: tokens/s, MFU (on a known GPU), peak memory.")
-            { mode, config, teacher, batch, seqLen, steps, warmup, device, precision, teacherPrecision, lossChunkRows, gemm, profile, CliCommon.Json };
+        var tf32 = new Option<bool>("--tf32") { Description = "CUDA: let f32 matmuls use TF32 tensor cores (about 1e-3 relative error)." };
+        var cmd = new Command("bench", "Time training, evaluation or distillation steps of a model shape on random tokens (tokens/s, MFU on a known GPU, peak memory), or every backend op at that shape (kernels).")
+            { mode, config, teacher, batch, seqLen, steps, warmup, device, precision, teacherPrecision, lossChunkRows, gemm, profile, tf32, CliCommon.Json };
         cmd.SetAction(p =>
         {
             string m = p.GetValue(mode)!;
-            if (m is not ("train" or "eval" or "kd")) throw new WhittleException($"mode must be train, eval or kd, got '{m}'");
+            if (m is not ("train" or "eval" or "kd" or "kernels")) throw new WhittleException($"mode must be train, eval, kd or kernels, got '{m}'");
             int B = p.GetValue(batch), T = p.GetValue(seqLen), n = p.GetValue(steps), w = p.GetValue(warmup);
             if (B < 1 || T < 2 || n < 1 || w < 0) throw new WhittleException("--batch-size, --steps must be ≥ 1, --seq-len ≥ 2, --warmup ≥ 0");
             var shape = Shape(p.GetValue(config)!) with { MaxPositionEmbeddings = Math.Max(2048, T) };
@@ -70,8 +73,10 @@ static class BenchCommand
             var pr = PrecisionNames.Parse(p.GetValue(precision)!, "--precision");
             var teacherPr = p.GetValue(teacherPrecision) is { } tp ? PrecisionNames.Parse(tp, "--teacher-precision") : backend.Device == Device.Cuda ? Precision.Bf16 : Precision.F32;
             ChunkRows = p.GetValue(lossChunkRows);
+            if (created is CudaBackend cuda) cuda.AllowTf32 = p.GetValue(tf32);
             var result = m switch
             {
+                "kernels" => KernelsReport.Run(backend, shape, B, T, n, w),
                 "kd" => BenchKd(backend, shape, Shape(p.GetValue(teacher)!) with { MaxPositionEmbeddings = Math.Max(2048, T) }, B, T, n, w, pr, teacherPr),
                 _ => BenchOne(backend, shape, m == "train", B, T, n, w, pr),
             };
@@ -85,6 +90,7 @@ static class BenchCommand
             result["config"] = p.GetValue(config);
             result["batch"] = B; result["seq_len"] = T; result["steps"] = n;
             if (p.GetValue(CliCommon.Json)) Console.WriteLine(result.ToJsonString(CliCommon.JsonOptions));
+            else if (m == "kernels") KernelsReport.Print(result);
             else foreach (var (k, v) in result) Console.WriteLine($"{k,-26} {v}");
             return 0;
         });

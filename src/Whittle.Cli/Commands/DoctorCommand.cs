@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
+using Whittle.Native;
 using Whittle.Native.Cuda;
 using Whittle.Native.Tensors;
 
@@ -8,21 +9,29 @@ namespace Whittle.Cli;
 /// <summary>
 /// <c>whittle doctor [--json]</c>: what this machine offers the engine. Reports the runtime, the CUDA libraries found (and
 /// from where), driver/NVRTC/cuBLAS versions and devices; compiles every kernel (for the device's arch, or compute_80 and
-/// compute_90 without one); runs the parity harness when a device and the CPU backend exist.
+/// compute_90 without one); runs the parity harness when a device and the CPU backend exist. <c>--model</c> adds
+/// whole-model parity (<see cref="ModelParity"/>: logits, loss, every gradient and an AdamW step of small GPT-NeoX models,
+/// CPU against CUDA) and the allocator's steady state (no driver allocation in training steps after warm-up); the hidden
+/// <c>--model-candidate cpu</c> runs the model comparison CPU against CPU, so it can be exercised without a GPU.
 /// Exit status: 0 when nothing failed (including "no CUDA device"), 1 on any kernel compile or parity failure.
 /// </summary>
 static class DoctorCommand
 {
     public static Command Create()
     {
-        var cmd = new Command("doctor", "Check the CUDA runtime: libraries, devices, kernel compilation and CPU/GPU parity.");
+        var model = new Option<bool>("--model") { Description = "Also compare whole models, CPU against CUDA: logits, loss, every parameter gradient and one AdamW step of small GPT-NeoX models (both residual forms, partial rotary, a sub-network), and check that training steps after warm-up make no driver allocations." };
+        var candidate = new Option<string>("--model-candidate") { Hidden = true, DefaultValueFactory = _ => "cuda", Description = "The backend compared with the CPU by --model (cpu: test the comparison itself)." };
+        var cmd = new Command("doctor", "Check the CUDA runtime: libraries, devices, kernel compilation and CPU/GPU parity (per op; whole models with --model).");
+        cmd.Options.Add(model);
+        cmd.Options.Add(candidate);
         cmd.Options.Add(CliCommon.Json);
-        cmd.SetAction(parse => Run(parse.GetValue(CliCommon.Json)));
+        cmd.SetAction(parse => Run(parse.GetValue(CliCommon.Json), parse.GetValue(model), parse.GetValue(candidate)!));
         return cmd;
     }
 
-    static int Run(bool json)
+    static int Run(bool json, bool modelParity, string modelCandidate)
     {
+        if (modelCandidate is not ("cuda" or "cpu")) throw new WhittleException($"--model-candidate must be cuda or cpu, got '{modelCandidate}'");
         var report = new JsonObject
         {
             ["runtime"] = $".NET {Environment.Version} {System.Runtime.InteropServices.RuntimeInformation.RuntimeIdentifier}",
@@ -74,13 +83,37 @@ static class DoctorCommand
                 report["parity"] = arr;
                 report["parity_failed"] = results.Count(r => !r.Passed);
                 if (results.Any(r => !r.Passed)) failed = true;
+                if (modelParity && modelCandidate == "cuda")
+                {
+                    failed |= ReportModelParity(report, new ModelParity(cpu, gpu, gpu.AllowTf32).Run());
+                    var alloc = ModelParity.SteadyStateAllocations(gpu);
+                    report["steady_state"] = new JsonObject { ["check"] = alloc.Case, ["driver_allocations"] = alloc.MaxRelativeError, ["passed"] = alloc.Passed };
+                    failed |= !alloc.Passed;
+                }
             }
         }
+        if (modelParity && modelCandidate == "cpu")
+        {
+            using var a = CreateReference(); using var b = CreateReference();
+            failed |= ReportModelParity(report, new ModelParity(a, b).Run());
+        }
+        else if (modelParity && count == 0) report["model_parity_status"] = "no CUDA device: whole-model parity not run";
         report["ok"] = !failed;
 
         if (json) Console.Out.WriteLine(report.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
         else PrintText(report, count);
         return failed ? 1 : 0;
+    }
+
+    /// <summary>Adds the whole-model results (one row per case and tensor); true when any failed.</summary>
+    static bool ReportModelParity(JsonObject report, IReadOnlyList<ParityResult> results)
+    {
+        var arr = new JsonArray();
+        foreach (var r in results)
+            arr.Add((JsonNode)new JsonObject { ["case"] = r.Op, ["check"] = r.Case, ["max_rel_error"] = double.IsFinite(r.MaxRelativeError) ? r.MaxRelativeError : -1, ["tolerance"] = r.Tolerance, ["passed"] = r.Passed });
+        report["model_parity"] = arr;
+        report["model_parity_failed"] = results.Count(r => !r.Passed);
+        return results.Any(r => !r.Passed);
     }
 
     /// <summary>The parity reference: the CPU backend, the ground truth.</summary>
@@ -99,6 +132,16 @@ static class DoctorCommand
         if (report["parity"] is JsonArray parity)
             foreach (var r in parity) Console.WriteLine($"parity {r!["op"],-22} {r["case"],-44} {(double)r["max_rel_error"]!:0.00e+00} {((bool)r["passed"]! ? "ok" : "FAIL")}");
         else if (report["parity"] is { } p) Console.WriteLine($"parity            {p}");
+        if (report["model_parity"] is JsonArray model)
+            // per case and kind of check (logits, loss, grad.*, adamw.*): the worst tensor, and every failure
+            foreach (var g in model.GroupBy(r => (Case: r!["case"]!.ToString(), Kind: r!["check"]!.ToString().Split('.')[0])))
+            {
+                var worst = g.MaxBy(r => (double)r!["max_rel_error"]! < 0 ? double.PositiveInfinity : (double)r!["max_rel_error"]!)!;
+                int bad = g.Count(r => !(bool)r!["passed"]!);
+                Console.WriteLine($"model  {g.Key.Case,-62} {g.Key.Kind,-7} worst {(double)worst["max_rel_error"]!:0.00e+00} ({worst["check"]}) tol {(double)worst["tolerance"]!:0e+00} {(bad == 0 ? "ok" : $"{bad} FAILED")}");
+            }
+        if (report["model_parity_status"] is { } ms) Console.WriteLine($"model parity      {ms}");
+        if (report["steady_state"] is { } ss) Console.WriteLine($"allocator         {ss["check"]}: {ss["driver_allocations"]} {((bool)ss["passed"]! ? "ok" : "FAIL")}");
         Console.WriteLine((bool)report["ok"]! ? "ok" : "FAILED");
     }
 }

@@ -218,6 +218,22 @@ public class CudaDeviceTests
     }
 
     [Test]
+    public void WholeModelsMatchCpu()
+    {
+        using var cpu = new Whittle.Native.Cpu.CpuBackend();
+        var results = new ModelParity(cpu, _gpu!, _gpu!.AllowTf32).Run();
+        TestContext.Out.WriteLine(string.Join("\n", results));
+        Assert.That(results.Where(r => !r.Passed), Is.Empty);
+    }
+
+    [Test]
+    public void ModelTrainingStepsAfterWarmUpMakeNoDriverAllocations()
+    {
+        var r = ModelParity.SteadyStateAllocations(_gpu!);
+        Assert.That(r.MaxRelativeError, Is.Zero, r.Case);
+    }
+
+    [Test]
     public void CudaMatchesCpuOnEveryOp()
     {
         using var cpu = new Whittle.Native.Cpu.CpuBackend();

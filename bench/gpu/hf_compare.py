@@ -1,0 +1,334 @@
+#!/usr/bin/env python3
+# Policy: one run on one GPU machine measures Hugging Face transformers' GPTNeoXForCausalLM and this engine
+# (`whittle bench`) on identical shapes, so every ratio compares two programs on the same device in the same session.
+#  - Models are Pythia-70M/160M/410M-shaped GPTNeoXConfig objects with random weights (no download, no network).
+#  - HF eval: bf16 weights, eval mode, inference_mode, SDPA attention; logits then cross-entropy over all B*T rows
+#    (what `whittle bench eval` computes). HF train: fp32 master weights, bf16 autocast, cross-entropy, backward,
+#    gradient-norm clipping at 1, fused AdamW (lr 1e-4, betas (0.9, 0.95), weight decay 0.1), as `whittle bench train`.
+#    HF KD: the 410M teacher (bf16, no grad) forward + the 160M student's train step with loss
+#    0.5 CE + 0.5 tau^2 KL(teacher || student), tau 1 (as `whittle bench kd`).
+#  - Each mode also runs under torch.compile where it works; a failure is recorded, never fatal. An OOM is recorded
+#    as such and the run goes on.
+#  - Times are CUDA-event medians after warm-up; tokens/s = B*T / median step time. Peak memory is
+#    torch.cuda.max_memory_allocated (and _reserved) from before the model is built; ours reports its caching
+#    allocator's reserved bytes (peak_bytes), which is comparable to max_memory_reserved.
+#  - FLOPs per token (MFU): train 6N + 6*L*T*d, eval 2N + 2*L*T*d, N = non-embedding + output-projection parameters,
+#    the formula `whittle bench` uses. MFU is given against the datasheet dense bf16 peak (989 TFLOP/s for H100/H200
+#    SXM, ours uses the same number) and against the bf16 GEMM rate measured here (8192^3, torch.matmul).
+#
+#   python3 bench/gpu/hf_compare.py [--models pythia-160m] [--modes eval,train,kd] [--no-compile] [--out DIR]
+#
+# Writes hf_compare[-TAG].json and .md to --out (default $OUT, else bench/gpu/out) and prints the ratio table last.
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+SHAPES = {
+    "pythia-70m": dict(vocab_size=50304, hidden_size=512, num_hidden_layers=6, num_attention_heads=8, intermediate_size=2048),
+    "pythia-160m": dict(vocab_size=50304, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+    "pythia-410m": dict(vocab_size=50304, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
+}
+COMMON = dict(rotary_pct=0.25, rotary_emb_base=10000, max_position_embeddings=2048, use_parallel_residual=True,
+              hidden_act="gelu", layer_norm_eps=1e-5, tie_word_embeddings=False, attention_dropout=0.0, hidden_dropout=0.0)
+DATASHEET_BF16 = {"H100": 989e12, "H200": 989e12, "H800": 989e12, "A100": 312e12, "A800": 312e12}
+KD_TEACHER, KD_STUDENT = "pythia-410m", "pythia-160m"
+
+
+# ---------------------------------------------------------------- pure helpers (no torch; tested by test_hf_compare.py)
+
+def param_counts(shape):
+    """(embedding, non_embedding) parameters of a GPT-NeoX shape, as whittle's ParameterCount: embedding = embed_in +
+    embed_out (V*d each); non-embedding = the layers (two layernorms, qkv, dense, MLP, all with biases) + final layernorm."""
+    V, d, L, m = shape["vocab_size"], shape["hidden_size"], shape["num_hidden_layers"], shape["intermediate_size"]
+    per_layer = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (m * d + m + d * m + d)
+    return 2 * V * d, L * per_layer + 2 * d
+
+
+def flops_per_token(shape, seq_len, train):
+    """Training 6N + 6*L*T*d, evaluation 2N + 2*L*T*d; N = non-embedding + output projection (V*d)."""
+    _, non_embedding = param_counts(shape)
+    n = non_embedding + shape["vocab_size"] * shape["hidden_size"]
+    attention = shape["num_hidden_layers"] * seq_len * shape["hidden_size"]
+    return (6 if train else 2) * (n + attention)
+
+
+def kd_flops_per_token(seq_len):
+    """A KD step: the student's training FLOPs plus the teacher's forward FLOPs (whittle bench kd's count)."""
+    return flops_per_token(SHAPES[KD_STUDENT], seq_len, True) + flops_per_token(SHAPES[KD_TEACHER], seq_len, False)
+
+
+def step_flops_per_token(model, mode, seq_len):
+    if mode == "kd":
+        return kd_flops_per_token(seq_len)
+    return flops_per_token(SHAPES[model], seq_len, mode == "train")
+
+
+def datasheet_peak(device_name):
+    for key, value in DATASHEET_BF16.items():
+        if key in device_name:
+            return value
+    return None
+
+
+def mfu(tokens_per_second, flops_token, peak):
+    if not tokens_per_second or not peak:
+        return None
+    return tokens_per_second * flops_token / peak
+
+
+def parse_ours(stdout):
+    """The JSON object `whittle bench ... --json` prints (from the first line that opens an object)."""
+    for i, line in enumerate(stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads("\n".join(stdout.splitlines()[i:]))
+    raise ValueError("no JSON object in whittle's output")
+
+
+def ratio(a, b):
+    return a / b if a and b else None
+
+
+def table_rows(results):
+    """One row per (model, mode): HF eager and compiled, ours, the ratios ours/HF, MFU and peak memory."""
+    rows = []
+    for key, r in results.items():
+        model, mode = key.split("/")
+        hf, hfc, ours = r.get("hf_eager", {}), r.get("hf_compile", {}), r.get("ours", {})
+        rows.append({
+            "model": model, "mode": mode,
+            "hf_tok_s": hf.get("tokens_per_second"), "hf_compile_tok_s": hfc.get("tokens_per_second"),
+            "ours_tok_s": ours.get("tokens_per_second"),
+            "ours_over_hf": ratio(ours.get("tokens_per_second"), hf.get("tokens_per_second")),
+            "ours_over_hf_compile": ratio(ours.get("tokens_per_second"), hfc.get("tokens_per_second")),
+            "hf_mfu": hf.get("mfu"), "hf_compile_mfu": hfc.get("mfu"), "ours_mfu": ours.get("mfu"),
+            "hf_peak_gib": _gib(hf.get("max_memory_reserved")), "ours_peak_gib": _gib(ours.get("peak_bytes")),
+            "notes": "; ".join(x for x in (hf.get("error"), hfc.get("error"), ours.get("error")) if x),
+        })
+    return rows
+
+
+def _gib(b):
+    return b / 2**30 if b else None
+
+
+def _fmt(x, spec):
+    return "—" if x is None else format(x, spec)
+
+
+def markdown(rows, meta):
+    lines = [f"Device: {meta.get('device')}; torch {meta.get('torch')}, transformers {meta.get('transformers')}; "
+             f"B×T = {meta.get('batch')}×{meta.get('seq_len')}; measured bf16 GEMM {_fmt(meta.get('bf16_gemm_tflops'), '.0f')} TFLOP/s; "
+             f"MFU against {_fmt((meta.get('peak_flops') or 0) / 1e12 or None, '.0f')} TFLOP/s.", "",
+             "| model | mode | HF eager tok/s | HF compile tok/s | ours tok/s | ours/HF | ours/HF compile | MFU HF | MFU HF compile | MFU ours | peak GiB HF (reserved) | peak GiB ours | notes |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['mode']} | {_fmt(r['hf_tok_s'], ',.0f')} | {_fmt(r['hf_compile_tok_s'], ',.0f')} | "
+                     f"{_fmt(r['ours_tok_s'], ',.0f')} | {_fmt(r['ours_over_hf'], '.2f')} | {_fmt(r['ours_over_hf_compile'], '.2f')} | "
+                     f"{_fmt(r['hf_mfu'], '.1%')} | {_fmt(r['hf_compile_mfu'], '.1%')} | {_fmt(r['ours_mfu'], '.1%')} | "
+                     f"{_fmt(r['hf_peak_gib'], '.1f')} | {_fmt(r['ours_peak_gib'], '.1f')} | {r['notes']} |")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- torch side (GPU machine)
+
+def _torch():
+    import torch  # noqa: imported late so the helpers above run without torch
+    return torch
+
+
+def build(name, dtype, device):
+    torch = _torch()
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+    cfg = GPTNeoXConfig(**SHAPES[name], **COMMON)
+    with torch.device(device):
+        try:
+            model = GPTNeoXForCausalLM._from_config(cfg, attn_implementation="sdpa", torch_dtype=dtype)
+        except TypeError:  # signatures moved between transformers versions
+            cfg._attn_implementation = "sdpa"
+            model = GPTNeoXForCausalLM(cfg).to(dtype)
+    return model.to(device=device, dtype=dtype)
+
+
+def median_ms(step, warmup, steps):
+    torch = _torch()
+    for _ in range(warmup):
+        step()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(steps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        step()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def measure(label, fn):
+    """Runs fn() -> dict; an OOM or any other failure becomes {'error': ...} so the run goes on."""
+    torch = _torch()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    t0 = time.time()
+    try:
+        r = fn()
+        r["max_memory_allocated"] = torch.cuda.max_memory_allocated()
+        r["max_memory_reserved"] = torch.cuda.max_memory_reserved()
+    except torch.cuda.OutOfMemoryError as e:
+        r = {"error": f"OOM ({str(e).splitlines()[0][:120]})"}
+    except Exception as e:  # torch.compile failures come in many types
+        r = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
+    r["wall_seconds"] = round(time.time() - t0, 1)
+    print(f"  {label:<34} {json.dumps({k: v for k, v in r.items() if k in ('tokens_per_second', 'mfu', 'error', 'wall_seconds')})}", flush=True)
+    torch.cuda.empty_cache()
+    return r
+
+
+def hf_run(model_name, mode, args, compiled, peak):
+    torch = _torch()
+    import torch.nn.functional as F
+    B, T = args.batch, args.seq_len
+    V = SHAPES[model_name]["vocab_size"]
+    gen = torch.Generator(device="cuda").manual_seed(2)
+    ids = torch.randint(0, V, (B, T), device="cuda", generator=gen)
+    targets = torch.randint(0, V, (B * T,), device="cuda", generator=gen)
+
+    def maybe_compile(m):
+        return torch.compile(m) if compiled else m
+
+    if mode == "eval":
+        model = build(model_name, torch.bfloat16, "cuda").eval()
+        fwd = maybe_compile(model)
+
+        def step():
+            with torch.inference_mode():
+                logits = fwd(input_ids=ids, use_cache=False).logits
+                F.cross_entropy(logits.float().view(-1, V), targets)
+    else:
+        student_name = KD_STUDENT if mode == "kd" else model_name
+        model = build(student_name, torch.float32, "cuda").train()
+        fwd = maybe_compile(model)
+        try:
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
+        except (TypeError, RuntimeError):
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
+        teacher = None
+        if mode == "kd":
+            teacher = maybe_compile(build(KD_TEACHER, torch.bfloat16, "cuda").eval())
+
+        def step():
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                logits = fwd(input_ids=ids, use_cache=False).logits.float().view(-1, V)
+            loss = F.cross_entropy(logits, targets)
+            if teacher is not None:
+                with torch.inference_mode():
+                    t = teacher(input_ids=ids, use_cache=False).logits.float().view(-1, V)
+                t = t.clone()  # an inference tensor cannot enter autograd
+                kd = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(t, -1), log_target=True, reduction="batchmean")
+                loss = 0.5 * loss + 0.5 * kd
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+    ms = median_ms(step, args.warmup + (2 if compiled else 0), args.steps)
+    tps = B * T / (ms / 1e3)
+    fpt = step_flops_per_token(model_name, mode, T)
+    return {"step_ms": ms, "tokens_per_second": tps, "flops_per_token": fpt, "mfu": mfu(tps, fpt, peak)}
+
+
+def bf16_gemm_tflops(n=8192):
+    torch = _torch()
+    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    ms = median_ms(lambda: torch.matmul(a, b), 3, 10)
+    del a, b
+    return 2 * n ** 3 / (ms / 1e3) / 1e12
+
+
+def ours_run(model_name, mode, args):
+    exe = args.whittle
+    if not os.path.exists(exe):
+        return {"error": f"{exe} not found (bash tools/publish.sh, carry publish/)"}
+    cmd = [exe, "bench", mode, "--config", KD_STUDENT if mode == "kd" else model_name, "--batch-size", str(args.batch),
+           "--seq-len", str(args.seq_len), "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", "cuda", "--json"]
+    if mode == "kd":
+        cmd += ["--teacher-config", KD_TEACHER]
+    t0 = time.time()
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.ours_timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {args.ours_timeout} s", "command": " ".join(cmd)}
+    if p.returncode != 0:
+        return {"error": f"exit {p.returncode}: {(p.stderr or p.stdout).strip().splitlines()[-1][:200] if (p.stderr or p.stdout).strip() else ''}", "command": " ".join(cmd)}
+    r = parse_ours(p.stdout)
+    r["command"] = " ".join(cmd)
+    r["wall_seconds"] = round(time.time() - t0, 1)
+    print(f"  {'ours':<34} {json.dumps({k: r.get(k) for k in ('tokens_per_second', 'mfu', 'peak_bytes')})}", flush=True)
+    return r
+
+
+def main():
+    ap = argparse.ArgumentParser(description="Hugging Face transformers vs whittle on the same GPU, same shapes.")
+    ap.add_argument("--models", default="pythia-70m,pythia-160m,pythia-410m")
+    ap.add_argument("--modes", default="eval,train,kd", help="eval, train, kd (kd always uses the 410M teacher and 160M student)")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq-len", type=int, default=2048)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile runs")
+    ap.add_argument("--skip-hf", action="store_true")
+    ap.add_argument("--skip-ours", action="store_true")
+    ap.add_argument("--whittle", default="./publish/whittle")
+    ap.add_argument("--ours-timeout", type=int, default=300)
+    ap.add_argument("--out", default=os.environ.get("OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "out"))
+    ap.add_argument("--tag", default="", help="suffix of the output files, for runs split over several calls")
+    args = ap.parse_args()
+
+    torch = _torch()
+    import transformers
+    if not torch.cuda.is_available():
+        sys.exit("hf_compare.py needs a CUDA device")
+    device = torch.cuda.get_device_name(0)
+    peak = datasheet_peak(device)
+    meta = {"device": device, "torch": torch.__version__, "transformers": transformers.__version__, "batch": args.batch,
+            "seq_len": args.seq_len, "steps": args.steps, "warmup": args.warmup, "peak_flops": peak,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    meta["bf16_gemm_tflops"] = bf16_gemm_tflops()
+    print(f"{device}: torch {torch.__version__}, transformers {transformers.__version__}, bf16 GEMM {meta['bf16_gemm_tflops']:.0f} TFLOP/s", flush=True)
+
+    results = {}
+    modes = [m for m in args.modes.split(",") if m]
+    for mode in modes:
+        models = [KD_STUDENT] if mode == "kd" else [m for m in args.models.split(",") if m]
+        for name in models:
+            key = f"{name}/{mode}"
+            print(key, flush=True)
+            r = results.setdefault(key, {})
+            if not args.skip_hf:
+                r["hf_eager"] = measure("HF eager (sdpa, bf16)", lambda: hf_run(name, mode, args, False, peak))
+                if not args.no_compile:
+                    r["hf_compile"] = measure("HF torch.compile", lambda: hf_run(name, mode, args, True, peak))
+                    torch._dynamo.reset()
+            if not args.skip_ours:
+                r["ours"] = ours_run(name, mode, args)
+
+    rows = table_rows(results)
+    os.makedirs(args.out, exist_ok=True)
+    suffix = f"-{args.tag}" if args.tag else ""
+    with open(os.path.join(args.out, f"hf_compare{suffix}.json"), "w") as f:
+        json.dump({"meta": meta, "results": results, "rows": rows}, f, indent=2)
+    md = markdown(rows, meta)
+    with open(os.path.join(args.out, f"hf_compare{suffix}.md"), "w") as f:
+        f.write(md)
+    print()
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+using Whittle.Native.Autograd;
+using Whittle.Native.Model;
+using Whittle.Native.Tensors;
+using Whittle.Native.Training;
+
+namespace Whittle.Native.Cuda;
+
+/// <summary>One whole-model parity case: a small random GPT-NeoX, optionally run as a sub-network of itself.</summary>
+public sealed record ModelParityCase(string Name, GptNeoXConfig Config, ActiveArchitecture? Active, int Batch, int SeqLen);
+
+/// <summary>
+/// Whole-model parity of two backends (the CPU reference and a candidate): the same random GPT-NeoX weights and tokens
+/// on both, then logits, loss, every parameter's gradient and one AdamW step compared — what <see cref="ParityHarness"/>
+/// does per op, for the composition of the ops through the autograd tape. It is the device check that needs no test
+/// runner: <c>whittle doctor --model</c> runs it on a GPU machine without .NET, and the CUDA tests call it too.
+/// Policy:
+///  - errors are max-norm relative (<see cref="ParityHarness.RelativeError"/>) per tensor: the logits, each parameter's
+///    gradient (whole, so a sub-network's inactive rows must stay exactly 0 on both sides), each parameter after the
+///    AdamW step; the loss as |candidate / reference − 1|;
+///  - tolerances are those the CPU-vs-PyTorch fixture tests hold the CUDA backend to (CudaFixtureTests): logits and
+///    loss 1e-5, gradients 1e-4, AdamW 1e-6, ×10 for logits, loss and gradients when TF32 matmuls are on;
+///  - weights are drawn as the PyTorch fixtures draw them (matrices 0.2·N(0,1), biases 0.1·N(0,1), layernorm weights
+///    1 + 0.1·N(0,1)), so biases and norm weights matter; about one target in seven is the ignore index;
+///  - the AdamW step starts from the reference's gradients on both sides (isolating the optimizer), with clipping at
+///    global norm 1 so the clip scale is exercised too.
+/// </summary>
+public sealed class ModelParity(IBackend reference, IBackend candidate, bool tf32 = false)
+{
+    public const double LogitsTolerance = 1e-5, LossTolerance = 1e-5, GradientTolerance = 1e-4, AdamWTolerance = 1e-6, Tf32Factor = 10;
+
+    /// <summary>Both residual forms, both GELUs, partial rotary at 25% and 50%, sizes off the multiples of 32, and a sub-network that skips a layer.</summary>
+    public static IReadOnlyList<ModelParityCase> Cases { get; } =
+    [
+        new("parallel residual, exact GELU, rotary 25%",
+            new GptNeoXConfig { VocabSize = 131, HiddenSize = 64, NumLayers = 2, NumHeads = 4, IntermediateSize = 72, RotaryPct = 0.25f, MaxPositionEmbeddings = 64 }, null, 2, 37),
+        new("sequential residual, tanh GELU, rotary 50%",
+            new GptNeoXConfig { VocabSize = 131, HiddenSize = 64, NumLayers = 2, NumHeads = 4, IntermediateSize = 72, RotaryPct = 0.5f, UseParallelResidual = false, HiddenAct = "gelu_new", MaxPositionEmbeddings = 64 }, null, 2, 37),
+        new("sub-network d48 of 64, layers [2,0] of 3, heads [3,2], MLP [50,72]",
+            new GptNeoXConfig { VocabSize = 131, HiddenSize = 64, NumLayers = 3, NumHeads = 4, IntermediateSize = 72, RotaryPct = 0.25f, MaxPositionEmbeddings = 64 },
+            new ActiveArchitecture(48, [2, 0], [3, 2], [50, 72]), 3, 19),
+    ];
+
+    double Tol(double t) => tf32 ? t * Tf32Factor : t;
+
+    public IReadOnlyList<ParityResult> Run(IEnumerable<ModelParityCase>? cases = null)
+    {
+        var results = new List<ParityResult>();
+        int seed = 11;
+        foreach (var c in cases ?? Cases) results.AddRange(RunCase(c, seed++));
+        return results;
+    }
+
+    IEnumerable<ParityResult> RunCase(ModelParityCase pc, int seed)
+    {
+        var rng = new Rng((ulong)seed);
+        using var r = new GptNeoX(pc.Config, reference);
+        using var c = new GptNeoX(pc.Config, candidate);
+        using (var weights = RandomWeights(r.Parameters, rng)) { r.LoadFlat(weights); c.LoadFlat(weights); }
+        r.Parameters.EnsureGrad(); c.Parameters.EnsureGrad();
+        r.Parameters.ZeroGrad(); c.Parameters.ZeroGrad();
+
+        int n = pc.Batch * pc.SeqLen;
+        var ids = new int[n]; var targets = new int[n];
+        for (int i = 0; i < n; i++) { ids[i] = rng.NextInt(pc.Config.VocabSize); targets[i] = i % 7 == 3 ? -100 : rng.NextInt(pc.Config.VocabSize); }
+        using var hIds = Tensor.FromArray(ids, pc.Batch, pc.SeqLen); using var hTargets = Tensor.FromArray(targets, n);
+
+        var (rLogits, rLoss) = ForwardBackward(r, hIds, hTargets, pc.Active);
+        var (cLogits, cLoss) = ForwardBackward(c, hIds, hTargets, pc.Active);
+        yield return new ParityResult(pc.Name, "logits", ParityHarness.RelativeError(rLogits, cLogits), Tol(LogitsTolerance));
+        yield return new ParityResult(pc.Name, "loss", LossError(rLoss, cLoss), Tol(LossTolerance));
+
+        var rGrad = r.Parameters.FlatGrad!.ToFloatArray();
+        var cGrad = c.Parameters.FlatGrad!.ToFloatArray();
+        foreach (var p in r.Parameters.Entries)
+            yield return new ParityResult(pc.Name, "grad." + p.Name, ParityHarness.RelativeError(Slice(rGrad, p), Slice(cGrad, p)), Tol(GradientTolerance));
+
+        using (var g = Tensor.FromArray(rGrad, rGrad.Length)) using (var dg = candidate.FromHost(g)) candidate.Copy(dg, c.Parameters.FlatGrad!);
+        var settings = new AdamWSettings(1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f);
+        using var rOpt = new AdamWOptimizer(r.Parameters, settings);
+        using var cOpt = new AdamWOptimizer(c.Parameters, settings);
+        rOpt.Update(settings.LearningRate, 1f);
+        cOpt.Update(settings.LearningRate, 1f);
+        var rAfter = r.Parameters.Flat.ToFloatArray();
+        var cAfter = c.Parameters.Flat.ToFloatArray();
+        foreach (var p in r.Parameters.Entries)
+            yield return new ParityResult(pc.Name, "adamw." + p.Name, ParityHarness.RelativeError(Slice(rAfter, p), Slice(cAfter, p)), AdamWTolerance);
+    }
+
+    static double LossError(double r, double c) => double.IsFinite(r) && double.IsFinite(c) ? Math.Abs(c / r - 1) : double.PositiveInfinity;
+
+    static float[] Slice(float[] flat, ParameterInfo p) => flat.AsSpan((int)p.Offset, (int)p.Count).ToArray();
+
+    static (float[] Logits, double Loss) ForwardBackward(GptNeoX model, Tensor hostIds, Tensor hostTargets, ActiveArchitecture? active)
+    {
+        var be = model.Backend;
+        using var ids = be.FromHost(hostIds); using var targets = be.FromHost(hostTargets);
+        using var tape = new Tape(be);
+        var logits = model.Forward(tape, ids, active);
+        var logitsHost = logits.Data.ToFloatArray();
+        var loss = tape.CrossEntropy(logits, targets);
+        double value = loss.Data.ToFloatArray()[0];
+        tape.Backward(loss);
+        be.Synchronize();
+        return (logitsHost, value);
+    }
+
+    /// <summary>A host (P) vector: matrices 0.2·N(0,1), biases 0.1·N(0,1), layernorm weights 1 + 0.1·N(0,1).</summary>
+    static Tensor RandomWeights(ParameterSet parameters, Rng rng)
+    {
+        var host = Tensor.Zeros(DType.F32, checked((int)parameters.Count));
+        var all = host.AsSpan<float>();
+        foreach (var p in parameters.Entries)
+        {
+            var span = all.Slice((int)p.Offset, (int)p.Count);
+            if (p.Shape.Length >= 2) rng.FillNormal(span, 0, 0.2);
+            else if (p.Name.EndsWith("layernorm.weight")) rng.FillNormal(span, 1, 0.1);
+            else rng.FillNormal(span, 0, 0.1);
+        }
+        return host;
+    }
+
+    /// <summary>
+    /// Driver allocations (cuMemAlloc calls) made by <paramref name="steps"/> training steps (forward, backward, AdamW) of
+    /// the first case's model after <paramref name="warmup"/> steps: the caching allocator's promise is 0.
+    /// </summary>
+    public static ParityResult SteadyStateAllocations(CudaBackend gpu, int warmup = 2, int steps = 3)
+    {
+        var pc = Cases[0];
+        using var model = GptNeoX.CreateRandom(pc.Config, gpu, 5);
+        model.Parameters.EnsureGrad();
+        using var opt = new AdamWOptimizer(model.Parameters, new AdamWSettings(1e-3f));
+        var rng = new Rng(6);
+        int n = pc.Batch * pc.SeqLen;
+        var ids = Enumerable.Range(0, n).Select(_ => rng.NextInt(pc.Config.VocabSize)).ToArray();
+        using var hIds = Tensor.FromArray(ids, pc.Batch, pc.SeqLen); using var hTargets = Tensor.FromArray(Enumerable.Reverse(ids).ToArray(), n);
+        using var dIds = gpu.FromHost(hIds); using var dTargets = gpu.FromHost(hTargets);
+        void Step()
+        {
+            model.Parameters.ZeroGrad();
+            using var tape = new Tape(gpu);
+            tape.Backward(model.Loss(tape, dIds, dTargets));
+            opt.Update(1e-3f, 1f);
+        }
+        for (int i = 0; i < warmup; i++) Step();
+        gpu.Synchronize();
+        long before = gpu.Allocator.DriverAllocations;
+        for (int i = 0; i < steps; i++) Step();
+        gpu.Synchronize();
+        return new ParityResult("allocator", $"driver allocations in {steps} training steps after {warmup} warm-up steps", gpu.Allocator.DriverAllocations - before, 0);
+    }
+}
