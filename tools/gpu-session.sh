@@ -26,6 +26,7 @@ LOG=$OUT/session.log
 WHITTLE=${WHITTLE:-./publish/whittle}
 STEP_TIMEOUT=${STEP_TIMEOUT:-540}
 BENCH_STEPS=${BENCH_STEPS:-10}
+PRECISION=${PRECISION:-bf16}   # whittle bench --precision for kernels and bench (bf16: like-for-like with HF bf16)
 BENCH_WARMUP=${BENCH_WARMUP:-3}
 BENCH_MODELS=${BENCH_MODELS:-pythia-70m pythia-160m pythia-410m}
 PY=${PYTHON:-python3}
@@ -101,7 +102,7 @@ step_model() { need_whittle && run_step model "$OUT/doctor-model.json" "$WHITTLE
 step_kernels() {
   # shellcheck disable=SC2086
   need_whittle && run_step kernels "$OUT/kernels.json" "$WHITTLE" bench kernels --config pythia-160m --batch-size 8 --seq-len 2048 \
-    --steps 20 --warmup 3 --device cuda --json ${KERNELS_ARGS:-}
+    --steps 20 --warmup 3 --device cuda --precision "$PRECISION" --json ${KERNELS_ARGS:-}
 }
 
 step_bench() {
@@ -111,11 +112,11 @@ step_bench() {
   for m in $BENCH_MODELS; do
     for mode in eval train; do
       i=$((i + 1)); run_step "bench $mode $m" "$tmp/$i.json" "$WHITTLE" bench "$mode" --config "$m" --batch-size 8 --seq-len 2048 \
-        --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" --device cuda --json
+        --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" --device cuda --precision "$PRECISION" --json
     done
   done
   i=$((i + 1)); run_step "bench kd pythia-160m <- pythia-410m" "$tmp/$i.json" "$WHITTLE" bench kd --config pythia-160m --teacher-config pythia-410m \
-    --batch-size 8 --seq-len 2048 --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" --device cuda --json
+    --batch-size 8 --seq-len 2048 --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" --device cuda --precision "$PRECISION" --json
   # one file: a JSON array of every run that printed JSON
   "$PY" - "$tmp" "$OUT/bench.json" <<'EOF'
 import glob, json, os, sys

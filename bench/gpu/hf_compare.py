@@ -256,7 +256,8 @@ def ours_run(model_name, mode, args):
     if not os.path.exists(exe):
         return {"error": f"{exe} not found (bash tools/publish.sh, carry publish/)"}
     cmd = [exe, "bench", mode, "--config", KD_STUDENT if mode == "kd" else model_name, "--batch-size", str(args.batch),
-           "--seq-len", str(args.seq_len), "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", "cuda", "--json"]
+           "--seq-len", str(args.seq_len), "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", "cuda", "--json",
+           "--precision", args.whittle_precision] + (["--loss-chunk-rows", str(args.loss_chunk_rows)] if args.loss_chunk_rows else [])
     if mode == "kd":
         cmd += ["--teacher-config", KD_TEACHER]
     t0 = time.time()
@@ -286,6 +287,9 @@ def main():
     ap.add_argument("--skip-ours", action="store_true")
     ap.add_argument("--whittle", default="./publish/whittle")
     ap.add_argument("--ours-timeout", type=int, default=300)
+    ap.add_argument("--whittle-precision", default="bf16", choices=["bf16", "fp32"],
+                    help="whittle bench --precision: bf16 (the like-for-like comparison with HF's bf16 autocast) or fp32")
+    ap.add_argument("--loss-chunk-rows", type=int, default=0, help="whittle bench --loss-chunk-rows (0: off)")
     ap.add_argument("--out", default=os.environ.get("OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "out"))
     ap.add_argument("--tag", default="", help="suffix of the output files, for runs split over several calls")
     args = ap.parse_args()

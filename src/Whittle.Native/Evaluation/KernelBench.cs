@@ -269,6 +269,19 @@ public sealed class KernelBench : IDisposable
             using var dOut = Random(B, T, H, D); using var dqkv = Random(B, T, H, 3 * D);
             Add("AttentionBackward", att, Time(() => _backend.AttentionBackward(dOut, Q(qkv), K(qkv), V(qkv), o, lse, scale, Q(dqkv), K(dqkv), V(dqkv))), 0, 10 * causal,
                 "10·B·H·D·T(T+1)/2 (QKᵀ recomputed, dV, dP, dQ, dK over the unmasked pairs)", Fp32Gemm, L);
+            if (_backend is CudaBackend cuda && D is 64 or 128)   // the bf16 tensor-core kernels (bf16 precision mode)
+            {
+                cuda.Bf16Attention = true;
+                try
+                {
+                    Add("AttentionForward", att + ", bf16 mma", Time(() => _backend.AttentionForward(Q(qkv), K(qkv), V(qkv), scale, o, lse)), 0, 4 * causal,
+                        "4·B·H·D·T(T+1)/2, bf16 tensor cores", Bf16Gemm, 0);
+                    if (D == 64)
+                        Add("AttentionBackward", att + ", bf16 mma", Time(() => _backend.AttentionBackward(dOut, Q(qkv), K(qkv), V(qkv), o, lse, scale, Q(dqkv), K(dqkv), V(dqkv))), 0, 10 * causal,
+                            "10·B·H·D·T(T+1)/2, bf16 tensor cores", Bf16Gemm, 0);
+                }
+                finally { cuda.Bf16Attention = false; }
+            }
         }
 
         // GELU on the MLP activation
