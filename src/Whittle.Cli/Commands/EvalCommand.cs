@@ -20,12 +20,13 @@ static class EvalCommand
         var maxTokens = new Option<long?>("--max-tokens") { Description = "Stop after about this many predictions." };
         var device = new Option<string>("--device") { Description = "cpu | cuda.", DefaultValueFactory = _ => "cpu" };
         var subnet = new Option<string?>("--subnet") { Description = "Evaluate this sub-network (JSON spec) inside the model: strided views of its weights, no copies." };
-        var precision = TrainingCli.PrecisionOption("--precision", "fp32 | bf16 (Linear GEMMs on bf16 inputs with f32 accumulation; layernorm, attention and the loss in f32).", "fp32");
+        var precision = TrainingCli.PrecisionOption("--precision", "fp32 | bf16 (Linear GEMMs on bf16 inputs with f32 accumulation; layernorm and the loss in f32; attention on bf16 tensor cores on CUDA).", "fp32");
+        var chunkRows = new Option<int>("--loss-chunk-rows") { Description = "LM head + loss this many rows at a time, so the (N, V) logits are never held whole (0: all at once). Same result.", DefaultValueFactory = _ => 0 };
         var cmd = new Command("eval", """
             Perplexity of a model. The token stream is cut into consecutive non-overlapping windows of T tokens (a shorter
             trailing remainder is dropped); in each window every token after the first is predicted from those before it;
             perplexity = exp(mean negative log-likelihood over those predictions).
-            """) { model, seqLen, batch, maxTokens, device, subnet, precision, CliCommon.Json };
+            """) { model, seqLen, batch, maxTokens, device, subnet, precision, chunkRows, CliCommon.Json };
         var inputOptions = new TokenInputOptions();
         inputOptions.AddTo(cmd);
         cmd.SetAction(p =>
@@ -37,6 +38,8 @@ static class EvalCommand
             using var backend = Backends.Create(p.GetValue(device)!);
             using var m = GptNeoXCheckpoint.Load(dir, backend);
             m.Precision = PrecisionNames.Parse(p.GetValue(precision)!, "--precision");
+            if (p.GetValue(chunkRows) < 0) throw new WhittleException($"--loss-chunk-rows must be >= 0 (0: off), got {p.GetValue(chunkRows)}");
+            m.LossChunkRows = p.GetValue(chunkRows);
             ActiveArchitecture? active = p.GetValue(subnet) is { } sf ? Whittle.Native.Search.SubnetSpec.Load(sf, m.Config) : null;
             var r = Perplexity.Evaluate(m, source, p.GetValue(seqLen), p.GetValue(batch), p.GetValue(maxTokens) ?? long.MaxValue, active);
             if (p.GetValue(CliCommon.Json))
