@@ -14,12 +14,13 @@ internal sealed unsafe class CublasLtGemm : IDisposable
     public const long WorkspaceBytes = 32L << 20;
     readonly nint _handle;
     readonly nint _workspace;
+    readonly long _workspaceBlock;
     readonly DeviceAllocator _allocator;
 
     CublasLtGemm(nint handle, DeviceAllocator allocator)
     {
         _handle = handle; _allocator = allocator;
-        (_workspace, _) = allocator.Allocate(WorkspaceBytes);
+        (_workspace, _workspaceBlock) = allocator.Allocate(WorkspaceBytes);
     }
 
     /// <summary>A GEMM engine when libcublasLt loads, else null (MatMul then fuses nothing).</summary>
@@ -93,7 +94,7 @@ internal sealed unsafe class CublasLtGemm : IDisposable
 
     public void Dispose()
     {
-        _allocator.Free(_workspace, DeviceAllocator.BucketSize(WorkspaceBytes));
+        _allocator.Free(_workspace, _workspaceBlock);
         Cublas.cublasLtDestroy(_handle);
     }
 }

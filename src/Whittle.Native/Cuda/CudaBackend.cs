@@ -34,12 +34,14 @@ public sealed unsafe partial class CudaBackend : IBackend
     readonly Dictionary<nint, int> _sharedLimit = new();
     readonly KernelArgs _args = new();
     nint _errorWord;       // device int[4], see common.cuh
+    long _errorWordBlock;  // its allocator block size
     nint _pinned;          // PinnedChunk bytes of page-locked host memory
     long _pinnedBytes;
     string _op = "";
     bool _disposed;
 
-    public CudaBackend(int ordinal = 0, KernelCompiler? compiler = null)
+    /// <param name="allocatorMode">How device memory is allocated; null: as WHITTLE_CUDA_ALLOCATOR says (caching by default).</param>
+    public CudaBackend(int ordinal = 0, KernelCompiler? compiler = null, DeviceAllocatorMode? allocatorMode = null)
     {
         _compiler = compiler ?? new KernelCompiler();
         int count = DeviceCount(out var problem);
@@ -54,8 +56,8 @@ public sealed unsafe partial class CudaBackend : IBackend
         _arch = info.ComputeCapability;
         DeviceName = info.Name;
         _cubin = SupportsCubin(_arch);
-        Allocator = new DeviceAllocator();
-        (_errorWord, _) = Allocator.Allocate(16);
+        Allocator = new DeviceAllocator(allocatorMode ?? DeviceAllocator.ModeFromEnvironment());
+        (_errorWord, _errorWordBlock) = Allocator.Allocate(16);
         Check(CuDriver.cuMemsetD32Async(_errorWord, 0, 4, _stream), "cuMemsetD32Async");
         CudaException.CheckCublas(Cublas.cublasCreate(out _cublas), "cublasCreate_v2", _op);
         CudaException.CheckCublas(Cublas.cublasSetStream(_cublas, _stream), "cublasSetStream_v2", _op);
@@ -642,7 +644,7 @@ public sealed unsafe partial class CudaBackend : IBackend
             foreach (var module in _modules.Values) CuDriver.cuModuleUnload(module);
             if (_cublas != 0) Cublas.cublasDestroy(_cublas);
             _lt?.Dispose();
-            Allocator.Free(_errorWord, DeviceAllocator.BucketSize(16));
+            Allocator.Free(_errorWord, _errorWordBlock);
             Allocator.Dispose();
             if (_pinned != 0) CuDriver.cuMemFreeHost(_pinned);
             CuDriver.cuStreamDestroy(_stream);

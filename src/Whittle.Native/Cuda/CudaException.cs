@@ -6,7 +6,8 @@ namespace Whittle.Native.Cuda;
 /// <summary>
 /// A failed CUDA, NVRTC or cuBLAS call. Policy: every native call is checked; the message names the error
 /// (CUDA_ERROR_..., NVRTC_ERROR_..., CUBLAS_STATUS_...), the call that returned it and the op or kernel that made the call,
-/// so an asynchronous failure reported by a later call still points at the op being run.
+/// so an asynchronous failure reported by a later call still points at the op being run. On the software GPU a failed
+/// driver call also carries the emulator's diagnostic (kernel, block, thread, source line), which hardware cannot give.
 /// </summary>
 public sealed class CudaException : Exception
 {
@@ -21,7 +22,7 @@ public sealed class CudaException : Exception
     /// <summary>Checks a CUresult.</summary>
     public static void Check(int result, string call, string? op = null)
     {
-        if (result != CuDriver.CUDA_SUCCESS) throw new CudaException(DriverErrorName(result), call, op);
+        if (result != CuDriver.CUDA_SUCCESS) throw new CudaException(DriverErrorName(result), call, op, SoftwareGpu.TakeDiagnostic());
     }
 
     public static void CheckNvrtc(int result, string call, string? op = null, string? log = null)
@@ -31,7 +32,7 @@ public sealed class CudaException : Exception
 
     public static void CheckCublas(int status, string call, string? op = null)
     {
-        if (status != Cublas.CUBLAS_STATUS_SUCCESS) throw new CudaException(Cublas.StatusName(status), call, op);
+        if (status != Cublas.CUBLAS_STATUS_SUCCESS) throw new CudaException(Cublas.StatusName(status), call, op, SoftwareGpu.TakeDiagnostic());
     }
 
     public static string DriverErrorName(int result)
