@@ -7,10 +7,17 @@ static class CliRunner
 {
     public static (int Exit, string Stdout, string Stderr) Run(params string[] args) => RunIn(null, null, args);
 
-    public static (int Exit, string Stdout, string Stderr) RunIn(string? workingDir, string? stdin, params string[] args)
+    public static (int Exit, string Stdout, string Stderr) RunIn(string? workingDir, string? stdin, params string[] args) =>
+        RunWith(workingDir, stdin, null, args);
+
+    /// <summary>Runs with extra environment variables (a null value removes the variable).</summary>
+    public static (int Exit, string Stdout, string Stderr) RunWith(string? workingDir, string? stdin, IReadOnlyDictionary<string, string?>? environment,
+        params string[] args)
     {
         var dll = Path.Combine(TestContext.CurrentContext.TestDirectory, "whittle.dll");
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = stdin is not null, UseShellExecute = false };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string?>())
+            if (value is null) psi.Environment.Remove(name); else psi.Environment[name] = value;
         if (workingDir is not null) psi.WorkingDirectory = workingDir;
         psi.ArgumentList.Add(dll);
         foreach (var a in args) psi.ArgumentList.Add(a);

@@ -62,16 +62,21 @@ public class SoftGpuNegativeTests
         }
     }
 
+    /// <summary>Runs softgpu_test_off_by_one on n floats with guard pages on, on a backend with the given allocator.</summary>
+    void OffByOne(int n, DeviceAllocatorMode allocator)
+    {
+        using var _ = new SoftGpuOptions().Set("guard", 1);
+        using var gpu = new CudaBackend(allocatorMode: allocator);
+        using var x = gpu.Zeros(DType.F32, n);
+        using var y = gpu.Zeros(DType.F32, n);
+        _kernels!.Launch("softgpu_test_off_by_one", (uint)(n / 256 + 1), 256, _kernels.Args().Add(x.Pointer).Add(y.Pointer).Add(n));
+    }
+
     [Test]
     public void AnOffByOneStoreFaultsAtTheGuardPageNamingTheThread()
     {
-        using var _ = new SoftGpuOptions().Set("guard", 1);
-        const int n = 1024;   // 4096 bytes: the allocation ends exactly at its guard page
-        using var gpu = new CudaBackend(allocatorMode: DeviceAllocatorMode.Exact);
-        using var x = gpu.Zeros(DType.F32, n);
-        using var y = gpu.Zeros(DType.F32, n);
-        var e = Assert.Throws<CudaException>(() =>
-            _kernels!.Launch("softgpu_test_off_by_one", 5, 256, _kernels.Args().Add(x.Pointer).Add(y.Pointer).Add(n)))!;
+        // 1024 floats = 4096 bytes: the exact allocation ends at its guard page, so thread 1024 (block 4, thread 0) faults
+        var e = Assert.Throws<CudaException>(() => OffByOne(1024, DeviceAllocatorMode.Exact))!;
         Assert.That(e.ErrorName, Is.EqualTo("CUDA_ERROR_ILLEGAL_ADDRESS"));
         Assert.That(e.Message, Does.Contain("kernel softgpu_test_off_by_one, block (4,0,0), thread 0")
             .And.Contain("0 bytes past the end of device allocation"));
@@ -80,13 +85,8 @@ public class SoftGpuNegativeTests
     [Test]
     public void AnOffByOneStoreInsideTheAlignmentSlackIsFoundByTheCanary()
     {
-        using var _ = new SoftGpuOptions().Set("guard", 1);
-        const int n = 1000;   // 4000 bytes: the store lands in the 96 bytes before the guard page
-        using var gpu = new CudaBackend(allocatorMode: DeviceAllocatorMode.Exact);
-        using var x = gpu.Zeros(DType.F32, n);
-        using var y = gpu.Zeros(DType.F32, n);
-        var e = Assert.Throws<CudaException>(() =>
-            _kernels!.Launch("softgpu_test_off_by_one", 4, 256, _kernels.Args().Add(x.Pointer).Add(y.Pointer).Add(n)))!;
+        // 1000 floats = 4000 bytes: the stray store lands in the 96 bytes of alignment slack before the guard page
+        var e = Assert.Throws<CudaException>(() => OffByOne(1000, DeviceAllocatorMode.Exact))!;
         Assert.That(e.ErrorName, Is.EqualTo("CUDA_ERROR_ILLEGAL_ADDRESS"));
         Assert.That(e.Message, Does.Contain("kernel softgpu_test_off_by_one wrote byte 0 past the end of device allocation"));
     }
@@ -94,12 +94,8 @@ public class SoftGpuNegativeTests
     [Test]
     public void TheCachingAllocatorHidesTheSameOverrunWhichIsWhyExactModeExists()
     {
-        using var _ = new SoftGpuOptions().Set("guard", 1);
-        const int n = 1000;   // a 4096-byte bucket for 4000 bytes: the stray store lands inside the bucket
-        using var gpu = new CudaBackend(allocatorMode: DeviceAllocatorMode.Caching);
-        using var x = gpu.Zeros(DType.F32, n);
-        using var y = gpu.Zeros(DType.F32, n);
-        Assert.DoesNotThrow(() => _kernels!.Launch("softgpu_test_off_by_one", 4, 256, _kernels.Args().Add(x.Pointer).Add(y.Pointer).Add(n)));
+        // a 4096-byte bucket for 4000 bytes: the stray store lands inside the bucket, unseen
+        Assert.DoesNotThrow(() => OffByOne(1000, DeviceAllocatorMode.Caching));
     }
 
     [Test]
