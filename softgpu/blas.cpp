@@ -12,6 +12,7 @@
 #include "runtime.h"
 #include "streams.h"
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <vector>
@@ -59,6 +60,10 @@ std::vector<float> gather(const Operand& x, int rows, int k, bool isB, int compu
 
 void gemm(int m, int n, int k, float alpha, const Operand& a, const Operand& b, float beta, const float* c, long ldc,
           float* d, long ldd, const float* bias, unsigned epilogue, int compute) {
+    auto t0 = std::chrono::steady_clock::now();
+    struct Done { std::chrono::steady_clock::time_point t0; int m, n, k; ~Done() {
+        if (options().trace) fprintf(stderr, "[softgpu] gemm %dx%dx%d took %.2f ms\n", m, n, k,
+                                     std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count()); } } done{t0, m, n, k};
     std::vector<float> ar = gather(a, m, k, false, compute), bc = gather(b, n, k, true, compute);
     #pragma omp parallel for schedule(static) num_threads(options().threads)
     for (int j = 0; j < n; j++)

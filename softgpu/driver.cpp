@@ -239,7 +239,11 @@ API CUresult cuLaunchKernel(void* fp, unsigned gx, unsigned gy, unsigned gz, uns
         fprintf(stderr, "[softgpu] launch %s grid (%u,%u,%u) block (%u,%u,%u) shared %u\n", k->name, gx, gy, gz, bx, by, bz, shared);
     ArgumentCopy args(k, params);   // the host may reuse its argument block as soon as this call returns
     return submit(stream, [k, grid = dim3(gx, gy, gz), block = dim3(bx, by, bz), shared, args = std::move(args)]() mutable {
-        return launch(k, grid, block, shared, args);
+        auto t0 = std::chrono::steady_clock::now();
+        int r = launch(k, grid, block, shared, args);
+        if (options().trace)
+            fprintf(stderr, "[softgpu] %s took %.2f ms\n", k->name, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        return r;
     });
 }
 

@@ -13,6 +13,7 @@
 #include "runtime.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <csignal>
 #include <cstdio>
 #include <random>
@@ -24,7 +25,8 @@ extern "C" void softgpu_switch(void** save, void* to);
 extern "C" void softgpu_fiber_start();
 extern "C" __attribute__((visibility("hidden"), used)) void softgpu_fiber_main();
 
-// Cooperative context switch (x86-64 System V): the callee-saved registers, MXCSR and the x87 control word.
+// Cooperative context switch (x86-64 System V): the callee-saved registers. MXCSR and the x87 control word are
+// callee-saved too, but neither kernels nor the scheduler change them, and saving them doubled the cost of a switch.
 asm(R"(
     .text
     .globl softgpu_switch
@@ -37,14 +39,8 @@ softgpu_switch:
     pushq %r13
     pushq %r14
     pushq %r15
-    subq $8, %rsp
-    stmxcsr (%rsp)
-    fnstcw 4(%rsp)
     movq %rsp, (%rdi)
     movq %rsi, %rsp
-    ldmxcsr (%rsp)
-    fldcw 4(%rsp)
-    addq $8, %rsp
     popq %r15
     popq %r14
     popq %r13
@@ -64,11 +60,9 @@ softgpu_fiber_start:
 
 namespace softgpu {
 
-thread_local Fiber* cur;
-thread_local BlockCtx* blk;
-
 enum FiberState { Runnable = 0, AtBarrier = 1, AtCollective = 2, Exited = 3 };
-static const size_t StackBytes = 64 * 1024, GuardBytes = 4096, MaxThreads = 1024;
+// Fiber i's stack is slot i of the worker's arena: a PROT_NONE guard page at the bottom, the FiberHeader at the top.
+static const size_t GuardBytes = 4096, MaxThreads = 1024;
 
 struct WarpState {
     unsigned char slot[2][32][64];   // double-buffered exchange: collective n uses half n % 2
@@ -79,7 +73,7 @@ struct Worker {
     std::vector<Fiber> fibers;
     std::vector<WarpState> warps;
     std::vector<unsigned char> dynSmem;
-    unsigned char* stacks = nullptr;   // MaxThreads fiber stacks, each below a PROT_NONE guard page
+    unsigned char* stacks = nullptr;   // MaxThreads FiberSlotBytes-aligned stack slots
     void* schedulerSp = nullptr;
     BlockCtx ctx{};
     const KernelInfo* kernel = nullptr;
@@ -90,8 +84,9 @@ struct Worker {
     long long blockLinear = 0;
     unsigned long long epochs = 0;
     std::vector<std::pair<void*, unsigned long long>> staticShared;   // static __shared__ variable -> block epoch
+    std::vector<int> order;            // the order fibers are resumed in this block
 };
-static thread_local Worker* W;
+static thread_local Worker* W;     // the scheduler's (per block, not per switch: fibers use here())
 
 [[noreturn]] static void fatal(const char* what) {
     fprintf(stderr, "[softgpu] FATAL: %s\n", what);
@@ -102,9 +97,9 @@ static thread_local Worker* W;
 static void ensure_signal_stack() {
     stack_t old{};
     if (sigaltstack(nullptr, &old) == 0 && !(old.ss_flags & SS_DISABLE) && old.ss_sp) return;
-    static thread_local unsigned char alt[64 * 1024];
     stack_t ss{};
-    ss.ss_sp = alt; ss.ss_size = sizeof alt;
+    ss.ss_size = 64 * 1024;
+    ss.ss_sp = malloc(ss.ss_size);   // kept for the thread's life
     sigaltstack(&ss, nullptr);
 }
 
@@ -112,10 +107,11 @@ Worker& worker_for(const KernelInfo* k, size_t threads, size_t dynSmemBytes, voi
                    const unsigned char* argLo, const unsigned char* argHi) {
     if (!W) {
         W = new Worker();
-        W->stacks = (unsigned char*)mmap(nullptr, MaxThreads * (StackBytes + GuardBytes), PROT_READ | PROT_WRITE,
-                                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (W->stacks == MAP_FAILED) fatal("mmap of the fiber stacks failed");
-        for (size_t i = 0; i < MaxThreads; i++) mprotect(W->stacks + i * (StackBytes + GuardBytes), GuardBytes, PROT_NONE);
+        size_t bytes = (MaxThreads + 1) * FiberSlotBytes;   // one slot more, to align the arena to a slot
+        auto map = (unsigned char*)mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (map == MAP_FAILED) fatal("mmap of the fiber stacks failed");
+        W->stacks = (unsigned char*)(((uintptr_t)map + FiberSlotBytes - 1) & ~(uintptr_t)(FiberSlotBytes - 1));
+        for (size_t i = 0; i < MaxThreads; i++) mprotect(W->stacks + i * FiberSlotBytes, GuardBytes, PROT_NONE);
         ensure_signal_stack();
     }
     Worker& w = *W;
@@ -127,34 +123,47 @@ Worker& worker_for(const KernelInfo* k, size_t threads, size_t dynSmemBytes, voi
     return w;
 }
 
-void release_worker(Worker& w) { w.kernel = nullptr; blk = nullptr; cur = nullptr; }
+void release_worker(Worker& w) { w.kernel = nullptr; }
 
+static bool on_fiber_stack(const Worker* w, uintptr_t sp) {
+    return w && w->kernel && sp >= (uintptr_t)w->stacks && sp < (uintptr_t)w->stacks + MaxThreads * FiberSlotBytes;
+}
 const char* current_kernel() { return W && W->kernel ? W->kernel->name : nullptr; }
-bool current_thread(uint3* block, int* thread) {
-    if (!W || !W->kernel || !blk) return false;
-    *block = blk->block;
-    *thread = cur ? cur->linear : -1;
+bool fiber_at(uintptr_t sp, uint3* block, int* thread) {
+    if (!on_fiber_stack(W, sp)) return false;
+    auto h = reinterpret_cast<FiberHeader*>((sp & ~(uintptr_t)(FiberSlotBytes - 1)) + FiberSlotBytes - sizeof(FiberHeader));
+    *block = h->block->block;
+    *thread = h->fiber->linear;
     return true;
 }
+static Worker* worker_here() { return static_cast<Worker*>(here()->worker); }
 
 // ------------------------------------------------------------------------------------------------ scheduling points
 void syncthreads_at(const void* key, const char* file, int line) {
-    cur->state = AtBarrier;
-    cur->siteFile = file; cur->siteLine = line; cur->siteKey = key;
-    softgpu_switch(&cur->sp, W->schedulerSp);
+    FiberHeader* h = here();
+    Fiber* f = h->fiber;
+    f->state = AtBarrier;
+    f->siteFile = file; f->siteLine = line; f->siteKey = key;
+    softgpu_switch(&f->sp, static_cast<Worker*>(h->worker)->schedulerSp);
 }
 void warp_barrier(const char* file, int line) {
-    cur->state = AtCollective;
-    cur->siteFile = file; cur->siteLine = line; cur->siteKey = nullptr;
-    softgpu_switch(&cur->sp, W->schedulerSp);
+    FiberHeader* h = here();
+    Fiber* f = h->fiber;
+    f->state = AtCollective;
+    f->siteFile = file; f->siteLine = line; f->siteKey = nullptr;
+    softgpu_switch(&f->sp, static_cast<Worker*>(h->worker)->schedulerSp);
 }
-unsigned char* warp_slot(int phase, int lane) { return W->warps[cur->warp].slot[phase][lane]; }
-int warp_lanes() { return (int)std::min<size_t>(32, W->fibers.size() - (size_t)cur->warp * 32); }
+unsigned char* warp_slot(int phase, int lane) {
+    FiberHeader* h = here();
+    return static_cast<Worker*>(h->worker)->warps[h->fiber->warp].slot[phase][lane];
+}
+int warp_lanes() { return (int)std::min<size_t>(32, worker_here()->fibers.size() - (size_t)self()->warp * 32); }
 
 unsigned ballot(int pred, const char* file, int line) {
-    int p = (cur->phase ^= 1);
+    Fiber* me = self();
+    int p = (me->phase ^= 1);
     int v = pred != 0;
-    std::memcpy(warp_slot(p, cur->lane), &v, 4);
+    std::memcpy(warp_slot(p, me->lane), &v, 4);
     warp_barrier(file, line);
     unsigned r = 0;
     for (int l = 0, n = warp_lanes(); l < n; l++) {
@@ -165,38 +174,40 @@ unsigned ballot(int pred, const char* file, int line) {
 }
 
 void poison_static_shared(void* p, size_t bytes) {
-    for (auto& e : W->staticShared)
+    FiberHeader* h = here();
+    auto w = static_cast<Worker*>(h->worker);
+    for (auto& e : w->staticShared)
         if (e.first == p) {
-            if (e.second != blk->epoch) { std::memset(p, 0xff, bytes); e.second = blk->epoch; }
+            if (e.second != h->block->epoch) { std::memset(p, 0xff, bytes); e.second = h->block->epoch; }
             return;
         }
     std::memset(p, 0xff, bytes);
-    W->staticShared.emplace_back(p, blk->epoch);
+    w->staticShared.emplace_back(p, h->block->epoch);
 }
 
 } // namespace softgpu
 
 extern "C" void softgpu_fiber_main() {
-    softgpu::Worker* w = softgpu::W;
+    softgpu::FiberHeader* h = softgpu::here();
+    auto w = static_cast<softgpu::Worker*>(h->worker);
     w->kernel->tramp(w->kernel->fn, w->params);
-    softgpu::cur->state = softgpu::Exited;
-    softgpu_switch(&softgpu::cur->sp, w->schedulerSp);
+    h->fiber->state = softgpu::Exited;
+    softgpu_switch(&h->fiber->sp, w->schedulerSp);
     __builtin_unreachable();
 }
 
 namespace softgpu {
 
 static void init_fiber(Worker& w, Fiber& f, size_t i, dim3 block) {
-    // the stack grows down from the top of slot i; the first switch "returns" into softgpu_fiber_start
-    unsigned char* top = w.stacks + i * (StackBytes + GuardBytes) + GuardBytes + StackBytes;
-    uint64_t* s = reinterpret_cast<uint64_t*>(top);
-    uint32_t mxcsr; uint16_t fpucw;
-    asm volatile("stmxcsr %0" : "=m"(mxcsr));
-    asm volatile("fnstcw %0" : "=m"(fpucw));
+    // the header takes the top 64 bytes of slot i, the stack grows down below it; the first switch "returns" into
+    // softgpu_fiber_start
+    unsigned char* slotEnd = w.stacks + (i + 1) * FiberSlotBytes;
+    auto header = reinterpret_cast<FiberHeader*>(slotEnd - sizeof(FiberHeader));
+    *header = FiberHeader{&f, &w.ctx, &w};
+    uint64_t* s = reinterpret_cast<uint64_t*>(slotEnd - 64);
     s[-3] = reinterpret_cast<uint64_t>(&softgpu_fiber_start);   // after the ret, rsp = top - 16: aligned for the call
     for (int r = 4; r <= 9; r++) s[-r] = 0;                     // rbp rbx r12 r13 r14 r15
-    s[-10] = (uint64_t)mxcsr | ((uint64_t)fpucw << 32);
-    f.sp = s - 10;
+    f.sp = s - 9;
     f.state = Runnable;
     f.phase = 0;
     f.siteFile = nullptr; f.siteLine = 0; f.siteKey = nullptr;
@@ -272,24 +283,22 @@ bool run_block(Worker& w, uint3 bid, dim3 grid, dim3 block, size_t dynSmemBytes)
     w.ctx.dynSmemBytes = dynSmemBytes;
     w.ctx.epoch = ++w.epochs;
     if (dynSmemBytes) std::memset(w.dynSmem.data(), 0xff, dynSmemBytes);   // reads of unwritten shared memory see NaN
-    blk = &w.ctx;
     w.barriers = 0;
     w.blockLinear = bid.x + (long long)grid.x * (bid.y + (long long)grid.y * bid.z);
     for (auto& ws : w.warps) ws.syncs = 0;
     size_t n = w.fibers.size();
     for (size_t i = 0; i < n; i++) init_fiber(w, w.fibers[i], i, block);
-    std::vector<int> order(n);
-    for (size_t i = 0; i < n; i++) order[i] = options().order == FiberOrder::Reverse ? int(n - 1 - i) : int(i);
+    FiberOrder fiberOrder = options().order;
+    w.order.resize(n);
+    for (size_t i = 0; i < n; i++) w.order[i] = fiberOrder == FiberOrder::Reverse ? int(n - 1 - i) : int(i);
     bool ok = true;
     for (;;) {
-        if (options().order == FiberOrder::Random) std::shuffle(order.begin(), order.end(), w.rng);
-        for (int i : order) {
+        if (fiberOrder == FiberOrder::Random) std::shuffle(w.order.begin(), w.order.end(), w.rng);
+        for (int i : w.order) {
             Fiber& f = w.fibers[i];
             if (f.state != Runnable) continue;
-            cur = &f;
             softgpu_switch(&w.schedulerSp, f.sp);
         }
-        cur = nullptr;
         size_t exited = 0;
         for (auto& f : w.fibers) exited += f.state == Exited;
         if (exited == n) return ok;
@@ -307,16 +316,19 @@ bool run_block(Worker& w, uint3 bid, dim3 grid, dim3 block, size_t dynSmemBytes)
 
 // ------------------------------------------------------------------------------------------------ race checker hook
 bool race_ctx(RaceCtx* c, const void* addr) {
-    if (!cur || !W || !W->kernel) return false;
+    uintptr_t sp;
+    asm("mov %%rsp, %0" : "=r"(sp));
+    if (!on_fiber_stack(W, sp)) return false;   // not kernel code (e.g. a kernel file's static initialisers)
     auto a = (const unsigned char*)addr;
-    if (a >= W->stacks && a < W->stacks + MaxThreads * (StackBytes + GuardBytes)) return false;   // a fiber's locals
-    if (a >= W->argLo && a < W->argHi) return false;                                              // kernel arguments
+    if (a >= W->stacks && a < W->stacks + MaxThreads * FiberSlotBytes) return false;   // a fiber's locals
+    if (a >= W->argLo && a < W->argHi) return false;                                   // kernel arguments
+    Fiber* f = self();
     c->kernel = W->kernel->name;
     c->block = W->blockLinear;
-    c->thread = cur->linear;
-    c->warp = cur->warp;
+    c->thread = f->linear;
+    c->warp = f->warp;
     c->barriers = W->barriers;
-    c->warpSyncs = W->warps[cur->warp].syncs;
+    c->warpSyncs = W->warps[f->warp].syncs;
     return true;
 }
 

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <csetjmp>
 #include <csignal>
+#include <ucontext.h>
 #include <cstdio>
 #include <mutex>
 #include <string>
@@ -73,7 +74,8 @@ static struct sigaction g_previousSegv, g_previousBus;
 
 static void on_fault(int sig, siginfo_t* si, void* uc) {
     uint3 b; int t;
-    if (t_faultJump && current_thread(&b, &t)) {
+    auto sp = (uintptr_t)static_cast<ucontext_t*>(uc)->uc_mcontext.gregs[REG_RSP];   // the faulting code's stack
+    if (t_faultJump && fiber_at(sp, &b, &t)) {
         snprintf(t_faultReport, sizeof t_faultReport, "%s at address %p in kernel %s, block (%u,%u,%u), thread %d: %s",
                  sig == SIGSEGV ? "segmentation fault" : "bus error", si->si_addr, current_kernel(), b.x, b.y, b.z, t,
                  describe_address(si->si_addr).c_str());

@@ -4,7 +4,7 @@
 # pointing at the original file and line):
 #   extern "C" __global__                ->  __global__ (kernels get C++ names inside their file's namespace, so the plain
 #                                            and the race-instrumented copy of a file link into one library)
-#   extern __shared__ T name[];          ->  #define name ((T*)softgpu::blk->dynSmem)   (dynamic shared memory)
+#   extern __shared__ T name[];          ->  #define name ((T*)softgpu::here()->block->dynSmem)   (dynamic shared memory)
 #   <indent>__shared__ T name...;        ->  the same, then softgpu::poison_static_shared(&name, sizeof(name));
 #   asm [volatile] ("tmpl" : outs : ins); -> softgpu_ptx::<mnemonic, dots as underscores>("tmpl", outs..., ins...);
 # An asm whose mnemonic cuda_shim.h does not emulate then fails to compile, naming the function it lacks.
@@ -17,7 +17,7 @@ if ($list) {
     exit 0;
 }
 $src =~ s{\bextern\s+"C"\s+(__global__)}{$1}g;
-$src =~ s{^([ \t]*)extern\s+__shared__\s+([\w ]+?)\s+(\w+)\s*\[\s*\]\s*;}{$1#define $3 (($2*)softgpu::blk->dynSmem)}mg;
+$src =~ s{^([ \t]*)extern\s+__shared__\s+([\w ]+?)\s+(\w+)\s*\[\s*\]\s*;}{$1#define $3 (($2*)softgpu::here()->block->dynSmem)}mg;
 $src =~ s{^([ \t]+)(__shared__\s+[\w ]+?\s+(\w+)\s*(?:\[[^\]]*\]\s*)*;)}{$1$2 softgpu::poison_static_shared(&$3, sizeof($3));}mg;
 sub operands { my $s = shift // ''; my @o;
     while ($s =~ /"[^"]*"\s*\(((?:[^()]|\((?1)\))*)\)/g) { push @o, $1; } return @o; }

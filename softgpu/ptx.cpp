@@ -18,8 +18,9 @@ static float bf16_bits_to_f32(unsigned short h) { return __uint_as_float((unsign
 //   B: two registers b0, b1: element i (0..3, register i / 2) is row (k) 2t + (i % 2) + 8 * (i / 2), column g;
 //   C/D: four f32 c0..c3: element i is row g + 8 * (i / 2), column 2t + (i % 2).
 void mma_m16n8k16_bf16(float* d, const unsigned* a, const unsigned* b, const char* file, int line) {
-    int p = (cur->phase ^= 1);
-    unsigned* mine = reinterpret_cast<unsigned*>(warp_slot(p, cur->lane));
+    Fiber* me = self();
+    int p = (me->phase ^= 1);
+    unsigned* mine = reinterpret_cast<unsigned*>(warp_slot(p, me->lane));
     for (int i = 0; i < 4; i++) mine[i] = a[i];
     mine[4] = b[0]; mine[5] = b[1];
     warp_barrier(file, line);
@@ -31,7 +32,7 @@ void mma_m16n8k16_bf16(float* d, const unsigned* a, const unsigned* b, const cha
     auto A = [&](int r, int k) { return element((r & 7) * 4 + ((k & 7) >> 1), (r >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0), k & 1); };
     // B(k, n): the lane with g = n and t = (k % 8) / 2; register 4 + (k >= 8); half k % 2
     auto B = [&](int k, int n) { return element(n * 4 + ((k & 7) >> 1), 4 + (k >= 8 ? 1 : 0), k & 1); };
-    int g = cur->lane >> 2, t = cur->lane & 3;
+    int g = me->lane >> 2, t = me->lane & 3;
     for (int i = 0; i < 4; i++) {
         int r = g + (i >= 2 ? 8 : 0), n = 2 * t + (i & 1);
         float acc = d[i];

@@ -50,8 +50,8 @@ Worker& worker_for(const KernelInfo* k, size_t threadsPerBlock, size_t dynSmemBy
                    const unsigned char* argLo, const unsigned char* argHi);
 bool run_block(Worker& w, uint3 blockIdx, dim3 grid, dim3 block, size_t dynSmemBytes);
 void release_worker(Worker& w);
-const char* current_kernel();            // null outside a kernel
-bool current_thread(uint3* block, int* thread);
+const char* current_kernel();                              // this OS thread's kernel; null outside one
+bool fiber_at(uintptr_t sp, uint3* block, int* thread);    // the CUDA thread whose stack holds sp (this OS thread's)
 
 // device memory (memory.cpp)
 unsigned char* device_alloc(size_t bytes, bool host);  // null when out of memory
