@@ -131,7 +131,7 @@ static bool on_fiber_stack(const Worker* w, uintptr_t sp) {
 const char* current_kernel() { return W && W->kernel ? W->kernel->name : nullptr; }
 bool fiber_at(uintptr_t sp, uint3* block, int* thread) {
     if (!on_fiber_stack(W, sp)) return false;
-    auto h = reinterpret_cast<FiberHeader*>((sp & ~(uintptr_t)(FiberSlotBytes - 1)) + FiberSlotBytes - sizeof(FiberHeader));
+    FiberHeader* h = header_of_slot(sp);
     *block = h->block->block;
     *thread = h->fiber->linear;
     return true;
@@ -199,12 +199,11 @@ extern "C" void softgpu_fiber_main() {
 namespace softgpu {
 
 static void init_fiber(Worker& w, Fiber& f, size_t i, dim3 block) {
-    // the header takes the top 64 bytes of slot i, the stack grows down below it; the first switch "returns" into
-    // softgpu_fiber_start
-    unsigned char* slotEnd = w.stacks + (i + 1) * FiberSlotBytes;
-    auto header = reinterpret_cast<FiberHeader*>(slotEnd - sizeof(FiberHeader));
+    // the header is near the top of slot i (header_of_slot), the stack grows down from just below it; the first switch
+    // "returns" into softgpu_fiber_start
+    FiberHeader* header = header_of_slot((uintptr_t)(w.stacks + i * FiberSlotBytes));
     *header = FiberHeader{&f, &w.ctx, &w};
-    uint64_t* s = reinterpret_cast<uint64_t*>(slotEnd - 64);
+    uint64_t* s = reinterpret_cast<uint64_t*>(header);   // 64-byte aligned
     s[-3] = reinterpret_cast<uint64_t>(&softgpu_fiber_start);   // after the ret, rsp = top - 16: aligned for the call
     for (int r = 4; r <= 9; r++) s[-r] = 0;                     // rbp rbx r12 r13 r14 r15
     f.sp = s - 9;

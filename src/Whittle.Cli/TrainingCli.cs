@@ -98,7 +98,7 @@ sealed class TrainingCli
     {
         var precision = p.GetValue(TeacherPrecision) is { } s ? PrecisionNames.Parse(s, "--teacher-precision")
             : teacher.Backend.Device == Native.Tensors.Device.Cuda ? Native.Model.Precision.Bf16 : Native.Model.Precision.F32;
-        teacher.Precision = precision;
+        CliCommon.SetPrecision(teacher, precision);
         return o with { RunInfo = new Dictionary<string, string>(o.RunInfo) { ["teacher_precision"] = precision.Name() } };
     }
 
@@ -123,7 +123,7 @@ sealed class TrainingCli
     {
         bool json = p.GetValue(CliCommon.Json);
         var log = json ? Console.Error : Console.Out;
-        model.Precision = PrecisionNames.Parse(p.GetValue(Precision)!, "--precision");
+        CliCommon.SetPrecision(model, PrecisionNames.Parse(p.GetValue(Precision)!, "--precision"));
         model.LossChunkRows = p.GetValue(LossChunkRows);
         if (!p.GetValue(Resume)) trainer.RequireFreshRunDirectory();
         else if (trainer.TryResume()) log.WriteLine($"resumed at step {trainer.Step} from {trainer.Checkpoints.Latest()!.Value.Path}");

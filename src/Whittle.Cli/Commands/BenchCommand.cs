@@ -134,7 +134,7 @@ static class BenchCommand
     static JsonObject BenchOne(IBackend backend, GptNeoXConfig c, bool train, int b, int t, int n, int w, Precision precision)
     {
         using var model = GptNeoX.CreateRandom(c, backend, 1);
-        model.Precision = precision;
+        CliCommon.SetPrecision(model, precision);
         model.LossChunkRows = ChunkRows;
         var (inputs, targets) = RandomBatch(backend, c.VocabSize, b, t, 2);
         using var _i = inputs; using var _t = targets;
@@ -166,7 +166,7 @@ static class BenchCommand
         var (inputs, targets) = RandomBatch(backend, student.VocabSize, b, t, 2);
         using var _i = inputs; using var _t = targets;
         using var s = GptNeoX.CreateRandom(student, backend, 1);
-        s.Precision = precision;
+        CliCommon.SetPrecision(s, precision);
         s.LossChunkRows = ChunkRows;
         s.Parameters.EnsureGrad();
         using var opt = new AdamWOptimizer(s.Parameters, new AdamWSettings(1e-4f));
@@ -181,7 +181,7 @@ static class BenchCommand
         long cePeak = MemoryMeter.Peak(backend);
 
         using var teach = GptNeoX.CreateRandom(teacher, backend, 3);
-        teach.Precision = teacherPrecision;
+        CliCommon.SetPrecision(teach, teacherPrecision);
         // f32 masters (embeddings, norms and biases are read in f32 even in bf16 mode) plus the bf16 copy of the matrices.
         long teacherBytes = teach.Parameters.Count * 4 + (teach.Parameters.LowPrecision?.Count ?? 0) * 2;
         var loss = Whittle.Native.Distillation.DistillationLoss.Create(s, teach, new DistillSettings(DistillKind.ForwardKl, 1f, 0.5f, 0.5f), 0, _ => (0.5f, 0.5f));

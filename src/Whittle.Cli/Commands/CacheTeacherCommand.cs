@@ -58,7 +58,7 @@ static class CacheTeacherCommand
 
             using var backend = Backends.Create(p.GetValue(device)!);
             using var model = GptNeoXCheckpoint.Load(teacherDir, backend);
-            model.Precision = chosen ?? (backend.Device == Device.Cuda ? Precision.Bf16 : Precision.F32);
+            CliCommon.SetPrecision(model, chosen ?? (backend.Device == Device.Cuda ? Precision.Bf16 : Precision.F32));
             var log = json ? Console.Error : Console.Out;
             log.WriteLine($"cache-teacher: {manifest.Batches} micro-batches of {b}×{t} tokens, top-{k} at τ = {tau}, {model.Precision.Name()} teacher on {backend.Name}");
             using var cancel = new CancellationTokenSource();

@@ -37,7 +37,7 @@ static class EvalCommand
             var (source, what) = (inputs.Tokens, inputs.Description);
             using var backend = Backends.Create(p.GetValue(device)!);
             using var m = GptNeoXCheckpoint.Load(dir, backend);
-            m.Precision = PrecisionNames.Parse(p.GetValue(precision)!, "--precision");
+            CliCommon.SetPrecision(m, PrecisionNames.Parse(p.GetValue(precision)!, "--precision"));
             if (p.GetValue(chunkRows) < 0) throw new WhittleException($"--loss-chunk-rows must be >= 0 (0: off), got {p.GetValue(chunkRows)}");
             m.LossChunkRows = p.GetValue(chunkRows);
             ActiveArchitecture? active = p.GetValue(subnet) is { } sf ? Whittle.Native.Search.SubnetSpec.Load(sf, m.Config) : null;

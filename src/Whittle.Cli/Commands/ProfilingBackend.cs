@@ -70,10 +70,11 @@ sealed class ProfilingBackend(IBackend inner) : IBackend
     public void SumRows(Tensor dy, Tensor dBias) => Time("SumRows", () => inner.SumRows(dy, dBias));
     public void RotaryForward(Tensor x, Tensor cos, Tensor sin) => Time("RotaryForward", () => inner.RotaryForward(x, cos, sin));
     public void RotaryBackward(Tensor dx, Tensor cos, Tensor sin) => Time("RotaryBackward", () => inner.RotaryBackward(dx, cos, sin));
-    public void AttentionForward(Tensor q, Tensor k, Tensor v, float scale, Tensor output, Tensor lse) =>
-        Time("AttentionForward", () => inner.AttentionForward(q, k, v, scale, output, lse));
-    public void AttentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale, Tensor dq, Tensor dk, Tensor dv) =>
-        Time("AttentionBackward", () => inner.AttentionBackward(dOut, q, k, v, output, lse, scale, dq, dk, dv));
+    public void AttentionForward(Tensor q, Tensor k, Tensor v, float scale, Tensor output, Tensor lse, AttentionPrecision precision) =>
+        Time("AttentionForward", () => inner.AttentionForward(q, k, v, scale, output, lse, precision));
+    public void AttentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale, Tensor dq, Tensor dk, Tensor dv,
+        AttentionPrecision precision) =>
+        Time("AttentionBackward", () => inner.AttentionBackward(dOut, q, k, v, output, lse, scale, dq, dk, dv, precision));
     public void GeluForward(Tensor x, Tensor y, bool tanhApproximation) => Time("GeluForward", () => inner.GeluForward(x, y, tanhApproximation));
     public void GeluBackward(Tensor dy, Tensor x, Tensor dx, bool tanhApproximation) => Time("GeluBackward", () => inner.GeluBackward(dy, x, dx, tanhApproximation));
     public void Add(Tensor a, Tensor b, Tensor y) => Time("Add", () => inner.Add(a, b, y));

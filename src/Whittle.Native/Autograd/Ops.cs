@@ -102,39 +102,26 @@ public static partial class Ops
     }
 
     /// <summary>
-    /// Causal attention of q, k, v (B, T, H, D) views → (B, T, H, D) contiguous. With <paramref name="bf16"/> a CUDA
-    /// backend runs it on bf16 tensor cores where it has such kernels (<see cref="Cuda.CudaBackend.Bf16Attention"/>); the
-    /// CPU always computes it in f32.
+    /// Causal attention of q, k, v (B, T, H, D) views → (B, T, H, D) contiguous, forward and backward in
+    /// <paramref name="precision"/> (<see cref="AttentionPrecision"/>).
     /// </summary>
-    public static Var Attention(this Tape tape, Var q, Var k, Var v, float scale, bool bf16 = false)
+    public static Var Attention(this Tape tape, Var q, Var k, Var v, float scale, AttentionPrecision precision = AttentionPrecision.F32)
     {
         var b = tape.Backend;
         int bs = q.Data.Size(0), t = q.Data.Size(1), h = q.Data.Size(2), d = q.Data.Size(3);
         var y = tape.Empty(DType.F32, bs, t, h, d);
         var lse = tape.Empty(DType.F32, bs, h, t);
-        WithAttentionPrecision(b, bf16, () => b.AttentionForward(q.Data, k.Data, v.Data, scale, y, lse));
+        b.AttentionForward(q.Data, k.Data, v.Data, scale, y, lse, precision);
         var output = tape.Output(y, q, k, v);
         if (output.RequiresGrad)
             tape.Record(() =>
             {
                 if (output.Grad is not { } g) return;
                 var (dq, dk, dv) = (q.GradOrCreate(tape), k.GradOrCreate(tape), v.GradOrCreate(tape));
-                WithAttentionPrecision(b, bf16, () => b.AttentionBackward(g, q.Data, k.Data, v.Data, y, lse, scale, dq, dk, dv));
+                b.AttentionBackward(g, q.Data, k.Data, v.Data, y, lse, scale, dq, dk, dv, precision);
             });
         else tape.ReleaseTensors(lse);
         return output;
-    }
-
-    /// <summary>
-    /// The attention kernels' precision is a CUDA backend setting, while precision is a model's (a bf16 teacher and an f32
-    /// student share one backend): so it is set for the duration of each call, forward and backward alike.
-    /// </summary>
-    static void WithAttentionPrecision(IBackend backend, bool bf16, Action run)
-    {
-        if (backend is not Cuda.CudaBackend cuda || cuda.Bf16Attention == bf16) { run(); return; }
-        cuda.Bf16Attention = bf16;
-        try { run(); }
-        finally { cuda.Bf16Attention = !bf16; }
     }
 
     public static Var Gelu(this Tape tape, Var x, bool tanhApproximation)

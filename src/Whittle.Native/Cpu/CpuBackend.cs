@@ -267,7 +267,7 @@ public sealed unsafe partial class CpuBackend : IBackend
     // and 1e-3 gradient-check tolerances. Each (b, h) is one task that owns its output slices, so there is no cross-thread
     // reduction and the result does not depend on the thread count.
 
-    public void AttentionForward(Tensor q, Tensor k, Tensor v, float scale, Tensor output, Tensor lse)
+    public void AttentionForward(Tensor q, Tensor k, Tensor v, float scale, Tensor output, Tensor lse, AttentionPrecision precision)
     {
         var (b, t, h, d) = ArgCheck.Heads(q, nameof(q));
         ArgCheck.SameShape(q, k, "attention k"); ArgCheck.SameShape(q, v, "attention v"); ArgCheck.SameShape(q, output, "attention output");
@@ -298,7 +298,8 @@ public sealed unsafe partial class CpuBackend : IBackend
         }, _ => { });
     }
 
-    public void AttentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale, Tensor dq, Tensor dk, Tensor dv)
+    public void AttentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale, Tensor dq, Tensor dk, Tensor dv,
+        AttentionPrecision precision)
     {
         var (b, t, h, d) = ArgCheck.Heads(q, nameof(q));
         foreach (var (x, name) in new[] { (dOut, nameof(dOut)), (k, nameof(k)), (v, nameof(v)), (output, nameof(output)), (dq, nameof(dq)), (dk, nameof(dk)), (dv, nameof(dv)) })

@@ -81,15 +81,6 @@ public sealed unsafe partial class CudaBackend : IBackend
     public DeviceAllocator Allocator { get; }
     /// <summary>Lets cuBLAS use TF32 tensor cores for f32 matmuls (faster, ~1e-3 relative error instead of ~1e-6).</summary>
     public bool AllowTf32 { get; set; }
-    /// <summary>
-    /// Runs the attention forward on bf16 tensor cores (attention.cu attention_forward_mma_d64/d128: q, k, v and the
-    /// probabilities rounded to bf16, f32 accumulation and statistics; ~1e-2 relative instead of ~1e-6) when the head
-    /// size is 64 or 128, and the backward (attention_backward_*_mma_d64) when it is 64; other head sizes keep the f32
-    /// kernels. For the bf16 precision mode. WHITTLE_ATTENTION=f32 in the environment keeps the f32 kernels regardless.
-    /// </summary>
-    public bool Bf16Attention { get; set; }
-
-    static readonly bool MmaAttentionDisabled = Environment.GetEnvironmentVariable("WHITTLE_ATTENTION") == "f32";
 
     /// <summary>Number of CUDA devices; 0 with the reason when there is no driver or no device.</summary>
     public static int DeviceCount(out string? problem)
@@ -464,7 +455,12 @@ public sealed unsafe partial class CudaBackend : IBackend
 
     // ---------------------------------------------------------------- attention
 
-    public void AttentionForward(Tensor q, Tensor k, Tensor v, float scale, Tensor output, Tensor lse)
+    /// <summary>
+    /// <see cref="AttentionPrecision.Bf16"/> runs on bf16 tensor cores (attention_forward_mma_d64/d128: q, k, v and the
+    /// probabilities rounded to bf16, f32 accumulation and statistics; ~1e-2 relative instead of ~1e-6) when the head
+    /// size is 64 or 128; other head sizes take the f32 kernels.
+    /// </summary>
+    public void AttentionForward(Tensor q, Tensor k, Tensor v, float scale, Tensor output, Tensor lse, AttentionPrecision precision)
     {
         Enter("AttentionForward");
         F32(q, "q", 4);
@@ -472,7 +468,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         CheckHeadSize(d);
         var sq = Bthd4(q, "q", b, t, h, d); var sk = Bthd4(k, "k", b, t, h, d); var sv = Bthd4(v, "v", b, t, h, d); var so = Bthd4(output, "output", b, t, h, d);
         F32(lse, "lse", 3); Shape(lse, "lse", _op, b, h, t); Contiguous(lse, "lse");
-        if (Bf16Attention && !MmaAttentionDisabled && d is 64 or 128)
+        if (precision == AttentionPrecision.Bf16 && d is 64 or 128)
         {
             // bf16 (64, D+8) Q and K tiles and the transposed (D, 64+8) V tile: 27 KB for D = 64, 53 KB for D = 128.
             int tileBytes = (2 * 64 * (d + 8) + d * (64 + 8)) * sizeof(ushort);
@@ -487,7 +483,9 @@ public sealed unsafe partial class CudaBackend : IBackend
                 .Add(sq).Add(sk).Add(sv).Add(so));
     }
 
-    public void AttentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale, Tensor dq, Tensor dk, Tensor dv)
+    /// <summary><see cref="AttentionPrecision.Bf16"/>: the tensor-core backward (attention_backward_*_mma_d64) for head size 64.</summary>
+    public void AttentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale, Tensor dq, Tensor dk, Tensor dv,
+        AttentionPrecision precision)
     {
         Enter("AttentionBackward");
         F32(q, "q", 4);
@@ -501,7 +499,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         long rows = (long)b * h * t;
         Launch("attention.cu", "attention_backward_dot", CeilDiv(rows, 8), 1, 256, 0,
             Args().Add(dOut.Pointer).Add(output.Pointer).Add(dt.Pointer).Add(b).Add(t).Add(h).Add(d).Add(sdo).Add(so));
-        if (Bf16Attention && !MmaAttentionDisabled && d == 64)
+        if (precision == AttentionPrecision.Bf16 && d == 64)
         {
             const int tile = 64 * 72 * sizeof(ushort);  // one bf16 (64, 64+8) tile
             Launch("attention.cu", "attention_backward_dq_mma_d64", CeilDiv(t, 64), b * h, 128, 5 * tile,

@@ -265,13 +265,13 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         var qkv = Pair(Random((long)b * t * h * 3 * d, 2f), b, t, h, 3 * d);
         Tensor Q(Tensor x) => x.Narrow(3, 0, d); Tensor K(Tensor x) => x.Narrow(3, d, d); Tensor V(Tensor x) => x.Narrow(3, 2 * d, d);
         var o = Poisoned(b, t, h, d); var lse = Poisoned(b, h, t);
-        reference.AttentionForward(Q(qkv.R), K(qkv.R), V(qkv.R), scale, o.R, lse.R);
-        candidate.AttentionForward(Q(qkv.C), K(qkv.C), V(qkv.C), scale, o.C, lse.C);
+        reference.AttentionForward(Q(qkv.R), K(qkv.R), V(qkv.R), scale, o.R, lse.R, AttentionPrecision.F32);
+        candidate.AttentionForward(Q(qkv.C), K(qkv.C), V(qkv.C), scale, o.C, lse.C, AttentionPrecision.F32);
         Compare("AttentionForward", name, o, lse);
         var dOut = Pair(Random((long)b * t * h * d), b, t, h, d);
         var dqkv = Pair(Random((long)b * t * h * 3 * d), b, t, h, 3 * d);
-        reference.AttentionBackward(dOut.R, Q(qkv.R), K(qkv.R), V(qkv.R), o.R, lse.R, scale, Q(dqkv.R), K(dqkv.R), V(dqkv.R));
-        candidate.AttentionBackward(dOut.C, Q(qkv.C), K(qkv.C), V(qkv.C), o.C, lse.C, scale, Q(dqkv.C), K(dqkv.C), V(dqkv.C));
+        reference.AttentionBackward(dOut.R, Q(qkv.R), K(qkv.R), V(qkv.R), o.R, lse.R, scale, Q(dqkv.R), K(dqkv.R), V(dqkv.R), AttentionPrecision.F32);
+        candidate.AttentionBackward(dOut.C, Q(qkv.C), K(qkv.C), V(qkv.C), o.C, lse.C, scale, Q(dqkv.C), K(dqkv.C), V(dqkv.C), AttentionPrecision.F32);
         Compare("AttentionBackward", name, dqkv);
         Free(qkv, o, lse, dOut, dqkv);
     }
@@ -283,23 +283,17 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         var qkv = Pair(Random((long)b * t * h * 3 * d, 2f), b, t, h, 3 * d);
         var o = Poisoned(b, t, h, d); var lse = Poisoned(b, h, t);
         float scale = 1f / MathF.Sqrt(d);
-        reference.AttentionForward(qkv.R.Narrow(3, 0, d), qkv.R.Narrow(3, d, d), qkv.R.Narrow(3, 2 * d, d), scale, o.R, lse.R);
         Tensor Q(Tensor x) => x.Narrow(3, 0, d); Tensor K(Tensor x) => x.Narrow(3, d, d); Tensor V(Tensor x) => x.Narrow(3, 2 * d, d);
-        bool was = cuda.Bf16Attention;
-        cuda.Bf16Attention = true;
-        try
-        {
-            cuda.AttentionForward(Q(qkv.C), K(qkv.C), V(qkv.C), scale, o.C, lse.C);
-            Compare("AttentionForward(bf16 mma)", name, o, lse);
-            if (d != 64) { Free(qkv, o, lse); return; }  // the mma backward is for D = 64 only
-            var dOut = Pair(Random((long)b * t * h * d), b, t, h, d);
-            var dqkv = Pair(Random((long)b * t * h * 3 * d), b, t, h, 3 * d);
-            reference.AttentionBackward(dOut.R, Q(qkv.R), K(qkv.R), V(qkv.R), o.R, lse.R, scale, Q(dqkv.R), K(dqkv.R), V(dqkv.R));
-            cuda.AttentionBackward(dOut.C, Q(qkv.C), K(qkv.C), V(qkv.C), o.C, lse.C, scale, Q(dqkv.C), K(dqkv.C), V(dqkv.C));
-            Compare("AttentionBackward(bf16 mma)", name, dqkv);
-            Free(qkv, o, lse, dOut, dqkv);
-        }
-        finally { cuda.Bf16Attention = was; }
+        reference.AttentionForward(Q(qkv.R), K(qkv.R), V(qkv.R), scale, o.R, lse.R, AttentionPrecision.F32);
+        cuda.AttentionForward(Q(qkv.C), K(qkv.C), V(qkv.C), scale, o.C, lse.C, AttentionPrecision.Bf16);
+        Compare("AttentionForward(bf16 mma)", name, o, lse);
+        if (d != 64) { Free(qkv, o, lse); return; }  // the mma backward is for D = 64 only
+        var dOut = Pair(Random((long)b * t * h * d), b, t, h, d);
+        var dqkv = Pair(Random((long)b * t * h * 3 * d), b, t, h, 3 * d);
+        reference.AttentionBackward(dOut.R, Q(qkv.R), K(qkv.R), V(qkv.R), o.R, lse.R, scale, Q(dqkv.R), K(dqkv.R), V(dqkv.R), AttentionPrecision.F32);
+        cuda.AttentionBackward(dOut.C, Q(qkv.C), K(qkv.C), V(qkv.C), o.C, lse.C, scale, Q(dqkv.C), K(dqkv.C), V(dqkv.C), AttentionPrecision.Bf16);
+        Compare("AttentionBackward(bf16 mma)", name, dqkv);
+        Free(qkv, o, lse, dOut, dqkv);
     }
 
     void Gelu(int n, bool tanh)

@@ -264,23 +264,18 @@ public sealed class KernelBench : IDisposable
             double causal = (double)B * H * T * (T + 1) / 2 * D;   // unmasked (query, key) pairs × D
             using var o = _backend.Empty(DType.F32, B, T, H, D); using var lse = _backend.Empty(DType.F32, B, H, T);
             string att = $"B={B} T={T} H={H} D={D} causal";
-            Add("AttentionForward", att, Time(() => _backend.AttentionForward(Q(qkv), K(qkv), V(qkv), scale, o, lse)), 0, 4 * causal,
+            Add("AttentionForward", att, Time(() => _backend.AttentionForward(Q(qkv), K(qkv), V(qkv), scale, o, lse, AttentionPrecision.F32)), 0, 4 * causal,
                 "4·B·H·D·T(T+1)/2 (QKᵀ and PV over the unmasked pairs)", Fp32Gemm, L);
             using var dOut = Random(B, T, H, D); using var dqkv = Random(B, T, H, 3 * D);
-            Add("AttentionBackward", att, Time(() => _backend.AttentionBackward(dOut, Q(qkv), K(qkv), V(qkv), o, lse, scale, Q(dqkv), K(dqkv), V(dqkv))), 0, 10 * causal,
+            Add("AttentionBackward", att, Time(() => _backend.AttentionBackward(dOut, Q(qkv), K(qkv), V(qkv), o, lse, scale, Q(dqkv), K(dqkv), V(dqkv), AttentionPrecision.F32)), 0, 10 * causal,
                 "10·B·H·D·T(T+1)/2 (QKᵀ recomputed, dV, dP, dQ, dK over the unmasked pairs)", Fp32Gemm, L);
-            if (_backend is CudaBackend cuda && D is 64 or 128)   // the bf16 tensor-core kernels (bf16 precision mode)
+            if (_backend.Device == Device.Cuda && D is 64 or 128)   // the bf16 tensor-core kernels (bf16 precision mode)
             {
-                cuda.Bf16Attention = true;
-                try
-                {
-                    Add("AttentionForward", att + ", bf16 mma", Time(() => _backend.AttentionForward(Q(qkv), K(qkv), V(qkv), scale, o, lse)), 0, 4 * causal,
-                        "4·B·H·D·T(T+1)/2, bf16 tensor cores", Bf16Gemm, 0);
-                    if (D == 64)
-                        Add("AttentionBackward", att + ", bf16 mma", Time(() => _backend.AttentionBackward(dOut, Q(qkv), K(qkv), V(qkv), o, lse, scale, Q(dqkv), K(dqkv), V(dqkv))), 0, 10 * causal,
-                            "10·B·H·D·T(T+1)/2, bf16 tensor cores", Bf16Gemm, 0);
-                }
-                finally { cuda.Bf16Attention = false; }
+                Add("AttentionForward", att + ", bf16 mma", Time(() => _backend.AttentionForward(Q(qkv), K(qkv), V(qkv), scale, o, lse, AttentionPrecision.Bf16)), 0, 4 * causal,
+                    "4·B·H·D·T(T+1)/2, bf16 tensor cores", Bf16Gemm, 0);
+                if (D == 64)
+                    Add("AttentionBackward", att + ", bf16 mma", Time(() => _backend.AttentionBackward(dOut, Q(qkv), K(qkv), V(qkv), o, lse, scale, Q(dqkv), K(dqkv), V(dqkv), AttentionPrecision.Bf16)), 0, 10 * causal,
+                        "10·B·H·D·T(T+1)/2, bf16 tensor cores", Bf16Gemm, 0);
             }
         }
 

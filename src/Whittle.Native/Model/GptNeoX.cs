@@ -33,20 +33,27 @@ public sealed class GptNeoX : IDisposable
     public IBackend Backend { get; }
     public ParameterSet Parameters { get; }
 
+    Precision _precision = Precision.F32;
+
     /// <summary>
     /// The arithmetic of <see cref="Forward"/> and its backward pass (<see cref="Model.Precision"/>; f32 by default).
     /// Bf16 keeps a bf16 copy of the GEMM weight matrices in <see cref="Parameters"/> (refreshed by every optimizer step
-    /// and load); setting F32 frees it.
+    /// and load); setting F32 frees it. Setting it also sets <see cref="Attention"/> to the same precision.
     /// </summary>
     public Precision Precision
     {
-        get => Parameters.LowPrecision is null ? Precision.F32 : Precision.Bf16;
+        get => _precision;
         set
         {
             if (value == Precision.Bf16) Parameters.EnableLowPrecision(p => p.Decay && p.Name != EmbedIn);
             else Parameters.DisableLowPrecision();
+            _precision = value;
+            Attention = value == Precision.Bf16 ? AttentionPrecision.Bf16 : AttentionPrecision.F32;
         }
     }
+
+    /// <summary>The attention calls' precision: that of <see cref="Precision"/> unless set to F32 after it (the opt-out).</summary>
+    public AttentionPrecision Attention { get; set; }
 
     // ---------------------------------------------------------------- names and shapes (Hugging Face's)
 
@@ -164,7 +171,7 @@ public sealed class GptNeoX : IDisposable
             var k = tape.View(qkv, t => t.AsStrided(headShape, headStrides, D));
             var v = tape.View(qkv, t => t.AsStrided(headShape, headStrides, 2 * D));
             if (c.RotaryDims > 0) { tape.Rotary(q, cos, sin); tape.Rotary(k, cos, sin); }
-            var att = tape.Attention(q, k, v, scale, bf16: Precision == Precision.Bf16);  // (B, T, h, D)
+            var att = tape.Attention(q, k, v, scale, Attention);  // (B, T, h, D)
             observe?.Invoke(ForwardTap.AttentionHeads, i, att.Data);
             tape.Release(qkv);
             var attFlat = tape.View(att, t => t.Reshape(N, h * D));

@@ -21,7 +21,7 @@ namespace Whittle.Native.Model;
 ///     128: forward) round q, k, v, dO and the probabilities P, dS to bf16 at each mma input and keep the softmax
 ///     statistics in f32. This is the one place the CPU does not emulate bf16 exactly (the online softmax rounds P
 ///     against a running max); the parity harness bounds the difference (2e-2 forward, 3e-2 backward, max-norm relative).
-///     WHITTLE_ATTENTION=f32 keeps the f32 attention kernels.</item>
+///     WHITTLE_ATTENTION=f32 (resolved once by the CLI into <see cref="GptNeoX.Attention"/>) keeps the f32 attention kernels.</item>
 ///   </list></item>
 /// </list>
 /// On CUDA the bf16 GEMMs are cuBLAS(Lt) calls with bf16 A/B, f32 C/D and CUBLAS_COMPUTE_32F (tensor cores), the bias

@@ -67,11 +67,12 @@ public interface IBackend : IDisposable
     /// <summary>
     /// Causal self-attention per (b, h): out[t] = sum_{s&lt;=t} softmax_s(scale * q[t].k[s]) v[s].
     /// q, k, v: (B, T, H, D) strided views; output (B, T, H, D) contiguous; lse (B, H, T) = log-sum-exp of the
-    /// scaled scores of each row, saved for the backward pass.
+    /// scaled scores of each row, saved for the backward pass. <paramref name="precision"/>: see <see cref="AttentionPrecision"/>.
     /// </summary>
-    void AttentionForward(Tensor q, Tensor k, Tensor v, float scale, Tensor output, Tensor lse);
+    void AttentionForward(Tensor q, Tensor k, Tensor v, float scale, Tensor output, Tensor lse, AttentionPrecision precision);
     /// <summary>dq, dk, dv (B, T, H, D) strided views, accumulated, from dOut (B, T, H, D) and the forward's output and lse.</summary>
-    void AttentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale, Tensor dq, Tensor dk, Tensor dv);
+    void AttentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale, Tensor dq, Tensor dk, Tensor dv,
+        AttentionPrecision precision);
 
     // ---------------------------------------------------------------- gelu  (kernels/gelu.cu)
     /// <summary>y = gelu(x), exact (x/2 (1 + erf(x/sqrt 2))) or the tanh approximation. Same shape, contiguous.</summary>
@@ -208,3 +209,11 @@ public readonly record struct DistillTeacher
         ArgCheck.Shape(TailMass, "top-k teacher tail mass", n); ArgCheck.Contiguous(TailMass, "top-k teacher tail mass");
     }
 }
+
+/// <summary>
+/// The arithmetic of one attention call, passed with the call (a bf16 teacher and an f32 student share a backend).
+/// F32: f32 throughout. Bf16: where the backend has tensor-core kernels for the head size (CUDA: 64 and 128 forward,
+/// 64 backward) q, k, v, dO and the probabilities are rounded to bf16 at each mma input with f32 accumulation and
+/// statistics; elsewhere (the CPU, other head sizes) the same f32 computation as F32.
+/// </summary>
+public enum AttentionPrecision { F32, Bf16 }
