@@ -16,11 +16,9 @@
 // per warp-owned vector; the host raises the dynamic shared limit when this passes 48 KB (D > 128).
 // attention_forward_mma_d64/_d128 (end of file): the forward on bf16 tensor cores for the bf16 precision mode; its own
 // policy comment is with it. The f32 kernels above stay the reference the CPU is checked against.
+// BR, BC, MAX_D, MMA_BR and MMA_BC come from src/Whittle.Native/Tensors/KernelConstants.cs as -D options.
 #include "common.cuh"
 
-#define BR 8
-#define BC 32
-#define MAX_D 256
 #define PER_LANE (MAX_D / WARP)
 
 struct Bthd { long long sB, sT, sH; };  // element strides of a (B, T, H, D) view; the D stride is 1
@@ -245,8 +243,6 @@ extern "C" __global__ void attention_backward_dkdv(const float* dOut, const floa
 // columns, the lower column in the low half): A (16x16 row): {(g, 2c), (g+8, 2c), (g, 2c+8), (g+8, 2c+8)};
 // B (16x8 col): {(k = 2c, n = g), (k = 2c+8, n = g)}; C (16x8): {(g, 2c..2c+1), (g+8, 2c..2c+1)}.
 
-#define MMA_BR 64
-#define MMA_BC 64
 
 extern __shared__ unsigned short smem16[];  // the dynamic shared memory of the mma kernels, as bf16 bits
 

@@ -54,10 +54,8 @@ __device__ __forceinline__ unsigned short f32_to_bf16(float f) {
     return (unsigned short)(u >> 16);
 }
 
-// Error word (int[4]): code, row, value, spare. First offence wins.
-#define ERR_EMBEDDING_ID 1
-#define ERR_CE_TARGET 2
-#define ERR_KD_TOPK_ID 3
+// Error word (int[4]): code, row, value, spare. First offence wins. The codes (ERR_*) come from
+// src/Whittle.Native/Tensors/KernelConstants.cs as -D options, so the host names them with the same numbers.
 __device__ __forceinline__ void report_error(int* err, int code, int row, int value) {
     if (atomicCAS(err, 0, code) == 0) { err[1] = row; err[2] = value; }
 }

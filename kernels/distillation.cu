@@ -18,9 +18,8 @@
 // underflowed p or q costs nothing; a bucket with zero mass on one side is handled exactly.
 #include "common.cuh"
 
-#define TAIL_FLOOR 1e-30f  // CpuBackend.TailFloor: teacher tail mass floor inside a log
+// KIND_JS (DistillKind.JensenShannon) and TAIL_FLOOR come from src/Whittle.Native/Tensors/KernelConstants.cs as -D options.
 #define LN2 0.69314718055994531f
-#define KIND_JS 3
 
 // Rescales a per-thread exp-sum taken relative to m to the block maximum M (an empty thread has m = -inf).
 __device__ __forceinline__ float rebase(float z, float m, float M) { return m == NEG_INF ? 0.0f : z * expf(m - M); }

@@ -25,15 +25,19 @@ if [ -z "$nvrtc" ]; then echo "softgpu: NVRTC not found (run tools/install-nvrtc
 
 kernels=("$root"/kernels/*.cu "$root"/tests/Whittle.Native.Tests/SoftGpu/kernels/*.cu)
 headers=("$root"/kernels/*.cuh)
+constants=$root/src/Whittle.Native/Tensors/KernelConstants.cs
+# the kernels' -D constants, exactly as KernelCompiler passes them to NVRTC (KernelConstants.cs is their one source)
+mapfile -t defines < <(perl -ne 'print "-D$1=$2\n" if /\[KernelDefine\("(\w+)"\)\]\s*public const \w+ \w+ = ([-+.\w]+);/' "$constants")
+[ "${#defines[@]}" -gt 0 ] || { echo "softgpu: no kernel constants found in $constants" >&2; exit 1; }
 sources=(options fibers launch ptx memory streams driver blas racecheck)
 if [ "${1:-}" != "--force" ] && [ -f "$lib/libsoftgpu.so" ] && \
-   [ -z "$(find "${kernels[@]}" "${headers[@]}" "$here"/*.cpp "$here"/*.h "$here"/prep.pl "$0" -newer "$lib/libsoftgpu.so" 2>/dev/null)" ]; then
+   [ -z "$(find "${kernels[@]}" "${headers[@]}" "$constants" "$here"/*.cpp "$here"/*.h "$here"/prep.pl "$0" -newer "$lib/libsoftgpu.so" 2>/dev/null)" ]; then
   echo "softgpu: up to date ($lib)"; exit 0
 fi
 
 mkdir -p "$out/obj" "$out/src" "$lib"
 rm -f "$out"/obj/*.o "$out"/src/*
-flags=(-std=c++17 -fPIC -fopenmp -fno-strict-aliasing -fvisibility=hidden -Wall -Wno-unused-function -Wno-unused-variable -I"$here" -I"$out/src")
+flags=(-std=c++17 -fPIC -fopenmp -fno-strict-aliasing -fvisibility=hidden -Wall -Wno-unused-function -Wno-unused-variable -I"$here" -I"$out/src" "${defines[@]}")
 jobs=$(nproc); pids=()
 run() {   # run CMD... in the background, at most $jobs at a time; finish waits for all and fails if any failed
   while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do sleep 0.1; done

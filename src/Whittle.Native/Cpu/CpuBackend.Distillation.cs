@@ -15,7 +15,7 @@ namespace Whittle.Native.Cpu;
 public sealed unsafe partial class CpuBackend
 {
     /// <summary>Floor on the teacher's tail mass inside a logarithm: a zero tail with a non-zero student tail would make reverse KL infinite.</summary>
-    internal const double TailFloor = 1e-30;
+    internal const double TailFloor = KernelConstants.TailFloor;   // as distillation.cu
 
     public void Distillation(Tensor studentLogits, DistillTeacher teacher, Tensor targets, in DistillSettings settings, Tensor losses, Tensor? dStudent)
     {

@@ -21,7 +21,6 @@ namespace Whittle.Native.Cuda;
 public sealed unsafe partial class CudaBackend : IBackend
 {
     const int Threads = 256;
-    const int AttentionRows = 8, AttentionKeys = 32, AttentionMaxD = 256;   // BR, BC, MAX_D in attention.cu
     const long PinnedChunk = 8L << 20;
 
     readonly int _device;
@@ -149,9 +148,9 @@ public sealed unsafe partial class CudaBackend : IBackend
         Check(CuDriver.cuMemsetD32Async(_errorWord, 0, 4, _stream), "cuMemsetD32Async");
         throw word[0] switch
         {
-            1 => new WhittleException($"token id {word[2]} at row {word[1]} is outside the embedding table (found on the GPU at {_op})"),
-            2 => new WhittleException($"target {word[2]} at row {word[1]} is outside the vocabulary and is not the ignore index (found on the GPU at {_op})"),
-            3 => new WhittleException($"top-k teacher id {word[2]} at row {word[1]} is outside the vocabulary or repeated (found on the GPU at {_op})"),
+            KernelConstants.ErrorEmbeddingId => new WhittleException($"token id {word[2]} at row {word[1]} is outside the embedding table (found on the GPU at {_op})"),
+            KernelConstants.ErrorCrossEntropyTarget => new WhittleException($"target {word[2]} at row {word[1]} is outside the vocabulary and is not the ignore index (found on the GPU at {_op})"),
+            KernelConstants.ErrorTopKId => new WhittleException($"top-k teacher id {word[2]} at row {word[1]} is outside the vocabulary or repeated (found on the GPU at {_op})"),
             _ => new WhittleException($"a CUDA kernel reported error code {word[0]} (row {word[1]}, value {word[2]})"),
         };
     }
@@ -477,8 +476,8 @@ public sealed unsafe partial class CudaBackend : IBackend
                     .Add(sq).Add(sk).Add(sv).Add(so));
             return;
         }
-        int shared = (2 * AttentionKeys * (d + 1) + AttentionRows * d) * sizeof(float);
-        Launch("attention.cu", "attention_forward", CeilDiv(t, AttentionRows), b * h, AttentionRows * 32, shared,
+        int shared = (2 * KernelConstants.AttentionKeys * (d + 1) + KernelConstants.AttentionRows * d) * sizeof(float);
+        Launch("attention.cu", "attention_forward", CeilDiv(t, KernelConstants.AttentionRows), b * h, KernelConstants.AttentionRows * 32, shared,
             Args().Add(q.Pointer).Add(k.Pointer).Add(v.Pointer).Add(output.Pointer).Add(lse.Pointer).Add(b).Add(t).Add(h).Add(d).Add(scale)
                 .Add(sq).Add(sk).Add(sv).Add(so));
     }
@@ -510,19 +509,19 @@ public sealed unsafe partial class CudaBackend : IBackend
                     .Add(b).Add(t).Add(h).Add(d).Add(scale).Add(sdo).Add(sq).Add(sk).Add(sv).Add(sdk).Add(sdv));
             return;
         }
-        int shared = (2 * AttentionKeys * (d + 1) + 2 * AttentionRows * d) * sizeof(float);
-        Launch("attention.cu", "attention_backward_dq", CeilDiv(t, AttentionRows), b * h, AttentionRows * 32, shared,
+        int shared = (2 * KernelConstants.AttentionKeys * (d + 1) + 2 * KernelConstants.AttentionRows * d) * sizeof(float);
+        Launch("attention.cu", "attention_backward_dq", CeilDiv(t, KernelConstants.AttentionRows), b * h, KernelConstants.AttentionRows * 32, shared,
             Args().Add(dOut.Pointer).Add(q.Pointer).Add(k.Pointer).Add(v.Pointer).Add(lse.Pointer).Add(dt.Pointer).Add(dq.Pointer)
                 .Add(b).Add(t).Add(h).Add(d).Add(scale).Add(sdo).Add(sq).Add(sk).Add(sv).Add(sdq));
-        shared += 2 * AttentionKeys * sizeof(float);
-        Launch("attention.cu", "attention_backward_dkdv", CeilDiv(t, AttentionRows), b * h, AttentionRows * 32, shared,
+        shared += 2 * KernelConstants.AttentionKeys * sizeof(float);
+        Launch("attention.cu", "attention_backward_dkdv", CeilDiv(t, KernelConstants.AttentionRows), b * h, KernelConstants.AttentionRows * 32, shared,
             Args().Add(dOut.Pointer).Add(q.Pointer).Add(k.Pointer).Add(v.Pointer).Add(lse.Pointer).Add(dt.Pointer).Add(dk.Pointer).Add(dv.Pointer)
                 .Add(b).Add(t).Add(h).Add(d).Add(scale).Add(sdo).Add(sq).Add(sk).Add(sv).Add(sdk).Add(sdv));
     }
 
     void CheckHeadSize(int d)
     {
-        if (d < 1 || d > AttentionMaxD) throw new ArgumentException($"{_op}: head size {d} is outside [1, {AttentionMaxD}] (attention.cu keeps D/32 values per lane)");
+        if (d < 1 || d > KernelConstants.AttentionMaxHeadSize) throw new ArgumentException($"{_op}: head size {d} is outside [1, {KernelConstants.AttentionMaxHeadSize}] (attention.cu keeps D/32 values per lane)");
     }
 
     // ---------------------------------------------------------------- gelu and elementwise

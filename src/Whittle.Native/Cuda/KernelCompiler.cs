@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 using Whittle.Native.Cuda.Native;
+using Whittle.Native.Tensors;
 
 namespace Whittle.Native.Cuda;
 
@@ -25,7 +26,7 @@ public sealed class KernelCompileException(string file, string target, string lo
 /// Compiles the embedded <c>kernels/*.cu</c> with NVRTC and caches the result on disk.
 /// Policy:
 ///  - options are fixed: <c>--gpu-architecture=compute_XY</c> (PTX) or <c>sm_XY</c> (CUBIN), <c>-default-device</c>,
-///    <c>--std=c++17</c>; every <c>kernels/*.cuh</c> is passed as an NVRTC header, so no toolkit headers are needed;
+///    <c>--std=c++17</c>, and the <see cref="KernelConstants"/> as <c>-D</c> defines; every <c>kernels/*.cuh</c> is passed as an NVRTC header, so no toolkit headers are needed;
 ///  - any error or warning fails the compile (NVRTC's log is non-empty only then) and the log is returned;
 ///  - cache: <c>$WHITTLE_CACHE_DIR</c> or <c>~/.cache/whittle/kernels</c>, file <c>&lt;key&gt;.ptx|.cubin</c> where key =
 ///    SHA-256 of (sources, options, NVRTC version, arch). A file holds SHA-256(image) followed by the image, is written
@@ -85,7 +86,7 @@ public sealed class KernelCompiler
     }
 
     static string[] Options(int arch, KernelBinary kind) =>
-        [$"--gpu-architecture={(kind == KernelBinary.Ptx ? "compute" : "sm")}_{arch}", "-default-device", "--std=c++17"];
+        [$"--gpu-architecture={(kind == KernelBinary.Ptx ? "compute" : "sm")}_{arch}", "-default-device", "--std=c++17", .. KernelConstants.Defines];
 
     /// <summary>Compiles (or fetches from the cache) one kernel file for one architecture.</summary>
     public CompiledKernel Compile(string file, int arch, KernelBinary kind)

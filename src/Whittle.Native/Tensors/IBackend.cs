@@ -153,7 +153,7 @@ public interface IBackend : IDisposable
 public readonly record struct AdamWSettings(float LearningRate, float Beta1 = 0.9f, float Beta2 = 0.95f, float Epsilon = 1e-8f, float WeightDecay = 0.1f);
 
 /// <summary>Which divergence the distillation loss uses; see <see cref="IBackend.Distillation"/>.</summary>
-public enum DistillKind { ForwardKl, ReverseKl, Symmetric, JensenShannon }
+public enum DistillKind { ForwardKl, ReverseKl, Symmetric, JensenShannon = KernelConstants.KindJensenShannon }
 
 /// <summary>
 /// Distillation loss settings: divergence, temperature τ (&gt; 0), CE weight α, KD weight β, the ignored target id and
