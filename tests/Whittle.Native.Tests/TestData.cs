@@ -9,7 +9,8 @@ static class TestData
 {
     static readonly Lazy<string> Dir = new(Make);
 
-    public static string RepoData => Path.GetFullPath(Path.Combine(TestContext.CurrentContext.TestDirectory, "..", "..", "..", "..", "..", "data", "austen"));
+    public static string RepoRoot => Path.GetFullPath(Path.Combine(TestContext.CurrentContext.TestDirectory, "..", "..", "..", "..", ".."));
+    public static string RepoData => Path.Combine(RepoRoot, "data", "austen");
     public static string TokenizerPath => Path.Combine(RepoData, "tokenizer.json");
     /// <summary>A token dataset directory (train and val splits by chapter).</summary>
     public static string AustenSlice => Dir.Value;

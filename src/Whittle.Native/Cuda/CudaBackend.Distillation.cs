@@ -26,12 +26,9 @@ public sealed unsafe partial class CudaBackend
         F32(losses, "losses", 2); Shape(losses, "losses", _op, n, 2); Contiguous(losses, "losses");
         long ldd = 0;
         if (dStudent is not null) { F32(dStudent, "dStudent", 2); Shape(dStudent, "dStudent", _op, n, v); ldd = Ld(dStudent, "dStudent"); }
-        int bitmapBytes = teacher.IsTopK ? (v + 31) / 32 * 4 : 0;
-        Launch("distillation.cu", "distillation", n, 1, Threads, bitmapBytes,
-            Args().Add(studentLogits.Pointer).Add(Ld(studentLogits, "studentLogits")).Add(teacher.Logits?.Pointer ?? 0).Add(ldt)
-                .Add(teacher.TopLogProbs?.Pointer ?? 0).Add(teacher.TopIds?.Pointer ?? 0).Add(teacher.TailMass?.Pointer ?? 0).Add(k)
-                .Add(targets.Pointer).Add(losses.Pointer).Add(dStudent?.Pointer ?? 0).Add(ldd).Add(n).Add(v)
-                .Add((int)settings.Kind).Add(settings.Temperature).Add(settings.Alpha).Add(settings.Beta).Add(settings.IgnoreIndex)
-                .Add(settings.GradScale).Add(_errorWord));
+        Launchers.Distillation.Loss(this, Launchers.Distillation.Shape(n, v, teacher.IsTopK), studentLogits.Pointer, Ld(studentLogits, "studentLogits"),
+            teacher.Logits?.Pointer ?? 0, ldt, teacher.TopLogProbs?.Pointer ?? 0, teacher.TopIds?.Pointer ?? 0, teacher.TailMass?.Pointer ?? 0, k,
+            targets.Pointer, losses.Pointer, dStudent?.Pointer ?? 0, ldd, n, v, (int)settings.Kind, settings.Temperature, settings.Alpha, settings.Beta,
+            settings.IgnoreIndex, settings.GradScale, _errorWord);
     }
 }

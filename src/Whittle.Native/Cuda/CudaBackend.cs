@@ -18,9 +18,8 @@ namespace Whittle.Native.Cuda;
 ///  - matmuls use full-precision f32 (CUBLAS_COMPUTE_32F) unless <see cref="AllowTf32"/> is set (about 1e-3 relative,
 ///    see ParityHarness); the backend is used from one thread at a time.
 /// </summary>
-public sealed unsafe partial class CudaBackend : IBackend
+public sealed unsafe partial class CudaBackend : IBackend, IKernelLauncher
 {
-    const int Threads = 256;
     const long PinnedChunk = 8L << 20;
 
     readonly int _device;
@@ -120,7 +119,10 @@ public sealed unsafe partial class CudaBackend : IBackend
         return f;
     }
 
-    KernelArgs Args() => _args.Reset();
+    KernelArgs IKernelLauncher.Args() => _args.Reset();
+
+    void IKernelLauncher.Launch(string file, string kernel, LaunchShape shape, KernelArgs args) =>
+        Launch(file, kernel, shape.GridX, shape.GridY, shape.Block, shape.SharedBytes, args);
 
     void Launch(string file, string kernel, long gridX, int gridY, int block, int sharedBytes, KernelArgs args)
     {
@@ -135,8 +137,6 @@ public sealed unsafe partial class CudaBackend : IBackend
         Check(CuDriver.cuLaunchKernel(f, (uint)gridX, (uint)gridY, 1, (uint)block, 1, 1, (uint)sharedBytes, _stream, args.Pointers, null),
             $"cuLaunchKernel({kernel})");
     }
-
-    static long CeilDiv(long a, long b) => (a + b - 1) / b;
 
     /// <summary>Reads and clears the device error word; throws if a kernel reported bad input.</summary>
     void CheckDeviceErrors()
@@ -281,8 +281,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         var layout = new StridedLayout { Rank = Math.Max(1, src.Rank) };
         if (src.Rank == 0) { layout.Shape[0] = 1; layout.SrcStride[0] = 1; layout.DstStride[0] = 1; }
         for (int i = 0; i < src.Rank; i++) { layout.Shape[i] = src.Size(i); layout.SrcStride[i] = src.Stride(i); layout.DstStride[i] = dst.Stride(i); }
-        Launch("elementwise.cu", "copy_strided", CeilDiv(src.Count, Threads), 1, Threads, 0,
-            Args().Add(src.Pointer).Add(dst.Pointer).Add(layout).Add(src.Count).Add(sType).Add(dType));
+        Launchers.Elementwise.CopyStrided(this, src.Pointer, dst.Pointer, layout, src.Count, sType, dType);
     }
 
     static int TypeCode(DType t) => t.SizeOf() == 4 ? 0 : 1;
@@ -304,9 +303,9 @@ public sealed unsafe partial class CudaBackend : IBackend
             case DType.F32: Check(CuDriver.cuMemsetD32Async(dst.Pointer, (uint)BitConverter.SingleToInt32Bits(value), (nuint)dst.Count, _stream), "cuMemsetD32Async"); break;
             case DType.I32: Check(CuDriver.cuMemsetD32Async(dst.Pointer, (uint)(int)value, (nuint)dst.Count, _stream), "cuMemsetD32Async"); break;
             case DType.BF16:
-                Launch("elementwise.cu", "fill_u16", CeilDiv(dst.Count, Threads), 1, Threads, 0, Args().Add(dst.Pointer).Add(Bf16.FromFloat(value)).Add(dst.Count)); break;
+                Launchers.Elementwise.FillU16(this, dst.Pointer, Bf16.FromFloat(value), dst.Count); break;
             case DType.F16:
-                Launch("elementwise.cu", "fill_u16", CeilDiv(dst.Count, Threads), 1, Threads, 0, Args().Add(dst.Pointer).Add(BitConverter.HalfToUInt16Bits((Half)value)).Add(dst.Count)); break;
+                Launchers.Elementwise.FillU16(this, dst.Pointer, BitConverter.HalfToUInt16Bits((Half)value), dst.Count); break;
         }
     }
 
@@ -323,16 +322,14 @@ public sealed unsafe partial class CudaBackend : IBackend
     {
         Enter("EmbeddingForward");
         var (n, v, c) = EmbeddingShapes(ids, weight, output, "output");
-        Launch("embedding.cu", "embedding_forward", n, 1, Threads, 0,
-            Args().Add(ids.Pointer).Add(weight.Pointer).Add(output.Pointer).Add(n).Add(c).Add(v).Add(Ld(weight, "weight")).Add(Ld(output, "output")).Add(_errorWord));
+        Launchers.Embedding.Forward(this, ids.Pointer, weight.Pointer, output.Pointer, n, c, v, Ld(weight, "weight"), Ld(output, "output"), _errorWord);
     }
 
     public void EmbeddingBackward(Tensor ids, Tensor dOutput, Tensor dWeight)
     {
         Enter("EmbeddingBackward");
         var (n, v, c) = EmbeddingShapes(ids, dWeight, dOutput, "dOutput");
-        Launch("embedding.cu", "embedding_backward", n, 1, Threads, 0,
-            Args().Add(ids.Pointer).Add(dOutput.Pointer).Add(dWeight.Pointer).Add(n).Add(c).Add(v).Add(Ld(dWeight, "dWeight")).Add(Ld(dOutput, "dOutput")).Add(_errorWord));
+        Launchers.Embedding.Backward(this, ids.Pointer, dOutput.Pointer, dWeight.Pointer, n, c, v, Ld(dWeight, "dWeight"), Ld(dOutput, "dOutput"), _errorWord);
     }
 
     (int N, int V, int C) EmbeddingShapes(Tensor ids, Tensor table, Tensor rows, string rowsName)
@@ -355,9 +352,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         int n = x.Size(0), c = x.Size(1);
         Vector(weight, "weight", c); Vector(bias, "bias", c); Vector(mean, "mean", n); Vector(rstd, "rstd", n);
         F32(y, "y", 2); Shape(y, "y", _op, n, c);
-        Launch("layernorm.cu", "layernorm_forward", n, 1, Threads, 0,
-            Args().Add(x.Pointer).Add(weight.Pointer).Add(bias.Pointer).Add(y.Pointer).Add(mean.Pointer).Add(rstd.Pointer)
-                .Add(n).Add(c).Add(Ld(x, "x")).Add(Ld(y, "y")).Add(eps));
+        Launchers.Layernorm.Forward(this, x.Pointer, weight.Pointer, bias.Pointer, y.Pointer, mean.Pointer, rstd.Pointer, n, c, Ld(x, "x"), Ld(y, "y"), eps);
     }
 
     public void LayerNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor mean, Tensor rstd, Tensor dx, Tensor dWeight, Tensor dBias)
@@ -369,17 +364,9 @@ public sealed unsafe partial class CudaBackend : IBackend
         F32(dx, "dx", 2); Shape(dx, "dx", _op, n, c);
         Vector(weight, "weight", c); Vector(mean, "mean", n); Vector(rstd, "rstd", n); Vector(dWeight, "dWeight", c); Vector(dBias, "dBias", c);
         long lddy = Ld(dy, "dy"), ldx = Ld(x, "x");
-        Launch("layernorm.cu", "layernorm_backward_input", n, 1, Threads, 0,
-            Args().Add(dy.Pointer).Add(x.Pointer).Add(weight.Pointer).Add(mean.Pointer).Add(rstd.Pointer).Add(dx.Pointer)
-                .Add(n).Add(c).Add(lddy).Add(ldx).Add(Ld(dx, "dx")));
-        int chunk = RowChunk(n);
-        Launch("layernorm.cu", "layernorm_backward_params", CeilDiv(c, Threads), (int)CeilDiv(n, chunk), Threads, 0,
-            Args().Add(dy.Pointer).Add(x.Pointer).Add(mean.Pointer).Add(rstd.Pointer).Add(dWeight.Pointer).Add(dBias.Pointer)
-                .Add(n).Add(c).Add(chunk).Add(lddy).Add(ldx));
+        Launchers.Layernorm.BackwardInput(this, dy.Pointer, x.Pointer, weight.Pointer, mean.Pointer, rstd.Pointer, dx.Pointer, n, c, lddy, ldx, Ld(dx, "dx"));
+        Launchers.Layernorm.BackwardParams(this, dy.Pointer, x.Pointer, mean.Pointer, rstd.Pointer, dWeight.Pointer, dBias.Pointer, n, c, lddy, ldx);
     }
-
-    /// <summary>Rows per block for column reductions: enough blocks to fill the GPU, few enough atomics.</summary>
-    static int RowChunk(int rows) => Math.Max(32, (int)CeilDiv(rows, 1024));
 
     void Vector(Tensor t, string what, int length)
     {
@@ -416,7 +403,7 @@ public sealed unsafe partial class CudaBackend : IBackend
             n, m, k, &al, b.Pointer, dataType, checked((int)ldb), a.Pointer, dataType, checked((int)lda), &be, c.Pointer, Cublas.CUDA_R_32F, checked((int)ldc),
             compute, Cublas.CUBLAS_GEMM_DEFAULT), "cublasGemmEx", "MatMul");
         if (bias is not null)
-            Launch("elementwise.cu", "add_bias_rows", CeilDiv((long)m * n, Threads), 1, Threads, 0, Args().Add(c.Pointer).Add(bias.Pointer).Add(m).Add(n).Add(ldc));
+            Launchers.Elementwise.AddBiasRows(this, c.Pointer, bias.Pointer, m, n, ldc);
     }
 
     public void SumRows(Tensor dy, Tensor dBias)
@@ -425,9 +412,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         F32(dy, "dy", 2);
         int m = dy.Size(0), n = dy.Size(1);
         Vector(dBias, "dBias", n);
-        int chunk = RowChunk(m);
-        Launch("reduce.cu", "column_sums", CeilDiv(n, Threads), (int)CeilDiv(m, chunk), Threads, 0,
-            Args().Add(dy.Pointer).Add(dBias.Pointer).Add(m).Add(n).Add(chunk).Add(Ld(dy, "dy")));
+        Launchers.Reduce.ColumnSums(this, dy.Pointer, dBias.Pointer, m, n, Ld(dy, "dy"));
     }
 
     // ---------------------------------------------------------------- rotary
@@ -448,8 +433,7 @@ public sealed unsafe partial class CudaBackend : IBackend
         if (cos.Size(0) < t) throw new ArgumentException($"{op}: cos {cos.Describe()} covers fewer than T = {t} positions");
         long ldt = Ld(cos, "cos");
         if (Ld(sin, "sin") != ldt) throw new ArgumentException($"{op}: cos and sin tables must share a row stride");
-        Launch("rotary.cu", "rotary_apply", CeilDiv((long)b * t * h * half, Threads), 1, Threads, 0,
-            Args().Add(x.Pointer).Add(cos.Pointer).Add(sin.Pointer).Add(b).Add(t).Add(h).Add(half).Add(s.SB).Add(s.ST).Add(s.SH).Add(ldt).Add(sign));
+        Launchers.Rotary.Apply(this, x.Pointer, cos.Pointer, sin.Pointer, b, t, h, half, s.SB, s.ST, s.SH, ldt, sign);
     }
 
     // ---------------------------------------------------------------- attention
@@ -467,19 +451,10 @@ public sealed unsafe partial class CudaBackend : IBackend
         CheckHeadSize(d);
         var sq = Bthd4(q, "q", b, t, h, d); var sk = Bthd4(k, "k", b, t, h, d); var sv = Bthd4(v, "v", b, t, h, d); var so = Bthd4(output, "output", b, t, h, d);
         F32(lse, "lse", 3); Shape(lse, "lse", _op, b, h, t); Contiguous(lse, "lse");
-        if (precision == AttentionPrecision.Bf16 && d is 64 or 128)
-        {
-            // bf16 (64, D+8) Q and K tiles and the transposed (D, 64+8) V tile: 27 KB for D = 64, 53 KB for D = 128.
-            int tileBytes = (2 * 64 * (d + 8) + d * (64 + 8)) * sizeof(ushort);
-            Launch("attention.cu", $"attention_forward_mma_d{d}", CeilDiv(t, 64), b * h, 128, tileBytes,
-                Args().Add(q.Pointer).Add(k.Pointer).Add(v.Pointer).Add(output.Pointer).Add(lse.Pointer).Add(b).Add(t).Add(h).Add(d).Add(scale)
-                    .Add(sq).Add(sk).Add(sv).Add(so));
-            return;
-        }
-        int shared = (2 * KernelConstants.AttentionKeys * (d + 1) + KernelConstants.AttentionRows * d) * sizeof(float);
-        Launch("attention.cu", "attention_forward", CeilDiv(t, KernelConstants.AttentionRows), b * h, KernelConstants.AttentionRows * 32, shared,
-            Args().Add(q.Pointer).Add(k.Pointer).Add(v.Pointer).Add(output.Pointer).Add(lse.Pointer).Add(b).Add(t).Add(h).Add(d).Add(scale)
-                .Add(sq).Add(sk).Add(sv).Add(so));
+        bool mma = precision == AttentionPrecision.Bf16 && d is 64 or 128;
+        Launchers.Attention.Forward(this, mma ? $"attention_forward_mma_d{d}" : "attention_forward",
+            mma ? Launchers.Attention.MmaForwardShape(b, t, h, d) : Launchers.Attention.ForwardShape(b, t, h, d),
+            q.Pointer, k.Pointer, v.Pointer, output.Pointer, lse.Pointer, b, t, h, d, scale, sq, sk, sv, so);
     }
 
     /// <summary><see cref="AttentionPrecision.Bf16"/>: the tensor-core backward (attention_backward_*_mma_d64) for head size 64.</summary>
@@ -495,28 +470,14 @@ public sealed unsafe partial class CudaBackend : IBackend
         var sdq = Bthd4(dq, "dq", b, t, h, d); var sdk = Bthd4(dk, "dk", b, t, h, d); var sdv = Bthd4(dv, "dv", b, t, h, d);
         F32(lse, "lse", 3); Shape(lse, "lse", _op, b, h, t); Contiguous(lse, "lse");
         using var dt = Empty(DType.F32, b, h, t);  // (B, H, T) scratch: dOut . output per row
-        long rows = (long)b * h * t;
-        Launch("attention.cu", "attention_backward_dot", CeilDiv(rows, 8), 1, 256, 0,
-            Args().Add(dOut.Pointer).Add(output.Pointer).Add(dt.Pointer).Add(b).Add(t).Add(h).Add(d).Add(sdo).Add(so));
-        if (precision == AttentionPrecision.Bf16 && d == 64)
-        {
-            const int tile = 64 * 72 * sizeof(ushort);  // one bf16 (64, 64+8) tile
-            Launch("attention.cu", "attention_backward_dq_mma_d64", CeilDiv(t, 64), b * h, 128, 5 * tile,
-                Args().Add(dOut.Pointer).Add(q.Pointer).Add(k.Pointer).Add(v.Pointer).Add(lse.Pointer).Add(dt.Pointer).Add(dq.Pointer)
-                    .Add(b).Add(t).Add(h).Add(d).Add(scale).Add(sdo).Add(sq).Add(sk).Add(sv).Add(sdq));
-            Launch("attention.cu", "attention_backward_dkdv_mma_d64", CeilDiv(t, 64), b * h, 128, 6 * tile + 2 * 64 * sizeof(float),
-                Args().Add(dOut.Pointer).Add(q.Pointer).Add(k.Pointer).Add(v.Pointer).Add(lse.Pointer).Add(dt.Pointer).Add(dk.Pointer).Add(dv.Pointer)
-                    .Add(b).Add(t).Add(h).Add(d).Add(scale).Add(sdo).Add(sq).Add(sk).Add(sv).Add(sdk).Add(sdv));
-            return;
-        }
-        int shared = (2 * KernelConstants.AttentionKeys * (d + 1) + 2 * KernelConstants.AttentionRows * d) * sizeof(float);
-        Launch("attention.cu", "attention_backward_dq", CeilDiv(t, KernelConstants.AttentionRows), b * h, KernelConstants.AttentionRows * 32, shared,
-            Args().Add(dOut.Pointer).Add(q.Pointer).Add(k.Pointer).Add(v.Pointer).Add(lse.Pointer).Add(dt.Pointer).Add(dq.Pointer)
-                .Add(b).Add(t).Add(h).Add(d).Add(scale).Add(sdo).Add(sq).Add(sk).Add(sv).Add(sdq));
-        shared += 2 * KernelConstants.AttentionKeys * sizeof(float);
-        Launch("attention.cu", "attention_backward_dkdv", CeilDiv(t, KernelConstants.AttentionRows), b * h, KernelConstants.AttentionRows * 32, shared,
-            Args().Add(dOut.Pointer).Add(q.Pointer).Add(k.Pointer).Add(v.Pointer).Add(lse.Pointer).Add(dt.Pointer).Add(dk.Pointer).Add(dv.Pointer)
-                .Add(b).Add(t).Add(h).Add(d).Add(scale).Add(sdo).Add(sq).Add(sk).Add(sv).Add(sdk).Add(sdv));
+        Launchers.Attention.BackwardDot(this, dOut.Pointer, output.Pointer, dt.Pointer, b, t, h, d, sdo, so);
+        bool mma = precision == AttentionPrecision.Bf16 && d == 64;
+        Launchers.Attention.BackwardDq(this, mma ? "attention_backward_dq_mma_d64" : "attention_backward_dq",
+            mma ? Launchers.Attention.MmaBackwardDqShape(b, t, h) : Launchers.Attention.BackwardDqShape(b, t, h, d),
+            dOut.Pointer, q.Pointer, k.Pointer, v.Pointer, lse.Pointer, dt.Pointer, dq.Pointer, b, t, h, d, scale, sdo, sq, sk, sv, sdq);
+        Launchers.Attention.BackwardDkDv(this, mma ? "attention_backward_dkdv_mma_d64" : "attention_backward_dkdv",
+            mma ? Launchers.Attention.MmaBackwardDkDvShape(b, t, h) : Launchers.Attention.BackwardDkDvShape(b, t, h, d),
+            dOut.Pointer, q.Pointer, k.Pointer, v.Pointer, lse.Pointer, dt.Pointer, dk.Pointer, dv.Pointer, b, t, h, d, scale, sdo, sq, sk, sv, sdk, sdv);
     }
 
     void CheckHeadSize(int d)
@@ -530,22 +491,21 @@ public sealed unsafe partial class CudaBackend : IBackend
     {
         Enter("GeluForward");
         SameDense(x, "x", y, "y");
-        Launch("gelu.cu", "gelu_forward", CeilDiv(x.Count, Threads), 1, Threads, 0, Args().Add(x.Pointer).Add(y.Pointer).Add(x.Count).Add(tanhApproximation ? 1 : 0));
+        Launchers.Gelu.Forward(this, x.Pointer, y.Pointer, x.Count, tanhApproximation);
     }
 
     public void GeluBackward(Tensor dy, Tensor x, Tensor dx, bool tanhApproximation)
     {
         Enter("GeluBackward");
         SameDense(x, "x", dy, "dy"); SameDense(x, "x", dx, "dx");
-        Launch("gelu.cu", "gelu_backward", CeilDiv(x.Count, Threads), 1, Threads, 0,
-            Args().Add(dy.Pointer).Add(x.Pointer).Add(dx.Pointer).Add(x.Count).Add(tanhApproximation ? 1 : 0));
+        Launchers.Gelu.Backward(this, dy.Pointer, x.Pointer, dx.Pointer, x.Count, tanhApproximation);
     }
 
     public void Add(Tensor a, Tensor b, Tensor y)
     {
         Enter("Add");
         SameDense(a, "a", b, "b"); SameDense(a, "a", y, "y");
-        Launch("elementwise.cu", "add_f32", CeilDiv(a.Count, Threads), 1, Threads, 0, Args().Add(a.Pointer).Add(b.Pointer).Add(y.Pointer).Add(a.Count));
+        Launchers.Elementwise.Add(this, a.Pointer, b.Pointer, y.Pointer, a.Count);
     }
 
     public void Axpy(float alpha, Tensor x, Tensor y)
@@ -556,19 +516,18 @@ public sealed unsafe partial class CudaBackend : IBackend
             F32(x, "x", 2); F32(y, "y", 2);
             if (!x.SameShape(y)) throw new ArgumentException($"Axpy: x {x.Describe()} and y {y.Describe()} differ in shape");
             int m = x.Size(0), n = x.Size(1);
-            Launch("elementwise.cu", "axpy_rows_f32", CeilDiv((long)m * n, Threads), 1, Threads, 0,
-                Args().Add(alpha).Add(x.Pointer).Add(Ld(x, "x")).Add(y.Pointer).Add(Ld(y, "y")).Add(m).Add(n));
+            Launchers.Elementwise.AxpyRows(this, alpha, x.Pointer, Ld(x, "x"), y.Pointer, Ld(y, "y"), m, n);
             return;
         }
         SameDense(x, "x", y, "y");
-        Launch("elementwise.cu", "axpy_f32", CeilDiv(x.Count, Threads), 1, Threads, 0, Args().Add(alpha).Add(x.Pointer).Add(y.Pointer).Add(x.Count));
+        Launchers.Elementwise.Axpy(this, alpha, x.Pointer, y.Pointer, x.Count);
     }
 
     public void Scale(Tensor x, float alpha)
     {
         Enter("Scale");
         SameDense(x, "x", x, "x");
-        Launch("elementwise.cu", "scale_f32", CeilDiv(x.Count, Threads), 1, Threads, 0, Args().Add(x.Pointer).Add(alpha).Add(x.Count));
+        Launchers.Elementwise.Scale(this, x.Pointer, alpha, x.Count);
     }
 
     void SameDense(Tensor a, string an, Tensor b, string bn)
@@ -590,9 +549,8 @@ public sealed unsafe partial class CudaBackend : IBackend
         Vector(losses, "losses", n);
         long ldd = 0;
         if (dLogits is not null) { F32(dLogits, "dLogits", 2); Shape(dLogits, "dLogits", _op, n, v); ldd = Ld(dLogits, "dLogits"); }
-        Launch("crossentropy.cu", "cross_entropy", n, 1, Threads, 0,
-            Args().Add(logits.Pointer).Add(targets.Pointer).Add(losses.Pointer).Add(dLogits?.Pointer ?? 0).Add(n).Add(v).Add(Ld(logits, "logits")).Add(ldd)
-                .Add(ignoreIndex).Add(gradScale).Add(_errorWord));
+        Launchers.Crossentropy.CrossEntropy(this, logits.Pointer, targets.Pointer, losses.Pointer, dLogits?.Pointer ?? 0, n, v, Ld(logits, "logits"), ldd,
+            ignoreIndex, gradScale, _errorWord);
     }
 
     // ---------------------------------------------------------------- optimizer and reductions
@@ -604,10 +562,8 @@ public sealed unsafe partial class CudaBackend : IBackend
         if (step < 1) throw new ArgumentException($"AdamW: step counts from 1, got {step}");
         if (decayCount < 0 || decayCount > param.Count) throw new ArgumentException($"AdamW: decayCount {decayCount} outside [0, {param.Count}]");
         float bc1 = (float)(1 - Math.Pow(settings.Beta1, step)), bc2 = (float)(1 - Math.Pow(settings.Beta2, step));
-        Launch("adamw.cu", "adamw_step", CeilDiv(param.Count, Threads), 1, Threads, 0,
-            Args().Add(param.Pointer).Add(grad.Pointer).Add(m.Pointer).Add(v.Pointer).Add(param.Count).Add(decayCount)
-                .Add(settings.LearningRate).Add(settings.Beta1).Add(settings.Beta2).Add(settings.Epsilon).Add(settings.WeightDecay)
-                .Add(bc1).Add(bc2).Add(gradScale));
+        Launchers.Adamw.Step(this, param.Pointer, grad.Pointer, m.Pointer, v.Pointer, param.Count, decayCount, settings.LearningRate, settings.Beta1,
+            settings.Beta2, settings.Epsilon, settings.WeightDecay, bc1, bc2, gradScale);
     }
 
     public double SumOfSquares(Tensor x) => Reduce("SumOfSquares", x, squared: true);
@@ -618,11 +574,11 @@ public sealed unsafe partial class CudaBackend : IBackend
         Enter(op);
         F32(x, "x"); Contiguous(x, "x");
         if (x.Count == 0) return 0;
-        int blocks = (int)Math.Min(1024, CeilDiv(x.Count, Threads));
+        int blocks = Launchers.Reduce.PartialBlocks(x.Count);
         using var partials = Empty(DType.F32, 2 * blocks + 2);  // (blocks) doubles, then one double result
         nint result = partials.Pointer + blocks * sizeof(double);
-        Launch("reduce.cu", "reduce_partials", blocks, 1, Threads, 0, Args().Add(x.Pointer).Add(x.Count).Add(squared ? 1 : 0).Add(partials.Pointer));
-        Launch("reduce.cu", "reduce_final", 1, 1, Threads, 0, Args().Add(partials.Pointer).Add(blocks).Add(result));
+        Launchers.Reduce.Partials(this, x.Pointer, x.Count, squared, partials.Pointer);
+        Launchers.Reduce.Final(this, partials.Pointer, blocks, result);
         double value;
         Check(CuDriver.cuMemcpyDtoHAsync((nint)(&value), result, sizeof(double), _stream), "cuMemcpyDtoHAsync_v2");
         CheckDeviceErrors();  // synchronises, so value is ready

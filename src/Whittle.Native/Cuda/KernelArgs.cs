@@ -12,6 +12,7 @@ internal sealed unsafe class KernelArgs : IDisposable
     const int Capacity = 4096, MaxArgs = 64;
     byte* _buffer = (byte*)NativeMemory.AlignedAlloc(Capacity, 16);
     void** _pointers = (void**)NativeMemory.Alloc(MaxArgs, (nuint)sizeof(void*));
+    readonly int[] _sizes = new int[MaxArgs];   // what each argument's packed size was (the kernel-interface test reads it)
     int _used, _count;
 
     public KernelArgs Reset() { _used = 0; _count = 0; return this; }
@@ -22,12 +23,20 @@ internal sealed unsafe class KernelArgs : IDisposable
         _used = (_used + align - 1) / align * align;
         if (_used + sizeof(T) > Capacity || _count == MaxArgs) throw new InvalidOperationException("kernel argument block overflow");
         *(T*)(_buffer + _used) = value;
+        _sizes[_count] = sizeof(T);
         _pointers[_count++] = _buffer + _used;
         _used += sizeof(T);
         return this;
     }
 
     public void** Pointers => _pointers;
+
+    /// <summary>How many arguments were added since the last <see cref="Reset"/>.</summary>
+    public int Count => _count;
+
+    /// <summary>Argument <paramref name="i"/>: its byte offset in the block, its size, and its bytes.</summary>
+    public (int Offset, int Size, byte[] Bytes) Argument(int i) =>
+        ((int)((byte*)_pointers[i] - _buffer), _sizes[i], new ReadOnlySpan<byte>(_pointers[i], _sizes[i]).ToArray());
 
     public void Dispose()
     {

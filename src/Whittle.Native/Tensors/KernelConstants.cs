@@ -35,7 +35,7 @@ public static class KernelConstants
 
     static string Literal(object value) => value switch
     {
-        float f => f.ToString("R", System.Globalization.CultureInfo.InvariantCulture) + "f",
+        float f => f.ToString("R", System.Globalization.CultureInfo.InvariantCulture).ToLowerInvariant() + "f",
         IFormattable v => v.ToString(null, System.Globalization.CultureInfo.InvariantCulture),
         _ => throw new InvalidOperationException($"kernel constant of type {value.GetType()}"),
     };
