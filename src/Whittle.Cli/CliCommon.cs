@@ -12,6 +12,14 @@ static class CliCommon
 
     public static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true };
 
+    /// <summary>
+    /// Exit 1 (the user's to fix) or 2 (a bug). Besides WhittleException, failures of the file system the user pointed
+    /// us at are the user's: a full disk, a read-only or unwritable target, a path component that is a file, a name too
+    /// long. .NET's messages for these name the path ("No space left on device : '/x'", "Access to the path '/x' is
+    /// denied."), and every write goes through AtomicFile/AtomicDirectory, so nothing half-written is left behind.
+    /// </summary>
+    static bool IsUserError(Exception e) => e is WhittleException or IOException or UnauthorizedAccessException;
+
     public static int Run(RootCommand root, string[] args)
     {
         var parse = root.Parse(args);
@@ -23,10 +31,12 @@ static class CliCommon
         catch (Exception e)
         {
             bool verbose = parse.GetValue(Verbose);
-            var inner = e is System.Reflection.TargetInvocationException { InnerException: { } ie } ? ie : e;
+            var inner = e;
+            while (inner is System.Reflection.TargetInvocationException or TypeInitializationException && inner.InnerException is { } ie) inner = ie;
+            bool user = IsUserError(inner);
             if (verbose) Console.Error.WriteLine(inner.ToString());
-            else Console.Error.WriteLine(inner is WhittleException ? $"error: {inner.Message}" : $"error: {inner.GetType().Name}: {inner.Message} (run with --verbose for details)");
-            return inner is WhittleException ? 1 : 2;
+            else Console.Error.WriteLine(ErrorText.OneLine(user ? $"error: {inner.Message}" : $"error: {inner.GetType().Name}: {inner.Message} (run with --verbose for details)"));
+            return user ? 1 : 2;
         }
     }
 }

@@ -3,6 +3,7 @@ using Whittle.Native.Model;
 
 namespace Whittle.Native.Tests.Cli;
 
+[Category(TestBackends.GemmSensitive)]
 public class EvalCommandTests
 {
     /// <summary>

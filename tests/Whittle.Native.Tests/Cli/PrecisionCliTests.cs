@@ -6,6 +6,7 @@ namespace Whittle.Native.Tests.Cli;
 
 /// <summary>--precision and --teacher-precision: checked at parse time, applied, and recorded in metrics.jsonl and the JSON summary.</summary>
 [NonParallelizable]
+[Category(TestBackends.GemmSensitive)]
 public class PrecisionCliTests
 {
     static string _root = "";

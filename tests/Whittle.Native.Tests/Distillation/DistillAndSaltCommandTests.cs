@@ -12,6 +12,7 @@ namespace Whittle.Native.Tests.Distillation;
 
 /// <summary>`whittle distill` and `whittle salt` on real data: bad input is refused before any work; SALT switches from KD to CE at n_KD.</summary>
 [NonParallelizable]
+[Category(TestBackends.GemmSensitive)]
 public class DistillAndSaltCommandTests
 {
     static string _root = "";

@@ -11,6 +11,7 @@ namespace Whittle.Native.Tests.Distillation;
 /// PyTorch float64 values and autograd gradients (fixtures/kd, tools/fixtures/make_kd_fixture.py), central finite
 /// differences, and invariants (KD = 0 with zero gradient when teacher == student; a top-k teacher with k = V is the full loss).
 /// </summary>
+[Category(TestBackends.GemmSensitive)]
 public class DistillationLossTests
 {
     static readonly CpuBackend Cpu = CpuBackend.Instance;

@@ -18,6 +18,7 @@ namespace Whittle.Native.Tests.Distillation;
 /// the model-driven run against per-token cross-entropy from the backend and the SHA-256 of the raw token prefix;
 /// the CLI's success path and its refusals of bad input before any work.
 /// </summary>
+[Category(TestBackends.GemmSensitive)]
 public class SaltSelectionTests
 {
     static readonly float[] Dyadic = { MathF.Log(0.5f), MathF.Log(0.25f), MathF.Log(0.125f), MathF.Log(0.125f) };   // p = 1/2, 1/4, 1/8, 1/8

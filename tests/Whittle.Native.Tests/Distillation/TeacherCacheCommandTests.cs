@@ -12,6 +12,7 @@ namespace Whittle.Native.Tests.Distillation;
 /// differ), and an interrupted build leaves no cache directory.
 /// </summary>
 [NonParallelizable]
+[Category(TestBackends.GemmSensitive)]
 public class TeacherCacheCommandTests
 {
     static string _root = "";

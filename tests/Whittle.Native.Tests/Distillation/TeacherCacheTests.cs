@@ -8,6 +8,7 @@ namespace Whittle.Native.Tests.Distillation;
 /// The teacher cache: what is read back is the written summary with log-probs rounded to f16 (checked against .NET's
 /// own Half rounding, element by element), and every mismatch (token hash, temperature, vocabulary, truncation) is refused.
 /// </summary>
+[Category(TestBackends.GemmSensitive)]
 public class TeacherCacheTests
 {
     string _dir = "";

@@ -13,6 +13,7 @@ namespace Whittle.Native.Tests.Model;
 /// </summary>
 [TestFixture("tiny-neox")]
 [TestFixture("tiny-neox-seq")]
+[Category(TestBackends.GemmSensitive)]
 public class FixtureParityTests(string fixture)
 {
     static readonly CpuBackend Cpu = CpuBackend.Instance;

@@ -6,6 +6,7 @@ using Whittle.Native.Tensors;
 
 namespace Whittle.Native.Tests.Model;
 
+[Category(TestBackends.GemmSensitive)]
 public class ModelTests
 {
     static GptNeoXConfig Small => new() { VocabSize = 50, HiddenSize = 32, NumLayers = 3, NumHeads = 4, IntermediateSize = 48, MaxPositionEmbeddings = 32 };

@@ -10,6 +10,7 @@ namespace Whittle.Native.Tests.Search;
 /// (block influence 0); a head whose value rows are zero has a zero context; a neuron whose input row and bias are zero
 /// has GELU(0) = 0. Those units must score 0 and rank last, and the importance-permuted model must compute the same logits.
 /// </summary>
+[Category(TestBackends.GemmSensitive)]
 public class ImportanceTests
 {
     [Test]

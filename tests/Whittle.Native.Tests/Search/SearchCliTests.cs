@@ -13,6 +13,7 @@ namespace Whittle.Native.Tests.Search;
 /// against the library computed independently here (same-function permutation, perplexities recomputed, budget window,
 /// Pareto dominance, extracted logits), plus resume and bad input.
 /// </summary>
+[Category(TestBackends.GemmSensitive)]
 public class SearchCliTests
 {
     string _tmp = "";

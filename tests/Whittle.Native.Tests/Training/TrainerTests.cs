@@ -15,6 +15,7 @@ namespace Whittle.Native.Tests.Training;
 /// it learns, it resumes bit-identically, and a crash at any moment leaves a loadable checkpoint.
 /// </summary>
 [NonParallelizable]
+[Category(TestBackends.GemmSensitive)]
 public class TrainerTests
 {
     static string _root = "";
