@@ -20,6 +20,17 @@ static class CliCommon
     /// </summary>
     static bool IsUserError(Exception e) => e is WhittleException or IOException or UnauthorizedAccessException;
 
+    /// <summary>
+    /// Makes this process the one writer of a run directory (RunDirectoryLock: exit 1 naming the holder's pid when another
+    /// process has it), then removes what an interrupted save left there.
+    /// </summary>
+    public static void TakeRunDirectory(string dir, string command)
+    {
+        RunDirectoryLock.HoldForProcess(dir, command);
+        var removed = RunDirectoryLock.RemoveInterruptedSaves(dir);
+        if (removed.Count > 0) Console.Error.WriteLine($"removed {removed.Count} leftover(s) of an interrupted save in {dir}");
+    }
+
     public static int Run(RootCommand root, string[] args)
     {
         var parse = root.Parse(args);

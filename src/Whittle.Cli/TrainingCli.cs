@@ -125,6 +125,9 @@ sealed class TrainingCli
         var log = json ? Console.Error : Console.Out;
         model.Precision = PrecisionNames.Parse(p.GetValue(Precision)!, "--precision");
         model.LossChunkRows = p.GetValue(LossChunkRows);
+        // Before anything in --out is read or written (options and models are validated by now, so a refused run
+        // leaves no trace): one writer per run directory, and an interrupted save's leftovers gone before resuming.
+        CliCommon.TakeRunDirectory(o.RunDir, p.CommandResult.Command.Name);
         if (!p.GetValue(Resume)) trainer.RequireFreshRunDirectory();
         else if (trainer.TryResume()) log.WriteLine($"resumed at step {trainer.Step} from {trainer.Checkpoints.Latest()!.Value.Path}");
         log.WriteLine(header + "; " + string.Join(", ", o.RunInfo.Select(kv => $"{kv.Key.Replace('_', ' ')} {kv.Value}")));

@@ -7,7 +7,11 @@ static class CliRunner
 {
     public static (int Exit, string Stdout, string Stderr) Run(params string[] args) => RunIn(null, null, args);
 
-    public static (int Exit, string Stdout, string Stderr) RunIn(string? workingDir, string? stdin, params string[] args)
+    public static (int Exit, string Stdout, string Stderr) RunIn(string? workingDir, string? stdin, params string[] args) =>
+        RunWithin(TimeSpan.FromMinutes(10), workingDir, stdin, args);
+
+    /// <summary>Like RunIn, but a run longer than <paramref name="limit"/> is killed and fails the test (a hang is a bug).</summary>
+    public static (int Exit, string Stdout, string Stderr) RunWithin(TimeSpan limit, string? workingDir, string? stdin, params string[] args)
     {
         var dll = Path.Combine(TestContext.CurrentContext.TestDirectory, "whittle.dll");
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = stdin is not null, UseShellExecute = false };
@@ -18,7 +22,7 @@ static class CliRunner
         if (stdin is not null) { p.StandardInput.Write(stdin); p.StandardInput.Close(); }
         var outTask = p.StandardOutput.ReadToEndAsync();
         var errTask = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(600_000)) { p.Kill(true); throw new TimeoutException("whittle " + string.Join(' ', args)); }
+        if (!p.WaitForExit(limit)) { p.Kill(true); throw new TimeoutException($"whittle {string.Join(' ', args.Select(a => ErrorText.Clip(a, 80)))} ran longer than {limit}"); }
         return (p.ExitCode, outTask.Result, errTask.Result);
     }
 

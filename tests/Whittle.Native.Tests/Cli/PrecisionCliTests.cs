@@ -86,6 +86,9 @@ public class PrecisionCliTests
         File.WriteAllText(Path.Combine(_root, "ids.txt"), string.Join(" ", Enumerable.Range(0, 64).Select(i => (i * 37) % 96)));
         double f32 = Loss("fp32"), bf16 = Loss("bf16");
         // The flag reaches the model: a different loss, and not wildly so (the numerics themselves are Model/Bf16Tests' subject).
+        // bf16 rounds each GEMM operand to 8 significant bits (u = 2^-9 relative per operand); Bf16Tests bounds the logit
+        // error by about 2·(GEMMs on the path)·u ≈ 2·12·2^-9 ≈ 5% of the logit scale, which moves a loss of ~4.6 by at most
+        // a few percent: 6% is that bound, not a measured value, and holds for every f32 GEMM underneath.
         Assert.That(Math.Abs(bf16 - f32), Is.GreaterThan(0).And.LessThan(0.06 * Math.Abs(f32)));
     }
 }
