@@ -78,6 +78,7 @@ sealed class TrainingCli
             : p.GetValue(Tokens) is { } t ? (int)Math.Max(1, (t + perStep - 1) / perStep)
             : throw new WhittleException("give a budget: --steps N or --tokens N");
         float lr = p.GetValue(Lr);
+        if (File.Exists(p.GetValue(Out)!)) throw new WhittleException($"--out {ErrorText.Clip(p.GetValue(Out))}: is a file; expected a run directory (new, or an earlier run's with --resume)");
         var schedule = new LrSchedule(LrSchedule.ParseKind(p.GetValue(Schedule)!), lr, p.GetValue(MinLr) ?? lr / 10,
             p.GetValue(Warmup) ?? Math.Max(1, steps / 20), steps, p.GetValue(DecayFraction));
         return new TrainOptions

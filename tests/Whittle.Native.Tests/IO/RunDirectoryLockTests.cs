@@ -118,7 +118,7 @@ public class RunDirectoryLockTests
         var (exit, _, stderr) = CliRunner.Run(Pretrain(file, 2));
         Assert.That(exit, Is.EqualTo(1), stderr);
         Assert.That(stderr.TrimEnd().Split('\n'), Has.Length.EqualTo(1), stderr);
-        Assert.That(stderr, Does.Contain(file));
+        Assert.That(stderr, Does.Contain(file).And.Contain("is a file"));
         Assert.That(File.ReadAllText(file), Is.EqualTo("x"));
     }
 }
