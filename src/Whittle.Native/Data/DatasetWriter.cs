@@ -40,7 +40,6 @@ public static class DatasetWriter
     /// <summary>Longest piece of one document held in memory when it has no line break to cut at (see Write).</summary>
     public const int MaxUncutChars = 16 * ChunkChars;
 
-    /// <param name="progress">Called with (input bytes read, total input bytes), as read from disk (compressed for .gz).</param>
     static bool DocStarts(Regex docStart, string line, string input, long lineNo)
     {
         try { return docStart.IsMatch(line.TrimEnd('\n', '\r')); }
@@ -58,6 +57,7 @@ public static class DatasetWriter
         return -1;
     }
 
+    /// <param name="progress">Called with (input bytes read, total input bytes), as read from disk (compressed for .gz).</param>
     public static DatasetMeta Write(Tokenizer tokenizer, TokenizeOptions o, Action<long, long>? progress = null)
     {
         if (o.Inputs.Count == 0) throw new WhittleException("--input: at least one input file is required");
