@@ -365,4 +365,18 @@ public class IoFailureTests : ScratchTests
         Assert.That(r.Stderr, Does.Contain("No space left on device"));
         Assert.That(Directory.EnumerateFileSystemEntries(full), Is.Empty);
     }
+
+    /// <summary>Training whose first checkpoint (~6 MB of weights and AdamW moments) does not fit: exit 1 naming the
+    /// path, and no half-written checkpoint or temporary left in the run directory.</summary>
+    [Test]
+    public void ACheckpointThatDoesNotFitLeavesNoHalfWrittenCheckpoint()
+    {
+        var full = Mount("full", "size=1m");
+        var run = Path.Combine(full, "run");
+        var r = CliRunner.Run("pretrain", "--data", TestData.AustenSlice, "--out", run, "--steps", "2", "--save-every", "1", "--seq-len", "16",
+            "--batch-size", "2", "--eval-tokens", "64", "--layers", "1", "--hidden", "64", "--heads", "2");
+        AssertOneLineError(r, full, "No space left on device");
+        var left = Directory.EnumerateFileSystemEntries(run, "*", SearchOption.AllDirectories).Select(p => Path.GetRelativePath(run, p)).ToList();
+        Assert.That(left.Where(p => p.Contains(".tmp-") || p.StartsWith("checkpoints" + Path.DirectorySeparatorChar + "step-") || p.StartsWith("final")), Is.Empty, string.Join(", ", left));
+    }
 }
