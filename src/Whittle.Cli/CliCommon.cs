@@ -17,7 +17,7 @@ static class CliCommon
     {
         null or "" or "auto" => false,
         "f32" => true,
-        var v => throw new WhittleException($"WHITTLE_ATTENTION={(v.Length > 20 ? v[..20] + "…" : v)}: expected f32 or auto"),
+        var v => throw new WhittleException($"WHITTLE_ATTENTION={ErrorText.Clip(v, 40)}: expected f32 or auto"),
     });
 
     /// <summary>Sets a model's precision, and its attention's (the same, unless WHITTLE_ATTENTION=f32 opts out).</summary>
@@ -25,6 +25,25 @@ static class CliCommon
     {
         model.Precision = precision;
         if (AttentionOptOut.Value) model.Attention = Whittle.Native.Tensors.AttentionPrecision.F32;
+    }
+
+    /// <summary>
+    /// Exit 1 (the user's to fix) or 2 (a bug). Besides WhittleException, failures of the file system the user pointed
+    /// us at are the user's: a full disk, a read-only or unwritable target, a path component that is a file, a name too
+    /// long. .NET's messages for these name the path ("No space left on device : '/x'", "Access to the path '/x' is
+    /// denied."), and every write goes through AtomicFile/AtomicDirectory, so nothing half-written is left behind.
+    /// </summary>
+    static bool IsUserError(Exception e) => e is WhittleException or IOException or UnauthorizedAccessException;
+
+    /// <summary>
+    /// Makes this process the one writer of a run directory (RunDirectoryLock: exit 1 naming the holder's pid when another
+    /// process has it), then removes what an interrupted save left there.
+    /// </summary>
+    public static void TakeRunDirectory(string dir, string command)
+    {
+        RunDirectoryLock.HoldForProcess(dir, command);
+        var removed = RunDirectoryLock.RemoveInterruptedSaves(dir);
+        if (removed.Count > 0) Console.Error.WriteLine($"removed {removed.Count} leftover(s) of an interrupted save in {dir}");
     }
 
     public static int Run(RootCommand root, string[] args)
@@ -38,10 +57,12 @@ static class CliCommon
         catch (Exception e)
         {
             bool verbose = parse.GetValue(Verbose);
-            var inner = e is System.Reflection.TargetInvocationException { InnerException: { } ie } ? ie : e;
+            var inner = e;
+            while (inner is System.Reflection.TargetInvocationException or TypeInitializationException && inner.InnerException is { } ie) inner = ie;
+            bool user = IsUserError(inner);
             if (verbose) Console.Error.WriteLine(inner.ToString());
-            else Console.Error.WriteLine(inner is WhittleException ? $"error: {inner.Message}" : $"error: {inner.GetType().Name}: {inner.Message} (run with --verbose for details)");
-            return inner is WhittleException ? 1 : 2;
+            else Console.Error.WriteLine(ErrorText.OneLine(user ? $"error: {inner.Message}" : $"error: {inner.GetType().Name}: {inner.Message} (run with --verbose for details)"));
+            return user ? 1 : 2;
         }
     }
 }

@@ -78,6 +78,7 @@ sealed class TrainingCli
             : p.GetValue(Tokens) is { } t ? (int)Math.Max(1, (t + perStep - 1) / perStep)
             : throw new WhittleException("give a budget: --steps N or --tokens N");
         float lr = p.GetValue(Lr);
+        if (File.Exists(p.GetValue(Out)!)) throw new WhittleException($"--out {ErrorText.Clip(p.GetValue(Out))}: is a file; expected a run directory (new, or an earlier run's with --resume)");
         var schedule = new LrSchedule(LrSchedule.ParseKind(p.GetValue(Schedule)!), lr, p.GetValue(MinLr) ?? lr / 10,
             p.GetValue(Warmup) ?? Math.Max(1, steps / 20), steps, p.GetValue(DecayFraction));
         return new TrainOptions
@@ -125,6 +126,9 @@ sealed class TrainingCli
         var log = json ? Console.Error : Console.Out;
         CliCommon.SetPrecision(model, PrecisionNames.Parse(p.GetValue(Precision)!, "--precision"));
         model.LossChunkRows = p.GetValue(LossChunkRows);
+        // Before anything in --out is read or written (options and models are validated by now, so a refused run
+        // leaves no trace): one writer per run directory, and an interrupted save's leftovers gone before resuming.
+        CliCommon.TakeRunDirectory(o.RunDir, p.CommandResult.Command.Name);
         if (!p.GetValue(Resume)) trainer.RequireFreshRunDirectory();
         else if (trainer.TryResume()) log.WriteLine($"resumed at step {trainer.Step} from {trainer.Checkpoints.Latest()!.Value.Path}");
         log.WriteLine(header + "; " + string.Join(", ", o.RunInfo.Select(kv => $"{kv.Key.Replace('_', ' ')} {kv.Value}")));

@@ -51,7 +51,7 @@ static class BenchCommand
         var lossChunkRows = new Option<int>("--loss-chunk-rows") { DefaultValueFactory = _ => 0, Description = "LM head + loss this many rows at a time (0: all at once), as the training commands' option." };
         var gemm = new Option<string?>("--gemm")
         {
-            Description = $"cpu: the GEMM MatMul runs: ours | openblas | auto (OpenBLAS when installed). Default: ${CpuGemmChoice.Variable}, else auto. " +
+            Description = $"cpu: the GEMM MatMul runs: ours | openblas | auto (OpenBLAS when installed) | ours-scalar | ours-avx2 | ours-avx512 (our GEMM on one micro-kernel). Default: ${CpuGemmChoice.Variable}, else auto. " +
                           "Threads: the .NET processor count (set DOTNET_PROCESSOR_COUNT=N to change it); OpenBLAS is given the same.",
         };
         var profile = new Option<bool>("--profile") { Description = "Also report each backend op's time per timed step (ops synchronised one by one, so the step itself is slightly slower)." };
@@ -84,7 +84,7 @@ static class BenchCommand
             result["loss_chunk_rows"] = ChunkRows;
             result["device"] = backend.Name;
             result["threads"] = Environment.ProcessorCount;
-            if (created is CpuBackend cpu) result["gemm"] = cpu.GemmChoice == CpuGemm.OpenBlas ? "openblas" : "ours";
+            if (created is CpuBackend cpu) result["gemm"] = CpuGemmChoice.Name(cpu.GemmChoice);
             if (created is CpuBackend { GemmChoice: CpuGemm.OpenBlas }) result["openblas"] = $"{OpenBlas.LoadedPath}: {OpenBlas.Config}, {OpenBlas.Threads} threads";
             if (backend is ProfilingBackend prof && result["step_seconds"] is { } stepSeconds) result["profile"] = prof.Report(n, stepSeconds.GetValue<double>());
             result["config"] = p.GetValue(config);

@@ -56,7 +56,7 @@ static class DemoCommand
         var started = DateTimeOffset.UtcNow;
         var total = Stopwatch.StartNew();
         string root = Path.GetFullPath(outRoot);
-        Directory.CreateDirectory(root);
+        CliCommon.TakeRunDirectory(root, "demo");
         CheckPresetOfRun(root, ps.Name);
         string D(params string[] parts) => Path.Combine([root, .. parts]);
         var timings = new List<StageTiming>();

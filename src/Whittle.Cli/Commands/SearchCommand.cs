@@ -86,7 +86,7 @@ static class SearchCommand
             using var dataset = TokenDataset.Open(parse.GetValue(data)!);
             if (dataset.Meta.VocabSize > config.VocabSize) throw new WhittleException($"{dataset.Directory}: dataset vocabulary {dataset.Meta.VocabSize} is larger than the model's vocab_size {config.VocabSize}");
             if (dataset.Val.Length < T) throw new WhittleException($"{dataset.Directory}: the val split has {dataset.Val.Length} tokens, fewer than one window of --seq-len {T}; re-tokenize with --val-fraction > 0");
-            Directory.CreateDirectory(outDir);
+            CliCommon.TakeRunDirectory(outDir, "search");
             var log = new SearchLog(Path.Combine(outDir, "history.jsonl"), parse.GetValue(resume));
             // Losses in the history are only comparable under the same fitness definition; a resume must not mix two.
             var fitnessDef = new JsonObject { ["model"] = Path.GetFullPath(modelDir), ["data"] = Path.GetFullPath(dataset.Directory), ["split"] = "val", ["seq_len"] = T, ["max_tokens"] = maxTokens };

@@ -25,17 +25,25 @@ public sealed unsafe partial class CpuBackend : IBackend
 
     public static CpuBackend Instance { get; } = new();
 
-    /// <summary>The GEMM MatMul runs (Auto resolved): ours or OpenBLAS. Attention's per-head products always run ours,
+    /// <summary>The GEMM MatMul runs (Auto resolved): ours (possibly a forced micro-kernel) or OpenBLAS. Attention's per-head products always run ours,
     /// serially inside their own per-head parallel loop.</summary>
     public CpuGemm GemmChoice { get; }
 
-    /// <summary>A backend whose MatMul uses the GEMM chosen by WHITTLE_CPU_GEMM (ours | openblas | auto; default auto).</summary>
+    /// <summary>A backend whose MatMul uses the GEMM chosen by WHITTLE_CPU_GEMM (auto | ours | openblas | ours-scalar | ours-avx2 | ours-avx512; default auto).</summary>
     public CpuBackend() : this(CpuGemmChoice.FromEnvironment()) { }
 
-    public CpuBackend(CpuGemm gemm) => GemmChoice = CpuGemmChoice.Resolve(gemm, Environment.ProcessorCount);
+    public CpuBackend(CpuGemm gemm)
+    {
+        GemmChoice = CpuGemmChoice.Resolve(gemm, Environment.ProcessorCount);
+        _kernel = CpuGemmChoice.KernelOf(GemmChoice);
+    }
+
+    /// <summary>The micro-kernel of our GEMM when a path is forced (ours-scalar | ours-avx2 | ours-avx512), else null
+    /// (the widest). Attention's per-head products use it too, so a forced path covers every GEMM the backend runs.</summary>
+    readonly Gemm.Kernel? _kernel;
 
     public Device Device => Device.Cpu;
-    public string Name => $"cpu ({Environment.ProcessorCount} threads{(Avx2.IsSupported ? ", AVX2" : "")}{(Fma.IsSupported ? "+FMA" : "")}, gemm {(GemmChoice == CpuGemm.OpenBlas ? "openblas" : "ours")})";
+    public string Name => $"cpu ({Environment.ProcessorCount} threads{(Avx2.IsSupported ? ", AVX2" : "")}{(Fma.IsSupported ? "+FMA" : "")}, gemm {CpuGemmChoice.Name(GemmChoice)})";
 
     // ---------------------------------------------------------------- memory
 
@@ -194,7 +202,7 @@ public sealed unsafe partial class CpuBackend : IBackend
         if (GemmChoice == CpuGemm.OpenBlas)
             OpenBlas.Sgemm(transA, transB, m, n, k, alpha, (float*)a.Pointer, a.Stride(0), (float*)b.Pointer, b.Stride(0), beta, (float*)c.Pointer, c.Stride(0));
         else
-            Gemm.Sgemm(transA, transB, m, n, k, alpha, (float*)a.Pointer, a.Stride(0), (float*)b.Pointer, b.Stride(0), beta, (float*)c.Pointer, c.Stride(0));
+            Gemm.Sgemm(transA, transB, m, n, k, alpha, (float*)a.Pointer, a.Stride(0), (float*)b.Pointer, b.Stride(0), beta, (float*)c.Pointer, c.Stride(0), kernel: _kernel);
         if (bias is not null)
         {
             ArgCheck.Vector(bias, n, nameof(bias));
@@ -275,12 +283,13 @@ public sealed unsafe partial class CpuBackend : IBackend
         ArgCheck.Shape(lse, nameof(lse), b, h, t); ArgCheck.Contiguous(lse, nameof(lse));
         var qa = new HeadAccess(q); var ka = new HeadAccess(k); var va = new HeadAccess(v); var oa = new HeadAccess(output);
         float* pl = (float*)lse.Pointer;
+        var kern = _kernel;
         Parallel.For(0, b * h, () => new float[(long)t * t], (bh, _, probs) =>
         {
             int bi = bh / h, hi = bh % h;
             fixed (float* p = probs)   // (T, T): scores, then probabilities (zero above the diagonal)
             {
-                Gemm.Sgemm(false, true, t, t, d, scale, qa.Head(bi, hi), qa.Ld, ka.Head(bi, hi), ka.Ld, 0f, p, t, serial: true);
+                Gemm.Sgemm(false, true, t, t, d, scale, qa.Head(bi, hi), qa.Ld, ka.Head(bi, hi), ka.Ld, 0f, p, t, serial: true, kernel: kern);
                 for (int ti = 0; ti < t; ti++)
                 {
                     var row = new Span<float>(p + (long)ti * t, ti + 1);
@@ -292,7 +301,7 @@ public sealed unsafe partial class CpuBackend : IBackend
                     new Span<float>(p + (long)ti * t + ti + 1, t - ti - 1).Clear();
                     pl[((long)bi * h + hi) * t + ti] = (float)(max + Math.Log(sum));
                 }
-                Gemm.Sgemm(false, false, t, d, t, 1f, p, t, va.Head(bi, hi), va.Ld, 0f, oa.Head(bi, hi), oa.Ld, serial: true);   // O = P V
+                Gemm.Sgemm(false, false, t, d, t, 1f, p, t, va.Head(bi, hi), va.Ld, 0f, oa.Head(bi, hi), oa.Ld, serial: true, kernel: kern);   // O = P V
             }
             return probs;
         }, _ => { });
@@ -308,6 +317,7 @@ public sealed unsafe partial class CpuBackend : IBackend
         var qa = new HeadAccess(q); var ka = new HeadAccess(k); var va = new HeadAccess(v); var oa = new HeadAccess(output); var ga = new HeadAccess(dOut);
         var dqa = new HeadAccess(dq); var dka = new HeadAccess(dk); var dva = new HeadAccess(dv);
         float* pl = (float*)lse.Pointer;
+        var kern = _kernel;
         // Each (b, h) owns its slices of dq, dk, dv: no two threads write the same element.
         Parallel.For(0, b * h, () => new float[2L * t * t], (bh, _, scratch) =>
         {
@@ -315,8 +325,8 @@ public sealed unsafe partial class CpuBackend : IBackend
             fixed (float* p = scratch)
             {
                 float* ds = p + (long)t * t;   // (T, T) probabilities P, then (T, T) dP and dS = P ⊙ (dP − rowsum(dO ⊙ O))
-                Gemm.Sgemm(false, true, t, t, d, scale, qa.Head(bi, hi), qa.Ld, ka.Head(bi, hi), ka.Ld, 0f, p, t, serial: true);
-                Gemm.Sgemm(false, true, t, t, d, 1f, ga.Head(bi, hi), ga.Ld, va.Head(bi, hi), va.Ld, 0f, ds, t, serial: true);   // dP = dO V^T
+                Gemm.Sgemm(false, true, t, t, d, scale, qa.Head(bi, hi), qa.Ld, ka.Head(bi, hi), ka.Ld, 0f, p, t, serial: true, kernel: kern);
+                Gemm.Sgemm(false, true, t, t, d, 1f, ga.Head(bi, hi), ga.Ld, va.Head(bi, hi), va.Ld, 0f, ds, t, serial: true, kernel: kern);   // dP = dO V^T
                 for (int ti = 0; ti < t; ti++)
                 {
                     var prow = new Span<float>(p + (long)ti * t, ti + 1);
@@ -329,9 +339,9 @@ public sealed unsafe partial class CpuBackend : IBackend
                     new Span<float>(p + (long)ti * t + ti + 1, t - ti - 1).Clear();
                     new Span<float>(ds + (long)ti * t + ti + 1, t - ti - 1).Clear();
                 }
-                Gemm.Sgemm(false, false, t, d, t, scale, ds, t, ka.Head(bi, hi), ka.Ld, 1f, dqa.Head(bi, hi), dqa.Ld, serial: true);   // dQ += scale dS K
-                Gemm.Sgemm(true, false, t, d, t, scale, ds, t, qa.Head(bi, hi), qa.Ld, 1f, dka.Head(bi, hi), dka.Ld, serial: true);    // dK += scale dS^T Q
-                Gemm.Sgemm(true, false, t, d, t, 1f, p, t, ga.Head(bi, hi), ga.Ld, 1f, dva.Head(bi, hi), dva.Ld, serial: true);        // dV += P^T dO
+                Gemm.Sgemm(false, false, t, d, t, scale, ds, t, ka.Head(bi, hi), ka.Ld, 1f, dqa.Head(bi, hi), dqa.Ld, serial: true, kernel: kern);   // dQ += scale dS K
+                Gemm.Sgemm(true, false, t, d, t, scale, ds, t, qa.Head(bi, hi), qa.Ld, 1f, dka.Head(bi, hi), dka.Ld, serial: true, kernel: kern);    // dK += scale dS^T Q
+                Gemm.Sgemm(true, false, t, d, t, 1f, p, t, ga.Head(bi, hi), ga.Ld, 1f, dva.Head(bi, hi), dva.Ld, serial: true, kernel: kern);        // dV += P^T dO
             }
             return scratch;
         }, _ => { });

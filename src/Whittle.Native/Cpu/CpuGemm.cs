@@ -1,3 +1,6 @@
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
 namespace Whittle.Native.Cpu;
 
 /// <summary>Which single-precision GEMM <see cref="CpuBackend.MatMul"/> runs.</summary>
@@ -5,30 +8,88 @@ public enum CpuGemm
 {
     /// <summary>OpenBLAS when it loads, else ours (see <see cref="CpuGemmChoice.Resolve"/> for the measurements behind this).</summary>
     Auto,
-    /// <summary>Gemm.cs: always available, bit-identical for any thread count.</summary>
+    /// <summary>Gemm.cs with the widest micro-kernel the CPU runs: always available, bit-identical for any thread count.</summary>
     Ours,
     /// <summary>OpenBLAS's cblas_sgemm; an error when the library is not found.</summary>
     OpenBlas,
+    /// <summary>Gemm.cs forced onto its scalar micro-kernel (every x86-64 CPU).</summary>
+    OursScalar,
+    /// <summary>Gemm.cs forced onto its 6x16 Vector256 micro-kernel; an error on a CPU without AVX.</summary>
+    OursAvx2,
+    /// <summary>Gemm.cs forced onto its 12x32 Vector512 micro-kernel; an error on a CPU without AVX-512F.</summary>
+    OursAvx512,
 }
 
-/// <summary>Parsing and resolving the GEMM choice (constructor argument, or WHITTLE_CPU_GEMM = ours | openblas | auto).</summary>
+/// <summary>
+/// Parsing and resolving the GEMM choice (constructor argument, or WHITTLE_CPU_GEMM = auto | ours | openblas |
+/// ours-scalar | ours-avx2 | ours-avx512). The forced paths exist so CI can run the numerics-sensitive tests under every
+/// GEMM this CPU has (tools/gemm-matrix.sh): a path the CPU lacks is refused, never silently replaced by another.
+/// </summary>
 public static class CpuGemmChoice
 {
     public const string Variable = "WHITTLE_CPU_GEMM";
+
+    /// <summary>Every value <see cref="Parse"/> accepts, in the order tools/gemm-matrix.sh tries them.</summary>
+    public static readonly IReadOnlyList<string> Names = ["auto", "ours", "openblas", "ours-scalar", "ours-avx2", "ours-avx512"];
 
     public static CpuGemm Parse(string? text, string source) => text?.Trim().ToLowerInvariant() switch
     {
         null or "" or "auto" => CpuGemm.Auto,
         "ours" => CpuGemm.Ours,
         "openblas" => CpuGemm.OpenBlas,
-        _ => throw new WhittleException($"{source}: unknown CPU GEMM '{text}' (expected ours, openblas or auto)"),
+        "ours-scalar" => CpuGemm.OursScalar,
+        "ours-avx2" => CpuGemm.OursAvx2,
+        "ours-avx512" => CpuGemm.OursAvx512,
+        _ => throw new WhittleException($"{source}: unknown CPU GEMM '{ErrorText.Clip(text)}' (expected {string.Join(", ", Names)})"),
     };
 
     public static CpuGemm FromEnvironment() => Parse(Environment.GetEnvironmentVariable(Variable), Variable);
 
+    /// <summary>The option value that selects <paramref name="gemm"/> (a resolved choice prints as what it runs).</summary>
+    public static string Name(CpuGemm gemm) => gemm switch
+    {
+        CpuGemm.Auto => "auto",
+        CpuGemm.Ours => "ours",
+        CpuGemm.OpenBlas => "openblas",
+        CpuGemm.OursScalar => "ours-scalar",
+        CpuGemm.OursAvx2 => "ours-avx2",
+        _ => "ours-avx512",
+    };
+
+    /// <summary>The micro-kernel a forced ours-* path pins (null: Gemm.Best, or not ours at all).</summary>
+    internal static Gemm.Kernel? KernelOf(CpuGemm gemm) => gemm switch
+    {
+        CpuGemm.OursScalar => Gemm.Kernel.Scalar,
+        CpuGemm.OursAvx2 => Gemm.Kernel.Avx256,
+        CpuGemm.OursAvx512 => Gemm.Kernel.Avx512,
+        _ => null,
+    };
+
+    /// <summary>Whether this process can run a micro-kernel: the same tests Gemm.Best makes (the JIT must accelerate
+    /// the vector width, not merely emulate it, and the ISA must be present; DOTNET_EnableAVX512F=0 and the like turn
+    /// them off).</summary>
+    internal static bool Supports(Gemm.Kernel kernel) => kernel switch
+    {
+        Gemm.Kernel.Avx512 => Vector512.IsHardwareAccelerated && Avx512F.IsSupported,
+        Gemm.Kernel.Avx256 => Vector256.IsHardwareAccelerated && Avx.IsSupported,
+        _ => true,
+    };
+
+    /// <summary>The values of <see cref="Names"/> this process can run, Auto and Ours aside (they are aliases of one of
+    /// these): what tools/gemm-matrix.sh iterates over. OpenBLAS is listed when the library loads.</summary>
+    public static IReadOnlyList<string> SupportedPaths()
+    {
+        var paths = new List<string> { "ours-scalar" };
+        if (Supports(Gemm.Kernel.Avx256)) paths.Add("ours-avx2");
+        if (Supports(Gemm.Kernel.Avx512)) paths.Add("ours-avx512");
+        if (OpenBlas.TryLoad(out _)) paths.Add("openblas");
+        return paths;
+    }
+
     /// <summary>
-    /// The GEMM a backend will actually run: Ours or OpenBlas (Auto resolved). An explicit OpenBlas that cannot load is
-    /// an error naming what was tried; Auto without the library is ours, silently (absence is normal).
+    /// The GEMM a backend will actually run: Ours, OursScalar/Avx2/Avx512 or OpenBlas (Auto resolved). An explicit
+    /// OpenBlas that cannot load, or a forced micro-kernel the CPU lacks, is an error naming what was tried; Auto
+    /// without the library is ours, silently (absence is normal).
     /// What Auto means comes from measurements (bench/RESULTS.md, 2-core AVX-512 Xeon, 2026-11-22): OpenBLAS 0.3.21's
     /// sgemm is faster than ours on the small config's training shapes (ours/OpenBLAS 0.71-0.95, geometric mean ~0.8 in BenchmarkDotNet)
     /// and the whole train step ran ~10% faster with it (once its workers no longer spin between calls, see
@@ -38,6 +99,13 @@ public static class CpuGemmChoice
     /// </summary>
     public static CpuGemm Resolve(CpuGemm choice, int threads)
     {
+        if (KernelOf(choice) is { } kernel)
+        {
+            if (!Supports(kernel))
+                throw new WhittleException($"CPU GEMM '{Name(choice)}' requested but this CPU (or the .NET runtime's settings) lacks " +
+                    $"{(kernel == Gemm.Kernel.Avx512 ? "AVX-512F" : "AVX")}; this machine supports {string.Join(", ", SupportedPaths())}");
+            return choice;
+        }
         if (choice == CpuGemm.Ours) return CpuGemm.Ours;
         if (!OpenBlas.TryLoad(out var problem))
         {

@@ -56,7 +56,9 @@ internal static unsafe class Gemm
     /// Row-major: C (m, n) = alpha * op(A) @ op(B) + beta * C.  op(A) is (m, k): A is (m, k) with row stride lda, or with transA A is (k, m).
     /// op(B) is (k, n): B is (k, n) with row stride ldb, or with transB B is (n, k). C has row stride ldc. beta == 0 means C is not read (may hold NaN).
     /// serial: run on the calling thread (for callers that already split their work across threads, e.g. attention per head).
-    public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha, float* a, long lda, float* b, long ldb, float beta, float* c, long ldc, bool serial = false)
+    /// kernel: the micro-kernel a backend pins (WHITTLE_CPU_GEMM=ours-scalar|ours-avx2|ours-avx512, checked supported by
+    /// CpuGemmChoice.Resolve); null means ForceKernel, else Best.
+    public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha, float* a, long lda, float* b, long ldb, float beta, float* c, long ldc, bool serial = false, Kernel? kernel = null)
     {
         if (m < 0 || n < 0 || k < 0) throw new ArgumentOutOfRangeException(nameof(m), $"Sgemm: sizes must be non-negative, got m={m}, n={n}, k={k}");
         if (m == 0 || n == 0) return;
@@ -72,9 +74,9 @@ internal static unsafe class Gemm
         if (a == null) throw new ArgumentNullException(nameof(a));
         if (b == null) throw new ArgumentNullException(nameof(b));
 
-        var kernel = ForceKernel ?? Best;
-        var (mr, nr) = TileOf(kernel);
-        var job = new Job(kernel, mr, nr, transA, transB, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        var use = kernel ?? ForceKernel ?? Best;
+        var (mr, nr) = TileOf(use);
+        var job = new Job(use, mr, nr, transA, transB, k, alpha, a, lda, b, ldb, beta, c, ldc);
         int threads = ThreadCountOverride > 0 ? ThreadCountOverride : Environment.ProcessorCount;
         if (serial || threads <= 1 || (long)m * n * k < ParallelThreshold)
         {

@@ -49,11 +49,9 @@ public sealed class DeviceAllocator(DeviceAllocatorMode mode = DeviceAllocatorMo
         {
             null or "" or "caching" => DeviceAllocatorMode.Caching,
             "exact" => DeviceAllocatorMode.Exact,
-            _ => throw new WhittleException($"{ModeVariable}={Truncate(v)}: expected caching or exact"),
+            _ => throw new WhittleException($"{ModeVariable}={ErrorText.Clip(v, 40)}: expected caching or exact"),
         };
     }
-
-    static string Truncate(string s) => s.Length <= 40 ? s : s[..40] + "…";
 
     /// <summary>The caching mode's bucket for a request of <paramref name="bytes"/>.</summary>
     public static long BucketSize(long bytes)

@@ -20,6 +20,43 @@ public static class DatasetWriter
     const int ChunkChars = 1 << 20;          // a long document is encoded in pieces of about this size
     const int BatchChars = 8 << 20;          // text held at once: bounds memory
 
+    /// <summary>Longest one --doc-start test of a line (at most TextLineReader.MaxLineBytes) may take.</summary>
+    public static readonly TimeSpan DocStartTimeout = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// The --doc-start pattern in linear time where .NET's non-backtracking engine accepts it (IsMatch means the same in
+    /// both engines); patterns it cannot run (backreferences, lookarounds, atomic groups) backtrack under a per-line
+    /// timeout, a timeout being an error naming the line (see Write).
+    /// </summary>
+    internal static Regex DocStartRegex(string pattern)
+    {
+        try { return new Regex(pattern, RegexOptions.CultureInvariant | RegexOptions.NonBacktracking); }
+        catch (NotSupportedException) { }
+        catch (ArgumentException) { }   // invalid, or unsupported by this engine: the backtracking one says which
+        try { return new Regex(pattern, RegexOptions.CultureInvariant, DocStartTimeout); }
+        catch (ArgumentException e) { throw new WhittleException($"--doc-start: invalid regular expression ({ErrorText.Clip(e.Message)})"); }
+    }
+
+    /// <summary>Longest piece of one document held in memory when it has no line break to cut at (see Write).</summary>
+    public const int MaxUncutChars = 16 * ChunkChars;
+
+    static bool DocStarts(Regex docStart, string line, string input, long lineNo)
+    {
+        try { return docStart.IsMatch(line.TrimEnd('\n', '\r')); }
+        catch (RegexMatchTimeoutException)
+        {
+            throw new WhittleException($"--doc-start: the pattern took longer than {DocStartTimeout.TotalSeconds:0} s on line {lineNo} of {ErrorText.Clip(input)} (catastrophic backtracking?); simplify it");
+        }
+    }
+
+    /// <summary>Index of a ' ' between two non-space characters in <paramref name="piece"/> (the last one), or -1.</summary>
+    static int WordCut(string piece)
+    {
+        for (int i = piece.Length - 2; i > 0; i--)
+            if (piece[i] == ' ' && !char.IsWhiteSpace(piece[i - 1]) && !char.IsWhiteSpace(piece[i + 1])) return i;
+        return -1;
+    }
+
     /// <param name="progress">Called with (input bytes read, total input bytes), as read from disk (compressed for .gz).</param>
     public static DatasetMeta Write(Tokenizer tokenizer, TokenizeOptions o, Action<long, long>? progress = null)
     {
@@ -28,11 +65,10 @@ public static class DatasetWriter
         int eos = tokenizer.EosId ?? throw new WhittleException($"{tokenizer.Path}: tokenizer has no end-of-text token (<|endoftext|>) to separate documents");
         foreach (var input in o.Inputs) if (!File.Exists(input)) throw new WhittleException($"{input}: input file not found");
         var outDir = Path.GetFullPath(o.OutDir);
+        if (File.Exists(outDir)) throw new WhittleException($"{ErrorText.Clip(o.OutDir)}: is a file; --out must be a new or empty directory");
         if (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any())
             throw new WhittleException($"{o.OutDir}: output directory exists and is not empty");
-        Regex? docStart;
-        try { docStart = o.DocStart is null ? null : new Regex(o.DocStart, RegexOptions.CultureInvariant); }
-        catch (ArgumentException e) { throw new WhittleException($"--doc-start: invalid regular expression ({e.Message})"); }
+        var docStart = o.DocStart is null ? null : DocStartRegex(o.DocStart);
 
         bool wide = tokenizer.VocabSize > 65536;
         var tmp = outDir.TrimEnd(Path.DirectorySeparatorChar) + $".tmp-{Environment.ProcessId}-{Guid.NewGuid():N}"[..24];
@@ -98,7 +134,7 @@ public static class DatasetWriter
                     else
                     {
                         if (!docOpen) OpenDoc();
-                        else if (!continuation && docStart is not null && doc.Length > 0 && docStart.IsMatch(line.TrimEnd('\n', '\r')))
+                        else if (!continuation && docStart is not null && doc.Length > 0 && DocStarts(docStart, line, input, lineNo))
                         {
                             CloseDoc();
                             OpenDoc();
@@ -110,7 +146,22 @@ public static class DatasetWriter
                             doc.Clear();
                             docHasChunks = true;
                         }
-                        doc.Append(line);
+                        // Without such a line break (a line longer than TextLineReader.MaxLineBytes arrives in pieces; every
+                        // line may be indented) cut past ChunkChars before a single space between two words: the byte-level
+                        // pre-tokenizer splits there anyway, so the tokens are the same. Text with no such place either
+                        // (binary data, a device like /dev/zero) is refused once MaxUncutChars are held, instead of
+                        // growing without end.
+                        if (doc.Length >= ChunkChars && WordCut(line) is var cut and > 0)
+                        {
+                            doc.Append(line, 0, cut);
+                            Emit(doc.ToString(), false);
+                            doc.Clear();
+                            docHasChunks = true;
+                            doc.Append(line, cut, line.Length - cut);
+                        }
+                        else doc.Append(line);
+                        if (doc.Length > MaxUncutChars)
+                            throw new InvalidFileException(input, $"line {lineNo}: more than {MaxUncutChars:N0} characters with no line break or space between words to cut a document at; is it a text file?");
                     }
                     if (progress is not null && (lineNo & 1023) == 0) progress(doneBytes + reader.FilePosition, totalBytes);
                 }

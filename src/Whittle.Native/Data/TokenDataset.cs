@@ -47,6 +47,7 @@ public sealed record DatasetMeta(int Version, string TokenizerSha256, string Tok
     {
         try
         {
+            InputFile.RequireRegular(path);
             using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
             var r = doc.RootElement;
             if (!r.TryGetProperty("format", out var f) || f.GetString() != "whittle-tokens")
@@ -120,6 +121,7 @@ public sealed unsafe class TokenStream : IDisposable, Whittle.Native.Evaluation.
         {
             var path = Path.Combine(dir, sh.File);
             if (!File.Exists(path)) throw new InvalidFileException(path, "shard listed in meta.json is missing");
+            InputFile.RequireRegular(path);
             long expected = sh.Tokens * _bytesPerToken, actual = new FileInfo(path).Length;
             if (actual != expected)
                 throw new InvalidFileException(path, $"shard is {actual} bytes but meta.json says {sh.Tokens} {meta.DType} tokens ({expected} bytes){(actual < expected ? ": truncated" : "")}");

@@ -181,6 +181,7 @@ public sealed record SaltResult(string DatasetSha256, int SeqLen, int TopK, doub
     public static SaltResult Load(string path)
     {
         if (!File.Exists(path)) throw new WhittleException($"{path}: no such selection file (create one with `whittle salt-select`)");
+        InputFile.RequireRegular(path);
         try
         {
             var o = JsonNode.Parse(File.ReadAllText(path))!.AsObject();

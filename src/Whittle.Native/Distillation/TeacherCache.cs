@@ -57,6 +57,7 @@ public static class TeacherCache
     {
         var path = BatchPath(dir, batch);
         if (!File.Exists(path)) throw new WhittleException($"{path}: the teacher cache has no batch {batch} (build it with `whittle cache-teacher` over at least that many batches)");
+        InputFile.RequireRegular(path);
         var buf = File.ReadAllBytes(path);
         var span = buf.AsSpan();
         if (buf.Length < HeaderBytes || BinaryPrimitives.ReadUInt32LittleEndian(span) != Magic) throw new InvalidFileException(path, "not a whittle teacher-cache batch");

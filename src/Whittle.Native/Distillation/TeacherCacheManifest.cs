@@ -45,6 +45,7 @@ public sealed record TeacherCacheManifest(string Teacher, int Vocab, int EosId, 
         var path = Path.Combine(dir, FileName);
         if (!Directory.Exists(dir)) throw new WhittleException($"--teacher-cache {dir}: directory not found (build it with `whittle cache-teacher`)");
         if (!File.Exists(path)) throw new WhittleException($"--teacher-cache {dir}: no {FileName}; not a complete teacher cache (build it with `whittle cache-teacher`)");
+        InputFile.RequireRegular(path);
         try
         {
             var o = JsonNode.Parse(File.ReadAllText(path))!.AsObject();

@@ -80,6 +80,7 @@ public sealed class CheckpointReader : IDisposable
         List<KeyValuePair<string, JsonNode?>> map;
         try
         {
+            InputFile.RequireRegular(index);
             if (JsonNode.Parse(File.ReadAllText(index)) is not JsonObject obj)
                 throw new InvalidFileException(index, "expected a JSON object with a \"weight_map\"");
             if (obj["weight_map"] is not JsonObject weightMap)

@@ -79,6 +79,7 @@ public sealed record GptNeoXConfig
     {
         if (Directory.Exists(path)) path = System.IO.Path.Combine(path, "config.json");
         if (!File.Exists(path)) throw new InvalidFileException(path, "file not found (a model directory needs config.json)");
+        InputFile.RequireRegular(path);
         JsonNode? root;
         try { root = JsonNode.Parse(File.ReadAllText(path)); }
         catch (JsonException e) { throw new InvalidFileException(path, $"not valid JSON: {e.Message}"); }

@@ -36,6 +36,8 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     /// <summary>The reference implementation refuses larger headers (a guard against JSON bombs).</summary>
     public const long MaxHeaderBytes = 100_000_000;
     public const string MetadataKey = "__metadata__";
+    /// <summary>Metadata entry whittle writes: lowercase hex SHA-256 of the data section, verified on open when present.</summary>
+    public const string DataSha256Key = "whittle_data_sha256";
 
     readonly MemoryMappedFile? _map;
     readonly MemoryMappedViewAccessor? _view;
@@ -51,6 +53,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     public SafeTensorsFile(string path)
     {
         Path = path;
+        InputFile.RequireRegular(path);   // a FIFO would block the open below; a device has no end
         FileStream stream;
         try { stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read); }
         catch (FileNotFoundException) { throw new InvalidFileException(path, "no such file"); }
@@ -81,12 +84,35 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         {
             var (tensors, metadata, dataStart) = SafeTensorsHeader.Parse(path, new ReadOnlySpan<byte>(_base, (int)Math.Min(_fileLength, 8 + MaxHeaderBytes)), _fileLength);
             Tensors = tensors; Metadata = metadata; DataStart = dataStart;
+            VerifyDataDigest();
         }
         catch
         {
             Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Optional integrity (issue 14): a file whittle wrote names the SHA-256 of its data section in __metadata__; a
+    /// flipped weight byte then fails here, naming the file, instead of being used. Files without the entry (Hugging
+    /// Face's) are not checked. Hashing runs at several GB/s (SHA extensions), small next to what loading costs anyway.
+    /// </summary>
+    void VerifyDataDigest()
+    {
+        if (!Metadata.TryGetValue(DataSha256Key, out var want)) return;
+        if (want.Length != 64 || !want.All(char.IsAsciiHexDigitLower))
+            throw new InvalidFileException(Path, $"'{MetadataKey}' entry '{DataSha256Key}' is '{ErrorText.Clip(want, 80)}'; expected 64 lowercase hex digits (a SHA-256)");
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        for (long at = DataStart; at < _fileLength;)
+        {
+            int n = (int)Math.Min(1 << 30, _fileLength - at);
+            hash.AppendData(new ReadOnlySpan<byte>(_base + at, n));
+            at += n;
+        }
+        var got = Convert.ToHexStringLower(hash.GetHashAndReset());
+        if (got != want)
+            throw new InvalidFileException(Path, $"data does not match the SHA-256 recorded in its header ({DataSha256Key} {want[..12]}…, data {got[..12]}…): the file is corrupt; restore it or rewrite it");
     }
 
     public TensorEntry this[string name] => Find(name);
@@ -141,7 +167,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     internal void ReadFloats(TensorEntry e, Span<float> dst)
     {
         if (dst.Length != e.Count)
-            throw new ArgumentException($"{Path}: tensor '{e.Name}' {e.Describe()} has {e.Count} elements; the destination holds {dst.Length}");
+            throw new ArgumentException($"{Path}: tensor '{ErrorText.Clip(e.Name)}' {e.Describe()} has {e.Count} elements; the destination holds {dst.Length}");
         if (e.DType is not (DType.F32 or DType.F16 or DType.BF16))
             throw new InvalidFileException(Path, $"is {e.Describe()}; expected a floating-point dtype (F32, F16 or BF16)", e.Name);
         // Converted in blocks so byte spans stay well inside int range even for multi-GB tensors.
@@ -201,7 +227,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     internal static InvalidFileException MissingTensor(string path, string name, IEnumerable<string> names)
     {
         var close = ClosestNames(name, names, 3);
-        string hint = close.Count == 0 ? "the file lists no tensors" : "closest names: " + string.Join(", ", close.Select(n => $"'{n}'"));
+        string hint = close.Count == 0 ? "the file lists no tensors" : "closest names: " + string.Join(", ", close.Select(n => $"'{ErrorText.Clip(n)}'"));
         return new InvalidFileException(path, $"no such tensor ({hint})", name);
     }
 
@@ -315,9 +341,9 @@ static class SafeTensorsHeader
         foreach (var m in value.EnumerateObject())
         {
             if (m.Value.ValueKind != JsonValueKind.String)
-                throw new InvalidFileException(path, $"'{SafeTensorsFile.MetadataKey}' entry '{m.Name}' is a JSON {Kind(m.Value)}; expected a string");
+                throw new InvalidFileException(path, $"'{SafeTensorsFile.MetadataKey}' entry '{ErrorText.Clip(m.Name)}' is a JSON {Kind(m.Value)}; expected a string");
             if (!metadata.TryAdd(m.Name, m.Value.GetString()!))
-                throw new InvalidFileException(path, $"'{SafeTensorsFile.MetadataKey}' lists '{m.Name}' twice");
+                throw new InvalidFileException(path, $"'{SafeTensorsFile.MetadataKey}' lists '{ErrorText.Clip(m.Name)}' twice");
         }
     }
 
@@ -336,7 +362,7 @@ static class SafeTensorsHeader
                 case "data_offsets": offsetsEl = f.Value; break;
                 default: continue; // the reference reader ignores fields it does not know
             }
-            if (!seen.Add(f.Name)) throw new InvalidFileException(path, $"header entry has '{f.Name}' twice", name);
+            if (!seen.Add(f.Name)) throw new InvalidFileException(path, $"header entry has '{ErrorText.Clip(f.Name)}' twice", name);
         }
         if (dtypeEl is null) throw new InvalidFileException(path, "header entry has no 'dtype'", name);
         if (shapeEl is null) throw new InvalidFileException(path, "header entry has no 'shape'", name);
@@ -407,7 +433,7 @@ static class SafeTensorsHeader
         {
             long begin = e.FileOffset - dataStart, end = begin + e.ByteLength;
             if (begin < covered)
-                throw new InvalidFileException(path, $"data_offsets [{begin}, {end}] overlap tensor '{previous!.Name}', which ends at {covered}", e.Name);
+                throw new InvalidFileException(path, $"data_offsets [{begin}, {end}] overlap tensor '{ErrorText.Clip(previous!.Name)}', which ends at {covered}", e.Name);
             if (begin > covered)
                 throw new InvalidFileException(path, $"data_offsets [{begin}, {end}] leave bytes [{covered}, {begin}) of the data section belonging to no tensor; the format requires the tensors to cover the data section without holes", e.Name);
             covered = end;

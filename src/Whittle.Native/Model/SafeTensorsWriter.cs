@@ -6,8 +6,14 @@
 //    BF16 (round to nearest even) / F16 when asked; I32 tensors are stored as I32.
 //  - Atomic: everything goes to "<path>.tmp-<random>" in the same directory, is flushed to disk, then renamed
 //    over <path>. On any failure the temp file is deleted and <path> is left exactly as it was.
+//  - Integrity: "__metadata__" carries "whittle_data_sha256", the SHA-256 of the data section (every byte after the
+//    header), which SafeTensorsFile verifies on open; files from elsewhere (Hugging Face) have no such key and are read
+//    unchecked. The header is written with 64 zeros in its place, the data hashed as it streams out, and the digest
+//    written over the zeros (same length, so no offset moves): one pass over the tensors.
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
 using Whittle.Native.Tensors;
 
@@ -26,13 +32,50 @@ public static class SafeTensorsWriter
         {
             // The header needs every shape before any data is written, so the list is taken first.
             var plan = Plan(tensors.ToList(), storeAs ?? DType.F32);
-            byte[] header = Header(plan, metadata);
+            var withHash = new Dictionary<string, string>(metadata ?? new Dictionary<string, string>(), StringComparer.Ordinal)
+            {
+                [SafeTensorsFile.DataSha256Key] = HashPlaceholder,
+            };
+            byte[] header = Header(plan, withHash);
             Span<byte> len = stackalloc byte[8];
             BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)header.Length);
             stream.Write(len);
             stream.Write(header);
-            foreach (var p in plan) WriteData(stream, p);
+            using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            using (var hashing = new HashingWriter(stream, hash))
+                foreach (var p in plan) WriteData(hashing, p);
+            var digest = Encoding.ASCII.GetBytes(Convert.ToHexStringLower(hash.GetHashAndReset()));
+            stream.Position = 8 + PlaceholderOffset(header);
+            stream.Write(digest);
+            stream.Seek(0, SeekOrigin.End);
         });
+    }
+
+    static readonly string HashPlaceholder = new('0', 64);
+
+    /// <summary>Where the placeholder digest sits in the header: after the key, which Header writes once, escaped as is.</summary>
+    static int PlaceholderOffset(byte[] header)
+    {
+        var marker = Encoding.UTF8.GetBytes($"\"{SafeTensorsFile.DataSha256Key}\":\"{HashPlaceholder}\"");
+        int at = header.AsSpan().IndexOf(marker);
+        if (at < 0) throw new InvalidOperationException("safetensors header lost its digest placeholder");
+        return at + marker.Length - 1 - HashPlaceholder.Length;
+    }
+
+    /// <summary>Passes writes through to the file and into the digest.</summary>
+    sealed class HashingWriter(Stream inner, IncrementalHash hash) : Stream
+    {
+        public override void Write(ReadOnlySpan<byte> buffer) { hash.AppendData(buffer); inner.Write(buffer); }
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+        public override void Flush() => inner.Flush();
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
     }
 
     internal static List<Planned> Plan(IReadOnlyList<(string Name, Tensor Tensor)> tensors, DType floatAs)

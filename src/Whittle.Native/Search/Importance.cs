@@ -54,6 +54,7 @@ public sealed record ImportanceScores(double[] Embed, double[][] Heads, double[]
     {
         var path = Path.Combine(modelDir, "importance.json");
         if (!File.Exists(path)) return null;
+        InputFile.RequireRegular(path);
         try
         {
             var ranking = (JsonNode.Parse(File.ReadAllText(path)) as JsonObject)?["layer_ranking"] as JsonArray;

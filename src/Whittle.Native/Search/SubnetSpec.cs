@@ -24,6 +24,7 @@ public static class SubnetSpec
     {
         if (!File.Exists(path)) throw new WhittleException($"{path}: sub-network spec file not found");
         JsonNode? root;
+        InputFile.RequireRegular(path);
         try { root = JsonNode.Parse(File.ReadAllText(path)); }
         catch (JsonException e) { throw new WhittleException($"{path}: not valid JSON: {e.Message}"); }
         if (root is not JsonObject o) throw new WhittleException($"{path}: a sub-network spec must be a JSON object");

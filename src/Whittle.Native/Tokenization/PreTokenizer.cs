@@ -27,10 +27,25 @@ internal sealed class SplitStep : PreTokenizerStep
     public enum Behavior { Isolated, Removed, MergedWithPrevious, MergedWithNext }
     readonly Regex _pattern;
     readonly Behavior _behavior;
+    readonly string _source;
 
-    public SplitStep(Regex pattern, Behavior behavior) { _pattern = pattern; _behavior = behavior; }
+    /// <summary>Longest one search for the next match may take. Real pre-tokenizer patterns find a match in
+    /// microseconds even in a megabyte of text; a pattern that backtracks exponentially (a hostile tokenizer.json)
+    /// would otherwise hang the process.</summary>
+    public static readonly TimeSpan MatchTimeout = TimeSpan.FromSeconds(2);
+
+    public SplitStep(Regex pattern, Behavior behavior, string source = "tokenizer") { _pattern = pattern; _behavior = behavior; _source = source; }
 
     public override void Apply(string s, List<(int Start, int Length)> input, List<(int Start, int Length)> output)
+    {
+        try { ApplyUnbounded(s, input, output); }
+        catch (RegexMatchTimeoutException)
+        {
+            throw new InvalidFileException(_source, $"pre_tokenizer: Split pattern '{ErrorText.Clip(_pattern.ToString(), 80)}' took longer than {MatchTimeout.TotalSeconds:0} s to match a {s.Length:N0}-character text (catastrophic backtracking?); simplify the pattern");
+        }
+    }
+
+    void ApplyUnbounded(string s, List<(int Start, int Length)> input, List<(int Start, int Length)> output)
     {
         foreach (var (start, length) in input)
         {

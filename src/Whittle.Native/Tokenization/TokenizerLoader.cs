@@ -20,6 +20,7 @@ internal static class TokenizerLoader
             throw new WhittleException($"{path}: directory holds neither tokenizer.json nor vocab.json/encoder.json");
         }
         if (!File.Exists(path)) throw new WhittleException($"{path}: tokenizer file not found");
+        InputFile.RequireRegular(path);
         var bytes = File.ReadAllBytes(path);
         JsonDocument doc;
         try { doc = JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 256 }); }
@@ -60,6 +61,7 @@ internal static class TokenizerLoader
         string? mergesPath = new[] { "vocab.bpe", "merges.txt" }.Select(n => System.IO.Path.Combine(dir, n)).FirstOrDefault(File.Exists);
         if (mergesPath is null) throw new WhittleException($"{path}: GPT-2 style vocabulary needs a sibling vocab.bpe or merges.txt, found neither in {dir}");
         var vocab = ReadVocab(path, root);
+        InputFile.RequireRegular(mergesPath);
         var mergesBytes = File.ReadAllBytes(mergesPath);
         var merges = new List<(string, string)>();
         int lineNo = 0;
@@ -178,15 +180,22 @@ internal static class TokenizerLoader
                 break;
             case "Split":
                 var pat = p.GetProperty("pattern");
-                Regex regex = pat.TryGetProperty("Regex", out var re)
-                    ? new Regex(re.GetString()!, RegexOptions.CultureInvariant | RegexOptions.Compiled)
-                    : new Regex(Regex.Escape(pat.GetProperty("String").GetString()!), RegexOptions.CultureInvariant);
+                // A tokenizer file is input like any other: its pattern could backtrack for ever on some text, so every
+                // match runs under SplitStep.MatchTimeout and a timeout is an error naming the file (SplitStep.Apply).
+                Regex regex;
+                try
+                {
+                    regex = pat.TryGetProperty("Regex", out var re)
+                        ? new Regex(re.GetString()!, RegexOptions.CultureInvariant | RegexOptions.Compiled, SplitStep.MatchTimeout)
+                        : new Regex(Regex.Escape(pat.GetProperty("String").GetString()!), RegexOptions.CultureInvariant, SplitStep.MatchTimeout);
+                }
+                catch (ArgumentException e) { throw new InvalidFileException(path, $"pre_tokenizer: Split pattern is not a valid regular expression ({ErrorText.Clip(e.Message)})"); }
                 if (p.TryGetProperty("invert", out var inv) && inv.ValueKind == JsonValueKind.True)
                     throw new InvalidFileException(path, "pre_tokenizer: Split with invert=true is not supported");
                 string behavior = p.GetProperty("behavior").GetString()!;
                 if (!Enum.TryParse<SplitStep.Behavior>(behavior, out var b))
                     throw new InvalidFileException(path, $"pre_tokenizer: Split behavior '{behavior}' is not supported");
-                steps.Add(new SplitStep(regex, b));
+                steps.Add(new SplitStep(regex, b, path));
                 break;
             case "Sequence":
                 foreach (var e in p.GetProperty("pretokenizers").EnumerateArray()) ReadPreTokenizer(path, e, steps, ref prefixSpace, false);

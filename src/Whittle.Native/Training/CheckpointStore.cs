@@ -85,6 +85,7 @@ public sealed class CheckpointStore(string runDir, int keep = 2, string? tokeniz
             model.LoadFlat(loaded.Parameters.Flat);
         }
         var statePath = Path.Combine(dir, StateFile);
+        InputFile.RequireRegular(statePath);
         var state = TrainingState.FromJson(JsonNode.Parse(File.ReadAllText(statePath))!, statePath);
         using var opt = new SafeTensorsFile(Path.Combine(dir, OptimizerFile));
         foreach (var (name, dst) in new[] { ("m", optimizer.M), ("v", optimizer.V) })

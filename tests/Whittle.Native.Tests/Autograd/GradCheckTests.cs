@@ -13,6 +13,7 @@ namespace Whittle.Native.Tests.Autograd;
 /// about 1e-4..1e-5 relative, so ‖g − g_fd‖ / ‖g_fd‖ ≤ 1e-3 has a safe margin yet catches any real mistake (a wrong
 /// factor, a missed term or a transposed index gives errors of order 1). Every input element is perturbed.
 /// </summary>
+[Category(TestBackends.GemmSensitive)]
 public class GradCheckTests
 {
     static readonly CpuBackend Cpu = CpuBackend.Instance;

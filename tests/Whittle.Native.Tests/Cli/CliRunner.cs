@@ -8,11 +8,18 @@ static class CliRunner
     public static (int Exit, string Stdout, string Stderr) Run(params string[] args) => RunIn(null, null, args);
 
     public static (int Exit, string Stdout, string Stderr) RunIn(string? workingDir, string? stdin, params string[] args) =>
-        RunWith(workingDir, stdin, null, args);
+        RunWithin(TimeSpan.FromMinutes(10), workingDir, stdin, null, args);
 
     /// <summary>Runs with extra environment variables (a null value removes the variable).</summary>
     public static (int Exit, string Stdout, string Stderr) RunWith(string? workingDir, string? stdin, IReadOnlyDictionary<string, string?>? environment,
-        params string[] args)
+        params string[] args) => RunWithin(TimeSpan.FromMinutes(10), workingDir, stdin, environment, args);
+
+    /// <summary>Like RunIn, but a run longer than <paramref name="limit"/> is killed and fails the test (a hang is a bug).</summary>
+    public static (int Exit, string Stdout, string Stderr) RunWithin(TimeSpan limit, string? workingDir, string? stdin, params string[] args) =>
+        RunWithin(limit, workingDir, stdin, null, args);
+
+    static (int Exit, string Stdout, string Stderr) RunWithin(TimeSpan limit, string? workingDir, string? stdin,
+        IReadOnlyDictionary<string, string?>? environment, string[] args)
     {
         var dll = Path.Combine(TestContext.CurrentContext.TestDirectory, "whittle.dll");
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = stdin is not null, UseShellExecute = false };
@@ -25,7 +32,7 @@ static class CliRunner
         if (stdin is not null) { p.StandardInput.Write(stdin); p.StandardInput.Close(); }
         var outTask = p.StandardOutput.ReadToEndAsync();
         var errTask = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(600_000)) { p.Kill(true); throw new TimeoutException("whittle " + string.Join(' ', args)); }
+        if (!p.WaitForExit(limit)) { p.Kill(true); throw new TimeoutException($"whittle {string.Join(' ', args.Select(a => ErrorText.Clip(a, 80)))} ran longer than {limit}"); }
         return (p.ExitCode, outTask.Result, errTask.Result);
     }
 

@@ -6,6 +6,7 @@ namespace Whittle.Native.Tests.Cli;
 
 /// <summary>--precision and --teacher-precision: checked at parse time, applied, and recorded in metrics.jsonl and the JSON summary.</summary>
 [NonParallelizable]
+[Category(TestBackends.GemmSensitive)]
 public class PrecisionCliTests
 {
     static string _root = "";
@@ -85,6 +86,9 @@ public class PrecisionCliTests
         File.WriteAllText(Path.Combine(_root, "ids.txt"), string.Join(" ", Enumerable.Range(0, 64).Select(i => (i * 37) % 96)));
         double f32 = Loss("fp32"), bf16 = Loss("bf16");
         // The flag reaches the model: a different loss, and not wildly so (the numerics themselves are Model/Bf16Tests' subject).
+        // bf16 rounds each GEMM operand to 8 significant bits (u = 2^-8); Bf16Tests' budget for this 2-layer fixture's
+        // logits is 2·G·sqrt(2/3)·u with G = 4L + 1 = 9 GEMMs: ≈ 5.7% of their RMS, and the loss moves by a change of that
+        // order: 6% is that budget, not a measured value, and it does not depend on which f32 GEMM runs underneath.
         Assert.That(Math.Abs(bf16 - f32), Is.GreaterThan(0).And.LessThan(0.06 * Math.Abs(f32)));
     }
 }

@@ -117,6 +117,9 @@ public unsafe class OpenBlasTests
         var seed = rng.Next();
         rng = new Random(seed); var viaBlas = Run(blasBackend);
         rng = new Random(seed); var viaOurs = Run(new CpuBackend(CpuGemm.Ours));
+        // 1e-4 absolute: the outputs are f32 dot products of length 64 and 300 of values in [-1, 1]; two summation orders
+        // differ by about 2^-24·sqrt(Σ partial sums²) ≈ 2^-24·70 ≈ 4e-6 for the longer one (random walk, as in GemmTests),
+        // so 1e-4 is a 25× margin that a wrong transpose or bias (errors of order 1) cannot hide in.
         Assert.That(viaBlas, Is.EqualTo(viaOurs).Within(1e-4f));
         Assert.That(viaBlas, Is.Not.EqualTo(new float[viaBlas.Length]), "a zero result would match trivially");
     }
@@ -151,6 +154,65 @@ public class CpuGemmChoiceTests
 
     [Test]
     public void OursIsAlwaysAvailable() => Assert.That(new CpuBackend(CpuGemm.Ours).GemmChoice, Is.EqualTo(CpuGemm.Ours));
+
+    [Test]
+    public void ParsesTheForcedKernelsAndNamesThemBack()
+    {
+        foreach (var name in CpuGemmChoice.Names)
+            Assert.That(CpuGemmChoice.Name(CpuGemmChoice.Parse(name.ToUpperInvariant(), "x")), Is.EqualTo(name));
+        var ex = Assert.Throws<WhittleException>(() => CpuGemmChoice.Parse("ours-avx", CpuGemmChoice.Variable));
+        Assert.That(ex!.Message, Does.Contain("ours-avx512").And.Contain("ours-scalar"));
+    }
+
+    /// <summary>A forced path runs that micro-kernel and nothing else: its MatMul equals Gemm.Sgemm pinned to the same
+    /// kernel bit for bit, and every supported kernel equals the scalar one where the CPU has FMA (the same FMA chain per
+    /// element, Gemm.cs), so a kernel silently swapped or mis-tiled shows up.</summary>
+    [Test]
+    public unsafe void EachSupportedForcedPathRunsItsKernel()
+    {
+        var rng = new Random(3);
+        var a = Enumerable.Range(0, 37 * 300).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        var b = Enumerable.Range(0, 300 * 45).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        float[] Via(CpuBackend backend)
+        {
+            using var ta = Tensor.FromArray(a, 37, 300); using var tb = Tensor.FromArray(b, 300, 45);
+            using var c = backend.Zeros(Whittle.Native.Tensors.DType.F32, 37, 45);
+            backend.MatMul(ta, false, tb, false, c);
+            return c.ToFloatArray();
+        }
+        var scalar = Via(new CpuBackend(CpuGemm.OursScalar));
+        var paths = CpuGemmChoice.SupportedPaths().Where(p => p.StartsWith("ours-")).ToList();
+        Assert.That(paths, Does.Contain("ours-scalar"));
+        foreach (var path in paths)
+        {
+            var backend = new CpuBackend(CpuGemmChoice.Parse(path, "x"));
+            Assert.That(backend.Name, Does.Contain(path));
+            var got = Via(backend);
+            if (System.Runtime.Intrinsics.X86.Fma.IsSupported) Assert.That(got, Is.EqualTo(scalar), path);
+            else Assert.That(got, Is.EqualTo(scalar).Within(1e-4f), path);   // no FMA: the scalar loop rounds products separately
+        }
+    }
+
+    /// <summary>A path the CPU lacks is refused with one line naming it and what the machine has, exit 1. The runtime's
+    /// own switch (DOTNET_EnableAVX512=0) makes any AVX-512 machine one that lacks AVX-512, so this runs everywhere.</summary>
+    [Test]
+    public void AForcedKernelTheCpuLacksIsRefused()
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(Path.Combine(TestContext.CurrentContext.TestDirectory, "whittle.dll"));
+        foreach (var arg in new[] { "bench", "train", "--config", "small", "--steps", "1", "--warmup", "0" }) psi.ArgumentList.Add(arg);
+        psi.Environment["DOTNET_EnableAVX512"] = "0";
+        psi.Environment["DOTNET_EnableAVX512F"] = "0";
+        psi.Environment[CpuGemmChoice.Variable] = "ours-avx512";
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEnd();
+        Assert.That(p.WaitForExit(120_000), Is.True);
+        Assert.That(p.ExitCode, Is.EqualTo(1), stderr);
+        Assert.That(stderr.Trim().Split('\n'), Has.Length.EqualTo(1));
+        Assert.That(stderr, Does.Contain("ours-avx512").And.Contain("AVX-512F").And.Contain("ours-scalar"));
+        Assert.That(stdout.Result, Does.Not.Contain("tok/s"), "refused before any work");
+    }
 
     [Test, NonParallelizable]
     public void OverrideVariableIsTheOnlyCandidateWhenSet()

@@ -22,6 +22,7 @@ namespace Whittle.Native.Tests.Model;
 /// head); gradients also through the 2 backward GEMMs of each Linear, G = 3(4L + 1). A lower bound of u/16 shows that the
 /// bf16 path is in use at all (f32 round-off is ~1e-7, thousands of times smaller).
 /// </summary>
+[Category(TestBackends.GemmSensitive)]
 public class Bf16Tests
 {
     const double U = 1.0 / 256;                                   // bf16 unit roundoff, 2^-8

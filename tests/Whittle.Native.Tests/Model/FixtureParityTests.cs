@@ -10,9 +10,18 @@ namespace Whittle.Native.Tests.Model;
 /// fixtures' float32 weights (logits, loss, every gradient, one AdamW step). Errors are measured per tensor as
 /// max |ours − expected| / max |expected|, because some gradient entries are exactly zero in exact arithmetic (the key
 /// bias outside the rotary dims) and an element-wise relative error would compare round-off with round-off.
+/// Tolerances, from float32 rounding against a float64 reference, for any f32 GEMM (no summation order is assumed, so the
+/// tests run under every GEMM path: TestBackends.GemmSensitive). A logit passes through 2 layers of about six f32 dot
+/// products each (QKV, scores, mixing, dense, MLP up/down; length k ≤ 72) plus layernorms (double sums); one dot
+/// product's error is ~sqrt(k)·2^-24 ≈ 5e-7 of Σ|terms| (random walk, GemmTests' derivation), and about a dozen such
+/// stages add up to ~6e-6 of the logits' scale: 1e-5 for logits and losses. Gradients chain about twice as many products
+/// and sum over the B·T rows, where cancellation makes the scaled error up to ~10× larger: 1e-4. One AdamW step is
+/// element-wise (m̂/(√v̂ + ε) in a few f32 operations, each ≤ 2^-24 relative, on top of a parameter of scale ≥ 1e-2):
+/// 1e-6 is about ten roundings.
 /// </summary>
 [TestFixture("tiny-neox")]
 [TestFixture("tiny-neox-seq")]
+[Category(TestBackends.GemmSensitive)]
 public class FixtureParityTests(string fixture)
 {
     static readonly CpuBackend Cpu = CpuBackend.Instance;

@@ -129,7 +129,8 @@ public class SafeTensorsTests
         SafeTensorsWriter.Write(path, tensors, meta);
 
         using var f = new SafeTensorsFile(path);
-        Assert.That(f.Metadata, Is.EquivalentTo(meta));
+        Assert.That(f.Metadata.Where(kv => kv.Key != SafeTensorsFile.DataSha256Key), Is.EquivalentTo(meta), "the caller's metadata, plus the data digest");
+        Assert.That(f.Metadata[SafeTensorsFile.DataSha256Key], Has.Length.EqualTo(64));
         Assert.That(f.Tensors.Count, Is.EqualTo(tensors.Count));
         foreach (var (name, t) in tensors)
         {
@@ -190,19 +191,22 @@ public class SafeTensorsTests
     public void HeaderLayoutFollowsTheReferenceImplementation()
     {
         // Written by hand from the reference's rules: metadata first, then larger elements first, then by name,
-        // offsets contiguous, compact JSON padded with spaces to a multiple of 8.
+        // offsets contiguous, compact JSON padded with spaces to a multiple of 8. Our one addition: the data section's
+        // SHA-256 in the metadata (keys in ordinal order).
+        var data = new byte[] { 1, 0, 0, 0, 2, 0, 0, 0, 0x80, 0x3F, 0x00, 0xC0, 0x40, 0x40 };
+        var digest = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(data));
         using var b = Tensor.FromArray(new[] { 1, 2 }, 2);
         using var a = Tensor.FromArray(new[] { 1f, -2f }, 1, 2);
         using var c = Tensor.FromArray(new[] { 3f }, 1);
         string path = Path.Combine(_dir, "layout.safetensors");
         SafeTensorsWriter.Write(path, [("c", c), ("b", b), ("a", a)], new Dictionary<string, string> { ["format"] = "pt" }, DType.BF16);
-        const string json = "{\"__metadata__\":{\"format\":\"pt\"},\"b\":{\"dtype\":\"I32\",\"shape\":[2],\"data_offsets\":[0,8]}," +
+        string json = "{\"__metadata__\":{\"format\":\"pt\",\"whittle_data_sha256\":\"" + digest + "\"},\"b\":{\"dtype\":\"I32\",\"shape\":[2],\"data_offsets\":[0,8]}," +
                             "\"a\":{\"dtype\":\"BF16\",\"shape\":[1,2],\"data_offsets\":[8,12]},\"c\":{\"dtype\":\"BF16\",\"shape\":[1],\"data_offsets\":[12,14]}}";
         string padded = json + new string(' ', (8 - json.Length % 8) % 8);
         var bytes = File.ReadAllBytes(path);
         Assert.That(BinaryPrimitives.ReadUInt64LittleEndian(bytes), Is.EqualTo((ulong)padded.Length));
         Assert.That(Encoding.UTF8.GetString(bytes, 8, padded.Length), Is.EqualTo(padded));
-        Assert.That(bytes[(8 + padded.Length)..], Is.EqualTo(new byte[] { 1, 0, 0, 0, 2, 0, 0, 0, 0x80, 0x3F, 0x00, 0xC0, 0x40, 0x40 }));
+        Assert.That(bytes[(8 + padded.Length)..], Is.EqualTo(data));
     }
 
     // ------------------------------------------------------------------ checkpoints

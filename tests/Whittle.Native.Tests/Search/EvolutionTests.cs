@@ -58,6 +58,8 @@ public class EvolutionTests
             randSum += rnd.Min(e => e.Fitness);
         }
         TestContext.Out.WriteLine($"mean best distance: evolution {evoSum / 4:F3}, random {randSum / 4:F3}");
+        // A statistical claim on a synthetic fitness (no floating-point model): over 4 fixed seeds evolution's best is at
+        // least 20% closer than random search's; deterministic for these seeds and CPU-independent (double arithmetic on architecture sizes, no GEMM).
         Assert.That(evoSum, Is.LessThan(randSum * 0.8));
     }
 

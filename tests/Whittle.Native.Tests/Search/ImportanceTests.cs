@@ -10,6 +10,7 @@ namespace Whittle.Native.Tests.Search;
 /// (block influence 0); a head whose value rows are zero has a zero context; a neuron whose input row and bias are zero
 /// has GELU(0) = 0. Those units must score 0 and rank last, and the importance-permuted model must compute the same logits.
 /// </summary>
+[Category(TestBackends.GemmSensitive)]
 public class ImportanceTests
 {
     [Test]
@@ -35,6 +36,8 @@ public class ImportanceTests
         var batches = new[] { RandomIds(c.VocabSize, 2, 8, 1), RandomIds(c.VocabSize, 2, 8, 2) };
         var s = Importance.Score(model, batches);
         Assert.That(s.Tokens, Is.EqualTo(32));
+        // Zeroed projections make layer 1 an exact identity in f32 (x + 0 = x), so its block influence 1 − cos is 0 up to
+        // the double cosine's rounding (~1e-16); live layers score > 1e-3. The dead head and neuron contribute exact zeros.
         Assert.That(s.Layers[1], Is.LessThan(1e-6));
         Assert.That(s.Layers[0], Is.GreaterThan(1e-3));
         Assert.That(s.Layers[2], Is.GreaterThan(1e-3));
@@ -50,7 +53,8 @@ public class ImportanceTests
         Permutation.Apply(model, p);
         Assert.That(ScaledError(Logits(model, ids), before), Is.LessThanOrEqualTo(1e-5));
 
-        // Scoring the permuted model again finds every family already in descending order.
+        // Scoring the permuted model again finds every family already in descending order. Permuting changes only the
+        // order of f32 additions (relative ~sqrt(k)·2^-24 ≲ 5e-7 for k ≤ 40), so ties may reorder by that much: 1e-6.
         var again = Importance.Score(model, batches);
         static void Descending(double[] v, string what)
         {

@@ -13,6 +13,7 @@ namespace Whittle.Native.Tests.Search;
 /// against the library computed independently here (same-function permutation, perplexities recomputed, budget window,
 /// Pareto dominance, extracted logits), plus resume and bad input.
 /// </summary>
+[Category(TestBackends.GemmSensitive)]
 public class SearchCliTests
 {
     string _tmp = "";
@@ -42,6 +43,22 @@ public class SearchCliTests
         };
         File.WriteAllText(Path.Combine(dir, "meta.json"), meta.ToJsonString());
         return dir;
+    }
+
+    /// <summary>One writer per run directory (issue 14): while this process holds --out's lock, `search` on it exits 1
+    /// naming this pid and leaves the directory as it was.</summary>
+    [Test]
+    public void SearchRefusesARunDirectoryAnotherProcessHolds()
+    {
+        var data = WriteDataset(Path.Combine(_tmp, "data"), 96, 2000, 600, 1);
+        var outDir = Path.Combine(_tmp, "search");
+        using var held = RunDirectoryLock.Acquire(outDir, "search");
+        var r = CliRunner.Run("search", "--model", CliRunner.Fixture("tiny-neox"), "--data", data, "--budget-ratio", "0.7", "--space", "uniform",
+            "--evaluations", "2", "--seq-len", "16", "--batch-size", "4", "--eval-tokens", "120", "--out", outDir);
+        Assert.That(r.Exit, Is.EqualTo(1), r.Stdout + r.Stderr);
+        Assert.That(r.Stderr.TrimEnd().Split('\n'), Has.Length.EqualTo(1), r.Stderr);
+        Assert.That(r.Stderr, Does.Contain(outDir).And.Contain($"process {Environment.ProcessId}"));
+        Assert.That(Directory.EnumerateFileSystemEntries(outDir).Select(Path.GetFileName), Is.EqualTo(new[] { RunDirectoryLock.FileName }));
     }
 
     [Test]
@@ -88,6 +105,8 @@ public class SearchCliTests
         Assert.That(best["perplexity"]!.GetValue<double>(), Is.EqualTo(history.Min(h => h["perplexity"]!.GetValue<double>())));
         var bestArch = SubnetSpec.Load(Path.Combine(outDir, "best.json"), config);
         var recomputed = Perplexity.Evaluate(parent, val.Val, 16, 4, 120, bestArch).Perplexity;
+        // The same evaluation (same GEMM path, shapes and thread count in the CLI process and here, so the same bits)
+        // printed as a round-trip double: 1e-9 only absorbs the JSON text, not any numerical difference.
         Assert.That(best["perplexity"]!.GetValue<double>(), Is.EqualTo(recomputed).Within(1e-9));
         var front = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "pareto.json")))!.AsArray();
         foreach (var f in front)

@@ -12,6 +12,7 @@ namespace Whittle.Native.Tests.Search;
 /// </summary>
 [TestFixture("tiny-neox")]
 [TestFixture("tiny-neox-seq")]
+[Category(TestBackends.GemmSensitive)]
 public class SubnetReferenceTests(string fixture)
 {
     [Test]

@@ -6,6 +6,7 @@ using static Whittle.Native.Tests.Search.SearchTestModels;
 namespace Whittle.Native.Tests.Search;
 
 /// <summary>Sub-network specs, costs, permutation invariance and extraction, against hand-built answers and invariants.</summary>
+[Category(TestBackends.GemmSensitive)]
 public class SubnetTests
 {
     static readonly GptNeoXConfig Parent = Shapes().First();   // C 32, 2 layers, 4 heads × 8, intermediate 48

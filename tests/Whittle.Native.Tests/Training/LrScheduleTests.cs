@@ -2,6 +2,8 @@ using Whittle.Native.Training;
 
 namespace Whittle.Native.Tests.Training;
 
+/// <summary>Schedules against values worked out by hand. Tolerances: the schedule is a few f32 operations (a cosine in
+/// double, rounded to f32 once) on values ≤ 1, so 1e-6 is ~10 roundings of 2^-24; no GEMM or CPU-specific path is involved.</summary>
 public class LrScheduleTests
 {
     [Test]
