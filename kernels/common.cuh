@@ -1,4 +1,5 @@
-// common.cuh: helpers shared by every kernel file (warp/block reductions, bf16 bit conversions, the error word).
+// common.cuh: helpers shared by the kernel files (warp/block reductions, (B, T, H, D) views and their shared-memory
+// tiles, bf16 bit conversions, the error word).
 // Policy: no includes (NVRTC compiles without the toolkit headers), plain f32 arithmetic, reductions by warp shuffles,
 // blocks of a multiple of 32 threads (at most 1024). Kernels that find bad input (an id or target out of range) record
 // the first offence in the backend's device error word instead of trapping, so the host can report it by name.
@@ -43,6 +44,35 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
     __syncthreads();
     v = lane < nw ? scratch[lane] : NEG_INF;
     return warp_max(v);
+}
+
+// Sum over the block in double (fixed order: lanes, then warps); every thread gets the result. scratch: at least 32
+// doubles of shared memory.
+__device__ __forceinline__ double block_sum_d(double v, double* scratch) {
+    int lane = threadIdx.x % WARP, wid = threadIdx.x / WARP, nw = (blockDim.x + WARP - 1) / WARP;
+    v = warp_sum_d(v);
+    __syncthreads();  // scratch may still be read by a previous call
+    if (lane == 0) scratch[wid] = v;
+    __syncthreads();
+    v = lane < nw ? scratch[lane] : 0.0;
+    return warp_sum_d(v);
+}
+
+// Element strides of a (B, T, H, D) view (attention's q, k, v inside the fused qkv buffer); the D stride is 1.
+struct Bthd { long long sB, sT, sH; };
+
+__device__ __forceinline__ long long at(Bthd s, int b, int t, int h) { return b * s.sB + t * s.sT + h * s.sH; }
+
+// Rows r0 .. r0+rows-1 of head h of batch b of two (B, T, H, D) views into two (rows, D+1) shared tiles (the +1
+// staggers rows across banks when lanes index rows), zeros past T. The whole block takes part.
+__device__ __forceinline__ void load_tile_pair(const float* x, Bthd sx, const float* y, Bthd sy, int b, int h, int r0, int rows, int T,
+                                               int D, float* tx, float* ty) {
+    int pad = D + 1;
+    for (int e = threadIdx.x; e < rows * D; e += blockDim.x) {
+        int r = e / D, d = e % D, t = r0 + r;
+        tx[r * pad + d] = t < T ? x[at(sx, b, t, h) + d] : 0.0f;
+        ty[r * pad + d] = t < T ? y[at(sy, b, t, h) + d] : 0.0f;
+    }
 }
 
 // bfloat16 as raw bits: round to nearest even, NaN kept quiet (the same rule as Bf16.FromFloat on the host).

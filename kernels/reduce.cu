@@ -15,30 +15,16 @@ extern "C" __global__ void reduce_partials(const float* x, long long n, int squa
         double v = x[i];
         acc += squared ? v * v : v;
     }
-    acc = warp_sum_d(acc);
-    int lane = threadIdx.x % WARP, wid = threadIdx.x / WARP;
-    if (lane == 0) scratch[wid] = acc;
-    __syncthreads();
-    if (wid == 0) {
-        acc = lane < (int)(blockDim.x / WARP) ? scratch[lane] : 0.0;
-        acc = warp_sum_d(acc);
-        if (lane == 0) partials[blockIdx.x] = acc;
-    }
+    acc = block_sum_d(acc, scratch);
+    if (threadIdx.x == 0) partials[blockIdx.x] = acc;
 }
 
 extern "C" __global__ void reduce_final(const double* partials, int count, double* out) {
     __shared__ double scratch[32];
     double acc = 0.0;
     for (int i = threadIdx.x; i < count; i += blockDim.x) acc += partials[i];
-    acc = warp_sum_d(acc);
-    int lane = threadIdx.x % WARP, wid = threadIdx.x / WARP;
-    if (lane == 0) scratch[wid] = acc;
-    __syncthreads();
-    if (wid == 0) {
-        acc = lane < (int)(blockDim.x / WARP) ? scratch[lane] : 0.0;
-        acc = warp_sum_d(acc);
-        if (lane == 0) out[0] = acc;
-    }
+    acc = block_sum_d(acc, scratch);
+    if (threadIdx.x == 0) out[0] = acc;
 }
 
 extern "C" __global__ void column_sums(const float* dy, float* dBias, int M, int N, int rowsPerChunk, long long ld) {

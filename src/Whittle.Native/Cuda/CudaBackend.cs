@@ -451,10 +451,11 @@ public sealed unsafe partial class CudaBackend : IBackend, IKernelLauncher
         CheckHeadSize(d);
         var sq = Bthd4(q, "q", b, t, h, d); var sk = Bthd4(k, "k", b, t, h, d); var sv = Bthd4(v, "v", b, t, h, d); var so = Bthd4(output, "output", b, t, h, d);
         F32(lse, "lse", 3); Shape(lse, "lse", _op, b, h, t); Contiguous(lse, "lse");
-        bool mma = precision == AttentionPrecision.Bf16 && d is 64 or 128;
-        Launchers.Attention.Forward(this, mma ? $"attention_forward_mma_d{d}" : "attention_forward",
-            mma ? Launchers.Attention.MmaForwardShape(b, t, h, d) : Launchers.Attention.ForwardShape(b, t, h, d),
-            q.Pointer, k.Pointer, v.Pointer, output.Pointer, lse.Pointer, b, t, h, d, scale, sq, sk, sv, so);
+        if (precision == AttentionPrecision.Bf16 && Launchers.AttentionMma.HasForward(d))
+            Launchers.AttentionMma.Forward(this, Launchers.AttentionMma.ForwardKernel(d), q.Pointer, k.Pointer, v.Pointer, output.Pointer, lse.Pointer,
+                b, t, h, d, scale, sq, sk, sv, so);
+        else
+            Launchers.Attention.Forward(this, q.Pointer, k.Pointer, v.Pointer, output.Pointer, lse.Pointer, b, t, h, d, scale, sq, sk, sv, so);
     }
 
     /// <summary><see cref="AttentionPrecision.Bf16"/>: the tensor-core backward (attention_backward_*_mma_d64) for head size 64.</summary>
@@ -471,13 +472,18 @@ public sealed unsafe partial class CudaBackend : IBackend, IKernelLauncher
         F32(lse, "lse", 3); Shape(lse, "lse", _op, b, h, t); Contiguous(lse, "lse");
         using var dt = Empty(DType.F32, b, h, t);  // (B, H, T) scratch: dOut . output per row
         Launchers.Attention.BackwardDot(this, dOut.Pointer, output.Pointer, dt.Pointer, b, t, h, d, sdo, so);
-        bool mma = precision == AttentionPrecision.Bf16 && d == 64;
-        Launchers.Attention.BackwardDq(this, mma ? "attention_backward_dq_mma_d64" : "attention_backward_dq",
-            mma ? Launchers.Attention.MmaBackwardDqShape(b, t, h) : Launchers.Attention.BackwardDqShape(b, t, h, d),
-            dOut.Pointer, q.Pointer, k.Pointer, v.Pointer, lse.Pointer, dt.Pointer, dq.Pointer, b, t, h, d, scale, sdo, sq, sk, sv, sdq);
-        Launchers.Attention.BackwardDkDv(this, mma ? "attention_backward_dkdv_mma_d64" : "attention_backward_dkdv",
-            mma ? Launchers.Attention.MmaBackwardDkDvShape(b, t, h) : Launchers.Attention.BackwardDkDvShape(b, t, h, d),
-            dOut.Pointer, q.Pointer, k.Pointer, v.Pointer, lse.Pointer, dt.Pointer, dk.Pointer, dv.Pointer, b, t, h, d, scale, sdo, sq, sk, sv, sdk, sdv);
+        if (precision == AttentionPrecision.Bf16 && Launchers.AttentionMma.HasBackward(d))
+        {
+            Launchers.AttentionMma.BackwardDq(this, dOut.Pointer, q.Pointer, k.Pointer, v.Pointer, lse.Pointer, dt.Pointer, dq.Pointer, b, t, h, d, scale,
+                sdo, sq, sk, sv, sdq);
+            Launchers.AttentionMma.BackwardDkDv(this, dOut.Pointer, q.Pointer, k.Pointer, v.Pointer, lse.Pointer, dt.Pointer, dk.Pointer, dv.Pointer, b, t, h,
+                d, scale, sdo, sq, sk, sv, sdk, sdv);
+            return;
+        }
+        Launchers.Attention.BackwardDq(this, dOut.Pointer, q.Pointer, k.Pointer, v.Pointer, lse.Pointer, dt.Pointer, dq.Pointer, b, t, h, d, scale,
+            sdo, sq, sk, sv, sdq);
+        Launchers.Attention.BackwardDkDv(this, dOut.Pointer, q.Pointer, k.Pointer, v.Pointer, lse.Pointer, dt.Pointer, dk.Pointer, dv.Pointer, b, t, h, d,
+            scale, sdo, sq, sk, sv, sdk, sdv);
     }
 
     void CheckHeadSize(int d)

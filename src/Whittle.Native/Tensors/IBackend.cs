@@ -63,7 +63,7 @@ public interface IBackend : IDisposable
     /// <summary>In place on dx (B, T, H, D): the transpose of the rotation (rotation by -angle), turning the gradient of the rotated x into that of x.</summary>
     void RotaryBackward(Tensor dx, Tensor cos, Tensor sin);
 
-    // ---------------------------------------------------------------- attention  (kernels/attention.cu)
+    // ---------------------------------------------------------------- attention  (kernels/attention.cu; bf16: kernels/attention_mma.cu)
     /// <summary>
     /// Causal self-attention per (b, h): out[t] = sum_{s&lt;=t} softmax_s(scale * q[t].k[s]) v[s].
     /// q, k, v: (B, T, H, D) strided views; output (B, T, H, D) contiguous; lse (B, H, T) = log-sum-exp of the

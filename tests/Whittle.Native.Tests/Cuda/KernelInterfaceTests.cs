@@ -56,7 +56,7 @@ public partial class KernelInterfaceTests
     static IReadOnlyList<CKernel> Kernels()
     {
         var list = new List<CKernel>();
-        var headerStructs = KernelCompiler.KernelFiles.SelectMany(f => Structs(KernelCompiler.ReadSource(f))).DistinctBy(kv => kv.Key)
+        var headerStructs = KernelCompiler.KernelFiles.Append("common.cuh").SelectMany(f => Structs(KernelCompiler.ReadSource(f))).DistinctBy(kv => kv.Key)
             .ToDictionary(kv => kv.Key, kv => kv.Value);
         foreach (var file in KernelCompiler.KernelFiles)
         {
@@ -167,7 +167,8 @@ public partial class KernelInterfaceTests
         {
             var file = (string)c.GetField("File")!.GetValue(null)!;
             Assert.That(KernelCompiler.KernelFiles, Does.Contain(file), c.Name);
-            Assert.That(c.Name.ToLowerInvariant() + ".cu", Is.EqualTo(file), $"{c.Name} launches {file}: name them alike");
+            var pascal = string.Concat(file[..^3].Split('_').Select(w => char.ToUpperInvariant(w[0]) + w[1..]));
+            Assert.That(c.Name, Is.EqualTo(pascal), $"{c.Name} launches {file}: name them alike");
         }
         Assert.That(classes.Select(c => (string)c.GetField("File")!.GetValue(null)!), Is.EquivalentTo(KernelCompiler.KernelFiles));
     }
@@ -188,8 +189,8 @@ public partial class KernelInterfaceTests
             if (d <= 128) Assert.That(Whittle.Native.Cuda.Launchers.Attention.BackwardDkDvShape(1, 1, 1, d).SharedBytes, Is.LessThanOrEqualTo(163 * 1024), $"A100, D={d}");
         }
         foreach (int d in new[] { 64, 128 })
-            Assert.That(Whittle.Native.Cuda.Launchers.Attention.MmaForwardShape(2, 130, 3, d), Is.EqualTo(new LaunchShape(3, 6, 128, (2 * 64 * (d + 8) + d * 72) * 2)));
-        Assert.That(Whittle.Native.Cuda.Launchers.Attention.MmaBackwardDkDvShape(1, 64, 1).SharedBytes, Is.LessThanOrEqualTo(48 * 1024 * 2));
+            Assert.That(Whittle.Native.Cuda.Launchers.AttentionMma.ForwardShape(2, 130, 3, d), Is.EqualTo(new LaunchShape(3, 6, 128, (2 * 64 * (d + 8) + d * 72) * 2)));
+        Assert.That(Whittle.Native.Cuda.Launchers.AttentionMma.BackwardDkDvShape(1, 64, 1).SharedBytes, Is.LessThanOrEqualTo(48 * 1024 * 2));
     }
 
     [Test]
