@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json.Nodes;
+using Whittle.Native.Verification;
 using Whittle.Native;
 using Whittle.Native.Autograd;
 using Whittle.Native.Cpu;
@@ -68,7 +69,7 @@ static class BenchCommand
             string dev = p.GetValue(device)!;
             if (p.GetValue(gemm) is { } g && dev != "cpu") throw new WhittleException("--gemm applies to --device cpu only");
             if (p.GetValue(lossChunkRows) < 0) throw new WhittleException($"--loss-chunk-rows must be >= 0, got {p.GetValue(lossChunkRows)}");
-            IBackend created = dev == "cpu" ? new CpuBackend(CpuGemmChoice.Parse(p.GetValue(gemm) ?? Environment.GetEnvironmentVariable(CpuGemmChoice.Variable), "--gemm")) : Backends.Create(dev);
+            IBackend created = Backends.Create(dev, p.GetValue(gemm) ?? Environment.GetEnvironmentVariable(CpuGemmChoice.Variable));
             using var backend = p.GetValue(profile) ? new ProfilingBackend(created) : created;
             var pr = PrecisionNames.Parse(p.GetValue(precision)!, "--precision");
             var teacherPr = p.GetValue(teacherPrecision) is { } tp ? PrecisionNames.Parse(tp, "--teacher-precision") : backend.Device == Device.Cuda ? Precision.Bf16 : Precision.F32;

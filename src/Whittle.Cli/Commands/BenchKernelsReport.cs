@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Whittle.Native.Verification;
 using Whittle.Native.Evaluation;
 using Whittle.Native.Model;
 using Whittle.Native.Tensors;

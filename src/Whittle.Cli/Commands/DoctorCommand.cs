@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
+using Whittle.Native.Verification;
 using Whittle.Native;
 using Whittle.Native.Cuda;
 using Whittle.Native.Tensors;
@@ -78,7 +79,7 @@ static class DoctorCommand
         {
             using var cpu = CreateReference();
             {
-                using var gpu = new CudaBackend();
+                using var gpu = Backends.Cuda();
                 var results = new ParityHarness(cpu, gpu).Run();
                 var arr = new JsonArray();
                 foreach (var r in results)
@@ -124,7 +125,7 @@ static class DoctorCommand
     }
 
     /// <summary>The parity reference: the CPU backend, the ground truth.</summary>
-    static IBackend CreateReference() => new Whittle.Native.Cpu.CpuBackend();
+    static IBackend CreateReference() => Backends.Cpu();
 
     static void PrintText(JsonObject report, int devices)
     {

@@ -63,7 +63,7 @@ static class SaltSelectCommand
             var tokenizerPath = Path.Combine(modelDir, "tokenizer.json");
             if (File.Exists(tokenizerPath)) dataset.RequireTokenizer(Tokenizer.FromFile(tokenizerPath).Sha256, tokenizerPath);
 
-            using IBackend backend = dev == "cuda" ? new CudaBackend() : CpuBackend.Instance;
+            using IBackend backend = dev == "cuda" ? Backends.Cuda() : CpuBackend.Instance;
             using var model = GptNeoXCheckpoint.Load(modelDir, backend);
             int lastDecile = -1;
             var result = SaltSelection.Run(model, new SplitSource(dataset.Train), t, k, f, max, b, (done, total) =>

@@ -38,8 +38,8 @@ public sealed unsafe partial class CudaBackend : IBackend, IKernelLauncher
     string _op = "";
     bool _disposed;
 
-    /// <param name="allocatorMode">How device memory is allocated; null: as WHITTLE_CUDA_ALLOCATOR says (caching by default).</param>
-    public CudaBackend(int ordinal = 0, KernelCompiler? compiler = null, DeviceAllocatorMode? allocatorMode = null)
+    /// <param name="allocatorMode">How device memory is allocated (the CLI resolves WHITTLE_CUDA_ALLOCATOR into it).</param>
+    public CudaBackend(int ordinal = 0, KernelCompiler? compiler = null, DeviceAllocatorMode allocatorMode = DeviceAllocatorMode.Caching)
     {
         _compiler = compiler ?? new KernelCompiler();
         int count = DeviceCount(out var problem);
@@ -54,7 +54,7 @@ public sealed unsafe partial class CudaBackend : IBackend, IKernelLauncher
         _arch = info.ComputeCapability;
         DeviceName = info.Name;
         _cubin = SupportsCubin(_arch);
-        Allocator = new DeviceAllocator(allocatorMode ?? DeviceAllocator.ModeFromEnvironment());
+        Allocator = new DeviceAllocator(allocatorMode);
         (_errorWord, _errorWordBlock) = Allocator.Allocate(16);
         Check(CuDriver.cuMemsetD32Async(_errorWord, 0, 4, _stream), "cuMemsetD32Async");
         CudaException.CheckCublas(Cublas.cublasCreate(out _cublas), "cublasCreate_v2", _op);

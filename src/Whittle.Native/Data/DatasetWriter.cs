@@ -7,6 +7,8 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using Whittle.Native.Tokenization;
 
+using Whittle.Native.IO;
+
 namespace Whittle.Native.Data;
 
 public sealed record TokenizeOptions(IReadOnlyList<string> Inputs, string OutDir, double ValFraction = 0.0, ulong Seed = 0,

@@ -24,7 +24,7 @@ public sealed class BpeTrainer
     /// <summary>Counts the words of a text file (gzip allowed), read in pieces cut only where no word can span the cut.</summary>
     public void AddFile(string path, bool replaceInvalid = false)
     {
-        using var reader = new Data.TextLineReader(path, replaceInvalid);
+        using var reader = new IO.TextLineReader(path, replaceInvalid);
         var sb = new StringBuilder();
         while (reader.ReadLine(out _) is { } line)
         {

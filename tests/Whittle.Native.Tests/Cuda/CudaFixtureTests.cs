@@ -1,3 +1,4 @@
+using Whittle.Native.Verification;
 using Whittle.Native.Autograd;
 using Whittle.Native.Cuda;
 using Whittle.Native.Model;

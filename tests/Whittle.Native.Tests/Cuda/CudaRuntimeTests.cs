@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Whittle.Native.Verification;
 using Whittle.Native.Cuda;
 using Whittle.Native.Cuda.Native;
 using Whittle.Native.Tensors;

@@ -1,5 +1,6 @@
 using System.Reflection;
 using System.Text.Json.Nodes;
+using Whittle.Native.Verification;
 using Whittle.Native.Cpu;
 using Whittle.Native.Cuda;
 using Whittle.Native.Tensors;

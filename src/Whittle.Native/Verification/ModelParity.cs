@@ -1,9 +1,10 @@
 using Whittle.Native.Autograd;
 using Whittle.Native.Model;
+using Whittle.Native.Cuda;
 using Whittle.Native.Tensors;
 using Whittle.Native.Training;
 
-namespace Whittle.Native.Cuda;
+namespace Whittle.Native.Verification;
 
 /// <summary>One whole-model parity case: a small random GPT-NeoX, optionally run as a sub-network of itself.</summary>
 public sealed record ModelParityCase(string Name, GptNeoXConfig Config, ActiveArchitecture? Active, int Batch, int SeqLen);

@@ -3,7 +3,7 @@ using Whittle.Native.Cuda;
 using Whittle.Native.Model;
 using Whittle.Native.Tensors;
 
-namespace Whittle.Native.Evaluation;
+namespace Whittle.Native.Verification;
 
 /// <summary>The tensor sizes of one training step: B, T, C, H, D, rotary dims R, MLP width I, vocabulary V, layers L, parameters P.</summary>
 public sealed record KernelShape(int Batch, int SeqLen, int Hidden, int Heads, int HeadSize, int RotaryDims, int Intermediate, int Vocab, int Layers, long Parameters)

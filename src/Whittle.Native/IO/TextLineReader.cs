@@ -6,7 +6,7 @@ using System.IO.Compression;
 using System.Text;
 using System.Text.Unicode;
 
-namespace Whittle.Native.Data;
+namespace Whittle.Native.IO;
 
 internal sealed class TextLineReader : IDisposable
 {

@@ -1,6 +1,7 @@
+using Whittle.Native.Cuda;
 using Whittle.Native.Tensors;
 
-namespace Whittle.Native.Cuda;
+namespace Whittle.Native.Verification;
 
 /// <summary>One op on one case: the max relative error of the candidate against the reference, and the bound it must meet.</summary>
 public sealed record ParityResult(string Op, string Case, double MaxRelativeError, double Tolerance)
