@@ -14,6 +14,7 @@ static class CliCommon
 
     public static int Run(RootCommand root, string[] args)
     {
+        Warnings.Sink = message => Console.Error.WriteLine($"warning: {message}");
         var parse = root.Parse(args);
         var config = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
         try

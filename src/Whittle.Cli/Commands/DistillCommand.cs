@@ -47,6 +47,8 @@ static class DistillCommand
             };
             float tau = manifest?.Temperature ?? p.GetValue(temperature);
             if (!(tau > 0) || !float.IsFinite(tau)) throw new WhittleException($"--temperature must be > 0, got {tau}");
+            OptionCheck.NonNegative("--alpha", p.GetValue(alpha));
+            OptionCheck.NonNegative("--beta", p.GetValue(beta));
             if (p.GetValue(loss) == "top-k" && k <= 0) throw new WhittleException($"--top-k must be at least 1, got {k}");
             if (p.GetValue(student) is not null && p.GetValue(initSubnet) is not null) throw new WhittleException("give --student or --init-subnet, not both");
             using var data = TokenDataset.Open(p.GetValue(t.Data)!);
@@ -60,6 +62,7 @@ static class DistillCommand
             string teacherDir = p.GetValue(teacher)!;
             TrainingCli.RequireSameTokenizer(teacherDir, data);
             using var backend = Backends.Create(p.GetValue(t.Device)!);
+            GptNeoXConfig.Load(teacherDir).RequireContext(options.SeqLen, "the teacher's");
             using var teacherModel = GptNeoXCheckpoint.Load(teacherDir, backend);
             options = t.WithTeacherPrecision(p, teacherModel, options);
             using var studentModel = BuildStudent(p, student, initSubnet, arch, teacherModel.Config.VocabSize, teacherModel.Config.EosTokenId, teacherModel, data, backend, options);

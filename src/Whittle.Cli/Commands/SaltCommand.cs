@@ -58,7 +58,7 @@ static class SaltCommand
                     throw new WhittleException($"{selFile}: the selection was scored on other data (dataset_sha256 differs from this dataset's training split); run salt-select on {data.Directory}");
                 o = o with { SelectedWindows = starts, SelectedUntilStep = n };
             }
-            if (smallDir is not null) TrainingCli.RequireSameTokenizer(smallDir, data);
+            if (smallDir is not null) { GptNeoXConfig.Load(smallDir).RequireContext(o.SeqLen, "the small model's"); TrainingCli.RequireSameTokenizer(smallDir, data); }
             using var backend = Backends.Create(p.GetValue(t.Device)!);
             using var smallModel = isBaseline ? null : GptNeoXCheckpoint.Load(smallDir!, backend);
             if (smallModel is not null) o = t.WithTeacherPrecision(p, smallModel, o);

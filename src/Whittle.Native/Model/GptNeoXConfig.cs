@@ -74,6 +74,17 @@ public sealed record GptNeoXConfig
         return this;
     }
 
+    /// <summary>
+    /// Refuses sequences longer than the context the model was made for (<paramref name="role"/> says which model, e.g.
+    /// "the teacher's"): positions past max_position_embeddings were never trained, so rotary attention there
+    /// extrapolates to unseen angles and the numbers would mean nothing.
+    /// </summary>
+    public void RequireContext(int seqLen, string role = "the model's", string option = "--seq-len")
+    {
+        if (seqLen > MaxPositionEmbeddings)
+            throw new WhittleException($"{option} {seqLen} is above {role} max_position_embeddings {MaxPositionEmbeddings}; use {option} {MaxPositionEmbeddings} or less");
+    }
+
     // ---------------------------------------------------------------- JSON
 
     public static GptNeoXConfig Load(string path)

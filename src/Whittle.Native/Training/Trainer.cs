@@ -91,6 +91,7 @@ public sealed class Trainer : IDisposable
         _o = options.Validate();
         _model = model;
         _data = data;
+        model.Config.RequireContext(options.SeqLen);
         if (data.Meta.VocabSize > model.Config.VocabSize)
             throw new WhittleException($"{data.Directory}: dataset vocabulary ({data.Meta.VocabSize}) is larger than the model's vocab_size ({model.Config.VocabSize})");
         if (data.Val.Length < options.SeqLen + 1)
