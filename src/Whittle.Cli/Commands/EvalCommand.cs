@@ -15,7 +15,7 @@ static class EvalCommand
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "Model directory (HF GPT-NeoX).", Required = true };
-        var seqLen = new Option<int>("--seq-len") { Description = "Window length T: each window gives T−1 predictions.", DefaultValueFactory = _ => 128 };
+        var seqLen = new Option<int?>("--seq-len") { Description = "Window length T: each window gives T−1 predictions (default: min(128, max_position_embeddings))." };
         var batch = new Option<int>("--batch-size") { Description = "Windows per forward pass.", DefaultValueFactory = _ => 16 };
         var maxTokens = new Option<long?>("--max-tokens") { Description = "Stop after about this many predictions." };
         var device = new Option<string>("--device") { Description = "cpu | cuda.", DefaultValueFactory = _ => "cpu" };
@@ -34,7 +34,8 @@ static class EvalCommand
             string dir = p.GetValue(model)!;
             // Options and inputs are checked against the config before any weights are read.
             var config = GptNeoXConfig.Load(dir);
-            config.RequireContext(p.GetValue(seqLen));
+            int T = p.GetValue(seqLen) ?? Math.Min(128, config.MaxPositionEmbeddings);
+            config.RequireContext(T);
             if (p.GetValue(maxTokens) is { } mt) OptionCheck.AtLeast("--max-tokens", mt, 1);
             OptionCheck.AtLeast("--loss-chunk-rows", p.GetValue(chunkRows), 0, " (0: off)");
             using var inputs = inputOptions.Open(p, dir, config.VocabSize);
@@ -47,7 +48,7 @@ static class EvalCommand
             m.Precision = PrecisionNames.Parse(p.GetValue(precision)!, "--precision");
             m.LossChunkRows = p.GetValue(chunkRows);
             ActiveArchitecture? active = p.GetValue(subnet) is { } sf ? Whittle.Native.Search.SubnetSpec.Load(sf, m.Config) : null;
-            var r = Perplexity.Evaluate(m, source, p.GetValue(seqLen), p.GetValue(batch), p.GetValue(maxTokens) ?? long.MaxValue, active);
+            var r = Perplexity.Evaluate(m, source, T, p.GetValue(batch), p.GetValue(maxTokens) ?? long.MaxValue, active);
             if (!double.IsFinite(r.Loss))
                 throw new WhittleException($"{dir}: the loss came out {r.Loss} on {what} (finite weights, so an overflow in the forward pass{(m.Precision == Precision.F32 ? "" : "; try --precision fp32")}); no perplexity to report");
             if (p.GetValue(CliCommon.Json))
