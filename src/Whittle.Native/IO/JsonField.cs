@@ -35,6 +35,12 @@ public readonly struct JsonField
 
     public static JsonField Parse(string file, ReadOnlyMemory<byte> utf8, int maxDepth = 64)
     {
+        // JsonDocument checks UTF-8 only when a string is read; checking the whole file here keeps every later read total.
+        if (!System.Text.Unicode.Utf8.IsValid(utf8.Span))
+        {
+            System.Text.Unicode.Utf8.ToUtf16(utf8.Span, new char[utf8.Length], out int at, out _, replaceInvalidSequences: false);
+            throw new InvalidFileException(file, $"not valid UTF-8 (at byte {at})");
+        }
         try
         {
             using var doc = JsonDocument.Parse(utf8, new JsonDocumentOptions { MaxDepth = maxDepth });
@@ -88,7 +94,8 @@ public readonly struct JsonField
     {
         RequireObject();
         var self = this;
-        return _e.EnumerateObject().Select(p => (p.Name, new JsonField(self.File, self.Path.Length == 0 ? p.Name : $"{self.Path}.{p.Name}", p.Value))).ToArray();
+        try { return _e.EnumerateObject().Select(p => (p.Name, new JsonField(self.File, self.Path.Length == 0 ? p.Name : $"{self.Path}.{p.Name}", p.Value))).ToArray(); }
+        catch (InvalidOperationException) { throw Error("has a key that is not a valid Unicode string (a lone surrogate escape)"); }
     }
 
     /// <summary>The elements of this array (an error when it is anything else).</summary>
@@ -104,7 +111,13 @@ public readonly struct JsonField
 
     // ---------------------------------------------------------------- scalars
 
-    public string String() => _e.ValueKind == JsonValueKind.String ? _e.GetString()! : throw Wrong("a string");
+    public string String()
+    {
+        if (_e.ValueKind != JsonValueKind.String) throw Wrong("a string");
+        // An escaped lone surrogate ("\ud800") is valid JSON text but not a valid string.
+        try { return _e.GetString()!; }
+        catch (InvalidOperationException) { throw Error("is not a valid Unicode string (a lone surrogate escape)"); }
+    }
     public string? StringOrNull() => IsAbsent ? null : String();
 
     public bool Bool() => _e.ValueKind switch

@@ -68,6 +68,17 @@ public class UntrustedInputTests
         Assert.That(UserError("info", dir), Does.Contain("config.json: not valid JSON"));
     }
 
+    /// <summary>Found by the fuzz tests: System.Text.Json checks a string's encoding only when it is read (exit 2 before).</summary>
+    [TestCase(new byte[] { (byte)'{', (byte)'"', (byte)'a', 0xC3, (byte)'"', (byte)':', (byte)'1', (byte)'}' }, "config.json: not valid UTF-8 (at byte 3)")]
+    [TestCase(new byte[] { (byte)'{', (byte)'"', (byte)'m', (byte)'o', (byte)'d', (byte)'e', (byte)'l', (byte)'_', (byte)'t', (byte)'y', (byte)'p', (byte)'e', (byte)'"', (byte)':',
+        (byte)'"', (byte)'\\', (byte)'u', (byte)'d', (byte)'8', (byte)'0', (byte)'0', (byte)'"', (byte)'}' }, "config.json: field 'model_type' is not a valid Unicode string")]
+    public void ConfigThatIsNotValidUnicodeIsNamed(byte[] content, string message)
+    {
+        var dir = W.CopyOf(W.Model, "model");
+        File.WriteAllBytes(Path.Combine(dir, "config.json"), content);
+        Assert.That(UserError("info", dir), Does.Contain(message));
+    }
+
     static string TokenizerWith(Action<JsonObject> edit)
     {
         var path = Path.Combine(W.CopyOf(Path.GetDirectoryName(W.Tokenizer)!, "tok"), "tokenizer.json");
