@@ -51,8 +51,9 @@ static class DistillCommand
             OptionCheck.NonNegative("--beta", p.GetValue(beta));
             if (p.GetValue(loss) == "top-k" && k <= 0) throw new WhittleException($"--top-k must be at least 1, got {k}");
             if (p.GetValue(student) is not null && p.GetValue(initSubnet) is not null) throw new WhittleException("give --student or --init-subnet, not both");
+            var options = t.Options(p, tokenizerFile: null);   // every option checked before the dataset is opened
             using var data = TokenDataset.Open(p.GetValue(t.Data)!);
-            var options = t.Options(p, TrainingCli.TokenizerOf(data));
+            options = options with { TokenizerFile = TrainingCli.TokenizerOf(data) };
             var settings = new DistillSettings(kind, tau, p.GetValue(alpha), p.GetValue(beta));
             if (manifest is not null)
             {

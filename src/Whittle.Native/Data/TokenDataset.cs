@@ -61,7 +61,7 @@ public sealed record DatasetMeta(int Version, string TokenizerSha256, string Tok
             var shards = s["shards"].Items().Select(e => new ShardInfo(e["file"].String(), e["tokens"].Long(0))).ToArray();
             return new SplitInfo(s["documents"].Long(0), s["tokens"].Long(0), shards);
         }
-        return new DatasetMeta(version, r["tokenizer_sha256"].String(), r["tokenizer_file"].String(), vocab, eos, dtype,
+        return new DatasetMeta(version, r["tokenizer_sha256"].Sha256Hex(), r["tokenizer_file"].String(), vocab, eos, dtype,
             r["val_fraction"].Double(), r["seed"].ULong(),
             r["doc_start"].StringOrNull(), Split("train"), Split("val"));
     }

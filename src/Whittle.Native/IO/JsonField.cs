@@ -171,6 +171,13 @@ public readonly struct JsonField
     }
     public float FloatOr(float absent) => IsAbsent ? absent : Float();
 
+    /// <summary>A SHA-256 digest as 64 hex digits (messages quote its first 12).</summary>
+    public string Sha256Hex()
+    {
+        string s = String();
+        return s.Length == 64 && s.All(char.IsAsciiHexDigit) ? s : throw Error($"must be a SHA-256 digest (64 hex digits), got \"{Truncate(s)}\"");
+    }
+
     /// <summary>The value as compact JSON text, shortened for messages.</summary>
     public string RawText => Exists ? Raw(_e) : "missing";
 

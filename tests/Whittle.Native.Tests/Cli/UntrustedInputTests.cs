@@ -233,6 +233,46 @@ public class UntrustedInputTests
         Assert.That(Directory.Exists(Path.Combine(run, "checkpoints")), Is.False, "refused before any step ran");
     }
 
+    [Test]
+    public void OptionsAreCheckedBeforeTheDatasetIsOpened()
+    {
+        var missing = Path.Combine(W.Root, "no-such-dataset");
+        Assert.That(UserError(["pretrain", .. W.TrainFlags(missing, Path.Combine(W.Root, "never"), ("--lr", "NaN"))]), Does.Contain("--lr must be a finite number > 0, got NaN"));
+    }
+
+    [TestCase(new[] { "eval", "--model", "m", "--seq-len", "abc" }, "Cannot parse argument 'abc' for option '--seq-len'", "whittle eval --help")]
+    [TestCase(new[] { "eval", "--model", "m", "--seq-len", "8", "--seq-len", "9" }, "expects a single argument but 2 were provided", "whittle eval --help")]
+    [TestCase(new[] { "pretrain", "--frobnicate" }, "Unrecognized command or argument '--frobnicate'", "whittle pretrain --help")]
+    public void CommandLineThatDoesNotParseIsOneLine(string[] args, string message, string help)
+    {
+        var r = InProcessCli.Run(args);
+        Assert.That(InProcessCli.UserError(r), Does.Contain(message).And.Contain(help));
+        Assert.That(r.Stdout, Does.Not.Contain("Usage:"), "no help text dumped with the error");
+    }
+
+    /// <summary>A selection whose window index × (T + 1) overflows used to pass the fit check (then read out of range).</summary>
+    [Test]
+    public void SaltSelectionWithAnOverflowingWindowIsRefused()
+    {
+        var sel = Path.Combine(W.Root, $"sel-{Guid.NewGuid():N}.json");
+        File.WriteAllText(sel, $$"""
+            {"format": "whittle-salt-selection", "version": 1, "dataset_sha256": "00", "seq_len": 8, "top_k": 1, "keep": 0.5,
+             "windows": 4611686018427387904, "scored": 1, "selected": [{"window": 4611686018427387903, "score": 1.0, "kept_tokens": 1}]}
+            """);
+        Assert.That(UserError(["salt", "--small", W.Model, .. W.TrainFlags(W.Dataset, Path.Combine(W.Root, "never"), init: false), "--kd-steps", "1", "--select", sel]),
+            Does.Contain($"{sel}: selected windows do not fit this dataset's training split"));
+    }
+
+    [TestCase("null", "manifest.json: the top level must be an object, got null")]
+    [TestCase("""{"format": "whittle-teacher-cache", "version": 1, "teacher": 3}""", "manifest.json: field 'teacher' must be a string, got number 3")]
+    public void TeacherCacheManifestMalformedIsNamed(string content, string message)
+    {
+        var cache = Path.Combine(W.Root, $"cache-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(cache);
+        File.WriteAllText(Path.Combine(cache, "manifest.json"), content);
+        Assert.That(UserError(["distill", "--teacher-cache", cache, .. W.TrainFlags(W.Dataset, Path.Combine(W.Root, "never"), init: false)]), Does.Contain(message));
+    }
+
     [TestCase("--max-tokens", "-1", "--max-tokens must be >= 1, got -1")]
     [TestCase("--seq-len", "100", "--seq-len 100 is above the model's max_position_embeddings 64")]
     public void EvalOptionOutOfRangeIsRefused(string option, string value, string message) =>

@@ -33,9 +33,11 @@ sealed class FuzzWorld
     };
 
     /// <summary>The training flags every run over the world's data uses: one short step, a tiny evaluation; <paramref name="set"/> replaces or adds one.</summary>
-    public string[] TrainFlags(string data, string run, (string Option, string Value)? set = null)
+    /// <paramref name="init"/>: add pretrain's --init (the world's model); distill and salt have no such flag.
+    public string[] TrainFlags(string data, string run, (string Option, string Value)? set = null, bool init = true)
     {
-        var flags = new List<(string, string)> { ("--data", data), ("--out", run), ("--init", Model), ("--steps", "1"), ("--seq-len", "8"), ("--batch-size", "2"), ("--eval-tokens", "16"), ("--save-every", "1") };
+        var flags = new List<(string, string)> { ("--data", data), ("--out", run), ("--steps", "1"), ("--seq-len", "8"), ("--batch-size", "2"), ("--eval-tokens", "16"), ("--save-every", "1") };
+        if (init) flags.Add(("--init", Model));
         if (set is { } s) { flags.RemoveAll(f => f.Item1 == s.Option); flags.Add((s.Option, s.Value)); }
         return flags.SelectMany(f => new[] { f.Item1, f.Item2 }).ToArray();
     }
