@@ -1,6 +1,8 @@
 // Policy: a tokenized dataset on disk is a directory with meta.json and raw little-endian token shards
 // ({split}-NNNN.bin, uint16 or uint32). Shards are memory-mapped, never read whole; every shard's length is checked
 // against meta.json when opened, so a truncated or foreign file is an error up front, not garbage tokens later.
+// A dataset is untrusted input: meta.json is read field by field (JsonField), sizes are compared without overflow,
+// shard names are confined to the directory, and every token id is checked against vocab_size as it is read.
 using System.IO.MemoryMappedFiles;
 using System.Text.Json;
 
@@ -139,24 +141,23 @@ public sealed unsafe class TokenStream : IDisposable, Whittle.Native.Evaluation.
     }
 
     /// <summary>
-    /// A dataset is untrusted input: its shards must be files inside its directory (a relative path without '..',
-    /// and, when the shard is a symbolic link, one whose target is inside the directory too).
+    /// A dataset is untrusted input: a shard must be a file name directly inside its directory (as `whittle tokenize`
+    /// writes them; no directory part, so no '..', no absolute path, no symlinked folder on the way) and, when the shard
+    /// itself is a symbolic link, one whose final target is inside the directory too.
     /// </summary>
     static string ShardPath(string dir, string file, string metaPath)
     {
         string shown = JsonField.Truncate(file);
-        if (file.Length == 0 || file.Contains('\0') || Path.IsPathRooted(file) || file.Split('/', '\\').Any(part => part is ".." or ""))
-            throw new InvalidFileException(metaPath, $"shard file \"{shown}\" must be a relative path inside the dataset directory (no '..', no absolute path)");
+        if (file.Length == 0 || file is "." or ".." || file.Contains('\0') || file.IndexOfAny(['/', '\\']) >= 0)
+            throw new InvalidFileException(metaPath, $"shard file \"{shown}\" must be a file name inside the dataset directory (no directory part, no '..', no absolute path)");
         string root = Path.GetFullPath(dir);
-        string full = Path.GetFullPath(Path.Combine(root, file));
-        if (!full.StartsWith(root.TrimEnd(Path.DirectorySeparatorChar) + Path.DirectorySeparatorChar, StringComparison.Ordinal))
-            throw new InvalidFileException(metaPath, $"shard file \"{shown}\" resolves outside the dataset directory");
+        string full = Path.Combine(root, file);
         var info = new FileInfo(full);
         if (info.Exists && info.LinkTarget is not null)
         {
             string target = info.ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full;
             string realRoot = new DirectoryInfo(root).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? root;
-            bool inside = new[] { root, realRoot }.Any(r => target.StartsWith(r.TrimEnd(Path.DirectorySeparatorChar) + Path.DirectorySeparatorChar, StringComparison.Ordinal));
+            bool inside = new[] { root, realRoot }.Any(r => Path.GetDirectoryName(target) == r.TrimEnd(Path.DirectorySeparatorChar));
             if (!inside) throw new InvalidFileException(metaPath, $"shard file \"{shown}\" is a symbolic link to {JsonField.Truncate(target)}, outside the dataset directory");
         }
         return full;

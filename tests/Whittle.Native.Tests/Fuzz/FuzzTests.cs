@@ -2,7 +2,8 @@
 // command a user would run, in-process through CliCommon.Run (same handlers, same exception-to-exit-code mapping as
 // the binary, milliseconds a case). Every case must end in exit 0 or exit 1 with one "error: " line; exit 2, an
 // exception escaping the CLI, more than one error line or a case running past its time limit fails the test, and the
-// mutated files, the command and its output are saved under fuzz-failures/ for reproduction.
+// mutated files, the command and its output are saved under fuzz-failures/ for reproduction. Should a case crash the
+// test process itself, fuzz-failures/<format>.in-progress.txt, written before every case, names it.
 //
 // CI runs the default counts (2,050 cases in all, seed 20261201). A longer run, e.g. 10,000 cases per format on a
 // fresh seed:  WHITTLE_FUZZ_CASES=10000 WHITTLE_FUZZ_SEED=7 dotnet test tests/Whittle.Native.Tests -c Release --filter Category=Fuzz
@@ -118,6 +119,9 @@ public class FuzzTests
         var failures = new List<string>();
         var outcomes = new Dictionary<int, int>();
         var clock = Stopwatch.StartNew();
+        var failDir = Path.Combine(TestContext.CurrentContext.WorkDirectory, "fuzz-failures");
+        Directory.CreateDirectory(failDir);
+        var inProgress = Path.Combine(failDir, $"{format.Replace(' ', '-')}.in-progress.txt");
         var indices = OnlyCase is { } only ? [only] : Enumerable.Range(0, cases);
         foreach (int i in indices)
         {
@@ -125,6 +129,11 @@ public class FuzzTests
             // (HashCode.Combine would not do: it is salted per process.)
             var rng = new Random(CaseSeed(seed, format, i));
             var c = make(rng, i);
+            // A crash of the whole test process (a read outside a mapping, a stack overflow) runs no finally block:
+            // this note, written before the case and removed after it, is what then names the case. Its folder
+            // (the mutated input) is not cleaned up after a crash either.
+            File.WriteAllText(inProgress, $"format: {format}\ncase folder: {c.Dir}\nmutated file: {c.Mutated}\ncommand: whittle {string.Join(' ', c.Args)}\n" +
+                $"rerun: WHITTLE_FUZZ_SEED={seed} WHITTLE_FUZZ_CASE={i} dotnet test tests/Whittle.Native.Tests -c Release --filter Name={TestContext.CurrentContext.Test.MethodName}\n");
             string? problem;
             (int Exit, string Stdout, string Stderr) r = default;
             var run = Task.Run(() => InProcessCli.Run(c.Args));
@@ -147,6 +156,7 @@ public class FuzzTests
             failures.Add(Save(format, seed, i, c, problem, r));
             if (failures.Count >= 5 || problem.Contains("hang")) break;
         }
+        File.Delete(inProgress);
         TestContext.Out.WriteLine($"{format}: {cases} cases (seed {seed}) in {clock.Elapsed.TotalSeconds:F1} s; exits {string.Join(", ", outcomes.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key}: {kv.Value}"))}");
         if (failures.Count > 0) Assert.Fail($"{format}: {failures.Count} failing case(s):\n{string.Join("\n", failures)}");
         // Both outcomes must occur: a mutator that only ever breaks the file (or never does) is not testing the loader.
