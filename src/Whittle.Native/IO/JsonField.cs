@@ -135,8 +135,7 @@ public readonly struct JsonField
         if (_e.ValueKind != JsonValueKind.Number) throw Wrong($"an integer{range}");
         if (!_e.TryGetInt64(out long v))
         {
-            double d = _e.GetDouble();
-            if (d != Math.Floor(d) || d < -9.2e18 || d > 9.2e18) throw Error($"must be an integer{range}, got {Raw(_e)}");
+            if (!_e.TryGetDouble(out double d) || d != Math.Floor(d) || d < -9.2e18 || d > 9.2e18) throw Error($"must be an integer{range}, got {Raw(_e)}");
             v = (long)d;
         }
         if (v < min || v > max) throw Error($"must be an integer{range}, got {Raw(_e)}");
@@ -158,8 +157,7 @@ public readonly struct JsonField
     public double Double()
     {
         if (_e.ValueKind != JsonValueKind.Number) throw Wrong("a number");
-        double d = _e.GetDouble();
-        return double.IsFinite(d) ? d : throw Error($"must be a finite number, got {Raw(_e)}");
+        return _e.TryGetDouble(out double d) && double.IsFinite(d) ? d : throw Error($"must be a finite number, got {Raw(_e)}");
     }
     public double DoubleOr(double absent) => IsAbsent ? absent : Double();
 

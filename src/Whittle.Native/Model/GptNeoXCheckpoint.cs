@@ -20,6 +20,9 @@ public static class GptNeoXCheckpoint
         var config = GptNeoXConfig.Load(dir);
         using var reader = new CheckpointReader(dir);
         CheckTensors(dir, config, reader);
+        // The weights pass through one host buffer indexed by int.
+        if (ParameterCount.Of(config).Total is var total && total > int.MaxValue)
+            throw new InvalidFileException(dir, $"the model has {total:N0} parameters; loading holds at most {int.MaxValue:N0}");
         var model = new GptNeoX(config, backend);
         try
         {

@@ -71,6 +71,16 @@ public sealed record GptNeoXConfig
         Require(LayerHeads is null || LayerHeads.All(h => h > 0), "whittle_layer_heads must be positive");
         Require(LayerIntermediateSizes is null || LayerIntermediateSizes.All(h => h > 0), "whittle_layer_intermediate_sizes must be positive");
         _ = GeluTanh;
+        // Shapes are int and element counts of one tensor must fit an int: a config whose product overflows would
+        // otherwise wrap to a small or negative shape long before any size comparison sees it.
+        long C = HiddenSize;
+        Require((long)VocabSize * C <= int.MaxValue, $"vocab_size {VocabSize} × hidden_size {HiddenSize} is more elements than one tensor holds ({int.MaxValue})");
+        for (int l = 0; l < NumLayers; l++)
+        {
+            long qkv = 3L * HeadsOf(l) * HeadSize;
+            Require(qkv * C <= int.MaxValue, $"layer {l}: 3 × {HeadsOf(l)} heads × head size {HeadSize} × hidden_size {HiddenSize} is more elements than one tensor holds ({int.MaxValue})");
+            Require((long)IntermediateOf(l) * C <= int.MaxValue, $"layer {l}: intermediate size {IntermediateOf(l)} × hidden_size {HiddenSize} is more elements than one tensor holds ({int.MaxValue})");
+        }
         return this;
     }
 

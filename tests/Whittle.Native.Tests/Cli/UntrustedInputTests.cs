@@ -51,6 +51,14 @@ public class UntrustedInputTests
         Assert.That(line, Does.Contain(Path.Combine(dir, "config.json")).And.Contain(message));
     }
 
+    /// <summary>3 × heads × head size × hidden overflowed int in the shape arithmetic (and long in the parameter count).</summary>
+    [Test]
+    public void ConfigWhoseShapesOverflowIsRefused()
+    {
+        var dir = ModelWithConfig(o => { o["num_attention_heads"] = 16777216; o["whittle_head_size"] = 16777216; });
+        Assert.That(UserError("info", dir), Does.Contain("layer 0: 3 × 16777216 heads × head size 16777216 × hidden_size 16 is more elements than one tensor holds"));
+    }
+
     [Test]
     public void ArchitecturesOfTheWrongTypeWithoutModelTypeIsNamed()
     {
@@ -124,6 +132,17 @@ public class UntrustedInputTests
         var state = Path.Combine(run, "checkpoints", "step-0000001", "trainer_state.json");
         File.WriteAllText(state, content);
         Assert.That(UserError(["pretrain", .. W.TrainFlags(W.Dataset, run), "--resume"]), Does.Contain($"{state}: {message}"));
+    }
+
+    [TestCase("""{"embed_dim": 8, "embed_dim": 16}""", "not a valid sub-network spec")]
+    [TestCase("""{"layers": [0, null]}""", "'layers': expected an integer, got null")]
+    [TestCase("""{"heads": "2"}""", "'heads': expected an integer, got \"2\"")]
+    [TestCase("""[]""", "a sub-network spec must be a JSON object")]
+    public void SubnetSpecMalformedIsNamed(string spec, string message)
+    {
+        var file = Path.Combine(W.Root, $"spec-{Guid.NewGuid():N}.json");
+        File.WriteAllText(file, spec);
+        Assert.That(UserError("eval", "--model", W.Model, "--ids", W.Ids, "--subnet", file, "--seq-len", "8"), Does.Contain($"{file}: {message}"));
     }
 
     // ---------------------------------------------------------------- item 3: datasets are untrusted
