@@ -48,7 +48,16 @@ static class CliCommon
 
     public static int Run(RootCommand root, string[] args)
     {
+        Warnings.Sink = message => Console.Error.WriteLine($"warning: {message}");
         var parse = root.Parse(args);
+        // A command line that does not parse is a user error like any other: one line and exit 1 (System.CommandLine's
+        // default prints the error followed by the whole help text). --help itself parses and prints the help.
+        if (parse.Errors.Count > 0)
+        {
+            string command = string.Join(' ', new[] { "whittle" }.Concat(CommandPath(parse.CommandResult)));
+            Console.Error.WriteLine($"error: {string.Join("; ", parse.Errors.Select(e => e.Message.ReplaceLineEndings(" ")))} (see `{command} --help`)");
+            return 1;
+        }
         var config = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
         try
         {
@@ -64,5 +73,13 @@ static class CliCommon
             else Console.Error.WriteLine(ErrorText.OneLine(user ? $"error: {inner.Message}" : $"error: {inner.GetType().Name}: {inner.Message} (run with --verbose for details)"));
             return user ? 1 : 2;
         }
+    }
+
+    static IEnumerable<string> CommandPath(System.CommandLine.Parsing.CommandResult? r)
+    {
+        var names = new List<string>();
+        for (; r is not null && r.Command is not RootCommand; r = r.Parent as System.CommandLine.Parsing.CommandResult) names.Add(r.Command.Name);
+        names.Reverse();
+        return names;
     }
 }

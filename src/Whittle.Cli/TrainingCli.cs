@@ -72,15 +72,32 @@ sealed class TrainingCli
     public TrainOptions Options(ParseResult p, string? tokenizerFile)
     {
         int seqLen = p.GetValue(SeqLen), b = p.GetValue(BatchSize), accum = p.GetValue(GradAccum);
-        if (p.GetValue(LossChunkRows) < 0) throw new WhittleException($"--loss-chunk-rows must be >= 0 (0: off), got {p.GetValue(LossChunkRows)}");
+        OptionCheck.AtLeast("--seq-len", seqLen, 1); OptionCheck.AtLeast("--batch-size", b, 1); OptionCheck.AtLeast("--grad-accum", accum, 1);
+        OptionCheck.AtLeast("--loss-chunk-rows", p.GetValue(LossChunkRows), 0, " (0: off)");
         long perStep = (long)seqLen * b * accum;
-        int steps = p.GetValue(Steps) is { } s ? s
-            : p.GetValue(Tokens) is { } t ? (int)Math.Max(1, (t + perStep - 1) / perStep)
+        if (p.GetValue(Steps) is { } st) OptionCheck.AtLeast("--steps", st, 1);
+        if (p.GetValue(Tokens) is { } tk) OptionCheck.AtLeast("--tokens", tk, 1);
+        long stepsWanted = p.GetValue(Steps) is { } s ? s
+            : p.GetValue(Tokens) is { } t ? Math.Max(1, t / perStep + (t % perStep == 0 ? 0 : 1))
             : throw new WhittleException("give a budget: --steps N or --tokens N");
-        float lr = p.GetValue(Lr);
+        if (stepsWanted > int.MaxValue) throw new WhittleException($"--tokens {p.GetValue(Tokens)} needs {stepsWanted} steps of {perStep} tokens, more than {int.MaxValue}");
+        int steps = (int)stepsWanted;
+        float lr = OptionCheck.Positive("--lr", p.GetValue(Lr));
         if (File.Exists(p.GetValue(Out)!)) throw new WhittleException($"--out {ErrorText.Clip(p.GetValue(Out))}: is a file; expected a run directory (new, or an earlier run's with --resume)");
-        var schedule = new LrSchedule(LrSchedule.ParseKind(p.GetValue(Schedule)!), lr, p.GetValue(MinLr) ?? lr / 10,
-            p.GetValue(Warmup) ?? Math.Max(1, steps / 20), steps, p.GetValue(DecayFraction));
+        float minLr = p.GetValue(MinLr) is { } ml ? OptionCheck.NonNegative("--min-lr", ml) : lr / 10;
+        if (minLr > lr) throw new WhittleException($"--min-lr {minLr} must not exceed --lr {lr}");
+        if (p.GetValue(Warmup) is { } w) OptionCheck.AtLeast("--warmup", w, 0);
+        float decay = p.GetValue(DecayFraction);
+        if (!(decay > 0 && decay <= 1)) throw new WhittleException($"--decay-fraction must be in (0, 1], got {decay}");
+        OptionCheck.UnitInterval("--beta1", p.GetValue(Beta1));
+        OptionCheck.UnitInterval("--beta2", p.GetValue(Beta2));
+        OptionCheck.NonNegative("--weight-decay", p.GetValue(WeightDecay));
+        OptionCheck.NonNegative("--clip", p.GetValue(Clip), " (0: off)");
+        OptionCheck.AtLeast("--eval-every", p.GetValue(EvalEvery), 0, " (0: only at the end)");
+        OptionCheck.AtLeast("--eval-tokens", p.GetValue(EvalTokens), 1);
+        OptionCheck.AtLeast("--save-every", p.GetValue(SaveEvery), 0, " (0: only at the end)");
+        OptionCheck.AtLeast("--keep", p.GetValue(Keep), 1);
+        var schedule = new LrSchedule(LrSchedule.ParseKind(p.GetValue(Schedule)!), lr, minLr, p.GetValue(Warmup) ?? Math.Max(1, steps / 20), steps, decay);
         return new TrainOptions
         {
             RunDir = p.GetValue(Out)!, SeqLen = seqLen, MicroBatch = b, GradAccum = accum, Steps = steps, Schedule = schedule,
@@ -187,6 +204,28 @@ sealed class TrainingCli
         }
         return trainer.Run(loss, r => log.WriteLine(Line(r)), e => log.WriteLine(EvalLine(e)));
     }
+}
+
+/// <summary>
+/// Range checks for numeric options, each naming the option and what it accepts. NaN fails every comparison, so each
+/// check is written as "must hold" (!(x >= 0)), never as "must not hold" (x < 0), which NaN would pass.
+/// </summary>
+static class OptionCheck
+{
+    static string Show(float x) => x.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    public static float Positive(string option, float x, string note = "") =>
+        x > 0 && float.IsFinite(x) ? x : throw new WhittleException($"{option} must be a finite number > 0{note}, got {Show(x)}");
+
+    public static float NonNegative(string option, float x, string note = "") =>
+        x >= 0 && float.IsFinite(x) ? x : throw new WhittleException($"{option} must be a finite number >= 0{note}, got {Show(x)}");
+
+    /// <summary>[0, 1): Adam's betas (β = 1 never forgets and divides by zero in the bias correction).</summary>
+    public static float UnitInterval(string option, float x) =>
+        x >= 0 && x < 1 ? x : throw new WhittleException($"{option} must be in [0, 1), got {Show(x)}");
+
+    public static long AtLeast(string option, long x, long min, string note = "") =>
+        x >= min ? x : throw new WhittleException($"{option} must be >= {min}{note}, got {x}");
 }
 
 /// <summary>Peak dense bf16 tensor-core rates of known GPUs, the reference MFU is quoted against (llm.c's convention); 0 when unknown (CPU).</summary>

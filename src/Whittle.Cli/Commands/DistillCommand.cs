@@ -47,10 +47,13 @@ static class DistillCommand
             };
             float tau = manifest?.Temperature ?? p.GetValue(temperature);
             if (!(tau > 0) || !float.IsFinite(tau)) throw new WhittleException($"--temperature must be > 0, got {tau}");
+            OptionCheck.NonNegative("--alpha", p.GetValue(alpha));
+            OptionCheck.NonNegative("--beta", p.GetValue(beta));
             if (p.GetValue(loss) == "top-k" && k <= 0) throw new WhittleException($"--top-k must be at least 1, got {k}");
             if (p.GetValue(student) is not null && p.GetValue(initSubnet) is not null) throw new WhittleException("give --student or --init-subnet, not both");
+            var options = t.Options(p, tokenizerFile: null);   // every option checked before the dataset is opened
             using var data = TokenDataset.Open(p.GetValue(t.Data)!);
-            var options = t.Options(p, TrainingCli.TokenizerOf(data));
+            options = options with { TokenizerFile = TrainingCli.TokenizerOf(data) };
             var settings = new DistillSettings(kind, tau, p.GetValue(alpha), p.GetValue(beta));
             if (manifest is not null)
             {
@@ -60,6 +63,7 @@ static class DistillCommand
             string teacherDir = p.GetValue(teacher)!;
             TrainingCli.RequireSameTokenizer(teacherDir, data);
             using var backend = Backends.Create(p.GetValue(t.Device)!);
+            GptNeoXConfig.Load(teacherDir).RequireContext(options.SeqLen, "the teacher's");
             using var teacherModel = GptNeoXCheckpoint.Load(teacherDir, backend);
             options = t.WithTeacherPrecision(p, teacherModel, options);
             using var studentModel = BuildStudent(p, student, initSubnet, arch, teacherModel.Config.VocabSize, teacherModel.Config.EosTokenId, teacherModel, data, backend, options);

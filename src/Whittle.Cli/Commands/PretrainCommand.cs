@@ -22,8 +22,9 @@ static class PretrainCommand
         cmd.Options.Add(init); cmd.Options.Add(config); arch.AddTo(cmd);
         cmd.SetAction(p =>
         {
+            var options = t.Options(p, tokenizerFile: null);   // every option checked before the dataset is opened
             using var data = TokenDataset.Open(p.GetValue(t.Data)!);
-            var options = t.Options(p, TrainingCli.TokenizerOf(data));
+            options = options with { TokenizerFile = TrainingCli.TokenizerOf(data) };
             using var backend = Backends.Create(p.GetValue(t.Device)!);
             using var model = BuildModel(p, init, config, arch, data, backend, options.Seed, options.SeqLen);
             using var trainer = new Trainer(model, data, options);

@@ -39,8 +39,9 @@ static class SaltCommand
             string? smallDir = p.GetValue(small);
             if (!isBaseline && smallDir is null) throw new WhittleException("--small is required (or --baseline for the run without it)");
             var saltSchedule = SaltWeights.Parse(p.GetValue(schedule)!);
+            var o = t.Options(p, tokenizerFile: null);   // every option checked before the dataset is opened
             using var data = TokenDataset.Open(p.GetValue(t.Data)!);
-            var o = t.Options(p, TrainingCli.TokenizerOf(data));
+            o = o with { TokenizerFile = TrainingCli.TokenizerOf(data) };
             int n = p.GetValue(kdSteps);
             var weights = SaltWeights.Create(saltSchedule, isBaseline ? 0f : p.GetValue(omega), n, o.Steps);   // validates ω and n_KD first
             int seventy = Math.Max(1, (int)Math.Round(0.7 * o.Steps));
@@ -51,14 +52,15 @@ static class SaltCommand
             {
                 var sel = SaltResult.Load(selFile);
                 if (sel.SeqLen != o.SeqLen) throw new WhittleException($"{selFile}: selection was made with --seq-len {sel.SeqLen}, this run uses {o.SeqLen}");
-                var starts = sel.Selected.Select(w => SaltSelection.WindowStart(w.Window, sel.SeqLen)).ToList();
-                if (starts.Count == 0 || starts.Max() + o.SeqLen + 1 > data.Train.Length || sel.Windows * (sel.SeqLen + 1) > data.Train.Length)
+                // Bounds by division first: a hostile window index times (T + 1) must not overflow into a "fitting" start.
+                if (sel.Selected.Count == 0 || sel.Windows > data.Train.Length / (sel.SeqLen + 1) || sel.Selected.Any(w => w.Window >= sel.Windows))
                     throw new WhittleException($"{selFile}: selected windows do not fit this dataset's training split");
+                var starts = sel.Selected.Select(w => SaltSelection.WindowStart(w.Window, sel.SeqLen)).ToList();
                 if (!string.Equals(SaltSelection.DatasetHash(data.Train, sel.SeqLen, sel.Windows), sel.DatasetSha256, StringComparison.OrdinalIgnoreCase))
                     throw new WhittleException($"{selFile}: the selection was scored on other data (dataset_sha256 differs from this dataset's training split); run salt-select on {data.Directory}");
                 o = o with { SelectedWindows = starts, SelectedUntilStep = n };
             }
-            if (smallDir is not null) TrainingCli.RequireSameTokenizer(smallDir, data);
+            if (smallDir is not null) { GptNeoXConfig.Load(smallDir).RequireContext(o.SeqLen, "the small model's"); TrainingCli.RequireSameTokenizer(smallDir, data); }
             using var backend = Backends.Create(p.GetValue(t.Device)!);
             using var smallModel = isBaseline ? null : GptNeoXCheckpoint.Load(smallDir!, backend);
             if (smallModel is not null) o = t.WithTeacherPrecision(p, smallModel, o);

@@ -1,6 +1,8 @@
 // Policy: a tokenized dataset on disk is a directory with meta.json and raw little-endian token shards
 // ({split}-NNNN.bin, uint16 or uint32). Shards are memory-mapped, never read whole; every shard's length is checked
 // against meta.json when opened, so a truncated or foreign file is an error up front, not garbage tokens later.
+// A dataset is untrusted input: meta.json is read field by field (JsonField), sizes are compared without overflow,
+// shard names are confined to the directory, and every token id is checked against vocab_size as it is read.
 using System.IO.MemoryMappedFiles;
 using System.Text.Json;
 
@@ -45,33 +47,25 @@ public sealed record DatasetMeta(int Version, string TokenizerSha256, string Tok
 
     internal static DatasetMeta Read(string path)
     {
-        try
+        var r = JsonField.Load(path).RequireObject();
+        if (r["format"].Kind != JsonValueKind.String || r["format"].String() != "whittle-tokens")
+            throw new InvalidFileException(path, "not a whittle token dataset (format is not \"whittle-tokens\")");
+        int version = r["version"].Int();
+        if (version != CurrentVersion) throw new InvalidFileException(path, $"dataset version {version}; this build reads version {CurrentVersion}");
+        string dtype = r["dtype"].String();
+        if (dtype is not ("uint16" or "uint32")) throw r["dtype"].Error($"is '{JsonField.Truncate(dtype)}' (expected uint16 or uint32)");
+        // A uint16 shard cannot hold ids above 65535; the bound also keeps vocab_size within what a model can embed.
+        int vocab = r["vocab_size"].Int(1, dtype == "uint16" ? 1 << 16 : Tokenization.TokenizerLoader.MaxTokenId + 1);
+        int eos = r["eos_id"].Int(0, vocab - 1);
+        SplitInfo Split(string name)
         {
-            InputFile.RequireRegular(path);
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
-            var r = doc.RootElement;
-            if (!r.TryGetProperty("format", out var f) || f.GetString() != "whittle-tokens")
-                throw new InvalidFileException(path, "not a whittle token dataset (format is not \"whittle-tokens\")");
-            int version = r.GetProperty("version").GetInt32();
-            if (version != CurrentVersion) throw new InvalidFileException(path, $"dataset version {version}; this build reads version {CurrentVersion}");
-            string dtype = r.GetProperty("dtype").GetString()!;
-            if (dtype is not ("uint16" or "uint32")) throw new InvalidFileException(path, $"dtype '{dtype}' (expected uint16 or uint32)");
-            SplitInfo Split(string name)
-            {
-                var s = r.GetProperty(name);
-                var shards = s.GetProperty("shards").EnumerateArray()
-                    .Select(e => new ShardInfo(e.GetProperty("file").GetString()!, e.GetProperty("tokens").GetInt64())).ToArray();
-                return new SplitInfo(s.GetProperty("documents").GetInt64(), s.GetProperty("tokens").GetInt64(), shards);
-            }
-            var ds = r.GetProperty("doc_start");
-            return new DatasetMeta(version, r.GetProperty("tokenizer_sha256").GetString()!, r.GetProperty("tokenizer_file").GetString()!,
-                r.GetProperty("vocab_size").GetInt32(), r.GetProperty("eos_id").GetInt32(), dtype, r.GetProperty("val_fraction").GetDouble(),
-                r.GetProperty("seed").GetUInt64(), ds.ValueKind == JsonValueKind.String ? ds.GetString() : null, Split("train"), Split("val"));
+            var s = r[name].RequireObject();
+            var shards = s["shards"].Items().Select(e => new ShardInfo(e["file"].String(), e["tokens"].Long(0))).ToArray();
+            return new SplitInfo(s["documents"].Long(0), s["tokens"].Long(0), shards);
         }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
-        {
-            throw new InvalidFileException(path, $"malformed meta.json ({e.Message})");
-        }
+        return new DatasetMeta(version, r["tokenizer_sha256"].Sha256Hex(), r["tokenizer_file"].String(), vocab, eos, dtype,
+            r["val_fraction"].Double(), r["seed"].ULong(),
+            r["doc_start"].StringOrNull(), Split("train"), Split("val"));
     }
 }
 
@@ -82,7 +76,8 @@ public sealed class TokenDataset : IDisposable
         Directory = dir;
         Meta = meta;
         Train = new TokenStream(dir, meta, meta.Train);
-        Val = new TokenStream(dir, meta, meta.Val);
+        try { Val = new TokenStream(dir, meta, meta.Val); }
+        catch { Train.Dispose(); throw; }
     }
 
     public static TokenDataset Open(string dir)
@@ -108,33 +103,65 @@ public sealed class TokenDataset : IDisposable
 }
 
 /// <summary>One split as a single sequence of token ids spanning its shards.</summary>
-public sealed unsafe class TokenStream : IDisposable, Whittle.Native.Evaluation.ITokenSource
+public sealed unsafe class TokenStream : IDisposable, ITokenSource
 {
-    readonly List<(MemoryMappedFile File, MemoryMappedViewAccessor View, nint Ptr, long Start, long Count)> _shards = new();
+    readonly List<(MemoryMappedFile File, MemoryMappedViewAccessor View, nint Ptr, long Start, long Count, string Path)> _shards = new();
     readonly int _bytesPerToken;
+    readonly int _vocabSize;
 
     internal TokenStream(string dir, DatasetMeta meta, SplitInfo split)
     {
         _bytesPerToken = meta.BytesPerToken;
+        _vocabSize = meta.VocabSize;
+        var metaPath = Path.Combine(dir, "meta.json");
         long start = 0;
-        foreach (var sh in split.Shards)
+        try
         {
-            var path = Path.Combine(dir, sh.File);
-            if (!File.Exists(path)) throw new InvalidFileException(path, "shard listed in meta.json is missing");
-            InputFile.RequireRegular(path);
-            long expected = sh.Tokens * _bytesPerToken, actual = new FileInfo(path).Length;
-            if (actual != expected)
-                throw new InvalidFileException(path, $"shard is {actual} bytes but meta.json says {sh.Tokens} {meta.DType} tokens ({expected} bytes){(actual < expected ? ": truncated" : "")}");
-            if (sh.Tokens == 0) continue;
-            var mmf = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-            var view = mmf.CreateViewAccessor(0, expected, MemoryMappedFileAccess.Read);
-            byte* p = null;
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
-            _shards.Add((mmf, view, (nint)(p + view.PointerOffset), start, sh.Tokens));
-            start += sh.Tokens;
+            foreach (var sh in split.Shards)
+            {
+                var path = ShardPath(dir, sh.File, metaPath);
+                if (!File.Exists(path)) throw new InvalidFileException(path, "shard listed in meta.json is missing");
+                InputFile.RequireRegular(path);
+                // Compared by division: sh.Tokens × bytes per token overflows for a hostile count (2^62 + n tokens × 4 = 4n).
+                long actual = new FileInfo(path).Length;
+                if (actual % _bytesPerToken != 0 || actual / _bytesPerToken != sh.Tokens)
+                    throw new InvalidFileException(path, $"shard is {actual} bytes but meta.json says {sh.Tokens} {meta.DType} tokens{(sh.Tokens <= long.MaxValue / _bytesPerToken ? $" ({sh.Tokens * _bytesPerToken} bytes)" : "")}{(actual / _bytesPerToken < sh.Tokens ? ": truncated" : "")}");
+                if (sh.Tokens == 0) continue;
+                var mmf = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+                var view = mmf.CreateViewAccessor(0, actual, MemoryMappedFileAccess.Read);
+                byte* p = null;
+                view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
+                _shards.Add((mmf, view, (nint)(p + view.PointerOffset), start, sh.Tokens, path));
+                start = checked(start + sh.Tokens);
+            }
         }
-        if (start != split.Tokens) throw new InvalidFileException(Path.Combine(dir, "meta.json"), $"shard token counts sum to {start}, split says {split.Tokens}");
+        catch (OverflowException) { Dispose(); throw new InvalidFileException(metaPath, "shard token counts overflow a 64-bit total"); }
+        catch { Dispose(); throw; }
+        if (start != split.Tokens) { Dispose(); throw new InvalidFileException(metaPath, $"shard token counts sum to {start}, split says {split.Tokens}"); }
         Length = start;
+    }
+
+    /// <summary>
+    /// A dataset is untrusted input: a shard must be a file name directly inside its directory (as `whittle tokenize`
+    /// writes them; no directory part, so no '..', no absolute path, no symlinked folder on the way) and, when the shard
+    /// itself is a symbolic link, one whose final target is inside the directory too.
+    /// </summary>
+    static string ShardPath(string dir, string file, string metaPath)
+    {
+        string shown = JsonField.Truncate(file);
+        if (file.Length == 0 || file is "." or ".." || file.Contains('\0') || file.IndexOfAny(['/', '\\']) >= 0)
+            throw new InvalidFileException(metaPath, $"shard file \"{shown}\" must be a file name inside the dataset directory (no directory part, no '..', no absolute path)");
+        string root = Path.GetFullPath(dir);
+        string full = Path.Combine(root, file);
+        var info = new FileInfo(full);
+        if (info.Exists && info.LinkTarget is not null)
+        {
+            string target = info.ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full;
+            string realRoot = new DirectoryInfo(root).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? root;
+            bool inside = new[] { root, realRoot }.Any(r => Path.GetDirectoryName(target) == r.TrimEnd(Path.DirectorySeparatorChar));
+            if (!inside) throw new InvalidFileException(metaPath, $"shard file \"{shown}\" is a symbolic link to {JsonField.Truncate(target)}, outside the dataset directory");
+        }
+        return full;
     }
 
     public long Length { get; }
@@ -158,6 +185,11 @@ public sealed unsafe class TokenStream : IDisposable, Whittle.Native.Evaluation.
                 for (int i = 0; i < n; i++) d[i] = src[i];
             }
             else new ReadOnlySpan<int>((byte*)sh.Ptr + off * 4, n).CopyTo(d);
+            // Every id is checked as it leaves the file: an id outside the vocabulary would index past the embedding.
+            // The bound is meta.json's vocab_size, which every consumer has checked against its model's.
+            int bad = d.IndexOfAnyExceptInRange(0, _vocabSize - 1);
+            if (bad >= 0)
+                throw new InvalidFileException(sh.Path, $"token {off + bad} (0-based) is {(uint)d[bad]}, outside the dataset's vocabulary [0, {_vocabSize}) (vocab_size in meta.json)");
             done += n;
         }
     }

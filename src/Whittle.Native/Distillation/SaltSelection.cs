@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Whittle.Native.Autograd;
+using Whittle.Native.Data;
 using Whittle.Native.Evaluation;
 using Whittle.Native.Model;
 using Whittle.Native.Tensors;
@@ -181,18 +182,11 @@ public sealed record SaltResult(string DatasetSha256, int SeqLen, int TopK, doub
     public static SaltResult Load(string path)
     {
         if (!File.Exists(path)) throw new WhittleException($"{path}: no such selection file (create one with `whittle salt-select`)");
-        InputFile.RequireRegular(path);
-        try
-        {
-            var o = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
-            if ((string?)o["format"] != SaltSelection.Format) throw new InvalidFileException(path, $"not a SALT selection (format is not \"{SaltSelection.Format}\")");
-            if ((int)o["version"]! != SaltSelection.Version) throw new InvalidFileException(path, $"selection version {(int)o["version"]!}; this build reads version {SaltSelection.Version}");
-            var selected = o["selected"]!.AsArray().Select(e => new WindowScore((long)e!["window"]!, (double)e["score"]!, (int)e["kept_tokens"]!)).ToList();
-            return new SaltResult((string)o["dataset_sha256"]!, (int)o["seq_len"]!, (int)o["top_k"]!, (double)o["keep"]!, (long)o["windows"]!, (int)o["scored"]!, selected, (double?)o["seconds"] ?? 0);
-        }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or NullReferenceException or FormatException)
-        {
-            throw new InvalidFileException(path, $"malformed selection file ({e.Message})");
-        }
+        var o = JsonField.Load(path).RequireObject();
+        if (o["format"].StringOrNull() != SaltSelection.Format) throw new InvalidFileException(path, $"not a SALT selection (format is not \"{SaltSelection.Format}\")");
+        if (o["version"].Int() is var v && v != SaltSelection.Version) throw new InvalidFileException(path, $"selection version {v}; this build reads version {SaltSelection.Version}");
+        var selected = o["selected"].Items().Select(e => new WindowScore(e["window"].Long(0), e["score"].Double(), e["kept_tokens"].Int(0))).ToList();
+        return new SaltResult(o["dataset_sha256"].String(), o["seq_len"].Int(1), o["top_k"].Int(0), o["keep"].Double(), o["windows"].Long(0), o["scored"].Int(0),
+            selected, o["seconds"].DoubleOr(0));
     }
 }

@@ -45,20 +45,11 @@ public sealed record TeacherCacheManifest(string Teacher, int Vocab, int EosId, 
         var path = Path.Combine(dir, FileName);
         if (!Directory.Exists(dir)) throw new WhittleException($"--teacher-cache {dir}: directory not found (build it with `whittle cache-teacher`)");
         if (!File.Exists(path)) throw new WhittleException($"--teacher-cache {dir}: no {FileName}; not a complete teacher cache (build it with `whittle cache-teacher`)");
-        InputFile.RequireRegular(path);
-        try
-        {
-            var o = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
-            if ((string?)o["format"] != Format) throw new InvalidFileException(path, $"not a {Format} manifest");
-            if ((int?)o["version"] != Version) throw new InvalidFileException(path, $"manifest version {o["version"]}; this build reads version {Version}");
-            T Get<T>(string key) => o[key] is { } n ? n.GetValue<T>() : throw new InvalidFileException(path, $"missing \"{key}\"");
-            return new TeacherCacheManifest(Get<string>("teacher"), Get<int>("vocab_size"), Get<int>("eos_token_id"), Get<int>("top_k"), Get<float>("temperature"),
-                Get<string>("data"), Get<string>("data_hash"), Get<int>("batch_size"), Get<int>("seq_len"), Get<ulong>("seed"), Get<int>("steps"), Get<int>("grad_accum"));
-        }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
-        {
-            throw new InvalidFileException(path, $"unreadable manifest: {e.Message}");
-        }
+        var o = JsonField.Load(path).RequireObject();
+        if (o["format"].StringOrNull() != Format) throw new InvalidFileException(path, $"not a {Format} manifest");
+        if (o["version"].Int() is var v && v != Version) throw new InvalidFileException(path, $"manifest version {v}; this build reads version {Version}");
+        return new TeacherCacheManifest(o["teacher"].String(), o["vocab_size"].Int(1), o["eos_token_id"].Int(0), o["top_k"].Int(1), o["temperature"].Float(),
+            o["data"].String(), o["data_hash"].Sha256Hex(), o["batch_size"].Int(1), o["seq_len"].Int(1), o["seed"].ULong(), o["steps"].Int(0), o["grad_accum"].Int(1));
     }
 
     /// <summary>

@@ -1,22 +1,10 @@
 using System.Diagnostics;
 using Whittle.Native.Autograd;
+using Whittle.Native.Data;
 using Whittle.Native.Model;
 using Whittle.Native.Tensors;
 
 namespace Whittle.Native.Evaluation;
-
-/// <summary>A stream of token ids that can be read by range (an in-memory array, a memory-mapped dataset split).</summary>
-public interface ITokenSource
-{
-    long Length { get; }
-    void Read(long start, Span<int> destination);
-}
-
-public sealed class ArrayTokenSource(int[] tokens) : ITokenSource
-{
-    public long Length => tokens.Length;
-    public void Read(long start, Span<int> destination) => tokens.AsSpan((int)start, destination.Length).CopyTo(destination);
-}
 
 public sealed record EvalResult(double Loss, long Tokens, long Windows, double Seconds)
 {

@@ -32,6 +32,8 @@ public sealed class GptNeoX : IDisposable
     public GptNeoXConfig Config { get; }
     public IBackend Backend { get; }
     public ParameterSet Parameters { get; }
+    /// <summary>Parameters that held NaN or Inf when loaded from disk (empty for a new model); each was also a warning.</summary>
+    public IReadOnlyList<string> NonFiniteTensors { get; internal set; } = [];
 
     Precision _precision = Precision.F32;
 

@@ -20,14 +20,27 @@ public static class GptNeoXCheckpoint
         var config = GptNeoXConfig.Load(dir);
         using var reader = new CheckpointReader(dir);
         CheckTensors(dir, config, reader);
+        // The weights pass through one host buffer indexed by int.
+        if (ParameterCount.Of(config).Total is var total && total > int.MaxValue)
+            throw new InvalidFileException(dir, $"the model has {total:N0} parameters; loading holds at most {int.MaxValue:N0}");
         var model = new GptNeoX(config, backend);
         try
         {
             using var host = Tensor.Zeros(DType.F32, checked((int)model.Parameters.Count));
             var all = host.AsSpan<float>();
+            var nonFinite = new List<string>();
             foreach (var p in model.Parameters.Entries)
-                reader.ReadFloats(p.Name, all.Slice((int)p.Offset, (int)p.Count));
+            {
+                var values = all.Slice((int)p.Offset, (int)p.Count);
+                reader.ReadFloats(p.Name, values);
+                if (CountNonFinite(values) is > 0 and var n)
+                {
+                    nonFinite.Add(p.Name);
+                    Warnings.Warn($"{dir}: tensor '{p.Name}' holds {n:N0} NaN or Inf values of {values.Length:N0}; outputs computed from it will be NaN");
+                }
+            }
             model.LoadFlat(host);
+            model.NonFiniteTensors = nonFinite;
             return model;
         }
         catch
@@ -35,6 +48,22 @@ public static class GptNeoXCheckpoint
             model.Dispose();
             throw;
         }
+    }
+
+    /// <summary>NaN and ±Inf are exactly the floats for which x − x is not 0.</summary>
+    internal static int CountNonFinite(ReadOnlySpan<float> x)
+    {
+        int n = 0, i = 0;
+        if (System.Numerics.Vector.IsHardwareAccelerated)
+        {
+            var v = System.Runtime.InteropServices.MemoryMarshal.Cast<float, System.Numerics.Vector<float>>(x);
+            foreach (var e in v)
+                if (!System.Numerics.Vector.EqualsAll(e - e, System.Numerics.Vector<float>.Zero))
+                    for (int j = 0; j < System.Numerics.Vector<float>.Count; j++) if (!float.IsFinite(e[j])) n++;
+            i = v.Length * System.Numerics.Vector<float>.Count;
+        }
+        for (; i < x.Length; i++) if (!float.IsFinite(x[i])) n++;
+        return n;
     }
 
     /// <summary>Checks names and shapes of a checkpoint against a config without reading any weights.</summary>

@@ -63,14 +63,36 @@ public sealed record GptNeoXConfig
         Require(HeadSize > 0, $"head size must be positive, got {HeadSize}");
         Require(RotaryPct is >= 0 and <= 1, $"rotary_pct must be in [0, 1], got {RotaryPct}");
         Require(RotaryDims % 2 == 0, $"rotary dims {RotaryDims} (head size {HeadSize} × rotary_pct {RotaryPct}) must be even");
-        Require(LayerNormEps > 0, $"layer_norm_eps must be positive, got {LayerNormEps}");
+        Require(LayerNormEps > 0 && float.IsFinite(LayerNormEps), $"layer_norm_eps must be positive, got {LayerNormEps}");
+        Require(RotaryBase > 0 && float.IsFinite(RotaryBase), $"rotary_emb_base (rope_theta) must be a positive number, got {RotaryBase}");
         Require(MaxPositionEmbeddings > 0, $"max_position_embeddings must be positive");
         Require(LayerHeads is null || LayerHeads.Length == NumLayers, $"whittle_layer_heads has {LayerHeads?.Length} entries for {NumLayers} layers");
         Require(LayerIntermediateSizes is null || LayerIntermediateSizes.Length == NumLayers, $"whittle_layer_intermediate_sizes has {LayerIntermediateSizes?.Length} entries for {NumLayers} layers");
         Require(LayerHeads is null || LayerHeads.All(h => h > 0), "whittle_layer_heads must be positive");
         Require(LayerIntermediateSizes is null || LayerIntermediateSizes.All(h => h > 0), "whittle_layer_intermediate_sizes must be positive");
         _ = GeluTanh;
+        // Shapes are int and element counts of one tensor must fit an int: a config whose product overflows would
+        // otherwise wrap to a small or negative shape long before any size comparison sees it.
+        long C = HiddenSize;
+        Require((long)VocabSize * C <= int.MaxValue, $"vocab_size {VocabSize} × hidden_size {HiddenSize} is more elements than one tensor holds ({int.MaxValue})");
+        for (int l = 0; l < NumLayers; l++)
+        {
+            long qkv = 3L * HeadsOf(l) * HeadSize;
+            Require(qkv * C <= int.MaxValue, $"layer {l}: 3 × {HeadsOf(l)} heads × head size {HeadSize} × hidden_size {HiddenSize} is more elements than one tensor holds ({int.MaxValue})");
+            Require((long)IntermediateOf(l) * C <= int.MaxValue, $"layer {l}: intermediate size {IntermediateOf(l)} × hidden_size {HiddenSize} is more elements than one tensor holds ({int.MaxValue})");
+        }
         return this;
+    }
+
+    /// <summary>
+    /// Refuses sequences longer than the context the model was made for (<paramref name="role"/> says which model, e.g.
+    /// "the teacher's"): positions past max_position_embeddings were never trained, so rotary attention there
+    /// extrapolates to unseen angles and the numbers would mean nothing.
+    /// </summary>
+    public void RequireContext(int seqLen, string role = "the model's", string option = "--seq-len")
+    {
+        if (seqLen > MaxPositionEmbeddings)
+            throw new WhittleException($"{option} {seqLen} is above {role} max_position_embeddings {MaxPositionEmbeddings}; use {option} {MaxPositionEmbeddings} or less");
     }
 
     // ---------------------------------------------------------------- JSON
@@ -79,62 +101,58 @@ public sealed record GptNeoXConfig
     {
         if (Directory.Exists(path)) path = System.IO.Path.Combine(path, "config.json");
         if (!File.Exists(path)) throw new InvalidFileException(path, "file not found (a model directory needs config.json)");
-        InputFile.RequireRegular(path);
-        JsonNode? root;
-        try { root = JsonNode.Parse(File.ReadAllText(path)); }
-        catch (JsonException e) { throw new InvalidFileException(path, $"not valid JSON: {e.Message}"); }
-        if (root is not JsonObject o) throw new InvalidFileException(path, "expected a JSON object");
-        return FromJson(o, path);
+        return FromJson(JsonField.Load(path), path);
     }
 
-    public static GptNeoXConfig FromJson(JsonObject o, string source)
+    public static GptNeoXConfig FromJson(JsonObject o, string source) => FromJson(JsonField.FromNode(o, source), source);
+
+    /// <summary>
+    /// Every field is type-checked where it is read (see <see cref="JsonField"/>): a wrong JSON type is an error naming
+    /// the field, and unknown fields are ignored, as transformers ignores them.
+    /// </summary>
+    public static GptNeoXConfig FromJson(JsonField o, string source)
     {
-        string? modelType = Str(o, "model_type");
-        var archs = o["architectures"] as JsonArray;
-        bool isNeoX = modelType == "gpt_neox" || (archs?.Any(a => a?.GetValue<string>() is "GPTNeoXForCausalLM") ?? false);
+        o.RequireObject();
+        string? modelType = o["model_type"].StringOrNull();
+        var archs = o["architectures"].ItemsOrEmpty().Select(a => a.String()).ToArray();
+        bool isNeoX = modelType == "gpt_neox" || archs.Contains("GPTNeoXForCausalLM");
         if (!isNeoX)
-            throw new InvalidFileException(source, $"unsupported architecture (model_type '{modelType ?? "missing"}', architectures [{string.Join(", ", archs?.Select(a => a?.ToString()) ?? [])}]); only GPT-NeoX (model_type gpt_neox) is supported");
-        if (o["tie_word_embeddings"] is JsonValue tie && tie.GetValue<bool>())
+            throw new InvalidFileException(source, $"unsupported architecture (model_type '{JsonField.Truncate(modelType ?? "missing")}', architectures [{JsonField.Truncate(string.Join(", ", archs))}]); only GPT-NeoX (model_type gpt_neox) is supported");
+        if (o["tie_word_embeddings"].BoolOr(false))
             throw new InvalidFileException(source, "tie_word_embeddings = true is not supported (GPT-NeoX/Pythia use an untied embed_out)");
-        if (o["attention_bias"] is JsonValue ab && !ab.GetValue<bool>())
+        if (!o["attention_bias"].BoolOr(true))
             throw new InvalidFileException(source, "attention_bias = false is not supported");
 
-        int Int(string key) => o[key] is JsonValue v && v.TryGetValue(out int i) ? i
-            : throw new InvalidFileException(source, $"missing or non-integer '{key}'");
+        // Sizes are bounded so that no product of two of them overflows a long (parameter counts, byte sizes).
+        const int MaxSize = 1 << 24;
+        int Size(string key) => o[key].Int(1, MaxSize);
         float Float(float dflt, params string[] keys)
         {
-            foreach (var k in keys) if (o[k] is JsonValue v) return v.TryGetValue(out double d) ? (float)d : v.GetValue<float>();
+            foreach (var k in keys) if (!o[k].IsAbsent) return o[k].Float();
             return dflt;
         }
-        try
+        int[]? PerLayer(string key) => o[key].IsAbsent ? null : o[key].Items().Select(x => x.Int(1, MaxSize)).ToArray();
+        return new GptNeoXConfig
         {
-            return new GptNeoXConfig
-            {
-                VocabSize = Int("vocab_size"),
-                HiddenSize = Int("hidden_size"),
-                NumLayers = Int("num_hidden_layers"),
-                NumHeads = Int("num_attention_heads"),
-                IntermediateSize = Int("intermediate_size"),
-                RotaryPct = Float(0.25f, "rotary_pct", "partial_rotary_factor"),
-                RotaryBase = Float(10000f, "rotary_emb_base", "rope_theta"),
-                LayerNormEps = Float(1e-5f, "layer_norm_eps"),
-                UseParallelResidual = o["use_parallel_residual"] is JsonValue pr ? pr.GetValue<bool>() : true,
-                HiddenAct = Str(o, "hidden_act") ?? "gelu",
-                MaxPositionEmbeddings = o["max_position_embeddings"] is JsonValue mp ? mp.GetValue<int>() : 2048,
-                BosTokenId = o["bos_token_id"] is JsonValue b && b.TryGetValue(out int bi) ? bi : 0,
-                EosTokenId = o["eos_token_id"] is JsonValue e && e.TryGetValue(out int ei) ? ei : 0,
-                ExplicitHeadSize = o["whittle_head_size"] is JsonValue hs ? hs.GetValue<int>() : null,
-                LayerHeads = o["whittle_layer_heads"] is JsonArray lh ? lh.Select(x => x!.GetValue<int>()).ToArray() : null,
-                LayerIntermediateSizes = o["whittle_layer_intermediate_sizes"] is JsonArray li ? li.Select(x => x!.GetValue<int>()).ToArray() : null,
-            }.Validate(source);
-        }
-        catch (Exception ex) when (ex is InvalidOperationException or FormatException)
-        {
-            throw new InvalidFileException(source, $"a field has the wrong JSON type: {ex.Message}");
-        }
+            VocabSize = Size("vocab_size"),
+            HiddenSize = Size("hidden_size"),
+            NumLayers = o["num_hidden_layers"].Int(1, 1 << 16),
+            NumHeads = Size("num_attention_heads"),
+            IntermediateSize = Size("intermediate_size"),
+            RotaryPct = Float(0.25f, "rotary_pct", "partial_rotary_factor"),
+            RotaryBase = Float(10000f, "rotary_emb_base", "rope_theta"),
+            LayerNormEps = Float(1e-5f, "layer_norm_eps"),
+            UseParallelResidual = o["use_parallel_residual"].BoolOr(true),
+            HiddenAct = o["hidden_act"].StringOrNull() ?? "gelu",
+            MaxPositionEmbeddings = o["max_position_embeddings"].IntOr(2048, 1, int.MaxValue),
+            // HF allows a list of ids here (several end tokens); only a single id is used by this engine.
+            BosTokenId = o["bos_token_id"].Kind == JsonValueKind.Number ? o["bos_token_id"].Int() : 0,
+            EosTokenId = o["eos_token_id"].Kind == JsonValueKind.Number ? o["eos_token_id"].Int() : 0,
+            ExplicitHeadSize = o["whittle_head_size"].IsAbsent ? null : o["whittle_head_size"].Int(1, MaxSize),
+            LayerHeads = PerLayer("whittle_layer_heads"),
+            LayerIntermediateSizes = PerLayer("whittle_layer_intermediate_sizes"),
+        }.Validate(source);
     }
-
-    static string? Str(JsonObject o, string key) => o[key] is JsonValue v && v.TryGetValue(out string? s) ? s : null;
 
     /// <summary>A config.json that Hugging Face transformers loads (plus our per-layer fields when non-uniform).</summary>
     public JsonObject ToJson()

@@ -54,18 +54,9 @@ public sealed record ImportanceScores(double[] Embed, double[][] Heads, double[]
     {
         var path = Path.Combine(modelDir, "importance.json");
         if (!File.Exists(path)) return null;
-        InputFile.RequireRegular(path);
-        try
-        {
-            var ranking = (JsonNode.Parse(File.ReadAllText(path)) as JsonObject)?["layer_ranking"] as JsonArray;
-            var r = ranking?.Select(n => n!.GetValue<int>()).ToArray();
-            return r is not null && r.Length == layers && r.Order().SequenceEqual(Enumerable.Range(0, layers)) ? r
-                : throw new InvalidFileException(path, $"layer_ranking must be a permutation of 0..{layers - 1}");
-        }
-        catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or FormatException)
-        {
-            throw new InvalidFileException(path, $"malformed importance file ({e.Message})");
-        }
+        var r = JsonField.Load(path).RequireObject()["layer_ranking"].Items().Select(n => n.Int(0, layers - 1)).ToArray();
+        return r.Length == layers && r.Order().SequenceEqual(Enumerable.Range(0, layers)) ? r
+            : throw new InvalidFileException(path, $"layer_ranking must be a permutation of 0..{layers - 1}");
     }
 }
 

@@ -28,9 +28,19 @@ public static class SubnetSpec
         try { root = JsonNode.Parse(File.ReadAllText(path)); }
         catch (JsonException e) { throw new WhittleException($"{path}: not valid JSON: {e.Message}"); }
         if (root is not JsonObject o) throw new WhittleException($"{path}: a sub-network spec must be a JSON object");
-        // Files written by `whittle search` (best.json) wrap the spec with its scores.
-        if (o["spec"] is JsonObject inner) o = inner;
-        return FromJson(o, parent, path);
+        return Checked(path, () =>
+        {
+            // Files written by `whittle search` (best.json) wrap the spec with its scores.
+            var spec = o["spec"] is JsonObject inner ? inner : o;
+            return FromJson(spec, parent, path);
+        });
+    }
+
+    /// <summary>JsonObject builds its key table on first use: a repeated key surfaces there, as an ArgumentException.</summary>
+    static ActiveArchitecture Checked(string source, Func<ActiveArchitecture> read)
+    {
+        try { return read(); }
+        catch (ArgumentException e) { throw new WhittleException($"{source}: not a valid sub-network spec: {e.Message.ReplaceLineEndings(" ")}"); }
     }
 
     public static ActiveArchitecture Parse(string json, GptNeoXConfig parent, string source = "sub-network spec")
@@ -38,7 +48,7 @@ public static class SubnetSpec
         JsonNode? root;
         try { root = JsonNode.Parse(json); }
         catch (JsonException e) { throw new WhittleException($"{source}: not valid JSON: {e.Message}"); }
-        return root is JsonObject o ? FromJson(o, parent, source) : throw new WhittleException($"{source}: a sub-network spec must be a JSON object");
+        return root is JsonObject o ? Checked(source, () => FromJson(o, parent, source)) : throw new WhittleException($"{source}: a sub-network spec must be a JSON object");
     }
 
     public static ActiveArchitecture FromJson(JsonObject o, GptNeoXConfig parent, string source = "sub-network spec")

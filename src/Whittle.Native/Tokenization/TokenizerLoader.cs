@@ -22,18 +22,11 @@ internal static class TokenizerLoader
         if (!File.Exists(path)) throw new WhittleException($"{path}: tokenizer file not found");
         InputFile.RequireRegular(path);
         var bytes = File.ReadAllBytes(path);
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 256 }); }
-        catch (JsonException e) { throw new InvalidFileException(path, $"not valid JSON ({e.Message})"); }
-        using (doc)
-        {
-            var root = doc.RootElement;
-            if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("model", out var model) && model.ValueKind == JsonValueKind.Object)
-                return FromTokenizerJson(path, bytes, root);
-            if (root.ValueKind == JsonValueKind.Object)
-                return FromVocabAndMerges(path, bytes, root);
+        var root = JsonField.Parse(path, bytes, maxDepth: 256);
+        if (root.Kind != JsonValueKind.Object)
             throw new InvalidFileException(path, "expected a JSON object (tokenizer.json or a GPT-2 encoder.json)");
-        }
+        if (root["model"].Kind == JsonValueKind.Object) return FromTokenizerJson(path, bytes, root);
+        return FromVocabAndMerges(path, bytes, root);
     }
 
     static string Hash(params byte[][] parts)
@@ -43,24 +36,25 @@ internal static class TokenizerLoader
         return Convert.ToHexStringLower(sha.GetHashAndReset());
     }
 
-    static Dictionary<string, int> ReadVocab(string path, JsonElement obj)
+    /// <summary>
+    /// The largest token id accepted. The id tables are sized by the largest id, so an id of 2,000,000,000 in a
+    /// hostile file would allocate gigabytes; the largest real vocabularies are a few hundred thousand.
+    /// </summary>
+    internal const int MaxTokenId = (1 << 24) - 1;
+
+    static Dictionary<string, int> ReadVocab(JsonField obj)
     {
         var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
-        foreach (var p in obj.EnumerateObject())
-        {
-            if (p.Value.ValueKind != JsonValueKind.Number || !p.Value.TryGetInt32(out int id) || id < 0)
-                throw new InvalidFileException(path, $"vocabulary entry '{p.Name}' is not a non-negative integer id");
-            vocab[p.Name] = id;
-        }
+        foreach (var (name, value) in obj.Properties()) vocab[name] = value.Int(0, MaxTokenId);
         return vocab;
     }
 
-    static Tokenizer FromVocabAndMerges(string path, byte[] vocabBytes, JsonElement root)
+    static Tokenizer FromVocabAndMerges(string path, byte[] vocabBytes, JsonField root)
     {
         var dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!;
         string? mergesPath = new[] { "vocab.bpe", "merges.txt" }.Select(n => System.IO.Path.Combine(dir, n)).FirstOrDefault(File.Exists);
         if (mergesPath is null) throw new WhittleException($"{path}: GPT-2 style vocabulary needs a sibling vocab.bpe or merges.txt, found neither in {dir}");
-        var vocab = ReadVocab(path, root);
+        var vocab = ReadVocab(root);
         InputFile.RequireRegular(mergesPath);
         var mergesBytes = File.ReadAllBytes(mergesPath);
         var merges = new List<(string, string)>();
@@ -80,97 +74,87 @@ internal static class TokenizerLoader
         return new Tokenizer(path, Hash(vocabBytes, mergesBytes), model, vocab, added, null, [new ByteLevelStep(true)], false);
     }
 
-    static Tokenizer FromTokenizerJson(string path, byte[] bytes, JsonElement root)
+    static Tokenizer FromTokenizerJson(string path, byte[] bytes, JsonField root)
     {
-        var m = root.GetProperty("model");
-        string type = m.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString()! : "BPE";
-        if (type != "BPE") throw new InvalidFileException(path, $"model.type is '{type}'; only BPE is supported");
+        var m = root["model"];
+        string type = m["type"].StringOrNull() ?? "BPE";
+        if (type != "BPE") throw new InvalidFileException(path, $"model.type is '{JsonField.Truncate(type)}'; only BPE is supported");
         RequireNullOrEmpty(path, m, "unk_token", "continuing_subword_prefix", "end_of_word_suffix");
-        if (m.TryGetProperty("dropout", out var d) && d.ValueKind == JsonValueKind.Number && d.GetDouble() != 0)
+        if (m["dropout"].DoubleOr(0) != 0)
             throw new InvalidFileException(path, "model.dropout is set; BPE dropout is not supported");
-        if (m.TryGetProperty("byte_fallback", out var bf) && bf.ValueKind == JsonValueKind.True)
+        if (m["byte_fallback"].BoolOr(false))
             throw new InvalidFileException(path, "model.byte_fallback is true; only byte-level BPE is supported");
-        bool ignoreMerges = m.TryGetProperty("ignore_merges", out var im) && im.ValueKind == JsonValueKind.True;
-        if (!m.TryGetProperty("vocab", out var v) || v.ValueKind != JsonValueKind.Object)
-            throw new InvalidFileException(path, "model.vocab is missing or not an object");
-        var vocab = ReadVocab(path, v);
+        bool ignoreMerges = m["ignore_merges"].BoolOr(false);
+        var vocab = ReadVocab(m["vocab"].RequireObject());
         var merges = new List<(string, string)>();
-        if (m.TryGetProperty("merges", out var ms) && ms.ValueKind == JsonValueKind.Array)
+        foreach (var e in m["merges"].ItemsOrEmpty())
         {
-            int i = 0;
-            foreach (var e in ms.EnumerateArray())
+            if (e.Kind == JsonValueKind.String)
             {
-                if (e.ValueKind == JsonValueKind.String)
-                {
-                    var parts = e.GetString()!.Split(' ');
-                    if (parts.Length != 2) throw new InvalidFileException(path, $"model.merges[{i}] is not two tokens separated by one space");
-                    merges.Add((parts[0], parts[1]));
-                }
-                else if (e.ValueKind == JsonValueKind.Array && e.GetArrayLength() == 2)
-                    merges.Add((e[0].GetString()!, e[1].GetString()!));
-                else throw new InvalidFileException(path, $"model.merges[{i}] is neither \"a b\" nor [\"a\", \"b\"]");
-                i++;
+                var parts = e.String().Split(' ');
+                if (parts.Length != 2) throw e.Error("is not two tokens separated by one space");
+                merges.Add((parts[0], parts[1]));
             }
+            else if (e.Kind == JsonValueKind.Array && e.Items() is { Count: 2 } pair)
+                merges.Add((pair[0].String(), pair[1].String()));
+            else throw e.Error("is neither \"a b\" nor [\"a\", \"b\"]");
         }
 
         var added = new List<AddedToken>();
-        if (root.TryGetProperty("added_tokens", out var at) && at.ValueKind == JsonValueKind.Array)
+        foreach (var a in root["added_tokens"].ItemsOrEmpty())
         {
-            foreach (var a in at.EnumerateArray())
-            {
-                int id = a.GetProperty("id").GetInt32();
-                string content = a.GetProperty("content").GetString()!;
-                foreach (var flag in new[] { "single_word", "lstrip", "rstrip" })
-                    if (a.TryGetProperty(flag, out var f) && f.ValueKind == JsonValueKind.True)
-                        throw new InvalidFileException(path, $"added token '{content}' sets {flag}; not supported");
-                bool special = a.TryGetProperty("special", out var sp) && sp.ValueKind == JsonValueKind.True;
-                added.Add(new AddedToken(id, content, special));
-            }
+            a.RequireObject();
+            int id = a["id"].Int(0, MaxTokenId);
+            string content = a["content"].String();
+            foreach (var flag in new[] { "single_word", "lstrip", "rstrip" })
+                if (a[flag].BoolOr(false))
+                    throw new InvalidFileException(path, $"added token '{JsonField.Truncate(content)}' sets {flag}; not supported");
+            added.Add(new AddedToken(id, content, a["special"].BoolOr(false)));
         }
 
-        var normalizer = ReadNormalizer(path, root.TryGetProperty("normalizer", out var n) ? n : default);
+        var normalizer = ReadNormalizer(path, root["normalizer"]);
         var steps = new List<PreTokenizerStep>();
         bool prefixSpace = false;
-        if (root.TryGetProperty("pre_tokenizer", out var pt) && pt.ValueKind == JsonValueKind.Object)
-            ReadPreTokenizer(path, pt, steps, ref prefixSpace, topLevel: true);
-        if (root.TryGetProperty("decoder", out var dec) && dec.ValueKind == JsonValueKind.Object)
+        if (!root["pre_tokenizer"].IsAbsent)
+            ReadPreTokenizer(path, root["pre_tokenizer"], steps, ref prefixSpace, topLevel: true);
+        if (!root["decoder"].IsAbsent)
         {
-            string dt = dec.GetProperty("type").GetString()!;
-            if (dt != "ByteLevel") throw new InvalidFileException(path, $"decoder.type is '{dt}'; only ByteLevel is supported");
+            string dt = root["decoder"]["type"].String();
+            if (dt != "ByteLevel") throw new InvalidFileException(path, $"decoder.type is '{JsonField.Truncate(dt)}'; only ByteLevel is supported");
         }
         var model = new BpeModel(vocab, merges, ignoreMerges, path);
         return new Tokenizer(path, Hash(bytes), model, vocab, added, normalizer, steps.ToArray(), prefixSpace);
     }
 
-    static void RequireNullOrEmpty(string path, JsonElement obj, params string[] names)
+    static void RequireNullOrEmpty(string path, JsonField obj, params string[] names)
     {
         foreach (var name in names)
-            if (obj.TryGetProperty(name, out var e) && e.ValueKind == JsonValueKind.String && e.GetString()!.Length > 0)
-                throw new InvalidFileException(path, $"model.{name} is '{e.GetString()}'; byte-level BPE does not use it");
+            if (obj[name].StringOrNull() is { Length: > 0 } value)
+                throw new InvalidFileException(path, $"model.{name} is '{JsonField.Truncate(value)}'; byte-level BPE does not use it");
     }
 
-    static INormalizer? ReadNormalizer(string path, JsonElement n)
+    static INormalizer? ReadNormalizer(string path, JsonField n)
     {
-        if (n.ValueKind is JsonValueKind.Undefined or JsonValueKind.Null) return null;
-        string type = n.GetProperty("type").GetString()!;
+        if (n.IsAbsent) return null;
+        string type = n["type"].String();
         switch (type)
         {
             case "NFC": return new NfcNormalizer();
             case "Sequence":
-                var parts = n.GetProperty("normalizers").EnumerateArray().Select(e => ReadNormalizer(path, e)).OfType<INormalizer>().ToArray();
+                var parts = n["normalizers"].Items().Select(e => ReadNormalizer(path, e)).OfType<INormalizer>().ToArray();
                 return parts.Length == 0 ? null : parts.Length == 1 ? parts[0] : new SequenceNormalizer(parts);
-            default: throw new InvalidFileException(path, $"normalizer '{type}' is not supported (only NFC and Sequence)");
+            default: throw new InvalidFileException(path, $"normalizer '{JsonField.Truncate(type)}' is not supported (only NFC and Sequence)");
         }
     }
 
-    static void ReadPreTokenizer(string path, JsonElement p, List<PreTokenizerStep> steps, ref bool prefixSpace, bool topLevel)
+    static void ReadPreTokenizer(string path, JsonField p, List<PreTokenizerStep> steps, ref bool prefixSpace, bool topLevel)
     {
-        string type = p.GetProperty("type").GetString()!;
+        string type = p["type"].String();
         switch (type)
         {
             case "ByteLevel":
-                bool useRegex = !p.TryGetProperty("use_regex", out var ur) || ur.ValueKind != JsonValueKind.False;
-                if (p.TryGetProperty("add_prefix_space", out var aps) && aps.ValueKind == JsonValueKind.True)
+                bool useRegex = p["use_regex"].BoolOr(true);
+                if (p["add_prefix_space"].BoolOr(false))
                 {
                     // Hugging Face prefixes each split it sees; that equals prefixing the segment only when nothing split before.
                     if (steps.Count > 0) throw new InvalidFileException(path, "pre_tokenizer: ByteLevel add_prefix_space after another step is not supported");
@@ -179,29 +163,31 @@ internal static class TokenizerLoader
                 steps.Add(new ByteLevelStep(useRegex));
                 break;
             case "Split":
-                var pat = p.GetProperty("pattern");
+                var pat = p["pattern"];
                 // A tokenizer file is input like any other: its pattern could backtrack for ever on some text, so every
                 // match runs under SplitStep.MatchTimeout and a timeout is an error naming the file (SplitStep.Apply).
-                Regex regex;
-                try
-                {
-                    regex = pat.TryGetProperty("Regex", out var re)
-                        ? new Regex(re.GetString()!, RegexOptions.CultureInvariant | RegexOptions.Compiled, SplitStep.MatchTimeout)
-                        : new Regex(Regex.Escape(pat.GetProperty("String").GetString()!), RegexOptions.CultureInvariant, SplitStep.MatchTimeout);
-                }
-                catch (ArgumentException e) { throw new InvalidFileException(path, $"pre_tokenizer: Split pattern is not a valid regular expression ({ErrorText.Clip(e.Message)})"); }
-                if (p.TryGetProperty("invert", out var inv) && inv.ValueKind == JsonValueKind.True)
+                Regex regex = pat.Has("Regex") ? SplitRegex(pat["Regex"])
+                    : new Regex(Regex.Escape(pat["String"].String()), RegexOptions.CultureInvariant, SplitStep.MatchTimeout);
+                if (p["invert"].BoolOr(false))
                     throw new InvalidFileException(path, "pre_tokenizer: Split with invert=true is not supported");
-                string behavior = p.GetProperty("behavior").GetString()!;
-                if (!Enum.TryParse<SplitStep.Behavior>(behavior, out var b))
-                    throw new InvalidFileException(path, $"pre_tokenizer: Split behavior '{behavior}' is not supported");
+                string behavior = p["behavior"].String();
+                // By exact name: Enum.TryParse would also take "1" or "Isolated, Removed", which Hugging Face refuses.
+                if (!Enum.GetNames<SplitStep.Behavior>().Contains(behavior) || !Enum.TryParse<SplitStep.Behavior>(behavior, out var b))
+                    throw new InvalidFileException(path, $"pre_tokenizer: Split behavior '{JsonField.Truncate(behavior)}' is not supported");
                 steps.Add(new SplitStep(regex, b, path));
                 break;
             case "Sequence":
-                foreach (var e in p.GetProperty("pretokenizers").EnumerateArray()) ReadPreTokenizer(path, e, steps, ref prefixSpace, false);
+                foreach (var e in p["pretokenizers"].Items()) ReadPreTokenizer(path, e, steps, ref prefixSpace, false);
                 break;
             default:
-                throw new InvalidFileException(path, $"pre_tokenizer '{type}' is not supported (ByteLevel, Split, Sequence)");
+                throw new InvalidFileException(path, $"pre_tokenizer '{JsonField.Truncate(type)}' is not supported (ByteLevel, Split, Sequence)");
         }
+    }
+
+    /// <summary>A Split pattern is an untrusted regex: one .NET cannot compile is an error naming the field.</summary>
+    static Regex SplitRegex(JsonField f)
+    {
+        try { return new Regex(f.String(), RegexOptions.CultureInvariant | RegexOptions.Compiled, SplitStep.MatchTimeout); }
+        catch (ArgumentException e) { throw f.Error($"is not a valid regular expression: {JsonField.Truncate(e.Message)}"); }
     }
 }

@@ -14,18 +14,17 @@ public sealed record TrainingState(int Step, long TokensSeen, long DataCursor, u
         ["seed"] = Seed.ToString(), ["elapsed_seconds"] = ElapsedSeconds,
     };
 
-    public static TrainingState FromJson(JsonNode o, string path)
+    public static TrainingState FromJson(JsonNode o, string path) => FromJson(JsonField.FromNode(o, path));
+
+    /// <summary>Every count is non-negative (a negative step or cursor would index before the data); each field is type-checked.</summary>
+    public static TrainingState FromJson(JsonField o)
     {
-        try
-        {
-            return new TrainingState(o["step"]!.GetValue<int>(), o["tokens_seen"]!.GetValue<long>(), o["data_cursor"]!.GetValue<long>(),
-                ulong.Parse(o["seed"]!.GetValue<string>()), o["elapsed_seconds"]!.GetValue<double>(), o["selected_cursor"]?.GetValue<long>() ?? 0);
-        }
-        catch (Exception e) when (e is NullReferenceException or InvalidOperationException or FormatException)
-        {
-            throw new InvalidFileException(path, $"malformed training state ({e.Message})");
-        }
+        o.RequireObject();
+        return new TrainingState(o["step"].Int(0), o["tokens_seen"].Long(0), o["data_cursor"].Long(0), o["seed"].ULongString(),
+            o["elapsed_seconds"].Double() is var s and >= 0 ? s : throw o["elapsed_seconds"].Error("must be >= 0"), o["selected_cursor"].LongOr(0, 0));
     }
+
+    public static TrainingState Load(string path) => FromJson(JsonField.Load(path));
 }
 
 /// <summary>
@@ -78,15 +77,14 @@ public sealed class CheckpointStore(string runDir, int keep = 2, string? tokeniz
     /// <summary>Loads weights, optimizer moments and state from a checkpoint into an existing model/optimizer of the same shape.</summary>
     public static TrainingState Restore(string dir, GptNeoX model, AdamWOptimizer optimizer)
     {
+        // The state first: a malformed trainer_state.json is reported before any weights are read.
+        var state = TrainingState.Load(Path.Combine(dir, StateFile));
         using (var loaded = GptNeoXCheckpoint.Load(dir, CpuOnly))
         {
             if (!GptNeoX.Layout(loaded.Config).Select(p => (p.Name, string.Join(',', p.Shape))).SequenceEqual(GptNeoX.Layout(model.Config).Select(p => (p.Name, string.Join(',', p.Shape)))))
                 throw new InvalidFileException(dir, "the checkpoint's architecture differs from the model being resumed (compare their config.json)");
             model.LoadFlat(loaded.Parameters.Flat);
         }
-        var statePath = Path.Combine(dir, StateFile);
-        InputFile.RequireRegular(statePath);
-        var state = TrainingState.FromJson(JsonNode.Parse(File.ReadAllText(statePath))!, statePath);
         using var opt = new SafeTensorsFile(Path.Combine(dir, OptimizerFile));
         foreach (var (name, dst) in new[] { ("m", optimizer.M), ("v", optimizer.V) })
         {

@@ -91,6 +91,7 @@ public sealed class Trainer : IDisposable
         _o = options.Validate();
         _model = model;
         _data = data;
+        model.Config.RequireContext(options.SeqLen);
         if (data.Meta.VocabSize > model.Config.VocabSize)
             throw new WhittleException($"{data.Directory}: dataset vocabulary ({data.Meta.VocabSize}) is larger than the model's vocab_size ({model.Config.VocabSize})");
         if (data.Val.Length < options.SeqLen + 1)
@@ -287,6 +288,8 @@ public sealed class Trainer : IDisposable
         {
             try { return JsonNode.Parse(line)?["step"]?.GetValue<int>() <= step; }
             catch (System.Text.Json.JsonException) { return false; }    // a line cut short by the crash
+            // A line that is JSON but not a metrics object (hand-edited, or another tool's) is dropped the same way.
+            catch (Exception e) when (e is InvalidOperationException or FormatException or ArgumentException) { return false; }
         }).ToList();
         AtomicFile.WriteAllText(MetricsPath, keep.Count == 0 ? "" : string.Join("\n", keep) + "\n");
     }

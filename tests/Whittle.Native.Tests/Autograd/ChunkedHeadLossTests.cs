@@ -1,3 +1,4 @@
+using Whittle.Native.Data;
 using Whittle.Native.Autograd;
 using Whittle.Native.Cpu;
 using Whittle.Native.Distillation;
