@@ -92,7 +92,7 @@ public sealed unsafe partial class CpuBackend
         /// <summary>logits (V) → out log softmax(logits / τ) and its exponential.</summary>
         void LogSoftmax(float* logits, double invTau, Span<double> log, Span<double> prob)
         {
-            WidenScaled(logits, invTau, log);
+            HostVectors.WidenScaled(logits, invTau, log);
             double lse = LogSumExp(log, _t0, out _, out _);
             TensorPrimitives.Subtract(log, lse, log);
             TensorPrimitives.Exp(log, prob);
@@ -101,7 +101,7 @@ public sealed unsafe partial class CpuBackend
         /// <summary>S, Ce, LogP, P for student row s; returns the CE loss logsumexp(s) − s[target].</summary>
         double Student(float* s, in DistillSettings settings, int target)
         {
-            WidenScaled(s, 1.0, _s);
+            HostVectors.WidenScaled(s, 1.0, _s);
             double lse = LogSumExp(_s, _ce, out _, out double sum);
             TensorPrimitives.Multiply(_ce, 1.0 / sum, _ce);
             LogSoftmax(s, 1.0 / settings.Temperature, _logP, _p);
@@ -115,7 +115,7 @@ public sealed unsafe partial class CpuBackend
         void Write(float* d, Span<double> g, double ce, int target)
         {
             TensorPrimitives.MultiplyAdd(_ce, ce, g, g);
-            AddNarrowed(g, d);
+            HostVectors.AddNarrowed(g, d);
             d[target] -= (float)ce;
         }
 

@@ -1,6 +1,5 @@
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
-using Whittle.Native.Cpu;
 using Whittle.Native.Tensors;
 using Tensor = Whittle.Native.Tensors.Tensor;
 
@@ -51,7 +50,7 @@ public static class TeacherTopK
             _row = logits;
             var row = new ReadOnlySpan<float>(logits, _logq.Length);
             var logq = _logq.AsSpan();
-            CpuBackend.WidenScaled(logits, 1.0 / temperature, logq);
+            HostVectors.WidenScaled(logits, 1.0 / temperature, logq);
             double max = TensorPrimitives.Max(logq);
             TensorPrimitives.Subtract(logq, max, _e);
             TensorPrimitives.Exp(_e, _e);                  // e^(x/τ − max): normalised by their sum, the teacher's probabilities

@@ -26,21 +26,7 @@ public static class GptNeoXCheckpoint
         var model = new GptNeoX(config, backend);
         try
         {
-            using var host = Tensor.Zeros(DType.F32, checked((int)model.Parameters.Count));
-            var all = host.AsSpan<float>();
-            var nonFinite = new List<string>();
-            foreach (var p in model.Parameters.Entries)
-            {
-                var values = all.Slice((int)p.Offset, (int)p.Count);
-                reader.ReadFloats(p.Name, values);
-                if (CountNonFinite(values) is > 0 and var n)
-                {
-                    nonFinite.Add(p.Name);
-                    Warnings.Warn($"{dir}: tensor '{p.Name}' holds {n:N0} NaN or Inf values of {values.Length:N0}; outputs computed from it will be NaN");
-                }
-            }
-            model.LoadFlat(host);
-            model.NonFiniteTensors = nonFinite;
+            model.NonFiniteTensors = ReadInto(dir, reader, model);
             return model;
         }
         catch
@@ -48,6 +34,41 @@ public static class GptNeoXCheckpoint
             model.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Reads a checkpoint's weights into an existing model of the same architecture (resuming a run): straight into one
+    /// host buffer and on to the model's backend, with no second model on the way.
+    /// </summary>
+    public static void LoadInto(string dir, GptNeoX model)
+    {
+        var config = GptNeoXConfig.Load(dir);
+        static IEnumerable<(string, string)> Shapes(GptNeoXConfig c) => GptNeoX.Layout(c).Select(p => (p.Name, string.Join(',', p.Shape)));
+        if (!Shapes(config).SequenceEqual(Shapes(model.Config)))
+            throw new InvalidFileException(dir, "the checkpoint's architecture differs from the model being resumed (compare their config.json)");
+        using var reader = new CheckpointReader(dir);
+        CheckTensors(dir, config, reader);
+        model.NonFiniteTensors = ReadInto(dir, reader, model);
+    }
+
+    /// <summary>Every parameter of <paramref name="model"/> from the checkpoint, through one host buffer; the names of tensors holding NaN or Inf.</summary>
+    static List<string> ReadInto(string dir, CheckpointReader reader, GptNeoX model)
+    {
+        using var host = Tensor.Zeros(DType.F32, checked((int)model.Parameters.Count));
+        var all = host.AsSpan<float>();
+        var nonFinite = new List<string>();
+        foreach (var p in model.Parameters.Entries)
+        {
+            var values = all.Slice((int)p.Offset, (int)p.Count);
+            reader.ReadFloats(p.Name, values);
+            if (CountNonFinite(values) is > 0 and var n)
+            {
+                nonFinite.Add(p.Name);
+                Warnings.Warn($"{dir}: tensor '{p.Name}' holds {n:N0} NaN or Inf values of {values.Length:N0}; outputs computed from it will be NaN");
+            }
+        }
+        model.LoadFlat(host);
+        return nonFinite;
     }
 
     /// <summary>NaN and ±Inf are exactly the floats for which x − x is not 0.</summary>

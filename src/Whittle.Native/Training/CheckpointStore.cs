@@ -79,12 +79,7 @@ public sealed class CheckpointStore(string runDir, int keep = 2, string? tokeniz
     {
         // The state first: a malformed trainer_state.json is reported before any weights are read.
         var state = TrainingState.Load(Path.Combine(dir, StateFile));
-        using (var loaded = GptNeoXCheckpoint.Load(dir, CpuOnly))
-        {
-            if (!GptNeoX.Layout(loaded.Config).Select(p => (p.Name, string.Join(',', p.Shape))).SequenceEqual(GptNeoX.Layout(model.Config).Select(p => (p.Name, string.Join(',', p.Shape)))))
-                throw new InvalidFileException(dir, "the checkpoint's architecture differs from the model being resumed (compare their config.json)");
-            model.LoadFlat(loaded.Parameters.Flat);
-        }
+        GptNeoXCheckpoint.LoadInto(dir, model);
         using var opt = new SafeTensorsFile(Path.Combine(dir, OptimizerFile));
         foreach (var (name, dst) in new[] { ("m", optimizer.M), ("v", optimizer.V) })
         {
@@ -96,8 +91,6 @@ public sealed class CheckpointStore(string runDir, int keep = 2, string? tokeniz
         optimizer.Step = state.Step;
         return state;
     }
-
-    static readonly Cpu.CpuBackend CpuOnly = new();
 
     void Prune()
     {

@@ -128,4 +128,18 @@ public class LayerTests
             }
         Assert.That(violations, Is.Empty, string.Join("\n", violations));
     }
+
+    /// <summary>Concrete backends are built by the composition root (the CLI) and compared by Verification; every other
+    /// part of the engine works through IBackend.</summary>
+    [Test]
+    public void OnlyTheBackendsAndVerificationUseConcreteBackendTypes()
+    {
+        var backendNamespaces = new[] { "Whittle.Native.Cpu", "Whittle.Native.Cuda", "Whittle.Native.Cuda.Native", "Whittle.Native.Cuda.Launchers" };
+        var allowed = backendNamespaces.Append("Whittle.Native.Verification").ToHashSet();
+        var violations = new SortedSet<string>();
+        foreach (var type in Engine.GetTypes().Where(t => t.DeclaringType is null && t.Namespace is not null && !allowed.Contains(t.Namespace)))
+            foreach (var used in References(type).Distinct().Where(u => backendNamespaces.Contains(u.Namespace)))
+                violations.Add($"{type.FullName} uses {used.FullName}");
+        Assert.That(violations, Is.Empty, string.Join("\n", violations));
+    }
 }
