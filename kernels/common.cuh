@@ -10,31 +10,32 @@
 #define NEG_INF __int_as_float(0xff800000)
 #define QNAN __int_as_float(0x7fc00000)
 
-__device__ __forceinline__ float warp_sum(float v) {
+// Butterfly reductions over the warp; every lane gets the result. One template for f32 and f64 sums alike.
+template <typename T> __device__ __forceinline__ T warp_sum_of(T v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
     return v;
 }
+__device__ __forceinline__ float warp_sum(float v) { return warp_sum_of(v); }
+__device__ __forceinline__ double warp_sum_d(double v) { return warp_sum_of(v); }
 
 __device__ __forceinline__ float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
     return v;
 }
 
-__device__ __forceinline__ double warp_sum_d(double v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
-    return v;
-}
-
-// Sum over the block; every thread gets the result. scratch: at least 32 floats of shared memory.
-__device__ __forceinline__ float block_sum(float v, float* scratch) {
+// Sum over the block (fixed order: lanes, then warps); every thread gets the result. scratch: at least 32 elements of
+// shared memory. f32 (block_sum) and f64 (block_sum_d, reduce.cu's read-back sums) alike.
+template <typename T> __device__ __forceinline__ T block_sum_of(T v, T* scratch) {
     int lane = threadIdx.x % WARP, wid = threadIdx.x / WARP, nw = (blockDim.x + WARP - 1) / WARP;
-    v = warp_sum(v);
+    v = warp_sum_of(v);
     __syncthreads();  // scratch may still be read by a previous call
     if (lane == 0) scratch[wid] = v;
     __syncthreads();
-    v = lane < nw ? scratch[lane] : 0.0f;
-    return warp_sum(v);
+    v = lane < nw ? scratch[lane] : T(0);
+    return warp_sum_of(v);
 }
+__device__ __forceinline__ float block_sum(float v, float* scratch) { return block_sum_of(v, scratch); }
+__device__ __forceinline__ double block_sum_d(double v, double* scratch) { return block_sum_of(v, scratch); }
 
 __device__ __forceinline__ float block_max(float v, float* scratch) {
     int lane = threadIdx.x % WARP, wid = threadIdx.x / WARP, nw = (blockDim.x + WARP - 1) / WARP;
@@ -44,18 +45,6 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
     __syncthreads();
     v = lane < nw ? scratch[lane] : NEG_INF;
     return warp_max(v);
-}
-
-// Sum over the block in double (fixed order: lanes, then warps); every thread gets the result. scratch: at least 32
-// doubles of shared memory.
-__device__ __forceinline__ double block_sum_d(double v, double* scratch) {
-    int lane = threadIdx.x % WARP, wid = threadIdx.x / WARP, nw = (blockDim.x + WARP - 1) / WARP;
-    v = warp_sum_d(v);
-    __syncthreads();  // scratch may still be read by a previous call
-    if (lane == 0) scratch[wid] = v;
-    __syncthreads();
-    v = lane < nw ? scratch[lane] : 0.0;
-    return warp_sum_d(v);
 }
 
 // Element strides of a (B, T, H, D) view (attention's q, k, v inside the fused qkv buffer); the D stride is 1.
