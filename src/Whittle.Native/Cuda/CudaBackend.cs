@@ -65,6 +65,10 @@ public sealed unsafe partial class CudaBackend : IBackend, IKernelLauncher
     /// <summary>cuBLASLt, when its library loads: linear layers with a bias run as one GEMM with a fused bias epilogue.</summary>
     readonly CublasLtGemm? _lt;
 
+    /// <summary>Distinct GEMM problems whose cuBLASLt algorithm is cached (0 without cuBLASLt), and the heuristic queries made.</summary>
+    public int CublasLtAlgorithmsCached => _lt?.AlgorithmsCached ?? 0;
+    public int CublasLtHeuristicQueries => _lt?.HeuristicQueries ?? 0;
+
     static bool SupportsCubin(int arch)
     {
         try { return KernelCompiler.SupportedArchs().Contains(arch); }
