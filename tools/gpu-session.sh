@@ -3,9 +3,9 @@
 # machine has no .NET and no network: build here with `bash tools/publish.sh`, then `run` with carry ["publish"]).
 # Policy: a session may be one 15-minute window of device time (machine start included) and 10 minutes per command,
 # so the `first` plan gets the most evidence out of ONE call: an overall deadline (DEADLINE seconds of work, default
-# 450, inside a command given 560 s), each step's limit derived from what is left (time saved by a step flows to the
-# next; a step never eats the minimum of the steps after it; a step whose minimum no longer fits is skipped and says
-# so), `timeout -k` on every step, steps independent (a failure never stops the next), most important first, every
+# 450, inside a command given 560 s), each step's limit derived from what is left (a step gets its planned time plus
+# whatever the steps before it saved, never more than is left; when the call runs behind, the last, least important
+# steps are the ones cut; a step whose minimum no longer fits is skipped and says so), `timeout -k` on every step, steps independent (a failure never stops the next), most important first, every
 # file written when its step ends (a step that times out or is skipped still leaves its file, marked), at most 8 files
 # at the top of $OUT (the device tool returns no more), every whittle call with --verbose (stack traces to session.log).
 #
@@ -68,23 +68,23 @@ log() { echo "$*" | tee -a "$LOG"; }
 
 # ---------------------------------------------------------------- deadline arithmetic (pure; tested by tools/test-gpu-session.sh)
 
-# step_limit PLANNED MINIMUM LEFT LATER_PLANNED LATER_MINIMUM -> the seconds this step may run, or 0 to skip it.
-# Time saved before flows to this step (LEFT - LATER_PLANNED when that exceeds PLANNED); the steps after keep at least
-# their minimums (never more than LEFT - LATER_MINIMUM); a limit below MINIMUM is not worth starting.
+# step_limit PLANNED MINIMUM LEFT LATER_PLANNED -> the seconds this step may run, or 0 to skip it.
+# The step gets its plan plus what the steps before it saved (LEFT - LATER_PLANNED when that exceeds PLANNED), never
+# more than LEFT. It never takes time planned for later steps beyond its own plan, so running behind cuts the last
+# steps (the least important), never the first. A limit below MINIMUM is not worth starting.
 step_limit() {
-  local planned=$1 minimum=$2 left=$3 later_planned=$4 later_minimum=$5 limit
+  local planned=$1 minimum=$2 left=$3 later_planned=$4 limit
   limit=$(( left - later_planned > planned ? left - later_planned : planned ))
-  (( limit > left - later_minimum )) && limit=$(( left - later_minimum ))
   (( limit > left )) && limit=$left
   (( limit < minimum )) && limit=0
   echo "$limit"
 }
 
-# plan_sums INDEX -> "later_planned later_minimum" of the first plan's steps after INDEX
-plan_sums() {
-  local i=$1 j p=0 m=0 f
-  for (( j = i + 1; j < ${#FIRST_PLAN[@]}; j++ )); do read -r -a f <<<"${FIRST_PLAN[$j]}"; p=$(( p + f[1] )); m=$(( m + f[2] )); done
-  echo "$p $m"
+# later_planned INDEX -> the planned seconds of the first plan's steps after INDEX
+later_planned() {
+  local i=$1 j p=0 f
+  for (( j = i + 1; j < ${#FIRST_PLAN[@]}; j++ )); do read -r -a f <<<"${FIRST_PLAN[$j]}"; p=$(( p + f[1] )); done
+  echo "$p"
 }
 
 # The worst case of a whole call: every step runs to its limit, then is killed KILL_GRACE later.
@@ -100,7 +100,7 @@ dry_run() {
   done
   total=$cum
   local files; files=$(printf '%s\n' "${FIRST_PLAN[@]}" | awk '{print $4}' | sort -u | wc -l)
-  echo "model $MODEL, batch $BATCH x seq $SEQ_LEN, KD teacher $KD_TEACHER"
+  echo "shape: $MODEL, batch $BATCH x seq $SEQ_LEN, KD teacher $KD_TEACHER"
   echo "budget: plan $total s of work, deadline $DEADLINE s; worst case with a ${KILL_GRACE} s kill grace per step $(worst_case) s; command limit $COMMAND_LIMIT s; $files output files (at most 8)"
   (( total <= DEADLINE )) || { echo "DOES NOT FIT: the plan needs $total s, the deadline is $DEADLINE s"; ok=1; }
   (( $(worst_case) <= COMMAND_LIMIT )) || { echo "DOES NOT FIT: the worst case $(worst_case) s exceeds the command limit $COMMAND_LIMIT s"; ok=1; }
@@ -250,16 +250,16 @@ do_kernels() {
 }
 
 run_first() {
-  local t0=$SECONDS i f limit sums summary=()
+  local t0=$SECONDS i f limit later summary=()
   log "== first plan: deadline $DEADLINE s of work, command limit $COMMAND_LIMIT s, model $MODEL $BATCH x $SEQ_LEN"
   for (( i = 0; i < ${#FIRST_PLAN[@]}; i++ )); do
     read -r -a f <<<"${FIRST_PLAN[$i]}"
-    read -r -a sums <<<"$(plan_sums "$i")"
+    later=$(later_planned "$i")
     local left=$(( DEADLINE - (SECONDS - t0) ))
-    limit=$(step_limit "${f[1]}" "${f[2]}" "$left" "${sums[0]}" "${sums[1]}")
+    limit=$(step_limit "${f[1]}" "${f[2]}" "$left" "$later")
     local file=$OUT/${f[3]} s0=$SECONDS
     if (( limit == 0 )); then
-      log "== ${f[0]}: SKIPPED, $left s left, needs ${f[2]} s (and ${sums[1]} s for the steps after)"
+      log "== ${f[0]}: SKIPPED, $left s left of the deadline, needs ${f[2]} s"
       case ${f[3]} in *.json) mark_json "$file" "${f[0]}" "skipped: $left s left of the deadline" 0 0 ;; *.log) [ "${f[3]}" = session.log ] || echo "skipped: $left s left of the deadline" >"$file" ;; esac
       summary+=("${f[0]}: skipped ($left s left)")
       continue
