@@ -149,6 +149,9 @@ def run_pairs(pairs, runners, save, deadline, min_seconds=None):
             if left is not None and left < min_seconds.get(label, 1):
                 r[label] = {"skipped": f"deadline: {max(left, 0):.0f} s left"}
             else:
+                # on disk while it runs: a run killed by the session's timeout is named in the file, not just absent
+                r[label] = {"running": "started; cut off by a timeout if this is what the file holds"}
+                save(results)
                 try:
                     r[label] = fn()
                 except Exception as e:  # recorded, never fatal

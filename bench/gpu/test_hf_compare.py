@@ -77,9 +77,11 @@ class PartialResults(unittest.TestCase):
 
         h.run_pairs([("m", "eval"), ("m", "train")], runners, lambda r: saved.append(json.loads(json.dumps(r))), h.Deadline(0))
         self.assertEqual(order[0][2], "ours")
-        self.assertEqual(len(saved), 6, "one save per run")
-        self.assertEqual(list(saved[0]["m/eval"]), ["ours"], "the first save holds ours alone")
-        self.assertEqual(list(saved[3]["m/train"]), ["ours"])
+        self.assertEqual(len(saved), 12, "a save as each run starts and one as it ends")
+        self.assertIn("running", saved[0]["m/eval"]["ours"], "a run in progress is on disk as such")
+        self.assertEqual(list(saved[1]["m/eval"]), ["ours"], "then ours alone, finished")
+        self.assertEqual(saved[1]["m/eval"]["ours"], {"tokens_per_second": 1.0})
+        self.assertEqual(list(saved[7]["m/train"]), ["ours"])
 
     def test_a_kill_mid_run_leaves_the_finished_pairs_on_disk(self):
         with tempfile.TemporaryDirectory() as d:
@@ -92,9 +94,11 @@ class PartialResults(unittest.TestCase):
 
             with self.assertRaises(KeyboardInterrupt):
                 h.run_pairs([("m", "eval"), ("m", "train")], runners, lambda r: h.write_atomic(path, json.dumps(r)), h.Deadline(0))
-            on_disk = json.load(open(path))
+            with open(path) as f:
+                on_disk = json.load(f)
             self.assertEqual(on_disk["m/eval"]["hf_eager"]["tokens_per_second"], 4.0)
             self.assertEqual(on_disk["m/train"]["ours"]["tokens_per_second"], 5.0, "ours of the cut pair survives")
+            self.assertIn("running", on_disk["m/train"]["hf_eager"], "the run that was cut is named")
             self.assertEqual([f for f in os.listdir(d)], ["r.json"], "no temporary file left")
 
     def test_an_exception_is_recorded_and_the_next_run_goes_on(self):
@@ -131,7 +135,8 @@ class PartialResults(unittest.TestCase):
                 h.main(["--out", d, "--tag", "t", "--models", "tiny", "--modes", "eval", "--whittle", fake, "--no-markdown"])
             finally:
                 h.hf_problem = saved_problem
-            out = json.load(open(os.path.join(d, "hf_compare-t.json")))
+            with open(os.path.join(d, "hf_compare-t.json")) as f:
+                out = json.load(f)
             self.assertTrue(out["meta"]["complete"])
             self.assertIn("no torch", out["meta"]["hf_skipped"])
             r = out["results"]["tiny/eval"]
