@@ -69,7 +69,7 @@ static class DoctorCommand
         report["ok"] = !failed;
 
         if (json) Console.Out.WriteLine(report.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
-        else PrintText(report, count);
+        else PrintText(report);
         return failed ? 1 : 0;
     }
 
@@ -201,17 +201,18 @@ static class DoctorCommand
     /// <summary>The parity reference: the CPU backend, the ground truth.</summary>
     static IBackend CreateReference() => new Whittle.Native.Cpu.CpuBackend();
 
-    static void PrintText(JsonObject report, int devices)
+    static void PrintText(JsonObject report)
     {
         Console.WriteLine($"runtime           {report["runtime"]}");
-        foreach (var (name, path) in report["libraries"]!.AsObject()) Console.WriteLine($"{name,-17} {path}");
+        // a report cut short by an error lacks the later fields: print what is there
+        foreach (var (name, path) in report["libraries"]?.AsObject() ?? []) Console.WriteLine($"{name,-17} {path}");
         foreach (var key in new[] { "driver_version", "nvrtc_version", "cublaslt_version" })
             if (report[key] is { } v) Console.WriteLine($"{key,-17} {v}");
-        if (devices == 0) Console.WriteLine(report["device_status"]);
-        foreach (var d in report["devices"]!.AsArray()) Console.WriteLine($"device {d!["ordinal"]}          {d["name"]} (sm {d["compute_capability"]}, {d["multiprocessors"]} SMs)");
+        if (report["device_status"] is { } status) Console.WriteLine(status);
+        foreach (var d in report["devices"]?.AsArray() ?? []) Console.WriteLine($"device {d!["ordinal"]}          {d["name"]} (sm {d["compute_capability"]}, {d["multiprocessors"]} SMs)");
         if (report["software_gpu"] is { } soft) Console.WriteLine($"software GPU      {soft}");
-        Console.WriteLine($"kernels compiled  {report["kernels_compiled"]}{(report["kernels_status"] is { } s ? $" ({s})" : "")}");
-        foreach (var f in report["kernels_failed"]!.AsArray()) Console.WriteLine($"kernel FAILED     {f}");
+        if (report["kernels_compiled"] is { } compiled) Console.WriteLine($"kernels compiled  {compiled}{(report["kernels_status"] is { } s ? $" ({s})" : "")}");
+        foreach (var f in report["kernels_failed"]?.AsArray() ?? []) Console.WriteLine($"kernel FAILED     {f}");
         foreach (var w in report["kernel_warnings"]?.AsArray() ?? []) Console.WriteLine($"kernel warning    {w}");
         if (report["parity"] is JsonArray parity)
             foreach (var r in parity) Console.WriteLine($"parity {r!["op"],-22} {r["case"],-44} {(double)r["max_rel_error"]!:0.00e+00} {((bool)r["passed"]! ? "ok" : "FAIL")}");
