@@ -100,9 +100,12 @@ static class DoctorCommand
             report["software_gpu"] = $"softgpu v{SoftwareGpu.Version}: the CUDA driver, cuBLAS and the kernels run on the CPU. This checks "
                 + "the kernels' logic and the backend against the CPU; only a real GPU shows its numerics (tensor cores, TF32), speed and occupancy";
 
-        // kernels: for the first device's arch, or the CI pair without a device
+        // kernels: for the first device's arch, as the binary the backend loads (so the backend's own compile, and every
+        // later command's, is a cache hit: a GPU session pays NVRTC once), or the CI pair as PTX without a device
         stage = "kernel compilation";
         int[] archs = count > 0 ? [DeviceInfo.All()[0].ComputeCapability] : [80, 90];
+        var kind = count > 0 && nvrtcOk == 1 && CudaBackend.SupportsCubin(archs[0]) ? KernelBinary.Cubin : KernelBinary.Ptx;
+        report["kernels_binary"] = kind == KernelBinary.Cubin ? $"sm_{archs[0]} CUBIN" : string.Join(", ", archs.Select(a => $"compute_{a}")) + " PTX";
         int compiled = 0;
         var failures = new JsonArray();
         var warnings = new JsonArray();
@@ -113,10 +116,10 @@ static class DoctorCommand
                 foreach (var file in KernelCompiler.KernelFiles)
                     try
                     {
-                        var k = compiler.Compile(file, arch, KernelBinary.Ptx); compiled++;
-                        if (k.Warnings.Length > 0) warnings.Add((JsonNode)JsonValue.Create($"{file} compute_{arch}: {k.Warnings}"));
+                        var k = compiler.Compile(file, arch, kind); compiled++;
+                        if (k.Warnings.Length > 0) warnings.Add((JsonNode)JsonValue.Create($"{file} {arch}: {k.Warnings}"));
                     }
-                    catch (Exception e) when (e is KernelCompileException or CudaException) { failures.Add((JsonNode)JsonValue.Create($"{file} compute_{arch}: {e.Message}")); failed = true; }
+                    catch (Exception e) when (e is KernelCompileException or CudaException) { failures.Add((JsonNode)JsonValue.Create($"{file} {arch}: {e.Message}")); failed = true; }
         }
         else report["kernels_status"] = "NVRTC not found: kernels not compiled";
         report["kernels_compiled"] = compiled;

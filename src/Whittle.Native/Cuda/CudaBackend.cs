@@ -69,7 +69,8 @@ public sealed unsafe partial class CudaBackend : IBackend, IKernelLauncher
     public int CublasLtAlgorithmsCached => _lt?.AlgorithmsCached ?? 0;
     public int CublasLtHeuristicQueries => _lt?.HeuristicQueries ?? 0;
 
-    static bool SupportsCubin(int arch)
+    /// <summary>Whether kernels are loaded as CUBIN (NVRTC can target this real arch) rather than PTX for the driver to JIT.</summary>
+    public static bool SupportsCubin(int arch)
     {
         try { return KernelCompiler.SupportedArchs().Contains(arch); }
         catch (CudaException) { return false; }

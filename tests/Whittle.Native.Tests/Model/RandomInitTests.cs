@@ -49,10 +49,20 @@ public class RandomInitTests
     }
 
     [Test]
-    public void CreateRandomLoadsThatInitialisation()
+    public void CreateRandomKeepsTheSequentialDrawForSmallModelsAndGoesParallelAboveTheLimit()
     {
         using var cpu = new CpuBackend();
-        using var model = GptNeoX.CreateRandom(Config, cpu, 7);
-        Assert.That(model.Parameters.Flat.ToFloatArray(), Is.EqualTo(Init(7, 2)));
+        using (var small = GptNeoX.CreateRandom(Config, cpu, 7))
+        using (var sequential = GptNeoX.SequentialInit(small.Parameters, Config, 7))
+        {
+            Assert.That(small.Parameters.Count, Is.LessThanOrEqualTo(GptNeoX.SequentialInitLimit));
+            Assert.That(small.Parameters.Flat.ToFloatArray(), Is.EqualTo(sequential.ToFloatArray()), "the weights existing runs were made with");
+        }
+        // V·d alone: 66000·256 = 16.9M > 16 Mi parameters
+        var large = Config with { VocabSize = 66000 };
+        using var model = GptNeoX.CreateRandom(large, cpu, 7);
+        Assert.That(model.Parameters.Count, Is.GreaterThan(GptNeoX.SequentialInitLimit));
+        using var parallel = GptNeoX.RandomInit(model.Parameters, large, 7, 1);
+        Assert.That(model.Parameters.Flat.ToFloatArray(), Is.EqualTo(parallel.ToFloatArray()));
     }
 }
