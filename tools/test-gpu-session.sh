@@ -9,7 +9,7 @@ GPU_SESSION_LIB=1 source tools/gpu-session.sh
 PY=/usr/bin/python3
 passed=0 failed=0
 check() {   # check NAME EXPECTED ACTUAL
-  if [ "$2" = "$3" ]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL $1: expected '$2', got '$3'"; fi
+  if [ "$2" = "$3" ]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL $1: expected '$2', got '$3'" >&2; fi
 }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT; [ -n "${KEEP:-}" ] && trap - EXIT && echo "work: $work"
