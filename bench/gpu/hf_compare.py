@@ -9,6 +9,11 @@
 #    0.5 CE + 0.5 tau^2 KL(teacher || student), tau 1 (as `whittle bench kd`).
 #  - Each mode also runs under torch.compile where it works; a failure is recorded, never fatal. An OOM is recorded
 #    as such and the run goes on.
+#  - Results survive a cut-off: ours (`whittle bench`, the number that matters most) runs first for each (model,
+#    mode), then HF eager, then HF compiled; the JSON is rewritten atomically after every run, so a run killed by the
+#    session's timeout leaves everything finished before it. --deadline N stops starting new runs (and bounds ours'
+#    timeout) N seconds after the start; what was not run is recorded as skipped, with the reason. Without torch or
+#    transformers (the CPU machine) the HF runs are recorded as skipped and ours still runs.
 #  - Times are CUDA-event medians after warm-up; tokens/s = B*T / median step time. Peak memory is
 #    torch.cuda.max_memory_allocated (and _reserved) from before the model is built; ours reports its caching
 #    allocator's reserved bytes (peak_bytes), which is comparable to max_memory_reserved.
@@ -16,9 +21,11 @@
 #    the formula `whittle bench` uses. MFU is given against the datasheet dense bf16 peak (989 TFLOP/s for H100/H200
 #    SXM, ours uses the same number) and against the bf16 GEMM rate measured here (8192^3, torch.matmul).
 #
-#   python3 bench/gpu/hf_compare.py [--models pythia-160m] [--modes eval,train,kd] [--no-compile] [--out DIR]
+#   python3 bench/gpu/hf_compare.py [--models pythia-160m] [--modes eval,train,kd] [--no-compile | --compile-only]
+#                                   [--skip-ours] [--deadline S] [--out DIR] [--tag T] [--no-markdown]
 #
-# Writes hf_compare[-TAG].json and .md to --out (default $OUT, else bench/gpu/out) and prints the ratio table last.
+# Writes hf_compare[-TAG].json (and .md unless --no-markdown) to --out (default $OUT, else bench/gpu/out) and prints
+# the ratio table last.
 import argparse
 import json
 import os
@@ -31,6 +38,9 @@ SHAPES = {
     "pythia-70m": dict(vocab_size=50304, hidden_size=512, num_hidden_layers=6, num_attention_heads=8, intermediate_size=2048),
     "pythia-160m": dict(vocab_size=50304, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
     "pythia-410m": dict(vocab_size=50304, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
+    # whittle bench's small shapes, for trying the kit end to end on the software GPU
+    "small": dict(vocab_size=4096, hidden_size=256, num_hidden_layers=4, num_attention_heads=8, intermediate_size=1024),
+    "tiny": dict(vocab_size=4096, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256),
 }
 COMMON = dict(rotary_pct=0.25, rotary_emb_base=10000, max_position_embeddings=2048, use_parallel_residual=True,
               hidden_act="gelu", layer_norm_eps=1e-5, tie_word_embeddings=False, attention_dropout=0.0, hidden_dropout=0.0)
@@ -56,14 +66,14 @@ def flops_per_token(shape, seq_len, train):
     return (6 if train else 2) * (n + attention)
 
 
-def kd_flops_per_token(seq_len):
+def kd_flops_per_token(seq_len, student=KD_STUDENT, teacher=KD_TEACHER):
     """A KD step: the student's training FLOPs plus the teacher's forward FLOPs (whittle bench kd's count)."""
-    return flops_per_token(SHAPES[KD_STUDENT], seq_len, True) + flops_per_token(SHAPES[KD_TEACHER], seq_len, False)
+    return flops_per_token(SHAPES[student], seq_len, True) + flops_per_token(SHAPES[teacher], seq_len, False)
 
 
-def step_flops_per_token(model, mode, seq_len):
+def step_flops_per_token(model, mode, seq_len, teacher=KD_TEACHER):
     if mode == "kd":
-        return kd_flops_per_token(seq_len)
+        return kd_flops_per_token(seq_len, model, teacher)
     return flops_per_token(SHAPES[model], seq_len, mode == "train")
 
 
@@ -88,6 +98,80 @@ def parse_ours(stdout):
     raise ValueError("no JSON object in whittle's output")
 
 
+def tail(text, lines=30):
+    """The last lines of a process's output: enough for a stack trace, bounded for the JSON."""
+    return "\n".join((text or "").strip().splitlines()[-lines:])
+
+
+def write_atomic(path, text):
+    """Writes text to path through a temporary name and a rename: a reader (or a kill) never sees half a file."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Deadline:
+    """Seconds left of --deadline (None: no deadline); clock is injectable for the tests."""
+
+    def __init__(self, seconds, clock=time.monotonic):
+        self.clock, self.end = clock, (clock() + seconds if seconds else None)
+
+    def left(self):
+        return None if self.end is None else self.end - self.clock()
+
+
+def plan(modes, models, kd_student):
+    """The (model, mode) pairs in run order; kd runs once, for the KD student."""
+    pairs = []
+    for mode in modes:
+        for name in ([kd_student] if mode == "kd" else models):
+            pairs.append((name, mode))
+    return pairs
+
+
+def run_pairs(pairs, runners, save, deadline, min_seconds=None):
+    """
+    Runs every (label, fn) of runners(model, mode) for each pair, in order, and calls save(results) after each run, so
+    the file on disk is always the newest complete state. A run is skipped (recorded with the reason) when the deadline
+    has less than min_seconds[label] left (default 1 s). fn may return a dict or raise; an exception is recorded as the
+    run's error, never fatal.
+    """
+    results = {}
+    min_seconds = min_seconds or {}
+    for name, mode in pairs:
+        key = f"{name}/{mode}"
+        r = results.setdefault(key, {})
+        for label, fn in runners(name, mode):
+            left = deadline.left()
+            if left is not None and left < min_seconds.get(label, 1):
+                r[label] = {"skipped": f"deadline: {max(left, 0):.0f} s left"}
+            else:
+                # on disk while it runs: a run killed by the session's timeout is named in the file, not just absent
+                r[label] = {"running": "started; cut off by a timeout if this is what the file holds"}
+                save(results)
+                try:
+                    r[label] = fn()
+                except Exception as e:  # recorded, never fatal
+                    r[label] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
+            save(results)
+    return results
+
+
+def hf_problem():
+    """None when torch and transformers import and a CUDA device exists, else why the HF runs are skipped."""
+    try:
+        import torch
+        import transformers  # noqa: F401
+    except Exception as e:  # ImportError, or a broken install
+        return f"torch/transformers not importable ({type(e).__name__}: {e})"
+    if not torch.cuda.is_available():
+        return "no CUDA device for torch"
+    return None
+
+
 def ratio(a, b):
     return a / b if a and b else None
 
@@ -106,7 +190,8 @@ def table_rows(results):
             "ours_over_hf_compile": ratio(ours.get("tokens_per_second"), hfc.get("tokens_per_second")),
             "hf_mfu": hf.get("mfu"), "hf_compile_mfu": hfc.get("mfu"), "ours_mfu": ours.get("mfu"),
             "hf_peak_gib": _gib(hf.get("max_memory_reserved")), "ours_peak_gib": _gib(ours.get("peak_bytes")),
-            "notes": "; ".join(x for x in (hf.get("error"), hfc.get("error"), ours.get("error")) if x),
+            "ours_loss": ours.get("loss"),
+            "notes": "; ".join(x for x in (hf.get("error"), hfc.get("error"), ours.get("error"), hf.get("skipped"), hfc.get("skipped"), ours.get("skipped")) if x),
         })
     return rows
 
@@ -190,6 +275,7 @@ def measure(label, fn):
 
 
 def hf_run(model_name, mode, args, compiled, peak):
+    kd_student, kd_teacher = args.kd_student, args.kd_teacher
     torch = _torch()
     import torch.nn.functional as F
     B, T = args.batch, args.seq_len
@@ -210,7 +296,7 @@ def hf_run(model_name, mode, args, compiled, peak):
                 logits = fwd(input_ids=ids, use_cache=False).logits
                 F.cross_entropy(logits.float().view(-1, V), targets)
     else:
-        student_name = KD_STUDENT if mode == "kd" else model_name
+        student_name = kd_student if mode == "kd" else model_name
         model = build(student_name, torch.float32, "cuda").train()
         fwd = maybe_compile(model)
         try:
@@ -219,7 +305,7 @@ def hf_run(model_name, mode, args, compiled, peak):
             opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
         teacher = None
         if mode == "kd":
-            teacher = maybe_compile(build(KD_TEACHER, torch.bfloat16, "cuda").eval())
+            teacher = maybe_compile(build(kd_teacher, torch.bfloat16, "cuda").eval())
 
         def step():
             with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -238,7 +324,7 @@ def hf_run(model_name, mode, args, compiled, peak):
 
     ms = median_ms(step, args.warmup + (2 if compiled else 0), args.steps)
     tps = B * T / (ms / 1e3)
-    fpt = step_flops_per_token(model_name, mode, T)
+    fpt = step_flops_per_token(model_name, mode, T, kd_teacher)
     return {"step_ms": ms, "tokens_per_second": tps, "flops_per_token": fpt, "mfu": mfu(tps, fpt, peak)}
 
 
@@ -251,85 +337,129 @@ def bf16_gemm_tflops(n=8192):
     return 2 * n ** 3 / (ms / 1e3) / 1e12
 
 
-def ours_run(model_name, mode, args):
+def ours_command(model_name, mode, args):
+    cmd = [args.whittle, "bench", mode, "--config", args.kd_student if mode == "kd" else model_name, "--batch-size", str(args.batch),
+           "--seq-len", str(args.seq_len), "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", "cuda", "--json",
+           "--verbose", "--precision", args.whittle_precision] + (["--loss-chunk-rows", str(args.loss_chunk_rows)] if args.loss_chunk_rows else [])
+    if mode == "kd":
+        cmd += ["--teacher-config", args.kd_teacher]
+    return cmd
+
+
+def ours_run(model_name, mode, args, timeout):
+    """whittle bench on the same shape; its stderr (progress, stack traces with --verbose) goes to our stderr (the
+    session log) whole, and its last lines into the result when it fails."""
     exe = args.whittle
     if not os.path.exists(exe):
         return {"error": f"{exe} not found (bash tools/publish.sh, carry publish/)"}
-    cmd = [exe, "bench", mode, "--config", KD_STUDENT if mode == "kd" else model_name, "--batch-size", str(args.batch),
-           "--seq-len", str(args.seq_len), "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", "cuda", "--json",
-           "--precision", args.whittle_precision] + (["--loss-chunk-rows", str(args.loss_chunk_rows)] if args.loss_chunk_rows else [])
-    if mode == "kd":
-        cmd += ["--teacher-config", KD_TEACHER]
+    cmd = ours_command(model_name, mode, args)
     t0 = time.time()
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.ours_timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {args.ours_timeout} s", "command": " ".join(cmd)}
-    if p.returncode != 0:
-        return {"error": f"exit {p.returncode}: {(p.stderr or p.stdout).strip().splitlines()[-1][:200] if (p.stderr or p.stdout).strip() else ''}", "command": " ".join(cmd)}
-    r = parse_ours(p.stdout)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        err = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
+        sys.stderr.write(err)
+        return {"error": f"timed out after {timeout:.0f} s", "command": " ".join(cmd), "stderr_tail": tail(err)}
+    sys.stderr.write(p.stderr)
+    r = None
+    try:
+        r = parse_ours(p.stdout)
+    except ValueError:
+        pass
+    if p.returncode != 0 or r is None:
+        r = r or {}
+        r.update({"error": f"exit {p.returncode}: {tail(p.stderr or p.stdout, 1)[:200]}", "command": " ".join(cmd), "stderr_tail": tail(p.stderr or p.stdout)})
+        return r
     r["command"] = " ".join(cmd)
     r["wall_seconds"] = round(time.time() - t0, 1)
-    print(f"  {'ours':<34} {json.dumps({k: r.get(k) for k in ('tokens_per_second', 'mfu', 'peak_bytes')})}", flush=True)
+    print(f"  {'ours':<34} {json.dumps({k: r.get(k) for k in ('tokens_per_second', 'mfu', 'peak_bytes', 'loss', 'loss_check')})}", flush=True)
     return r
 
 
-def main():
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description="Hugging Face transformers vs whittle on the same GPU, same shapes.")
     ap.add_argument("--models", default="pythia-70m,pythia-160m,pythia-410m")
-    ap.add_argument("--modes", default="eval,train,kd", help="eval, train, kd (kd always uses the 410M teacher and 160M student)")
+    ap.add_argument("--modes", default="eval,train,kd", help="eval, train, kd (kd: --kd-teacher -> --kd-student)")
+    ap.add_argument("--kd-teacher", default=KD_TEACHER, choices=sorted(SHAPES))
+    ap.add_argument("--kd-student", default=KD_STUDENT, choices=sorted(SHAPES))
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq-len", type=int, default=2048)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile runs")
+    ap.add_argument("--compile-only", action="store_true", help="only the torch.compile runs (after an earlier call ran eager and ours)")
     ap.add_argument("--skip-hf", action="store_true")
     ap.add_argument("--skip-ours", action="store_true")
     ap.add_argument("--whittle", default="./publish/whittle")
     ap.add_argument("--ours-timeout", type=int, default=300)
+    ap.add_argument("--deadline", type=float, default=0, help="seconds from the start after which no run starts (0: none)")
     ap.add_argument("--whittle-precision", default="bf16", choices=["bf16", "fp32"],
                     help="whittle bench --precision: bf16 (the like-for-like comparison with HF's bf16 autocast) or fp32")
     ap.add_argument("--loss-chunk-rows", type=int, default=0, help="whittle bench --loss-chunk-rows (0: off)")
     ap.add_argument("--out", default=os.environ.get("OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "out"))
     ap.add_argument("--tag", default="", help="suffix of the output files, for runs split over several calls")
-    args = ap.parse_args()
+    ap.add_argument("--no-markdown", action="store_true", help="write the JSON only (the GPU session returns at most 8 files)")
+    return ap.parse_args(argv)
 
-    torch = _torch()
-    import transformers
-    if not torch.cuda.is_available():
-        sys.exit("hf_compare.py needs a CUDA device")
-    device = torch.cuda.get_device_name(0)
-    peak = datasheet_peak(device)
-    meta = {"device": device, "torch": torch.__version__, "transformers": transformers.__version__, "batch": args.batch,
-            "seq_len": args.seq_len, "steps": args.steps, "warmup": args.warmup, "peak_flops": peak,
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    meta["bf16_gemm_tflops"] = bf16_gemm_tflops()
-    print(f"{device}: torch {torch.__version__}, transformers {transformers.__version__}, bf16 GEMM {meta['bf16_gemm_tflops']:.0f} TFLOP/s", flush=True)
 
-    results = {}
-    modes = [m for m in args.modes.split(",") if m]
-    for mode in modes:
-        models = [KD_STUDENT] if mode == "kd" else [m for m in args.models.split(",") if m]
-        for name in models:
-            key = f"{name}/{mode}"
-            print(key, flush=True)
-            r = results.setdefault(key, {})
-            if not args.skip_hf:
-                r["hf_eager"] = measure("HF eager (sdpa, bf16)", lambda: hf_run(name, mode, args, False, peak))
-                if not args.no_compile:
-                    r["hf_compile"] = measure("HF torch.compile", lambda: hf_run(name, mode, args, True, peak))
-                    torch._dynamo.reset()
-            if not args.skip_ours:
-                r["ours"] = ours_run(name, mode, args)
-
-    rows = table_rows(results)
+def main(argv=None, clock=time.monotonic):
+    args = parse_args(argv)
+    deadline = Deadline(args.deadline, clock)
     os.makedirs(args.out, exist_ok=True)
     suffix = f"-{args.tag}" if args.tag else ""
-    with open(os.path.join(args.out, f"hf_compare{suffix}.json"), "w") as f:
-        json.dump({"meta": meta, "results": results, "rows": rows}, f, indent=2)
+    json_path = os.path.join(args.out, f"hf_compare{suffix}.json")
+    meta = {"batch": args.batch, "seq_len": args.seq_len, "steps": args.steps, "warmup": args.warmup, "deadline_s": args.deadline,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "complete": False}
+
+    def save(results):
+        write_atomic(json_path, json.dumps({"meta": meta, "results": results, "rows": table_rows(results)}, indent=2))
+
+    save({})   # a file exists from the start: a kill before the first run still leaves the meta
+    problem = None if args.skip_hf else hf_problem()
+    torch = None
+    if problem is None and not args.skip_hf:
+        torch = _torch()
+        import transformers
+        device = torch.cuda.get_device_name(0)
+        meta.update({"device": device, "torch": torch.__version__, "transformers": transformers.__version__, "peak_flops": datasheet_peak(device)})
+        save({})
+        meta["bf16_gemm_tflops"] = bf16_gemm_tflops()
+        print(f"{device}: torch {torch.__version__}, transformers {transformers.__version__}, bf16 GEMM {meta['bf16_gemm_tflops']:.0f} TFLOP/s", flush=True)
+    elif problem:
+        meta["hf_skipped"] = problem
+        print(f"HF runs skipped: {problem}", flush=True)
+
+    def runners(name, mode):
+        print(f"{name}/{mode}", flush=True)
+        out = []
+        if not args.skip_ours and not args.compile_only:
+            def ours():
+                left = deadline.left()
+                return ours_run(name, mode, args, args.ours_timeout if left is None else max(1, min(args.ours_timeout, left)))
+            out.append(("ours", ours))
+        if args.skip_hf:
+            return out
+        if problem:
+            return out + [("hf_eager", lambda: {"skipped": problem})] * (not args.compile_only) + [("hf_compile", lambda: {"skipped": problem})] * (not args.no_compile)
+        if not args.compile_only:
+            out.append(("hf_eager", lambda: measure("HF eager (sdpa, bf16)", lambda: hf_run(name, mode, args, False, meta.get("peak_flops")))))
+        if not args.no_compile:
+            def compiled():
+                r = measure("HF torch.compile", lambda: hf_run(name, mode, args, True, meta.get("peak_flops")))
+                torch._dynamo.reset()
+                return r
+            out.append(("hf_compile", compiled))
+        return out
+
+    pairs = plan([m for m in args.modes.split(",") if m], [m for m in args.models.split(",") if m], args.kd_student)
+    # a cold torch.compile takes 1-4 minutes: not worth starting with less than a minute left
+    results = run_pairs(pairs, runners, save, deadline, {"hf_compile": 60, "hf_eager": 10, "ours": 5})
+    meta["complete"] = True
+    save(results)
+    rows = table_rows(results)
     md = markdown(rows, meta)
-    with open(os.path.join(args.out, f"hf_compare{suffix}.md"), "w") as f:
-        f.write(md)
+    if not args.no_markdown:
+        write_atomic(os.path.join(args.out, f"hf_compare{suffix}.md"), md)
     print()
     print(md)
 

@@ -2,8 +2,11 @@
 # The pure helpers of hf_compare.py (no torch, no GPU): parameter counts against Pythia's published totals, the
 # FLOPs-per-token formula worked by hand, output parsing and the ratio table.
 #   /usr/bin/python3 -m unittest discover -s bench/gpu -p 'test_*.py'
+import json
 import os
+import stat
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -50,6 +53,115 @@ class Helpers(unittest.TestCase):
         self.assertIn("OOM", r["notes"])
         md = h.markdown(rows, {"device": "X", "peak_flops": 989e12, "bf16_gemm_tflops": 790.0})
         self.assertIn("| pythia-160m | eval | 100 | — | 150 | 1.50 | — |", md)
+
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+class PartialResults(unittest.TestCase):
+    """The JSON on disk after every run: what a session's timeout leaves behind."""
+
+    def test_ours_runs_first_and_every_run_is_saved_at_once(self):
+        saved = []
+        order = []
+
+        def runners(name, mode):
+            return [(label, (lambda label=label: order.append((name, mode, label)) or {"tokens_per_second": 1.0}))
+                    for label in ("ours", "hf_eager", "hf_compile")]
+
+        h.run_pairs([("m", "eval"), ("m", "train")], runners, lambda r: saved.append(json.loads(json.dumps(r))), h.Deadline(0))
+        self.assertEqual(order[0][2], "ours")
+        self.assertEqual(len(saved), 12, "a save as each run starts and one as it ends")
+        self.assertIn("running", saved[0]["m/eval"]["ours"], "a run in progress is on disk as such")
+        self.assertEqual(list(saved[1]["m/eval"]), ["ours"], "then ours alone, finished")
+        self.assertEqual(saved[1]["m/eval"]["ours"], {"tokens_per_second": 1.0})
+        self.assertEqual(list(saved[7]["m/train"]), ["ours"])
+
+    def test_a_kill_mid_run_leaves_the_finished_pairs_on_disk(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "r.json")
+
+            def runners(name, mode):
+                def boom():
+                    raise KeyboardInterrupt  # what SIGINT/a kill looks like to Python: not caught by run_pairs
+                return [("ours", lambda: {"tokens_per_second": 5.0}), ("hf_eager", boom if mode == "train" else (lambda: {"tokens_per_second": 4.0}))]
+
+            with self.assertRaises(KeyboardInterrupt):
+                h.run_pairs([("m", "eval"), ("m", "train")], runners, lambda r: h.write_atomic(path, json.dumps(r)), h.Deadline(0))
+            with open(path) as f:
+                on_disk = json.load(f)
+            self.assertEqual(on_disk["m/eval"]["hf_eager"]["tokens_per_second"], 4.0)
+            self.assertEqual(on_disk["m/train"]["ours"]["tokens_per_second"], 5.0, "ours of the cut pair survives")
+            self.assertIn("running", on_disk["m/train"]["hf_eager"], "the run that was cut is named")
+            self.assertEqual([f for f in os.listdir(d)], ["r.json"], "no temporary file left")
+
+    def test_an_exception_is_recorded_and_the_next_run_goes_on(self):
+        def runners(name, mode):
+            return [("ours", lambda: 1 / 0), ("hf_eager", lambda: {"tokens_per_second": 2.0})]
+        r = h.run_pairs([("m", "eval")], runners, lambda r: None, h.Deadline(0))
+        self.assertIn("ZeroDivisionError", r["m/eval"]["ours"]["error"])
+        self.assertEqual(r["m/eval"]["hf_eager"]["tokens_per_second"], 2.0)
+
+    def test_the_deadline_skips_runs_that_no_longer_fit(self):
+        clock = FakeClock()
+        deadline = h.Deadline(100, clock)
+
+        def runners(name, mode):
+            def slow():
+                clock.t += 50
+                return {"tokens_per_second": 1.0}
+            return [("ours", slow), ("hf_eager", slow), ("hf_compile", slow)]
+
+        r = h.run_pairs([("m", "eval")], runners, lambda r: None, deadline, {"hf_compile": 60})
+        self.assertIn("tokens_per_second", r["m/eval"]["ours"])
+        self.assertIn("tokens_per_second", r["m/eval"]["hf_eager"])
+        self.assertEqual(r["m/eval"]["hf_compile"], {"skipped": "deadline: 0 s left"})
+
+    def test_without_torch_hf_is_skipped_with_the_reason_and_ours_still_runs(self):
+        with tempfile.TemporaryDirectory() as d:
+            fake = os.path.join(d, "whittle")
+            with open(fake, "w") as f:   # a whittle that prints bench JSON and echoes its arguments
+                f.write('#!/bin/sh\necho "args: $*" >&2\necho \'{"mode": "eval", "tokens_per_second": 7.5, "loss": 8.3, "loss_check": "ok"}\'\n')
+            os.chmod(fake, os.stat(fake).st_mode | stat.S_IEXEC)
+            saved_problem = h.hf_problem
+            h.hf_problem = lambda: "torch/transformers not importable (ImportError: no torch)"
+            try:
+                h.main(["--out", d, "--tag", "t", "--models", "tiny", "--modes", "eval", "--whittle", fake, "--no-markdown"])
+            finally:
+                h.hf_problem = saved_problem
+            with open(os.path.join(d, "hf_compare-t.json")) as f:
+                out = json.load(f)
+            self.assertTrue(out["meta"]["complete"])
+            self.assertIn("no torch", out["meta"]["hf_skipped"])
+            r = out["results"]["tiny/eval"]
+            self.assertEqual(r["ours"]["tokens_per_second"], 7.5)
+            self.assertIn("--verbose", r["ours"]["command"], "every whittle call runs with --verbose")
+            self.assertIn("no torch", r["hf_eager"]["skipped"])
+            self.assertIn("no torch", r["hf_compile"]["skipped"])
+            self.assertFalse(os.path.exists(os.path.join(d, "hf_compare-t.md")))
+
+    def test_a_failing_whittle_leaves_its_stack_trace_tail(self):
+        with tempfile.TemporaryDirectory() as d:
+            fake = os.path.join(d, "whittle")
+            with open(fake, "w") as f:
+                f.write("#!/bin/sh\necho 'System.Exception: boom' >&2\necho '   at Whittle.Cuda.Launch()' >&2\necho 'error: the last line' >&2\nexit 2\n")
+            os.chmod(fake, os.stat(fake).st_mode | stat.S_IEXEC)
+            args = h.parse_args(["--whittle", fake])
+            devnull = open(os.devnull, "w")
+            saved, sys.stderr = sys.stderr, devnull
+            try:
+                r = h.ours_run("tiny", "eval", args, 30)
+            finally:
+                sys.stderr = saved
+                devnull.close()
+            self.assertIn("exit 2: error: the last line", r["error"])
+            self.assertIn("at Whittle.Cuda.Launch()", r["stderr_tail"], "more than the last line is kept")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,9 @@ namespace Whittle.Cli;
 /// FLOPs per token (for MFU): training 6N + 6·L·T·d, evaluation 2N + 2·L·T·d, N = non-embedding + output-projection parameters.
 /// The kd mode times a distillation step (teacher forward in no-grad + student forward/backward + fused KD loss + AdamW)
 /// next to a plain cross-entropy step of the same student, and compares their peak memory.
+/// Every timed mode also reports the loss of its last step and checks it (<see cref="LossCheck"/>): a speed measured on
+/// a step that computes garbage is no measurement, so a non-finite loss, or one far from a random model's, prints the
+/// JSON with the verdict and exits 2 (a bug in the engine or the device, not the user's).
 /// </summary>
 static class BenchCommand
 {
@@ -75,10 +78,11 @@ static class BenchCommand
             var teacherPr = p.GetValue(teacherPrecision) is { } tp ? PrecisionNames.Parse(tp, "--teacher-precision") : backend.Device == Device.Cuda ? Precision.Bf16 : Precision.F32;
             ChunkRows = p.GetValue(lossChunkRows);
             if (created is CudaBackend cuda) cuda.AllowTf32 = p.GetValue(tf32);
+            var teacherShape = m == "kd" ? Shape(p.GetValue(teacher)!) with { MaxPositionEmbeddings = Math.Max(2048, T) } : null;
             var result = m switch
             {
                 "kernels" => KernelsReport.Run(backend, shape, B, T, n, w),
-                "kd" => BenchKd(backend, shape, Shape(p.GetValue(teacher)!) with { MaxPositionEmbeddings = Math.Max(2048, T) }, B, T, n, w, pr, teacherPr),
+                "kd" => BenchKd(backend, shape, teacherShape!, B, T, n, w, pr, teacherPr),
                 _ => BenchOne(backend, shape, m == "train", B, T, n, w, pr),
             };
             result["precision"] = pr.Name();
@@ -90,10 +94,13 @@ static class BenchCommand
             if (backend is ProfilingBackend prof && result["step_seconds"] is { } stepSeconds) result["profile"] = prof.Report(n, stepSeconds.GetValue<double>());
             result["config"] = p.GetValue(config);
             result["batch"] = B; result["seq_len"] = T; result["steps"] = n;
+            string? lossProblem = m == "kernels" ? null : LossCheck.Apply(result, shape, teacherShape, (long)B * T);
             if (p.GetValue(CliCommon.Json)) Console.WriteLine(result.ToJsonString(CliCommon.JsonOptions));
             else if (m == "kernels") KernelsReport.Print(result);
             else foreach (var (k, v) in result) Console.WriteLine($"{k,-26} {v}");
-            return 0;
+            if (lossProblem is null) return 0;
+            Console.Error.WriteLine($"error: bench {m}: {lossProblem}");
+            return 2;
         });
         return cmd;
     }
@@ -143,22 +150,27 @@ static class BenchCommand
         if (train) { model.Parameters.EnsureGrad(); opt = new AdamWOptimizer(model.Parameters, new AdamWSettings(1e-4f)); }
         using var __ = opt;
         MemoryMeter.Reset(backend);
+        using var last = new LastLoss(backend);
         double s = Median(backend, n, w, () =>
         {
             if (train)
             {
                 model.Parameters.ZeroGrad();
                 using var tape = new Tape(backend);
-                tape.Backward(model.Loss(tape, inputs, targets));
+                var loss = model.Loss(tape, inputs, targets);
+                last.Keep(loss);
+                tape.Backward(loss);
                 opt!.Update(1e-4f, 1f);
             }
             else
             {
                 using var tape = new Tape(backend, recording: false);
-                model.Loss(tape, inputs, targets);
+                last.Keep(model.Loss(tape, inputs, targets));
             }
         });
-        return Report(backend, train ? "train" : "eval", c, b, t, s, FlopsPerToken(c, t, train), MemoryMeter.Peak(backend));
+        var r = Report(backend, train ? "train" : "eval", c, b, t, s, FlopsPerToken(c, t, train), MemoryMeter.Peak(backend));
+        r["loss"] = last.Value();
+        return r;
     }
 
     static JsonObject BenchKd(IBackend backend, GptNeoXConfig student, GptNeoXConfig teacher, int b, int t, int n, int w, Precision precision, Precision teacherPrecision)
@@ -187,15 +199,19 @@ static class BenchCommand
         long teacherBytes = teach.Parameters.Count * 4 + (teach.Parameters.LowPrecision?.Count ?? 0) * 2;
         var loss = Whittle.Native.Distillation.DistillationLoss.Create(s, teach, new DistillSettings(DistillKind.ForwardKl, 1f, 0.5f, 0.5f), 0, _ => (0.5f, 0.5f));
         MemoryMeter.Reset(backend);
+        using var last = new LastLoss(backend);
         double kd = Median(backend, n, w, () =>
         {
             s.Parameters.ZeroGrad();
             using var tape = new Tape(backend);
-            tape.Backward(loss(tape, inputs, targets, 1).Loss);
+            var l = loss(tape, inputs, targets, 1);
+            last.Keep(l.Loss);
+            tape.Backward(l.Loss);
             opt.Update(1e-4f, 1f);
         });
         long kdPeak = MemoryMeter.Peak(backend);
         var r = Report(backend, "kd", student, b, t, kd, FlopsPerToken(student, t, true) + FlopsPerToken(teacher, t, false), kdPeak);
+        r["loss"] = last.Value();
         r["ce_step_seconds"] = Math.Round(ce, 5);
         r["ce_peak_bytes"] = cePeak;
         r["teacher_weight_bytes"] = teacherBytes;
@@ -222,6 +238,66 @@ static class BenchCommand
         };
         if (peakFlops > 0) o["mfu"] = Math.Round(tps * flopsPerToken / peakFlops, 4);
         return o;
+    }
+}
+
+/// <summary>
+/// The loss of the last timed step, copied on the device inside the step (no host synchronisation in the timed loop)
+/// and read once after it.
+/// </summary>
+sealed class LastLoss(IBackend backend) : IDisposable
+{
+    Tensor? _buffer;
+
+    public void Keep(Var loss)
+    {
+        _buffer ??= backend.Empty(DType.F32, loss.Data.ShapeArray);
+        backend.Copy(loss.Data, _buffer);
+    }
+
+    public double Value()
+    {
+        backend.Synchronize();
+        return _buffer is null ? double.NaN : _buffer.ToFloatArray()[0];
+    }
+
+    public void Dispose() => _buffer?.Dispose();
+}
+
+/// <summary>
+/// What a bench step's loss must be. The models are freshly initialised (GptNeoX.CreateRandom: output projection
+/// N(0, 0.02²), final layernorm weight 1 and bias 0) on uniformly random targets, so each logit is a sum of d unit-variance
+/// normalised activations times N(0, 0.02²) weights: Gaussian with σ² = 0.02²·d. For Gaussian logits, E[CE] = E[logsumexp]
+/// − E[logit_target] ≈ ln V + σ²/2. The loss is a mean over N = B·T tokens, each of which spreads by about σ (the target's
+/// logit), so it lies within 4σ/√N of that with overwhelming probability; the timed steps (lr 1e-4, a few dozen at most)
+/// move each weight by ≤ 1e-4 per step against 0.02, for which <see cref="DriftAllowance"/> (0.5 nats) leaves room. At
+/// the GPU kit's 8 × 2048 tokens the bound is 0.52 nats; a wrong kernel gives NaN, 0, or a loss off by whole nats.
+/// (Measured: pythia-410m at B·T = 2 gave 11.58 against 11.03, 1.2σ/√2 off, inside the 2.3-nat bound there.) kd's loss
+/// is 0.5·CE + 0.5·KL(teacher ‖ student), two random models: the same CE half, plus a KL of about (σ_t² + σ_s²)/2.
+/// </summary>
+static class LossCheck
+{
+    public const double DriftAllowance = 0.5;
+
+    /// <summary>Adds loss_expected, loss_tolerance and loss_check to the report; the problem, or null when the loss is as expected.</summary>
+    public static string? Apply(JsonObject report, GptNeoXConfig student, GptNeoXConfig? teacher, long tokens)
+    {
+        double loss = report["loss"]?.GetValue<double>() ?? double.NaN;
+        double sigma2 = 0.02 * 0.02 * student.HiddenSize;
+        double expected = Math.Log(student.VocabSize) + sigma2 / 2;
+        if (report["mode"]?.ToString() == "kd")
+        {
+            double teacherSigma2 = 0.02 * 0.02 * (teacher?.HiddenSize ?? student.HiddenSize);
+            expected = 0.5 * expected + 0.5 * (sigma2 + teacherSigma2) / 2;
+        }
+        double tolerance = DriftAllowance + 4 * Math.Sqrt(sigma2 / tokens);
+        report["loss_expected"] = Math.Round(expected, 4);
+        report["loss_tolerance"] = Math.Round(tolerance, 4);
+        string? problem = !double.IsFinite(loss) ? $"loss is {loss}, not finite"
+            : Math.Abs(loss - expected) > tolerance ? $"loss {loss:0.0000} is not within {tolerance:0.00} of {expected:0.0000} (ln V + σ²/2 of a random model)"
+            : null;
+        report["loss_check"] = problem ?? "ok";
+        return problem;
     }
 }
 

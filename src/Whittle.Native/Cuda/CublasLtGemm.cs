@@ -6,8 +6,11 @@ namespace Whittle.Native.Cuda;
 /// Column-major GEMM through cuBLASLt: D = epilogue(alpha · op(A) op(B) + beta · C), with leading dimensions, optional
 /// strided batches, f32 or bf16 inputs (f32 output), f32 or TF32 compute, and the BIAS / GELU / GELU_BIAS epilogues
 /// (the bias has one entry per row of D). Policy: descriptors are made per call (cheap next to any GEMM worth fusing);
-/// the algorithm comes from cuBLASLt's heuristic within a fixed workspace; when the heuristic offers none, Run returns
-/// false and the caller takes the plain cuBLAS path. CudaBackend.MatMul does the row-major operand swap.
+/// the algorithm comes from cuBLASLt's heuristic within a fixed workspace, asked once per problem (<see cref="ProblemKey"/>:
+/// types, transposes, sizes, leading dimensions, batch, epilogue, bias and each pointer's alignment — everything the
+/// heuristic sees) and cached for the life of the handle, since a training step repeats the same few shapes thousands of
+/// times; when the heuristic offers none (also cached), Run returns false and the caller takes the plain cuBLAS path.
+/// CudaBackend.MatMul does the row-major operand swap.
 /// </summary>
 internal sealed unsafe class CublasLtGemm : IDisposable
 {
@@ -16,6 +19,15 @@ internal sealed unsafe class CublasLtGemm : IDisposable
     readonly nint _workspace;
     readonly long _workspaceBlock;
     readonly DeviceAllocator _allocator;
+    readonly Dictionary<ProblemKey, Cublas.LtHeuristicResult?> _algorithms = new();
+
+    /// <summary>Everything cuBLASLt's heuristic is given for one GEMM (alignments included: a less aligned view may need another algorithm).</summary>
+    readonly record struct ProblemKey(Operand A, Operand B, ulong Rows, ulong Cols, long Ldc, int ComputeType, uint Epilogue, bool Bias, int Batch, long CBatchStride,
+        uint AlignA, uint AlignB, uint AlignC);
+
+    /// <summary>Distinct problems whose algorithm is cached; <see cref="HeuristicQueries"/> counts the heuristic calls made.</summary>
+    public int AlgorithmsCached => _algorithms.Count;
+    public int HeuristicQueries { get; private set; }
 
     CublasLtGemm(nint handle, DeviceAllocator allocator)
     {
@@ -59,9 +71,16 @@ internal sealed unsafe class CublasLtGemm : IDisposable
                 uint alignment = Alignment(pointer);
                 Check(Cublas.cublasLtMatmulPreferenceSetAttribute(pref, attribute, &alignment, sizeof(uint)), "cublasLtMatmulPreferenceSetAttribute(MIN_ALIGNMENT)", op);
             }
-            Cublas.LtHeuristicResult result;
-            int status = Cublas.cublasLtMatmulAlgoGetHeuristic(_handle, desc, la, lb, lc, lc, pref, 1, &result, out int found);
-            if (status != Cublas.CUBLAS_STATUS_SUCCESS || found == 0) return false;
+            var key = new ProblemKey(a with { Pointer = 0 }, b with { Pointer = 0 }, rows, cols, ldc, computeType, epilogue, bias != 0, batch, cBatchStride,
+                Alignment(a.Pointer), Alignment(b.Pointer), Alignment(c));
+            if (!_algorithms.TryGetValue(key, out var cached))
+            {
+                Cublas.LtHeuristicResult found1;
+                HeuristicQueries++;
+                int status = Cublas.cublasLtMatmulAlgoGetHeuristic(_handle, desc, la, lb, lc, lc, pref, 1, &found1, out int found);
+                _algorithms[key] = cached = status == Cublas.CUBLAS_STATUS_SUCCESS && found > 0 ? found1 : null;
+            }
+            if (cached is not { } result) return false;
             Check(Cublas.cublasLtMatmul(_handle, desc, &alpha, a.Pointer, la, b.Pointer, lb, &beta, c, lc, c, lc, result.Algo, _workspace, (nuint)WorkspaceBytes, stream),
                 "cublasLtMatmul", op);
             return true;

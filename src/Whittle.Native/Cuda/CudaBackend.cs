@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using System.Text;
+using Whittle.Native.Verification;
 using Whittle.Native.Cuda.Native;
 using Whittle.Native.Tensors;
 
@@ -65,7 +66,12 @@ public sealed unsafe partial class CudaBackend : IBackend, IKernelLauncher
     /// <summary>cuBLASLt, when its library loads: linear layers with a bias run as one GEMM with a fused bias epilogue.</summary>
     readonly CublasLtGemm? _lt;
 
-    static bool SupportsCubin(int arch)
+    /// <summary>Distinct GEMM problems whose cuBLASLt algorithm is cached (0 without cuBLASLt), and the heuristic queries made.</summary>
+    public int CublasLtAlgorithmsCached => _lt?.AlgorithmsCached ?? 0;
+    public int CublasLtHeuristicQueries => _lt?.HeuristicQueries ?? 0;
+
+    /// <summary>Whether kernels are loaded as CUBIN (NVRTC can target this real arch) rather than PTX for the driver to JIT.</summary>
+    public static bool SupportsCubin(int arch)
     {
         try { return KernelCompiler.SupportedArchs().Contains(arch); }
         catch (CudaException) { return false; }

@@ -24,12 +24,25 @@ public sealed record ParityResult(string Op, string Case, double MaxRelativeErro
 ///  - tolerances (<see cref="Tolerance"/>): 1e-5 for f32 ops; TF32 matmuls (when the candidate allows them) 5e-3;
 ///    reductions read back in double 1e-6; bf16 conversion exact; bf16 MatMul (bf16 operands, f32 accumulate and output)
 ///    1e-5 like f32, since products of bf16 values are exact in f32 and only the order of additions differs (never TF32).
-///    MatMul with beta = 0 does not read c (BLAS rule).
+///    MatMul with beta = 0 does not read c (BLAS rule);
+///  - the bf16 tensor-core attention also runs at the long context it is timed at (<see cref="LongSeqLen"/>, T = 2048 on
+///    hardware), head sizes 64 and 128, forward and (D = 64, the only mma backward) backward: its error bound does not
+///    grow with T (each output is a convex combination of bf16-rounded values; the score rounding depends on |s|, not on
+///    T), so the short-T tolerances apply. The software GPU runs it at a smaller T by default (doctor --long-seq-len).
 /// </summary>
 public sealed class ParityHarness(IBackend reference, IBackend candidate, int seed = 20240601, bool tf32 = false)
 {
     readonly Random _rng = new(seed);
     readonly List<ParityResult> _results = new();
+
+    /// <summary>T of the long-context bf16 attention cases (0: not run). Each case is B = 1, H = 2, so it costs 2·T² per head.</summary>
+    public int LongSeqLen { get; init; }
+
+    /// <summary>Called with each result as soon as it exists (doctor streams them, so a killed run still leaves its cases).</summary>
+    public Action<ParityResult>? Progress { get; init; }
+
+    /// <summary>T = 2048: what the GPU kit times (Pythia's context).</summary>
+    public const int HardwareLongSeqLen = 2048;
 
     public const double F32Tolerance = 1e-5, Tf32Tolerance = 5e-3, ReductionTolerance = 1e-6;
 
@@ -68,6 +81,7 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         Rotary(2, 13, 3, 16, 8); Rotary(1, 40, 2, 64, 64);
         Attention(2, 37, 3, 16); Attention(1, 70, 2, 64); Attention(1, 33, 2, 80);
         if (candidate is CudaBackend cuda) { AttentionBf16(cuda, 2, 130, 3, 64); AttentionBf16(cuda, 1, 77, 2, 128); AttentionBf16(cuda, 1, 64, 1, 64); }
+        RunLongContext();
         foreach (var tanh in new[] { false, true }) { Gelu(37, tanh); Gelu(4099, tanh); }
         Elementwise(1029);
         CrossEntropy(9, 131, withGrad: true); CrossEntropy(16, 1000, withGrad: true); CrossEntropy(5, 77, withGrad: false);
@@ -77,6 +91,15 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         AdamW(1000, 600, 1); AdamW(333, 100, 3);
         Reductions(100_003);
         return _results;
+    }
+
+    /// <summary>The long-context bf16 attention cases alone (nothing when <see cref="LongSeqLen"/> is 0 or the candidate is not CUDA).</summary>
+    public IReadOnlyList<ParityResult> RunLongContext()
+    {
+        if (candidate is not CudaBackend cuda || LongSeqLen <= 0) return [];
+        int before = _results.Count;
+        foreach (int d in new[] { 64, 128 }) AttentionBf16(cuda, 1, LongSeqLen, 2, d);
+        return _results.Skip(before).ToList();
     }
 
     // ---------------------------------------------------------------- inputs and comparison
@@ -127,8 +150,10 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         reference.Synchronize(); candidate.Synchronize();
         double err = 0;
         foreach (var (r, c) in outputs) err = Math.Max(err, RelativeError(r.ToFloatArray(), c.ToFloatArray()));
-        _results.Add(new ParityResult(op, name, err, Tolerance(op, tf32)));
+        Add(new ParityResult(op, name, err, Tolerance(op, tf32)));
     }
+
+    void Add(ParityResult r) { _results.Add(r); Progress?.Invoke(r); }
 
     static void Free(params (Tensor R, Tensor C)[] pairs) { foreach (var (r, c) in pairs) { r.Dispose(); c.Dispose(); } }
 
@@ -377,9 +402,9 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
     {
         var x = Pair(Random(n, 1f, 0.1f), n);
         double r = reference.Sum(x.R), c = candidate.Sum(x.C);
-        _results.Add(new ParityResult("Sum", $"n={n}", Math.Abs(c - r) / Math.Max(Math.Abs(r), 1e-30), Tolerance("Sum", tf32)));
+        Add(new ParityResult("Sum", $"n={n}", Math.Abs(c - r) / Math.Max(Math.Abs(r), 1e-30), Tolerance("Sum", tf32)));
         r = reference.SumOfSquares(x.R); c = candidate.SumOfSquares(x.C);
-        _results.Add(new ParityResult("SumOfSquares", $"n={n}", Math.Abs(c - r) / Math.Max(Math.Abs(r), 1e-30), Tolerance("SumOfSquares", tf32)));
+        Add(new ParityResult("SumOfSquares", $"n={n}", Math.Abs(c - r) / Math.Max(Math.Abs(r), 1e-30), Tolerance("SumOfSquares", tf32)));
         Free(x);
     }
 }

@@ -25,6 +25,37 @@ public class BenchCommandTests
         Assert.That(share, Is.GreaterThan(0).And.LessThan(1.5), "op times are parts of the step's time");
     }
 
+    /// <summary>
+    /// The loss is reported and checked where speed is timed: ln V + σ²/2 for a random model (σ² = 0.02²·d, see
+    /// LossCheck), within 0.5 + 4σ/√(B·T) nats. tiny: V 4096, d 64 (ln V + 0.0128 = 8.3306); small: d 256.
+    /// </summary>
+    [TestCase("train", "tiny", 64)]
+    [TestCase("eval", "small", 256)]
+    public void TheJsonCarriesACheckedLoss(string mode, string config, int d)
+    {
+        var (exit, stdout, stderr) = CliRunner.Run("bench", mode, "--config", config, "--batch-size", "2", "--seq-len", "16", "--steps", "2", "--warmup", "1", "--json");
+        Assert.That(exit, Is.EqualTo(0), stderr);
+        var r = JsonNode.Parse(stdout)!.AsObject();
+        double expected = Math.Log(4096) + 0.02 * 0.02 * d / 2;
+        Assert.That((double)r["loss_expected"]!, Is.EqualTo(expected).Within(1e-4));
+        // 0.5 nats for the timed steps' drift + 4σ/√(B·T), σ² = 0.02²·d, B·T = 32
+        double tolerance = 0.5 + 4 * Math.Sqrt(0.02 * 0.02 * d / 32);
+        Assert.That((double)r["loss_tolerance"]!, Is.EqualTo(tolerance).Within(1e-4));
+        Assert.That((double)r["loss"]!, Is.EqualTo(expected).Within(tolerance));
+        Assert.That((string?)r["loss_check"], Is.EqualTo("ok"));
+    }
+
+    [Test]
+    public void KdReportsTheDistillationLoss()
+    {
+        var (exit, stdout, stderr) = CliRunner.Run("bench", "kd", "--config", "tiny", "--teacher-config", "tiny", "--batch-size", "2", "--seq-len", "16", "--steps", "1", "--warmup", "0", "--json");
+        Assert.That(exit, Is.EqualTo(0), stderr);
+        var r = JsonNode.Parse(stdout)!.AsObject();
+        // 0.5·CE + 0.5·KL(teacher || student), two random d = 64 models: 0.5·(ln 4096 + 0.0128) + 0.5·0.0256
+        Assert.That((double)r["loss_expected"]!, Is.EqualTo(0.5 * (Math.Log(4096) + 0.0128) + 0.5 * 0.0256).Within(1e-4));
+        Assert.That((string?)r["loss_check"], Is.EqualTo("ok"));
+    }
+
     [Test]
     public void UnknownGemmIsRejectedWithTheChoices()
     {

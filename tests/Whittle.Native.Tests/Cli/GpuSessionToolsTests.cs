@@ -5,18 +5,24 @@ using Whittle.Native.Tests.Tokenization;
 namespace Whittle.Native.Tests.Cli;
 
 /// <summary>
-/// The GPU-session tools that can be checked without a GPU: hf_compare.py's pure helpers (its own unittest file, run
-/// with Debian's Python), its FLOPs-per-token formula against `whittle bench`'s (the two MFU columns must share a
-/// denominator), and the session script's syntax.
+/// The GPU-session tools that can be checked without a GPU: hf_compare.py's helpers and partial-result writing (its own
+/// unittest file, run with Debian's Python), its FLOPs-per-token formula against `whittle bench`'s (the two MFU columns
+/// must share a denominator), the session script's own tests (tools/test-gpu-session.sh: deadline arithmetic, dry-run
+/// budget, timed-out and skipped steps leaving marked files, a stubbed first plan), doctor's JSON when the CUDA backend
+/// cannot be built, and — on the software GPU — the first plan end to end with the real whittle.
 /// </summary>
+[NonParallelizable]
 public class GpuSessionToolsTests
 {
     const string Python = "/usr/bin/python3";
 
-    static (int Exit, string Output) Run(string file, params string[] args)
+    static (int Exit, string Output) Run(string file, params string[] args) => RunEnv(null, file, args);
+
+    static (int Exit, string Output) RunEnv(IReadOnlyDictionary<string, string?>? env, string file, params string[] args)
     {
         var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = Fixtures.RepoRoot };
         foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var (k, v) in env ?? new Dictionary<string, string?>()) psi.Environment[k] = v;
         using var p = Process.Start(psi)!;
         var err = p.StandardError.ReadToEndAsync();
         string output = p.StandardOutput.ReadToEnd();
@@ -50,5 +56,95 @@ public class GpuSessionToolsTests
     {
         var (exit, output) = Run("bash", "-n", "tools/gpu-session.sh");
         Assert.That(exit, Is.EqualTo(0), output);
+    }
+
+    [Test]
+    public void TheSessionScriptsOwnTestsPass()
+    {
+        if (!File.Exists(Python)) Assert.Ignore($"{Python} not found");
+        var (exit, output) = Run("bash", "tools/test-gpu-session.sh");
+        Assert.That(exit, Is.EqualTo(0), output);
+        Assert.That(output, Does.Match(@"\d+ passed, 0 failed"));
+    }
+
+    [Test]
+    public void TheFirstPlansDryRunFitsTheWindow()
+    {
+        var (exit, output) = Run("bash", "tools/gpu-session.sh", "first", "--dry-run");
+        Assert.That(exit, Is.EqualTo(0), output);
+        // 450 s of work inside a 560 s command; with 8 steps each killed at most 10 s late: 530 s
+        Assert.That(output, Does.Contain("budget: plan 450 s of work, deadline 450 s; worst case with a 10 s kill grace per step 530 s; command limit 560 s; 8 output files"));
+        Assert.That(output.TrimEnd(), Does.EndWith("fits"));
+    }
+
+    /// <summary>A CUDA driver without cuBLAS: doctor still prints its JSON, with the stage and the library in `error`, and exits 1.</summary>
+    [Test]
+    public void DoctorPrintsJsonNamingTheFailureWhenTheBackendCannotBeBuilt()
+    {
+        var softgpu = Path.Combine(Fixtures.RepoRoot, "softgpu", "build", "lib", "libcuda.so.1");
+        if (!File.Exists(softgpu)) Assert.Ignore("the software GPU is not built (bash softgpu/build.sh)");
+        var dir = Directory.CreateTempSubdirectory("whittle-doctor-nocublas-").FullName;
+        try
+        {
+            // the driver and NVRTC (so the backend gets as far as cublasCreate), no cuBLAS
+            foreach (var lib in Directory.GetFiles(Path.GetDirectoryName(softgpu)!).Where(f => Path.GetFileName(f).StartsWith("libcuda.so") || Path.GetFileName(f).StartsWith("libnvrtc")))
+                File.CreateSymbolicLink(Path.Combine(dir, Path.GetFileName(lib)), lib);
+            var (exit, stdout, stderr) = CliRunner.RunWith(null, null, new Dictionary<string, string?> { ["WHITTLE_CUDA_LIB_DIR"] = dir }, "doctor", "--json", "--verbose");
+            Assert.That(exit, Is.EqualTo(1), stderr);
+            var report = JsonNode.Parse(stdout)!.AsObject();
+            Assert.That((bool)report["ok"]!, Is.False);
+            Assert.That(report["error"]!.ToString(), Does.StartWith("CUDA backend: ").And.Contain("cuBLAS"));
+            Assert.That(report["devices"]!.AsArray(), Has.Count.EqualTo(1), "what ran before the failure is reported");
+            Assert.That(report["mapped_libraries"]!.AsArray().Select(n => n!.ToString()), Has.Some.Contains("softgpu"), "the libraries actually mapped");
+            Assert.That(stderr, Does.Contain("DllNotFoundException").And.Contain(" at "), "--verbose: the stack trace on stderr");
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    /// <summary>
+    /// The first plan on the CPU machine with the software GPU standing in: every promised file exists, the whittle
+    /// steps succeed, HF steps skip with the reason. A small shape (tiny, 1 × 64) and a 300 s deadline, since the
+    /// software GPU is ~100× slower than the CPU backend.
+    /// </summary>
+    [Test]
+    public void TheFirstPlanRunsEndToEndOnTheSoftwareGpu()
+    {
+        if (!File.Exists(Python) || OperatingSystem.IsWindows()) Assert.Ignore($"{Python} not found");
+        Whittle.Native.Tests.SoftGpu.SoftGpuKernel.RequireSoftwareGpu();
+        var dir = Directory.CreateTempSubdirectory("whittle-first-plan-").FullName;
+        try
+        {
+            var whittle = Path.Combine(dir, "whittle");
+            var dll = Path.Combine(TestContext.CurrentContext.TestDirectory, "whittle.dll");
+            File.WriteAllText(whittle, $"#!/bin/sh\nexec dotnet '{dll}' \"$@\"\n");
+            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(whittle, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            var outDir = Path.Combine(dir, "out");
+            var env = new Dictionary<string, string?>
+            {
+                ["OUT"] = outDir, ["WHITTLE"] = whittle, ["PYTHON"] = Python, ["DEADLINE"] = "300", ["MODEL"] = "tiny", ["KD_TEACHER"] = "tiny",
+                ["BATCH"] = "1", ["SEQ_LEN"] = "64", ["BENCH_STEPS"] = "1", ["BENCH_WARMUP"] = "0",
+                ["WHITTLE_CACHE_DIR"] = Path.Combine(Path.GetTempPath(), "whittle-softgpu-doctor-cache"),
+            };
+            var (exit, output) = RunEnv(env, "bash", "tools/gpu-session.sh", "first");
+            Assert.That(exit, Is.EqualTo(0), output);
+            var files = Directory.GetFiles(outDir).Select(Path.GetFileName).Order().ToArray();
+            Assert.That(files, Is.EqualTo(new[] { "doctor-model.json", "doctor.json", "fixtures.log", "hf_compare-compile.json", "hf_compare-eval.json", "hf_compare-train.json", "kernels.json", "session.log" }));
+            string log = File.ReadAllText(Path.Combine(outDir, "session.log"));
+            JsonObject Json(string f) => JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, f)))!.AsObject();
+            Assert.That((bool)Json("doctor.json")["ok"]!, Is.True, log);
+            Assert.That((bool)Json("doctor-model.json")["ok"]!, Is.True, log);
+            Assert.That(Json("doctor-model.json")["parity"]!.ToString(), Does.StartWith("skipped"), "--skip-ops: doctor already ran the op parity");
+            Assert.That(Json("kernels.json")["ops"]!.AsArray(), Is.Not.Empty, log);
+            foreach (var (f, pair) in new[] { ("hf_compare-eval.json", "tiny/eval"), ("hf_compare-train.json", "tiny/train"), ("hf_compare-train.json", "tiny/kd") })
+            {
+                var r = Json(f)["results"]![pair]!;
+                Assert.That((string?)r["ours"]!["loss_check"], Is.EqualTo("ok"), $"{f} {pair}: {r}\n{log}");
+                Assert.That(r["hf_eager"]!["skipped"]!.ToString(), Does.Contain("not importable"), $"{f} {pair}");
+            }
+            Assert.That(Json("hf_compare-compile.json")["results"]!["tiny/eval"]!["hf_compile"]!["skipped"], Is.Not.Null);
+            Assert.That(File.ReadAllText(Path.Combine(outDir, "fixtures.log")), Does.StartWith("skipped: torch/transformers not importable"));
+            Assert.That(log, Does.Contain("== first plan done"));
+        }
+        finally { Directory.Delete(dir, recursive: true); }
     }
 }

@@ -4,7 +4,9 @@ namespace Whittle.Native.Tests.Cuda;
 
 /// <summary>
 /// Every kernel file must compile with NVRTC, with no error and no warning, for compute_80 and compute_90 (the archs of
-/// A100 and H100). Runs without a GPU: NVRTC is a plain library. Skips only when NVRTC itself cannot be loaded.
+/// A100 and H100). Runs without a GPU: NVRTC is a plain library. Skips only when NVRTC itself cannot be loaded. The
+/// compiles here are strict (a warning fails them), so CI rejects any warning its NVRTC gives; outside strict mode a
+/// warning is logged and the kernel used (a newer NVRTC on a GPU machine must not cost the session).
 /// </summary>
 [NonParallelizable]
 public class KernelCompileTests
@@ -35,7 +37,7 @@ public class KernelCompileTests
     [Test]
     public void EveryKernelFileCompilesWithoutWarningsForCompute80And90([ValueSource(nameof(Files))] string file, [Values(80, 90)] int arch)
     {
-        var compiler = new KernelCompiler(_cache);
+        var compiler = new KernelCompiler(_cache, strict: true);
         var k = compiler.Compile(file, arch, KernelBinary.Ptx);  // throws KernelCompileException with NVRTC's log on any warning
         var ptx = System.Text.Encoding.ASCII.GetString(k.Image).TrimEnd('\0');
         Assert.That(ptx, Does.Contain($".target sm_{arch}"), "PTX for the requested virtual architecture");
@@ -53,7 +55,7 @@ public class KernelCompileTests
     [Test]
     public void EveryKernelFileAssemblesToCubinForSm80And90([ValueSource(nameof(Files))] string file, [Values(80, 90)] int arch)
     {
-        var k = new KernelCompiler(_cache).Compile(file, arch, KernelBinary.Cubin);
+        var k = new KernelCompiler(_cache, strict: true).Compile(file, arch, KernelBinary.Cubin);
         Assert.That(k.Image.AsSpan(0, 4).ToArray(), Is.EqualTo(new byte[] { 0x7f, (byte)'E', (byte)'L', (byte)'F' }), "a CUBIN is an ELF image");
     }
 
@@ -80,5 +82,36 @@ public class KernelCompileTests
         var e = Assert.Throws<KernelCompileException>(() => KernelCompiler.CompileSource("warn.cu",
             "extern \"C\" __global__ void f(float* x) { int unused = 1; x[0] = 1.0f; }", 80));
         Assert.That(e!.Log, Does.Contain("warning"));
+    }
+
+    [Test]
+    public void OutsideStrictModeAWarningIsLoggedAndTheKernelCompiles()
+    {
+        var logged = new List<string>();
+        var sink = KernelCompiler.WarningSink;
+        KernelCompiler.WarningSink = logged.Add;
+        try
+        {
+            var image = KernelCompiler.CompileSource("warn.cu", "extern \"C\" __global__ void f(float* x) { int unused = 1; x[0] = 1.0f; }", 80, strict: false);
+            Assert.That(System.Text.Encoding.ASCII.GetString(image), Does.Contain(".entry f("), "compiled");
+        }
+        finally { KernelCompiler.WarningSink = sink; }
+        Assert.That(logged, Has.Count.EqualTo(1));
+        Assert.That(logged[0], Does.Contain("warn.cu").And.Contain("warning").And.Contain(KernelCompiler.StrictVariable));
+    }
+
+    [Test]
+    public void StrictModeComesFromTheEnvironmentUnlessGiven()
+    {
+        var saved = Environment.GetEnvironmentVariable(KernelCompiler.StrictVariable);
+        try
+        {
+            Environment.SetEnvironmentVariable(KernelCompiler.StrictVariable, "1");
+            Assert.That(new KernelCompiler(_cache).Strict, Is.True);
+            Assert.That(new KernelCompiler(_cache, strict: false).Strict, Is.False);
+            Environment.SetEnvironmentVariable(KernelCompiler.StrictVariable, null);
+            Assert.That(new KernelCompiler(_cache).Strict, Is.False);
+        }
+        finally { Environment.SetEnvironmentVariable(KernelCompiler.StrictVariable, saved); }
     }
 }
