@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Whittle.Cli;
 using Whittle.Native.Demo;
 
 namespace Whittle.Native.Tests.Cli;
@@ -22,6 +23,10 @@ public class DemoCommandTests
             Assert.That(r.Salt.Select(a => a.Curve.Select(p => p.Step)), Has.All.EquivalentTo(r.Salt[0].Curve.Select(p => p.Step)), "SALT and its baseline are evaluated at the same steps");
             Assert.That(r.Search.Select(p => p.Strategy).Distinct(), Is.EquivalentTo(new[] { "evolution", "random", "importance" }));
             Assert.That(stdout, Does.Contain("$ whittle pretrain"), "the demo shows the commands it runs");
+            // SALT's small model is trained longer than the students (ahead of the large model early, as in the paper) and is the one SALT uses.
+            Assert.That(stdout, Does.Contain($"--out {Path.Combine(dir, "salt-small")} "));
+            Assert.That(stdout, Does.Contain($"$ whittle salt --small {Path.Combine(dir, "salt-small", "final")} "));
+            Assert.That(SaltSmallSteps(dir), Is.GreaterThan(r.Students[0].Curve[^1].Step));
             // The teacher's validation curve in the report is the one in its metrics file.
             var teacherMetrics = File.ReadAllLines(Path.Combine(dir, "teacher", "metrics.jsonl")).Count(l => l.Contains("val_loss"));
             Assert.That(r.Salt.Single(a => a.Name == "baseline").Curve, Has.Count.EqualTo(teacherMetrics));
@@ -29,8 +34,47 @@ public class DemoCommandTests
             var sw = Stopwatch.StartNew();
             var again = CliRunner.RunIn(Path.GetTempPath(), null, "demo", "--preset", "quick", "--out", dir);
             Assert.That(again.Exit, Is.EqualTo(0), again.Stderr);
-            Assert.That(again.Stdout.Split('\n').Count(l => l.Contains("done in an earlier run")), Is.EqualTo(9), "every stage is skipped on a rerun");
+            // The quick preset trains SALT's small model in a stage of its own: ten stages before the report.
+            Assert.That(again.Stdout.Split('\n').Count(l => l.Contains("done in an earlier run")), Is.EqualTo(10), "every stage is skipped on a rerun");
             Assert.That(again.Stdout, Does.Not.Contain("$ whittle"));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    static int SaltSmallSteps(string dir) =>
+        System.Text.Json.Nodes.JsonNode.Parse(File.ReadLines(Path.Combine(dir, "salt-small", "metrics.jsonl")).Last(l => l.Contains("val_loss")))!["step"]!.GetValue<int>();
+
+    [Test]
+    public void SeedOptionsAreCheckedBeforeAnyWork()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "whittle-demo-never-" + Guid.NewGuid().ToString("N"));
+        foreach (var (args, message) in new[]
+        {
+            (new[] { "--seed", "-1" }, "--seed must be 0 or more, got -1"),
+            (new[] { "--seeds", "4-2" }, "--seeds: '4-2' is not a seed or a range of seeds"),
+            (new[] { "--seeds", "0,x" }, "--seeds: 'x' is not a seed or a range of seeds"),
+            (new[] { "--seeds", "0-4", "--seed", "1" }, "give --seed or --seeds, not both"),
+        })
+        {
+            var (exit, _, stderr) = CliRunner.Run(["demo", "--preset", "quick", "--out", dir, .. args]);
+            Assert.That(exit, Is.EqualTo(1), string.Join(' ', args));
+            Assert.That(stderr.Trim().Split('\n'), Has.Length.EqualTo(1));
+            Assert.That(stderr, Does.Contain(message));
+            Assert.That(Directory.Exists(dir), Is.False, "nothing is written before the options are checked");
+        }
+        Assert.That(DemoCommand.ParseSeeds("0-2, 7,1"), Is.EqualTo(new[] { 0, 1, 2, 7 }));
+    }
+
+    [Test]
+    public void ARunDirectoryOfAnotherSeedIsRefused()
+    {
+        var dir = Directory.CreateTempSubdirectory("whittle-demo-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "preset.txt"), "quick --seed 3\n");
+            var (exit, _, stderr) = CliRunner.Run("demo", "--preset", "quick", "--out", dir);
+            Assert.That(exit, Is.EqualTo(1));
+            Assert.That(stderr, Does.Contain("holds a 'quick --seed 3' demo"));
         }
         finally { Directory.Delete(dir, true); }
     }

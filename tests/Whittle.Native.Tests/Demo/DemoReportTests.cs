@@ -100,6 +100,33 @@ public class DemoReportTests
     }
 
     [Test]
+    public void ASeedSweepJudgesEachSeedByItsOwnReport()
+    {
+        // Seed 0 shows all three effects; seed 1 none (the runs of AbsentEffectsAreSaidPlainly).
+        var kdBetter = Curve((0, 0, 55), (100, 1_000_000, 38), (400, 4_000_000, 28));
+        var late = Curve((0, 0, 90), (200, 2_000_000, 60), (400, 4_000_000, 40));
+        var saltSlow = Curve((0, 0, 100), (500, 500_000, 45), (1000, 1_000_000, 32));
+        var good = HandMade(Fast, kdBetter, SaltFast, evolutionBest: 50, importance: 55);
+        var bad = HandMade(Slow, late, saltSlow, evolutionBest: 56, importance: 55);
+        Assert.That(DemoSweep.Verdicts(DemoFindings.Of(good)), Is.EqualTo((true, true, true)));
+        Assert.That(DemoSweep.Verdicts(DemoFindings.Of(bad)), Is.EqualTo((false, false, false)));
+        // A tie with random search is not a win, whatever the other effects do.
+        var tie = HandMade(Fast, kdBetter, SaltFast, evolutionBest: 70, importance: 75);
+        Assert.That(DemoSweep.Verdicts(DemoFindings.Of(tie)), Is.EqualTo((true, false, true)));
+        Assert.That(DemoSweep.Table([new SweepRun(2, tie)]), Does.Contain("| **no**: 70.00 vs 70.00 (0.0%) / 75.00 (−6.7%) |"));
+
+        string table = DemoSweep.Table([new SweepRun(0, good, 61.2), new SweepRun(1, bad)]);
+        var rows = table.Split('\n').Where(l => l.StartsWith("| 0 ") || l.StartsWith("| 1 ")).ToArray();
+        Assert.That(rows, Has.Length.EqualTo(2));
+        // kd reaches random-init's 40 inside its first segment, (ln 55 − ln 40) / (ln 55 − ln 38) of the way to 1M tokens.
+        double kdTokens = 1_000_000 * (Math.Log(55) - Math.Log(40)) / (Math.Log(55) - Math.Log(38));
+        string speedUp = (4_000_000 / kdTokens).ToString("F1", CultureInfo.InvariantCulture) + "×";
+        Assert.That(rows[0], Is.EqualTo($"| 0 | yes: {speedUp} (28.00 / 30.00) | yes: 50.00 vs 70.00 (−29%) / 55.00 (−9.1%) | yes: 700 of 1,000 (70%) (28.00 / 30.00) | yes | 61.2 s |"));
+        Assert.That(rows[1], Is.EqualTo("| 1 | **no**: 1.0× (40.00 / 45.00) | **no**: 56.00 vs 70.00 (−20%) / 55.00 (+1.8%) | **no**: not reached (32.00 / 30.00) | **no** | — |"));
+        Assert.That(table, Does.Contain("Seeds showing the effect: students 1/2, search 1/2, SALT 1/2; all three 1/2."));
+    }
+
+    [Test]
     public void MissingArmsAndStrategiesAreNamedNotGuessed()
     {
         var r = HandMade(Slow, Fast, SaltFast, 50, 55) with { Students = [], Salt = [], Search = [] };
