@@ -1,4 +1,3 @@
-using Whittle.Native.Cuda;
 using Whittle.Native.Tensors;
 
 namespace Whittle.Native.Verification;
@@ -80,7 +79,10 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         SumRows(37, 70, 90); SumRows(300, 33, 33);
         Rotary(2, 13, 3, 16, 8); Rotary(1, 40, 2, 64, 64);
         Attention(2, 37, 3, 16); Attention(1, 70, 2, 64); Attention(1, 33, 2, 80);
-        if (candidate is CudaBackend cuda) { AttentionBf16(cuda, 2, 130, 3, 64); AttentionBf16(cuda, 1, 77, 2, 128); AttentionBf16(cuda, 1, 64, 1, 64); }
+        if (candidate.Device == Device.Cuda)
+        {
+            Attention(2, 130, 3, 64, AttentionPrecision.Bf16); Attention(1, 77, 2, 128, AttentionPrecision.Bf16); Attention(1, 64, 1, 64, AttentionPrecision.Bf16);
+        }
         RunLongContext();
         foreach (var tanh in new[] { false, true }) { Gelu(37, tanh); Gelu(4099, tanh); }
         Elementwise(1029);
@@ -96,9 +98,9 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
     /// <summary>The long-context bf16 attention cases alone (nothing when <see cref="LongSeqLen"/> is 0 or the candidate is not CUDA).</summary>
     public IReadOnlyList<ParityResult> RunLongContext()
     {
-        if (candidate is not CudaBackend cuda || LongSeqLen <= 0) return [];
+        if (candidate.Device != Device.Cuda || LongSeqLen <= 0) return [];
         int before = _results.Count;
-        foreach (int d in new[] { 64, 128 }) AttentionBf16(cuda, 1, LongSeqLen, 2, d);
+        foreach (int d in new[] { 64, 128 }) Attention(1, LongSeqLen, 2, d, AttentionPrecision.Bf16);
         return _results.Skip(before).ToList();
     }
 
@@ -284,41 +286,26 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         Free(qkv, cos, sin);
     }
 
-    void Attention(int b, int t, int h, int d)
+    /// <summary>
+    /// Attention of the candidate at <paramref name="precision"/> against the CPU's f32 (Bf16: the tensor-core kernels,
+    /// with T not a multiple of the 64-row tile to cover a partial last tile; their backward exists for D = 64 only).
+    /// </summary>
+    void Attention(int b, int t, int h, int d, AttentionPrecision precision = AttentionPrecision.F32)
     {
-        string name = $"B={b} T={t} H={h} D={d} fused qkv";
-        float scale = 1f / MathF.Sqrt(d);
-        var qkv = Pair(Random((long)b * t * h * 3 * d, 2f), b, t, h, 3 * d);
-        Tensor Q(Tensor x) => x.Narrow(3, 0, d); Tensor K(Tensor x) => x.Narrow(3, d, d); Tensor V(Tensor x) => x.Narrow(3, 2 * d, d);
-        var o = Poisoned(b, t, h, d); var lse = Poisoned(b, h, t);
-        reference.AttentionForward(Q(qkv.R), K(qkv.R), V(qkv.R), scale, o.R, lse.R, AttentionPrecision.F32);
-        candidate.AttentionForward(Q(qkv.C), K(qkv.C), V(qkv.C), scale, o.C, lse.C, AttentionPrecision.F32);
-        Compare("AttentionForward", name, o, lse);
-        var dOut = Pair(Random((long)b * t * h * d), b, t, h, d);
-        var dqkv = Pair(Random((long)b * t * h * 3 * d), b, t, h, 3 * d);
-        reference.AttentionBackward(dOut.R, Q(qkv.R), K(qkv.R), V(qkv.R), o.R, lse.R, scale, Q(dqkv.R), K(dqkv.R), V(dqkv.R), AttentionPrecision.F32);
-        candidate.AttentionBackward(dOut.C, Q(qkv.C), K(qkv.C), V(qkv.C), o.C, lse.C, scale, Q(dqkv.C), K(dqkv.C), V(dqkv.C), AttentionPrecision.F32);
-        Compare("AttentionBackward", name, dqkv);
-        Free(qkv, o, lse, dOut, dqkv);
-    }
-
-    /// <summary>The tensor-core forward against the CPU's f32 one (T not a multiple of the 64-row tile, partial last tile).</summary>
-    void AttentionBf16(CudaBackend cuda, int b, int t, int h, int d)
-    {
-        string name = $"B={b} T={t} H={h} D={d} fused qkv";
+        string name = $"B={b} T={t} H={h} D={d} fused qkv", kind = precision == AttentionPrecision.Bf16 ? "(bf16 mma)" : "";
         var qkv = Pair(Random((long)b * t * h * 3 * d, 2f), b, t, h, 3 * d);
         var o = Poisoned(b, t, h, d); var lse = Poisoned(b, h, t);
         float scale = 1f / MathF.Sqrt(d);
         Tensor Q(Tensor x) => x.Narrow(3, 0, d); Tensor K(Tensor x) => x.Narrow(3, d, d); Tensor V(Tensor x) => x.Narrow(3, 2 * d, d);
         reference.AttentionForward(Q(qkv.R), K(qkv.R), V(qkv.R), scale, o.R, lse.R, AttentionPrecision.F32);
-        cuda.AttentionForward(Q(qkv.C), K(qkv.C), V(qkv.C), scale, o.C, lse.C, AttentionPrecision.Bf16);
-        Compare("AttentionForward(bf16 mma)", name, o, lse);
-        if (d != 64) { Free(qkv, o, lse); return; }  // the mma backward is for D = 64 only
+        candidate.AttentionForward(Q(qkv.C), K(qkv.C), V(qkv.C), scale, o.C, lse.C, precision);
+        Compare("AttentionForward" + kind, name, o, lse);
+        if (precision == AttentionPrecision.Bf16 && d != 64) { Free(qkv, o, lse); return; }
         var dOut = Pair(Random((long)b * t * h * d), b, t, h, d);
         var dqkv = Pair(Random((long)b * t * h * 3 * d), b, t, h, 3 * d);
         reference.AttentionBackward(dOut.R, Q(qkv.R), K(qkv.R), V(qkv.R), o.R, lse.R, scale, Q(dqkv.R), K(dqkv.R), V(dqkv.R), AttentionPrecision.F32);
-        cuda.AttentionBackward(dOut.C, Q(qkv.C), K(qkv.C), V(qkv.C), o.C, lse.C, scale, Q(dqkv.C), K(dqkv.C), V(dqkv.C), AttentionPrecision.Bf16);
-        Compare("AttentionBackward(bf16 mma)", name, dqkv);
+        candidate.AttentionBackward(dOut.C, Q(qkv.C), K(qkv.C), V(qkv.C), o.C, lse.C, scale, Q(dqkv.C), K(dqkv.C), V(dqkv.C), precision);
+        Compare("AttentionBackward" + kind, name, dqkv);
         Free(qkv, o, lse, dOut, dqkv);
     }
 
