@@ -65,30 +65,17 @@ public class DemoCommandTests
         Assert.That(DemoCommand.ParseSeeds("0-2, 7,1"), Is.EqualTo(new[] { 0, 1, 2, 7 }));
     }
 
-    [Test]
-    public void ARunDirectoryOfAnotherSeedIsRefused()
+    [TestCase("quick --seed 3")]
+    [TestCase("default")]
+    public void ARunDirectoryOfAnotherDemoIsRefused(string stored)
     {
         var dir = Directory.CreateTempSubdirectory("whittle-demo-").FullName;
         try
         {
-            File.WriteAllText(Path.Combine(dir, "preset.txt"), "quick --seed 3\n");
+            File.WriteAllText(Path.Combine(dir, "preset.txt"), stored + "\n");
             var (exit, _, stderr) = CliRunner.Run("demo", "--preset", "quick", "--out", dir);
             Assert.That(exit, Is.EqualTo(1));
-            Assert.That(stderr, Does.Contain("holds a 'quick --seed 3' demo"));
-        }
-        finally { Directory.Delete(dir, true); }
-    }
-
-    [Test]
-    public void ARunDirectoryOfAnotherPresetIsRefused()
-    {
-        var dir = Directory.CreateTempSubdirectory("whittle-demo-").FullName;
-        try
-        {
-            File.WriteAllText(Path.Combine(dir, "preset.txt"), "default\n");
-            var (exit, _, stderr) = CliRunner.Run("demo", "--preset", "quick", "--out", dir);
-            Assert.That(exit, Is.EqualTo(1));
-            Assert.That(stderr, Does.Contain("holds a 'default' demo"));
+            Assert.That(stderr, Does.Contain($"holds a '{stored}' demo"));
         }
         finally { Directory.Delete(dir, true); }
     }
