@@ -17,12 +17,15 @@ static class DecodeCommand
         var tokOpt = new Option<string>("--tokenizer") { Description = EncodeCommand.TokenizerOption.Description, Required = true };
         var inOpt = new Option<string?>("--input") { Description = "Input file (standard input when absent)." };
         var jsonlOpt = new Option<bool>("--jsonl") { Description = "One JSON object per line in and out." };
+        var skipOpt = new Option<bool>("--skip-special-tokens") { Description = "Leave special added tokens (BOS, EOS, ...) out of the text." };
         cmd.Options.Add(tokOpt);
         cmd.Options.Add(inOpt);
         cmd.Options.Add(jsonlOpt);
+        cmd.Options.Add(skipOpt);
         cmd.SetAction(parse =>
         {
             var tok = Tokenizer.FromFile(parse.GetValue(tokOpt)!);
+            bool skip = parse.GetValue(skipOpt);
             var input = parse.GetValue(inOpt);
             using var stdout = new StreamWriter(Console.OpenStandardOutput(), new UTF8Encoding(false));
             if (!parse.GetValue(jsonlOpt))
@@ -31,12 +34,12 @@ static class DecodeCommand
                 JsonElement arr;
                 try { arr = JsonDocument.Parse(text).RootElement; }
                 catch (JsonException e) { throw new WhittleException($"{input ?? "standard input"}: not valid JSON ({e.Message})"); }
-                stdout.Write(tok.Decode(Ids(arr, input, 1)));
+                stdout.Write(tok.Decode(Ids(arr, input, 1), skip));
                 return 0;
             }
             EncodeCommand.ProcessJsonl(input, stdout, batch => batch.Select(l =>
             {
-                var s = tok.Decode(Ids(EncodeCommand.Field(l.Line, l.No, "ids", JsonValueKind.Array, input), input, l.No));
+                var s = tok.Decode(Ids(EncodeCommand.Field(l.Line, l.No, "ids", JsonValueKind.Array, input), input, l.No), skip);
                 var ms = new MemoryStream();
                 using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
                 { w.WriteStartObject(); w.WriteString("text", s); w.WriteEndObject(); }
