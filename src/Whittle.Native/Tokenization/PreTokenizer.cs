@@ -2,7 +2,8 @@
 // as a list of steps that each refine a list of (start, length) pieces of one segment. A Split regex is run by a
 // hand-written scanner for each regex we know (GPT-2, Llama 3, Qwen2): .NET's regex engine differs from Oniguruma
 // (surrogate pairs, \s, case folding), so any other regex is refused when the tokenizer is loaded (TokenizerLoader),
-// never approximated. Every step is linear in the segment's length.
+// never approximated. Every step is linear in the segment's length and keeps no state between calls (one tokenizer
+// encodes many texts in parallel).
 namespace Whittle.Native.Tokenization;
 
 internal abstract class PreTokenizerStep
@@ -32,7 +33,6 @@ internal enum SplitBehavior { Removed, Isolated, MergedWithPrevious, MergedWithN
 /// </summary>
 internal abstract class PatternStep(SplitBehavior behavior, bool invert) : PreTokenizerStep
 {
-    readonly List<(int Start, int End, bool Match)> _found = [];
 
     public SplitBehavior Behavior => behavior;
     public bool Invert => invert;
@@ -42,21 +42,23 @@ internal abstract class PatternStep(SplitBehavior behavior, bool invert) : PreTo
 
     public override void Apply(string s, List<(int Start, int Length)> input, List<(int Start, int Length)> output)
     {
+        // Per call, not per step: one tokenizer encodes many texts at once (EncodeBatch).
         var matches = new List<(int Start, int End)>();
+        var found = new List<(int Start, int End, bool Match)>();
         foreach (var (start, length) in input)
         {
             matches.Clear();
             FindMatches(s, start, start + length, matches);
-            _found.Clear();
+            found.Clear();
             int prev = start;
             foreach (var (ms, me) in matches)
             {
-                if (ms > prev) _found.Add((prev, ms, invert));
-                _found.Add((ms, me, !invert));
+                if (ms > prev) found.Add((prev, ms, invert));
+                found.Add((ms, me, !invert));
                 prev = me;
             }
-            if (start + length > prev) _found.Add((prev, start + length, invert));
-            Merge(_found, behavior, output);
+            if (start + length > prev) found.Add((prev, start + length, invert));
+            Merge(found, behavior, output);
         }
     }
 
@@ -104,18 +106,16 @@ internal sealed class RegexSplitStep(KnownSplitRegex regex, SplitBehavior behavi
     public bool Isolates => !Invert && Behavior is SplitBehavior.Isolated or SplitBehavior.MergedWithPrevious
         or SplitBehavior.MergedWithNext;
 
-    readonly List<(int Start, int Length)> _pieces = [];
-
     protected override void FindMatches(string s, int start, int end, List<(int Start, int End)> matches)
     {
-        _pieces.Clear();
+        var pieces = new List<(int Start, int Length)>();
         switch (regex)
         {
-            case KnownSplitRegex.Gpt2: Gpt2Splitter.Split(s, start, end, _pieces); break;
-            case KnownSplitRegex.Llama3: LlamaSplitter.Split(s, start, end, 3, _pieces); break;
-            case KnownSplitRegex.Qwen2: LlamaSplitter.Split(s, start, end, 1, _pieces); break;
+            case KnownSplitRegex.Gpt2: Gpt2Splitter.Split(s, start, end, pieces); break;
+            case KnownSplitRegex.Llama3: LlamaSplitter.Split(s, start, end, 3, pieces); break;
+            case KnownSplitRegex.Qwen2: LlamaSplitter.Split(s, start, end, 1, pieces); break;
         }
-        foreach (var (ps, pl) in _pieces) matches.Add((ps, ps + pl));
+        foreach (var (ps, pl) in pieces) matches.Add((ps, ps + pl));
     }
 }
 
