@@ -16,10 +16,10 @@ static class WhittleCli
         root.Subcommands.Add(ImportanceCommand.Create());
         root.Subcommands.Add(SearchCommand.Create());
         root.Subcommands.Add(ExtractCommand.Create());
-        root.Subcommands.Add(Whittle.Cli.Commands.EncodeCommand.Create());
-        root.Subcommands.Add(Whittle.Cli.Commands.DecodeCommand.Create());
-        root.Subcommands.Add(Whittle.Cli.Commands.TrainTokenizerCommand.Create());
-        root.Subcommands.Add(Whittle.Cli.Commands.TokenizeCommand.Create());
+        root.Subcommands.Add(EncodeCommand.Create());
+        root.Subcommands.Add(DecodeCommand.Create());
+        root.Subcommands.Add(TrainTokenizerCommand.Create());
+        root.Subcommands.Add(TokenizeCommand.Create());
         root.Subcommands.Add(SaltSelectCommand.Create());
         root.Subcommands.Add(CacheTeacherCommand.Create());
         root.Subcommands.Add(DistillCommand.Create());

@@ -6,7 +6,7 @@ using System.Text.Json;
 using Whittle.Native;
 using Whittle.Native.Tokenization;
 
-namespace Whittle.Cli.Commands;
+namespace Whittle.Cli;
 
 static class EncodeCommand
 {

@@ -5,7 +5,7 @@ using Spectre.Console;
 using Whittle.Native.Data;
 using Whittle.Native.Tokenization;
 
-namespace Whittle.Cli.Commands;
+namespace Whittle.Cli;
 
 static class TokenizeCommand
 {

@@ -4,7 +4,7 @@ using System.CommandLine;
 using Whittle.Native;
 using Whittle.Native.Tokenization;
 
-namespace Whittle.Cli.Commands;
+namespace Whittle.Cli;
 
 static class TrainTokenizerCommand
 {
