@@ -6,7 +6,7 @@ using Whittle.Native.Cuda;
 using Whittle.Native.Tensors;
 using Whittle.Native.Tests.Cli;
 
-namespace Whittle.Native.Tests.Cuda;
+namespace Whittle.Native.Tests.Verification;
 
 /// <summary>
 /// The whole-model comparison (<see cref="ModelParity"/>, run by `whittle doctor --model` on a GPU machine) exercised

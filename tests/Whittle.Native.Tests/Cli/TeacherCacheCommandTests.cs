@@ -2,9 +2,8 @@ using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Whittle.Native.Cpu;
 using Whittle.Native.Model;
-using Whittle.Native.Tests.Cli;
 
-namespace Whittle.Native.Tests.Distillation;
+namespace Whittle.Native.Tests.Cli;
 
 /// <summary>
 /// `whittle cache-teacher` and `distill --teacher-cache` through the real command: a cached run trains like the live

@@ -3,10 +3,9 @@ using Whittle.Native.Evaluation;
 using Whittle.Native.Model;
 using Whittle.Native.Search;
 using Whittle.Native.Tensors;
-using Whittle.Native.Tests.Cli;
 using static Whittle.Native.Tests.Search.SearchTestModels;
 
-namespace Whittle.Native.Tests.Search;
+namespace Whittle.Native.Tests.Cli;
 
 /// <summary>
 /// importance → search → extract through the built `whittle` command on the tiny PyTorch fixture, each output checked

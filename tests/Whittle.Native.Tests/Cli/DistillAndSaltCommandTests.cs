@@ -5,10 +5,9 @@ using Whittle.Native.Data;
 using Whittle.Native.Distillation;
 using Whittle.Native.Model;
 using Whittle.Native.Tensors;
-using Whittle.Native.Tests.Cli;
 using Whittle.Native.Training;
 
-namespace Whittle.Native.Tests.Distillation;
+namespace Whittle.Native.Tests.Cli;
 
 /// <summary>`whittle distill` and `whittle salt` on real data: bad input is refused before any work; SALT switches from KD to CE at n_KD.</summary>
 [NonParallelizable]
