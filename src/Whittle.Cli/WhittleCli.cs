@@ -7,7 +7,8 @@ static class WhittleCli
 {
     public static RootCommand CreateRoot()
     {
-        var root = new RootCommand("whittle: small language models cheaply out of big ones (Whittle, SALT) on a from-scratch C#/CUDA engine.");
+        var root = new RootCommand("whittle: small language models cheaply out of big ones (Whittle, SALT) on a from-scratch C#/CUDA " +
+            "engine.");
         root.Options.Add(CliCommon.Verbose);
         root.Subcommands.Add(InfoCommand.Create());
         root.Subcommands.Add(DoctorCommand.Create());
