@@ -22,7 +22,8 @@ public class PerplexityTests
         File.WriteAllText(ids, new JsonArray(expected.ReadInts("tokens").Select(i => (JsonNode)i).ToArray()).ToJsonString());
         try
         {
-            var (exit, stdout, stderr) = CliRunner.Run("eval", "--model", dir, "--ids", ids, "--seq-len", "17", "--loss-chunk-rows", chunkRows.ToString(), "--json");
+            var (exit, stdout, stderr) = CliRunner.Run("eval", "--model", dir, "--ids", ids, "--seq-len", "17", "--loss-chunk-rows",
+                chunkRows.ToString(), "--json");
             Assert.That(exit, Is.EqualTo(0), stderr);
             var o = JsonNode.Parse(stdout)!;
             double loss = o["loss"]!.GetValue<double>(), want = expected.ReadFloats("loss")[0];
@@ -30,7 +31,9 @@ public class PerplexityTests
             // on the loss. Perplexity = exp(loss), so its relative error is the loss's absolute error: ≤ 1e-5·|want|.
             Assert.That(Math.Abs(loss / want - 1), Is.LessThan(1e-5));
             Assert.That(o["perplexity"]!.GetValue<double>(), Is.EqualTo(Math.Exp(want)).Within(1e-5 * Math.Abs(want) * Math.Exp(want)));
-            Assert.That(o["perplexity"]!.GetValue<double>(), Is.EqualTo(Math.Exp(loss)).Within(1e-12 * Math.Exp(loss)), "perplexity is exp of the printed loss");
+            Assert.That(
+                o["perplexity"]!.GetValue<double>(), Is.EqualTo(Math.Exp(loss)).Within(1e-12 * Math.Exp(loss)),
+                "perplexity is exp of the printed loss");
             Assert.That(o["tokens"]!.GetValue<long>(), Is.EqualTo(32));
         }
         finally { File.Delete(ids); }
@@ -46,7 +49,9 @@ public class PerplexityTests
         {
             var (exit, stdout, _) = CliRunner.Run("eval", "--model", dir, "--ids", ids, "--seq-len", "16", "--json");
             Assert.That(exit, Is.EqualTo(0));
-            Assert.That(JsonNode.Parse(stdout)!["tokens"]!.GetValue<long>(), Is.EqualTo(3 * 15), "50 tokens = 3 windows of 16 (+2 dropped), 15 predictions each");
+            Assert.That(
+                JsonNode.Parse(stdout)!["tokens"]!.GetValue<long>(), Is.EqualTo(3 * 15),
+                "50 tokens = 3 windows of 16 (+2 dropped), 15 predictions each");
         }
         finally { File.Delete(ids); }
     }
