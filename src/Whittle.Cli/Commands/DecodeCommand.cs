@@ -7,7 +7,7 @@ using System.Text.Json;
 using Whittle.Native;
 using Whittle.Native.Tokenization;
 
-namespace Whittle.Cli.Commands;
+namespace Whittle.Cli;
 
 static class DecodeCommand
 {
@@ -49,7 +49,8 @@ static class DecodeCommand
 
     static int[] Ids(JsonElement arr, string? path, long line)
     {
-        if (arr.ValueKind != JsonValueKind.Array) throw new WhittleException($"{path ?? "standard input"}: line {line}: expected a JSON array of token ids");
+        if (arr.ValueKind != JsonValueKind.Array)
+            throw new WhittleException($"{path ?? "standard input"}: line {line}: expected a JSON array of token ids");
         var ids = new int[arr.GetArrayLength()];
         int i = 0;
         foreach (var e in arr.EnumerateArray())

@@ -6,11 +6,12 @@ using System.Text.Json;
 using Whittle.Native;
 using Whittle.Native.Tokenization;
 
-namespace Whittle.Cli.Commands;
+namespace Whittle.Cli;
 
 static class EncodeCommand
 {
-    public static readonly Option<string> TokenizerOption = new("--tokenizer") { Description = "tokenizer.json, or encoder.json/vocab.json beside vocab.bpe/merges.txt.", Required = true };
+    public static readonly Option<string> TokenizerOption = new("--tokenizer") { Description = "tokenizer.json, or " +
+        "encoder.json/vocab.json beside vocab.bpe/merges.txt.", Required = true };
     public static readonly Option<string?> InputOption = new("--input") { Description = "Input file (standard input when absent)." };
     public static readonly Option<bool> JsonlOption = new("--jsonl") { Description = "One JSON object per line in and out." };
 
@@ -34,7 +35,8 @@ static class EncodeCommand
             ProcessJsonl(input, stdout, batch =>
             {
                 var texts = batch.Select(l => Field(l.Line, l.No, "text", JsonValueKind.String, input).GetString()!).ToArray();
-                return tok.EncodeBatch(texts).Select(ids => { var sb = new StringWriter(); WriteIds(sb, ids, "ids"); return sb.ToString(); }).ToArray();
+                return tok.EncodeBatch(texts).Select(
+                    ids => { var sb = new StringWriter(); WriteIds(sb, ids, "ids"); return sb.ToString(); }).ToArray();
             });
             return 0;
         });
@@ -58,14 +60,18 @@ static class EncodeCommand
         else if (!File.Exists(path)) throw new WhittleException($"{path}: input file not found");
         else bytes = File.ReadAllBytes(path);
         try { return new UTF8Encoding(false, true).GetString(bytes); }
-        catch (DecoderFallbackException e) { throw new WhittleException($"{path ?? "standard input"}: invalid UTF-8 at byte offset {e.Index}"); }
+        catch (DecoderFallbackException e)
+        {
+            throw new WhittleException($"{path ?? "standard input"}: invalid UTF-8 at byte offset {e.Index}");
+        }
     }
 
     /// <summary>Maps JSONL lines to output lines in order, a batch at a time.</summary>
     public static void ProcessJsonl(string? path, TextWriter output, Func<List<(string Line, long No)>, string[]> map)
     {
         using var reader = path is null ? new StreamReader(Console.OpenStandardInput(), new UTF8Encoding(false, true))
-            : File.Exists(path) ? new StreamReader(path, new UTF8Encoding(false, true)) : throw new WhittleException($"{path}: input file not found");
+            : File.Exists(path) ? new StreamReader(path, new UTF8Encoding(false, true))
+                : throw new WhittleException($"{path}: input file not found");
         var batch = new List<(string, long)>();
         long no = 0;
         void Flush() { foreach (var s in map(batch)) output.WriteLine(s); batch.Clear(); }
@@ -92,6 +98,7 @@ static class EncodeCommand
             if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty(name, out var v) && v.ValueKind == kind) return v.Clone();
         }
         catch (JsonException e) { throw new WhittleException($"{path ?? "standard input"}: line {no}: not valid JSON ({e.Message})"); }
-        throw new WhittleException($"{path ?? "standard input"}: line {no}: expected an object with \"{name}\" ({kind.ToString().ToLowerInvariant()})");
+        throw new WhittleException($"{path ?? "standard input"}: line {no}: expected an object with \"{name}\" " +
+            $"({kind.ToString().ToLowerInvariant()})");
     }
 }
