@@ -1,6 +1,4 @@
-using System.CommandLine;
 using System.Text.Json;
-using Whittle.Native;
 
 namespace Whittle.Cli;
 
@@ -9,6 +7,9 @@ static class CliCommon
 {
     public static readonly Option<bool> Verbose = new("--verbose") { Description = "Print stack traces for errors.", Recursive = true };
     public static readonly Option<bool> Json = new("--json") { Description = "Print machine-readable JSON instead of text." };
+
+    /// <summary>`--device cpu | cuda` (default cpu), one instance per command; Backends.Create resolves the name.</summary>
+    public static Option<string> DeviceOption() => new("--device") { Description = "cpu | cuda.", DefaultValueFactory = _ => "cpu" };
 
     public static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true };
 

@@ -1,9 +1,3 @@
-using System.CommandLine;
-using Whittle.Native;
-using Whittle.Native.Data;
-using Whittle.Native.Evaluation;
-using Whittle.Native.Tokenization;
-
 namespace Whittle.Cli;
 
 /// <summary>Token input for commands that read text: exactly one of --data DIR, --text FILE, --ids FILE.</summary>

@@ -1,11 +1,4 @@
-using System.CommandLine;
-using System.Text.Json.Nodes;
 using Spectre.Console;
-using Whittle.Native;
-using Whittle.Native.Data;
-using Whittle.Native.Model;
-using Whittle.Native.Tensors;
-using Whittle.Native.Training;
 
 namespace Whittle.Cli;
 
@@ -48,7 +41,7 @@ sealed class TrainingCli
     public readonly Option<int> Keep = new("--keep") { Description = "Checkpoints kept (newest).", DefaultValueFactory = _ => 2 };
     public readonly Option<ulong> Seed = new("--seed") { Description = "Seed for initialisation and data order.",
         DefaultValueFactory = _ => 1UL };
-    public readonly Option<string> Device = new("--device") { Description = "cpu | cuda.", DefaultValueFactory = _ => "cpu" };
+    public readonly Option<string> Device = CliCommon.DeviceOption();
     public readonly Option<bool> Resume = new("--resume") { Description = "Continue from the newest checkpoint in --out." };
     public readonly Option<string> Precision = PrecisionOption("--precision",
         "fp32 | bf16. bf16: mixed precision, f32 master weights and optimizer state, bf16 copies of the weight matrices, every Linear " +

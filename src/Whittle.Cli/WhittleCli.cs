@@ -1,5 +1,3 @@
-using System.CommandLine;
-
 namespace Whittle.Cli;
 
 /// <summary>The command tree, one line per subcommand; also used by `whittle demo`, which runs the same commands in-process.</summary>

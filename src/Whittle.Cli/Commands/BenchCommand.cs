@@ -1,14 +1,8 @@
-using System.CommandLine;
 using System.Diagnostics;
-using System.Text.Json.Nodes;
 using Whittle.Native.Verification;
-using Whittle.Native;
 using Whittle.Native.Autograd;
 using Whittle.Native.Cpu;
 using Whittle.Native.Cuda;
-using Whittle.Native.Model;
-using Whittle.Native.Tensors;
-using Whittle.Native.Training;
 
 namespace Whittle.Cli;
 
@@ -53,7 +47,7 @@ static class BenchCommand
         var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 5, Description = "Timed steps (the median is reported)." };
         var warmup = new Option<int>("--warmup") { DefaultValueFactory = _ => 2,
             Description = "Untimed steps first (kernel compilation, allocator warm-up)." };
-        var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu", Description = "cpu | cuda." };
+        var device = CliCommon.DeviceOption();
         var precision = TrainingCli.PrecisionOption("--precision",
             "fp32 | bf16: the (student) model's precision (bf16: Linear GEMMs on bf16 inputs, f32 accumulation and master " +
             "weights).", "fp32");

@@ -1,9 +1,5 @@
-using System.Text.Json.Nodes;
 using Whittle.Native.Cuda;
 using Whittle.Native.Verification;
-using Whittle.Native.Evaluation;
-using Whittle.Native.Model;
-using Whittle.Native.Tensors;
 
 namespace Whittle.Cli;
 

@@ -3,13 +3,6 @@
 // `distill --teacher-cache` can train without the teacher in memory. Every check before any work; the cache directory
 // appears only when complete (Ctrl-C removes the partial one; a killed process leaves only a hidden .NAME.tmp-* beside it).
 // Progress goes to stdout, or stderr with --json, one line per micro-batch (at most ~100 lines).
-using System.CommandLine;
-using System.Text.Json.Nodes;
-using Whittle.Native;
-using Whittle.Native.Data;
-using Whittle.Native.Distillation;
-using Whittle.Native.Model;
-using Whittle.Native.Tensors;
 
 namespace Whittle.Cli;
 
@@ -35,7 +28,7 @@ static class CacheTeacherCommand
         var seed = new Option<ulong>("--seed") { Description = "Data-order seed, as distill's.", DefaultValueFactory = _ => 1UL };
         var output = new Option<string>("--out") { Description = "Cache directory to create (must not exist): manifest.json and " +
             "batch-NNNNNNNN.kd files.", Required = true };
-        var device = new Option<string>("--device") { Description = "cpu | cuda.", DefaultValueFactory = _ => "cpu" };
+        var device = CliCommon.DeviceOption();
         var precision = new Option<string?>("--teacher-precision") { Description = "fp32 | bf16: the teacher's forward pass (see " +
             "`distill --teacher-precision`). Default: bf16 on cuda, fp32 on cpu." };
         var cmd = new Command("cache-teacher",

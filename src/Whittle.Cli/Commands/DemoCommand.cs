@@ -1,10 +1,6 @@
-using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
-using System.Text.Json.Nodes;
-using Whittle.Native;
 using Whittle.Native.Demo;
-using Whittle.Native.Model;
 
 namespace Whittle.Cli;
 
@@ -52,7 +48,7 @@ static class DemoCommand
 {
     public static Command Create()
     {
-        var device = new Option<string>("--device") { Description = "cpu | cuda.", DefaultValueFactory = _ => "cpu" };
+        var device = CliCommon.DeviceOption();
         var preset = new Option<string>("--preset") { Description = "quick (35 s on 2 shared CPU cores; all three effects in each of " +
             "seeds 0-9, the search not in 3 of seeds 10-14: bench/RESULTS.md) | default (3 min 44 s on 2 CPU cores) | large (a GPU).",
             DefaultValueFactory = _ => "default" };

@@ -1,12 +1,3 @@
-using System.CommandLine;
-using System.Text.Json.Nodes;
-using Whittle.Native;
-using Whittle.Native.Data;
-using Whittle.Native.Distillation;
-using Whittle.Native.Model;
-using Whittle.Native.Tensors;
-using Whittle.Native.Training;
-
 namespace Whittle.Cli;
 
 /// <summary>`whittle distill`: pretrain a student with knowledge distillation from a teacher (Whittle's training half).</summary>

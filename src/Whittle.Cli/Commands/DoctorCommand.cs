@@ -1,9 +1,5 @@
-using System.CommandLine;
-using System.Text.Json.Nodes;
 using Whittle.Native.Verification;
-using Whittle.Native;
 using Whittle.Native.Cuda;
-using Whittle.Native.Tensors;
 
 namespace Whittle.Cli;
 

@@ -1,10 +1,7 @@
 // Policy: `whittle encode`: text → token ids as JSON. Plain mode reads the whole input as one text and prints one
 // array; --jsonl maps each {"text": …} line to an {"ids": […]} line, in input order, encoding batches in parallel.
-using System.CommandLine;
 using System.Text;
 using System.Text.Json;
-using Whittle.Native;
-using Whittle.Native.Tokenization;
 
 namespace Whittle.Cli;
 
@@ -18,15 +15,12 @@ static class EncodeCommand
     public static Command Create()
     {
         var cmd = new Command("encode", "Encode text to token ids (a JSON array; with --jsonl, {\"text\"} lines to {\"ids\"} lines).");
-        cmd.Options.Add(TokenizerOption);
-        cmd.Options.Add(InputOption);
-        cmd.Options.Add(JsonlOption);
+        AddInputOptions(cmd);
         cmd.SetAction(parse =>
         {
-            var tok = Tokenizer.FromFile(parse.GetValue(TokenizerOption)!);
-            var input = parse.GetValue(InputOption);
+            var (tok, input, jsonl) = InputOptions(parse);
             using var stdout = new StreamWriter(Console.OpenStandardOutput(), new UTF8Encoding(false)) { AutoFlush = false };
-            if (!parse.GetValue(JsonlOption))
+            if (!jsonl)
             {
                 WriteIds(stdout, tok.Encode(ReadAllText(input)), "");
                 stdout.WriteLine();
@@ -42,6 +36,18 @@ static class EncodeCommand
         });
         return cmd;
     }
+
+    /// <summary>--tokenizer, --input and --jsonl, shared by encode and decode (an option may belong to several commands).</summary>
+    public static void AddInputOptions(Command cmd)
+    {
+        cmd.Options.Add(TokenizerOption);
+        cmd.Options.Add(InputOption);
+        cmd.Options.Add(JsonlOption);
+    }
+
+    /// <summary>The tokenizer (loaded), the input path (null: standard input) and whether the input is JSONL.</summary>
+    public static (Tokenizer Tokenizer, string? Input, bool Jsonl) InputOptions(ParseResult parse) =>
+        (Tokenizer.FromFile(parse.GetValue(TokenizerOption)!), parse.GetValue(InputOption), parse.GetValue(JsonlOption));
 
     static void WriteIds(TextWriter w, int[] ids, string key)
     {

@@ -1,12 +1,3 @@
-using System.CommandLine;
-using System.Text.Json.Nodes;
-using Whittle.Native;
-using Whittle.Native.Data;
-using Whittle.Native.Evaluation;
-using Whittle.Native.Model;
-using Whittle.Native.Tensors;
-using Whittle.Native.Tokenization;
-
 namespace Whittle.Cli;
 
 /// <summary>`whittle eval`: perplexity of a model on a dataset's validation split, a text file or a JSON list of ids.</summary>
@@ -19,7 +10,7 @@ static class EvalCommand
             "min(128, max_position_embeddings))." };
         var batch = new Option<int>("--batch-size") { Description = "Windows per forward pass.", DefaultValueFactory = _ => 16 };
         var maxTokens = new Option<long?>("--max-tokens") { Description = "Stop after about this many predictions." };
-        var device = new Option<string>("--device") { Description = "cpu | cuda.", DefaultValueFactory = _ => "cpu" };
+        var device = CliCommon.DeviceOption();
         var subnet = new Option<string?>("--subnet") { Description = "Evaluate this sub-network (JSON spec) inside the model: strided " +
             "views of its weights, no copies." };
         var precision = TrainingCli.PrecisionOption("--precision",

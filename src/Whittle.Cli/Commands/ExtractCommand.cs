@@ -1,11 +1,7 @@
 // Policy: `whittle extract`: a sub-network of a parent becomes a dense standalone model directory (weights copied from
 // the parent's prefix blocks, the parent's tokenizer beside them). The spec is validated against the parent's config
 // before any weight is read; the output says plainly whether Hugging Face transformers can load the result.
-using System.CommandLine;
-using System.Text.Json.Nodes;
-using Whittle.Native;
 using Whittle.Native.Cpu;
-using Whittle.Native.Model;
 using Whittle.Native.Search;
 
 namespace Whittle.Cli;

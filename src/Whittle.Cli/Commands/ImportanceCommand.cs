@@ -1,15 +1,7 @@
 // Policy: `whittle importance`: score a parent's units on calibration text and write the parent with its units
 // permuted by descending importance (so every prefix-sub-network holds the most important units), plus importance.json
 // and the parent's tokenizer. Every input is checked before the weights are read; the output directory appears whole or not at all.
-using System.CommandLine;
-using System.Text.Json.Nodes;
-using Whittle.Native;
-using Whittle.Native.Data;
-using Whittle.Native.Evaluation;
-using Whittle.Native.Model;
 using Whittle.Native.Search;
-using Whittle.Native.Tensors;
-using Whittle.Native.Tokenization;
 
 namespace Whittle.Cli;
 
@@ -23,7 +15,7 @@ static class ImportanceCommand
         var batchSize = new Option<int>("--batch-size") { Description = "Windows per forward pass.", DefaultValueFactory = _ => 8 };
         var batches = new Option<int>("--batches") { Description = "Calibration batches (fewer if the text is shorter).",
             DefaultValueFactory = _ => 16 };
-        var device = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
+        var device = CliCommon.DeviceOption();
         var output = new Option<string>("--out") { Description = "Output directory for the permuted model and importance.json.",
             Required = true };
         var cmd = new Command("importance",

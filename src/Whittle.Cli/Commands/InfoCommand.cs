@@ -1,8 +1,3 @@
-using System.CommandLine;
-using System.Text.Json.Nodes;
-using Whittle.Native;
-using Whittle.Native.Model;
-
 namespace Whittle.Cli;
 
 /// <summary>`whittle info DIR`: what a model directory holds, checked against its config without loading the weights.</summary>

@@ -1,11 +1,3 @@
-using System.CommandLine;
-using System.Text.Json.Nodes;
-using Whittle.Native;
-using Whittle.Native.Data;
-using Whittle.Native.Model;
-using Whittle.Native.Tensors;
-using Whittle.Native.Training;
-
 namespace Whittle.Cli;
 
 /// <summary>`whittle pretrain`: train a GPT-NeoX from scratch (architecture flags or a config.json) or from a checkpoint.</summary>

@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Text.Json.Nodes;
-using Whittle.Native.Tensors;
 
 namespace Whittle.Cli;
 

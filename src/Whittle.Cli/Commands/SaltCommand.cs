@@ -1,12 +1,3 @@
-using System.CommandLine;
-using System.Text.Json.Nodes;
-using Whittle.Native;
-using Whittle.Native.Data;
-using Whittle.Native.Distillation;
-using Whittle.Native.Model;
-using Whittle.Native.Tensors;
-using Whittle.Native.Training;
-
 namespace Whittle.Cli;
 
 /// <summary>`whittle salt`: a small model helps a larger one for the first n_KD steps (arXiv 2410.18779).</summary>

@@ -2,17 +2,8 @@
 // SALT_DS selection (see SaltSelection for the definitions). Every option, the model's config and the dataset's
 // meta.json (vocabulary, tokenizer hash) are checked before any weight is loaded or any window is scored.
 // Progress goes to stderr, one line per 10%; the summary (or --json) to stdout.
-using System.CommandLine;
-using System.Text.Json.Nodes;
-using Whittle.Native;
 using Whittle.Native.Cpu;
 using Whittle.Native.Cuda;
-using Whittle.Native.Data;
-using Whittle.Native.Distillation;
-using Whittle.Native.Evaluation;
-using Whittle.Native.Model;
-using Whittle.Native.Tensors;
-using Whittle.Native.Tokenization;
 
 namespace Whittle.Cli;
 
@@ -40,7 +31,7 @@ static class SaltSelectCommand
         var maxSeq = new Option<long?>("--max-sequences") { Description = "Score at most this many windows (from the start of the " +
             "split)." };
         var batch = new Option<int>("--batch-size") { Description = "Windows per forward pass.", DefaultValueFactory = _ => 4 };
-        var device = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
+        var device = CliCommon.DeviceOption();
         var cmd = new Command("salt-select",
             "SALT_DS: select the training windows whose tokens a small model finds hard but plausible (median loss over top-k hits).")
             { small, data, topK, keep, output, seqLen, maxSeq, batch, device, CliCommon.Json };

@@ -4,15 +4,8 @@
 // appended to history.jsonl as it happens; --resume answers already-evaluated candidates from it. The chosen strategy
 // runs first, then (unless --baselines false) random search at the same number of evaluations and the importance
 // baseline, so one command yields the comparison.
-using System.CommandLine;
 using System.Diagnostics;
-using System.Text.Json.Nodes;
-using Whittle.Native;
-using Whittle.Native.Data;
-using Whittle.Native.Evaluation;
-using Whittle.Native.Model;
 using Whittle.Native.Search;
-using Whittle.Native.Tensors;
 
 namespace Whittle.Cli;
 
@@ -61,7 +54,7 @@ static class SearchCommand
         var batchSize = new Option<int>("--batch-size") { Description = "Windows per forward pass.", DefaultValueFactory = _ => 8 };
         var evalTokens = new Option<long>("--eval-tokens") { Description = "Predictions per fitness evaluation (the first windows of the " +
             "val split).", DefaultValueFactory = _ => 16384 };
-        var device = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
+        var device = CliCommon.DeviceOption();
         var cmd = new Command("search",
             "Search sub-networks of a parent under a parameter budget (evolution, random search, importance baseline).");
         foreach (var o in new Option[] { model, data, budgetParams, budgetRatio, budgetOn, tolerance, space, strategy, evaluations, output,

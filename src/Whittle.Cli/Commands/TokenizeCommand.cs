@@ -1,9 +1,6 @@
 // Policy: `whittle tokenize`: text files → a token dataset directory (see DatasetWriter). A progress bar when stderr
 // is a terminal, a plain line per 10% otherwise; the summary goes to stdout.
-using System.CommandLine;
 using Spectre.Console;
-using Whittle.Native.Data;
-using Whittle.Native.Tokenization;
 
 namespace Whittle.Cli;
 

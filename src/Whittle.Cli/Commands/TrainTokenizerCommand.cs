@@ -1,8 +1,5 @@
 // Policy: `whittle train-tokenizer`: byte-level BPE from text files (.gz read transparently), deterministic, writing a
 // Hugging Face tokenizer.json atomically (temporary file, then rename).
-using System.CommandLine;
-using Whittle.Native;
-using Whittle.Native.Tokenization;
 
 namespace Whittle.Cli;
 
