@@ -99,7 +99,8 @@ internal sealed class MetaspaceDecoder(char replacement, PrependScheme scheme) :
         for (int i = 0; i < tokens.Count; i++)
         {
             bool drop = i == 0 && scheme != PrependScheme.Never;
-            result.Add(drop ? tokens[i].Replace(replacement.ToString(), "", StringComparison.Ordinal) : tokens[i].Replace(replacement, ' '));
+            result.Add(drop ? tokens[i].Replace(replacement.ToString(), "", StringComparison.Ordinal)
+                : tokens[i].Replace(replacement, ' '));
         }
         return result;
     }

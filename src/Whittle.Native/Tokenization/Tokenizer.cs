@@ -51,16 +51,19 @@ public sealed class Tokenizer
         SpecialSuffix = parts.TemplateSuffix;
     }
 
-    /// <summary>Loads tokenizer.json, or encoder.json/vocab.json with its sibling vocab.bpe/merges.txt, or a directory holding either.</summary>
+    /// <summary>Loads tokenizer.json, or encoder.json/vocab.json with its sibling vocab.bpe/merges.txt, or a directory holding
+    /// either.</summary>
     public static Tokenizer FromFile(string path) => TokenizerLoader.Load(path);
 
     /// <summary>The file this tokenizer was read from.</summary>
     public string Path { get; }
-    /// <summary>sha256 (lower-case hex) of the tokenizer file's bytes (of encoder then merges for the GPT-2 pair): identifies it in datasets and models.</summary>
+    /// <summary>sha256 (lower-case hex) of the tokenizer file's bytes (of encoder then merges for the GPT-2 pair): identifies it in
+    /// datasets and models.</summary>
     public string Sha256 { get; }
     /// <summary>One more than the largest id.</summary>
     public int VocabSize { get; }
-    /// <summary>The end-of-text id (&lt;|endoftext|&gt;, &lt;/s&gt;, &lt;eos&gt; or &lt;|end_of_text|&gt;), if the tokenizer has one.</summary>
+    /// <summary>The end-of-text id (&lt;|endoftext|&gt;, &lt;/s&gt;, &lt;eos&gt; or &lt;|end_of_text|&gt;), if the tokenizer
+    /// has one.</summary>
     public int? EosId { get; }
     public IReadOnlyList<AddedToken> AddedTokens { get; }
     /// <summary>Ids encoding with special tokens puts before a text's ids (the post-processor's template; BOS for Llama).</summary>

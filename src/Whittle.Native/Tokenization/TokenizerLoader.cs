@@ -94,7 +94,8 @@ internal static class TokenizerLoader
         var merges = ReadMerges(m["merges"]);
         int? unkId = null;
         if (m["unk_token"].StringOrNull() is { } unk)
-            unkId = vocab.TryGetValue(unk, out int u) ? u : throw m["unk_token"].Error($"'{JsonField.Truncate(unk)}' is not in model.vocab");
+            unkId = vocab.TryGetValue(unk, out int u) ? u
+                : throw m["unk_token"].Error($"'{JsonField.Truncate(unk)}' is not in model.vocab");
 
         var normalizer = ReadNormalizer(root["normalizer"]);
         var added = ReadAddedTokens(root["added_tokens"], vocab, normalizer);
@@ -144,11 +145,13 @@ internal static class TokenizerLoader
             string content = a["content"].String();
             if (content.Length == 0) throw a["content"].Error("is empty");
             if (content.Length > AddedVocabulary.MaxContentChars)
-                throw a["content"].Error($"is {content.Length:N0} characters long; added tokens of at most {AddedVocabulary.MaxContentChars} are supported");
+                throw a["content"].Error($"is {content.Length:N0} characters long; added tokens of at most " +
+                    $"{AddedVocabulary.MaxContentChars} are supported");
             if (!seen.TryAdd(content, id)) throw a["content"].Error($"'{JsonField.Truncate(content)}' appears twice in added_tokens");
             int expected = vocab.TryGetValue(content, out int v) ? v : next++;
             if (id != expected)
-                throw a["id"].Error($"is {id}, but Hugging Face gives '{JsonField.Truncate(content)}' id {expected} (model.vocab holds {vocab.Count} tokens)");
+                throw a["id"].Error($"is {id}, but Hugging Face gives '{JsonField.Truncate(content)}' id {expected} " +
+                    $"(model.vocab holds {vocab.Count} tokens)");
             added.Add(new AddedToken(id, content, a["special"].BoolOr(false), a["single_word"].BoolOr(false), a["lstrip"].BoolOr(false),
                 a["rstrip"].BoolOr(false), a["normalized"].BoolOr(!a["special"].BoolOr(false))));
         }
@@ -158,8 +161,10 @@ internal static class TokenizerLoader
         {
             var group = added.Where(t => t.Normalized == normalized).ToList();
             string Pattern(AddedToken t) => normalized && normalizer is not null ? normalizer.Normalize(t.Content) : t.Content;
-            if (group.FirstOrDefault(t => t.RStrip) is { } r && group.FirstOrDefault(t => Pattern(t) is [var c, ..] && char.IsWhiteSpace(c)) is { } w)
-                throw list.Error($"has '{JsonField.Truncate(r.Content)}' with rstrip and '{JsonField.Truncate(w.Content)}' starting with whitespace; this combination is not supported");
+            if (group.FirstOrDefault(t => t.RStrip) is { } r
+                && group.FirstOrDefault(t => Pattern(t) is [var c, ..] && char.IsWhiteSpace(c)) is { } w)
+                throw list.Error($"has '{JsonField.Truncate(r.Content)}' with rstrip and '{JsonField.Truncate(w.Content)}' " +
+                    "starting with whitespace; this combination is not supported");
         }
         return added;
     }
@@ -176,7 +181,9 @@ internal static class TokenizerLoader
             case "Sequence":
                 var parts = n["normalizers"].Items().Select(ReadNormalizer).OfType<INormalizer>().ToArray();
                 return parts.Length == 0 ? null : parts.Length == 1 ? parts[0] : new SequenceNormalizer(parts);
-            default: throw n["type"].Error($"is '{JsonField.Truncate(type)}'; supported normalizers are NFC, Prepend, Replace (String pattern) and Sequence");
+            default:
+                throw n["type"].Error($"is '{JsonField.Truncate(type)}'; supported normalizers are NFC, Prepend, " +
+                    "Replace (String pattern) and Sequence");
         }
     }
 
@@ -214,7 +221,8 @@ internal static class TokenizerLoader
                     byteLevel = true;
                     if (f["add_prefix_space"].BoolOr(false))
                     {
-                        if (steps.Count > 0) throw f["add_prefix_space"].Error("is true after another step; supported only on the first step");
+                        if (steps.Count > 0)
+                            throw f["add_prefix_space"].Error("is true after another step; supported only on the first step");
                         prefixSpace = true;
                     }
                     steps.Add(new ByteLevelStep(f["use_regex"].BoolOr(true)));
@@ -231,7 +239,8 @@ internal static class TokenizerLoader
                     if (f["split"].BoolOr(true)) steps.Add(new MetaspaceSplitStep(metaspace.Value));
                     break;
                 default:
-                    throw f["type"].Error($"is '{JsonField.Truncate(type)}'; supported pre-tokenizers are ByteLevel, Split, Digits, Metaspace and Sequence");
+                    throw f["type"].Error($"is '{JsonField.Truncate(type)}'; supported pre-tokenizers are ByteLevel, Split, " +
+                        "Digits, Metaspace and Sequence");
             }
         }
         return new PreTokenizer(steps.ToArray(), byteLevel, prefixSpace, metaspace, scheme);
@@ -255,15 +264,17 @@ internal static class TokenizerLoader
         string behaviorName = f["behavior"].String();
         // By exact name: Enum.TryParse would also take "1" or "Isolated, Removed", which Hugging Face refuses.
         if (!Enum.GetNames<SplitBehavior>().Contains(behaviorName) || !Enum.TryParse<SplitBehavior>(behaviorName, out var behavior))
-            throw f["behavior"].Error($"is '{JsonField.Truncate(behaviorName)}'; expected Removed, Isolated, MergedWithPrevious, MergedWithNext or Contiguous");
+            throw f["behavior"].Error($"is '{JsonField.Truncate(behaviorName)}'; expected Removed, Isolated, " +
+                "MergedWithPrevious, MergedWithNext or Contiguous");
         bool invert = f["invert"].BoolOr(false);
         var pat = f["pattern"].RequireObject();
         if (pat.Has("Regex"))
         {
             string regex = pat["Regex"].String();
             if (!KnownRegexes.TryGetValue(regex, out var known))
-                throw pat["Regex"].Error($"is '{JsonField.Truncate(regex)}', not a supported Split regex (the GPT-2, Llama 3 and Qwen2 ones "
-                    + "are; .NET's regex engine differs from Hugging Face's, so others are refused rather than split differently)");
+                throw pat["Regex"].Error($"is '{JsonField.Truncate(regex)}', not a supported Split regex (the GPT-2, Llama 3 and " +
+                    "Qwen2 ones are; .NET's regex engine differs from Hugging Face's, so others are refused rather than split " +
+                    "differently)");
             return new RegexSplitStep(known, behavior, invert);
         }
         string literal = pat["String"].String();
@@ -272,11 +283,13 @@ internal static class TokenizerLoader
         return new StringSplitStep(literal, behavior, invert);
     }
 
-    /// <summary>Metaspace's replacement (one char) and prepend scheme, with the older add_prefix_space key read as Hugging Face reads it.</summary>
+    /// <summary>Metaspace's replacement (one char) and prepend scheme, with the older add_prefix_space key read as Hugging
+    /// Face reads it.</summary>
     static (char Replacement, PrependScheme Scheme) ReadMetaspace(JsonField f)
     {
         string rep = f["replacement"].String();
-        if (rep.Length != 1 || char.IsSurrogate(rep[0])) throw f["replacement"].Error("must be one character of the Basic Multilingual Plane");
+        if (rep.Length != 1 || char.IsSurrogate(rep[0]))
+            throw f["replacement"].Error("must be one character of the Basic Multilingual Plane");
         string schemeName = f["prepend_scheme"].StringOrNull() ?? "always";
         var scheme = schemeName switch
         {
@@ -310,7 +323,8 @@ internal static class TokenizerLoader
             case "Metaspace": var (rep, scheme) = ReadMetaspace(d); return new MetaspaceDecoder(rep, scheme);
             case "Sequence": return new SequenceDecoder(d["decoders"].Items().Select(ReadDecoder).ToArray());
             default:
-                throw d["type"].Error($"is '{JsonField.Truncate(type)}'; supported decoders are ByteLevel, ByteFallback, Fuse, Replace (String pattern), Strip, Metaspace and Sequence");
+                throw d["type"].Error($"is '{JsonField.Truncate(type)}'; supported decoders are ByteLevel, ByteFallback, Fuse, " +
+                    "Replace (String pattern), Strip, Metaspace and Sequence");
         }
     }
 
@@ -332,7 +346,8 @@ internal static class TokenizerLoader
             string type = f["type"].String();
             if (type == "ByteLevel") continue;
             if (type != "TemplateProcessing")
-                throw f["type"].Error($"is '{JsonField.Truncate(type)}'; supported post-processors are TemplateProcessing, ByteLevel and Sequence");
+                throw f["type"].Error($"is '{JsonField.Truncate(type)}'; supported post-processors are TemplateProcessing, " +
+                    "ByteLevel and Sequence");
             if (template) throw f.Error("is a second TemplateProcessing; one is supported");
             template = true;
             var specials = new Dictionary<string, int[]>(StringComparer.Ordinal);
@@ -355,13 +370,16 @@ internal static class TokenizerLoader
             if (piece.Has("SpecialToken"))
             {
                 string name = piece["SpecialToken"]["id"].String();
-                if (!specials.TryGetValue(name, out var ids)) throw piece["SpecialToken"]["id"].Error($"'{JsonField.Truncate(name)}' is not in special_tokens");
+                if (!specials.TryGetValue(name, out var ids))
+                    throw piece["SpecialToken"]["id"].Error($"'{JsonField.Truncate(name)}' is not in special_tokens");
                 (seen.Count == 0 ? prefix : suffix).AddRange(ids);
             }
             else if (piece.Has("Sequence"))
             {
                 string id = piece["Sequence"]["id"].String();
-                if (!sequences.Contains(id) || seen.Contains(id)) throw piece["Sequence"]["id"].Error($"is '{JsonField.Truncate(id)}'; expected each of {string.Join(", ", sequences.Select(s => "$" + s))} once");
+                if (!sequences.Contains(id) || seen.Contains(id))
+                    throw piece["Sequence"]["id"].Error(
+                        $"is '{JsonField.Truncate(id)}'; expected each of {string.Join(", ", sequences.Select(s => "$" + s))} once");
                 if (seen.Count > 0 && sequences.Length == 1) throw piece.Error("is a second sequence");
                 seen.Add(id);
             }

@@ -3,6 +3,7 @@
 // longer than the writer's chunk size has exactly the ids of encoding it whole, whether the writer may cut it (Llama 3:
 // at line starts) or must not (SentencePiece-style: one piece per segment). The tokenizers themselves are checked
 // against Hugging Face in LlamaFamilyOracleTests; here the writer is checked against them.
+using System.IO.Compression;
 using System.Text;
 using Whittle.Native.Data;
 using Whittle.Native.Tests.Tokenization;
@@ -22,7 +23,7 @@ public class LlamaDatasetTests
     /// <summary>About `chars` characters of Austen: paragraphs, blank lines, dialogue.</summary>
     static string Austen(int chars)
     {
-        using var z = new System.IO.Compression.GZipStream(File.OpenRead(Fixtures.AustenCorpus), System.IO.Compression.CompressionMode.Decompress);
+        using var z = new GZipStream(File.OpenRead(Fixtures.AustenCorpus), CompressionMode.Decompress);
         var buf = new char[chars];
         int n = new StreamReader(z, Encoding.UTF8).ReadBlock(buf, 0, chars);
         var text = new string(buf, 0, n);

@@ -61,7 +61,8 @@ public class LlamaFamilyOracleTests
         Assert.That(tok.Encode(text), Is.EqualTo(Ints(o["ids"])), "without special tokens");
         Assert.That(tok.Encode(text, addSpecialTokens: true), Is.EqualTo(special), "with special tokens");
         Assert.That(tok.Decode(special), Is.EqualTo(o["decoded"]!.GetValue<string>()), "decode");
-        Assert.That(tok.Decode(special, skipSpecialTokens: true), Is.EqualTo(o["decoded_skip"]!.GetValue<string>()), "decode, skipping specials");
+        Assert.That(tok.Decode(special, skipSpecialTokens: true), Is.EqualTo(o["decoded_skip"]!.GetValue<string>()),
+            "decode, skipping specials");
     }
 
     static readonly Lazy<JsonArray> SplitConfigs = new(() =>
