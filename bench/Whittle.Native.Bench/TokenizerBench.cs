@@ -1,7 +1,8 @@
 // Policy: tokenizer encode throughput on the bundled Austen corpus (4 MB), measured the same way as
 // tools/hf-tokenizers.js measures Hugging Face: the whole text as one string (one thread), and the chapters as a
 // batch (all cores). A cold tokenizer (empty word cache) per measurement, so the cache does not flatter us.
-// Quick side-by-side figure: dotnet run -c Release --project bench/Whittle.Native.Bench -- tokenizer-quick
+// Quick side-by-side figure: dotnet run -c Release --project bench/Whittle.Native.Bench -- tokenizer-quick [TOKENIZER.json]
+// (default: the Austen tokenizer; any other tokenizer.json, e.g. a Llama-family fixture, on the same corpus).
 using System.IO.Compression;
 using System.Text;
 using System.Text.RegularExpressions;
@@ -35,9 +36,10 @@ public class TokenizerBench
     [Benchmark] public int EncodeChaptersParallel() => Tokenizer.FromFile(_path).EncodeBatch(_docs).Sum(d => d.Length);
 
     /// <summary>Best of 3 cold runs of each mode, printed as MB/s (same shape as tools/hf-tokenizers.js bench).</summary>
-    public static void Quick()
+    public static void Quick(string? tokenizer = null)
     {
         var (path, text, docs) = Load();
+        path = tokenizer ?? path;
         double mb = Encoding.UTF8.GetByteCount(text) / 1e6;
         double Best(Func<Tokenizer, int> f)
         {

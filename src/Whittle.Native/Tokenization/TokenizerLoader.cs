@@ -76,7 +76,7 @@ internal static class TokenizerLoader
         var pre = new PreTokenizer([new ByteLevelStep(true)], byteLevel: true, prefixSpace: false, null, PrependScheme.Never);
         return new Tokenizer(path, Hash(vocabBytes, mergesBytes),
             new TokenizerParts(model, vocab, added, null, pre, new ByteLevelDecoder(), [], []))
-            { SafeCuts = (true, true) };
+            { SafeCuts = (LineStarts: false, WordSpaces: true) };   // the GPT-2 regex: see SafeCuts below
     }
 
     static Tokenizer FromTokenizerJson(string path, byte[] bytes, JsonField root)

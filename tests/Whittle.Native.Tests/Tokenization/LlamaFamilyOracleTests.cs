@@ -110,5 +110,6 @@ public class LlamaFamilyOracleTests
         Assert.That(Load("mistral-like").SafeCuts, Is.EqualTo((false, false)), "Metaspace without split");
         Assert.That(Load("spm-unk").SafeCuts, Is.EqualTo((false, true)), "Metaspace splits before each space only");
         Assert.That(Tokenizer.FromFile(Fixtures.Gpt2Json).SafeCuts, Is.EqualTo((false, true)), "GPT-2 keeps a final \\n\\n whole");
+        Assert.That(Tokenizer.FromFile(Fixtures.Gpt2Encoder).SafeCuts, Is.EqualTo((false, true)), "the same from vocab.bpe");
     }
 }
