@@ -64,8 +64,9 @@ static class DemoCommand
         var seeds = new Option<string?>("--seeds") { Description = "A seed sweep: run the demo once per seed (a range 0-4 or a list 0,3,7) into --out/seed-N and print a table of the three effects in every seed." };
         var saltCache = new Option<bool>("--salt-cache")
         {
-            Description = $"Add a SALT arm whose KD phase reads the small model's soft labels from a top-{SaltCacheTopK} `cache-teacher` cache " +
-                "instead of running it (`salt --teacher-cache`): one more SALT run and the cache's build, so off by default.",
+            Description = $"Add a SALT arm whose KD phase reads the small model's soft labels from a top-{SaltCacheTopK} " +
+                "`cache-teacher` cache instead of running it (`salt --teacher-cache`): one more SALT run and the cache's build, so off " +
+                "by default.",
         };
         var cmd = new Command("demo", """
             Reproduce Whittle and SALT end to end on the bundled Austen corpus, no download: pretrain a teacher, rank its units,
@@ -189,20 +190,23 @@ static class DemoCommand
                 Whittle(["pretrain", "--config", D("subnet", "config.json"), "--out", small, "--data", data, .. ps.Batch_, "--steps", ps.SaltSmallSteps.ToString(),
                     "--eval-every", ps.SaltSmallSteps.ToString(), "--save-every", (ps.SaltSmallSteps / 2).ToString(), "--seed", Seed(2), "--resume", .. dev]));
 
-        string[] Salt(string run) => ["--out", run, "--kd-steps", ps.SaltKdSteps.ToString(), "--omega", ps.Omega.ToString(CultureInfo.InvariantCulture),
-            "--schedule", "step", "--resume", .. teacherRun];
+        string[] Salt(string run) => ["--out", run, "--kd-steps", ps.SaltKdSteps.ToString(),
+            "--omega", ps.Omega.ToString(CultureInfo.InvariantCulture), "--schedule", "step", "--resume", .. teacherRun];
         int saltStage = ownSmall ? 10 : 9;
-        Stage(D("salt"), saltStage, $"SALT: the teacher's architecture from scratch, helped by {(ownSmall ? "the small model" : "student 1")} for the first {ps.SaltKdSteps} steps", () =>
+        string helped = $"helped by {(ownSmall ? "the small model" : "student 1")} for the first {ps.SaltKdSteps} steps";
+        Stage(D("salt"), saltStage, $"SALT: the teacher's architecture from scratch, {helped}", () =>
             Whittle(["salt", "--small", Path.Combine(small, "final"), .. Salt(D("salt"))]));
         if (saltCache)
         {
             // The cache covers the KD phase's batches (the baseline's data order: SALT's seed and batch shape) at τ = 1.
             string cache = D("salt-cache");
-            Stage(cache, saltStage + 1, $"cache the small model's top-{SaltCacheTopK} soft labels for SALT's {ps.SaltKdSteps} KD steps", () =>
+            string what = $"cache the small model's top-{SaltCacheTopK} soft labels for SALT's {ps.SaltKdSteps} KD steps";
+            Stage(cache, saltStage + 1, what, () =>
             {
                 if (Directory.Exists(cache)) Directory.Delete(cache, true);   // built by an interrupted run, never marked finished
-                Whittle(["cache-teacher", "--teacher", Path.Combine(small, "final"), "--data", data, "--top-k", SaltCacheTopK.ToString(), "--temperature", "1",
-                    "--batch-size", ps.Batch.ToString(), "--seq-len", ps.SeqLen.ToString(), "--steps", ps.SaltKdSteps.ToString(), "--seed", Seed(1), "--out", cache, .. dev]);
+                Whittle(["cache-teacher", "--teacher", Path.Combine(small, "final"), "--data", data, "--top-k", SaltCacheTopK.ToString(),
+                    "--temperature", "1", "--batch-size", ps.Batch.ToString(), "--seq-len", ps.SeqLen.ToString(),
+                    "--steps", ps.SaltKdSteps.ToString(), "--seed", Seed(1), "--out", cache, .. dev]);
             });
             Stage(D("salt-cached"), saltStage + 2, "SALT again, its KD phase reading the cache instead of running the small model", () =>
                 Whittle(["salt", "--teacher-cache", cache, .. Salt(D("salt-cached"))]));
@@ -263,8 +267,8 @@ static class DemoCommand
 
     // ---------------------------------------------------------------- results
 
-    static DemoResults Collect(string root, DemoPreset ps, string device, DateTimeOffset started, double seconds, List<StageTiming> timings, string small,
-        bool saltCache)
+    static DemoResults Collect(string root, DemoPreset ps, string device, DateTimeOffset started, double seconds, List<StageTiming> timings,
+        string small, bool saltCache)
     {
         string D(params string[] parts) => Path.Combine([root, .. parts]);
         var teacherCfg = GptNeoXConfig.Load(D("teacher", "final"));
@@ -278,9 +282,11 @@ static class DemoCommand
             foreach (var c in node!["candidates_evaluated"]!.AsArray())
                 search.Add(new SearchPoint(search.Count, strategy, c!["non_embedding_params"]!.GetValue<long>(), c["perplexity"]!.GetValue<double>(), c["spec"]!.ToJsonString()));
         Arm Student(string dir, string name, string description) =>
-            new(name, description, ParameterCount.Of(GptNeoXConfig.Load(D("students", dir, "final"))).Total, RunMetrics.Curve(D("students", dir, "metrics.jsonl")));
+            new(name, description, ParameterCount.Of(GptNeoXConfig.Load(D("students", dir, "final"))).Total,
+                RunMetrics.Curve(D("students", dir, "metrics.jsonl")));
         Arm SaltArm(string dir, string name, string description) =>
-            new(name, description, teacherCount.Total, RunMetrics.Curve(D(dir, "metrics.jsonl")), RunMetrics.Clock(D(dir, "metrics.jsonl")));
+            new(name, description, teacherCount.Total, RunMetrics.Curve(D(dir, "metrics.jsonl")),
+                RunMetrics.Clock(D(dir, "metrics.jsonl")));
         string helper = ownSmall ? "the small model" : "the random-init student";
         var saltArms = new List<Arm>
         {
@@ -288,7 +294,8 @@ static class DemoCommand
             SaltArm("teacher", DemoFindings.SaltBaseline, "the same model, seed, data and schedule without help (the teacher's own run)"),
         };
         if (saltCache)
-            saltArms.Add(SaltArm("salt-cached", DemoFindings.SaltCached, $"as salt, the KD phase reading {helper}'s top-{SaltCacheTopK} soft labels from a cache"));
+            saltArms.Add(SaltArm("salt-cached", DemoFindings.SaltCached,
+                $"as salt, the KD phase reading {helper}'s top-{SaltCacheTopK} soft labels from a cache"));
         return new DemoResults
         {
             Preset = ps.Name, Device = device, Started = started, Seconds = seconds,
@@ -309,7 +316,9 @@ static class DemoCommand
             SaltCacheSeconds = saltCache ? timings.First(t => t.Stage == "salt-cache").Seconds : null,
             SaltCacheTopK = saltCache ? SaltCacheTopK : null,
             SaltSmallModel = ownSmall
-                ? $"a small model (random-init's architecture trained from random initialisation for {ps.SaltSmallSteps} steps; {smallParams:N0} parameters; validation perplexity {Math.Exp(RunMetrics.Curve(Path.Combine(small, "metrics.jsonl"))[^1].ValLoss):F1})"
+                ? $"a small model (random-init's architecture trained from random initialisation for {ps.SaltSmallSteps} steps; "
+                    + $"{smallParams:N0} parameters; validation perplexity "
+                    + $"{Math.Exp(RunMetrics.Curve(Path.Combine(small, "metrics.jsonl"))[^1].ValLoss):F1})"
                 : $"random-init student, {smallParams:N0} parameters",
             Stages = timings,
         };

@@ -26,15 +26,15 @@ static class SaltCommand
         var small = new Option<string?>("--small") { Description = "The small (teacher) model directory (or give --teacher-cache)." };
         var cache = new Option<string?>("--teacher-cache")
         {
-            Description = "Instead of --small: the small model's top-k soft labels from `whittle cache-teacher` (built from the small model with " +
-                "--temperature 1 and this run's --seed, --batch-size and --seq-len, for at least --kd-steps steps), so the KD phase runs no " +
-                "small-model forward. The KD term is then the forward KL over the top-k and one tail bucket (k = the vocabulary: the full KL, " +
-                "up to the cache's f16 rounding).",
+            Description = "Instead of --small: the small model's top-k soft labels from `whittle cache-teacher` (built from the small " +
+                "model with --temperature 1 and this run's --seed, --batch-size and --seq-len, for at least --kd-steps steps), so the " +
+                "KD phase runs no small-model forward. The KD term is then the forward KL over the top-k and one tail bucket (k = the " +
+                "vocabulary: the full KL, up to the cache's f16 rounding).",
         };
         var topK = new Option<int?>("--top-k")
         {
-            Description = "KD against the small model's k most probable tokens plus one bucket for the rest (default: the whole distribution; " +
-                "with --teacher-cache, the cache's k).",
+            Description = "KD against the small model's k most probable tokens plus one bucket for the rest (default: the whole " +
+                "distribution; with --teacher-cache, the cache's k).",
         };
         var large = new Option<string?>("--large") { Description = "Start the large model from this directory." };
         var largeConfig = new Option<string?>("--large-config") { Description = "A config.json for a new large model (or use the architecture flags)." };
@@ -44,15 +44,19 @@ static class SaltCommand
         var select = new Option<string?>("--select") { Description = "SALT_DS: a selection from `whittle salt-select`; the KD phase trains on those windows only." };
         var baseline = new Option<bool>("--baseline") { Description = "Train the same large model without the small model (same steps, data, evaluations)." };
         var arch = new ArchitectureOptions();
-        foreach (var o in new Option[] { small, cache, topK, large, largeConfig, kdSteps, omega, schedule, select, baseline, t.TeacherPrecision }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { small, cache, topK, large, largeConfig, kdSteps, omega, schedule, select, baseline })
+            cmd.Options.Add(o);
+        cmd.Options.Add(t.TeacherPrecision);
         arch.AddTo(cmd);
         cmd.SetAction(p =>
         {
             bool isBaseline = p.GetValue(baseline);
             string? smallDir = p.GetValue(small), cacheDir = p.GetValue(cache);
-            if (isBaseline && cacheDir is not null) throw new WhittleException("--baseline trains without the small model; drop --teacher-cache");
+            if (isBaseline && cacheDir is not null)
+                throw new WhittleException("--baseline trains without the small model; drop --teacher-cache");
             if (!isBaseline && (smallDir is null) == (cacheDir is null))
-                throw new WhittleException("give exactly one of --small DIR or --teacher-cache DIR (or --baseline for the run without a small model)");
+                throw new WhittleException(
+                    "give exactly one of --small DIR or --teacher-cache DIR (or --baseline for the run without a small model)");
             if (p.GetValue(topK) is { } k0 && k0 < 1) throw new WhittleException($"--top-k must be at least 1, got {k0}");
             var manifest = cacheDir is null ? null : TeacherCacheManifest.Load(cacheDir);
             if (manifest is not null) RequireCacheFitsSalt(manifest, cacheDir!, p.GetValue(topK), p.GetValue(select) is not null);
@@ -100,7 +104,9 @@ static class SaltCommand
                 : $"{ParameterCount.Of(smallModel!.Config).Total:N0}" + (p.GetValue(topK) is { } k ? $" (top-{k})" : "");
             string header = isBaseline
                 ? $"salt baseline: large model {ParameterCount.Of(largeModel.Config).Total:N0} parameters, {o.Steps} steps, no small model"
-                : $"salt: large model {ParameterCount.Of(largeModel.Config).Total:N0} parameters helped by {helper} for {n} of {o.Steps} steps (ω = {p.GetValue(omega)}, {p.GetValue(schedule)}){(o.SelectedWindows is { } s ? $" on {s.Count} selected windows" : "")}";
+                : $"salt: large model {ParameterCount.Of(largeModel.Config).Total:N0} parameters helped by {helper} for {n} of {o.Steps} "
+                    + $"steps (ω = {p.GetValue(omega)}, {p.GetValue(schedule)})"
+                    + (o.SelectedWindows is { } s ? $" on {s.Count} selected windows" : "");
             return t.Train(p, trainer, largeModel, o, backend, isBaseline ? "baseline" : "salt", header, loss, summary =>
             {
                 summary["kd_steps"] = isBaseline ? 0 : n;
@@ -118,11 +124,14 @@ static class SaltCommand
     {
         var where = Path.Combine(dir, TeacherCacheManifest.FileName);
         if (m.Temperature != 1f)
-            throw new WhittleException($"{where}: the cache was built at temperature {m.Temperature}, but SALT's KD term is at τ = 1; rebuild it with `whittle cache-teacher --temperature 1`");
+            throw new WhittleException($"{where}: the cache was built at temperature {m.Temperature}, but SALT's KD term is at τ = 1; "
+                + "rebuild it with `whittle cache-teacher --temperature 1`");
         if (topK is { } k && k != m.TopK)
-            throw new WhittleException($"{where}: the cache holds the top-{m.TopK}, but --top-k {k} was given; rebuild it with `whittle cache-teacher --top-k {k}` or drop --top-k");
+            throw new WhittleException($"{where}: the cache holds the top-{m.TopK}, but --top-k {k} was given; "
+                + $"rebuild it with `whittle cache-teacher --top-k {k}` or drop --top-k");
         if (select)
-            throw new WhittleException("--select draws the KD phase's batches from the selection, which a teacher cache does not hold (it walks the run's ordinary batches); use --small with --select");
+            throw new WhittleException("--select draws the KD phase's batches from the selection, which a teacher cache does not hold "
+                + "(it walks the run's ordinary batches); use --small with --select");
     }
 
     static GptNeoX BuildLarge(ParseResult p, Option<string?> large, Option<string?> largeConfig, ArchitectureOptions arch, TokenDataset data, IBackend backend, TrainOptions o)

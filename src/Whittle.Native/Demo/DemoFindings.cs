@@ -15,8 +15,8 @@ public sealed record ArmSummary(string Name, string Description, long Parameters
 /// seconds, its median step times in the KD phase and after it, the teacher's share of a KD step (the small model's
 /// forward, or the cache read), and the KD phase's overhead per step, KdStepMs / PlainStepMs − 1 (one run's own steps).
 /// </summary>
-public sealed record ArmClock(string Name, double? StepToTarget, double? SecondsToTarget, double? TotalSeconds, double? KdStepMs, double? PlainStepMs,
-    double? TeacherMsPerKdStep, double? Overhead);
+public sealed record ArmClock(string Name, double? StepToTarget, double? SecondsToTarget, double? TotalSeconds, double? KdStepMs,
+    double? PlainStepMs, double? TeacherMsPerKdStep, double? Overhead);
 
 /// <summary>
 /// SALT's wall-clock findings. Savings are fractions of the baseline's total training seconds: Saving with the small model
@@ -26,7 +26,8 @@ public sealed record ArmClock(string Name, double? StepToTarget, double? Seconds
 /// (a shared machine, the first run's JIT warm-up) drops out.
 /// </summary>
 public sealed record SaltClockFindings(IReadOnlyList<ArmClock> Arms, double? Saving, double? SavingWithSmall, double? StepTimeSaving,
-    double? CachedSaving, double? CachedSavingWithBuild, double? CachedSavingWithAll, double? CachedStepTimeSaving, IReadOnlyList<string> Sentences)
+    double? CachedSaving, double? CachedSavingWithBuild, double? CachedSavingWithAll, double? CachedStepTimeSaving,
+    IReadOnlyList<string> Sentences)
 {
     public ArmClock? Arm(string name) => Arms.FirstOrDefault(a => a.Name == name);
 }
@@ -215,7 +216,8 @@ public sealed record DemoFindings
             double? overhead = c is { KdStepMs: { } kd, PlainStepMs: { } plain } && plain > 0 ? kd / plain - 1 : null;
             double? teacherMs = c is { KdSteps: > 0 } ? 1000 * c.TeacherSeconds / c.KdSteps : null;
             return new ArmClock(a.Name, target is { } t ? DemoAnalysis.StepToReach(a.Curve, t) : null,
-                target is { } t2 ? DemoAnalysis.SecondsToReach(a.Curve, t2) : null, total, c?.KdStepMs, c?.PlainStepMs, teacherMs, overhead);
+                target is { } t2 ? DemoAnalysis.SecondsToReach(a.Curve, t2) : null, total, c?.KdStepMs, c?.PlainStepMs, teacherMs,
+                overhead);
         }).ToList();
         var salt = arms.FirstOrDefault(a => a.Name == SaltArm);
         var baseline = arms.FirstOrDefault(a => a.Name == SaltBaseline);
@@ -223,10 +225,12 @@ public sealed record DemoFindings
         double? baseSeconds = baseline?.TotalSeconds is > 0 ? baseline.TotalSeconds : null;
         // 1 − (seconds to the target + what else is counted) / the baseline's seconds; null when a term is unknown.
         double? Saving(ArmClock? arm, params double?[] counted) =>
-            arm?.SecondsToTarget is { } st && baseSeconds is { } b && counted.All(c => c is not null) ? 1 - (st + counted.Sum(c => c!.Value)) / b : null;
+            arm?.SecondsToTarget is { } st && baseSeconds is { } b && counted.All(c => c is not null)
+                ? 1 - (st + counted.Sum(c => c!.Value)) / b : null;
         double? StepTime(ArmClock? arm) => arm is null ? null : StepTimeSaving(arm, r.SaltKdSteps, r.SaltTotalSteps);
         var clock = new SaltClockFindings(arms, Saving(salt), Saving(salt, r.SaltSmallSeconds), StepTime(salt),
-            Saving(cached), Saving(cached, r.SaltCacheSeconds), Saving(cached, r.SaltCacheSeconds, r.SaltSmallSeconds), StepTime(cached), sentences);
+            Saving(cached), Saving(cached, r.SaltCacheSeconds), Saving(cached, r.SaltCacheSeconds, r.SaltSmallSeconds), StepTime(cached),
+            sentences);
 
         if (salt is null || baseline is null || target is null)
         {
@@ -235,7 +239,8 @@ public sealed record DemoFindings
         }
         if (salt.TotalSeconds is null || baseSeconds is null)
         {
-            sentences.Add("No SALT wall-clock comparison: the runs' metrics.jsonl hold no training wall-clock (elapsed_s); they predate it.");
+            sentences.Add("No SALT wall-clock comparison: the runs' metrics.jsonl hold no training wall-clock (elapsed_s); "
+                + "they predate it.");
             return clock;
         }
         string t = Perplexity(target.Value);
@@ -245,23 +250,28 @@ public sealed record DemoFindings
         else
             sentences.Add((clock.Saving is > 0 ? "" : NotReproduced)
                 + $"SALT reaches the baseline's final perplexity ({t}) after {Seconds(st)} of training"
-                + (salt.StepToTarget is { } step ? $" (step {Step(step)})" : "") + $"; the baseline ends after {Seconds(baseSeconds.Value)}: "
+                + (salt.StepToTarget is { } step ? $" (step {Step(step)})" : "")
+                + $"; the baseline ends after {Seconds(baseSeconds.Value)}: "
                 + $"{LessOrMore(clock.Saving ?? double.NaN)} wall-clock with the small model taken as given (the paper's convention)"
-                + (clock.SavingWithSmall is { } w ? $", {LessOrMore(w)} counting the small model's own training ({Seconds(r.SaltSmallSeconds!.Value)})." : "."));
+                + (clock.SavingWithSmall is { } w
+                    ? $", {LessOrMore(w)} counting the small model's own training ({Seconds(r.SaltSmallSeconds!.Value)})." : "."));
         if (salt.Overhead is { } o)
-            sentences.Add($"A KD-phase step takes {Ms(salt.KdStepMs!.Value)} (median), a plain step after it {Ms(salt.PlainStepMs!.Value)}: "
+            sentences.Add($"A KD-phase step takes {Ms(salt.KdStepMs!.Value)} (median), "
+                + $"a plain step after it {Ms(salt.PlainStepMs!.Value)}: "
                 + $"the KD phase costs {LessOrMore(-o)} per step"
                 + (salt.TeacherMsPerKdStep is { } tm ? $"; the small model's forward pass is {Ms(tm)} of each KD-phase step." : "."));
         if (clock.StepTimeSaving is { } sts)
             sentences.Add((sts > 0 ? "" : NotReproduced)
-                + "Timed by the SALT run's own medians instead (its steps to the target, those of the KD phase at the KD-phase median and the "
-                + $"rest at the plain one, against {Count(r.SaltTotalSteps)} plain steps for the baseline, so load that differs between runs "
-                + $"drops out), SALT takes {LessOrMore(sts)} wall-clock than the baseline"
+                + "Timed by the SALT run's own medians instead (its steps to the target, those of the KD phase at the KD-phase median "
+                + $"and the rest at the plain one, against {Count(r.SaltTotalSteps)} plain steps for the baseline, so load that differs "
+                + $"between runs drops out), SALT takes {LessOrMore(sts)} wall-clock than the baseline"
                 + (sts > 0 ? "." : ": the KD phase's overhead outweighs the steps it saves."));
         if (cached is null)
-            sentences.Add("The cached variant (`salt --teacher-cache`: no small-model forward in the KD phase) was not run; `whittle demo --salt-cache` adds it.");
+            sentences.Add("The cached variant (`salt --teacher-cache`: no small-model forward in the KD phase) was not run; "
+                + "`whittle demo --salt-cache` adds it.");
         else if (cached.SecondsToTarget is not { } ct)
-            sentences.Add($"{NotReproduced}SALT from the small model's top-{r.SaltCacheTopK} cache did not reach the baseline's final perplexity ({t}).");
+            sentences.Add($"{NotReproduced}SALT from the small model's top-{r.SaltCacheTopK} cache did not reach the baseline's "
+                + $"final perplexity ({t}).");
         else
             sentences.Add($"From a top-{r.SaltCacheTopK} cache of the small model's soft labels"
                 + (r.SaltCacheSeconds is { } cs ? $" (built in {Seconds(cs)})" : "")

@@ -59,12 +59,13 @@ static class DemoJson
         ["parameters"] = a.Parameters,
         ["curve"] = new JsonArray(a.Curve.Select(p => (JsonNode)new JsonObject
         {
-            ["step"] = p.Step, ["tokens"] = p.Tokens, ["val_loss"] = Num(p.ValLoss), ["perplexity"] = Num(p.Perplexity), ["seconds"] = Num(p.Seconds),
+            ["step"] = p.Step, ["tokens"] = p.Tokens, ["val_loss"] = Num(p.ValLoss), ["perplexity"] = Num(p.Perplexity),
+            ["seconds"] = Num(p.Seconds),
         }).ToArray()),
         ["clock"] = a.Clock is not { } c ? null : new JsonObject
         {
-            ["seconds"] = Num(c.Seconds), ["kd_steps"] = c.KdSteps, ["kd_step_ms"] = Num(c.KdStepMs), ["plain_step_ms"] = Num(c.PlainStepMs),
-            ["teacher_seconds"] = Num(c.TeacherSeconds),
+            ["seconds"] = Num(c.Seconds), ["kd_steps"] = c.KdSteps, ["kd_step_ms"] = Num(c.KdStepMs),
+            ["plain_step_ms"] = Num(c.PlainStepMs), ["teacher_seconds"] = Num(c.TeacherSeconds),
         },
     }).ToArray());
 
@@ -193,8 +194,10 @@ static class DemoJson
     static List<Arm> ReadArms(JsonArray arms) => arms.Select(n => n!.AsObject()).Select(a => new Arm(Str(a, "name"), Str(a, "description"), Long(a, "parameters"),
         Arr(a, "curve").Select(c => c!.AsObject())
             .Select(c => new CurvePoint((int)Long(c, "step"), Long(c, "tokens"), Dbl(c, "val_loss"), OptDbl(c, "seconds"))).ToList(),
-        a["clock"] is JsonObject c ? new RunClock(Dbl(c, "seconds"), (int)Long(c, "kd_steps"), OptDbl(c, "kd_step_ms"), OptDbl(c, "plain_step_ms"),
-            Dbl(c, "teacher_seconds")) : null)).ToList();
+        a["clock"] is JsonObject c
+            ? new RunClock(Dbl(c, "seconds"), (int)Long(c, "kd_steps"), OptDbl(c, "kd_step_ms"), OptDbl(c, "plain_step_ms"),
+                Dbl(c, "teacher_seconds"))
+            : null)).ToList();
 
     static double? OptDbl(JsonObject o, string key) => o[key] is null ? null : Dbl(o, key);
 

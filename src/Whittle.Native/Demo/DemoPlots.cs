@@ -23,7 +23,8 @@ static class DemoPlots
     static string ColorOf(string name, int index) => Colors.TryGetValue(name, out var c) ? c : SvgPlot.Palette[index % SvgPlot.Palette.Length];
     static Marker MarkerOf(int index) => SvgPlot.Markers[index % SvgPlot.Markers.Length];
 
-    public static IReadOnlyList<DemoPlot> Of(DemoResults r, DemoFindings f) => [Students(r, f), Search(r, f), Progress(r), Salt(r, f), SaltClock(r, f)];
+    public static IReadOnlyList<DemoPlot> Of(DemoResults r, DemoFindings f) =>
+        [Students(r, f), Search(r, f), Progress(r), Salt(r, f), SaltClock(r, f)];
 
     /// <summary>
     /// A y cap for learning curves: the first evaluation (often untrained, perplexity near the vocabulary size) would
@@ -99,8 +100,8 @@ static class DemoPlots
 
     static DemoPlot SaltClock(DemoResults r, DemoFindings f)
     {
-        var plot = new SvgPlot("SALT vs baseline: validation perplexity vs training wall-clock", "training seconds", "validation perplexity", false, true, Tick, Tick)
-            { YCap = CurveCap(r.Salt) };
+        var plot = new SvgPlot("SALT vs baseline: validation perplexity vs training wall-clock", "training seconds",
+            "validation perplexity", false, true, Tick, Tick) { YCap = CurveCap(r.Salt) };
         for (int i = 0; i < r.Salt.Count; i++)
         {
             var a = r.Salt[i];
@@ -109,6 +110,7 @@ static class DemoPlots
             plot.Line(a.Name, ColorOf(a.Name, i), a.Curve.OrderBy(p => p.Step).Select(p => (p.Seconds!.Value, p.Perplexity)), MarkerOf(i));
         }
         if (f.SaltTarget is { } t) plot.HorizontalLine(t, $"baseline final ({Perplexity(t)})");
-        return new DemoPlot("salt-clock.svg", "The same runs against their training wall-clock (the steps' own times; evaluations and checkpoint saves excluded).", plot);
+        return new DemoPlot("salt-clock.svg",
+            "The same runs against their training wall-clock (the steps' own times; evaluations and checkpoint saves excluded).", plot);
     }
 }

@@ -89,7 +89,8 @@ public static class DemoReport
             f.SaltClock.Arms.Select(a => new[]
             {
                 a.Name, a.StepToTarget is { } st2 ? Step(st2) : "—", a.SecondsToTarget is { } ts ? Seconds(ts) : "—",
-                a.TotalSeconds is { } tt2 ? Seconds(tt2) : "—", a.KdStepMs is { } k ? Ms(k) : "—", a.TeacherMsPerKdStep is { } tm ? Ms(tm) : "—",
+                a.TotalSeconds is { } tt2 ? Seconds(tt2) : "—", a.KdStepMs is { } k ? Ms(k) : "—",
+                a.TeacherMsPerKdStep is { } tm ? Ms(tm) : "—",
                 a.PlainStepMs is { } pm ? Ms(pm) : "—", a.Overhead is { } o ? (o >= 0 ? "+" : "−") + Percent(Math.Abs(o)) : "—",
             }).ToList());
 
@@ -109,11 +110,12 @@ public static class DemoReport
                 + (f.KdFraction is { } kf ? $" ({Percent(kf)})" : "") + ", then on the data alone; the baseline trains on the data alone for all the steps.",
                 [Plot("salt.svg")], [salt], f.SaltSentences),
             new("SALT against the clock",
-                "Training wall-clock is the sum of a run's step times (metrics.jsonl's elapsed_s; evaluations and checkpoint saves are not counted). "
-                + "Steps and seconds to a perplexity are interpolated between evaluations by one rule: the log-perplexity is taken as linear in "
-                + "steps (or seconds) between two evaluations, and the first crossing counts. Savings are fractions of the baseline's total training "
-                + "seconds. The KD overhead per step (median KD-phase step over median plain step) and the savings by step times use one run's "
-                + "own steps, so they hold up better than times across runs: the runs ran one after another on "
+                "Training wall-clock is the sum of a run's step times (metrics.jsonl's elapsed_s; evaluations and checkpoint saves are "
+                + "not counted). Steps and seconds to a perplexity are interpolated between evaluations by one rule: the log-perplexity "
+                + "is taken as linear in steps (or seconds) between two evaluations, and the first crossing counts. Savings are fractions "
+                + "of the baseline's total training seconds. The KD overhead per step (median KD-phase step over median plain step) and "
+                + "the savings by step times use one run's own steps, so they hold up better than times across runs: the runs ran one "
+                + "after another on "
                 + $"{r.Device}, the baseline first (it is the teacher's run), and each saw whatever else the machine was doing.",
                 [Plot("salt-clock.svg")], [clock], f.SaltClock.Sentences),
             new("Stage times", null, [], [stages], []),

@@ -17,7 +17,9 @@ public sealed record CurvePoint(int Step, long Tokens, double ValLoss, double? S
 /// </summary>
 public sealed record RunClock(double Seconds, int KdSteps, double? KdStepMs, double? PlainStepMs, double TeacherSeconds);
 
-/// <summary>A training run compared in the report (a student arm, SALT, its baseline); Clock is null when its metrics hold no wall-clock.</summary>
+/// <summary>
+/// A training run compared in the report (a student arm, SALT, its baseline); Clock is null when its metrics hold no wall-clock.
+/// </summary>
 public sealed record Arm(string Name, string Description, long Parameters, IReadOnlyList<CurvePoint> Curve, RunClock? Clock = null);
 
 /// <summary>One sub-network evaluated by the search, in evaluation order; Parameters counts what the budget counts (non-embedding).</summary>
@@ -56,7 +58,9 @@ public sealed record DemoResults
     public required string SaltSmallModel { get; init; }
     /// <summary>The small model's own training wall-clock (its run's elapsed_s), null when unknown.</summary>
     public double? SaltSmallSeconds { get; init; }
-    /// <summary>The time `cache-teacher` took to build the salt-cached arm's cache (its stage time), and the cache's k; null without that arm.</summary>
+    /// <summary>
+    /// The time `cache-teacher` took to build the salt-cached arm's cache (its stage time), and the cache's k; null without that arm.
+    /// </summary>
     public double? SaltCacheSeconds { get; init; }
     public int? SaltCacheTopK { get; init; }
     public required IReadOnlyList<StageTiming> Stages { get; init; }

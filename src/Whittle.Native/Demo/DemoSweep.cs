@@ -77,7 +77,8 @@ public static class DemoSweep
         ArgumentNullException.ThrowIfNull(runs);
         var columns = new (string Header, Func<DemoFindings, double?> Value, Func<double, string> Show)[]
         {
-            ("SALT steps to the target", f => f.SaltClock.Arm(DemoFindings.SaltArm)?.StepToTarget, x => x.ToString("F0", CultureInfo.InvariantCulture)),
+            ("SALT steps to the target", f => f.SaltClock.Arm(DemoFindings.SaltArm)?.StepToTarget,
+                x => x.ToString("F0", CultureInfo.InvariantCulture)),
             ("SALT seconds to the target", f => f.SaltClock.Arm(DemoFindings.SaltArm)?.SecondsToTarget, Seconds),
             ("baseline seconds", f => f.SaltClock.Arm(DemoFindings.SaltBaseline)?.TotalSeconds, Seconds),
             ("KD overhead per step", f => f.SaltClock.Arm(DemoFindings.SaltArm)?.Overhead, Signed),
@@ -89,15 +90,16 @@ public static class DemoSweep
             ("cached: saving, build counted", f => f.SaltClock.CachedSavingWithBuild, Signed),
             ("cached: saving by its own step times", f => f.SaltClock.CachedStepTimeSaving, Signed),
         };
-        var values = runs.Select(run => { var f = DemoFindings.Of(run.Results); return columns.Select(c => c.Value(f)).ToArray(); }).ToList();
+        var values = runs.Select(run => DemoFindings.Of(run.Results)).Select(f => columns.Select(c => c.Value(f)).ToArray()).ToList();
         var sb = new StringBuilder();
-        sb.AppendLine("SALT against the clock (training seconds; a saving is a fraction of the baseline's training seconds, negative when SALT took longer; " +
-            "KD overhead: median KD-phase step over median plain step of the same run, minus 1):");
+        sb.AppendLine("SALT against the clock (training seconds; a saving is a fraction of the baseline's training seconds, negative " +
+            "when SALT took longer; KD overhead: median KD-phase step over median plain step of the same run, minus 1):");
         sb.AppendLine();
         sb.AppendLine("| seed | " + string.Join(" | ", columns.Select(c => c.Header)) + " |");
         sb.AppendLine("|---:|" + string.Concat(columns.Select(_ => "---:|")));
         for (int i = 0; i < runs.Count; i++)
-            sb.AppendLine($"| {runs[i].Seed} | " + string.Join(" | ", values[i].Select((v, j) => v is { } x && double.IsFinite(x) ? columns[j].Show(x) : "—")) + " |");
+            sb.AppendLine($"| {runs[i].Seed} | "
+                + string.Join(" | ", values[i].Select((v, j) => v is { } x && double.IsFinite(x) ? columns[j].Show(x) : "—")) + " |");
         var summary = columns.Select((c, j) =>
         {
             var have = values.Select(v => v[j]).Where(v => v is { } x && double.IsFinite(x)).Select(v => v!.Value).ToList();

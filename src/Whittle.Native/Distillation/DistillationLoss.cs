@@ -61,8 +61,8 @@ public static class DistillationLoss
     /// <paramref name="weightsAt"/> (SALT) gives (α, β) per step or null for a plain cross-entropy step, which reads no
     /// file; without it every step uses the settings' α and β (distill).
     /// </summary>
-    public static LossFunction FromCache(GptNeoX student, string cacheDir, TeacherCacheManifest cache, DistillSettings settings, int gradAccum,
-        Func<int, (float Alpha, float Beta)?>? weightsAt = null)
+    public static LossFunction FromCache(GptNeoX student, string cacheDir, TeacherCacheManifest cache, DistillSettings settings,
+        int gradAccum, Func<int, (float Alpha, float Beta)?>? weightsAt = null)
     {
         if (student.Config.VocabSize != cache.Vocab)
             throw new WhittleException($"{cacheDir}: the cache is for a vocabulary of {cache.Vocab}, the student has {student.Config.VocabSize}");
@@ -109,8 +109,8 @@ public static class DistillationLoss
     /// The chunked form (<see cref="GptNeoX.LossChunkRows"/>): the teacher's final hidden state is computed whole (N, d_T),
     /// its logits one chunk of rows at a time, right before the student's chunk, so neither model's (N, V) logits exist.
     /// </summary>
-    static (Var, IReadOnlyDictionary<string, double>, double?) Chunked(Tape tape, GptNeoX student, GptNeoX teacher, Tensor inputs, Tensor targets,
-        DistillSettings s, int topK)
+    static (Var, IReadOnlyDictionary<string, double>, double?) Chunked(Tape tape, GptNeoX student, GptNeoX teacher, Tensor inputs,
+        Tensor targets, DistillSettings s, int topK)
     {
         var final = student.ForwardHidden(tape, inputs);
         long start = Stopwatch.GetTimestamp();

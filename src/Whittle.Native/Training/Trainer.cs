@@ -62,7 +62,9 @@ public sealed record TrainOptions
 public sealed record StepRecord(int Step, int Steps, double Loss, float Lr, double GradNorm, double Milliseconds, double TokensPerSecond, long TokensSeen,
     IReadOnlyDictionary<string, double> Extra, double ElapsedSeconds = 0, double? TeacherMilliseconds = null);
 
-/// <summary>A validation measurement; Seconds is the evaluation's own time, ElapsedSeconds the run's training wall-clock at that step.</summary>
+/// <summary>
+/// A validation measurement; Seconds is the evaluation's own time, ElapsedSeconds the run's training wall-clock at that step.
+/// </summary>
 public sealed record EvalRecord(int Step, long TokensSeen, double ValLoss, double Seconds, double ElapsedSeconds = 0)
 {
     public double Perplexity => Math.Exp(ValLoss);
@@ -73,7 +75,8 @@ public sealed record EvalRecord(int Step, long TokensSeen, double ValLoss, doubl
 /// kd), averaged over the step's micro-batches; TeacherSeconds is the wall-clock spent obtaining a frozen teacher's soft
 /// labels (its forward pass or a cache read), summed over the step's micro-batches, or null when no teacher was consulted.
 /// </summary>
-public delegate (Var Loss, IReadOnlyDictionary<string, double>? Extra, double? TeacherSeconds) LossFunction(Tape tape, Tensor inputs, Tensor targets, int step);
+public delegate (Var Loss, IReadOnlyDictionary<string, double>? Extra, double? TeacherSeconds) LossFunction(
+    Tape tape, Tensor inputs, Tensor targets, int step);
 
 /// <summary>NaN or Inf appeared: the run stops at this step, the last good checkpoint is kept.</summary>
 public sealed class TrainingDivergedException(string message) : WhittleException(message);
@@ -231,8 +234,8 @@ public sealed class Trainer : IDisposable
                 evals.Add(ev);
                 AppendMetrics(new JsonObject
                 {
-                    ["step"] = step, ["tokens"] = ev.TokensSeen, ["val_loss"] = ev.ValLoss, ["val_perplexity"] = ev.Perplexity, ["eval_seconds"] = ev.Seconds,
-                    ["elapsed_s"] = Math.Round(ev.ElapsedSeconds, 6),
+                    ["step"] = step, ["tokens"] = ev.TokensSeen, ["val_loss"] = ev.ValLoss, ["val_perplexity"] = ev.Perplexity,
+                    ["eval_seconds"] = ev.Seconds, ["elapsed_s"] = Math.Round(ev.ElapsedSeconds, 6),
                 });
                 onEval?.Invoke(ev);
             }
@@ -287,8 +290,9 @@ public sealed class Trainer : IDisposable
     {
         var o = new JsonObject
         {
-            ["step"] = r.Step, ["tokens"] = r.TokensSeen, ["loss"] = r.Loss, ["lr"] = r.Lr, ["grad_norm"] = r.GradNorm, ["ms"] = Math.Round(r.Milliseconds, 2),
-            ["tokens_per_second"] = Math.Round(r.TokensPerSecond, 1), ["elapsed_s"] = Math.Round(r.ElapsedSeconds, 6),
+            ["step"] = r.Step, ["tokens"] = r.TokensSeen, ["loss"] = r.Loss, ["lr"] = r.Lr, ["grad_norm"] = r.GradNorm,
+            ["ms"] = Math.Round(r.Milliseconds, 2), ["tokens_per_second"] = Math.Round(r.TokensPerSecond, 1),
+            ["elapsed_s"] = Math.Round(r.ElapsedSeconds, 6),
         };
         if (r.TeacherMilliseconds is { } t) o["teacher_ms"] = Math.Round(t, 2);
         foreach (var (k, v) in r.Extra) o[k] = v;

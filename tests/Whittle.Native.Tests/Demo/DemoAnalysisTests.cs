@@ -99,7 +99,8 @@ public class DemoAnalysisTests
         // Halfway in log-perplexity between 50 (2 s) and 25 (5 s): halfway in seconds, 3.5 s (the same rule as for steps: 15).
         Assert.That(DemoAnalysis.SecondsToReach(TimedHalving, 25 * Math.Sqrt(2)), Is.EqualTo(3.5).Within(1e-12));
         // 22 lies ln(25/22)/ln(25/20) of the way from 25 (5 s) to 20 (9 s).
-        Assert.That(DemoAnalysis.SecondsToReach(TimedHalving, 22), Is.EqualTo(5 + 4 * Math.Log(25.0 / 22) / Math.Log(25.0 / 20)).Within(1e-12));
+        Assert.That(DemoAnalysis.SecondsToReach(TimedHalving, 22),
+            Is.EqualTo(5 + 4 * Math.Log(25.0 / 22) / Math.Log(25.0 / 20)).Within(1e-12));
         Assert.That(DemoAnalysis.SecondsToReach(TimedHalving, 50), Is.EqualTo(2.0).Within(1e-12), "an exact hit is its evaluation's time");
         Assert.That(DemoAnalysis.SecondsToReach(TimedHalving, 150), Is.EqualTo(0));
         Assert.That(DemoAnalysis.SecondsToReach(TimedHalving, 19.99), Is.Null);

@@ -156,7 +156,10 @@ public class DemoReportTests
         {
             Salt =
             [
-                r.Salt[0] with { Curve = Timed(r.Salt[0].Curve, 200, kdMs), Clock = new RunClock(0.2 * kdMs + 80, 200, kdMs, 100, 200 * 0.020) },
+                r.Salt[0] with
+                {
+                    Curve = Timed(r.Salt[0].Curve, 200, kdMs), Clock = new RunClock(0.2 * kdMs + 80, 200, kdMs, 100, 200 * 0.020),
+                },
                 r.Salt[1] with { Curve = Timed(r.Salt[1].Curve, 0, 0), Clock = new RunClock(100, 0, null, 100, 0) },
             ],
             SaltSmallSeconds = 10,
@@ -177,21 +180,27 @@ public class DemoReportTests
         Assert.That(f.StepTimeSaving, Is.EqualTo(0.2).Within(1e-12), "1 − (200·150 + 500·100)/(1000·100)");
         Assert.That(f.Sentences, Is.EqualTo(new[]
         {
-            "SALT reaches the baseline's final perplexity (30.00) after 80.0 s of training (step 700); the baseline ends after 100 s: 20% less wall-clock "
-                + "with the small model taken as given (the paper's convention), 10.0% less counting the small model's own training (10.0 s).",
-            "A KD-phase step takes 150 ms (median), a plain step after it 100 ms: the KD phase costs 50% more per step; the small model's forward pass "
-                + "is 20.0 ms of each KD-phase step.",
-            "Timed by the SALT run's own medians instead (its steps to the target, those of the KD phase at the KD-phase median and the rest at the "
-                + "plain one, against 1,000 plain steps for the baseline, so load that differs between runs drops out), SALT takes 20% less wall-clock than the baseline.",
-            "The cached variant (`salt --teacher-cache`: no small-model forward in the KD phase) was not run; `whittle demo --salt-cache` adds it.",
+            "SALT reaches the baseline's final perplexity (30.00) after 80.0 s of training (step 700); the baseline ends after 100 s: "
+                + "20% less wall-clock with the small model taken as given (the paper's convention), 10.0% less counting the small "
+                + "model's own training (10.0 s).",
+            "A KD-phase step takes 150 ms (median), a plain step after it 100 ms: the KD phase costs 50% more per step; the small "
+                + "model's forward pass is 20.0 ms of each KD-phase step.",
+            "Timed by the SALT run's own medians instead (its steps to the target, those of the KD phase at the KD-phase median and "
+                + "the rest at the plain one, against 1,000 plain steps for the baseline, so load that differs between runs drops out), "
+                + "SALT takes 20% less wall-clock than the baseline.",
+            "The cached variant (`salt --teacher-cache`: no small-model forward in the KD phase) was not run; "
+                + "`whittle demo --salt-cache` adds it.",
         }));
 
         // kd 400 ms: 80 + 50 = 130 s to the target, 30% more than the baseline, by either measure.
         var slow = DemoFindings.Of(Clocked(400)).SaltClock;
         Assert.That(slow.Saving, Is.EqualTo(-0.3).Within(1e-12));
         Assert.That(slow.StepTimeSaving, Is.EqualTo(-0.3).Within(1e-12));
-        Assert.That(slow.Sentences[0], Does.StartWith("Not reproduced in this run: SALT reaches the baseline's final perplexity (30.00) after 130 s").And.Contain("30% more wall-clock"));
-        Assert.That(slow.Sentences[2], Does.StartWith("Not reproduced in this run: Timed by").And.EndWith("the KD phase's overhead outweighs the steps it saves."));
+        Assert.That(slow.Sentences[0],
+            Does.StartWith("Not reproduced in this run: SALT reaches the baseline's final perplexity (30.00) after 130 s")
+            .And.Contain("30% more wall-clock"));
+        Assert.That(slow.Sentences[2], Does.StartWith("Not reproduced in this run: Timed by")
+            .And.EndWith("the KD phase's overhead outweighs the steps it saves."));
         // The steps verdict of the sweep stays about steps; the clock has a table of its own.
         Assert.That(DemoSweep.Verdicts(DemoFindings.Of(Clocked(400))).Salt, Is.True);
 
@@ -201,7 +210,9 @@ public class DemoReportTests
         Assert.That(table, Does.Contain("| 0 | 700 | 80.0 s | 100 s | +50% | +20% | +10.0% | +20% | — | — | — | — |"));
         Assert.That(table, Does.Contain("| mean ± sd | 700 ± 0 | 105 s ± 35.4 s | 100 s ± 0.0 s | +175% ± 177% | −5.0% ± 35% |"));
         var noClock = DemoFindings.Of(HandMade(Slow, Fast, SaltFast, 50, 55)).SaltClock;
-        Assert.That(noClock.Sentences, Is.EqualTo(new[] { "No SALT wall-clock comparison: the runs' metrics.jsonl hold no training wall-clock (elapsed_s); they predate it." }));
+        Assert.That(noClock.Sentences,
+            Is.EqualTo(new[] { "No SALT wall-clock comparison: the runs' metrics.jsonl hold no training wall-clock (elapsed_s); "
+                + "they predate it." }));
     }
 
     [Test]
@@ -231,8 +242,10 @@ public class DemoReportTests
                 Is.EqualTo(a.Curve.Select(p => (p.Step, p.Tokens, BitConverter.DoubleToInt64Bits(p.ValLoss), p.Seconds))));
             Assert.That(b.Clock, Is.EqualTo(a.Clock));
         }
-        Assert.That((back.SaltSmallSeconds, back.SaltCacheSeconds, back.SaltCacheTopK), Is.EqualTo((r.SaltSmallSeconds, r.SaltCacheSeconds, r.SaltCacheTopK)));
-        Assert.That(DemoSamples.Plausible().Salt.All(a => a.Clock is not null && a.Curve.All(p => p.Seconds is not null)), "the sample carries wall-clock to round-trip");
+        Assert.That((back.SaltSmallSeconds, back.SaltCacheSeconds, back.SaltCacheTopK),
+            Is.EqualTo((r.SaltSmallSeconds, r.SaltCacheSeconds, r.SaltCacheTopK)));
+        Assert.That(DemoSamples.Plausible().Salt.All(a => a.Clock is not null && a.Curve.All(p => p.Seconds is not null)),
+            "the sample carries wall-clock to round-trip");
         Assert.That(back.Students.Count + back.Salt.Count, Is.EqualTo(r.Students.Count + r.Salt.Count));
 
         File.WriteAllText(Path.Combine(_dir, "bad.json"), "{\"format\": \"something else\"}");
@@ -247,7 +260,11 @@ public class DemoReportTests
     {
         DemoReport.Write(DemoSamples.Plausible() with { Preset = "small <&> \"quoted\"" }, _dir);
         Assert.That(Directory.GetFiles(_dir).Select(Path.GetFileName).Order(),
-            Is.EqualTo(new[] { "report.html", "report.md", "results.json", "salt-clock.svg", "salt.svg", "search-progress.svg", "search.svg", "students.svg" }),
+            Is.EqualTo(new[]
+            {
+                "report.html", "report.md", "results.json", "salt-clock.svg", "salt.svg", "search-progress.svg", "search.svg",
+                "students.svg",
+            }),
             "no temporary files left behind");
         string html = File.ReadAllText(Path.Combine(_dir, DemoReport.HtmlFile));
         foreach (var forbidden in new[] { "http", "src=", "<script", "@import", "<link", "href=", "<img", "<iframe", "<object" })
@@ -288,7 +305,9 @@ public class DemoReportTests
                 case JsonArray a: foreach (var x in a) Walk(x); break;
                 case JsonValue v when v.TryGetValue<string>(out var s): strings.Add(s); break;
                 // The report prints a signed quantity's sign as a word ("5.0% more") or a − before the digits, which are its magnitude.
-                case JsonValue v when v.GetValueKind() == System.Text.Json.JsonValueKind.Number: numbers.Add(Math.Abs(v.GetValue<double>())); break;
+                case JsonValue v when v.GetValueKind() == System.Text.Json.JsonValueKind.Number:
+                    numbers.Add(Math.Abs(v.GetValue<double>()));
+                    break;
             }
         }
         Walk(json);
@@ -327,7 +346,12 @@ public class DemoReportTests
         string dir = Environment.GetEnvironmentVariable("WHITTLE_SAMPLE_REPORT") is { Length: > 0 } keep ? keep : _dir;
         DemoReport.Write(DemoSamples.Plausible(), dir);
         string md = File.ReadAllText(Path.Combine(dir, DemoReport.MarkdownFile));
-        foreach (var heading in new[] { "## Students trained for the same token budget", "## Sub-network search", "## SALT", "## SALT against the clock", "## Stage times" })
+        string[] headings =
+        [
+            "## Students trained for the same token budget", "## Sub-network search", "## SALT", "## SALT against the clock",
+            "## Stage times",
+        ];
+        foreach (var heading in headings)
             Assert.That(md, Does.Contain(heading));
         Assert.That(md, Does.Contain("![").And.Contain("(students.svg)"));
         TestContext.Out.WriteLine(md);

@@ -28,9 +28,11 @@ public class SaltCacheCommandTests
     static string CacheAll => Path.Combine(_root, "cache-all");
     static string Cache16 => Path.Combine(_root, "cache-16");
 
-    static GptNeoXConfig Tiny => new() { VocabSize = Vocab, HiddenSize = 32, NumLayers = 2, NumHeads = 2, IntermediateSize = 64, MaxPositionEmbeddings = 64 };
+    static GptNeoXConfig Tiny =>
+        new() { VocabSize = Vocab, HiddenSize = 32, NumLayers = 2, NumHeads = 2, IntermediateSize = 64, MaxPositionEmbeddings = 64 };
 
-    static string[] Shape => ["--data", TestData.AustenSlice, "--seq-len", T.ToString(), "--batch-size", B.ToString(), "--seed", Seed.ToString()];
+    static string[] Shape =>
+        ["--data", TestData.AustenSlice, "--seq-len", T.ToString(), "--batch-size", B.ToString(), "--seed", Seed.ToString()];
 
     static string[] Salt(string run, int steps = 3, int kdSteps = 2) =>
         ["salt", "--large", Large, .. Shape, "--out", run, "--steps", steps.ToString(), "--kd-steps", kdSteps.ToString(), "--omega", "0.5",
@@ -47,14 +49,7 @@ public class SaltCacheCommandTests
     public void MakeModelsAndCaches()
     {
         _root = Directory.CreateTempSubdirectory("whittle-saltcache-").FullName;
-        using (var m = GptNeoX.CreateRandom(Tiny, CpuBackend.Instance, 9))
-        {
-            // A random init is nearly uniform (KD ~ 1e-4); a 100× output projection gives the small model opinions (logits of
-            // std ~10), so the KD term is large and a wrong batch or distribution shows.
-            var info = m.Parameters.Info(GptNeoX.EmbedOut);
-            foreach (ref float w in m.Parameters.Flat.AsSpan<float>().Slice((int)info.Offset, (int)info.Count)) w *= 100f;
-            GptNeoXCheckpoint.Save(m, Small, extraFiles: [TestData.TokenizerPath]);
-        }
+        OpinionatedTeacher.Save(Tiny, 9, Small);   // the small model is SALT's teacher
         using (var m = GptNeoX.CreateRandom(Tiny with { HiddenSize = 48, IntermediateSize = 96 }, CpuBackend.Instance, 4))
             GptNeoXCheckpoint.Save(m, Large, extraFiles: [TestData.TokenizerPath]);
         BuildCache(CacheAll, Vocab);
@@ -144,7 +139,8 @@ public class SaltCacheCommandTests
         foreach (var run in new[] { live, cached, top16 })
         {
             Assert.That(run.Select(o => o["step"]!.GetValue<int>()), Is.EqualTo(new[] { 1, 2, 3 }));
-            Assert.That(run.Where(o => o["kd"] is not null).Select(o => o["step"]!.GetValue<int>()), Is.EqualTo(new[] { 1, 2 }), "KD for --kd-steps 2");
+            Assert.That(run.Where(o => o["kd"] is not null).Select(o => o["step"]!.GetValue<int>()), Is.EqualTo(new[] { 1, 2 }),
+                "KD for --kd-steps 2");
             Assert.That(run.Where(o => o["teacher_ms"] is not null).Select(o => o["step"]!.GetValue<int>()), Is.EqualTo(new[] { 1, 2 }),
                 "the soft labels' time is logged exactly on the KD steps");
             Assert.That(run.All(o => o["elapsed_s"] is not null));
@@ -152,11 +148,13 @@ public class SaltCacheCommandTests
 
         var (logQ, logP) = StepOneLogProbs();
         double bound = F16Bound(logQ, logP, Vocab), bound16 = F16Bound(logQ, logP, 16);
-        double kdLive = live[0]["kd"]!.GetValue<double>(), kdAll = cached[0]["kd"]!.GetValue<double>(), kd16 = top16[0]["kd"]!.GetValue<double>();
+        double kdLive = live[0]["kd"]!.GetValue<double>(), kdAll = cached[0]["kd"]!.GetValue<double>();
+        double kd16 = top16[0]["kd"]!.GetValue<double>();
         // The logged KD is a mean of per-row values the fused loss writes as f32: 1e-6 relative (16 of f32's 2^-24) covers
         // that rounding on both sides.
         double slack = 1e-6 * kdLive;
-        TestContext.Out.WriteLine($"step 1: kd live {kdLive}, cache k = V {kdAll} (bound {bound:e2}), cache k = 16 {kd16} (bound {bound16:e2})");
+        TestContext.Out.WriteLine(
+            $"step 1: kd live {kdLive}, cache k = V {kdAll} (bound {bound:e2}), cache k = 16 {kd16} (bound {bound16:e2})");
         Assert.That(kdLive, Is.GreaterThan(1), "a real KD signal to compare");
         Assert.That(bound, Is.LessThan(0.01 * kdLive), "the bound is tight enough to mean something");
         // Step 1: the same large model on the same batch, so the same CE, bit for bit; KD within the f16 bound.
@@ -201,7 +199,8 @@ public class SaltCacheCommandTests
         var run = Path.Combine(_root, "tau2-run");
         var (exit, _, err) = CliRunner.Run([.. Salt(run, steps: 2, kdSteps: 1), "--teacher-cache", hot]);
         Assert.That(exit, Is.EqualTo(1));
-        Assert.That(err, Does.Contain(Path.Combine(hot, "manifest.json")).And.Contain("built at temperature 2, but SALT's KD term is at τ = 1"));
+        Assert.That(err, Does.Contain(Path.Combine(hot, "manifest.json"))
+            .And.Contain("built at temperature 2, but SALT's KD term is at τ = 1"));
         Assert.That(Directory.Exists(run), Is.False);
 
         var data = Path.Combine(_root, "other-data");
@@ -216,7 +215,8 @@ public class SaltCacheCommandTests
         Assert.That(other.Stderr, Does.Contain("built from a dataset whose meta.json has sha256").And.Contain(data));
 
         var wide = Path.Combine(_root, "large-5000");
-        using (var m = GptNeoX.CreateRandom(Tiny with { VocabSize = 5000 }, CpuBackend.Instance, 1)) GptNeoXCheckpoint.Save(m, wide, extraFiles: [TestData.TokenizerPath]);
+        using (var m = GptNeoX.CreateRandom(Tiny with { VocabSize = 5000 }, CpuBackend.Instance, 1))
+            GptNeoXCheckpoint.Save(m, wide, extraFiles: [TestData.TokenizerPath]);
         var wideArgs = Salt(Path.Combine(_root, "wide-run")).ToList();
         wideArgs[wideArgs.IndexOf("--large") + 1] = wide;
         var v = CliRunner.Run([.. wideArgs, "--teacher-cache", Cache16]);
