@@ -101,7 +101,8 @@ static class SaltCommand
 
             using var trainer = new Trainer(largeModel, data, o);
             string helper = manifest is not null ? $"the top-{manifest.TopK} cache {cacheDir} of {manifest.Teacher}"
-                : $"{ParameterCount.Of(smallModel!.Config).Total:N0}" + (p.GetValue(topK) is { } k ? $" (top-{k})" : "");
+                : smallModel is null ? ""   // --baseline: no helper to name
+                : $"{ParameterCount.Of(smallModel.Config).Total:N0}" + (p.GetValue(topK) is { } k ? $" (top-{k})" : "");
             string header = isBaseline
                 ? $"salt baseline: large model {ParameterCount.Of(largeModel.Config).Total:N0} parameters, {o.Steps} steps, no small model"
                 : $"salt: large model {ParameterCount.Of(largeModel.Config).Total:N0} parameters helped by {helper} for {n} of {o.Steps} "

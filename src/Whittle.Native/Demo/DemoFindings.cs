@@ -27,7 +27,7 @@ public sealed record ArmClock(string Name, double? StepToTarget, double? Seconds
 /// </summary>
 public sealed record SaltClockFindings(IReadOnlyList<ArmClock> Arms, double? Saving, double? SavingWithSmall, double? StepTimeSaving,
     double? CachedSaving, double? CachedSavingWithBuild, double? CachedSavingWithAll, double? CachedStepTimeSaving,
-    IReadOnlyList<string> Sentences)
+    double? BreakEvenOverhead, IReadOnlyList<string> Sentences)
 {
     public ArmClock? Arm(string name) => Arms.FirstOrDefault(a => a.Name == name);
 }
@@ -206,6 +206,14 @@ public sealed record DemoFindings
         arm is { StepToTarget: { } s, KdStepMs: { } kd, PlainStepMs: { } plain } && plain > 0 && totalSteps > 0
             ? 1 - (Math.Min(s, kdSteps) * kd + Math.Max(0, s - kdSteps) * plain) / (totalSteps * plain) : null;
 
+    /// <summary>
+    /// The KD overhead per step at which SALT's steps to the target cost as much as the baseline's N plain steps:
+    /// min(s, n)·(1 + o) + max(0, s − n) = N, so o* = (N − max(0, s − n)) / min(s, n) − 1; below it SALT saves wall-clock.
+    /// It depends on steps alone, so no machine load enters it.
+    /// </summary>
+    public static double? BreakEvenOverhead(double? stepToTarget, int kdSteps, int totalSteps) =>
+        stepToTarget is { } s && Math.Min(s, kdSteps) > 0 ? (totalSteps - Math.Max(0, s - kdSteps)) / Math.Min(s, kdSteps) - 1 : null;
+
     static SaltClockFindings SaltClockOf(DemoResults r, double? target)
     {
         var sentences = new List<string>();
@@ -230,7 +238,7 @@ public sealed record DemoFindings
         double? StepTime(ArmClock? arm) => arm is null ? null : StepTimeSaving(arm, r.SaltKdSteps, r.SaltTotalSteps);
         var clock = new SaltClockFindings(arms, Saving(salt), Saving(salt, r.SaltSmallSeconds), StepTime(salt),
             Saving(cached), Saving(cached, r.SaltCacheSeconds), Saving(cached, r.SaltCacheSeconds, r.SaltSmallSeconds), StepTime(cached),
-            sentences);
+            BreakEvenOverhead(salt?.StepToTarget, r.SaltKdSteps, r.SaltTotalSteps), sentences);
 
         if (salt is null || baseline is null || target is null)
         {
@@ -260,6 +268,10 @@ public sealed record DemoFindings
                 + $"a plain step after it {Ms(salt.PlainStepMs!.Value)}: "
                 + $"the KD phase costs {LessOrMore(-o)} per step"
                 + (salt.TeacherMsPerKdStep is { } tm ? $"; the small model's forward pass is {Ms(tm)} of each KD-phase step." : "."));
+        if (clock.BreakEvenOverhead is { } be)
+            sentences.Add($"Reaching the target at step {Step(salt.StepToTarget!.Value)} of {Count(r.SaltTotalSteps)}, SALT saves "
+                + $"wall-clock as long as a KD-phase step costs less than {Percent(be)} more than a plain one (a count of steps, free of "
+                + "machine load).");
         if (clock.StepTimeSaving is { } sts)
             sentences.Add((sts > 0 ? "" : NotReproduced)
                 + "Timed by the SALT run's own medians instead (its steps to the target, those of the KD phase at the KD-phase median "

@@ -113,6 +113,7 @@ static class DemoJson
             ["saving"] = Num(f.SaltClock.Saving),
             ["saving_with_small_model"] = Num(f.SaltClock.SavingWithSmall),
             ["step_time_saving"] = Num(f.SaltClock.StepTimeSaving),
+            ["break_even_kd_overhead"] = Num(f.SaltClock.BreakEvenOverhead),
             ["cached_saving"] = Num(f.SaltClock.CachedSaving),
             ["cached_saving_with_build"] = Num(f.SaltClock.CachedSavingWithBuild),
             ["cached_saving_with_build_and_small_model"] = Num(f.SaltClock.CachedSavingWithAll),

@@ -82,6 +82,7 @@ public static class DemoSweep
             ("SALT seconds to the target", f => f.SaltClock.Arm(DemoFindings.SaltArm)?.SecondsToTarget, Seconds),
             ("baseline seconds", f => f.SaltClock.Arm(DemoFindings.SaltBaseline)?.TotalSeconds, Seconds),
             ("KD overhead per step", f => f.SaltClock.Arm(DemoFindings.SaltArm)?.Overhead, Signed),
+            ("break-even KD overhead", f => f.SaltClock.BreakEvenOverhead, Signed),
             ("saving, small model given", f => f.SaltClock.Saving, Signed),
             ("saving, small model counted", f => f.SaltClock.SavingWithSmall, Signed),
             ("saving by SALT's own step times", f => f.SaltClock.StepTimeSaving, Signed),

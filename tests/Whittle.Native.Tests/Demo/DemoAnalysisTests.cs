@@ -134,6 +134,12 @@ public class DemoAnalysisTests
         Assert.That(DemoFindings.StepTimeSaving(arm with { StepToTarget = 20 }, 36, 120), Is.EqualTo(1 - 2220.0 / 5712).Within(1e-12));
         Assert.That(DemoFindings.StepTimeSaving(arm with { StepToTarget = null }, 36, 120), Is.Null);
         Assert.That(DemoFindings.StepTimeSaving(arm with { KdStepMs = null }, 36, 120), Is.Null);
+        // Break-even: 36 KD-phase steps may cost what the 120 − 76 = 44 saved plain steps and their own 36 cost, (120 − 40)/36 − 1;
+        // reached at step 20, inside the KD phase, 20 steps may cost 120: 120/20 − 1 = 5.
+        Assert.That(DemoFindings.BreakEvenOverhead(76, 36, 120), Is.EqualTo(80.0 / 36 - 1).Within(1e-12));
+        Assert.That(DemoFindings.BreakEvenOverhead(20, 36, 120), Is.EqualTo(5).Within(1e-12));
+        Assert.That(DemoFindings.BreakEvenOverhead(null, 36, 120), Is.Null);
+        Assert.That(DemoFindings.BreakEvenOverhead(76, 0, 120), Is.Null, "no KD phase, no overhead to break even on");
     }
 
     [Test]

@@ -10,7 +10,7 @@ namespace Whittle.Native.Tests.Distillation;
 /// </summary>
 static class OpinionatedTeacher
 {
-    /// <summary>Saves the random model of <paramref name="config"/> and <paramref name="seed"/>, output projection ×100, and the tokenizer.</summary>
+    /// <summary>Saves the random model of <paramref name="config"/> and <paramref name="seed"/>, output projection ×100.</summary>
     public static void Save(GptNeoXConfig config, ulong seed, string dir)
     {
         using var m = GptNeoX.CreateRandom(config, CpuBackend.Instance, seed);

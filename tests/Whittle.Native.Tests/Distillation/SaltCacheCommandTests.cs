@@ -169,6 +169,16 @@ public class SaltCacheCommandTests
         Assert.That(kd16, Is.LessThanOrEqualTo(kdLive + bound16 + slack));
     }
 
+    /// <summary>`salt --baseline`: the same run without a small model, so no step consults a teacher (no kd, no teacher_ms).</summary>
+    [Test]
+    public void TheBaselineRunsWithoutASmallModel()
+    {
+        var run = Train(Path.Combine(_root, "baseline"), "--baseline");
+        Assert.That(run.Select(o => o["step"]!.GetValue<int>()), Is.EqualTo(new[] { 1, 2, 3 }));
+        Assert.That(run.Any(o => o["kd"] is not null || o["teacher_ms"] is not null), Is.False);
+        Assert.That(run.All(o => o["elapsed_s"] is not null));
+    }
+
     [TestCase("--batch-size", "4", "built with --batch-size 2, but this run uses 4")]
     [TestCase("--seq-len", "8", "built with --seq-len 16, but this run uses 8")]
     [TestCase("--seed", "5", "built with --seed 3, but this run uses 5")]
