@@ -43,13 +43,16 @@ static class DemoJson
             ["cache_top_k"] = r.SaltCacheTopK,
             ["arms"] = Arms(r.Salt),
         },
-        ["stages"] = new JsonArray(r.Stages.Select(s => (JsonNode)new JsonObject { ["stage"] = s.Stage, ["seconds"] = Num(s.Seconds), ["cached"] = s.Cached }).ToArray()),
+        ["stages"] = new JsonArray(
+            r.Stages.Select(
+            s => (JsonNode)new JsonObject { ["stage"] = s.Stage, ["seconds"] = Num(s.Seconds), ["cached"] = s.Cached }).ToArray()),
         ["analysis"] = Analysis(f, r.SaltTotalSteps),
     };
 
     static JsonObject SearchPointJson(SearchPoint p) => new()
     {
-        ["index"] = p.Index, ["strategy"] = p.Strategy, ["parameters"] = p.Parameters, ["perplexity"] = Num(p.Perplexity), ["spec"] = p.Spec,
+        ["index"] = p.Index, ["strategy"] = p.Strategy, ["parameters"] = p.Parameters, ["perplexity"] = Num(p.Perplexity),
+            ["spec"] = p.Spec,
     };
 
     static JsonArray Arms(IReadOnlyList<Arm> arms) => new(arms.Select(a => (JsonNode)new JsonObject
@@ -153,9 +156,11 @@ static class DemoJson
         { throw new InvalidFileException(path, $"is not a JSON object ({ex.Message})"); }
         try
         {
-            if (Str(o, "format") != "whittle-demo-results") throw new InvalidFileException(path, "is not a whittle demo results file (\"format\" is not \"whittle-demo-results\")");
+            if (Str(o, "format") != "whittle-demo-results")
+                throw new InvalidFileException(path, "is not a whittle demo results file (\"format\" is not \"whittle-demo-results\")");
             int version = Req(o, "version").GetValue<int>();
-            if (version != Version) throw new InvalidFileException(path, $"has results format version {version}; this build reads version {Version}");
+            if (version != Version)
+                throw new InvalidFileException(path, $"has results format version {version}; this build reads version {Version}");
             var teacher = Obj(o, "teacher");
             var budget = Obj(o, "budget");
             var salt = Obj(o, "salt");
@@ -181,10 +186,12 @@ static class DemoJson
                 SaltSmallSeconds = OptDbl(salt, "small_model_seconds"),
                 SaltCacheSeconds = OptDbl(salt, "cache_seconds"),
                 SaltCacheTopK = salt["cache_top_k"]?.GetValue<int>(),
-                Stages = Arr(o, "stages").Select(n => n!.AsObject()).Select(s => new StageTiming(Str(s, "stage"), Dbl(s, "seconds"), Req(s, "cached").GetValue<bool>())).ToList(),
+                Stages = Arr(o, "stages").Select(n => n!.AsObject()).Select(
+                    s => new StageTiming(Str(s, "stage"), Dbl(s, "seconds"), Req(s, "cached").GetValue<bool>())).ToList(),
             };
         }
-        catch (Exception ex) when (ex is JsonException or InvalidOperationException or FormatException or KeyNotFoundException or NullReferenceException)
+        catch (Exception ex)
+            when (ex is JsonException or InvalidOperationException or FormatException or KeyNotFoundException or NullReferenceException)
         { throw new InvalidFileException(path, $"is not a valid demo results file ({ex.Message})"); }
     }
 
@@ -192,13 +199,14 @@ static class DemoJson
         new((int)Long(p, "index"), Str(p, "strategy"), Long(p, "parameters"), Dbl(p, "perplexity"), Str(p, "spec"));
 
     // "seconds" and "clock" are absent from files written before the wall-clock was recorded: they load as null.
-    static List<Arm> ReadArms(JsonArray arms) => arms.Select(n => n!.AsObject()).Select(a => new Arm(Str(a, "name"), Str(a, "description"), Long(a, "parameters"),
-        Arr(a, "curve").Select(c => c!.AsObject())
-            .Select(c => new CurvePoint((int)Long(c, "step"), Long(c, "tokens"), Dbl(c, "val_loss"), OptDbl(c, "seconds"))).ToList(),
-        a["clock"] is JsonObject c
-            ? new RunClock(Dbl(c, "seconds"), (int)Long(c, "kd_steps"), OptDbl(c, "kd_step_ms"), OptDbl(c, "plain_step_ms"),
-                Dbl(c, "teacher_seconds"))
-            : null)).ToList();
+    static List<Arm> ReadArms(JsonArray arms) =>
+        arms.Select(n => n!.AsObject()).Select(a => new Arm(Str(a, "name"), Str(a, "description"), Long(a, "parameters"),
+            Arr(a, "curve").Select(c => c!.AsObject())
+                .Select(c => new CurvePoint((int)Long(c, "step"), Long(c, "tokens"), Dbl(c, "val_loss"), OptDbl(c, "seconds"))).ToList(),
+            a["clock"] is JsonObject c
+                ? new RunClock(Dbl(c, "seconds"), (int)Long(c, "kd_steps"), OptDbl(c, "kd_step_ms"), OptDbl(c, "plain_step_ms"),
+                    Dbl(c, "teacher_seconds"))
+                : null)).ToList();
 
     static double? OptDbl(JsonObject o, string key) => o[key] is null ? null : Dbl(o, key);
 

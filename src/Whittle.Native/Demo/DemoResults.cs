@@ -22,7 +22,8 @@ public sealed record RunClock(double Seconds, int KdSteps, double? KdStepMs, dou
 /// </summary>
 public sealed record Arm(string Name, string Description, long Parameters, IReadOnlyList<CurvePoint> Curve, RunClock? Clock = null);
 
-/// <summary>One sub-network evaluated by the search, in evaluation order; Parameters counts what the budget counts (non-embedding).</summary>
+/// <summary>One sub-network evaluated by the search, in evaluation order; Parameters counts what the budget counts
+/// (non-embedding).</summary>
 public sealed record SearchPoint(int Index, string Strategy, long Parameters, double Perplexity, string Spec);
 
 /// <summary>How long a stage of the demo took (cached stages report the time of the run that computed them).</summary>

@@ -38,14 +38,17 @@ public sealed record TrainOptions
     /// </summary>
     public IReadOnlyList<long>? SelectedWindows { get; init; }
     public int SelectedUntilStep { get; init; }
-    /// <summary>Facts about how the run computes (e.g. precision, teacher_precision), logged to metrics.jsonl as a line with the step it starts (or resumes) at.</summary>
+    /// <summary>Facts about how the run computes (e.g. precision, teacher_precision), logged to metrics.jsonl as a line with the step it
+    /// starts (or resumes) at.</summary>
     public IReadOnlyDictionary<string, string> RunInfo { get; init; } = new Dictionary<string, string>();
 
     public long TokensPerStep => (long)SeqLen * MicroBatch * GradAccum;
 
     public TrainOptions Validate()
     {
-        if (SeqLen < 1 || MicroBatch < 1 || GradAccum < 1) throw new WhittleException($"--seq-len ({SeqLen}), --batch-size ({MicroBatch}) and --grad-accum ({GradAccum}) must be positive");
+        if (SeqLen < 1 || MicroBatch < 1 || GradAccum < 1)
+            throw new WhittleException($"--seq-len ({SeqLen}), --batch-size ({MicroBatch}) and --grad-accum ({GradAccum}) must be " +
+            $"positive");
         if (Steps < 1) throw new WhittleException($"the run needs at least one step (got {Steps})");
         if (ClipNorm < 0) throw new WhittleException($"--clip must be >= 0, got {ClipNorm}");
         Schedule.Validate();
@@ -59,7 +62,8 @@ public sealed record TrainOptions
 /// training and are left out); TeacherMilliseconds: the part of this step spent obtaining a frozen teacher's soft
 /// labels (its forward pass, or reading them from a cache), null for a step that consulted no teacher.
 /// </summary>
-public sealed record StepRecord(int Step, int Steps, double Loss, float Lr, double GradNorm, double Milliseconds, double TokensPerSecond, long TokensSeen,
+public sealed record StepRecord(
+    int Step, int Steps, double Loss, float Lr, double GradNorm, double Milliseconds, double TokensPerSecond, long TokensSeen,
     IReadOnlyDictionary<string, double> Extra, double ElapsedSeconds = 0, double? TeacherMilliseconds = null);
 
 /// <summary>
@@ -106,12 +110,15 @@ public sealed class Trainer : IDisposable
         _data = data;
         model.Config.RequireContext(options.SeqLen);
         if (data.Meta.VocabSize > model.Config.VocabSize)
-            throw new WhittleException($"{data.Directory}: dataset vocabulary ({data.Meta.VocabSize}) is larger than the model's vocab_size ({model.Config.VocabSize})");
+            throw new WhittleException($"{data.Directory}: dataset vocabulary ({data.Meta.VocabSize}) is larger than the model's " +
+                $"vocab_size ({model.Config.VocabSize})");
         if (data.Val.Length < options.SeqLen + 1)
-            throw new WhittleException($"{data.Directory}: the validation split has {data.Val.Length} tokens, fewer than one window of {options.SeqLen + 1}; " +
+            throw new WhittleException($"{data.Directory}: the validation split has {data.Val.Length} tokens, fewer than one window of " +
+                $"{options.SeqLen + 1}; " +
                 "re-tokenize with --val-fraction > 0 and a --doc-start pattern that splits the text into several documents");
         if (data.Train.Length < options.SeqLen + 1)
-            throw new WhittleException($"{data.Directory}: the training split has {data.Train.Length} tokens, fewer than one window of {options.SeqLen + 1}");
+            throw new WhittleException($"{data.Directory}: the training split has {data.Train.Length} tokens, fewer than one window of " +
+                $"{options.SeqLen + 1}");
         model.Parameters.EnsureGrad();
         _opt = new AdamWOptimizer(model.Parameters, options.Adam);
         _store = new CheckpointStore(options.RunDir, options.KeepCheckpoints, options.TokenizerFile);
@@ -124,7 +131,8 @@ public sealed class Trainer : IDisposable
     /// The micro-batches a run draws, in order (outside a SALT_DS selection): one (B, T+1) batch per micro-batch, so
     /// optimizer step s uses batches (s−1)·accum … s·accum − 1. `whittle cache-teacher` walks this very sequence.
     /// </summary>
-    public static BatchLoader TrainingBatches(TokenDataset data, int microBatch, int seqLen, ulong seed) => BatchLoader.Random(data.Train, microBatch, seqLen, seed);
+    public static BatchLoader TrainingBatches(TokenDataset data, int microBatch, int seqLen, ulong seed) =>
+        BatchLoader.Random(data.Train, microBatch, seqLen, seed);
 
     /// <summary>A (B, T+1) batch → inputs (B, T) and next-token targets (B·T), as every training step feeds the model.</summary>
     public static void SplitBatch(ReadOnlySpan<int> batch, int B, int T, Span<int> inputs, Span<int> targets)
@@ -150,7 +158,8 @@ public sealed class Trainer : IDisposable
             return false;
         }
         _state = CheckpointStore.Restore(latest.Path, _model, _opt);
-        if (_state.Seed != _o.Seed) throw new WhittleException($"{latest.Path}: the run used --seed {_state.Seed}, not {_o.Seed}; resume with the same seed");
+        if (_state.Seed != _o.Seed)
+            throw new WhittleException($"{latest.Path}: the run used --seed {_state.Seed}, not {_o.Seed}; resume with the same seed");
         _loader.Cursor = _state.DataCursor;
         _selectedCursor = _state.SelectedCursor;
         TruncateMetrics(_state.Step);
@@ -165,10 +174,13 @@ public sealed class Trainer : IDisposable
     {
         var latest = _store.Latest();
         if (latest is not null || File.Exists(MetricsPath))
-            throw new WhittleException($"{_o.RunDir} already holds a run{(latest is { } l ? $" (checkpoints up to step {l.Step})" : "")}; pass --resume to continue it, or choose another --out");
+            throw new WhittleException($"{_o.RunDir} already holds a " +
+                $"run{(latest is { } l ? $" (checkpoints up to step {l.Step})" : "")}; pass --resume to continue it, or choose another " +
+                $"--out");
     }
 
-    public IReadOnlyList<EvalRecord> Run(LossFunction? loss = null, Action<StepRecord>? onStep = null, Action<EvalRecord>? onEval = null, CancellationToken cancel = default)
+    public IReadOnlyList<EvalRecord> Run(
+        LossFunction? loss = null, Action<StepRecord>? onStep = null, Action<EvalRecord>? onEval = null, CancellationToken cancel = default)
     {
         loss ??= (tape, inputs, targets, _) => (_model.Loss(tape, inputs, targets), null, null);
         var backend = _model.Backend;
@@ -210,7 +222,8 @@ public sealed class Trainer : IDisposable
                 foreach (var (k, v) in extra ?? new Dictionary<string, double>()) extraSum[k] = extraSum.GetValueOrDefault(k) + v;
             }
             double norm = _opt.GradNorm();
-            if (!double.IsFinite(norm)) throw Diverged(step, $"the gradient norm is {norm}; non-finite gradients in {NonFiniteGradients()}");
+            if (!double.IsFinite(norm))
+                throw Diverged(step, $"the gradient norm is {norm}; non-finite gradients in {NonFiniteGradients()}");
             float lr = _o.Schedule.At(step);
             _opt.Update(lr, _o.ClipNorm, norm);
             backend.Synchronize();
@@ -219,10 +232,12 @@ public sealed class Trainer : IDisposable
             // from the checkpoint's value; the time spent evaluating, saving or loading is not training and stays out.
             _state = _state with
             {
-                Step = step, TokensSeen = _state.TokensSeen + _o.TokensPerStep, DataCursor = _loader.Cursor, SelectedCursor = _selectedCursor,
+                Step = step, TokensSeen = _state.TokensSeen + _o.TokensPerStep, DataCursor = _loader.Cursor,
+                    SelectedCursor = _selectedCursor,
                 ElapsedSeconds = _state.ElapsedSeconds + seconds,
             };
-            var record = new StepRecord(step, _o.Steps, lossSum / _o.GradAccum, lr, norm, ms, _o.TokensPerStep / seconds, _state.TokensSeen,
+            var record = new StepRecord(
+                step, _o.Steps, lossSum / _o.GradAccum, lr, norm, ms, _o.TokensPerStep / seconds, _state.TokensSeen,
                 extraSum.ToDictionary(kv => kv.Key, kv => kv.Value / _o.GradAccum), _state.ElapsedSeconds, 1000 * teacherSeconds);
             AppendMetrics(StepJson(record));
             onStep?.Invoke(record);
@@ -263,7 +278,8 @@ public sealed class Trainer : IDisposable
         return batch;
     }
 
-    /// <summary>Validation loss on the same leading windows of the val split every time (T+1-token windows: T predictions each, as in training).</summary>
+    /// <summary>Validation loss on the same leading windows of the val split every time (T+1-token windows: T predictions each, as in
+    /// training).</summary>
     public EvalRecord Evaluate(int step)
     {
         var r = Perplexity.Evaluate(_model, _data.Val, _o.SeqLen + 1, _o.MicroBatch, _o.EvalTokens);
@@ -280,7 +296,8 @@ public sealed class Trainer : IDisposable
     string NonFiniteGradients()
     {
         var g = _model.Parameters.FlatGrad!.ToFloatArray();
-        var bad = _model.Parameters.Entries.Where(p => !AllFinite(g.AsSpan((int)p.Offset, (int)p.Count))).Select(p => p.Name).Take(5).ToList();
+        var bad = _model.Parameters.Entries.Where(
+            p => !AllFinite(g.AsSpan((int)p.Offset, (int)p.Count))).Select(p => p.Name).Take(5).ToList();
         return bad.Count == 0 ? "(none found)" : string.Join(", ", bad);
     }
 

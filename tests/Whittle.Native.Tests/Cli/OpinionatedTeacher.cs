@@ -1,7 +1,7 @@
 using Whittle.Native.Cpu;
 using Whittle.Native.Model;
 
-namespace Whittle.Native.Tests.Distillation;
+namespace Whittle.Native.Tests.Cli;
 
 /// <summary>
 /// A teacher for distillation tests. A random init is nearly uniform over 4096 tokens (KD ~ 1e-4); a 100× output

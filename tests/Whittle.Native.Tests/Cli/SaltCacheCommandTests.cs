@@ -4,10 +4,9 @@ using Whittle.Native.Cpu;
 using Whittle.Native.Data;
 using Whittle.Native.Model;
 using Whittle.Native.Tensors;
-using Whittle.Native.Tests.Cli;
 using Whittle.Native.Training;
 
-namespace Whittle.Native.Tests.Distillation;
+namespace Whittle.Native.Tests.Cli;
 
 /// <summary>
 /// `whittle salt --teacher-cache`: the KD phase reads the small model's soft labels from a `cache-teacher` cache instead
