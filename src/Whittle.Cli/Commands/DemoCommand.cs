@@ -52,7 +52,7 @@ static class DemoCommand
     public static Command Create()
     {
         var device = new Option<string>("--device") { Description = "cpu | cuda.", DefaultValueFactory = _ => "cpu" };
-        var preset = new Option<string>("--preset") { Description = "quick (35 s on 2 shared CPU cores; all three effects in each of seeds 0-9, the search not in 3 of seeds 10-14: bench/RESULTS.md) | default (3 min 44 s on 2 CPU cores) | large (a GPU).", DefaultValueFactory = _ => "default" };
+        var preset = new Option<string>("--preset") { Description = "quick (34.9 s on 2 shared CPU cores; all three effects in each of seeds 0-9, the search not in 3 of seeds 10-14: bench/RESULTS.md) | default (3 min 44 s on 2 CPU cores) | large (a GPU).", DefaultValueFactory = _ => "default" };
         var outDir = new Option<string>("--out") { Description = "Run directory (reused: finished stages are not run again).", DefaultValueFactory = _ => "runs/demo" };
         var seed = new Option<int>("--seed") { Description = "Added to every stage's seed (data split, initialisations, data order, search), to see whether the effects hold beyond one draw.", DefaultValueFactory = _ => 0 };
         var seeds = new Option<string?>("--seeds") { Description = "A seed sweep: run the demo once per seed (a range 0-4 or a list 0,3,7) into --out/seed-N and print a table of the three effects in every seed." };
