@@ -77,10 +77,10 @@ static class TokenizerCompare
 
         Console.WriteLine($"- Date: {DateTime.UtcNow:yyyy-MM-dd}. Machine: `{CpuModel()}`, {Environment.ProcessorCount} cores; " +
             $"load average {File.ReadAllText("/proc/loadavg").Split(' ')[0]} at the end of the run.");
-        Console.WriteLine($"- Text: `data/austen/austen.txt.gz` decompressed ({bytes:N0} bytes), encoded as one string on one " +
-            $"thread; best of {rounds} interleaved rounds, each by a fresh tokenizer after a warm-up.");
-        Console.WriteLine($"- Command: `bash bench/tokenizers-compare.sh` (Microsoft.ML.Tokenizers 2.0.1, Hugging Face tokenizers " +
-            "through `@anush008/tokenizers`).");
+        Console.WriteLine($"- Text: `data/austen/austen.txt.gz` decompressed ({bytes:N0} bytes), encoded as one string on one thread;\n" +
+            $"  best of {rounds} interleaved rounds, each by a fresh tokenizer after a warm-up.");
+        Console.WriteLine($"- Command: `bash bench/tokenizers-compare.sh` (Microsoft.ML.Tokenizers 2.0.1,\n" +
+            "  Hugging Face tokenizers through `@anush008/tokenizers`).");
         Console.WriteLine();
         Console.WriteLine("| vocabulary | implementation | MB/s | M ids/s | ids | vs Whittle.Native |");
         Console.WriteLine("|---|---|---:|---:|---:|---:|");

@@ -1,11 +1,3 @@
-using System.CommandLine;
-using System.Text.Json.Nodes;
-using Whittle.Native;
-using Whittle.Native.Data;
-using Whittle.Native.Model;
-using Whittle.Native.Tensors;
-using Whittle.Native.Training;
-
 namespace Whittle.Cli;
 
 /// <summary>`whittle pretrain`: train a GPT-NeoX from scratch (architecture flags or a config.json) or from a checkpoint.</summary>
@@ -13,7 +5,9 @@ static class PretrainCommand
 {
     public static Command Create()
     {
-        var cmd = new Command("pretrain", "Train a GPT-NeoX language model on a token dataset (new model or continue a checkpoint). Writes checkpoints/, metrics.jsonl and final/ in --out.");
+        var cmd = new Command("pretrain",
+            "Train a GPT-NeoX language model on a token dataset (new model or continue a checkpoint). Writes checkpoints/, metrics.jsonl " +
+            "and final/ in --out.");
         var t = new TrainingCli();
         t.AddTo(cmd);
         var init = new Option<string?>("--init") { Description = "Start from this model directory (HF GPT-NeoX) instead of a new model." };
@@ -30,12 +24,15 @@ static class PretrainCommand
             using var trainer = new Trainer(model, data, options);
             var counts = ParameterCount.Of(model.Config);
             return t.Train(p, trainer, model, options, backend, "pretrain",
-                $"pretrain: {counts.Total:N0} parameters ({counts.NonEmbedding:N0} non-embedding) on {backend.Name}, {options.Steps} steps × {options.TokensPerStep:N0} tokens");
+                $"pretrain: {counts.Total:N0} parameters ({counts.NonEmbedding:N0} non-embedding) on {backend.Name}, {options.Steps} " +
+                    $"steps × {options.TokensPerStep:N0} tokens");
         });
         return cmd;
     }
 
-    static GptNeoX BuildModel(ParseResult p, Option<string?> init, Option<string?> config, ArchitectureOptions arch, TokenDataset data, IBackend backend, ulong seed, int seqLen)
+    static GptNeoX BuildModel(
+        ParseResult p, Option<string?> init, Option<string?> config, ArchitectureOptions arch, TokenDataset data, IBackend backend,
+        ulong seed, int seqLen)
     {
         if (p.GetValue(init) is { } dir)
         {
@@ -43,7 +40,8 @@ static class PretrainCommand
             return GptNeoXCheckpoint.Load(dir, backend);
         }
         var c = p.GetValue(config) is { } file ? GptNeoXConfig.Load(file) : arch.Config(p, data.Meta.VocabSize, data.Meta.EosId, seqLen);
-        if (c.VocabSize < data.Meta.VocabSize) throw new WhittleException($"vocab_size {c.VocabSize} is smaller than the dataset's vocabulary ({data.Meta.VocabSize})");
+        if (c.VocabSize < data.Meta.VocabSize)
+            throw new WhittleException($"vocab_size {c.VocabSize} is smaller than the dataset's vocabulary ({data.Meta.VocabSize})");
         return GptNeoX.CreateRandom(c, backend, seed);
     }
 }
@@ -55,11 +53,14 @@ sealed class ArchitectureOptions
     public readonly Option<int> Hidden = new("--hidden") { Description = "New model: hidden size.", DefaultValueFactory = _ => 128 };
     public readonly Option<int> Heads = new("--heads") { Description = "New model: attention heads.", DefaultValueFactory = _ => 4 };
     public readonly Option<int?> Intermediate = new("--intermediate") { Description = "New model: MLP width (default 4 × hidden)." };
-    public readonly Option<float> RotaryPct = new("--rotary-pct") { Description = "New model: fraction of each head rotated.", DefaultValueFactory = _ => 0.25f };
-    public readonly Option<bool> Sequential = new("--sequential-residual") { Description = "New model: sequential instead of parallel residual." };
+    public readonly Option<float> RotaryPct = new("--rotary-pct") { Description = "New model: fraction of each head rotated.",
+        DefaultValueFactory = _ => 0.25f };
+    public readonly Option<bool> Sequential = new("--sequential-residual") { Description = "New model: sequential instead of parallel " +
+        "residual." };
     public readonly Option<string> Act = new("--act") { Description = "New model: gelu | gelu_new.", DefaultValueFactory = _ => "gelu" };
 
-    public void AddTo(Command cmd) { foreach (var o in new Option[] { Layers, Hidden, Heads, Intermediate, RotaryPct, Sequential, Act }) cmd.Options.Add(o); }
+    public void AddTo(Command cmd) { foreach (var o in new Option[] { Layers, Hidden, Heads, Intermediate, RotaryPct, Sequential,
+        Act }) cmd.Options.Add(o); }
 
     public GptNeoXConfig Config(ParseResult p, int vocab, int eos, int seqLen) => new GptNeoXConfig
     {

@@ -101,7 +101,8 @@ public sealed class GptNeoX : IDisposable
     public static GptNeoX CreateRandom(GptNeoXConfig config, IBackend backend, ulong seed)
     {
         var model = new GptNeoX(config, backend);
-        using var host = model.Parameters.Count <= SequentialInitLimit ? SequentialInit(model.Parameters, config, seed) : RandomInit(model.Parameters, config, seed);
+        using var host = model.Parameters.Count <= SequentialInitLimit ? SequentialInit(model.Parameters, config, seed)
+            : RandomInit(model.Parameters, config, seed);
         model.LoadFlat(host);
         return model;
     }
@@ -126,7 +127,8 @@ public sealed class GptNeoX : IDisposable
             var span = all.Slice((int)p.Offset, (int)p.Count);
             if (p.Name.EndsWith("layernorm.weight") || p.Name == FinalNormWeight) span.Fill(1f);
             else if (p.Shape.Length == 1) span.Clear();
-            else rng.FillNormal(span, 0, p.Name.EndsWith("attention.dense.weight") || p.Name.EndsWith("dense_4h_to_h.weight") ? residualStd : 0.02);
+            else rng.FillNormal(
+                span, 0, p.Name.EndsWith("attention.dense.weight") || p.Name.EndsWith("dense_4h_to_h.weight") ? residualStd : 0.02);
         }
         return host;
     }
@@ -149,7 +151,8 @@ public sealed class GptNeoX : IDisposable
         for (int i = 0; i < entries.Count; i++)
         {
             var p = entries[i];
-            if (p.Name.EndsWith("layernorm.weight") || p.Name == FinalNormWeight) host.AsSpan<float>().Slice((int)p.Offset, (int)p.Count).Fill(1f);
+            if (p.Name.EndsWith("layernorm.weight") || p.Name == FinalNormWeight)
+                host.AsSpan<float>().Slice((int)p.Offset, (int)p.Count).Fill(1f);
             else if (p.Shape.Length > 1)
                 for (long b = 0; b * InitBlockElements < p.Count; b++) blocks.Add((i, b));
             // vectors (biases) stay 0
@@ -218,7 +221,8 @@ public sealed class GptNeoX : IDisposable
             string p = LayerPrefix(l);
             int h = a.Heads[i], m = a.Intermediate[i];
             observe?.Invoke(ForwardTap.LayerInput, i, x.Data);
-            var ln1 = tape.LayerNorm(x, Param(tape, p + "input_layernorm.weight", d), Param(tape, p + "input_layernorm.bias", d), c.LayerNormEps);
+            var ln1 = tape.LayerNorm(
+                x, Param(tape, p + "input_layernorm.weight", d), Param(tape, p + "input_layernorm.bias", d), c.LayerNormEps);
             // (N, 3·h·D): the first h heads' [q, k, v] rows of the fused weight are its first 3·h·D rows.
             var qkv = Linear(tape, ln1, p + "attention.query_key_value.weight", p + "attention.query_key_value.bias", 3 * h * D, d);
             long[] headStrides = [(long)T * 3 * h * D, 3L * h * D, 3L * D, 1];
@@ -231,18 +235,22 @@ public sealed class GptNeoX : IDisposable
             observe?.Invoke(ForwardTap.AttentionHeads, i, att.Data);
             tape.Release(qkv);
             var attFlat = tape.View(att, t => t.Reshape(N, h * D));
-            var attOut = Linear(tape, attFlat, p + "attention.dense.weight", p + "attention.dense.bias", d, h * D, consumesInput: false);   // attention's backward reads att
+            // attention's backward reads att
+            var attOut = Linear(tape, attFlat, p + "attention.dense.weight", p + "attention.dense.bias", d, h * D, consumesInput: false);
             tape.Release(att);
 
             Var mlpIn, residual;
             if (c.UseParallelResidual) { mlpIn = x; residual = x; }
             else { residual = tape.Add(x, attOut); tape.Release(x, attOut); mlpIn = residual; }
-            var ln2 = tape.LayerNorm(mlpIn, Param(tape, p + "post_attention_layernorm.weight", d), Param(tape, p + "post_attention_layernorm.bias", d), c.LayerNormEps);
+            var ln2 = tape.LayerNorm(
+                mlpIn, Param(tape, p + "post_attention_layernorm.weight", d), Param(tape, p + "post_attention_layernorm.bias", d),
+                c.LayerNormEps);
             var hidden = Linear(tape, ln2, p + "mlp.dense_h_to_4h.weight", p + "mlp.dense_h_to_4h.bias", m, d);
             var act = tape.Gelu(hidden, tanh);
             tape.Release(hidden);
             observe?.Invoke(ForwardTap.MlpActivation, i, act.Data);
-            var mlpOut = Linear(tape, act, p + "mlp.dense_4h_to_h.weight", p + "mlp.dense_4h_to_h.bias", d, m);   // GELU's backward reads its input, not act
+            // GELU's backward reads its input, not act
+            var mlpOut = Linear(tape, act, p + "mlp.dense_4h_to_h.weight", p + "mlp.dense_4h_to_h.bias", d, m);
             Var next;
             if (c.UseParallelResidual)
             {
@@ -282,8 +290,9 @@ public sealed class GptNeoX : IDisposable
     }
 
     /// <summary>
-    /// The linear layer x @ weight[:rows, :cols]ᵀ + bias[:rows] at the model's precision; its input is released afterwards. In bf16 mode while recording, an input that only this layer reads
-    /// (<paramref name="consumesInput"/>) is discarded outright: the layer kept a bf16 copy, the f32 one is dead weight.
+    /// The linear layer x @ weight[:rows, :cols]ᵀ + bias[:rows] at the model's precision; its input is released afterwards. In bf16 mode
+    /// while recording, an input that only this layer reads (<paramref name="consumesInput"/>) is discarded outright: the layer kept a bf16
+    /// copy, the f32 one is dead weight.
     /// </summary>
     Var Linear(Tape tape, Var x, string weight, string? bias, int? rows, int cols, bool consumesInput = true)
     {
@@ -304,7 +313,8 @@ public sealed class GptNeoX : IDisposable
     /// The chunked distillation loss of a student whose final hidden state is <paramref name="final"/> (from
     /// <see cref="ForwardHidden"/>), against a teacher given per chunk of rows (<see cref="TeacherRows"/>).
     /// </summary>
-    public Var ChunkedDistillationLoss(Tape tape, Var final, TeacherRows teacher, Tensor targets, DistillSettings settings, out DistillParts parts)
+    public Var ChunkedDistillationLoss(
+        Tape tape, Var final, TeacherRows teacher, Tensor targets, DistillSettings settings, out DistillParts parts)
     {
         var (w, wb) = Head(tape, final.Data.Size(1));
         var loss = tape.ChunkedDistillation(final, w, wb, teacher, targets.Reshape((int)targets.Count), settings, LossChunkRows, out parts);
@@ -327,14 +337,16 @@ public sealed class GptNeoX : IDisposable
 
     /// <summary>The LM head weight (V, d) as a tape Var, and its bf16 copy in bf16 mode.</summary>
     (Var Weight, Tensor? Bf16) Head(Tape tape, int d) =>
-        (Param(tape, EmbedOut, rows: null, cols: d), Precision == Precision.Bf16 ? Slice(Parameters.LowPrecisionOf(EmbedOut), null, d) : null);
+        (Param(tape, EmbedOut, rows: null, cols: d),
+            Precision == Precision.Bf16 ? Slice(Parameters.LowPrecisionOf(EmbedOut), null, d) : null);
 
     /// <summary>A parameter (or its leading sub-block) as a tape Var: with its gradient view when gradients are being recorded.</summary>
     Var Param(Tape tape, string name, int? rows = null, int? cols = null)
     {
         var data = Parameters[name];
         bool train = tape.IsRecording && Parameters.FlatGrad is not null;
-        return train ? Var.Parameter(Slice(data, rows, cols), Slice(Parameters.Grad(name), rows, cols)) : Var.Constant(Slice(data, rows, cols));
+        return train ? Var.Parameter(Slice(data, rows, cols), Slice(Parameters.Grad(name), rows, cols))
+            : Var.Constant(Slice(data, rows, cols));
     }
 
     /// <summary>The leading (rows, cols) block of a parameter, a view with the parent's row stride (rows alone for vectors).</summary>
@@ -348,7 +360,8 @@ public sealed class GptNeoX : IDisposable
 
     Var Param(Tape tape, string name, int length) => Param(tape, name, rows: length, cols: null);
 
-    /// <summary>cos/sin of t·inv_freq, inv_freq[i] = base^(-2i/R), for t in [0, Tmax): the same tables HF builds (in double, then f32).</summary>
+    /// <summary>cos/sin of t·inv_freq, inv_freq[i] = base^(-2i/R), for t in [0, Tmax): the same tables HF builds (in double, then
+    /// f32).</summary>
     void EnsureRotaryTables(int t)
     {
         int half = Config.RotaryDims / 2;

@@ -45,13 +45,15 @@ public static class GptNeoXCheckpoint
         var config = GptNeoXConfig.Load(dir);
         static IEnumerable<(string, string)> Shapes(GptNeoXConfig c) => GptNeoX.Layout(c).Select(p => (p.Name, string.Join(',', p.Shape)));
         if (!Shapes(config).SequenceEqual(Shapes(model.Config)))
-            throw new InvalidFileException(dir, "the checkpoint's architecture differs from the model being resumed (compare their config.json)");
+            throw new InvalidFileException(
+                dir, "the checkpoint's architecture differs from the model being resumed (compare their config.json)");
         using var reader = new CheckpointReader(dir);
         CheckTensors(dir, config, reader);
         model.NonFiniteTensors = ReadInto(dir, reader, model);
     }
 
-    /// <summary>Every parameter of <paramref name="model"/> from the checkpoint, through one host buffer; the names of tensors holding NaN or Inf.</summary>
+    /// <summary>Every parameter of <paramref name="model"/> from the checkpoint, through one host buffer; the names of tensors holding NaN
+    /// or Inf.</summary>
     static List<string> ReadInto(string dir, CheckpointReader reader, GptNeoX model)
     {
         using var host = Tensor.Zeros(DType.F32, checked((int)model.Parameters.Count));
@@ -64,7 +66,8 @@ public static class GptNeoXCheckpoint
             if (CountNonFinite(values) is > 0 and var n)
             {
                 nonFinite.Add(p.Name);
-                Warnings.Warn($"{dir}: tensor '{p.Name}' holds {n:N0} NaN or Inf values of {values.Length:N0}; outputs computed from it will be NaN");
+                Warnings.Warn($"{dir}: tensor '{p.Name}' holds {n:N0} NaN or Inf values of {values.Length:N0}; outputs computed from it " +
+                    $"will be NaN");
             }
         }
         model.LoadFlat(host);
@@ -97,7 +100,8 @@ public static class GptNeoXCheckpoint
                 throw new InvalidFileException(dir, $"missing tensor '{name}': config.json implies shape {Tensor.FormatShape(shape)}");
             var found = reader.Find(name).Shape;
             if (!found.AsSpan().SequenceEqual(shape))
-                throw new InvalidFileException(dir, $"shape {Tensor.FormatShape(found)} does not match {Tensor.FormatShape(shape)} implied by config.json", name);
+                throw new InvalidFileException(
+                    dir, $"shape {Tensor.FormatShape(found)} does not match {Tensor.FormatShape(shape)} implied by config.json", name);
         }
         var unexpected = reader.Names.Where(n => !expected.ContainsKey(n) && !IsKnownBuffer(n)).Take(5).ToList();
         if (unexpected.Count > 0)
@@ -108,11 +112,15 @@ public static class GptNeoXCheckpoint
     /// Writes config.json + model.safetensors (sharded above <paramref name="maxShardBytes"/>) into <paramref name="dir"/>,
     /// replacing it as a whole. <paramref name="extraFiles"/> (e.g. the tokenizer) are copied in before the rename.
     /// </summary>
-    public static void Save(GptNeoX model, string dir, DType storeAs = DType.F32, long maxShardBytes = long.MaxValue, IEnumerable<string>? extraFiles = null)
+    public static void Save(
+        GptNeoX model, string dir, DType storeAs = DType.F32, long maxShardBytes = long.MaxValue, IEnumerable<string>? extraFiles = null)
         => SaveWith(model, dir, storeAs, maxShardBytes, extraFiles, alsoWrite: null);
 
-    /// <summary>As <see cref="Save"/>, letting the caller add files (optimizer state, trainer state) to the directory before it is renamed into place.</summary>
-    public static void SaveWith(GptNeoX model, string dir, DType storeAs = DType.F32, long maxShardBytes = long.MaxValue, IEnumerable<string>? extraFiles = null, Action<string>? alsoWrite = null)
+    /// <summary>As <see cref="Save"/>, letting the caller add files (optimizer state, trainer state) to the directory before it is renamed
+    /// into place.</summary>
+    public static void SaveWith(
+        GptNeoX model, string dir, DType storeAs = DType.F32, long maxShardBytes = long.MaxValue, IEnumerable<string>? extraFiles = null,
+        Action<string>? alsoWrite = null)
     {
         using var host = model.Parameters.Flat.Device == Device.Cpu ? null : model.Parameters.Flat.ToCpu();
         var flat = host ?? model.Parameters.Flat;
