@@ -55,7 +55,7 @@ static class DemoCommand
     public static Command Create()
     {
         var device = CliCommon.DeviceOption();
-        var preset = new Option<string>("--preset") { Description = "quick (35 s on 2 shared CPU cores; all three effects in each of " +
+        var preset = new Option<string>("--preset") { Description = "quick (34.9 s on 2 shared CPU cores; all three effects in each of " +
             "seeds 0-9, the search not in 3 of seeds 10-14: bench/RESULTS.md) | default (3 min 44 s on 2 CPU cores) | large (a GPU).",
             DefaultValueFactory = _ => "default" };
         var outDir = new Option<string>("--out") { Description = "Run directory (reused: finished stages are not run again).",
