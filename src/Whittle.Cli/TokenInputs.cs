@@ -35,7 +35,8 @@ sealed class TokenInputs : IDisposable
             if (!File.Exists(tokFile))
                 throw new WhittleException($"--text needs a tokenizer, but {tokFile} does not exist; pass --tokenizer, or tokenize first " +
                 $"and pass --data or --ids");
-            tokens = Tokenizer.FromFile(tokFile).Encode(File.ReadAllText(text));
+            // As one document of a dataset: inside the tokenizer's template (BOS for Llama), as `whittle tokenize` writes it.
+            tokens = Tokenizer.FromFile(tokFile).Encode(File.ReadAllText(text), addSpecialTokens: true);
         }
         else
         {

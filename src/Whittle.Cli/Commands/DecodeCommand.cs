@@ -11,10 +11,16 @@ static class DecodeCommand
     public static Command Create()
     {
         var cmd = new Command("decode", "Decode token ids (a JSON array; with --jsonl, {\"ids\"} lines to {\"text\"} lines) to text.");
+        var skipOpt = new Option<bool>("--skip-special-tokens")
+        {
+            Description = "Leave special added tokens (BOS, EOS, ...) out of the text.",
+        };
         EncodeCommand.AddInputOptions(cmd);
+        cmd.Options.Add(skipOpt);
         cmd.SetAction(parse =>
         {
             var (tok, input, jsonl) = EncodeCommand.InputOptions(parse);
+            bool skip = parse.GetValue(skipOpt);
             using var stdout = new StreamWriter(Console.OpenStandardOutput(), new UTF8Encoding(false));
             if (!jsonl)
             {
@@ -22,12 +28,12 @@ static class DecodeCommand
                 JsonElement arr;
                 try { arr = JsonDocument.Parse(text).RootElement; }
                 catch (JsonException e) { throw new WhittleException($"{input ?? "standard input"}: not valid JSON ({e.Message})"); }
-                stdout.Write(tok.Decode(Ids(arr, input, 1)));
+                stdout.Write(tok.Decode(Ids(arr, input, 1), skip));
                 return 0;
             }
             EncodeCommand.ProcessJsonl(input, stdout, batch => batch.Select(l =>
             {
-                var s = tok.Decode(Ids(EncodeCommand.Field(l.Line, l.No, "ids", JsonValueKind.Array, input), input, l.No));
+                var s = tok.Decode(Ids(EncodeCommand.Field(l.Line, l.No, "ids", JsonValueKind.Array, input), input, l.No), skip);
                 var ms = new MemoryStream();
                 using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
                 { w.WriteStartObject(); w.WriteString("text", s); w.WriteEndObject(); }

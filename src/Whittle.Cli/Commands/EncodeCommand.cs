@@ -11,25 +11,32 @@ static class EncodeCommand
         "encoder.json/vocab.json beside vocab.bpe/merges.txt.", Required = true };
     public static readonly Option<string?> InputOption = new("--input") { Description = "Input file (standard input when absent)." };
     public static readonly Option<bool> JsonlOption = new("--jsonl") { Description = "One JSON object per line in and out." };
+    static readonly Option<bool> SpecialOption = new("--add-special-tokens")
+    {
+        Description = "Put the tokenizer's template around each text (BOS for Llama and Mistral), as Hugging Face's " +
+            "add_special_tokens=True.",
+    };
 
     public static Command Create()
     {
         var cmd = new Command("encode", "Encode text to token ids (a JSON array; with --jsonl, {\"text\"} lines to {\"ids\"} lines).");
         AddInputOptions(cmd);
+        cmd.Options.Add(SpecialOption);
         cmd.SetAction(parse =>
         {
             var (tok, input, jsonl) = InputOptions(parse);
+            bool special = parse.GetValue(SpecialOption);
             using var stdout = new StreamWriter(Console.OpenStandardOutput(), new UTF8Encoding(false)) { AutoFlush = false };
             if (!jsonl)
             {
-                WriteIds(stdout, tok.Encode(ReadAllText(input)), "");
+                WriteIds(stdout, tok.Encode(ReadAllText(input), special), "");
                 stdout.WriteLine();
                 return 0;
             }
             ProcessJsonl(input, stdout, batch =>
             {
                 var texts = batch.Select(l => Field(l.Line, l.No, "text", JsonValueKind.String, input).GetString()!).ToArray();
-                return tok.EncodeBatch(texts).Select(
+                return tok.EncodeBatch(texts, special).Select(
                     ids => { var sb = new StringWriter(); WriteIds(sb, ids, "ids"); return sb.ToString(); }).ToArray();
             });
             return 0;

@@ -1,7 +1,10 @@
 // Policy: text files → token shards + meta.json. Documents (a whole file, a JSONL line's "text", or the lines from one
-// --doc-start match to the next) are each followed by EOS and go whole to train or val, chosen by a hash of
-// (seed, document index) so the split is deterministic and needs no second pass. Text streams through in bounded
-// batches encoded in parallel; output goes to a temporary sibling directory renamed into place only on success.
+// --doc-start match to the next) are each encoded as Hugging Face encodes them with special tokens (the tokenizer's
+// template around them: BOS first for Llama and Mistral, nothing for GPT-2 and Qwen2), followed by EOS unless the
+// template already ends with it, and go whole to train or val, chosen by a hash of (seed, document index) so the split
+// is deterministic and needs no second pass. Text streams through in bounded batches encoded in parallel, a long
+// document cut only where the tokenizer says the ids stay the same (Tokenizer.SafeCuts); output goes to a temporary
+// sibling directory renamed into place only on success.
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.RegularExpressions;
@@ -88,8 +91,11 @@ public static class DatasetWriter
             var val = new ShardWriter(tmp, "val", wide, o.ShardTokens);
             long totalBytes = o.Inputs.Sum(p => new FileInfo(p).Length), doneBytes = 0;
             long docIndex = -1;
-            var batch = new List<(long Doc, string Text, bool Last)>();
+            var batch = new List<(long Doc, string Text, bool First, bool Last)>();
             long batchChars = 0;
+            int[] prefix = [.. tokenizer.SpecialPrefix], suffix = [.. tokenizer.SpecialSuffix];
+            if (suffix.Length == 0 || suffix[^1] != eos) suffix = [.. suffix, eos];
+            var (cutLines, cutWords) = tokenizer.SafeCuts;
 
             void Flush()
             {
@@ -97,15 +103,16 @@ public static class DatasetWriter
                 for (int i = 0; i < batch.Count; i++)
                 {
                     var w = IsVal(o.Seed, batch[i].Doc, o.ValFraction) ? val : train;
+                    if (batch[i].First) w.Append(prefix);
                     w.Append(ids[i]);
-                    if (batch[i].Last) w.EndDocument(eos);
+                    if (batch[i].Last) w.EndDocument(suffix);
                 }
                 batch.Clear();
                 batchChars = 0;
             }
-            void Emit(string text, bool last)
+            void Emit(string text, bool first, bool last)
             {
-                batch.Add((docIndex, text, last));
+                batch.Add((docIndex, text, first, last));
                 batchChars += text.Length;
                 if (batchChars >= BatchChars) Flush();
             }
@@ -122,7 +129,7 @@ public static class DatasetWriter
                 void CloseDoc()
                 {
                     // An empty document is dropped: no EOS for nothing.
-                    if (docOpen && (doc.Length > 0 || docHasChunks)) Emit(doc.ToString(), true);
+                    if (docOpen && (doc.Length > 0 || docHasChunks)) Emit(doc.ToString(), !docHasChunks, true);
                     doc.Clear();
                     docOpen = false;
                     docHasChunks = false;
@@ -139,7 +146,7 @@ public static class DatasetWriter
                         var text = JsonlText(input, lineNo, line);
                         if (text.Length == 0) continue;
                         OpenDoc();
-                        Emit(text, true);
+                        Emit(text, true, true);
                         docOpen = false;
                     }
                     else
@@ -150,31 +157,35 @@ public static class DatasetWriter
                             CloseDoc();
                             OpenDoc();
                         }
-                        // Cut a long document only right after a newline followed by a non-space: no piece spans that point.
-                        if (doc.Length >= ChunkChars && !continuation && line.Length > 0 && !char.IsWhiteSpace(line[0]) && doc[^1] == '\n')
+                        // Cut a long document right after a newline followed by a non-space where no piece spans that point.
+                        if (cutLines && doc.Length >= ChunkChars && !continuation && line.Length > 0 && !char.IsWhiteSpace(line[0])
+                            && doc[^1] == '\n')
                         {
-                            Emit(doc.ToString(), false);
+                            Emit(doc.ToString(), !docHasChunks, false);
                             doc.Clear();
                             docHasChunks = true;
                         }
                         // Without such a line break (a line longer than TextLineReader.MaxLineBytes arrives in pieces; every
-                        // line may be indented) cut past ChunkChars before a single space between two words: the byte-level
+                        // line may be indented) cut past ChunkChars before a single space between two words: the
                         // pre-tokenizer splits there anyway, so the tokens are the same. Text with no such place either
                         // (binary data, a device like /dev/zero) is refused once MaxUncutChars are held, instead of
                         // growing without end.
-                        if (doc.Length >= ChunkChars && WordCut(line) is var cut and > 0)
+                        if (cutWords && doc.Length >= ChunkChars && WordCut(line) is var cut and > 0)
                         {
                             doc.Append(line, 0, cut);
-                            Emit(doc.ToString(), false);
+                            Emit(doc.ToString(), !docHasChunks, false);
                             doc.Clear();
                             docHasChunks = true;
                             doc.Append(line, cut, line.Length - cut);
                         }
                         else doc.Append(line);
                         if (doc.Length > MaxUncutChars)
-                            throw new InvalidFileException(
-                                input, $"line {lineNo}: more than {MaxUncutChars:N0} characters with no line break or space between " +
-                                $"words to cut a document at; is it a text file?");
+                            throw new InvalidFileException(input, cutLines || cutWords
+                                ? $"line {lineNo}: more than {MaxUncutChars:N0} characters with no line break or space between " +
+                                  $"words to cut a document at; is it a text file?"
+                                : $"line {lineNo}: a document longer than {MaxUncutChars:N0} characters; " +
+                                  $"{Path.GetFileName(tokenizer.Path)} encodes a document as a whole (a cut would change its ids), " +
+                                  $"so split it with --doc-start or into JSONL lines");
                     }
                     if (progress is not null && (lineNo & 1023) == 0) progress(doneBytes + reader.FilePosition, totalBytes);
                 }
@@ -260,7 +271,8 @@ public static class DatasetWriter
             }
         }
 
-        public void EndDocument(int eos) { Append([eos]); Documents++; }
+        /// <summary>Ends a document with its closing ids (the template's suffix, then EOS).</summary>
+        public void EndDocument(int[] closing) { Append(closing); Documents++; }
 
         void NextShard()
         {

@@ -9,9 +9,11 @@ namespace Whittle.Native.Tokenization;
 
 internal static class Gpt2Splitter
 {
-    enum Cls : byte { Letter, Number, Space, Other }
+    /// <summary>The character classes the split regexes tell apart: \p{L}, \p{N}, \s (Unicode White_Space), the rest.</summary>
+    internal enum Cls : byte { Letter, Number, Space, Other }
 
-    static Cls Classify(string s, int i, out int width)
+    /// <summary>The class of the code point at s[i]; width is its length in chars (2 for a surrogate pair).</summary>
+    internal static Cls Classify(string s, int i, out int width)
     {
         char c = s[i];
         if (c < 0x80)
@@ -23,13 +25,17 @@ internal static class Gpt2Splitter
             return Cls.Other;
         }
         Rune r;
-        if (char.IsHighSurrogate(c) && i + 1 < s.Length && char.IsLowSurrogate(s[i + 1])) { r = new Rune(c, s[i + 1]); width = 2; }
+        if (char.IsHighSurrogate(c) && i + 1 < s.Length && char.IsLowSurrogate(s[i + 1]))
+        {
+            r = new Rune(c, s[i + 1]);
+            width = 2;
+        }
         else { width = 1; if (char.IsSurrogate(c)) return Cls.Other; r = new Rune(c); }
         if (Rune.IsWhiteSpace(r)) return Cls.Space;
         switch (Rune.GetUnicodeCategory(r))
         {
-            case UnicodeCategory.UppercaseLetter: case UnicodeCategory.LowercaseLetter: case UnicodeCategory.TitlecaseLetter:
-            case UnicodeCategory.ModifierLetter: case UnicodeCategory.OtherLetter:
+            case UnicodeCategory.UppercaseLetter: case UnicodeCategory.LowercaseLetter:
+            case UnicodeCategory.TitlecaseLetter: case UnicodeCategory.ModifierLetter: case UnicodeCategory.OtherLetter:
                 return Cls.Letter;
             case UnicodeCategory.DecimalDigitNumber: case UnicodeCategory.LetterNumber: case UnicodeCategory.OtherNumber:
                 return Cls.Number;

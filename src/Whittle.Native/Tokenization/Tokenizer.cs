@@ -1,54 +1,54 @@
-// Policy: a byte-level BPE tokenizer that encodes exactly as Hugging Face tokenizers does for the configurations it
-// accepts (see TokenizerLoader), and refuses the ones it cannot reproduce. Pipeline per text: split out added tokens
-// (leftmost-longest, on the raw text) → normalize each remaining segment → pre-tokenize → BPE each piece (cached).
-// Decoding concatenates each id's bytes and reads them as UTF-8 (invalid sequences become U+FFFD).
+// Policy: a BPE tokenizer (byte-level like GPT-2, Llama 3 and Qwen2, or SentencePiece-style like Llama 2 and
+// Mistral) that encodes and decodes exactly as Hugging Face tokenizers does for the configurations it accepts (see
+// TokenizerLoader), and refuses the ones it cannot reproduce. Pipeline per text, as Hugging Face's: added tokens with
+// normalized=false found in the raw text → each remaining segment normalized → added tokens with normalized=true
+// found in it → pre-tokenize → BPE each piece (cached) → with special tokens, the post-processor's template around
+// the ids. Decoding runs the tokenizer.json decoder over the tokens of the ids.
 using System.Buffers;
 using System.Text;
 
 namespace Whittle.Native.Tokenization;
 
-/// <summary>A token the tokenizer matches in raw text before anything else (e.g. &lt;|endoftext|&gt;).</summary>
-public sealed record AddedToken(int Id, string Content, bool Special);
+/// <summary>What a loaded tokenizer.json (or GPT-2 vocabulary pair) is made of.</summary>
+/// <param name="TemplatePrefix">Ids the post-processor puts before a single sequence's ids (e.g. BOS).</param>
+/// <param name="TemplateSuffix">Ids it puts after them.</param>
+internal sealed record TokenizerParts(BpeModel Model, Dictionary<string, int> Vocab, IReadOnlyList<AddedToken> Added,
+    INormalizer? Normalizer, PreTokenizer PreTokenizer, DecoderStep Decoder, int[] TemplatePrefix, int[] TemplateSuffix);
 
 public sealed class Tokenizer
 {
     readonly BpeModel _model;
     readonly INormalizer? _normalizer;
-    readonly PreTokenizerStep[] _preTokenizer;
-    readonly bool _addPrefixSpace;
-    readonly AddedToken[] _added;          // longest first, so the first match at a position is the longest
-    readonly byte[][] _idBytes;            // (VocabSize,) the bytes each id decodes to
-    readonly string?[] _idTokens;          // (VocabSize,) vocabulary string of each id
+    readonly PreTokenizer _pre;
+    readonly AddedVocabulary _added;
+    readonly DecoderStep _decoder;
+    readonly string?[] _idTokens;          // (VocabSize,) the token string of each id (added tokens' content)
+    readonly byte[][]? _idBytes;           // (VocabSize,) with a ByteLevel decoder: the bytes each id decodes to
+    readonly bool[] _special;              // (VocabSize,) the id's token is a special added token
 
-    internal Tokenizer(string path, string sha256, BpeModel model, Dictionary<string, int> vocab, IReadOnlyList<AddedToken> added,
-        INormalizer? normalizer, PreTokenizerStep[] preTokenizer, bool addPrefixSpace)
+    internal Tokenizer(string path, string sha256, TokenizerParts parts)
     {
         Path = path;
         Sha256 = sha256;
-        _model = model;
-        _normalizer = normalizer;
-        _preTokenizer = preTokenizer;
-        _addPrefixSpace = addPrefixSpace;
-        _added = added.Where(a => a.Content.Length > 0).OrderByDescending(a => a.Content.Length).ThenBy(a => a.Id).ToArray();
+        _model = parts.Model;
+        _normalizer = parts.Normalizer;
+        _pre = parts.PreTokenizer;
+        _decoder = parts.Decoder;
+        _added = new AddedVocabulary(parts.Added, parts.Normalizer);
         int size = 0;
-        foreach (var id in vocab.Values) size = Math.Max(size, id + 1);
-        foreach (var a in added) size = Math.Max(size, a.Id + 1);
+        foreach (var id in parts.Vocab.Values) size = Math.Max(size, id + 1);
+        foreach (var a in parts.Added) size = Math.Max(size, a.Id + 1);
         VocabSize = size;
-        _idBytes = new byte[size][];
         _idTokens = new string?[size];
-        foreach (var (tok, id) in vocab)
-        {
-            _idTokens[id] = tok;
-            _idBytes[id] = ByteLevel.Decode(tok) ?? Encoding.UTF8.GetBytes(tok);
-        }
-        foreach (var a in added)
-        {
-            _idTokens[a.Id] = a.Content;
-            _idBytes[a.Id] = Encoding.UTF8.GetBytes(a.Content);
-        }
-        for (int i = 0; i < size; i++) _idBytes[i] ??= [];
-        AddedTokens = added.ToArray();
-        EosId = FindEos(vocab, added);
+        foreach (var (tok, id) in parts.Vocab) _idTokens[id] = tok;
+        foreach (var a in parts.Added) _idTokens[a.Id] = a.Content;
+        var specials = parts.Added.Where(a => a.Special).Select(a => a.Content).ToHashSet(StringComparer.Ordinal);
+        _special = _idTokens.Select(t => t is not null && specials.Contains(t)).ToArray();
+        if (_decoder is ByteLevelDecoder) _idBytes = _idTokens.Select(t => t is null ? [] : ByteLevelDecoder.TokenBytes(t)).ToArray();
+        AddedTokens = parts.Added.ToArray();
+        EosId = FindEos(parts.Vocab, parts.Added);
+        SpecialPrefix = parts.TemplatePrefix;
+        SpecialSuffix = parts.TemplateSuffix;
     }
 
     /// <summary>Loads tokenizer.json, or encoder.json/vocab.json with its sibling vocab.bpe/merges.txt, or a directory holding
@@ -62,9 +62,22 @@ public sealed class Tokenizer
     public string Sha256 { get; }
     /// <summary>One more than the largest id.</summary>
     public int VocabSize { get; }
-    /// <summary>The end-of-text id (&lt;|endoftext|&gt;, &lt;/s&gt; or &lt;eos&gt;), if the tokenizer has one.</summary>
+    /// <summary>The end-of-text id (&lt;|endoftext|&gt;, &lt;/s&gt;, &lt;eos&gt; or &lt;|end_of_text|&gt;), if the tokenizer
+    /// has one.</summary>
     public int? EosId { get; }
     public IReadOnlyList<AddedToken> AddedTokens { get; }
+    /// <summary>Ids encoding with special tokens puts before a text's ids (the post-processor's template; BOS for Llama).</summary>
+    public IReadOnlyList<int> SpecialPrefix { get; }
+    /// <summary>Ids encoding with special tokens puts after a text's ids.</summary>
+    public IReadOnlyList<int> SpecialSuffix { get; }
+
+    /// <summary>
+    /// Where a long document may be cut into pieces encoded separately with the same ids as the whole: before a line
+    /// that starts with a non-space, and before a single space between two non-spaces. Only byte-level tokenizers
+    /// whose pre-tokenizer always splits there say yes; a SentencePiece-style one (one piece per segment, or split
+    /// only at spaces) must see its documents whole.
+    /// </summary>
+    internal (bool LineStarts, bool WordSpaces) SafeCuts { get; init; }
 
     public string? IdToToken(int id) => (uint)id < (uint)_idTokens.Length ? _idTokens[id] : null;
 
@@ -80,98 +93,94 @@ public sealed class Tokenizer
         return null;
     }
 
-    public int[] Encode(string text)
+    /// <summary>The ids of text; with addSpecialTokens, inside the post-processor's template (as Hugging Face's
+    /// encode(text, add_special_tokens=True)).</summary>
+    public int[] Encode(string text, bool addSpecialTokens = false)
     {
         var ids = new List<int>(text.Length / 3 + 4);
+        if (addSpecialTokens) ids.AddRange(SpecialPrefix);
         Encode(text, ids);
+        if (addSpecialTokens) ids.AddRange(SpecialSuffix);
         return ids.ToArray();
     }
 
     /// <summary>Encodes many documents in parallel; result i is the ids of texts[i].</summary>
-    public int[][] EncodeBatch(IReadOnlyList<string> texts)
+    public int[][] EncodeBatch(IReadOnlyList<string> texts, bool addSpecialTokens = false)
     {
         var result = new int[texts.Count][];
-        Parallel.For(0, texts.Count, i => result[i] = Encode(texts[i]));
+        Parallel.For(0, texts.Count, i => result[i] = Encode(texts[i], addSpecialTokens));
         return result;
     }
 
+    /// <summary>Appends the ids of text, without special tokens around them.</summary>
     public void Encode(string text, List<int> ids)
     {
-        int pos = 0;
-        Span<int> nextAt = _added.Length <= 64 ? stackalloc int[_added.Length] : new int[_added.Length];
-        nextAt.Fill(-2);   // -2: not searched yet; -1: no further occurrence
-        var pieces = new List<(int, int)>();
-        var scratch = new List<(int, int)>();
-        while (pos <= text.Length)
+        text = WellFormed(text);
+        var raw = new List<(int Start, int End, int Id)>();
+        var normalized = new List<(int Start, int End, int Id)>();
+        List<(int Start, int Length)> pieces = [], scratch = [];
+        _added.SplitRaw(text, 0, text.Length, raw);
+        foreach (var (start, end, id) in raw)
         {
-            // Leftmost-longest added token at or after pos.
-            int bestAt = -1, best = -1;
-            for (int k = 0; k < _added.Length; k++)
+            if (id >= 0) { ids.Add(id); continue; }
+            string s = text;
+            int a = start, b = end;
+            if (_normalizer is not null)
             {
-                if (nextAt[k] == -2 || (nextAt[k] >= 0 && nextAt[k] < pos))
-                    nextAt[k] = text.IndexOf(_added[k].Content, pos, StringComparison.Ordinal);
-                int at = nextAt[k];
-                if (at >= 0 && (bestAt < 0 || at < bestAt)) { bestAt = at; best = k; }
+                s = _normalizer.Normalize(text.Substring(start, end - start));
+                (a, b) = (0, s.Length);
             }
-            int segEnd = best < 0 ? text.Length : bestAt;
-            if (segEnd > pos) EncodeSegment(text, pos, segEnd, ids, pieces, scratch);
-            if (best < 0) break;
-            ids.Add(_added[best].Id);
-            pos = bestAt + _added[best].Content.Length;
+            if (!_added.HasNormalized) { EncodeSegment(s, a, b, start == 0, ids, ref pieces, ref scratch); continue; }
+            normalized.Clear();
+            _added.SplitNormalized(s, a, b, normalized);
+            foreach (var (ns, ne, nid) in normalized)
+                if (nid >= 0) ids.Add(nid);
+                else EncodeSegment(s, ns, ne, start == 0 && ns == a, ids, ref pieces, ref scratch);
         }
     }
 
-    void EncodeSegment(string text, int start, int end, List<int> ids, List<(int, int)> pieces, List<(int, int)> scratch)
+    /// <summary>
+    /// A .NET string may hold lone surrogates, which have no UTF-8 form; Hugging Face only ever sees them as U+FFFD
+    /// (what a JavaScript or Python string becomes on its way into Rust), so they are replaced first.
+    /// </summary>
+    static string WellFormed(string text)
     {
-        string s = text;
-        if (_normalizer is not null || _addPrefixSpace)
+        if (text.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF') < 0) return text;
+        var sb = new StringBuilder(text.Length);
+        for (int i = 0; i < text.Length; i++)
         {
-            s = text.Substring(start, end - start);
-            if (_normalizer is not null) s = _normalizer.Normalize(s);
-            if (_addPrefixSpace && (s.Length == 0 || s[0] != ' ')) s = " " + s;
-            start = 0; end = s.Length;
+            char c = text[i];
+            if (char.IsHighSurrogate(c) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1])) { sb.Append(c).Append(text[++i]); }
+            else sb.Append(char.IsSurrogate(c) ? '\uFFFD' : c);
         }
-        pieces.Clear();
-        pieces.Add((start, end - start));
-        foreach (var step in _preTokenizer)
-        {
-            scratch.Clear();
-            step.Apply(s, pieces, scratch);
-            (pieces, scratch) = (scratch, pieces);
-        }
-        byte[]? rented = null;
-        Span<byte> buf = stackalloc byte[256];
-        foreach (var (ps, pl) in pieces)
-        {
-            if (pl == 0) continue;
-            var chars = s.AsSpan(ps, pl);
-            int max = pl * 3;
-            if (max > buf.Length)
-            {
-                if (rented is not null) ArrayPool<byte>.Shared.Return(rented);
-                rented = ArrayPool<byte>.Shared.Rent(max);
-                buf = rented;
-            }
-            int n = Encoding.UTF8.GetBytes(chars, buf);
-            _model.EncodePiece(chars, buf[..n], ids);
-        }
-        if (rented is not null) ArrayPool<byte>.Shared.Return(rented);
+        return sb.ToString();
     }
 
-    /// <summary>The text of ids; added tokens (special or not) appear as their content.</summary>
-    public string Decode(ReadOnlySpan<int> ids)
+    void EncodeSegment(string text, int start, int end, bool atTextStart, List<int> ids, ref List<(int Start, int Length)> pieces,
+        ref List<(int Start, int Length)> scratch)
     {
-        var bytes = new ArrayBufferWriter<byte>(ids.Length * 4 + 16);
+        if (end <= start) return;   // Hugging Face drops empty splits before they reach the pre-tokenizer
+        var s = _pre.Split(text, start, end, atTextStart, ref pieces, ref scratch);
+        foreach (var (ps, pl) in pieces) _model.EncodePiece(s.AsSpan(ps, pl), ids);
+    }
+
+    /// <summary>The text of ids, through the tokenizer's decoder; special added tokens left out with skipSpecialTokens.</summary>
+    public string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = false)
+    {
         foreach (int id in ids)
-        {
-            if ((uint)id >= (uint)_idBytes.Length)
+            if ((uint)id >= (uint)VocabSize)
                 throw new WhittleException($"token id {id} is outside the vocabulary of {Path} (size {VocabSize})");
-            bytes.Write(_idBytes[id]);
+        if (_idBytes is not null)
+        {
+            // ByteLevel alone: every token's bytes, concatenated and read as UTF-8 (what its decode_chain does).
+            var bytes = new ArrayBufferWriter<byte>(ids.Length * 4 + 16);
+            foreach (int id in ids)
+                if (!(skipSpecialTokens && _special[id])) bytes.Write(_idBytes[id]);
+            return Encoding.UTF8.GetString(bytes.WrittenSpan);
         }
-        return Encoding.UTF8.GetString(bytes.WrittenSpan);
+        var tokens = new List<string>(ids.Length);
+        foreach (int id in ids)
+            if (_idTokens[id] is { } t && !(skipSpecialTokens && _special[id])) tokens.Add(t);
+        return _decoder.DecodeToString(tokens);
     }
-
-    /// <summary>The bytes one id stands for (a piece of UTF-8, possibly an incomplete character).</summary>
-    public ReadOnlySpan<byte> TokenBytes(int id) => (uint)id < (uint)_idBytes.Length ? _idBytes[id]
-        : throw new WhittleException($"token id {id} is outside the vocabulary of {Path} (size {VocabSize})");
 }

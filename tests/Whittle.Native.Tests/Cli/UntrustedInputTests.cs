@@ -125,7 +125,7 @@ public class UntrustedInputTests
             (Action<JsonObject>)(
             o => o["pre_tokenizer"] = new JsonObject { ["type"] = "Split", ["pattern"] = new JsonObject { ["Regex"] = "(" },
             ["behavior"] = "Isolated" }),
-            "field 'pre_tokenizer.pattern.Regex' is not a valid regular expression").SetName("SplitRegexInvalid");
+            "field 'pre_tokenizer.pattern.Regex' is '(', not a supported Split regex").SetName("SplitRegexUnknown");
     }
 
     [TestCaseSource(nameof(TokenizerCases))]

@@ -5,7 +5,7 @@
 // mutated files, the command and its output are saved under fuzz-failures/ for reproduction. Should a case crash the
 // test process itself, fuzz-failures/<format>.in-progress.txt, written before every case, names it.
 //
-// CI runs the default counts (2,050 cases in all, seed 20261201). A longer run, e.g. 10,000 cases per format on a
+// CI runs the default counts (2,530 cases in all, seed 20261201). A longer run, e.g. 10,000 cases per format on a
 // fresh seed:  WHITTLE_FUZZ_CASES=10000 WHITTLE_FUZZ_SEED=7 dotnet test tests/Whittle.Native.Tests -c Release --filter Category=Fuzz
 // One case alone:  WHITTLE_FUZZ_SEED=s WHITTLE_FUZZ_CASE=i dotnet test ... --filter "Name~<format>"
 using System.Diagnostics;
@@ -61,6 +61,45 @@ public class FuzzTests
         Mutate(file, rng, json: rng.Next(5) != 0);
         return new Case(dir, file, ["eval", "--model", W.Model, "--text", W.Text, "--tokenizer", file, "--seq-len", "8"]);
     });
+
+    /// <summary>The Llama-family tokenizer.json files (Llama 3, Qwen2, added-token flags, TinyLlama, Mistral, Metaspace),
+    /// mutated, then encoding text with special tokens or decoding ids.</summary>
+    [Test]
+    public void LlamaTokenizerJson() => Fuzz("llama tokenizer.json", 240, (rng, i) =>
+    {
+        var dir = Path.Combine(W.Root, "cases", $"llamatok-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        var file = Path.Combine(dir, "tokenizer.json");
+        File.Copy(Tokenization.LlamaFamilyOracleTests.TokenizerPath(LlamaTokenizers[i % LlamaTokenizers.Length]), file);
+        Mutate(file, rng, json: rng.Next(5) != 0);
+        return new Case(dir, file, i % 3 == 2 ? ["decode", "--tokenizer", file, "--input", SmallIds(dir, rng), "--skip-special-tokens"]
+            : ["encode", "--tokenizer", file, "--input", W.EdgeText, "--add-special-tokens"]);
+    });
+
+    /// <summary>Hostile text for every kind of tokenizer: mutated bytes of an edge-case text, encoded (strict UTF-8) or
+    /// tokenized into a dataset (invalid UTF-8 replaced).</summary>
+    [Test]
+    public void TokenizerText() => Fuzz("tokenizer text", 240, (rng, i) =>
+    {
+        var dir = Path.Combine(W.Root, "cases", $"text-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        var file = Path.Combine(dir, "text.txt");
+        File.WriteAllBytes(file, Mutators.MutateBytes(File.ReadAllBytes(W.EdgeText), rng));
+        int k = i % (LlamaTokenizers.Length + 1);
+        var tok = k == LlamaTokenizers.Length ? W.Tokenizer : Tokenization.LlamaFamilyOracleTests.TokenizerPath(LlamaTokenizers[k]);
+        return new Case(dir, file, i % 2 == 0 ? ["encode", "--tokenizer", tok, "--input", file, "--add-special-tokens"]
+            : ["tokenize", "--tokenizer", tok, "--input", file, "--out", Path.Combine(dir, "out"), "--replace-invalid"]);
+    });
+
+    static readonly string[] LlamaTokenizers = ["llama3-like", "qwen2-like", "added-flags", "tinyllama-like", "mistral-like", "spm-unk"];
+
+    /// <summary>A file of ids all of these tokenizers have (below 2,600), specials among them.</summary>
+    static string SmallIds(string dir, Random rng)
+    {
+        var file = Path.Combine(dir, "ids.json");
+        File.WriteAllText(file, "[" + string.Join(",", Enumerable.Range(0, 30).Select(_ => rng.Next(2600))) + ",0,1,2]");
+        return file;
+    }
 
     [Test]
     public void MetaJson() => Fuzz("meta.json", 300, (rng, i) =>

@@ -26,6 +26,9 @@ sealed class FuzzWorld
     public string Subnet { get; }
     public string Ids { get; }
     public string Text { get; }
+    /// <summary>Text with what tokenizers treat specially: whitespace runs, digit runs, contractions, CJK, emoji,
+    /// combining marks, literal special tokens of every family, byte-fallback look-alikes.</summary>
+    public string EdgeText { get; }
 
     public static readonly GptNeoXConfig Config = new()
     {
@@ -66,6 +69,10 @@ sealed class FuzzWorld
         using (var m = GptNeoX.CreateRandom(Config, CpuBackend.Instance, 7))
             GptNeoXCheckpoint.Save(m, Model, extraFiles: [Tokenizer]);
 
+        EdgeText = Path.Combine(Root, "edge.txt");
+        File.WriteAllText(EdgeText, string.Concat(Enumerable.Repeat(
+            "  x\n\n\t\t 12345 1,000 IT'S we'll 中文分词 日本語 😀👍🏽 e\u0301 ſ <|begin_of_text|><|eot_id|> <s> </s> <unk> "
+            + "<|im_start|>user\n<|im_end|> <mask>  [SEP] whittle <tool_call> ▁▁ <0x41> \r\n\u00a0\u3000 ...\n", 8)));
         Ids = Path.Combine(Root, "ids.json");
         File.WriteAllText(Ids, "[" + string.Join(",", Enumerable.Range(0, 40).Select(i => i * 97 % 4096)) + "]");
         Subnet = Path.Combine(Root, "subnet.json");

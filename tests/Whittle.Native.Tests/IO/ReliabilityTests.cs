@@ -236,9 +236,10 @@ public class BoundedInputTests : ScratchTests
             () => DatasetWriter.DocStartRegex("(unclosed"), Throws.InstanceOf<WhittleException>().With.Message.Contain("--doc-start"));
     }
 
-    /// <summary>A tokenizer.json whose Split pattern backtracks exponentially: encode fails naming the file.</summary>
+    /// <summary>A tokenizer.json whose Split pattern would backtrack exponentially: no regex but the GPT-2, Llama 3 and
+    /// Qwen2 ones (scanned by hand, in linear time) is run at all, so it is refused on load, naming the field.</summary>
     [Test]
-    public void ACatastrophicSplitPatternTimesOutNamingTheTokenizer()
+    public void ACatastrophicSplitPatternIsRefusedNamingTheField()
     {
         var json = JsonNode.Parse(File.ReadAllText(TestData.TokenizerPath))!;
         json["pre_tokenizer"] = JsonNode.Parse("""
@@ -248,9 +249,8 @@ public class BoundedInputTests : ScratchTests
             """);
         var tok = Path.Combine(Root, "tokenizer.json");
         File.WriteAllText(tok, json.ToJsonString());
-        Assert.That(Tokenizer.FromFile(tok).Encode("abab aab"), Is.Not.Empty, "the pattern works on ordinary text");
         var r = CliRunner.RunWithin(TimeSpan.FromMinutes(2), null, new string('a', 40) + "!", "encode", "--tokenizer", tok);
-        AssertOneLineError(r, tok, "Split pattern");
+        AssertOneLineError(r, tok, "pre_tokenizer.pretokenizers[0].pattern.Regex", "not a supported Split regex");
     }
 
     /// <summary>A 10 MB tensor name in a safetensors header: the error names the tensor, clipped.</summary>
