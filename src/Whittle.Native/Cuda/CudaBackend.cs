@@ -453,6 +453,7 @@ public sealed unsafe partial class CudaBackend : IBackend, IKernelLauncher
     {
         Enter("AttentionForward");
         F32(q, "q", 4);
+        RequireKvEqualsH(q, k);
         int b = q.Size(0), t = q.Size(1), h = q.Size(2), d = q.Size(3);
         CheckHeadSize(d);
         var sq = Bthd4(q, "q", b, t, h, d); var sk = Bthd4(k, "k", b, t, h, d); var sv = Bthd4(v, "v", b, t, h, d); var so = Bthd4(output, "output", b, t, h, d);
@@ -470,6 +471,7 @@ public sealed unsafe partial class CudaBackend : IBackend, IKernelLauncher
     {
         Enter("AttentionBackward");
         F32(q, "q", 4);
+        RequireKvEqualsH(q, k);
         int b = q.Size(0), t = q.Size(1), h = q.Size(2), d = q.Size(3);
         CheckHeadSize(d);
         var sq = Bthd4(q, "q", b, t, h, d); var sk = Bthd4(k, "k", b, t, h, d); var sv = Bthd4(v, "v", b, t, h, d);
@@ -491,6 +493,22 @@ public sealed unsafe partial class CudaBackend : IBackend, IKernelLauncher
         Launchers.Attention.BackwardDkDv(this, dOut.Pointer, q.Pointer, k.Pointer, v.Pointer, lse.Pointer, dt.Pointer, dk.Pointer, dv.Pointer, b, t, h, d,
             scale, sdo, sq, sk, sv, sdk, sdv);
     }
+
+    /// <summary>The attention kernels read kv head h for query head h: grouped-query attention (KV &lt; H) is CPU-only so far.</summary>
+    void RequireKvEqualsH(Tensor q, Tensor k)
+    {
+        if (k.Rank == 4 && q.Rank == 4 && k.Size(2) != q.Size(2))
+            throw new NotSupportedException($"{_op}: grouped-query attention ({k.Size(2)} kv heads for {q.Size(2)} query heads) is not yet on CUDA");
+    }
+
+    // ---------------------------------------------------------------- Llama-family ops (not yet on CUDA)
+
+    public void RmsNormForward(Tensor x, Tensor weight, float eps, Tensor y, Tensor rstd) => throw NotYet("RmsNormForward");
+    public void RmsNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor dx, Tensor dWeight) => throw NotYet("RmsNormBackward");
+    public void SwiGluForward(Tensor gate, Tensor up, Tensor y) => throw NotYet("SwiGluForward");
+    public void SwiGluBackward(Tensor dy, Tensor gate, Tensor up, Tensor dGate, Tensor dUp) => throw NotYet("SwiGluBackward");
+
+    static NotSupportedException NotYet(string op) => new($"{op} is not yet on CUDA (Llama-family models run on --device cpu)");
 
     void CheckHeadSize(int d)
     {
