@@ -12,13 +12,8 @@ namespace Whittle.Native.Model;
 /// lm_head, or embed_tokens again when tie_word_embeddings (one tensor: the gradients of both uses add up in it).
 /// Sub-networks (<see cref="ActiveArchitecture"/>) of this family are not computed yet: only the whole model runs.
 /// </summary>
-public sealed class Llama(LlamaConfig config, IBackend backend) : LanguageModel(OnCpu(config.Validate(), backend), backend)
+public sealed class Llama(LlamaConfig config, IBackend backend) : LanguageModel(config.Validate(), backend)
 {
-    /// <summary>RMSNorm, SwiGLU and grouped-query attention have no CUDA kernels yet: a user error, before any allocation.</summary>
-    static LlamaConfig OnCpu(LlamaConfig config, IBackend backend) => backend.Device == Device.Cpu ? config
-        : throw new WhittleException($"{config.Family} models run on --device cpu only so far (RMSNorm, SwiGLU and grouped-query attention " +
-            "have no CUDA kernels yet)");
-
     public new LlamaConfig Config => (LlamaConfig)base.Config;
     public override string EmbeddingName => EmbedTokens;
     public override string HeadName => Config.TieWordEmbeddings ? EmbedTokens : LmHead;

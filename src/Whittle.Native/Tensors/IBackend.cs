@@ -42,7 +42,7 @@ public interface IBackend : IDisposable
     /// <summary>dx (N, C) +=, dWeight (C) +=, dBias (C) += the layernorm gradients, from the saved mean and rstd.</summary>
     void LayerNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor mean, Tensor rstd, Tensor dx, Tensor dWeight, Tensor dBias);
 
-    // ---------------------------------------------------------------- rmsnorm  (Llama family; CPU only so far)
+    // ---------------------------------------------------------------- rmsnorm  (Llama family; kernels/rmsnorm.cu)
     /// <summary>
     /// RMSNorm over the last dimension C of x, computed as Hugging Face's LlamaRMSNorm does in f32: per row,
     /// rstd = 1/sqrt(mean(x²) + eps) (saved, accumulated in double), y = weight ⊙ (x · rstd). x is a matrix (N, C) with
@@ -83,7 +83,7 @@ public interface IBackend : IDisposable
     /// q: (B, T, H, D), k, v: (B, T, KV, D) strided views, where KV divides H (grouped-query attention; KV = H is
     /// multi-head, KV = 1 multi-query): query head h reads kv head h / (H / KV). output (B, T, H, D) contiguous;
     /// lse (B, H, T) = log-sum-exp of the scaled scores of each row, saved for the backward pass.
-    /// <paramref name="precision"/>: see <see cref="AttentionPrecision"/>. CUDA: KV = H only, so far.
+    /// <paramref name="precision"/>: see <see cref="AttentionPrecision"/>.
     /// </summary>
     void AttentionForward(Tensor q, Tensor k, Tensor v, float scale, Tensor output, Tensor lse, AttentionPrecision precision);
     /// <summary>
@@ -99,7 +99,7 @@ public interface IBackend : IDisposable
     /// <summary>dx += dy * gelu'(x).</summary>
     void GeluBackward(Tensor dy, Tensor x, Tensor dx, bool tanhApproximation);
 
-    // ---------------------------------------------------------------- swiglu  (Llama family; CPU only so far)
+    // ---------------------------------------------------------------- swiglu  (Llama family; kernels/swiglu.cu)
     /// <summary>The gated MLP's activation y = silu(gate) ⊙ up, silu(g) = g · σ(g); gate, up, y (N, M) contiguous.</summary>
     void SwiGluForward(Tensor gate, Tensor up, Tensor y);
     /// <summary>dGate += dy ⊙ up ⊙ σ(g)(1 + g(1 − σ(g))), dUp += dy ⊙ silu(g), with g = gate; all (N, M) contiguous.</summary>
