@@ -9,7 +9,11 @@ namespace Whittle.Native.Verification;
 /// <summary>One whole-model parity case: a small random model of any family (GPT-NeoX, optionally run as a sub-network of
 /// itself; Llama family). <see cref="MatrixStd"/> is the weight matrices' standard deviation (0.2, the PyTorch fixtures').</summary>
 public sealed record ModelParityCase(string Name, ModelConfig Config, ActiveArchitecture? Active, int Batch, int SeqLen,
-    Precision Precision = Precision.F32, double MatrixStd = 0.2);
+    Precision Precision = Precision.F32, double MatrixStd = 0.2)
+{
+    /// <summary>f32 GEMMs and norms, bf16 tensor-core attention only (<see cref="LanguageModel.Attention"/>).</summary>
+    public bool AttentionOnly { get; init; }
+}
 
 /// <summary>
 /// Whole-model parity of two backends (the CPU reference and a candidate): the same random model weights and tokens
@@ -26,9 +30,13 @@ public sealed record ModelParityCase(string Name, ModelConfig Config, ActiveArch
 ///    1 + 0.1·N(0,1)), so biases and norm weights matter; about one target in seven is the ignore index;
 ///  - the Llama family (RMSNorm, SwiGLU, grouped-query attention, full-head rotary with scaled frequencies, QK-norm) runs
 ///    with GQA (KV = H/2, a llama with tied embeddings, biases and llama3 rope scaling) and MQA (KV = 1, a qwen3 with
-///    QK-norm and head_dim ≠ hidden/heads), in f32 at the f32 tolerances, and a qwen3 in bf16 at head size 64 through the
-///    tensor-core GQA attention at the bf16 bounds: its QK-norm makes q and k rows of RMS ≈ 1 whatever the weights, so
-///    scores q·k/√D have a spread of about 1, as the bounds assume;
+///    QK-norm and head_dim ≠ hidden/heads), in f32 at the f32 tolerances, and a qwen3 at head size 64 whose attention
+///    (only) runs on the bf16 tensor cores (<see cref="ModelParityCase.AttentionOnly"/>), at the bf16 attention bounds:
+///    its QK-norm makes q and k rows of RMS ≈ 1 whatever the weights, so scores q·k/√D have a spread of about 1, as the
+///    bounds assume. Its GEMMs stay f32: with bf16 GEMMs too, each bf16 rounding of an activation that the attention's
+///    error moves across a rounding boundary adds a whole bf16 ulp, and the gated MLP multiplies two such GEMM outputs,
+///    so that difference is not the attention's alone (measured on the software GPU: logits 1.1–1.5e-2 whatever KV, with
+///    or without QK-norm, against 5.5–7e-3 with f32 GEMMs) and no bound for it is derived here;
 ///  - the AdamW step starts from the reference's gradients on both sides (isolating the optimizer), with clipping at
 ///    global norm 1 so the clip scale is exercised too;
 ///  - a bf16 case at Pythia's head size (64) runs the mixed-precision model on both sides: the CPU emulates the bf16
@@ -70,12 +78,12 @@ public sealed class ModelParity(IBackend reference, IBackend candidate, bool tf3
                 Family = "qwen3", VocabSize = 131, HiddenSize = 64, NumLayers = 2, NumHeads = 4, NumKeyValueHeads = 1, ExplicitHeadDim = 24,
                 IntermediateSize = 72, MaxPositionEmbeddings = 64, RopeScaling = new RopeScaling(RopeScalingKind.Linear, 2),
             }, null, 2, 37),
-        new("qwen3 bf16, head_dim 64, GQA KV=1 of H=2, tensor-core attention, T=130",
+        new("qwen3 bf16 tensor-core attention (f32 GEMMs), head_dim 64, GQA KV=1 of H=2, T=130",
             new LlamaConfig
             {
                 Family = "qwen3", VocabSize = 131, HiddenSize = 128, NumLayers = 2, NumHeads = 2, NumKeyValueHeads = 1, ExplicitHeadDim = 64,
                 IntermediateSize = 200, MaxPositionEmbeddings = 256,
-            }, null, 1, 130, Precision.Bf16, MatrixStd: 0.1),
+            }, null, 1, 130, MatrixStd: 0.1) { AttentionOnly = true },
     ];
 
     /// <summary>Called with each result as soon as it exists.</summary>
@@ -84,7 +92,7 @@ public sealed class ModelParity(IBackend reference, IBackend candidate, bool tf3
     double Tol(double t) => tf32 ? t * Tf32Factor : t;
 
     /// <summary>The bound for one check of a case: f32 (×10 with TF32), or the attention's bf16 bounds (see the policy).</summary>
-    double Tol(ModelParityCase pc, string check) => pc.Precision == Precision.Bf16
+    double Tol(ModelParityCase pc, string check) => pc.Precision == Precision.Bf16 || pc.AttentionOnly
         ? check is "logits" or "loss" ? ParityHarness.Bf16AttentionTolerance : ParityHarness.Bf16AttentionBackwardTolerance
         : Tol(check switch { "logits" => LogitsTolerance, "loss" => LossTolerance, _ => GradientTolerance });
 
@@ -103,6 +111,7 @@ public sealed class ModelParity(IBackend reference, IBackend candidate, bool tf3
         using var r = Create(pc.Config, reference);
         using var c = Create(pc.Config, candidate);
         r.Precision = pc.Precision; c.Precision = pc.Precision;
+        if (pc.AttentionOnly) { r.Attention = AttentionPrecision.Bf16; c.Attention = AttentionPrecision.Bf16; }
         using (var weights = RandomWeights(r.Parameters, rng, pc.MatrixStd)) { r.LoadFlat(weights); c.LoadFlat(weights); }
         r.Parameters.EnsureGrad(); c.Parameters.EnsureGrad();
         r.Parameters.ZeroGrad(); c.Parameters.ZeroGrad();

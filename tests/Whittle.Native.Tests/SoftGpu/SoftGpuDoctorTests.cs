@@ -47,7 +47,7 @@ public class SoftGpuDoctorTests
         Assert.That(report["model_parity"]!.AsArray(), Has.Count.GreaterThan(10), "whole-model parity ran");
         Assert.That((int)report["model_parity_failed"]!, Is.Zero);
         var modelCases = report["model_parity"]!.AsArray().Select(r => r!["case"]!.ToString()).Distinct().ToList();
-        foreach (var family in new[] { "llama GQA", "qwen3 MQA", "qwen3 bf16" })
+        foreach (var family in new[] { "llama GQA", "qwen3 MQA", "qwen3 bf16 tensor-core attention" })
             Assert.That(modelCases, Has.Some.StartsWith(family), $"the Llama family's whole-model parity ran ({family})");
         var ops = report["parity"]!.AsArray().Select(r => r!["op"]!.ToString()).ToHashSet();
         Assert.That(ops, Is.SupersetOf(new[] { "RmsNormForward", "RmsNormBackward", "SwiGluForward", "SwiGluBackward" }));
