@@ -105,10 +105,12 @@ sealed class ArchitectureOptions
             if (Given(o)) throw new WhittleException($"{o.Name} applies to GPT-NeoX models, not --family {family}");
         int hidden = p.GetValue(Hidden), heads = p.GetValue(Heads);
         OptionCheck.AtLeast("--hidden", hidden, 1); OptionCheck.AtLeast("--heads", heads, 1);
+        int? headDim = p.GetValue(HeadDim);
+        if (headDim is null && hidden % heads != 0) throw new WhittleException($"--hidden {hidden} is not divisible by --heads {heads}; give --head-dim");
         return new LlamaConfig
         {
             Family = family, VocabSize = vocab, HiddenSize = hidden, NumLayers = p.GetValue(Layers), NumHeads = heads,
-            NumKeyValueHeads = p.GetValue(KvHeads) ?? heads, ExplicitHeadDim = p.GetValue(HeadDim),
+            NumKeyValueHeads = p.GetValue(KvHeads) ?? heads, ExplicitHeadDim = headDim ?? (family == "qwen3" ? hidden / heads : null),
             IntermediateSize = p.GetValue(Intermediate) ?? (int)Math.Min(int.MaxValue, (8L * hidden / 3 + 7) / 8 * 8),
             TieWordEmbeddings = p.GetValue(Tie), MaxPositionEmbeddings = Math.Max(seqLen + 1, 2048), BosTokenId = eos, EosTokenId = eos,
         }.Validate("architecture flags");

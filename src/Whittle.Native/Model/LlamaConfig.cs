@@ -244,7 +244,6 @@ public sealed record LlamaConfig : ModelConfig
             ["num_hidden_layers"] = NumLayers,
             ["num_attention_heads"] = NumHeads,
             ["num_key_value_heads"] = NumKeyValueHeads,
-            ["head_dim"] = HeadSize,
             ["intermediate_size"] = IntermediateSize,
             ["hidden_act"] = "silu",
             ["rms_norm_eps"] = Shortest(RmsNormEps),
@@ -258,6 +257,7 @@ public sealed record LlamaConfig : ModelConfig
             ["use_cache"] = true,
             ["torch_dtype"] = "float32",
         };
+        if (ExplicitHeadDim is not null || Family == "qwen3") o["head_dim"] = HeadSize;   // qwen3's absent head_dim means 128
         if (Family is "llama" or "qwen3") o["attention_bias"] = AttentionBias;
         if (Family == "llama") o["mlp_bias"] = MlpBias;
         if (Family is "qwen2" or "qwen3") o["use_sliding_window"] = false;
