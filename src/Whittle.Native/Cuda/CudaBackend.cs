@@ -498,13 +498,15 @@ public sealed unsafe partial class CudaBackend : IBackend, IKernelLauncher
     void RequireKvEqualsH(Tensor q, Tensor k)
     {
         if (k.Rank == 4 && q.Rank == 4 && k.Size(2) != q.Size(2))
-            throw new NotSupportedException($"{_op}: grouped-query attention ({k.Size(2)} kv heads for {q.Size(2)} query heads) is not yet on CUDA");
+            throw new NotSupportedException($"{_op}: grouped-query attention ({k.Size(2)} kv heads for {q.Size(2)} query heads) is not " +
+                "yet on CUDA");
     }
 
     // ---------------------------------------------------------------- Llama-family ops (not yet on CUDA)
 
     public void RmsNormForward(Tensor x, Tensor weight, float eps, Tensor y, Tensor rstd) => throw NotYet("RmsNormForward");
-    public void RmsNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor dx, Tensor dWeight) => throw NotYet("RmsNormBackward");
+    public void RmsNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor dx, Tensor dWeight)
+        => throw NotYet("RmsNormBackward");
     public void SwiGluForward(Tensor gate, Tensor up, Tensor y) => throw NotYet("SwiGluForward");
     public void SwiGluBackward(Tensor dy, Tensor gate, Tensor up, Tensor dGate, Tensor dUp) => throw NotYet("SwiGluBackward");
 

@@ -16,8 +16,8 @@ public sealed class Llama(LlamaConfig config, IBackend backend) : LanguageModel(
 {
     /// <summary>RMSNorm, SwiGLU and grouped-query attention have no CUDA kernels yet: a user error, before any allocation.</summary>
     static LlamaConfig OnCpu(LlamaConfig config, IBackend backend) => backend.Device == Device.Cpu ? config
-        : throw new WhittleException($"{config.Family} models run on --device cpu only so far (RMSNorm, SwiGLU and grouped-query attention " +
-            "have no CUDA kernels yet)");
+        : throw new WhittleException($"{config.Family} models run on --device cpu only so far (RMSNorm, SwiGLU and grouped-query " +
+            "attention have no CUDA kernels yet)");
 
     public new LlamaConfig Config => (LlamaConfig)base.Config;
     public override string EmbeddingName => EmbedTokens;
@@ -138,7 +138,8 @@ public sealed class Llama(LlamaConfig config, IBackend backend) : LanguageModel(
             var act = tape.SwiGlu(gate, up);
             tape.Release(gate, up);
             observe?.Invoke(ForwardTap.MlpActivation, i, act.Data);
-            var mlpOut = Linear(tape, act, mlp + "down_proj.weight", MlpBias("down_proj"), d, m);   // SwiGLU's backward reads gate and up, not act
+            // SwiGLU's backward reads gate and up, not act
+            var mlpOut = Linear(tape, act, mlp + "down_proj.weight", MlpBias("down_proj"), d, m);
             var next = tape.Add(residual, mlpOut);
             tape.Release(residual, mlpOut);
             observe?.Invoke(ForwardTap.LayerOutput, i, next.Data);
@@ -150,5 +151,6 @@ public sealed class Llama(LlamaConfig config, IBackend backend) : LanguageModel(
     }
 
     static bool SameArchitecture(ActiveArchitecture a, ActiveArchitecture b) =>
-        a.EmbedDim == b.EmbedDim && a.Layers.SequenceEqual(b.Layers) && a.Heads.SequenceEqual(b.Heads) && a.Intermediate.SequenceEqual(b.Intermediate);
+        a.EmbedDim == b.EmbedDim && a.Layers.SequenceEqual(b.Layers) && a.Heads.SequenceEqual(b.Heads)
+            && a.Intermediate.SequenceEqual(b.Intermediate);
 }

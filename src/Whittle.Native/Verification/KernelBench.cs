@@ -297,13 +297,17 @@ public sealed class KernelBench : IDisposable
             Memory("RmsNormForward", nc, 4.0 * (2L * n * c + c + n), "4·(NC x + NC y + C weight + N rstd)", 0,
                 () => _backend.RmsNormForward(x, w, 1e-6f, y, rstd));
             using var dy = Random(n, c); using var dx = Random(n, c); using var dw = Random(c);
-            Memory("RmsNormBackward", nc, 4.0 * (4L * n * c + n + 3L * c), "4·(NC dy + NC x + 2NC dx (+=) + N rstd + C weight + 2C dWeight (+=))", 0,
+            Memory("RmsNormBackward", nc, 4.0 * (4L * n * c + n + 3L * c),
+                "4·(NC dy + NC x + 2NC dx (+=) + N rstd + C weight + 2C dWeight (+=))", 0,
                 () => _backend.RmsNormBackward(dy, x, w, rstd, dx, dw));
             using var gate = Random(3f, 0f, n, s.Intermediate); using var up = Random(n, s.Intermediate);
             using var act = _backend.Empty(DType.F32, n, s.Intermediate);
-            Memory("SwiGluForward", $"({n}, {s.Intermediate})", 12.0 * ni, "4n (gate) + 4n (up) + 4n (y)", 0, () => _backend.SwiGluForward(gate, up, act));
-            using var dAct = Random(n, s.Intermediate); using var dGate = Random(n, s.Intermediate); using var dUp = Random(n, s.Intermediate);
-            Memory("SwiGluBackward", $"({n}, {s.Intermediate})", 28.0 * ni, "4n (dy) + 4n (gate) + 4n (up) + 16n (dGate, dUp read and written)", 0,
+            Memory("SwiGluForward", $"({n}, {s.Intermediate})", 12.0 * ni, "4n (gate) + 4n (up) + 4n (y)", 0,
+                () => _backend.SwiGluForward(gate, up, act));
+            using var dAct = Random(n, s.Intermediate); using var dGate = Random(n, s.Intermediate);
+            using var dUp = Random(n, s.Intermediate);
+            Memory("SwiGluBackward", $"({n}, {s.Intermediate})", 28.0 * ni,
+                "4n (dy) + 4n (gate) + 4n (up) + 16n (dGate, dUp read and written)", 0,
                 () => _backend.SwiGluBackward(dAct, gate, up, dGate, dUp));
         }
 

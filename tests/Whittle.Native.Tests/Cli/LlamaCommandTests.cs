@@ -45,7 +45,8 @@ public class LlamaCommandTests
     {
         var (exit, stdout, stderr) = InProcessCli.Run("info", CliRunner.Fixture("tiny-qwen3"));
         Assert.That(exit, Is.EqualTo(0), stderr);
-        Assert.That(stdout, Does.Contain("qwen3, 2 layers, hidden 32, 4 query heads and 2 kv heads × 12").And.Contain("per head on q and k"));
+        Assert.That(stdout,
+            Does.Contain("qwen3, 2 layers, hidden 32, 4 query heads and 2 kv heads × 12").And.Contain("per head on q and k"));
         var (e2, json, err2) = InProcessCli.Run("info", CliRunner.Fixture("tiny-llama"), "--json");
         Assert.That(e2, Is.EqualTo(0), err2);
         var o = JsonNode.Parse(json)!;
@@ -68,7 +69,8 @@ public class LlamaCommandTests
     [TestCase("qwen3", """{"moe_intermediate_size": 64}""", "moe_intermediate_size")]
     [TestCase("llama", """{"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}""", "rope_scaling.rope_type")]
     [TestCase("llama", """{"rope_scaling": {"type": "dynamic", "factor": 2.0}}""", "rope_scaling.type")]
-    [TestCase("llama", """{"rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 4.0, "high_freq_factor": 1.0, "original_max_position_embeddings": 64}}""", "high_freq_factor")]
+    [TestCase("llama", """{"rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 4.0, "high_freq_factor": 1.0, """ +
+        """ "original_max_position_embeddings": 64}}""", "high_freq_factor")]
     [TestCase("llama", """{"final_logit_softcapping": 30.0}""", "final_logit_softcapping")]
     [TestCase("llama", """{"attn_logit_softcapping": 50.0}""", "attn_logit_softcapping")]
     [TestCase("llama", """{"hidden_act": "gelu"}""", "hidden_act")]
@@ -123,13 +125,17 @@ public class LlamaCommandTests
         Assert.That(config is { Family: "qwen3", NumKeyValueHeads: 1, NumHeads: 4, HeadSize: 8, IntermediateSize: 88 });
         var (e2, info, err2) = InProcessCli.Run("info", final, "--json");
         Assert.That(e2, Is.EqualTo(0), err2);
-        Assert.That(JsonNode.Parse(info)!["parameters"]!["total"]!.GetValue<long>(), Is.EqualTo(JsonNode.Parse(stdout)!["parameters"]!.GetValue<long>()));
-        var (e3, _, err3) = InProcessCli.Run("eval", "--model", final, "--data", TestData.AustenSlice, "--seq-len", "32", "--max-tokens", "256");
+        Assert.That(JsonNode.Parse(info)!["parameters"]!["total"]!.GetValue<long>(),
+            Is.EqualTo(JsonNode.Parse(stdout)!["parameters"]!.GetValue<long>()));
+        var (e3, _, err3) = InProcessCli.Run("eval", "--model", final, "--data", TestData.AustenSlice, "--seq-len", "32",
+            "--max-tokens", "256");
         Assert.That(e3, Is.EqualTo(0), err3);
 
-        Assert.That(InProcessCli.UserError(InProcessCli.Run(["pretrain", "--family", "llama", "--kv-heads", "3", "--out", run + "-bad", .. common])),
+        Assert.That(InProcessCli.UserError(InProcessCli.Run(["pretrain", "--family", "llama", "--kv-heads", "3", "--out", run + "-bad",
+            .. common])),
             Does.Contain("num_key_value_heads 3"));
-        Assert.That(InProcessCli.UserError(InProcessCli.Run(["pretrain", "--family", "llama", "--rotary-pct", "0.5", "--out", run + "-bad", .. common])),
+        Assert.That(InProcessCli.UserError(InProcessCli.Run(["pretrain", "--family", "llama", "--rotary-pct", "0.5", "--out", run + "-bad",
+            .. common])),
             Does.Contain("--rotary-pct"));
         Assert.That(InProcessCli.UserError(InProcessCli.Run(["pretrain", "--kv-heads", "2", "--out", run + "-bad", .. common])),
             Does.Contain("--kv-heads"));

@@ -31,10 +31,12 @@ public class CudaLlamaRefusalTests
         using var o = _gpu.Zeros(DType.F32, 1, 4, 4, 8); using var lse = _gpu.Zeros(DType.F32, 1, 4, 4);
         var e = Assert.Throws<NotSupportedException>(() => _gpu.AttentionForward(q, kv, kv, 0.35f, o, lse, AttentionPrecision.F32));
         Assert.That(e!.Message, Does.Contain("AttentionForward").And.Contain("grouped-query"));
-        e = Assert.Throws<NotSupportedException>(() => _gpu.AttentionBackward(o, q, kv, kv, o, lse, 0.35f, q, kv, kv, AttentionPrecision.F32));
+        e = Assert.Throws<NotSupportedException>(() => _gpu.AttentionBackward(o, q, kv, kv, o, lse, 0.35f, q, kv, kv,
+            AttentionPrecision.F32));
         Assert.That(e!.Message, Does.Contain("AttentionBackward"));
         using var x = _gpu.Zeros(DType.F32, 4, 8); using var w = _gpu.Zeros(DType.F32, 8); using var r = _gpu.Zeros(DType.F32, 4);
-        Assert.That(Assert.Throws<NotSupportedException>(() => _gpu.RmsNormForward(x, w, 1e-6f, x, r))!.Message, Does.Contain("RmsNormForward"));
+        Assert.That(Assert.Throws<NotSupportedException>(() => _gpu.RmsNormForward(x, w, 1e-6f, x, r))!.Message,
+            Does.Contain("RmsNormForward"));
         Assert.That(Assert.Throws<NotSupportedException>(() => _gpu.SwiGluForward(x, x, x))!.Message, Does.Contain("SwiGluForward"));
     }
 
