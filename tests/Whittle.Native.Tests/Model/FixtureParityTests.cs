@@ -8,7 +8,8 @@ namespace Whittle.Native.Tests.Model;
 /// <summary>
 /// The CPU engine against PyTorch: tools/fixtures/make_tiny_neox.py computes Hugging Face's GPT-NeoX, and
 /// tools/fixtures/make_llama_reference.py its Llama, Qwen2, Qwen3 and Mistral models, in float64 on the fixtures' stored
-/// weights (logits, loss, every gradient, one AdamW step; what each Llama fixture covers: LlamaFixtureTests). Errors are measured per tensor as
+/// weights (logits, loss, every gradient, one AdamW step; what each Llama fixture covers: LlamaFixtureTests). Errors are
+/// measured per tensor as
 /// max |ours − expected| / max |expected|, because some gradient entries are exactly zero in exact arithmetic (the key
 /// bias outside the rotary dims) and an element-wise relative error would compare round-off with round-off.
 /// Tolerances, from float32 rounding against a float64 reference, for any f32 GEMM (no summation order is assumed, so the

@@ -10,8 +10,9 @@ namespace Whittle.Native.Tests.Model;
 /// losses, every gradient, one AdamW step), and the chunked LM head on them. tools/fixtures/make_llama_reference.py
 /// computes Hugging Face's LlamaForCausalLM / Qwen2 / Qwen3 / Mistral in float64; the four fixtures cover GQA with
 /// KV = H/2 and KV = 1, QK-norm, head_dim ≠ hidden / heads, tied and untied heads, q/k/v, o and MLP biases, llama3 and
-/// linear rope scaling, and weights stored as f32, bf16 (qwen2), f16 (mistral) and in two shards (qwen3). Tolerances as in FixtureParityTests, which derives them (a Llama layer has about as many f32 dot
-/// products as a GPT-NeoX one, of length ≤ 48).
+/// linear rope scaling, and weights stored as f32, bf16 (qwen2), f16 (mistral) and in two shards (qwen3). Tolerances as
+/// in FixtureParityTests, which derives them (a Llama layer has about as many f32 dot products as a GPT-NeoX one, of
+/// length ≤ 48).
 /// </summary>
 [TestFixture("tiny-llama")]
 [TestFixture("tiny-qwen2")]
@@ -60,7 +61,12 @@ public class LlamaFixtureTests(string fixture)
         model.Parameters.EnsureGrad();
         model.LossChunkRows = 5;   // 32 rows in chunks of 5: the tied head's two gradients meet in the chunked op too
         float loss;
-        using (var tape = new Tape(model.Backend)) { var l = model.Loss(tape, inputs, targets); loss = l.Data.ToFloatArray()[0]; tape.Backward(l); }
+        using (var tape = new Tape(model.Backend))
+        {
+            var l = model.Loss(tape, inputs, targets);
+            loss = l.Data.ToFloatArray()[0];
+            tape.Backward(l);
+        }
         Assert.That(Math.Abs(loss / expected.ReadFloats("loss")[0] - 1), Is.LessThan(1e-5), "loss, relative");
         foreach (var p in model.Parameters.Entries)
             Assert.That(Errors.Scaled(model.Parameters.Grad(p.Name).ToFloatArray(), expected.ReadFloats("grad." + p.Name)),
