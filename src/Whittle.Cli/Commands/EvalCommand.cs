@@ -14,7 +14,8 @@ static class EvalCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Model directory (Hugging Face GPT-NeoX or Llama family).", Required = true };
+        var model = new Option<string>("--model") { Description = "Model directory (Hugging Face GPT-NeoX or Llama family).",
+            Required = true };
         var seqLen = new Option<int?>("--seq-len") { Description = "Window length T: each window gives T−1 predictions (default: min(128, max_position_embeddings))." };
         var batch = new Option<int>("--batch-size") { Description = "Windows per forward pass.", DefaultValueFactory = _ => 16 };
         var maxTokens = new Option<long?>("--max-tokens") { Description = "Stop after about this many predictions." };

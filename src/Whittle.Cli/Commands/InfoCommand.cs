@@ -10,7 +10,8 @@ static class InfoCommand
 {
     public static Command Create()
     {
-        var dir = new Argument<string>("model-dir") { Description = "A Hugging Face model directory (GPT-NeoX or Llama family: config.json + model.safetensors or a sharded index)." };
+        var dir = new Argument<string>("model-dir") { Description = "A Hugging Face model directory (GPT-NeoX or Llama family: " +
+            "config.json + model.safetensors or a sharded index)." };
         var cmd = new Command("info", "Show a model's architecture, parameter counts (embedding, non-embedding, total), stored dtype and size.") { dir, CliCommon.Json };
         cmd.SetAction(parse =>
         {
@@ -56,18 +57,23 @@ static class InfoCommand
         const string Indent = "               ";
         if (config is GptNeoXConfig c)
         {
-            yield return $"architecture   GPT-NeoX, {c.NumLayers} layers, hidden {c.HiddenSize}, {c.NumHeads} heads × {c.HeadSize}, intermediate {c.IntermediateSize}";
-            yield return $"{Indent}rotary {c.RotaryDims} of {c.HeadSize} dims (base {c.RotaryBase}), {(c.UseParallelResidual ? "parallel" : "sequential")} residual, " +
+            yield return $"architecture   GPT-NeoX, {c.NumLayers} layers, hidden {c.HiddenSize}, {c.NumHeads} heads × {c.HeadSize}, " +
+                $"intermediate {c.IntermediateSize}";
+            string residual = c.UseParallelResidual ? "parallel" : "sequential";
+            yield return $"{Indent}rotary {c.RotaryDims} of {c.HeadSize} dims (base {c.RotaryBase}), {residual} residual, " +
                 $"{c.HiddenAct}, vocab {c.VocabSize}, context {c.MaxPositionEmbeddings}";
-            if (!c.IsHuggingFaceCompatible) yield return $"{Indent}non-uniform (per-layer heads/widths): loadable by whittle, not by transformers";
+            if (!c.IsHuggingFaceCompatible)
+                yield return $"{Indent}non-uniform (per-layer heads/widths): loadable by whittle, not by transformers";
             yield break;
         }
         var l = (LlamaConfig)config;
-        yield return $"architecture   {l.Family}, {l.NumLayers} layers, hidden {l.HiddenSize}, {l.NumHeads} query heads and {l.NumKeyValueHeads} kv heads " +
-            $"× {l.HeadSize}, intermediate {l.IntermediateSize} (gated silu)";
+        yield return $"architecture   {l.Family}, {l.NumLayers} layers, hidden {l.HiddenSize}, {l.NumHeads} query heads and " +
+            $"{l.NumKeyValueHeads} kv heads × {l.HeadSize}, intermediate {l.IntermediateSize} (gated silu)";
         string scaling = l.RopeScaling is { } r ? $", {r.Kind.ToString().ToLowerInvariant()} scaling × {r.Factor}" : "";
-        var biases = new[] { (l.QkvBias, "q/k/v"), (l.OutputBias, "o"), (l.GatedMlpBias, "mlp") }.Where(b => b.Item1).Select(b => b.Item2).ToArray();
-        yield return $"{Indent}rotary over all {l.HeadSize} dims (theta {l.RopeTheta}{scaling}), RMSNorm eps {l.RmsNormEps}{(l.QkNorm ? " (also per head on q and k)" : "")}, " +
+        var biases = new[] { (l.QkvBias, "q/k/v"), (l.OutputBias, "o"), (l.GatedMlpBias, "mlp") }
+            .Where(b => b.Item1).Select(b => b.Item2).ToArray();
+        string qkNorm = l.QkNorm ? " (also per head on q and k)" : "";
+        yield return $"{Indent}rotary over all {l.HeadSize} dims (theta {l.RopeTheta}{scaling}), RMSNorm eps {l.RmsNormEps}{qkNorm}, " +
             $"{(l.TieWordEmbeddings ? "tied" : "untied")} embeddings, {(biases.Length == 0 ? "no" : string.Join(", ", biases))} biases, " +
             $"vocab {l.VocabSize}, context {l.MaxPositionEmbeddings}";
     }

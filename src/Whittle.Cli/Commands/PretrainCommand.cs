@@ -16,11 +16,13 @@ static class PretrainCommand
 {
     public static Command Create()
     {
-        var cmd = new Command("pretrain", "Train a language model (GPT-NeoX or Llama family) on a token dataset (new model or continue a checkpoint). " +
+        var cmd = new Command("pretrain",
+            "Train a language model (GPT-NeoX or Llama family) on a token dataset (new model or continue a checkpoint). " +
             "Writes checkpoints/, metrics.jsonl and final/ in --out.");
         var t = new TrainingCli();
         t.AddTo(cmd);
-        var init = new Option<string?>("--init") { Description = "Start from this model directory (GPT-NeoX or Llama family) instead of a new model." };
+        var init = new Option<string?>("--init") { Description = "Start from this model directory (GPT-NeoX or Llama family) instead of " +
+            "a new model." };
         var config = new Option<string?>("--config") { Description = "A config.json for a new model (instead of the architecture flags)." };
         var arch = new ArchitectureOptions();
         cmd.Options.Add(init); cmd.Options.Add(config); arch.AddTo(cmd); arch.AddFamilyTo(cmd);
@@ -39,14 +41,16 @@ static class PretrainCommand
         return cmd;
     }
 
-    static LanguageModel BuildModel(ParseResult p, Option<string?> init, Option<string?> config, ArchitectureOptions arch, TokenDataset data, IBackend backend, ulong seed, int seqLen)
+    static LanguageModel BuildModel(ParseResult p, Option<string?> init, Option<string?> config, ArchitectureOptions arch,
+        TokenDataset data, IBackend backend, ulong seed, int seqLen)
     {
         if (p.GetValue(init) is { } dir)
         {
             TrainingCli.RequireSameTokenizer(dir, data);
             return ModelCheckpoint.Load(dir, backend);
         }
-        var c = p.GetValue(config) is { } file ? ModelConfig.Load(file) : arch.FamilyConfig(p, data.Meta.VocabSize, data.Meta.EosId, seqLen);
+        var c = p.GetValue(config) is { } file ? ModelConfig.Load(file) : arch.FamilyConfig(p, data.Meta.VocabSize, data.Meta.EosId,
+            seqLen);
         if (c.VocabSize < data.Meta.VocabSize) throw new WhittleException($"vocab_size {c.VocabSize} is smaller than the dataset's vocabulary ({data.Meta.VocabSize})");
         return c switch
         {
@@ -74,11 +78,15 @@ sealed class ArchitectureOptions
 
     public readonly Option<string> Family = new("--family")
     {
-        Description = "New model: gpt_neox | llama | qwen2 (q/k/v biases) | qwen3 (QK-norm) | mistral.", DefaultValueFactory = _ => "gpt_neox",
+        Description = "New model: gpt_neox | llama | qwen2 (q/k/v biases) | qwen3 (QK-norm) | mistral.",
+        DefaultValueFactory = _ => "gpt_neox",
     };
-    public readonly Option<int?> KvHeads = new("--kv-heads") { Description = "New Llama-family model: key/value heads, dividing --heads (default: --heads)." };
-    public readonly Option<int?> HeadDim = new("--head-dim") { Description = "New Llama-family model: head size (default: hidden / heads)." };
-    public readonly Option<bool> Tie = new("--tie-embeddings") { Description = "New Llama-family model: the LM head is the input embedding." };
+    public readonly Option<int?> KvHeads = new("--kv-heads") { Description = "New Llama-family model: key/value heads, dividing --heads " +
+        "(default: --heads)." };
+    public readonly Option<int?> HeadDim = new("--head-dim") { Description = "New Llama-family model: head size (default: hidden / " +
+        "heads)." };
+    public readonly Option<bool> Tie = new("--tie-embeddings") { Description = "New Llama-family model: the LM head is the input " +
+        "embedding." };
 
     public void AddTo(Command cmd) { foreach (var o in new Option[] { Layers, Hidden, Heads, Intermediate, RotaryPct, Sequential, Act }) cmd.Options.Add(o); }
 
@@ -100,15 +108,19 @@ sealed class ArchitectureOptions
             return Config(p, vocab, eos, seqLen);
         }
         if (!LlamaConfig.Families.Contains(family))
-            throw new WhittleException($"--family must be gpt_neox, {string.Join(", ", LlamaConfig.Families)}; got '{ErrorText.Clip(family, 40)}'");
+            throw new WhittleException($"--family must be gpt_neox, {string.Join(", ", LlamaConfig.Families)}; " +
+                $"got '{ErrorText.Clip(family, 40)}'");
         foreach (var o in new Option[] { RotaryPct, Sequential, Act })
             if (Given(o)) throw new WhittleException($"{o.Name} applies to GPT-NeoX models, not --family {family}");
         int hidden = p.GetValue(Hidden), heads = p.GetValue(Heads);
         OptionCheck.AtLeast("--hidden", hidden, 1); OptionCheck.AtLeast("--heads", heads, 1);
+        int? headDim = p.GetValue(HeadDim);
+        if (headDim is null && hidden % heads != 0)
+            throw new WhittleException($"--hidden {hidden} is not divisible by --heads {heads}; give --head-dim");
         return new LlamaConfig
         {
             Family = family, VocabSize = vocab, HiddenSize = hidden, NumLayers = p.GetValue(Layers), NumHeads = heads,
-            NumKeyValueHeads = p.GetValue(KvHeads) ?? heads, ExplicitHeadDim = p.GetValue(HeadDim),
+            NumKeyValueHeads = p.GetValue(KvHeads) ?? heads, ExplicitHeadDim = headDim ?? (family == "qwen3" ? hidden / heads : null),
             IntermediateSize = p.GetValue(Intermediate) ?? (int)Math.Min(int.MaxValue, (8L * hidden / 3 + 7) / 8 * 8),
             TieWordEmbeddings = p.GetValue(Tie), MaxPositionEmbeddings = Math.Max(seqLen + 1, 2048), BosTokenId = eos, EosTokenId = eos,
         }.Validate("architecture flags");

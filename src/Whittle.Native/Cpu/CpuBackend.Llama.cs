@@ -114,7 +114,8 @@ public sealed unsafe partial class CpuBackend
     public void SwiGluBackward(Tensor dy, Tensor gate, Tensor up, Tensor dGate, Tensor dUp)
     {
         CheckSwiGlu(gate, up, dy, "dy"); CheckSwiGlu(gate, dGate, dUp, "dUp");
-        float* pdy = (float*)dy.Pointer, pg = (float*)gate.Pointer, pu = (float*)up.Pointer, pdg = (float*)dGate.Pointer, pdu = (float*)dUp.Pointer;
+        float* pdy = (float*)dy.Pointer, pg = (float*)gate.Pointer, pu = (float*)up.Pointer, pdg = (float*)dGate.Pointer,
+            pdu = (float*)dUp.Pointer;
         ParallelRange(gate.Count, (lo, hi) =>
         {
             Span<float> sig = stackalloc float[SwiGluBlock];

@@ -290,7 +290,8 @@ public sealed unsafe partial class CpuBackend : IBackend
             int bi = bh / h, hi = bh % h, kvh = hi / group;
             fixed (float* p = probs)   // (T, T): scores, then probabilities (zero above the diagonal)
             {
-                Gemm.Sgemm(false, true, t, t, d, scale, qa.Head(bi, hi), qa.Ld, ka.Head(bi, kvh), ka.Ld, 0f, p, t, serial: true, kernel: kern);
+                Gemm.Sgemm(false, true, t, t, d, scale, qa.Head(bi, hi), qa.Ld, ka.Head(bi, kvh), ka.Ld, 0f, p, t, serial: true,
+                    kernel: kern);
                 for (int ti = 0; ti < t; ti++)
                 {
                     var row = new Span<float>(p + (long)ti * t, ti + 1);
@@ -302,7 +303,9 @@ public sealed unsafe partial class CpuBackend : IBackend
                     new Span<float>(p + (long)ti * t + ti + 1, t - ti - 1).Clear();
                     pl[((long)bi * h + hi) * t + ti] = (float)(max + Math.Log(sum));
                 }
-                Gemm.Sgemm(false, false, t, d, t, 1f, p, t, va.Head(bi, kvh), va.Ld, 0f, oa.Head(bi, hi), oa.Ld, serial: true, kernel: kern);   // O = P V
+                // O = P V
+                Gemm.Sgemm(false, false, t, d, t, 1f, p, t, va.Head(bi, kvh), va.Ld, 0f, oa.Head(bi, hi), oa.Ld, serial: true,
+                    kernel: kern);
             }
             return probs;
         }, _ => { });
@@ -330,8 +333,11 @@ public sealed unsafe partial class CpuBackend : IBackend
                 for (int hi = kvh * group; hi < (kvh + 1) * group; hi++)
                 {
                     float* ds = p + (long)t * t;   // (T, T) probabilities P, then (T, T) dP and dS = P ⊙ (dP − rowsum(dO ⊙ O))
-                    Gemm.Sgemm(false, true, t, t, d, scale, qa.Head(bi, hi), qa.Ld, ka.Head(bi, kvh), ka.Ld, 0f, p, t, serial: true, kernel: kern);
-                    Gemm.Sgemm(false, true, t, t, d, 1f, ga.Head(bi, hi), ga.Ld, va.Head(bi, kvh), va.Ld, 0f, ds, t, serial: true, kernel: kern);   // dP = dO V^T
+                    Gemm.Sgemm(false, true, t, t, d, scale, qa.Head(bi, hi), qa.Ld, ka.Head(bi, kvh), ka.Ld, 0f, p, t, serial: true,
+                        kernel: kern);
+                    // dP = dO V^T
+                    Gemm.Sgemm(false, true, t, t, d, 1f, ga.Head(bi, hi), ga.Ld, va.Head(bi, kvh), va.Ld, 0f, ds, t, serial: true,
+                        kernel: kern);
                     for (int ti = 0; ti < t; ti++)
                     {
                         var prow = new Span<float>(p + (long)ti * t, ti + 1);
@@ -345,9 +351,12 @@ public sealed unsafe partial class CpuBackend : IBackend
                         new Span<float>(ds + (long)ti * t + ti + 1, t - ti - 1).Clear();
                     }
                     // dQ += scale dS K, dK += scale dS^T Q, dV += P^T dO
-                    Gemm.Sgemm(false, false, t, d, t, scale, ds, t, ka.Head(bi, kvh), ka.Ld, 1f, dqa.Head(bi, hi), dqa.Ld, serial: true, kernel: kern);
-                    Gemm.Sgemm(true, false, t, d, t, scale, ds, t, qa.Head(bi, hi), qa.Ld, 1f, dka.Head(bi, kvh), dka.Ld, serial: true, kernel: kern);
-                    Gemm.Sgemm(true, false, t, d, t, 1f, p, t, ga.Head(bi, hi), ga.Ld, 1f, dva.Head(bi, kvh), dva.Ld, serial: true, kernel: kern);
+                    Gemm.Sgemm(false, false, t, d, t, scale, ds, t, ka.Head(bi, kvh), ka.Ld, 1f, dqa.Head(bi, hi), dqa.Ld, serial: true,
+                        kernel: kern);
+                    Gemm.Sgemm(true, false, t, d, t, scale, ds, t, qa.Head(bi, hi), qa.Ld, 1f, dka.Head(bi, kvh), dka.Ld, serial: true,
+                        kernel: kern);
+                    Gemm.Sgemm(true, false, t, d, t, 1f, p, t, ga.Head(bi, hi), ga.Ld, 1f, dva.Head(bi, kvh), dva.Ld, serial: true,
+                        kernel: kern);
                 }
             return scratch;
         }, _ => { });

@@ -179,92 +179,65 @@ internal static unsafe class Gemm
     }
 
     /// <summary>
-    /// Packs op(A)[i0..i0+mc, p0..p0+kc) into ceil(mc/MR) panels, each (kc, MR) k-major; rows past mc are zero.
-    /// Without transA, A is (m, k) and a panel gathers MR rows; with transA, A is (k, m) and a panel row is MR contiguous floats.
+    /// Packs A's [i0..i0+mc) x [p0..p0+kc) block into ceil(mc/MR) k-major panels (kc, MR). Without transA, A is (m, k) and
+    /// a panel gathers MR rows; with transA, A is (k, m) and a panel row is MR contiguous floats.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void PackA(bool transA, float* a, long lda, int i0, int mc, int p0, int kc, int MR, float* dst)
-    {
-        for (int ir = 0; ir < mc; ir += MR)
-        {
-            int mr = Math.Min(MR, mc - ir);
-            float* panel = dst + (long)ir * kc; // (kc, MR)
-            if (transA)
-            {
-                float* src = a + (long)p0 * lda + i0 + ir;
-                for (int p = 0; p < kc; p++, src += lda)
-                {
-                    float* d = panel + p * MR;
-                    int r = 0;
-                    for (; r < mr; r++) d[r] = src[r];
-                    for (; r < MR; r++) d[r] = 0f;
-                }
-            }
-            else
-            {
-                for (int r = 0; r < MR; r++)
-                {
-                    float* d = panel + r;
-                    if (r < mr)
-                    {
-                        float* src = a + (i0 + ir + r) * lda + p0;
-                        for (int p = 0; p < kc; p++) d[p * MR] = src[p];
-                    }
-                    else
-                    {
-                        for (int p = 0; p < kc; p++) d[p * MR] = 0f;
-                    }
-                }
-            }
-        }
-    }
+    static void PackA(bool transA, float* a, long lda, int i0, int mc, int p0, int kc, int MR, float* dst) =>
+        PackPanels(rowsAlongK: transA, a, lda, p0, kc, i0, mc, MR, dst);
 
     /// <summary>
-    /// Packs op(B)[p0..p0+kc, j0..j0+nc) into ceil(nc/NR) panels, each (kc, NR) k-major; columns past nc are zero.
-    /// Without transB, B is (k, n) and a panel row is NR contiguous floats; with transB, B is (n, k) (a weight) and a
-    /// panel is the transpose of NR weight rows.
+    /// Packs B's [p0..p0+kc) x [j0..j0+nc) block into ceil(nc/NR) k-major panels (kc, NR). Without transB, B is (k, n) and a
+    /// panel row is NR contiguous floats; with transB, B is (n, k) (a weight) and a panel is the transpose of NR weight rows.
+    /// </summary>
+    static void PackB(bool transB, float* b, long ldb, int p0, int kc, int j0, int nc, int NR, float* dst) =>
+        PackPanels(rowsAlongK: !transB, b, ldb, p0, kc, j0, nc, NR, dst);
+
+    /// <summary>
+    /// The one packing routine behind both operands: element (p, i) of the operand, p the reduction index in [p0, p0+kc)
+    /// and i the panel index in [i0, i0+count), lies at x[p * ld + i] when <paramref name="rowsAlongK"/> (a panel row is
+    /// R contiguous floats) and at x[i * ld + p] otherwise (a panel gathers R strided rows). Writes ceil(count/R) panels
+    /// (kc, R), k-major; entries past count are zero. Packing only copies, so the fast paths change no result.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void PackB(bool transB, float* b, long ldb, int p0, int kc, int j0, int nc, int NR, float* dst)
+    static void PackPanels(bool rowsAlongK, float* x, long ld, int p0, int kc, int i0, int count, int R, float* dst)
     {
-        for (int jr = 0; jr < nc; jr += NR)
+        for (int ir = 0; ir < count; ir += R)
         {
-            int nr = Math.Min(NR, nc - jr);
-            float* panel = dst + (long)jr * kc; // (kc, NR)
-            if (!transB)
+            int r = Math.Min(R, count - ir);
+            float* panel = dst + (long)ir * kc; // (kc, R)
+            bool fullVectorPanel = r == R && R % 8 == 0;
+            if (rowsAlongK)
             {
-                float* src = b + (long)p0 * ldb + j0 + jr;
-                if (nr == NR && Vector256.IsHardwareAccelerated)
+                float* src = x + (long)p0 * ld + i0 + ir;
+                if (fullVectorPanel && Vector256.IsHardwareAccelerated)
                 {
-                    for (int p = 0; p < kc; p++, src += ldb)
-                        for (int j = 0; j < NR; j += 8)
-                            Vector256.Store(Vector256.Load(src + j), panel + p * NR + j);
+                    for (int p = 0; p < kc; p++, src += ld)
+                        for (int j = 0; j < R; j += 8)
+                            Vector256.Store(Vector256.Load(src + j), panel + p * R + j);
+                    continue;
                 }
-                else
+                for (int p = 0; p < kc; p++, src += ld)
                 {
-                    for (int p = 0; p < kc; p++, src += ldb)
-                    {
-                        float* d = panel + p * NR;
-                        int j = 0;
-                        for (; j < nr; j++) d[j] = src[j];
-                        for (; j < NR; j++) d[j] = 0f;
-                    }
+                    float* d = panel + p * R;
+                    int j = 0;
+                    for (; j < r; j++) d[j] = src[j];
+                    for (; j < R; j++) d[j] = 0f;
                 }
             }
             else
             {
-                if (nr == NR && Avx.IsSupported) { PackBTransposedFull(b, ldb, p0, kc, j0 + jr, NR, panel); continue; }
-                for (int j = 0; j < NR; j++)
+                if (fullVectorPanel && Avx.IsSupported) { PackTransposedFull(x, ld, p0, kc, i0 + ir, R, panel); continue; }
+                for (int j = 0; j < R; j++)
                 {
                     float* d = panel + j;
-                    if (j < nr)
+                    if (j < r)
                     {
-                        float* src = b + (j0 + jr + j) * ldb + p0;
-                        for (int p = 0; p < kc; p++) d[p * NR] = src[p];
+                        float* src = x + (i0 + ir + j) * ld + p0;
+                        for (int p = 0; p < kc; p++) d[p * R] = src[p];
                     }
                     else
                     {
-                        for (int p = 0; p < kc; p++) d[p * NR] = 0f;
+                        for (int p = 0; p < kc; p++) d[p * R] = 0f;
                     }
                 }
             }
@@ -272,11 +245,11 @@ internal static unsafe class Gemm
     }
 
     /// <summary>
-    /// A full transposed B panel: NR rows of B (n, k), k in [p0, p0+kc), into (kc, NR). NR/8 in-register 8x8
+    /// A full gathered panel: NR rows of b (row stride ldb), columns [p0, p0+kc), into (kc, NR). NR/8 in-register 8x8
     /// transposes per 8 values of k; the k tail (kc % 8) is copied element by element.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void PackBTransposedFull(float* b, long ldb, int p0, int kc, int j0, int NR, float* panel)
+    static void PackTransposedFull(float* b, long ldb, int p0, int kc, int j0, int NR, float* panel)
     {
         int p = 0;
         for (; p + 8 <= kc; p += 8)

@@ -110,7 +110,8 @@ public abstract class LanguageModel : IDisposable
     /// <summary>Fills a new model's parameters by <see cref="InitOf"/> from <paramref name="seed"/>.</summary>
     protected void Initialise(ulong seed)
     {
-        using var host = Parameters.Count <= SequentialInitLimit ? SequentialInit(Parameters, InitOf, seed) : RandomInit(Parameters, InitOf, seed);
+        using var host = Parameters.Count <= SequentialInitLimit
+            ? SequentialInit(Parameters, InitOf, seed) : RandomInit(Parameters, InitOf, seed);
         LoadFlat(host);
     }
 
@@ -223,7 +224,8 @@ public abstract class LanguageModel : IDisposable
     /// The chunked distillation loss of a student whose final hidden state is <paramref name="final"/> (from
     /// <see cref="ForwardHidden"/>), against a teacher given per chunk of rows (<see cref="TeacherRows"/>).
     /// </summary>
-    public Var ChunkedDistillationLoss(Tape tape, Var final, TeacherRows teacher, Tensor targets, DistillSettings settings, out DistillParts parts)
+    public Var ChunkedDistillationLoss(Tape tape, Var final, TeacherRows teacher, Tensor targets, DistillSettings settings,
+        out DistillParts parts)
     {
         var (w, wb) = Head(tape, final.Data.Size(1));
         var loss = tape.ChunkedDistillation(final, w, wb, teacher, targets.Reshape((int)targets.Count), settings, LossChunkRows, out parts);
@@ -246,14 +248,17 @@ public abstract class LanguageModel : IDisposable
 
     /// <summary>The LM head weight (V, d) as a tape Var, and its bf16 copy in bf16 mode.</summary>
     (Var Weight, Tensor? Bf16) Head(Tape tape, int d) =>
-        (Param(tape, HeadName, rows: null, cols: d), Precision == Precision.Bf16 ? Slice(Parameters.LowPrecisionOf(HeadName), null, d) : null);
+        (Param(tape, HeadName, rows: null, cols: d),
+            Precision == Precision.Bf16 ? Slice(Parameters.LowPrecisionOf(HeadName), null, d) : null);
 
     /// <summary>A parameter (or its leading sub-block) as a tape Var: with its gradient view when gradients are being recorded.</summary>
     protected Var Param(Tape tape, string name, int? rows = null, int? cols = null)
     {
         var data = Parameters[name];
         bool train = tape.IsRecording && Parameters.FlatGrad is not null;
-        return train ? Var.Parameter(Slice(data, rows, cols), Slice(Parameters.Grad(name), rows, cols)) : Var.Constant(Slice(data, rows, cols));
+        return train
+            ? Var.Parameter(Slice(data, rows, cols), Slice(Parameters.Grad(name), rows, cols))
+            : Var.Constant(Slice(data, rows, cols));
     }
 
     /// <summary>A vector parameter's first <paramref name="length"/> entries as a tape Var.</summary>

@@ -133,7 +133,8 @@ public sealed class Llama(LlamaConfig config, IBackend backend) : LanguageModel(
             var act = tape.SwiGlu(gate, up);
             tape.Release(gate, up);
             observe?.Invoke(ForwardTap.MlpActivation, i, act.Data);
-            var mlpOut = Linear(tape, act, mlp + "down_proj.weight", MlpBias("down_proj"), d, m);   // SwiGLU's backward reads gate and up, not act
+            // SwiGLU's backward reads gate and up, not act
+            var mlpOut = Linear(tape, act, mlp + "down_proj.weight", MlpBias("down_proj"), d, m);
             var next = tape.Add(residual, mlpOut);
             tape.Release(residual, mlpOut);
             observe?.Invoke(ForwardTap.LayerOutput, i, next.Data);
@@ -145,5 +146,6 @@ public sealed class Llama(LlamaConfig config, IBackend backend) : LanguageModel(
     }
 
     static bool SameArchitecture(ActiveArchitecture a, ActiveArchitecture b) =>
-        a.EmbedDim == b.EmbedDim && a.Layers.SequenceEqual(b.Layers) && a.Heads.SequenceEqual(b.Heads) && a.Intermediate.SequenceEqual(b.Intermediate);
+        a.EmbedDim == b.EmbedDim && a.Layers.SequenceEqual(b.Layers) && a.Heads.SequenceEqual(b.Heads)
+            && a.Intermediate.SequenceEqual(b.Intermediate);
 }

@@ -79,7 +79,8 @@ public sealed record LlamaConfig : ModelConfig
     /// <summary>RMSNorm on each head of q and k before the rotary (Qwen3).</summary>
     public bool QkNorm => Family == "qwen3";
     public override bool IsHuggingFaceCompatible => true;
-    public override bool IsIgnoredTensor(string name) => name.EndsWith(".rotary_emb.inv_freq") || (TieWordEmbeddings && name == Llama.LmHead);
+    public override bool IsIgnoredTensor(string name) =>
+        name.EndsWith(".rotary_emb.inv_freq") || (TieWordEmbeddings && name == Llama.LmHead);
     public override IEnumerable<(string Name, int[] Shape)> Layout() => Llama.Layout(this);
 
     /// <summary>"Embedding" is embed_tokens plus lm_head when untied (a tied head is the same tensor, counted once).</summary>
@@ -124,9 +125,11 @@ public sealed record LlamaConfig : ModelConfig
         Require(MaxPositionEmbeddings > 0, "max_position_embeddings must be positive");
         // Shapes are int and one tensor's elements must fit an int: a product that overflows would wrap to a small shape.
         long C = HiddenSize;
-        Require((long)VocabSize * C <= int.MaxValue, $"vocab_size {VocabSize} × hidden_size {HiddenSize} is more elements than one tensor holds ({int.MaxValue})");
+        Require((long)VocabSize * C <= int.MaxValue,
+            $"vocab_size {VocabSize} × hidden_size {HiddenSize} is more elements than one tensor holds ({int.MaxValue})");
         Require((long)NumHeads * HeadSize * C <= int.MaxValue,
-            $"num_attention_heads {NumHeads} × head_dim {HeadSize} × hidden_size {HiddenSize} is more elements than one tensor holds ({int.MaxValue})");
+            $"num_attention_heads {NumHeads} × head_dim {HeadSize} × hidden_size {HiddenSize} is more elements than one tensor " +
+            $"holds ({int.MaxValue})");
         Require((long)IntermediateSize * C <= int.MaxValue,
             $"intermediate_size {IntermediateSize} × hidden_size {HiddenSize} is more elements than one tensor holds ({int.MaxValue})");
         return this;
@@ -157,10 +160,12 @@ public sealed record LlamaConfig : ModelConfig
         foreach (var key in Softcapping)
             if (!o[key].IsAbsent) throw o[key].Error("asks for logit softcapping (Gemma), which this engine does not compute");
         string act = o["hidden_act"].StringOrNull() ?? "silu";
-        if (act is not ("silu" or "swish")) throw o["hidden_act"].Error($"is '{JsonField.Truncate(act)}'; Llama-family models here use silu");
+        if (act is not ("silu" or "swish"))
+            throw o["hidden_act"].Error($"is '{JsonField.Truncate(act)}'; Llama-family models here use silu");
         if (!o["partial_rotary_factor"].IsAbsent && o["partial_rotary_factor"].Double() != 1)
             throw o["partial_rotary_factor"].Error("must be 1 (the rotary turns the whole head); partial rotary is not supported");
-        int maxPositions = o["max_position_embeddings"].IntOr(family switch { "qwen2" or "qwen3" => 32768, "mistral" => 131072, _ => 2048 }, 1, int.MaxValue);
+        int maxPositions = o["max_position_embeddings"].IntOr(family switch { "qwen2" or "qwen3" => 32768, "mistral" => 131072, _ => 2048 },
+            1, int.MaxValue);
         RefuseSlidingWindow(o, family, maxPositions);
 
         int heads = Size("num_attention_heads");
@@ -200,7 +205,8 @@ public sealed record LlamaConfig : ModelConfig
         {
             var w = o["sliding_window"];
             int window = w.Exists ? w.IsAbsent ? int.MaxValue : w.Int(1, int.MaxValue) : 4096;
-            if (window < maxPositions) throw w.Error($"{Problem} (window {window} < max_position_embeddings {maxPositions}; null turns it off)");
+            if (window < maxPositions)
+                throw w.Error($"{Problem} (window {window} < max_position_embeddings {maxPositions}; null turns it off)");
         }
         if (family is "qwen2" or "qwen3" && o["use_sliding_window"].BoolOr(false)) throw o["use_sliding_window"].Error(Problem);
         foreach (var t in o["layer_types"].ItemsOrEmpty())
@@ -224,17 +230,22 @@ public sealed record LlamaConfig : ModelConfig
             case "llama3":
                 var scaling = new RopeScaling(RopeScalingKind.Llama3, Positive(s["factor"]), Positive(s["low_freq_factor"]),
                     Positive(s["high_freq_factor"]), s["original_max_position_embeddings"].Int(1, int.MaxValue));
-                if (!(scaling.HighFreqFactor > scaling.LowFreqFactor)) throw s["high_freq_factor"].Error("must be larger than low_freq_factor");
+                if (!(scaling.HighFreqFactor > scaling.LowFreqFactor))
+                    throw s["high_freq_factor"].Error("must be larger than low_freq_factor");
                 return (theta, scaling);
             default:
-                throw typeField.Error($"is '{JsonField.Truncate(type)}': this rope_scaling type is not supported (supported: linear, llama3)");
+                throw typeField.Error($"is '{JsonField.Truncate(type)}': this rope_scaling type is not supported " +
+                    "(supported: linear, llama3)");
         }
     }
 
     /// <summary>A config.json transformers loads as <see cref="Family"/>'s ForCausalLM.</summary>
     public override JsonObject ToJson()
     {
-        string arch = Family switch { "llama" => "LlamaForCausalLM", "qwen2" => "Qwen2ForCausalLM", "qwen3" => "Qwen3ForCausalLM", _ => "MistralForCausalLM" };
+        string arch = Family switch
+        {
+            "llama" => "LlamaForCausalLM", "qwen2" => "Qwen2ForCausalLM", "qwen3" => "Qwen3ForCausalLM", _ => "MistralForCausalLM",
+        };
         var o = new JsonObject
         {
             ["architectures"] = new JsonArray(arch),
@@ -244,7 +255,6 @@ public sealed record LlamaConfig : ModelConfig
             ["num_hidden_layers"] = NumLayers,
             ["num_attention_heads"] = NumHeads,
             ["num_key_value_heads"] = NumKeyValueHeads,
-            ["head_dim"] = HeadSize,
             ["intermediate_size"] = IntermediateSize,
             ["hidden_act"] = "silu",
             ["rms_norm_eps"] = Shortest(RmsNormEps),
@@ -258,6 +268,7 @@ public sealed record LlamaConfig : ModelConfig
             ["use_cache"] = true,
             ["torch_dtype"] = "float32",
         };
+        if (ExplicitHeadDim is not null || Family == "qwen3") o["head_dim"] = HeadSize;   // qwen3's absent head_dim means 128
         if (Family is "llama" or "qwen3") o["attention_bias"] = AttentionBias;
         if (Family == "llama") o["mlp_bias"] = MlpBias;
         if (Family is "qwen2" or "qwen3") o["use_sliding_window"] = false;

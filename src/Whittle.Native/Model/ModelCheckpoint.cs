@@ -113,11 +113,13 @@ public static class ModelCheckpoint
     /// Writes config.json + model.safetensors (sharded above <paramref name="maxShardBytes"/>) into <paramref name="dir"/>,
     /// replacing it as a whole. <paramref name="extraFiles"/> (e.g. the tokenizer) are copied in before the rename.
     /// </summary>
-    public static void Save(LanguageModel model, string dir, DType storeAs = DType.F32, long maxShardBytes = long.MaxValue, IEnumerable<string>? extraFiles = null)
+    public static void Save(LanguageModel model, string dir, DType storeAs = DType.F32, long maxShardBytes = long.MaxValue,
+        IEnumerable<string>? extraFiles = null)
         => SaveWith(model, dir, storeAs, maxShardBytes, extraFiles, alsoWrite: null);
 
     /// <summary>As <see cref="Save"/>, letting the caller add files (optimizer state, trainer state) to the directory before it is renamed into place.</summary>
-    public static void SaveWith(LanguageModel model, string dir, DType storeAs = DType.F32, long maxShardBytes = long.MaxValue, IEnumerable<string>? extraFiles = null, Action<string>? alsoWrite = null)
+    public static void SaveWith(LanguageModel model, string dir, DType storeAs = DType.F32, long maxShardBytes = long.MaxValue,
+        IEnumerable<string>? extraFiles = null, Action<string>? alsoWrite = null)
     {
         using var host = model.Parameters.Flat.Device == Device.Cpu ? null : model.Parameters.Flat.ToCpu();
         var flat = host ?? model.Parameters.Flat;
@@ -145,6 +147,7 @@ public static class GptNeoXCheckpoint
 {
     public static GptNeoX Load(string dir, IBackend backend) => (GptNeoX)ModelCheckpoint.Load(GptNeoXConfig.Load(dir), dir, backend);
 
-    public static void Save(GptNeoX model, string dir, DType storeAs = DType.F32, long maxShardBytes = long.MaxValue, IEnumerable<string>? extraFiles = null)
+    public static void Save(GptNeoX model, string dir, DType storeAs = DType.F32, long maxShardBytes = long.MaxValue,
+        IEnumerable<string>? extraFiles = null)
         => ModelCheckpoint.Save(model, dir, storeAs, maxShardBytes, extraFiles);
 }

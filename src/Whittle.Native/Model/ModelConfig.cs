@@ -46,12 +46,15 @@ public abstract record ModelConfig
     public void RequireContext(int seqLen, string role = "the model's", string option = "--seq-len")
     {
         if (seqLen > MaxPositionEmbeddings)
-            throw new WhittleException($"{option} {seqLen} is above {role} max_position_embeddings {MaxPositionEmbeddings}; use {option} {MaxPositionEmbeddings} or less");
+            throw new WhittleException($"{option} {seqLen} is above {role} max_position_embeddings {MaxPositionEmbeddings}; use " +
+                $"{option} {MaxPositionEmbeddings} or less");
     }
 
-    public void Save(string path) => AtomicFile.WriteAllText(path, ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+    public void Save(string path) => AtomicFile.WriteAllText(path,
+        ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
 
-    /// <summary>A float as the double with the same shortest decimal form (0.1f → 0.1, not 0.100000001490116), as HF configs write them.</summary>
+    /// <summary>A float as the double with the same shortest decimal form (0.1f → 0.1, not 0.100000001490116), as HF configs write
+    /// them.</summary>
     protected static double Shortest(float x) =>
         double.Parse(x.ToString("R", System.Globalization.CultureInfo.InvariantCulture), System.Globalization.CultureInfo.InvariantCulture);
 

@@ -345,9 +345,12 @@ public sealed class KernelBench : IDisposable
         using (var gate = Random(3f, 0f, n, s.Intermediate)) using (var up = Random(n, s.Intermediate))
         using (var act = _backend.Empty(DType.F32, n, s.Intermediate))
         {
-            Memory("SwiGluForward", $"({n}, {s.Intermediate})", 12.0 * ni, "4n (gate) + 4n (up) + 4n (y)", 0, () => _backend.SwiGluForward(gate, up, act));
-            using var dAct = Random(n, s.Intermediate); using var dGate = Random(n, s.Intermediate); using var dUp = Random(n, s.Intermediate);
-            Memory("SwiGluBackward", $"({n}, {s.Intermediate})", 28.0 * ni, "4n (dy) + 4n (gate) + 4n (up) + 16n (dGate, dUp read and written)", 0,
+            Memory("SwiGluForward", $"({n}, {s.Intermediate})", 12.0 * ni, "4n (gate) + 4n (up) + 4n (y)", 0,
+                () => _backend.SwiGluForward(gate, up, act));
+            using var dAct = Random(n, s.Intermediate); using var dGate = Random(n, s.Intermediate);
+            using var dUp = Random(n, s.Intermediate);
+            Memory("SwiGluBackward", $"({n}, {s.Intermediate})", 28.0 * ni,
+                "4n (dy) + 4n (gate) + 4n (up) + 16n (dGate, dUp read and written)", 0,
                 () => _backend.SwiGluBackward(dAct, gate, up, dGate, dUp));
         }
 
