@@ -68,20 +68,22 @@ public sealed class ModelParity(IBackend reference, IBackend candidate, bool tf3
         new("llama GQA KV=2 of H=4, tied embeddings, biases, llama3 rope scaling",
             new LlamaConfig
             {
-                Family = "llama", VocabSize = 131, HiddenSize = 64, NumLayers = 2, NumHeads = 4, NumKeyValueHeads = 2, IntermediateSize = 72,
-                MaxPositionEmbeddings = 64, TieWordEmbeddings = true, AttentionBias = true, MlpBias = true, RmsNormEps = 1e-5f,
-                RopeTheta = 500000, RopeScaling = new RopeScaling(RopeScalingKind.Llama3, 8, 1, 4, 16),
+                Family = "llama", VocabSize = 131, HiddenSize = 64, NumLayers = 2, NumHeads = 4, NumKeyValueHeads = 2,
+                IntermediateSize = 72, MaxPositionEmbeddings = 64, TieWordEmbeddings = true, AttentionBias = true, MlpBias = true,
+                RmsNormEps = 1e-5f, RopeTheta = 500000, RopeScaling = new RopeScaling(RopeScalingKind.Llama3, 8, 1, 4, 16),
             }, null, 2, 37),
         new("qwen3 MQA KV=1 of H=4, QK-norm, head_dim 24 (not 64/4), linear rope scaling",
             new LlamaConfig
             {
-                Family = "qwen3", VocabSize = 131, HiddenSize = 64, NumLayers = 2, NumHeads = 4, NumKeyValueHeads = 1, ExplicitHeadDim = 24,
+                Family = "qwen3", VocabSize = 131, HiddenSize = 64, NumLayers = 2, NumHeads = 4, NumKeyValueHeads = 1,
+                ExplicitHeadDim = 24,
                 IntermediateSize = 72, MaxPositionEmbeddings = 64, RopeScaling = new RopeScaling(RopeScalingKind.Linear, 2),
             }, null, 2, 37),
         new("qwen3 bf16 tensor-core attention (f32 GEMMs), head_dim 64, GQA KV=1 of H=2, T=130",
             new LlamaConfig
             {
-                Family = "qwen3", VocabSize = 131, HiddenSize = 128, NumLayers = 2, NumHeads = 2, NumKeyValueHeads = 1, ExplicitHeadDim = 64,
+                Family = "qwen3", VocabSize = 131, HiddenSize = 128, NumLayers = 2, NumHeads = 2, NumKeyValueHeads = 1,
+                ExplicitHeadDim = 64,
                 IntermediateSize = 200, MaxPositionEmbeddings = 256,
             }, null, 1, 130, MatrixStd: 0.1) { AttentionOnly = true },
     ];
@@ -154,7 +156,8 @@ public sealed class ModelParity(IBackend reference, IBackend candidate, bool tf3
         _ => throw new ArgumentException($"no model for {config.GetType().Name}"),
     };
 
-    static (float[] Logits, double Loss) ForwardBackward(LanguageModel model, Tensor hostIds, Tensor hostTargets, ActiveArchitecture? active)
+    static (float[] Logits, double Loss) ForwardBackward(LanguageModel model, Tensor hostIds, Tensor hostTargets,
+        ActiveArchitecture? active)
     {
         var be = model.Backend;
         using var ids = be.FromHost(hostIds); using var targets = be.FromHost(hostTargets);

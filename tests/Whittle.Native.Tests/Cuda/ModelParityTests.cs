@@ -54,7 +54,8 @@ public class ModelParityTests
         Assert.That(results.Single(r => r.Case == "logits").MaxRelativeError, Is.Zero);
         var failed = results.Where(r => !r.Passed).Select(r => r.Case).ToList();
         Assert.That(failed, Does.Contain("grad.model.layers.1.mlp.gate_proj.weight").And.Contain("grad.model.layers.0.mlp.up_proj.weight"));
-        Assert.That(failed, Does.Not.Contain("grad.model.layers.1.mlp.down_proj.weight"), "down_proj's gradient is computed before SwiGLU's backward");
+        Assert.That(failed, Does.Not.Contain("grad.model.layers.1.mlp.down_proj.weight"),
+            "the last layer's down_proj gradient is computed before SwiGLU's backward");
     }
 
     [Test]
