@@ -52,6 +52,9 @@ static class PretrainCommand
         var c = p.GetValue(config) is { } file ? ModelConfig.Load(file) : arch.FamilyConfig(p, data.Meta.VocabSize, data.Meta.EosId,
             seqLen);
         if (c.VocabSize < data.Meta.VocabSize) throw new WhittleException($"vocab_size {c.VocabSize} is smaller than the dataset's vocabulary ({data.Meta.VocabSize})");
+        // The parameters live in one buffer indexed by int (as loading a checkpoint requires too).
+        if (c.CountParameters().Total is var total && total > int.MaxValue)
+            throw new WhittleException($"the model would have {total:N0} parameters; this engine holds at most {int.MaxValue:N0}");
         return c switch
         {
             GptNeoXConfig neox => GptNeoX.CreateRandom(neox, backend, seed),
