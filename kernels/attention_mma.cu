@@ -136,13 +136,13 @@ __device__ void attention_forward_mma(const float* q, const float* k, const floa
     }
 }
 
-extern "C" __global__ __launch_bounds__(128) void attention_forward_mma_d64(const float* q, const float* k, const float* v, float* out, float* lse,
-        int B, int T, int H, int D, float scale, Bthd sq, Bthd sk, Bthd sv, Bthd so) {
+extern "C" __global__ __launch_bounds__(128) void attention_forward_mma_d64(const float* q, const float* k, const float* v,
+        float* out, float* lse, int B, int T, int H, int D, float scale, Bthd sq, Bthd sk, Bthd sv, Bthd so) {
     attention_forward_mma<64>(q, k, v, out, lse, B, T, H, scale, sq, sk, sv, so);
 }
 
-extern "C" __global__ __launch_bounds__(128) void attention_forward_mma_d128(const float* q, const float* k, const float* v, float* out, float* lse,
-        int B, int T, int H, int D, float scale, Bthd sq, Bthd sk, Bthd sv, Bthd so) {
+extern "C" __global__ __launch_bounds__(128) void attention_forward_mma_d128(const float* q, const float* k, const float* v,
+        float* out, float* lse, int B, int T, int H, int D, float scale, Bthd sq, Bthd sk, Bthd sv, Bthd so) {
     attention_forward_mma<128>(q, k, v, out, lse, B, T, H, scale, sq, sk, sv, so);
 }
 
@@ -160,7 +160,8 @@ extern "C" __global__ __launch_bounds__(128) void attention_forward_mma_d128(con
 
 // Scores tile (16, 64) of this warp: a (16, 64) = A rows x B rows^T, A from `arow0` (row g; row g+8 is 8 rows further),
 // B rows (keys or queries) from `brows` with row pitch `pitch`, accumulated over D = 64 in 4 k-steps.
-__device__ __forceinline__ void mma_rows_rows_d64(float (*acc)[4], const unsigned short* arow0, const unsigned short* brows, int pitch, int g, int c) {
+__device__ __forceinline__ void mma_rows_rows_d64(float (*acc)[4], const unsigned short* arow0, const unsigned short* brows,
+                                                  int pitch, int g, int c) {
     for (int n = 0; n < 8; n++) {
         acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
         const unsigned short* brow = brows + (n * 8 + g) * pitch;
@@ -187,7 +188,8 @@ __device__ __forceinline__ void mma_frag_t_d64(float (*acc)[4], float (*x)[4], c
 
 // Loads a (64, 64) f32 tile of rows r0.. of a (B, T, H, 64) view into bf16 `rows` (64, 72) and optionally its
 // transpose into `cols` (64, 72); rows past T are zero.
-__device__ __forceinline__ void load_tile_d64(const float* x, Bthd s, int b, int h, int r0, int T, unsigned short* rows, unsigned short* cols) {
+__device__ __forceinline__ void load_tile_d64(const float* x, Bthd s, int b, int h, int r0, int T,
+                                              unsigned short* rows, unsigned short* cols) {
     for (int e = threadIdx.x; e < 64 * 64; e += blockDim.x) {
         int i = e / 64, d = e % 64, r = r0 + i;
         unsigned short val = f32_to_bf16(r < T ? x[at(s, b, r, h) + d] : 0.0f);
@@ -196,8 +198,8 @@ __device__ __forceinline__ void load_tile_d64(const float* x, Bthd s, int b, int
     }
 }
 
-extern "C" __global__ __launch_bounds__(128) void attention_backward_dq_mma_d64(const float* dOut, const float* q, const float* k, const float* v,
-        const float* lse, const float* dt, float* dq, int B, int T, int H, int D, float scale,
+extern "C" __global__ __launch_bounds__(128) void attention_backward_dq_mma_d64(const float* dOut, const float* q,
+        const float* k, const float* v, const float* lse, const float* dt, float* dq, int B, int T, int H, int D, float scale,
         Bthd sdo, Bthd sq, Bthd sk, Bthd sv, Bthd sdq) {
     unsigned short* sQ = smem16;          // (64, 72) query rows
     unsigned short* sdO = sQ + 64 * 72;   // (64, 72)
@@ -238,8 +240,8 @@ extern "C" __global__ __launch_bounds__(128) void attention_backward_dq_mma_d64(
     }
 }
 
-extern "C" __global__ __launch_bounds__(128) void attention_backward_dkdv_mma_d64(const float* dOut, const float* q, const float* k, const float* v,
-        const float* lse, const float* dt, float* dk, float* dv, int B, int T, int H, int D, float scale,
+extern "C" __global__ __launch_bounds__(128) void attention_backward_dkdv_mma_d64(const float* dOut, const float* q,
+        const float* k, const float* v, const float* lse, const float* dt, float* dk, float* dv, int B, int T, int H, int D, float scale,
         Bthd sdo, Bthd sq, Bthd sk, Bthd sv, Bthd sdk, Bthd sdv) {
     unsigned short* sK = smem16;          // (64, 72) this block's key rows
     unsigned short* sV = sK + 64 * 72;    // (64, 72)

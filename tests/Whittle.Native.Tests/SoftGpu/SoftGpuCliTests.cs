@@ -28,7 +28,8 @@ public class SoftGpuCliTests
         try
         {
             var env = new Dictionary<string, string?> { ["SOFTGPU_TRACE"] = "1", ["WHITTLE_ATTENTION"] = attentionEnv };
-            var (exit, stdout, stderr) = CliRunner.RunWith(null, null, env, "bench", "train", "--config", config, "--batch-size", "1", "--seq-len", "64",
+            var (exit, stdout, stderr) = CliRunner.RunWith(
+                null, null, env, "bench", "train", "--config", config, "--batch-size", "1", "--seq-len", "64",
                 "--steps", "1", "--warmup", "0", "--device", "cuda", "--precision", "bf16", "--profile", "--json");
             Assert.That(exit, Is.Zero, stdout + stderr);
             Assert.That(stdout, Does.Contain("AttentionForward"), "the profile has the attention rows");
