@@ -162,7 +162,8 @@ extern "C" __global__ __launch_bounds__(128) void attention_forward_mma_d128(con
 
 // Scores tile (16, 64) of this warp: a (16, 64) = A rows x B rows^T, A from `arow0` (row g; row g+8 is 8 rows further),
 // B rows (keys or queries) from `brows` with row pitch `pitch`, accumulated over D = 64 in 4 k-steps.
-__device__ __forceinline__ void mma_rows_rows_d64(float (*acc)[4], const unsigned short* arow0, const unsigned short* brows, int pitch, int g, int c) {
+__device__ __forceinline__ void mma_rows_rows_d64(float (*acc)[4], const unsigned short* arow0, const unsigned short* brows,
+                                                  int pitch, int g, int c) {
     for (int n = 0; n < 8; n++) {
         acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
         const unsigned short* brow = brows + (n * 8 + g) * pitch;
@@ -189,7 +190,8 @@ __device__ __forceinline__ void mma_frag_t_d64(float (*acc)[4], float (*x)[4], c
 
 // Loads a (64, 64) f32 tile of rows r0.. of a (B, T, H, 64) view into bf16 `rows` (64, 72) and optionally its
 // transpose into `cols` (64, 72); rows past T are zero.
-__device__ __forceinline__ void load_tile_d64(const float* x, Bthd s, int b, int h, int r0, int T, unsigned short* rows, unsigned short* cols) {
+__device__ __forceinline__ void load_tile_d64(const float* x, Bthd s, int b, int h, int r0, int T,
+                                              unsigned short* rows, unsigned short* cols) {
     for (int e = threadIdx.x; e < 64 * 64; e += blockDim.x) {
         int i = e / 64, d = e % 64, r = r0 + i;
         unsigned short val = f32_to_bf16(r < T ? x[at(s, b, r, h) + d] : 0.0f);

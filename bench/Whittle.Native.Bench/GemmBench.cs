@@ -94,7 +94,8 @@ public unsafe class GemmBench
     {
         if (!OpenBlas.TryLoad(out var problem)) { Console.WriteLine(problem); return; }
         OpenBlas.SetThreads(Environment.ProcessorCount);
-        Console.WriteLine($"{Environment.ProcessorCount} threads; our kernel {Gemm.ForceKernel ?? Gemm.Best}; {OpenBlas.Config}; median of {rounds} interleaved calls");
+        Console.WriteLine($"{Environment.ProcessorCount} threads; our kernel {Gemm.ForceKernel ?? Gemm.Best}; {OpenBlas.Config}; median " +
+            $"of {rounds} interleaved calls");
         Console.WriteLine($"{"shape",-18} {"ours GFLOP/s",12} {"OpenBLAS",10} {"ours/OpenBLAS",14}");
         var ratios = new List<double>();
         foreach (var shape in Shapes)
@@ -108,7 +109,8 @@ public unsafe class GemmBench
                 long t1 = System.Diagnostics.Stopwatch.GetTimestamp(); bench.OpenBlasSgemm();
                 long t2 = System.Diagnostics.Stopwatch.GetTimestamp();
                 if (i < 0) continue;
-                ours[i] = (t1 - t0) / (double)System.Diagnostics.Stopwatch.Frequency; theirs[i] = (t2 - t1) / (double)System.Diagnostics.Stopwatch.Frequency;
+                ours[i] = (t1 - t0) / (double)System.Diagnostics.Stopwatch.Frequency;
+                theirs[i] = (t2 - t1) / (double)System.Diagnostics.Stopwatch.Frequency;
             }
             bench.Cleanup();
             Array.Sort(ours); Array.Sort(theirs);
@@ -149,7 +151,8 @@ public sealed class SpeedVsBaselineColumn(string name) : IColumn
     public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style)
     {
         var baseline = summary.GetBaseline(summary.GetLogicalGroupKey(benchmarkCase));
-        double? mine = summary[benchmarkCase]?.ResultStatistics?.Mean, theirs = baseline is null ? null : summary[baseline]?.ResultStatistics?.Mean;
+        double? mine = summary[benchmarkCase]?.ResultStatistics?.Mean,
+            theirs = baseline is null ? null : summary[baseline]?.ResultStatistics?.Mean;
         return mine is > 0 && theirs is > 0 ? (theirs.Value / mine.Value).ToString("F2") : "-";
     }
 }

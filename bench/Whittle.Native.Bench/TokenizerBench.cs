@@ -24,7 +24,9 @@ public class TokenizerBench
         using var gz = new GZipStream(File.OpenRead(Path.Combine(root, "data/austen/austen.txt.gz")), CompressionMode.Decompress);
         var text = new StreamReader(gz, Encoding.UTF8).ReadToEnd();
         // Documents as `whittle tokenize --doc-start '^(CHAPTER|Chapter) '` cuts them.
-        var starts = Regex.Matches(text, "^(CHAPTER|Chapter) ", RegexOptions.Multiline).Select(m => m.Index).Where(i => i > 0).Prepend(0).Append(text.Length).ToArray();
+        var starts = Regex.Matches(
+            text, "^(CHAPTER|Chapter) ",
+            RegexOptions.Multiline).Select(m => m.Index).Where(i => i > 0).Prepend(0).Append(text.Length).ToArray();
         var docs = starts.Zip(starts.Skip(1), (a, b) => text[a..b]).ToArray();
         return (Path.Combine(root, "data/austen/tokenizer.json"), text, docs);
     }
@@ -51,6 +53,8 @@ public class TokenizerBench
             return best;
         }
         double t1 = Best(t => t.Encode(text).Length), t2 = Best(t => t.EncodeBatch(docs).Sum(d => d.Length));
-        Console.WriteLine($"{{\"bytes\":{mb * 1e6:F0},\"documents\":{docs.Length},\"single\":{{\"seconds\":{t1:F4},\"mb_per_s\":{mb / t1:F2}}},\"batch\":{{\"seconds\":{t2:F4},\"mb_per_s\":{mb / t2:F2}}},\"cores\":{Environment.ProcessorCount}}}");
+        Console.WriteLine($"{{\"bytes\":{mb * 1e6:F0},\"documents\":{docs.Length}," +
+            $"\"single\":{{\"seconds\":{t1:F4},\"mb_per_s\":{mb / t1:F2}}}," +
+            $"\"batch\":{{\"seconds\":{t2:F4},\"mb_per_s\":{mb / t2:F2}}},\"cores\":{Environment.ProcessorCount}}}");
     }
 }

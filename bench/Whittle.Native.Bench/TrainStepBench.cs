@@ -30,7 +30,8 @@ public class TrainStepBench
     public sealed record Shape(int V, int D, int L, int H, int M, int T, int B)
     {
         public int Tokens => B * T;
-        public GptNeoXConfig Config => new() { VocabSize = V, HiddenSize = D, NumLayers = L, NumHeads = H, IntermediateSize = M, MaxPositionEmbeddings = T };
+        public GptNeoXConfig Config =>
+            new() { VocabSize = V, HiddenSize = D, NumLayers = L, NumHeads = H, IntermediateSize = M, MaxPositionEmbeddings = T };
         public override string ToString() => $"d{D} L{L} H{H} T{T} B{B}";   // V is always 4096 here; BDN cuts longer names
     }
 

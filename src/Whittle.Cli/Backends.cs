@@ -1,7 +1,5 @@
-using Whittle.Native;
 using Whittle.Native.Cpu;
 using Whittle.Native.Cuda;
-using Whittle.Native.Tensors;
 
 namespace Whittle.Cli;
 

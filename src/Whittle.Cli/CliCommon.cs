@@ -1,6 +1,4 @@
-using System.CommandLine;
 using System.Text.Json;
-using Whittle.Native;
 
 namespace Whittle.Cli;
 
@@ -9,6 +7,9 @@ static class CliCommon
 {
     public static readonly Option<bool> Verbose = new("--verbose") { Description = "Print stack traces for errors.", Recursive = true };
     public static readonly Option<bool> Json = new("--json") { Description = "Print machine-readable JSON instead of text." };
+
+    /// <summary>`--device cpu | cuda` (default cpu), one instance per command; Backends.Create resolves the name.</summary>
+    public static Option<string> DeviceOption() => new("--device") { Description = "cpu | cuda.", DefaultValueFactory = _ => "cpu" };
 
     public static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true };
 
@@ -55,7 +56,8 @@ static class CliCommon
         if (parse.Errors.Count > 0)
         {
             string command = string.Join(' ', new[] { "whittle" }.Concat(CommandPath(parse.CommandResult)));
-            Console.Error.WriteLine($"error: {string.Join("; ", parse.Errors.Select(e => e.Message.ReplaceLineEndings(" ")))} (see `{command} --help`)");
+            Console.Error.WriteLine($"error: {string.Join("; ", parse.Errors.Select(e => e.Message.ReplaceLineEndings(" ")))} (see " +
+                $"`{command} --help`)");
             return 1;
         }
         var config = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
@@ -67,10 +69,13 @@ static class CliCommon
         {
             bool verbose = parse.GetValue(Verbose);
             var inner = e;
-            while (inner is System.Reflection.TargetInvocationException or TypeInitializationException && inner.InnerException is { } ie) inner = ie;
+            while (inner is System.Reflection.TargetInvocationException or TypeInitializationException
+                && inner.InnerException is { } ie) inner = ie;
             bool user = IsUserError(inner);
             if (verbose) Console.Error.WriteLine(inner.ToString());
-            else Console.Error.WriteLine(ErrorText.OneLine(user ? $"error: {inner.Message}" : $"error: {inner.GetType().Name}: {inner.Message} (run with --verbose for details)"));
+            else Console.Error.WriteLine(
+                ErrorText.OneLine(
+                user ? $"error: {inner.Message}" : $"error: {inner.GetType().Name}: {inner.Message} (run with --verbose for details)"));
             return user ? 1 : 2;
         }
     }
@@ -78,7 +83,8 @@ static class CliCommon
     static IEnumerable<string> CommandPath(System.CommandLine.Parsing.CommandResult? r)
     {
         var names = new List<string>();
-        for (; r is not null && r.Command is not RootCommand; r = r.Parent as System.CommandLine.Parsing.CommandResult) names.Add(r.Command.Name);
+        for (; r is not null && r.Command is not RootCommand; r = r.Parent as System.CommandLine.Parsing.CommandResult)
+            names.Add(r.Command.Name);
         names.Reverse();
         return names;
     }

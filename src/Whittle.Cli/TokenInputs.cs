@@ -1,9 +1,3 @@
-using System.CommandLine;
-using Whittle.Native;
-using Whittle.Native.Data;
-using Whittle.Native.Evaluation;
-using Whittle.Native.Tokenization;
-
 namespace Whittle.Cli;
 
 /// <summary>Token input for commands that read text: exactly one of --data DIR, --text FILE, --ids FILE.</summary>
@@ -25,15 +19,22 @@ sealed class TokenInputs : IDisposable
             var ds = TokenDataset.Open(data);
             try { TrainingCli.RequireSameTokenizer(modelDir, ds); }
             catch { ds.Dispose(); throw; }
-            if (ds.Meta.VocabSize > vocab) { ds.Dispose(); throw new WhittleException($"{data}: dataset vocabulary {ds.Meta.VocabSize} is larger than the model's vocab_size {vocab}"); }
+            if (ds.Meta.VocabSize > vocab)
+            {
+                ds.Dispose();
+                throw new WhittleException($"{data}: dataset vocabulary {ds.Meta.VocabSize} is larger than the model's vocab_size {vocab}");
+            }
             var split = ds.Val.Length > 0 ? ds.Val : ds.Train;
-            return new TokenInputs { _dataset = ds, Tokens = split, Description = $"{data} ({(ds.Val.Length > 0 ? "val" : "train")} split)" };
+            return new TokenInputs { _dataset = ds, Tokens = split,
+                Description = $"{data} ({(ds.Val.Length > 0 ? "val" : "train")} split)" };
         }
         if (text is not null)
         {
             if (!File.Exists(text)) throw new WhittleException($"--text {text}: file not found");
             var tokFile = tokenizer ?? Path.Combine(modelDir, "tokenizer.json");
-            if (!File.Exists(tokFile)) throw new WhittleException($"--text needs a tokenizer, but {tokFile} does not exist; pass --tokenizer, or tokenize first and pass --data or --ids");
+            if (!File.Exists(tokFile))
+                throw new WhittleException($"--text needs a tokenizer, but {tokFile} does not exist; pass --tokenizer, or tokenize first " +
+                $"and pass --data or --ids");
             tokens = Tokenizer.FromFile(tokFile).Encode(File.ReadAllText(text));
         }
         else
@@ -43,14 +44,16 @@ sealed class TokenInputs : IDisposable
             var parts = File.ReadAllText(ids!).Split([' ', '\n', '\r', '\t', ',', '[', ']'], StringSplitOptions.RemoveEmptyEntries);
             tokens = new int[parts.Length];
             for (int i = 0; i < parts.Length; i++)
-                if (!int.TryParse(parts[i], out tokens[i])) throw new WhittleException($"--ids {ids}: entry {i + 1} '{parts[i]}' is not an integer");
+                if (!int.TryParse(parts[i], out tokens[i]))
+                    throw new WhittleException($"--ids {ids}: entry {i + 1} '{parts[i]}' is not an integer");
         }
         foreach (var t in tokens)
             if (t < 0 || t >= vocab) throw new WhittleException($"token id {t} is outside the model's vocabulary [0, {vocab})");
         return new TokenInputs { Tokens = new ArrayTokenSource(tokens), Description = text ?? ids! };
     }
 
-    /// <summary>Consecutive non-overlapping (B, T) windows from the start of the source, at most <paramref name="maxBatches"/> batches.</summary>
+    /// <summary>Consecutive non-overlapping (B, T) windows from the start of the source, at most <paramref name="maxBatches"/>
+    /// batches.</summary>
     public static List<int[,]> Windows(ITokenSource source, int T, int B, int maxBatches)
     {
         long windows = Math.Min(source.Length / T, (long)B * maxBatches);
@@ -76,10 +79,13 @@ sealed class TokenInputs : IDisposable
 /// <summary>The --data / --text / --tokenizer / --ids options of every command that reads tokens, defined once.</summary>
 sealed class TokenInputOptions
 {
-    public readonly Option<string?> Data = new("--data") { Description = "Token dataset directory (`whittle tokenize`): its validation split (train if val is empty)." };
-    public readonly Option<string?> Text = new("--text") { Description = "A UTF-8 text file, tokenized with --tokenizer (default: the model's tokenizer.json)." };
+    public readonly Option<string?> Data = new("--data") { Description = "Token dataset directory (`whittle tokenize`): its validation " +
+        "split (train if val is empty)." };
+    public readonly Option<string?> Text = new("--text") { Description = "A UTF-8 text file, tokenized with --tokenizer (default: the " +
+        "model's tokenizer.json)." };
     public readonly Option<string?> Tokenizer = new("--tokenizer") { Description = "Tokenizer for --text." };
-    public readonly Option<string?> Ids = new("--ids") { Description = "A JSON array of token ids (or ids separated by whitespace or commas)." };
+    public readonly Option<string?> Ids = new("--ids") { Description = "A JSON array of token ids (or ids separated by whitespace or " +
+        "commas)." };
 
     public void AddTo(Command cmd) { foreach (var o in new Option[] { Data, Text, Tokenizer, Ids }) cmd.Options.Add(o); }
 

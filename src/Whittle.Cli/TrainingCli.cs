@@ -1,11 +1,4 @@
-using System.CommandLine;
-using System.Text.Json.Nodes;
 using Spectre.Console;
-using Whittle.Native;
-using Whittle.Native.Data;
-using Whittle.Native.Model;
-using Whittle.Native.Tensors;
-using Whittle.Native.Training;
 
 namespace Whittle.Cli;
 
@@ -15,41 +8,57 @@ namespace Whittle.Cli;
 /// </summary>
 sealed class TrainingCli
 {
-    public readonly Option<string> Data = new("--data") { Description = "Token dataset directory (from `whittle tokenize`).", Required = true };
-    public readonly Option<string> Out = new("--out") { Description = "Run directory: checkpoints/, metrics.jsonl, final/.", Required = true };
-    public readonly Option<int> SeqLen = new("--seq-len") { Description = "Tokens per training sequence (T).", DefaultValueFactory = _ => 128 };
-    public readonly Option<int> BatchSize = new("--batch-size") { Description = "Sequences per micro-batch (B).", DefaultValueFactory = _ => 8 };
-    public readonly Option<int> GradAccum = new("--grad-accum") { Description = "Micro-batches per optimizer step.", DefaultValueFactory = _ => 1 };
+    public readonly Option<string> Data = new("--data") { Description = "Token dataset directory (from `whittle tokenize`).",
+        Required = true };
+    public readonly Option<string> Out = new("--out") { Description = "Run directory: checkpoints/, metrics.jsonl, final/.",
+        Required = true };
+    public readonly Option<int> SeqLen = new("--seq-len") { Description = "Tokens per training sequence (T).",
+        DefaultValueFactory = _ => 128 };
+    public readonly Option<int> BatchSize = new("--batch-size") { Description = "Sequences per micro-batch (B).",
+        DefaultValueFactory = _ => 8 };
+    public readonly Option<int> GradAccum = new("--grad-accum") { Description = "Micro-batches per optimizer step.",
+        DefaultValueFactory = _ => 1 };
     public readonly Option<int?> Steps = new("--steps") { Description = "Optimizer steps (or give --tokens)." };
     public readonly Option<long?> Tokens = new("--tokens") { Description = "Token budget; steps = tokens / (T·B·accum), rounded up." };
     public readonly Option<float> Lr = new("--lr") { Description = "Peak learning rate.", DefaultValueFactory = _ => 1e-3f };
     public readonly Option<float?> MinLr = new("--min-lr") { Description = "Final learning rate (default lr/10)." };
     public readonly Option<int?> Warmup = new("--warmup") { Description = "Linear warmup steps (default 5% of steps)." };
-    public readonly Option<string> Schedule = new("--lr-schedule") { Description = "Learning-rate schedule: cosine | wsd | constant.", DefaultValueFactory = _ => "cosine" };
-    public readonly Option<float> DecayFraction = new("--decay-fraction") { Description = "WSD: fraction of steps in the final decay.", DefaultValueFactory = _ => 0.2f };
-    public readonly Option<float> WeightDecay = new("--weight-decay") { Description = "AdamW weight decay (not on biases and norms).", DefaultValueFactory = _ => 0.1f };
+    public readonly Option<string> Schedule = new("--lr-schedule") { Description = "Learning-rate schedule: cosine | wsd | constant.",
+        DefaultValueFactory = _ => "cosine" };
+    public readonly Option<float> DecayFraction = new("--decay-fraction") { Description = "WSD: fraction of steps in the final decay.",
+        DefaultValueFactory = _ => 0.2f };
+    public readonly Option<float> WeightDecay = new("--weight-decay") { Description = "AdamW weight decay (not on biases and norms).",
+        DefaultValueFactory = _ => 0.1f };
     public readonly Option<float> Beta1 = new("--beta1") { DefaultValueFactory = _ => 0.9f, Description = "AdamW β1." };
     public readonly Option<float> Beta2 = new("--beta2") { DefaultValueFactory = _ => 0.95f, Description = "AdamW β2." };
     public readonly Option<float> Clip = new("--clip") { Description = "Global grad-norm clip (0: off).", DefaultValueFactory = _ => 1f };
-    public readonly Option<int> EvalEvery = new("--eval-every") { Description = "Validate every N steps (always at the end).", DefaultValueFactory = _ => 0 };
-    public readonly Option<long> EvalTokens = new("--eval-tokens") { Description = "Validation predictions per evaluation (fixed leading windows).", DefaultValueFactory = _ => 65536 };
-    public readonly Option<int> SaveEvery = new("--save-every") { Description = "Checkpoint every N steps (always at the end).", DefaultValueFactory = _ => 0 };
+    public readonly Option<int> EvalEvery = new("--eval-every") { Description = "Validate every N steps (always at the end).",
+        DefaultValueFactory = _ => 0 };
+    public readonly Option<long> EvalTokens = new("--eval-tokens") { Description = "Validation predictions per evaluation (fixed leading " +
+        "windows).", DefaultValueFactory = _ => 65536 };
+    public readonly Option<int> SaveEvery = new("--save-every") { Description = "Checkpoint every N steps (always at the end).",
+        DefaultValueFactory = _ => 0 };
     public readonly Option<int> Keep = new("--keep") { Description = "Checkpoints kept (newest).", DefaultValueFactory = _ => 2 };
-    public readonly Option<ulong> Seed = new("--seed") { Description = "Seed for initialisation and data order.", DefaultValueFactory = _ => 1UL };
-    public readonly Option<string> Device = new("--device") { Description = "cpu | cuda.", DefaultValueFactory = _ => "cpu" };
+    public readonly Option<ulong> Seed = new("--seed") { Description = "Seed for initialisation and data order.",
+        DefaultValueFactory = _ => 1UL };
+    public readonly Option<string> Device = CliCommon.DeviceOption();
     public readonly Option<bool> Resume = new("--resume") { Description = "Continue from the newest checkpoint in --out." };
     public readonly Option<string> Precision = PrecisionOption("--precision",
-        "fp32 | bf16. bf16: mixed precision, f32 master weights and optimizer state, bf16 copies of the weight matrices, every Linear GEMM on bf16 inputs with f32 accumulation (tensor cores on CUDA, an exact emulation on the CPU); layernorm, attention, softmax and losses in f32. Validation runs at the same precision.",
+        "fp32 | bf16. bf16: mixed precision, f32 master weights and optimizer state, bf16 copies of the weight matrices, every Linear " +
+            "GEMM on bf16 inputs with f32 accumulation (tensor cores on CUDA, an exact emulation on the CPU); layernorm, attention, " +
+            "softmax and losses in f32. Validation runs at the same precision.",
         "fp32");
     /// <summary>distill and salt only (not added by <see cref="AddTo"/>): the frozen teacher's precision.</summary>
     public readonly Option<int> LossChunkRows = new("--loss-chunk-rows")
     {
-        Description = "Compute the LM head and loss this many rows (tokens) at a time, so the (N, V) logits and their gradient are never held whole (0: all at once). Same values; saves about 8·(N − R)·V bytes.",
+        Description = "Compute the LM head and loss this many rows (tokens) at a time, so the (N, V) logits and their gradient are never " +
+            "held whole (0: all at once). Same values; saves about 8·(N − R)·V bytes.",
         DefaultValueFactory = _ => 0,
     };
     public readonly Option<string?> TeacherPrecision = PrecisionChoices(new Option<string?>("--teacher-precision")
     {
-        Description = "fp32 | bf16: the teacher's forward pass (bf16 as --precision describes; its bf16 weight copy costs 2 bytes per matrix parameter on top of its f32 weights). Default: bf16 on cuda, fp32 on cpu.",
+        Description = "fp32 | bf16: the teacher's forward pass (bf16 as --precision describes; its bf16 weight copy costs 2 bytes per " +
+            "matrix parameter on top of its f32 weights). Default: bf16 on cuda, fp32 on cpu.",
     });
 
     /// <summary>A --precision style option (fp32 | bf16, checked when the command line is parsed).</summary>
@@ -64,15 +73,18 @@ sealed class TrainingCli
 
     public void AddTo(Command cmd)
     {
-        foreach (var o in new Option[] { Data, Out, SeqLen, BatchSize, GradAccum, Steps, Tokens, Lr, MinLr, Warmup, Schedule, DecayFraction, WeightDecay,
-                     Beta1, Beta2, Clip, EvalEvery, EvalTokens, SaveEvery, Keep, Seed, Device, Resume, Precision, LossChunkRows, CliCommon.Json })
+        foreach (var o in new Option[] { Data, Out, SeqLen, BatchSize, GradAccum, Steps, Tokens, Lr, MinLr, Warmup, Schedule, DecayFraction,
+            WeightDecay,
+                     Beta1, Beta2, Clip, EvalEvery, EvalTokens, SaveEvery, Keep, Seed, Device, Resume, Precision, LossChunkRows,
+                         CliCommon.Json })
             cmd.Options.Add(o);
     }
 
     public TrainOptions Options(ParseResult p, string? tokenizerFile)
     {
         int seqLen = p.GetValue(SeqLen), b = p.GetValue(BatchSize), accum = p.GetValue(GradAccum);
-        OptionCheck.AtLeast("--seq-len", seqLen, 1); OptionCheck.AtLeast("--batch-size", b, 1); OptionCheck.AtLeast("--grad-accum", accum, 1);
+        OptionCheck.AtLeast("--seq-len", seqLen, 1); OptionCheck.AtLeast("--batch-size", b, 1);
+        OptionCheck.AtLeast("--grad-accum", accum, 1);
         OptionCheck.AtLeast("--loss-chunk-rows", p.GetValue(LossChunkRows), 0, " (0: off)");
         long perStep = (long)seqLen * b * accum;
         if (p.GetValue(Steps) is { } st) OptionCheck.AtLeast("--steps", st, 1);
@@ -80,10 +92,14 @@ sealed class TrainingCli
         long stepsWanted = p.GetValue(Steps) is { } s ? s
             : p.GetValue(Tokens) is { } t ? Math.Max(1, t / perStep + (t % perStep == 0 ? 0 : 1))
             : throw new WhittleException("give a budget: --steps N or --tokens N");
-        if (stepsWanted > int.MaxValue) throw new WhittleException($"--tokens {p.GetValue(Tokens)} needs {stepsWanted} steps of {perStep} tokens, more than {int.MaxValue}");
+        if (stepsWanted > int.MaxValue)
+            throw new WhittleException($"--tokens {p.GetValue(Tokens)} needs {stepsWanted} steps of {perStep} tokens, more than " +
+            $"{int.MaxValue}");
         int steps = (int)stepsWanted;
         float lr = OptionCheck.Positive("--lr", p.GetValue(Lr));
-        if (File.Exists(p.GetValue(Out)!)) throw new WhittleException($"--out {ErrorText.Clip(p.GetValue(Out))}: is a file; expected a run directory (new, or an earlier run's with --resume)");
+        if (File.Exists(p.GetValue(Out)!))
+            throw new WhittleException($"--out {ErrorText.Clip(p.GetValue(Out))}: is a file; expected a run directory (new, or an " +
+            $"earlier run's with --resume)");
         float minLr = p.GetValue(MinLr) is { } ml ? OptionCheck.NonNegative("--min-lr", ml) : lr / 10;
         if (minLr > lr) throw new WhittleException($"--min-lr {minLr} must not exceed --lr {lr}");
         if (p.GetValue(Warmup) is { } w) OptionCheck.AtLeast("--warmup", w, 0);
@@ -97,7 +113,8 @@ sealed class TrainingCli
         OptionCheck.AtLeast("--eval-tokens", p.GetValue(EvalTokens), 1);
         OptionCheck.AtLeast("--save-every", p.GetValue(SaveEvery), 0, " (0: only at the end)");
         OptionCheck.AtLeast("--keep", p.GetValue(Keep), 1);
-        var schedule = new LrSchedule(LrSchedule.ParseKind(p.GetValue(Schedule)!), lr, minLr, p.GetValue(Warmup) ?? Math.Max(1, steps / 20), steps, decay);
+        var schedule = new LrSchedule(
+            LrSchedule.ParseKind(p.GetValue(Schedule)!), lr, minLr, p.GetValue(Warmup) ?? Math.Max(1, steps / 20), steps, decay);
         return new TrainOptions
         {
             RunDir = p.GetValue(Out)!, SeqLen = seqLen, MicroBatch = b, GradAccum = accum, Steps = steps, Schedule = schedule,
@@ -164,7 +181,10 @@ sealed class TrainingCli
             ["run_dir"] = Path.GetFullPath(o.RunDir), ["final_model"] = Path.GetFullPath(final), ["steps"] = trainer.Step,
             ["tokens"] = (long)trainer.Step * o.TokensPerStep, ["parameters"] = model.Config.CountParameters().Total,
             ["val_loss"] = last.ValLoss, ["val_perplexity"] = last.Perplexity,
-            ["evaluations"] = new JsonArray(evals.Select(e => (JsonNode)new JsonObject { ["step"] = e.Step, ["tokens"] = e.TokensSeen, ["val_loss"] = e.ValLoss, ["val_perplexity"] = e.Perplexity }).ToArray()),
+            ["evaluations"] = new JsonArray(
+                evals.Select(
+                e => (JsonNode)new JsonObject { ["step"] = e.Step, ["tokens"] = e.TokensSeen, ["val_loss"] = e.ValLoss,
+                ["val_perplexity"] = e.Perplexity }).ToArray()),
         };
         foreach (var (k, v) in o.RunInfo) summary[k] = v;
         extraJson?.Invoke(summary);
@@ -176,21 +196,25 @@ sealed class TrainingCli
     /// Runs a trainer and reports: one plain line per step (llm.c style) when stdout is not a terminal, a Spectre
     /// progress bar carrying the same line when it is; with --json a final JSON summary. Returns the evaluations.
     /// </summary>
-    public static IReadOnlyList<EvalRecord> RunWithProgress(Trainer trainer, string label, bool json, IBackend backend, long flopsPerToken, LossFunction? loss = null)
+    public static IReadOnlyList<EvalRecord> RunWithProgress(
+        Trainer trainer, string label, bool json, IBackend backend, long flopsPerToken, LossFunction? loss = null)
     {
         double peak = DevicePeak.Flops(backend);
         string Line(StepRecord r)
         {
             string extra = string.Concat(r.Extra.Select(kv => $" | {kv.Key} {kv.Value:F4}"));
             string mfu = peak > 0 ? $" | MFU {100 * flopsPerToken * r.TokensPerSecond / peak:F1}%" : "";
-            return $"step {r.Step,5}/{r.Steps} | loss {r.Loss:F4}{extra} | lr {r.Lr:0.00e+00} | norm {r.GradNorm:F3} | {r.Milliseconds:F0} ms | {r.TokensPerSecond:N0} tok/s{mfu}";
+            return $"step {r.Step,5}/{r.Steps} | loss {r.Loss:F4}{extra} | lr {r.Lr:0.00e+00} | norm {r.GradNorm:F3} | " +
+                $"{r.Milliseconds:F0} ms | {r.TokensPerSecond:N0} tok/s{mfu}";
         }
-        string EvalLine(EvalRecord e) => $"eval step {e.Step} | val loss {e.ValLoss:F4} | val ppl {e.Perplexity:F2} | {e.TokensSeen:N0} tokens";
+        string EvalLine(EvalRecord e) =>
+            $"eval step {e.Step} | val loss {e.ValLoss:F4} | val ppl {e.Perplexity:F2} | {e.TokensSeen:N0} tokens";
         var log = json ? Console.Error : Console.Out;
         if (!Console.IsOutputRedirected && !json)
         {
             IReadOnlyList<EvalRecord> result = [];
-            AnsiConsole.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+            AnsiConsole.Progress().AutoClear(false).Columns(
+                new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
                 .Start(ctx =>
                 {
                     var task = ctx.AddTask(label);
@@ -228,7 +252,8 @@ static class OptionCheck
         x >= min ? x : throw new WhittleException($"{option} must be >= {min}{note}, got {x}");
 }
 
-/// <summary>Peak dense bf16 tensor-core rates of known GPUs, the reference MFU is quoted against (llm.c's convention); 0 when unknown (CPU).</summary>
+/// <summary>Peak dense bf16 tensor-core rates of known GPUs, the reference MFU is quoted against (llm.c's convention); 0 when unknown
+/// (CPU).</summary>
 static class DevicePeak
 {
     public static double Flops(IBackend backend)
@@ -240,7 +265,8 @@ static class DevicePeak
         return 0;
     }
 
-    /// <summary>Training FLOPs per token: 6N (forward + backward through the weights) + 6·L·T·d (attention scores and mixing), N = non-embedding + output projection.</summary>
+    /// <summary>Training FLOPs per token: 6N (forward + backward through the weights) + 6·L·T·d (attention scores and mixing), N =
+    /// non-embedding + output projection.</summary>
     public static long TrainFlopsPerToken(ModelConfig c, int seqLen)
     {
         var count = c.CountParameters();

@@ -1,5 +1,3 @@
-using System.CommandLine;
-
 namespace Whittle.Cli;
 
 /// <summary>The command tree, one line per subcommand; also used by `whittle demo`, which runs the same commands in-process.</summary>
@@ -7,7 +5,8 @@ static class WhittleCli
 {
     public static RootCommand CreateRoot()
     {
-        var root = new RootCommand("whittle: small language models cheaply out of big ones (Whittle, SALT) on a from-scratch C#/CUDA engine.");
+        var root = new RootCommand("whittle: small language models cheaply out of big ones (Whittle, SALT) on a from-scratch C#/CUDA " +
+            "engine.");
         root.Options.Add(CliCommon.Verbose);
         root.Subcommands.Add(InfoCommand.Create());
         root.Subcommands.Add(DoctorCommand.Create());
@@ -16,10 +15,10 @@ static class WhittleCli
         root.Subcommands.Add(ImportanceCommand.Create());
         root.Subcommands.Add(SearchCommand.Create());
         root.Subcommands.Add(ExtractCommand.Create());
-        root.Subcommands.Add(Whittle.Cli.Commands.EncodeCommand.Create());
-        root.Subcommands.Add(Whittle.Cli.Commands.DecodeCommand.Create());
-        root.Subcommands.Add(Whittle.Cli.Commands.TrainTokenizerCommand.Create());
-        root.Subcommands.Add(Whittle.Cli.Commands.TokenizeCommand.Create());
+        root.Subcommands.Add(EncodeCommand.Create());
+        root.Subcommands.Add(DecodeCommand.Create());
+        root.Subcommands.Add(TrainTokenizerCommand.Create());
+        root.Subcommands.Add(TokenizeCommand.Create());
         root.Subcommands.Add(SaltSelectCommand.Create());
         root.Subcommands.Add(CacheTeacherCommand.Create());
         root.Subcommands.Add(DistillCommand.Create());

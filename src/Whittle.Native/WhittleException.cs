@@ -14,7 +14,8 @@ public class WhittleException : Exception
 public class InvalidFileException : WhittleException
 {
     public InvalidFileException(string path, string problem, string? tensor = null)
-        : base(tensor is null ? $"{ErrorText.Clip(path, 1000)}: {problem}" : $"{ErrorText.Clip(path, 1000)}: tensor '{ErrorText.Clip(tensor)}': {problem}")
+        : base(tensor is null ? $"{ErrorText.Clip(path, 1000)}: {problem}" : $"{ErrorText.Clip(path, 1000)}: tensor " +
+            $"'{ErrorText.Clip(tensor)}': {problem}")
     { Path = path; Tensor = tensor; }
     public string Path { get; }
     public string? Tensor { get; }

@@ -11,7 +11,11 @@ static class Errors
     {
         Assert.That(ours.Length, Is.EqualTo(expected.Length));
         double err = 0, scale = 0;
-        for (int i = 0; i < ours.Length; i++) { err = Math.Max(err, Math.Abs(ours[i] - (double)expected[i])); scale = Math.Max(scale, Math.Abs(expected[i])); }
+        for (int i = 0; i < ours.Length; i++)
+        {
+            err = Math.Max(err, Math.Abs(ours[i] - (double)expected[i]));
+            scale = Math.Max(scale, Math.Abs(expected[i]));
+        }
         return err / scale;
     }
 }

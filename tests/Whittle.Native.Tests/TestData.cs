@@ -4,7 +4,8 @@ using Whittle.Native.Tokenization;
 
 namespace Whittle.Native.Tests;
 
-/// <summary>Small real data for training tests: the first ~400 KB of the bundled corpus, one document per chapter, made once per test run.</summary>
+/// <summary>Small real data for training tests: the first ~400 KB of the bundled corpus, one document per chapter, made once per test
+/// run.</summary>
 static class TestData
 {
     static readonly Lazy<string> Dir = new(Make);
@@ -27,7 +28,8 @@ static class TestData
         File.WriteAllText(slice, new string(text, 0, n));
         var dir = Path.Combine(root, "data");
         if (!Directory.Exists(dir))
-            DatasetWriter.Write(Tokenizer.FromFile(TokenizerPath), new TokenizeOptions([slice], dir, ValFraction: 0.15, Seed: 3, DocStart: "^CHAPTER "));
+            DatasetWriter.Write(
+                Tokenizer.FromFile(TokenizerPath), new TokenizeOptions([slice], dir, ValFraction: 0.15, Seed: 3, DocStart: "^CHAPTER "));
         AppDomain.CurrentDomain.ProcessExit += (_, _) => { try { Directory.Delete(root, true); } catch (IOException) { } };
         return dir;
     }

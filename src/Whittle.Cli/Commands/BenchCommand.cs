@@ -1,14 +1,8 @@
-using System.CommandLine;
 using System.Diagnostics;
-using System.Text.Json.Nodes;
 using Whittle.Native.Verification;
-using Whittle.Native;
 using Whittle.Native.Autograd;
 using Whittle.Native.Cpu;
 using Whittle.Native.Cuda;
-using Whittle.Native.Model;
-using Whittle.Native.Tensors;
-using Whittle.Native.Training;
 
 namespace Whittle.Cli;
 
@@ -42,40 +36,58 @@ static class BenchCommand
 
     public static Command Create()
     {
-        var mode = new Argument<string>("mode") { Description = "train | eval | kd | kernels (every backend op at the shape's training-step sizes, against the device's measured copy bandwidth and GEMM rates)." };
-        var config = new Option<string>("--config") { Description = "Model shape: pythia-70m | pythia-160m | pythia-410m | small (V 4096, d 256, 4 layers) | tiny | a config.json.", DefaultValueFactory = _ => "small" };
-        var teacher = new Option<string>("--teacher-config") { Description = "kd: the teacher's shape.", DefaultValueFactory = _ => "small" };
+        var mode = new Argument<string>("mode") { Description = "train | eval | kd | kernels (every backend op at the shape's " +
+            "training-step sizes, against the device's measured copy bandwidth and GEMM rates)." };
+        var config = new Option<string>("--config") { Description = "Model shape: pythia-70m | pythia-160m | pythia-410m | small (V " +
+            "4096, d 256, 4 layers) | tiny | a config.json.", DefaultValueFactory = _ => "small" };
+        var teacher = new Option<string>("--teacher-config") { Description = "kd: the teacher's shape.",
+            DefaultValueFactory = _ => "small" };
         var batch = new Option<int>("--batch-size") { DefaultValueFactory = _ => 8, Description = "Sequences per step (B)." };
         var seqLen = new Option<int>("--seq-len") { DefaultValueFactory = _ => 256, Description = "Tokens per sequence (T)." };
         var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 5, Description = "Timed steps (the median is reported)." };
-        var warmup = new Option<int>("--warmup") { DefaultValueFactory = _ => 2, Description = "Untimed steps first (kernel compilation, allocator warm-up)." };
-        var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu", Description = "cpu | cuda." };
-        var precision = TrainingCli.PrecisionOption("--precision", "fp32 | bf16: the (student) model's precision (bf16: Linear GEMMs on bf16 inputs, f32 accumulation and master weights).", "fp32");
-        var teacherPrecision = TrainingCli.PrecisionChoices(new Option<string?>("--teacher-precision") { Description = "kd: the teacher's precision, fp32 | bf16 (default: bf16 on cuda, fp32 on cpu, as in distill)." });
-        var lossChunkRows = new Option<int>("--loss-chunk-rows") { DefaultValueFactory = _ => 0, Description = "LM head + loss this many rows at a time (0: all at once), as the training commands' option." };
+        var warmup = new Option<int>("--warmup") { DefaultValueFactory = _ => 2,
+            Description = "Untimed steps first (kernel compilation, allocator warm-up)." };
+        var device = CliCommon.DeviceOption();
+        var precision = TrainingCli.PrecisionOption("--precision",
+            "fp32 | bf16: the (student) model's precision (bf16: Linear GEMMs on bf16 inputs, f32 accumulation and master " +
+            "weights).", "fp32");
+        var teacherPrecision = TrainingCli.PrecisionChoices(
+            new Option<string?>("--teacher-precision") { Description = "kd: the teacher's precision, fp32 | bf16 (default: bf16 on cuda, " +
+            "fp32 on cpu, as in distill)." });
+        var lossChunkRows = new Option<int>("--loss-chunk-rows") { DefaultValueFactory = _ => 0,
+            Description = "LM head + loss this many rows at a time (0: all at once), as the training commands' option." };
         var gemm = new Option<string?>("--gemm")
         {
-            Description = $"cpu: the GEMM MatMul runs: ours | openblas | auto (OpenBLAS when installed) | ours-scalar | ours-avx2 | ours-avx512 (our GEMM on one micro-kernel). Default: ${CpuGemmChoice.Variable}, else auto. " +
+            Description = $"cpu: the GEMM MatMul runs: ours | openblas | auto (OpenBLAS when installed) | ours-scalar | ours-avx2 | " +
+                $"ours-avx512 (our GEMM on one micro-kernel). Default: ${CpuGemmChoice.Variable}, else auto. " +
                           "Threads: the .NET processor count (set DOTNET_PROCESSOR_COUNT=N to change it); OpenBLAS is given the same.",
         };
-        var profile = new Option<bool>("--profile") { Description = "Also report each backend op's time per timed step (ops synchronised one by one, so the step itself is slightly slower)." };
+        var profile = new Option<bool>("--profile") { Description = "Also report each backend op's time per timed step (ops synchronised " +
+            "one by one, so the step itself is slightly slower)." };
         var tf32 = new Option<bool>("--tf32") { Description = "CUDA: let f32 matmuls use TF32 tensor cores (about 1e-3 relative error)." };
-        var cmd = new Command("bench", "Time training, evaluation or distillation steps of a model shape on random tokens (tokens/s, MFU on a known GPU, peak memory), or every backend op at that shape (kernels).")
-            { mode, config, teacher, batch, seqLen, steps, warmup, device, precision, teacherPrecision, lossChunkRows, gemm, profile, tf32, CliCommon.Json };
+        var cmd = new Command("bench",
+            "Time training, evaluation or distillation steps of a model shape on random tokens (tokens/s, MFU on a known GPU, peak " +
+            "memory), or every backend op at that shape (kernels).")
+            { mode, config, teacher, batch, seqLen, steps, warmup, device, precision, teacherPrecision, lossChunkRows, gemm, profile, tf32,
+                CliCommon.Json };
         cmd.SetAction(p =>
         {
             string m = p.GetValue(mode)!;
-            if (m is not ("train" or "eval" or "kd" or "kernels")) throw new WhittleException($"mode must be train, eval, kd or kernels, got '{m}'");
+            if (m is not ("train" or "eval" or "kd" or "kernels"))
+                throw new WhittleException($"mode must be train, eval, kd or kernels, got '{m}'");
             int B = p.GetValue(batch), T = p.GetValue(seqLen), n = p.GetValue(steps), w = p.GetValue(warmup);
-            if (B < 1 || T < 2 || n < 1 || w < 0) throw new WhittleException("--batch-size, --steps must be ≥ 1, --seq-len ≥ 2, --warmup ≥ 0");
+            if (B < 1 || T < 2 || n < 1 || w < 0)
+                throw new WhittleException("--batch-size, --steps must be ≥ 1, --seq-len ≥ 2, --warmup ≥ 0");
             var shape = Shape(p.GetValue(config)!) with { MaxPositionEmbeddings = Math.Max(2048, T) };
             string dev = p.GetValue(device)!;
             if (p.GetValue(gemm) is { } g && dev != "cpu") throw new WhittleException("--gemm applies to --device cpu only");
-            if (p.GetValue(lossChunkRows) < 0) throw new WhittleException($"--loss-chunk-rows must be >= 0, got {p.GetValue(lossChunkRows)}");
+            if (p.GetValue(lossChunkRows) < 0)
+                throw new WhittleException($"--loss-chunk-rows must be >= 0, got {p.GetValue(lossChunkRows)}");
             IBackend created = Backends.Create(dev, p.GetValue(gemm) ?? Environment.GetEnvironmentVariable(CpuGemmChoice.Variable));
             using var backend = p.GetValue(profile) ? new ProfilingBackend(created) : created;
             var pr = PrecisionNames.Parse(p.GetValue(precision)!, "--precision");
-            var teacherPr = p.GetValue(teacherPrecision) is { } tp ? PrecisionNames.Parse(tp, "--teacher-precision") : backend.Device == Device.Cuda ? Precision.Bf16 : Precision.F32;
+            var teacherPr = p.GetValue(teacherPrecision) is { } tp ? PrecisionNames.Parse(tp, "--teacher-precision")
+                : backend.Device == Device.Cuda ? Precision.Bf16 : Precision.F32;
             ChunkRows = p.GetValue(lossChunkRows);
             if (created is CudaBackend cuda) cuda.AllowTf32 = p.GetValue(tf32);
             var teacherShape = m == "kd" ? Shape(p.GetValue(teacher)!) with { MaxPositionEmbeddings = Math.Max(2048, T) } : null;
@@ -90,8 +102,10 @@ static class BenchCommand
             result["device"] = backend.Name;
             result["threads"] = Environment.ProcessorCount;
             if (created is CpuBackend cpu) result["gemm"] = CpuGemmChoice.Name(cpu.GemmChoice);
-            if (created is CpuBackend { GemmChoice: CpuGemm.OpenBlas }) result["openblas"] = $"{OpenBlas.LoadedPath}: {OpenBlas.Config}, {OpenBlas.Threads} threads";
-            if (backend is ProfilingBackend prof && result["step_seconds"] is { } stepSeconds) result["profile"] = prof.Report(n, stepSeconds.GetValue<double>());
+            if (created is CpuBackend { GemmChoice: CpuGemm.OpenBlas })
+                result["openblas"] = $"{OpenBlas.LoadedPath}: {OpenBlas.Config}, {OpenBlas.Threads} threads";
+            if (backend is ProfilingBackend prof && result["step_seconds"] is { } stepSeconds)
+                result["profile"] = prof.Report(n, stepSeconds.GetValue<double>());
             result["config"] = p.GetValue(config);
             result["batch"] = B; result["seq_len"] = T; result["steps"] = n;
             string? lossProblem = m == "kernels" ? null : LossCheck.Apply(result, shape, teacherShape, (long)B * T);
@@ -173,7 +187,9 @@ static class BenchCommand
         return r;
     }
 
-    static JsonObject BenchKd(IBackend backend, GptNeoXConfig student, GptNeoXConfig teacher, int b, int t, int n, int w, Precision precision, Precision teacherPrecision)
+    static JsonObject BenchKd(
+        IBackend backend, GptNeoXConfig student, GptNeoXConfig teacher, int b, int t, int n, int w, Precision precision,
+        Precision teacherPrecision)
     {
         if (teacher.VocabSize != student.VocabSize) throw new WhittleException("the teacher's and student's vocabularies differ");
         var (inputs, targets) = RandomBatch(backend, student.VocabSize, b, t, 2);
@@ -197,7 +213,8 @@ static class BenchCommand
         CliCommon.SetPrecision(teach, teacherPrecision);
         // f32 masters (embeddings, norms and biases are read in f32 even in bf16 mode) plus the bf16 copy of the matrices.
         long teacherBytes = teach.Parameters.Count * 4 + (teach.Parameters.LowPrecision?.Count ?? 0) * 2;
-        var loss = Whittle.Native.Distillation.DistillationLoss.Create(s, teach, new DistillSettings(DistillKind.ForwardKl, 1f, 0.5f, 0.5f), 0, _ => (0.5f, 0.5f));
+        var loss = Whittle.Native.Distillation.DistillationLoss.Create(
+            s, teach, new DistillSettings(DistillKind.ForwardKl, 1f, 0.5f, 0.5f), 0, _ => (0.5f, 0.5f));
         MemoryMeter.Reset(backend);
         using var last = new LastLoss(backend);
         double kd = Median(backend, n, w, () =>
@@ -279,7 +296,8 @@ static class LossCheck
 {
     public const double DriftAllowance = 0.5;
 
-    /// <summary>Adds loss_expected, loss_tolerance and loss_check to the report; the problem, or null when the loss is as expected.</summary>
+    /// <summary>Adds loss_expected, loss_tolerance and loss_check to the report; the problem, or null when the loss is as
+    /// expected.</summary>
     public static string? Apply(JsonObject report, GptNeoXConfig student, GptNeoXConfig? teacher, long tokens)
     {
         double loss = report["loss"]?.GetValue<double>() ?? double.NaN;
@@ -294,7 +312,8 @@ static class LossCheck
         report["loss_expected"] = Math.Round(expected, 4);
         report["loss_tolerance"] = Math.Round(tolerance, 4);
         string? problem = !double.IsFinite(loss) ? $"loss is {loss}, not finite"
-            : Math.Abs(loss - expected) > tolerance ? $"loss {loss:0.0000} is not within {tolerance:0.00} of {expected:0.0000} (ln V + σ²/2 of a random model)"
+            : Math.Abs(loss - expected) > tolerance ? $"loss {loss:0.0000} is not within {tolerance:0.00} of {expected:0.0000} (ln V + " +
+                $"σ²/2 of a random model)"
             : null;
         report["loss_check"] = problem ?? "ok";
         return problem;

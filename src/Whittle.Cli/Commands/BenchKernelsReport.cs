@@ -1,9 +1,5 @@
-using System.Text.Json.Nodes;
 using Whittle.Native.Cuda;
 using Whittle.Native.Verification;
-using Whittle.Native.Evaluation;
-using Whittle.Native.Model;
-using Whittle.Native.Tensors;
 
 namespace Whittle.Cli;
 
@@ -51,8 +47,10 @@ static class KernelsReport
             ["mode"] = "kernels",
             ["shape"] = new JsonObject
             {
-                ["batch"] = shape.Batch, ["seq_len"] = shape.SeqLen, ["rows"] = shape.Rows, ["hidden"] = shape.Hidden, ["heads"] = shape.Heads,
-                ["head_size"] = shape.HeadSize, ["rotary_dims"] = shape.RotaryDims, ["intermediate"] = shape.Intermediate, ["vocab"] = shape.Vocab,
+                ["batch"] = shape.Batch, ["seq_len"] = shape.SeqLen, ["rows"] = shape.Rows, ["hidden"] = shape.Hidden,
+                    ["heads"] = shape.Heads,
+                ["head_size"] = shape.HeadSize, ["rotary_dims"] = shape.RotaryDims, ["intermediate"] = shape.Intermediate,
+                    ["vocab"] = shape.Vocab,
                 ["layers"] = shape.Layers, ["parameters"] = shape.Parameters,
             },
             ["ceilings"] = ceil,
@@ -63,7 +61,8 @@ static class KernelsReport
     }
 
     /// <summary>Four significant digits: enough for any rate here, at any size of op.</summary>
-    static double Sig(double x) => x == 0 || !double.IsFinite(x) ? x : Math.Round(x, Math.Clamp(3 - (int)Math.Floor(Math.Log10(Math.Abs(x))), 0, 15));
+    static double Sig(double x) =>
+        x == 0 || !double.IsFinite(x) ? x : Math.Round(x, Math.Clamp(3 - (int)Math.Floor(Math.Log10(Math.Abs(x))), 0, 15));
 
     public static void Print(JsonObject r)
     {
@@ -76,8 +75,10 @@ static class KernelsReport
         foreach (var o in r["ops"]!.AsArray())
         {
             string Rate(string key) => o![key] is { } v ? ((double)v).ToString("G3") : "";
-            string frac = o!["fraction_of_ceiling"] is { } f ? $"{(double)f:P0} {(o["ceiling"]!.ToString() == KernelBench.CopyCeiling ? "mem" : o["ceiling"]!.ToString().Replace("_gemm", ""))}" : "";
-            Console.WriteLine($"{o["op"],-18} {(double)o["ms"]!,10:0.0000} {Rate("gb_per_s"),9} {Rate("tflop_per_s"),8} {frac,8} {o["calls_per_train_step"],5}  {o["case"]}");
+            string frac = o!["fraction_of_ceiling"] is { } f ? $"{(double)f:P0} " +
+                $"{(o["ceiling"]!.ToString() == KernelBench.CopyCeiling ? "mem" : o["ceiling"]!.ToString().Replace("_gemm", ""))}" : "";
+            Console.WriteLine($"{o["op"],-18} {(double)o["ms"]!,10:0.0000} {Rate("gb_per_s"),9} {Rate("tflop_per_s"),8} {frac,8} " +
+                $"{o["calls_per_train_step"],5}  {o["case"]}");
         }
         Console.WriteLine($"kernel time of one training step (Σ calls × ms): {r["kernel_ms_per_train_step"]} ms");
     }

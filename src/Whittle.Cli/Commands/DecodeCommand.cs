@@ -1,31 +1,22 @@
 // Policy: `whittle decode`, the inverse of encode: a JSON array of ids → the text (written as is, no newline added);
 // with --jsonl, {"ids": […]} lines → {"text": …} lines in order.
-using System.CommandLine;
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
-using Whittle.Native;
-using Whittle.Native.Tokenization;
 
-namespace Whittle.Cli.Commands;
+namespace Whittle.Cli;
 
 static class DecodeCommand
 {
     public static Command Create()
     {
         var cmd = new Command("decode", "Decode token ids (a JSON array; with --jsonl, {\"ids\"} lines to {\"text\"} lines) to text.");
-        var tokOpt = new Option<string>("--tokenizer") { Description = EncodeCommand.TokenizerOption.Description, Required = true };
-        var inOpt = new Option<string?>("--input") { Description = "Input file (standard input when absent)." };
-        var jsonlOpt = new Option<bool>("--jsonl") { Description = "One JSON object per line in and out." };
-        cmd.Options.Add(tokOpt);
-        cmd.Options.Add(inOpt);
-        cmd.Options.Add(jsonlOpt);
+        EncodeCommand.AddInputOptions(cmd);
         cmd.SetAction(parse =>
         {
-            var tok = Tokenizer.FromFile(parse.GetValue(tokOpt)!);
-            var input = parse.GetValue(inOpt);
+            var (tok, input, jsonl) = EncodeCommand.InputOptions(parse);
             using var stdout = new StreamWriter(Console.OpenStandardOutput(), new UTF8Encoding(false));
-            if (!parse.GetValue(jsonlOpt))
+            if (!jsonl)
             {
                 var text = EncodeCommand.ReadAllText(input);
                 JsonElement arr;
@@ -49,7 +40,8 @@ static class DecodeCommand
 
     static int[] Ids(JsonElement arr, string? path, long line)
     {
-        if (arr.ValueKind != JsonValueKind.Array) throw new WhittleException($"{path ?? "standard input"}: line {line}: expected a JSON array of token ids");
+        if (arr.ValueKind != JsonValueKind.Array)
+            throw new WhittleException($"{path ?? "standard input"}: line {line}: expected a JSON array of token ids");
         var ids = new int[arr.GetArrayLength()];
         int i = 0;
         foreach (var e in arr.EnumerateArray())

@@ -1,10 +1,6 @@
-using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
-using System.Text.Json.Nodes;
-using Whittle.Native;
 using Whittle.Native.Demo;
-using Whittle.Native.Model;
 
 namespace Whittle.Cli;
 
@@ -19,7 +15,8 @@ namespace Whittle.Cli;
 /// </summary>
 sealed record DemoPreset(string Name, int Layers, int Hidden, int Heads, int Intermediate, int SeqLen, int Batch, float Lr,
     int TeacherSteps, int EvalEvery, long EvalTokens, int SearchEvaluations, long SearchEvalTokens, double BudgetRatio, int StudentSteps,
-    int StudentEvalEvery, double SaltKdFraction, float Omega, string SearchSpace = "uniform", int SearchPopulation = 16, double SearchMutation = 0.3, int EmbedStep = 16, int IntermediateStep = 32, int SaltSmallSteps = 0)
+    int StudentEvalEvery, double SaltKdFraction, float Omega, string SearchSpace = "uniform", int SearchPopulation = 16,
+        double SearchMutation = 0.3, int EmbedStep = 16, int IntermediateStep = 32, int SaltSmallSteps = 0)
 {
     public static DemoPreset Get(string name) => name switch
     {
@@ -51,11 +48,16 @@ static class DemoCommand
 {
     public static Command Create()
     {
-        var device = new Option<string>("--device") { Description = "cpu | cuda.", DefaultValueFactory = _ => "cpu" };
-        var preset = new Option<string>("--preset") { Description = "quick (35 s on 2 shared CPU cores; all three effects in each of seeds 0-9, the search not in 3 of seeds 10-14: bench/RESULTS.md) | default (3 min 44 s on 2 CPU cores) | large (a GPU).", DefaultValueFactory = _ => "default" };
-        var outDir = new Option<string>("--out") { Description = "Run directory (reused: finished stages are not run again).", DefaultValueFactory = _ => "runs/demo" };
-        var seed = new Option<int>("--seed") { Description = "Added to every stage's seed (data split, initialisations, data order, search), to see whether the effects hold beyond one draw.", DefaultValueFactory = _ => 0 };
-        var seeds = new Option<string?>("--seeds") { Description = "A seed sweep: run the demo once per seed (a range 0-4 or a list 0,3,7) into --out/seed-N and print a table of the three effects in every seed." };
+        var device = CliCommon.DeviceOption();
+        var preset = new Option<string>("--preset") { Description = "quick (35 s on 2 shared CPU cores; all three effects in each of " +
+            "seeds 0-9, the search not in 3 of seeds 10-14: bench/RESULTS.md) | default (3 min 44 s on 2 CPU cores) | large (a GPU).",
+            DefaultValueFactory = _ => "default" };
+        var outDir = new Option<string>("--out") { Description = "Run directory (reused: finished stages are not run again).",
+            DefaultValueFactory = _ => "runs/demo" };
+        var seed = new Option<int>("--seed") { Description = "Added to every stage's seed (data split, initialisations, data order, " +
+            "search), to see whether the effects hold beyond one draw.", DefaultValueFactory = _ => 0 };
+        var seeds = new Option<string?>("--seeds") { Description = "A seed sweep: run the demo once per seed (a range 0-4 or a list " +
+            "0,3,7) into --out/seed-N and print a table of the three effects in every seed." };
         var cmd = new Command("demo", """
             Reproduce Whittle and SALT end to end on the bundled Austen corpus, no download: pretrain a teacher, rank its units,
             search a sub-network under a parameter budget (evolution vs random search vs the importance-only baseline), train
@@ -82,8 +84,10 @@ static class DemoCommand
         {
             var ends = part.Split('-', StringSplitOptions.TrimEntries);
             bool ok = ends.Length is 1 or 2 && ends.All(e => int.TryParse(e, NumberStyles.None, CultureInfo.InvariantCulture, out _));
-            int lo = ok ? int.Parse(ends[0], CultureInfo.InvariantCulture) : 0, hi = ok ? int.Parse(ends[^1], CultureInfo.InvariantCulture) : -1;
-            if (!ok || hi < lo || hi - lo >= 1000) throw new WhittleException($"--seeds: '{part}' is not a seed or a range of seeds (expected e.g. 0-4 or 0,3,7)");
+            int lo = ok ? int.Parse(ends[0], CultureInfo.InvariantCulture) : 0,
+                hi = ok ? int.Parse(ends[^1], CultureInfo.InvariantCulture) : -1;
+            if (!ok || hi < lo || hi - lo >= 1000)
+                throw new WhittleException($"--seeds: '{part}' is not a seed or a range of seeds (expected e.g. 0-4 or 0,3,7)");
             for (int x = lo; x <= hi; x++) if (!seeds.Contains(x)) seeds.Add(x);
         }
         return seeds;
@@ -107,7 +111,8 @@ static class DemoCommand
             // A resumed run's wall time would be the resume's, not the run's: report the stages' own times then.
             runs.Add(new SweepRun(s, results, results.Stages.Any(t => t.Cached) ? null : sw.Elapsed.TotalSeconds));
         }
-        string table = $"Seed sweep of `whittle demo --preset {ps.Name}` ({device}), seeds {string.Join(", ", seeds)}:\n\n" + DemoSweep.Table(runs);
+        string table = $"Seed sweep of `whittle demo --preset {ps.Name}` ({device}), seeds " +
+            $"{string.Join(", ", seeds)}:\n\n" + DemoSweep.Table(runs);
         Directory.CreateDirectory(outRoot);
         AtomicFile.WriteAllText(Path.Combine(outRoot, "sweep.md"), table);
         Console.WriteLine("\n" + table);
@@ -143,41 +148,56 @@ static class DemoCommand
         });
 
         // The teacher's run is also SALT's baseline: SALT trains the same architecture, seed, data order and schedule.
-        string[] teacherRun = ["--data", data, .. ps.Architecture, .. ps.Batch_, "--steps", ps.TeacherSteps.ToString(), "--eval-every", ps.EvalEvery.ToString(),
+        string[] teacherRun = ["--data", data, .. ps.Architecture, .. ps.Batch_, "--steps", ps.TeacherSteps.ToString(), "--eval-every",
+            ps.EvalEvery.ToString(),
             "--save-every", (ps.EvalEvery * 5).ToString(), "--seed", Seed(1), .. dev];
         Stage(D("teacher"), 2, "pretrain the teacher (also SALT's baseline run)", () =>
             Whittle(["pretrain", "--out", D("teacher"), "--resume", .. teacherRun]));
 
         Stage(D("importance"), 3, "rank channels, heads, neurons and layers; permute the teacher (same function)", () =>
-            Whittle(["importance", "--model", D("teacher", "final"), "--data", data, "--seq-len", ps.SeqLen.ToString(), "--batches", "8", "--out", D("importance"), .. dev]));
+            Whittle(["importance", "--model", D("teacher", "final"), "--data", data, "--seq-len", ps.SeqLen.ToString(), "--batches", "8",
+                "--out", D("importance"), .. dev]));
 
-        Stage(D("search"), 4, $"evolutionary search at {ps.BudgetRatio:P0} of the teacher's non-embedding parameters, with random search and the importance baseline", () =>
-            Whittle(["search", "--model", D("importance"), "--data", data, "--budget-ratio", ps.BudgetRatio.ToString(CultureInfo.InvariantCulture), "--budget-on", "non-embedding", "--tolerance", "0.1",
-                "--space", ps.SearchSpace, "--strategy", "evolution", "--baselines", "--evaluations", ps.SearchEvaluations.ToString(), "--population", ps.SearchPopulation.ToString(), "--mutation-rate", ps.SearchMutation.ToString(CultureInfo.InvariantCulture),
-                "--eval-tokens", ps.SearchEvalTokens.ToString(), "--seq-len", ps.SeqLen.ToString(), "--out", D("search"), "--resume", "--seed", Seed(0),
+        Stage(D("search"), 4,
+            $"evolutionary search at {ps.BudgetRatio:P0} of the teacher's non-embedding parameters, with random search and the " +
+            $"importance baseline", () =>
+            Whittle(["search", "--model", D("importance"), "--data", data, "--budget-ratio",
+                ps.BudgetRatio.ToString(CultureInfo.InvariantCulture), "--budget-on", "non-embedding", "--tolerance", "0.1",
+                "--space", ps.SearchSpace, "--strategy", "evolution", "--baselines", "--evaluations", ps.SearchEvaluations.ToString(),
+                    "--population", ps.SearchPopulation.ToString(), "--mutation-rate",
+                    ps.SearchMutation.ToString(CultureInfo.InvariantCulture),
+                "--eval-tokens", ps.SearchEvalTokens.ToString(), "--seq-len", ps.SeqLen.ToString(), "--out", D("search"), "--resume",
+                    "--seed", Seed(0),
                 "--embed-step", ps.EmbedStep.ToString(), "--intermediate-step", ps.IntermediateStep.ToString(), .. dev]));
 
         Stage(D("subnet"), 5, "extract the best sub-network as a standalone model", () =>
             Whittle("extract", "--model", D("importance"), "--subnet", D("search", "best.json"), "--out", D("subnet")));
 
-        string[] studentRun = ["--data", data, .. ps.Batch_, "--steps", ps.StudentSteps.ToString(), "--eval-every", ps.StudentEvalEvery.ToString(),
+        string[] studentRun = ["--data", data, .. ps.Batch_, "--steps", ps.StudentSteps.ToString(), "--eval-every",
+            ps.StudentEvalEvery.ToString(),
             "--save-every", (ps.StudentEvalEvery * 5).ToString(), "--seed", Seed(2), "--resume", .. dev];
         Stage(D("students", "random-init"), 6, "student 1/3: the searched architecture from random initialisation", () =>
             Whittle(["pretrain", "--config", D("subnet", "config.json"), "--out", D("students", "random-init"), .. studentRun]));
         Stage(D("students", "subnet-init"), 7, "student 2/3: initialised with the sub-network's weights", () =>
             Whittle(["pretrain", "--init", D("subnet"), "--out", D("students", "subnet-init"), .. studentRun]));
         Stage(D("students", "subnet-init-kd"), 8, "student 3/3: sub-network weights + distillation from the teacher", () =>
-            Whittle(["distill", "--teacher", D("importance"), "--student", D("subnet"), "--alpha", "0.5", "--beta", "0.5", "--out", D("students", "subnet-init-kd"), .. studentRun]));
+            Whittle(["distill", "--teacher", D("importance"), "--student", D("subnet"), "--alpha", "0.5", "--beta", "0.5", "--out",
+                D("students", "subnet-init-kd"), .. studentRun]));
 
         // SALT's small model: its own run of the random-init student (same architecture, initialisation and data order),
         // only longer, when the preset asks for one; otherwise the random-init student itself.
         string small = ownSmall ? D("salt-small") : D("students", "random-init");
         if (ownSmall)
-            Stage(small, 9, $"SALT's small model: student 1's architecture from random initialisation, trained for {ps.SaltSmallSteps} steps", () =>
-                Whittle(["pretrain", "--config", D("subnet", "config.json"), "--out", small, "--data", data, .. ps.Batch_, "--steps", ps.SaltSmallSteps.ToString(),
-                    "--eval-every", ps.SaltSmallSteps.ToString(), "--save-every", (ps.SaltSmallSteps / 2).ToString(), "--seed", Seed(2), "--resume", .. dev]));
+            Stage(small, 9,
+                $"SALT's small model: student 1's architecture from random initialisation, trained for {ps.SaltSmallSteps} steps", () =>
+                Whittle(["pretrain", "--config", D("subnet", "config.json"), "--out", small, "--data", data, .. ps.Batch_, "--steps",
+                    ps.SaltSmallSteps.ToString(),
+                    "--eval-every", ps.SaltSmallSteps.ToString(), "--save-every", (ps.SaltSmallSteps / 2).ToString(), "--seed", Seed(2),
+                        "--resume", .. dev]));
 
-        Stage(D("salt"), stages - 1, $"SALT: the teacher's architecture from scratch, helped by {(ownSmall ? "the small model" : "student 1")} for the first {ps.SaltKdSteps} steps", () =>
+        Stage(D("salt"), stages - 1,
+            $"SALT: the teacher's architecture from scratch, helped by {(ownSmall ? "the small model" : "student 1")} for the first " +
+            $"{ps.SaltKdSteps} steps", () =>
             Whittle(["salt", "--small", Path.Combine(small, "final"), "--out", D("salt"), "--kd-steps", ps.SaltKdSteps.ToString(),
                 "--omega", ps.Omega.ToString(CultureInfo.InvariantCulture), "--schedule", "step", "--resume", .. teacherRun]));
 
@@ -221,7 +241,8 @@ static class DemoCommand
 
     static void ExtractResource(string name, string path)
     {
-        using var s = typeof(DemoCommand).Assembly.GetManifestResourceStream(name) ?? throw new InvalidOperationException($"resource {name} is missing from the build");
+        using var s = typeof(DemoCommand).Assembly.GetManifestResourceStream(name)
+            ?? throw new InvalidOperationException($"resource {name} is missing from the build");
         AtomicFile.Write(path, fs => s.CopyTo(fs));
     }
 
@@ -236,7 +257,8 @@ static class DemoCommand
 
     // ---------------------------------------------------------------- results
 
-    static DemoResults Collect(string root, DemoPreset ps, string device, DateTimeOffset started, double seconds, List<StageTiming> timings, string small)
+    static DemoResults Collect(
+        string root, DemoPreset ps, string device, DateTimeOffset started, double seconds, List<StageTiming> timings, string small)
     {
         string D(params string[] parts) => Path.Combine([root, .. parts]);
         var teacherCfg = GptNeoXConfig.Load(D("teacher", "final"));
@@ -248,14 +270,18 @@ static class DemoCommand
         var search = new List<SearchPoint>();
         foreach (var (strategy, node) in summary["strategies"]!.AsObject())
             foreach (var c in node!["candidates_evaluated"]!.AsArray())
-                search.Add(new SearchPoint(search.Count, strategy, c!["non_embedding_params"]!.GetValue<long>(), c["perplexity"]!.GetValue<double>(), c["spec"]!.ToJsonString()));
+                search.Add(new SearchPoint(
+                    search.Count, strategy, c!["non_embedding_params"]!.GetValue<long>(), c["perplexity"]!.GetValue<double>(),
+                    c["spec"]!.ToJsonString()));
         Arm Student(string dir, string name, string description) =>
-            new(name, description, ParameterCount.Of(GptNeoXConfig.Load(D("students", dir, "final"))).Total, Curve(D("students", dir, "metrics.jsonl")));
+            new(name, description, ParameterCount.Of(GptNeoXConfig.Load(D("students", dir, "final"))).Total,
+                Curve(D("students", dir, "metrics.jsonl")));
         return new DemoResults
         {
             Preset = ps.Name, Device = device, Started = started, Seconds = seconds,
             TeacherParameters = teacherCount.Total, TeacherNonEmbedding = teacherCount.NonEmbedding,
-            TeacherArchitecture = $"GPT-NeoX, {teacherCfg.NumLayers} layers, hidden {teacherCfg.HiddenSize}, {teacherCfg.NumHeads} heads, MLP {teacherCfg.IntermediateSize}, vocab {teacherCfg.VocabSize}, context {ps.SeqLen}",
+            TeacherArchitecture = $"GPT-NeoX, {teacherCfg.NumLayers} layers, hidden {teacherCfg.HiddenSize}, {teacherCfg.NumHeads} " +
+                $"heads, MLP {teacherCfg.IntermediateSize}, vocab {teacherCfg.VocabSize}, context {ps.SeqLen}",
             TeacherValLoss = teacherCurve[^1].ValLoss, TeacherTokens = teacherCurve[^1].Tokens,
             BudgetParams = summary["budget"]!["params"]!.GetValue<long>(), BudgetRatio = ps.BudgetRatio,
             Search = search,
@@ -267,12 +293,17 @@ static class DemoCommand
             ],
             Salt =
             [
-                new Arm("salt", $"helped by {(ownSmall ? "the small model" : "the random-init student")} for the first {ps.SaltKdSteps} steps (ω = {ps.Omega})", teacherCount.Total, Curve(D("salt", "metrics.jsonl"))),
-                new Arm("baseline", "the same model, seed, data and schedule without help (the teacher's own run)", teacherCount.Total, teacherCurve),
+                new Arm("salt",
+                    $"helped by {(ownSmall ? "the small model" : "the random-init student")} for the first {ps.SaltKdSteps} steps (ω = " +
+                    $"{ps.Omega})", teacherCount.Total, Curve(D("salt", "metrics.jsonl"))),
+                new Arm("baseline", "the same model, seed, data and schedule without help (the teacher's own run)", teacherCount.Total,
+                    teacherCurve),
             ],
             SaltKdSteps = ps.SaltKdSteps, SaltTotalSteps = ps.TeacherSteps,
             SaltSmallModel = ownSmall
-                ? $"a small model (random-init's architecture trained from random initialisation for {ps.SaltSmallSteps} steps; {smallParams:N0} parameters; validation perplexity {Math.Exp(Curve(Path.Combine(small, "metrics.jsonl"))[^1].ValLoss):F1})"
+                ? $"a small model (random-init's architecture trained from random initialisation for {ps.SaltSmallSteps} steps; " +
+                    $"{smallParams:N0} parameters; validation perplexity " +
+                    $"{Math.Exp(Curve(Path.Combine(small, "metrics.jsonl"))[^1].ValLoss):F1})"
                 : $"random-init student, {smallParams:N0} parameters",
             Stages = timings,
         };
@@ -281,5 +312,6 @@ static class DemoCommand
     /// <summary>The validation points of a run's metrics.jsonl.</summary>
     static List<CurvePoint> Curve(string metrics) =>
         File.ReadLines(metrics).Select(l => JsonNode.Parse(l)!).Where(o => o["val_loss"] is not null)
-            .Select(o => new CurvePoint(o["step"]!.GetValue<int>(), o["tokens"]!.GetValue<long>(), o["val_loss"]!.GetValue<double>())).ToList();
+            .Select(o =>
+                new CurvePoint(o["step"]!.GetValue<int>(), o["tokens"]!.GetValue<long>(), o["val_loss"]!.GetValue<double>())).ToList();
 }

@@ -1,9 +1,5 @@
-using System.CommandLine;
-using System.Text.Json.Nodes;
 using Whittle.Native.Verification;
-using Whittle.Native;
 using Whittle.Native.Cuda;
-using Whittle.Native.Tensors;
 
 namespace Whittle.Cli;
 
@@ -30,16 +26,22 @@ static class DoctorCommand
                 "Llama-family ones (llama with GQA, qwen3 with QK-norm and MQA, f32 and bf16 attention), and check that " +
                 "training steps after warm-up make no driver allocations.",
         };
-        var skipOps = new Option<bool>("--skip-ops") { Description = "Skip the per-op parity harness (with --model: when `doctor` already ran it in this session)." };
-        var longSeqLen = new Option<int?>("--long-seq-len") { Description = $"T of the long-context bf16 tensor-core attention parity cases (head sizes 64 and 128; 0: skip). Default {ParityHarness.HardwareLongSeqLen} on a GPU, {SoftwareGpuLongSeqLen} on the software GPU (where T = 2048 takes minutes)." };
-        var candidate = new Option<string>("--model-candidate") { Hidden = true, DefaultValueFactory = _ => "cuda", Description = "The backend compared with the CPU by --model (cpu: test the comparison itself)." };
-        var cmd = new Command("doctor", "Check the CUDA runtime: libraries, devices, kernel compilation and CPU/GPU parity (per op; whole models with --model).");
+        var skipOps = new Option<bool>("--skip-ops") { Description = "Skip the per-op parity harness (with --model: when `doctor` " +
+            "already ran it in this session)." };
+        var longSeqLen = new Option<int?>("--long-seq-len") { Description = $"T of the long-context bf16 tensor-core attention parity " +
+            $"cases (head sizes 64 and 128; 0: skip). Default {ParityHarness.HardwareLongSeqLen} on a GPU, {SoftwareGpuLongSeqLen} on " +
+            $"the software GPU (where T = 2048 takes minutes)." };
+        var candidate = new Option<string>("--model-candidate") { Hidden = true, DefaultValueFactory = _ => "cuda",
+            Description = "The backend compared with the CPU by --model (cpu: test the comparison itself)." };
+        var cmd = new Command("doctor",
+            "Check the CUDA runtime: libraries, devices, kernel compilation and CPU/GPU parity (per op; whole models with --model).");
         cmd.Options.Add(model);
         cmd.Options.Add(skipOps);
         cmd.Options.Add(longSeqLen);
         cmd.Options.Add(candidate);
         cmd.Options.Add(CliCommon.Json);
-        cmd.SetAction(parse => Run(parse.GetValue(CliCommon.Json), parse.GetValue(model), parse.GetValue(candidate)!, parse.GetValue(skipOps),
+        cmd.SetAction(
+            parse => Run(parse.GetValue(CliCommon.Json), parse.GetValue(model), parse.GetValue(candidate)!, parse.GetValue(skipOps),
             parse.GetValue(longSeqLen), parse.GetValue(CliCommon.Verbose)));
         return cmd;
     }
@@ -54,7 +56,8 @@ static class DoctorCommand
 
     static int Run(bool json, bool modelParity, string modelCandidate, bool skipOps, int? longSeqLen, bool verbose)
     {
-        if (modelCandidate is not ("cuda" or "cpu")) throw new WhittleException($"--model-candidate must be cuda or cpu, got '{modelCandidate}'");
+        if (modelCandidate is not ("cuda" or "cpu"))
+            throw new WhittleException($"--model-candidate must be cuda or cpu, got '{modelCandidate}'");
         if (longSeqLen is < 0) throw new WhittleException($"--long-seq-len must be >= 0, got {longSeqLen}");
         var report = new JsonObject
         {
@@ -82,7 +85,9 @@ static class DoctorCommand
     }
 
     /// <summary>The stages; <paramref name="stage"/> names the one running, for the error field.</summary>
-    static bool Check(JsonObject report, bool modelParity, string modelCandidate, bool skipOps, int? longSeqLen, bool verbose, ref string stage, out int count)
+    static bool Check(
+        JsonObject report, bool modelParity, string modelCandidate, bool skipOps, int? longSeqLen, bool verbose, ref string stage,
+        out int count)
     {
         var libs = new JsonObject();
         foreach (var lib in new[] { CudaLibraries.Driver, CudaLibraries.Nvrtc, CudaLibraries.Cublas, CudaLibraries.CublasLt })
@@ -101,19 +106,24 @@ static class DoctorCommand
         var devices = new JsonArray();
         if (count > 0)
             foreach (var d in DeviceInfo.All())
-                devices.Add((JsonNode)new JsonObject { ["ordinal"] = d.Ordinal, ["name"] = d.Name, ["compute_capability"] = $"{d.ComputeCapability / 10}.{d.ComputeCapability % 10}", ["multiprocessors"] = d.Multiprocessors, ["memory_bytes"] = d.TotalMemory });
+                devices.Add(
+                    (JsonNode)new JsonObject { ["ordinal"] = d.Ordinal, ["name"] = d.Name,
+                    ["compute_capability"] = $"{d.ComputeCapability / 10}.{d.ComputeCapability % 10}",
+                    ["multiprocessors"] = d.Multiprocessors, ["memory_bytes"] = d.TotalMemory });
         report["devices"] = devices;
         if (count == 0) report["device_status"] = $"no CUDA device ({noDevice})";
         if (SoftwareGpu.IsActive)
             report["software_gpu"] = $"softgpu v{SoftwareGpu.Version}: the CUDA driver, cuBLAS and the kernels run on the CPU. This checks "
-                + "the kernels' logic and the backend against the CPU; only a real GPU shows its numerics (tensor cores, TF32), speed and occupancy";
+                + "the kernels' logic and the backend against the CPU; only a real GPU shows its numerics (tensor cores, TF32), speed " +
+                    "and occupancy";
 
         // kernels: for the first device's arch, as the binary the backend loads (so the backend's own compile, and every
         // later command's, is a cache hit: a GPU session pays NVRTC once), or the CI pair as PTX without a device
         stage = "kernel compilation";
         int[] archs = count > 0 ? [DeviceInfo.All()[0].ComputeCapability] : [80, 90];
         var kind = count > 0 && nvrtcOk == 1 && CudaBackend.SupportsCubin(archs[0]) ? KernelBinary.Cubin : KernelBinary.Ptx;
-        report["kernels_binary"] = kind == KernelBinary.Cubin ? $"sm_{archs[0]} CUBIN" : string.Join(", ", archs.Select(a => $"compute_{a}")) + " PTX";
+        report["kernels_binary"] = kind == KernelBinary.Cubin ? $"sm_{archs[0]} " +
+            $"CUBIN" : string.Join(", ", archs.Select(a => $"compute_{a}")) + " PTX";
         int compiled = 0;
         var failures = new JsonArray();
         var warnings = new JsonArray();
@@ -127,7 +137,11 @@ static class DoctorCommand
                         var k = compiler.Compile(file, arch, kind); compiled++;
                         if (k.Warnings.Length > 0) warnings.Add((JsonNode)JsonValue.Create($"{file} {arch}: {k.Warnings}"));
                     }
-                    catch (Exception e) when (e is KernelCompileException or CudaException) { failures.Add((JsonNode)JsonValue.Create($"{file} {arch}: {e.Message}")); failed = true; }
+                    catch (Exception e) when (e is KernelCompileException or CudaException)
+                    {
+                        failures.Add((JsonNode)JsonValue.Create($"{file} {arch}: {e.Message}"));
+                        failed = true;
+                    }
         }
         else report["kernels_status"] = "NVRTC not found: kernels not compiled";
         report["kernels_compiled"] = compiled;
@@ -147,7 +161,9 @@ static class DoctorCommand
                 var results = new ParityHarness(cpu, gpu) { LongSeqLen = longT, Progress = progress }.Run();
                 var arr = new JsonArray();
                 foreach (var r in results)
-                    arr.Add((JsonNode)new JsonObject { ["op"] = r.Op, ["case"] = r.Case, ["max_rel_error"] = double.IsFinite(r.MaxRelativeError) ? r.MaxRelativeError : -1, ["tolerance"] = r.Tolerance, ["passed"] = r.Passed });
+                    arr.Add((JsonNode)new JsonObject { ["op"] = r.Op, ["case"] = r.Case,
+                        ["max_rel_error"] = double.IsFinite(r.MaxRelativeError) ? r.MaxRelativeError : -1, ["tolerance"] = r.Tolerance,
+                        ["passed"] = r.Passed });
                 report["parity"] = arr;
                 report["parity_long_seq_len"] = longT;
                 report["parity_failed"] = results.Count(r => !r.Passed);
@@ -162,10 +178,12 @@ static class DoctorCommand
                 {
                     stage = "allocator steady state";
                     var alloc = ModelParity.SteadyStateAllocations(gpu);
-                    report["steady_state"] = new JsonObject { ["check"] = alloc.Case, ["driver_allocations"] = alloc.MaxRelativeError, ["passed"] = alloc.Passed };
+                    report["steady_state"] = new JsonObject { ["check"] = alloc.Case, ["driver_allocations"] = alloc.MaxRelativeError,
+                        ["passed"] = alloc.Passed };
                     failed |= !alloc.Passed;
                 }
-                else report["steady_state_status"] = $"not checked: {DeviceAllocator.ModeVariable}=exact allocates from the driver on every request";
+                else report["steady_state_status"] = $"not checked: {DeviceAllocator.ModeVariable}=exact allocates from the driver on " +
+                    $"every request";
             }
             report["cublaslt_algorithms_cached"] = gpu.CublasLtAlgorithmsCached;
         }
@@ -190,8 +208,11 @@ static class DoctorCommand
         {
             if (!File.Exists("/proc/self/maps")) return arr;
             var names = new[] { "libcuda", "libnvrtc", "libcublas", "libsoftgpu", "libnvJitLink", "libcudart" };
-            foreach (var path in File.ReadLines("/proc/self/maps").Select(l => l.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries)).Where(f => f.Length == 6)
-                         .Select(f => f[5].Trim()).Where(p => names.Any(n => Path.GetFileName(p).StartsWith(n, StringComparison.Ordinal))).Distinct().Order(StringComparer.Ordinal))
+            foreach (var path in File.ReadLines("/proc/self/maps").Select(
+                l => l.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries)).Where(f => f.Length == 6)
+                         .Select(f => f[5].Trim()).Where(
+                             p => names.Any(
+                             n => Path.GetFileName(p).StartsWith(n, StringComparison.Ordinal))).Distinct().Order(StringComparer.Ordinal))
                 arr.Add((JsonNode)JsonValue.Create(path));
         }
         catch (IOException) { /* a report without the list, never a failed doctor */ }
@@ -203,7 +224,9 @@ static class DoctorCommand
     {
         var arr = new JsonArray();
         foreach (var r in results)
-            arr.Add((JsonNode)new JsonObject { ["case"] = r.Op, ["check"] = r.Case, ["max_rel_error"] = double.IsFinite(r.MaxRelativeError) ? r.MaxRelativeError : -1, ["tolerance"] = r.Tolerance, ["passed"] = r.Passed });
+            arr.Add((JsonNode)new JsonObject { ["case"] = r.Op, ["check"] = r.Case,
+                ["max_rel_error"] = double.IsFinite(r.MaxRelativeError) ? r.MaxRelativeError : -1, ["tolerance"] = r.Tolerance,
+                ["passed"] = r.Passed });
         report["model_parity"] = arr;
         report["model_parity_failed"] = results.Count(r => !r.Passed);
         return results.Any(r => !r.Passed);
@@ -220,13 +243,17 @@ static class DoctorCommand
         foreach (var key in new[] { "driver_version", "nvrtc_version", "cublaslt_version" })
             if (report[key] is { } v) Console.WriteLine($"{key,-17} {v}");
         if (report["device_status"] is { } status) Console.WriteLine(status);
-        foreach (var d in report["devices"]?.AsArray() ?? []) Console.WriteLine($"device {d!["ordinal"]}          {d["name"]} (sm {d["compute_capability"]}, {d["multiprocessors"]} SMs)");
+        foreach (var d in report["devices"]?.AsArray() ?? [])
+            Console.WriteLine($"device {d!["ordinal"]}          {d["name"]} (sm {d["compute_capability"]}, {d["multiprocessors"]} SMs)");
         if (report["software_gpu"] is { } soft) Console.WriteLine($"software GPU      {soft}");
-        if (report["kernels_compiled"] is { } compiled) Console.WriteLine($"kernels compiled  {compiled}{(report["kernels_status"] is { } s ? $" ({s})" : "")}");
+        if (report["kernels_compiled"] is { } compiled)
+            Console.WriteLine($"kernels compiled  {compiled}{(report["kernels_status"] is { } s ? $" ({s})" : "")}");
         foreach (var f in report["kernels_failed"]?.AsArray() ?? []) Console.WriteLine($"kernel FAILED     {f}");
         foreach (var w in report["kernel_warnings"]?.AsArray() ?? []) Console.WriteLine($"kernel warning    {w}");
         if (report["parity"] is JsonArray parity)
-            foreach (var r in parity) Console.WriteLine($"parity {r!["op"],-22} {r["case"],-44} {(double)r["max_rel_error"]!:0.00e+00} {((bool)r["passed"]! ? "ok" : "FAIL")}");
+            foreach (var r in parity)
+                Console.WriteLine($"parity {r!["op"],-22} {r["case"],-44} {(double)r["max_rel_error"]!:0.00e+00} " +
+                $"{((bool)r["passed"]! ? "ok" : "FAIL")}");
         else if (report["parity"] is { } p) Console.WriteLine($"parity            {p}");
         if (report["model_parity"] is JsonArray model)
             // per case and kind of check (logits, loss, grad.*, adamw.*): the worst tensor, and every failure
@@ -234,10 +261,12 @@ static class DoctorCommand
             {
                 var worst = g.MaxBy(r => (double)r!["max_rel_error"]! < 0 ? double.PositiveInfinity : (double)r!["max_rel_error"]!)!;
                 int bad = g.Count(r => !(bool)r!["passed"]!);
-                Console.WriteLine($"model  {g.Key.Case,-62} {g.Key.Kind,-7} worst {(double)worst["max_rel_error"]!:0.00e+00} ({worst["check"]}) tol {(double)worst["tolerance"]!:0e+00} {(bad == 0 ? "ok" : $"{bad} FAILED")}");
+                Console.WriteLine($"model  {g.Key.Case,-62} {g.Key.Kind,-7} worst {(double)worst["max_rel_error"]!:0.00e+00} " +
+                    $"({worst["check"]}) tol {(double)worst["tolerance"]!:0e+00} {(bad == 0 ? "ok" : $"{bad} FAILED")}");
             }
         if (report["model_parity_status"] is { } ms) Console.WriteLine($"model parity      {ms}");
-        if (report["steady_state"] is { } ss) Console.WriteLine($"allocator         {ss["check"]}: {ss["driver_allocations"]} {((bool)ss["passed"]! ? "ok" : "FAIL")}");
+        if (report["steady_state"] is { } ss)
+            Console.WriteLine($"allocator         {ss["check"]}: {ss["driver_allocations"]} {((bool)ss["passed"]! ? "ok" : "FAIL")}");
         if (report["steady_state_status"] is { } sss) Console.WriteLine($"allocator         {sss}");
         foreach (var m in report["mapped_libraries"]?.AsArray() ?? []) Console.WriteLine($"mapped            {m}");
         if (report["error"] is { } error) Console.WriteLine($"error             {error}");

@@ -1,12 +1,3 @@
-using System.CommandLine;
-using System.Text.Json.Nodes;
-using Whittle.Native;
-using Whittle.Native.Data;
-using Whittle.Native.Evaluation;
-using Whittle.Native.Model;
-using Whittle.Native.Tensors;
-using Whittle.Native.Tokenization;
-
 namespace Whittle.Cli;
 
 /// <summary>`whittle eval`: perplexity of a model on a dataset's validation split, a text file or a JSON list of ids.</summary>
@@ -16,13 +7,18 @@ static class EvalCommand
     {
         var model = new Option<string>("--model") { Description = "Model directory (Hugging Face GPT-NeoX or Llama family).",
             Required = true };
-        var seqLen = new Option<int?>("--seq-len") { Description = "Window length T: each window gives T−1 predictions (default: min(128, max_position_embeddings))." };
+        var seqLen = new Option<int?>("--seq-len") { Description = "Window length T: each window gives T−1 predictions (default: " +
+            "min(128, max_position_embeddings))." };
         var batch = new Option<int>("--batch-size") { Description = "Windows per forward pass.", DefaultValueFactory = _ => 16 };
         var maxTokens = new Option<long?>("--max-tokens") { Description = "Stop after about this many predictions." };
-        var device = new Option<string>("--device") { Description = "cpu | cuda.", DefaultValueFactory = _ => "cpu" };
-        var subnet = new Option<string?>("--subnet") { Description = "Evaluate this sub-network (JSON spec) inside the model: strided views of its weights, no copies." };
-        var precision = TrainingCli.PrecisionOption("--precision", "fp32 | bf16 (Linear GEMMs on bf16 inputs with f32 accumulation; layernorm and the loss in f32; attention on bf16 tensor cores on CUDA).", "fp32");
-        var chunkRows = new Option<int>("--loss-chunk-rows") { Description = "LM head + loss this many rows at a time, so the (N, V) logits are never held whole (0: all at once). Same result.", DefaultValueFactory = _ => 0 };
+        var device = CliCommon.DeviceOption();
+        var subnet = new Option<string?>("--subnet") { Description = "Evaluate this sub-network (JSON spec) inside the model: strided " +
+            "views of its weights, no copies." };
+        var precision = TrainingCli.PrecisionOption("--precision",
+            "fp32 | bf16 (Linear GEMMs on bf16 inputs with f32 accumulation; layernorm and the loss in f32; attention on bf16 tensor " +
+            "cores on CUDA).", "fp32");
+        var chunkRows = new Option<int>("--loss-chunk-rows") { Description = "LM head + loss this many rows at a time, so the (N, V) " +
+            "logits are never held whole (0: all at once). Same result.", DefaultValueFactory = _ => 0 };
         var cmd = new Command("eval", """
             Perplexity of a model. The token stream is cut into consecutive non-overlapping windows of T tokens (a shorter
             trailing remainder is dropped); in each window every token after the first is predicted from those before it;
@@ -48,16 +44,25 @@ static class EvalCommand
             using var m = ModelCheckpoint.Load(config, dir, backend);
             // A perplexity computed through NaN weights is NaN: that is a broken model, reported as an error, not a result.
             if (m.NonFiniteTensors.Count > 0)
-                throw new InvalidFileException(dir, $"{m.NonFiniteTensors.Count} tensor(s) hold NaN or Inf values (first: '{m.NonFiniteTensors[0]}'); the model cannot be evaluated");
+                throw new InvalidFileException(
+                    dir, $"{m.NonFiniteTensors.Count} tensor(s) hold NaN or Inf values (first: '{m.NonFiniteTensors[0]}'); the model " +
+                    $"cannot be evaluated");
             CliCommon.SetPrecision(m, PrecisionNames.Parse(p.GetValue(precision)!, "--precision"));
-            if (p.GetValue(chunkRows) < 0) throw new WhittleException($"--loss-chunk-rows must be >= 0 (0: off), got {p.GetValue(chunkRows)}");
+            if (p.GetValue(chunkRows) < 0)
+                throw new WhittleException($"--loss-chunk-rows must be >= 0 (0: off), got {p.GetValue(chunkRows)}");
             m.LossChunkRows = p.GetValue(chunkRows);
             var r = Perplexity.Evaluate(m, source, T, p.GetValue(batch), p.GetValue(maxTokens) ?? long.MaxValue, active);
             if (!double.IsFinite(r.Loss))
-                throw new WhittleException($"{dir}: the loss came out {r.Loss} on {what} (finite weights, so an overflow in the forward pass{(m.Precision == Precision.F32 ? "" : "; try --precision fp32")}); no perplexity to report");
+                throw new WhittleException($"{dir}: the loss came out {r.Loss} on {what} (finite weights, so an overflow in the forward " +
+                    $"pass{(m.Precision == Precision.F32 ? "" : "; try --precision fp32")}); no perplexity to report");
             if (p.GetValue(CliCommon.Json))
-                Console.WriteLine(new JsonObject { ["loss"] = r.Loss, ["perplexity"] = r.Perplexity, ["tokens"] = r.Tokens, ["tokens_per_second"] = Math.Round(r.TokensPerSecond, 1), ["precision"] = m.Precision.Name() }.ToJsonString(CliCommon.JsonOptions));
-            else Console.WriteLine($"{what}: loss {r.Loss:F5}, perplexity {r.Perplexity:F3} over {r.Tokens:N0} predictions ({r.Windows:N0} windows), {r.TokensPerSecond:N0} tokens/s on {backend.Name}{(m.Precision == Precision.F32 ? "" : $" in {m.Precision.Name()}")}");
+                Console.WriteLine(
+                    new JsonObject { ["loss"] = r.Loss, ["perplexity"] = r.Perplexity, ["tokens"] = r.Tokens,
+                    ["tokens_per_second"] = Math.Round(r.TokensPerSecond, 1),
+                    ["precision"] = m.Precision.Name() }.ToJsonString(CliCommon.JsonOptions));
+            else Console.WriteLine($"{what}: loss {r.Loss:F5}, perplexity {r.Perplexity:F3} over {r.Tokens:N0} predictions " +
+                $"({r.Windows:N0} windows), {r.TokensPerSecond:N0} tokens/s on " +
+                $"{backend.Name}{(m.Precision == Precision.F32 ? "" : $" in {m.Precision.Name()}")}");
             return 0;
         });
         return cmd;

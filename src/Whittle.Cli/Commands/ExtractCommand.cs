@@ -1,11 +1,7 @@
 // Policy: `whittle extract`: a sub-network of a parent becomes a dense standalone model directory (weights copied from
 // the parent's prefix blocks, the parent's tokenizer beside them). The spec is validated against the parent's config
 // before any weight is read; the output says plainly whether Hugging Face transformers can load the result.
-using System.CommandLine;
-using System.Text.Json.Nodes;
-using Whittle.Native;
 using Whittle.Native.Cpu;
-using Whittle.Native.Model;
 using Whittle.Native.Search;
 
 namespace Whittle.Cli;
@@ -14,10 +10,13 @@ static class ExtractCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Parent model directory (usually the output of `whittle importance`).", Required = true };
-        var subnet = new Option<string>("--subnet") { Description = "Sub-network spec JSON (or a best.json written by `whittle search`).", Required = true };
+        var model = new Option<string>("--model") { Description = "Parent model directory (usually the output of `whittle importance`).",
+            Required = true };
+        var subnet = new Option<string>("--subnet") { Description = "Sub-network spec JSON (or a best.json written by `whittle search`).",
+            Required = true };
         var output = new Option<string>("--out") { Description = "Output model directory.", Required = true };
-        var cmd = new Command("extract", "Copy a sub-network out of its parent into a dense standalone model.") { model, subnet, output, CliCommon.Json };
+        var cmd = new Command("extract", "Copy a sub-network out of its parent into a dense standalone model.") { model, subnet, output,
+            CliCommon.Json };
         cmd.SetAction(parse =>
         {
             string modelDir = parse.GetValue(model)!, outDir = parse.GetValue(output)!;
@@ -39,15 +38,18 @@ static class ExtractCommand
                 {
                     ["out"] = Path.GetFullPath(outDir),
                     ["spec"] = SubnetSpec.ToJson(spec),
-                    ["parameters"] = new JsonObject { ["embedding"] = counts.Embedding, ["non_embedding"] = counts.NonEmbedding, ["total"] = counts.Total },
+                    ["parameters"] = new JsonObject { ["embedding"] = counts.Embedding, ["non_embedding"] = counts.NonEmbedding,
+                        ["total"] = counts.Total },
                     ["huggingface_compatible"] = hf,
                     ["tokenizer"] = extra.Count > 0,
                 }.ToJsonString(CliCommon.JsonOptions));
                 return 0;
             }
             Console.WriteLine($"extracted      {SubnetSpec.Key(spec)}");
-            Console.WriteLine($"parameters     {counts.Total:N0} total = {counts.Embedding:N0} embedding + {counts.NonEmbedding:N0} non-embedding (parent {ParameterCount.Of(config).Total:N0})");
-            Console.WriteLine($"wrote          {Path.GetFullPath(outDir)}{(extra.Count > 0 ? " with the parent's tokenizer.json" : " (the parent has no tokenizer.json)")}");
+            Console.WriteLine($"parameters     {counts.Total:N0} total = {counts.Embedding:N0} embedding + {counts.NonEmbedding:N0} " +
+                $"non-embedding (parent {ParameterCount.Of(config).Total:N0})");
+            Console.WriteLine($"wrote          {Path.GetFullPath(outDir)}" +
+                $"{(extra.Count > 0 ? " with the parent's tokenizer.json" : " (the parent has no tokenizer.json)")}");
             Console.WriteLine(hf
                 ? "format         standard Hugging Face GPT-NeoX checkpoint: transformers can load it"
                 : "format         non-uniform (config.json has whittle_* per-layer fields): whittle loads it, transformers cannot");

@@ -1,15 +1,7 @@
 // Policy: `whittle importance`: score a parent's units on calibration text and write the parent with its units
 // permuted by descending importance (so every prefix-sub-network holds the most important units), plus importance.json
 // and the parent's tokenizer. Every input is checked before the weights are read; the output directory appears whole or not at all.
-using System.CommandLine;
-using System.Text.Json.Nodes;
-using Whittle.Native;
-using Whittle.Native.Data;
-using Whittle.Native.Evaluation;
-using Whittle.Native.Model;
 using Whittle.Native.Search;
-using Whittle.Native.Tensors;
-using Whittle.Native.Tokenization;
 
 namespace Whittle.Cli;
 
@@ -18,12 +10,16 @@ static class ImportanceCommand
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "Parent model directory (Hugging Face GPT-NeoX).", Required = true };
-        var seqLen = new Option<int?>("--seq-len") { Description = "Tokens per calibration window (default: min(128, max_position_embeddings))." };
+        var seqLen = new Option<int?>("--seq-len") { Description = "Tokens per calibration window (default: min(128, " +
+            "max_position_embeddings))." };
         var batchSize = new Option<int>("--batch-size") { Description = "Windows per forward pass.", DefaultValueFactory = _ => 8 };
-        var batches = new Option<int>("--batches") { Description = "Calibration batches (fewer if the text is shorter).", DefaultValueFactory = _ => 16 };
-        var device = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
-        var output = new Option<string>("--out") { Description = "Output directory for the permuted model and importance.json.", Required = true };
-        var cmd = new Command("importance", "Score embedding channels, heads, MLP neurons and layers on calibration text; write the parent permuted by importance.")
+        var batches = new Option<int>("--batches") { Description = "Calibration batches (fewer if the text is shorter).",
+            DefaultValueFactory = _ => 16 };
+        var device = CliCommon.DeviceOption();
+        var output = new Option<string>("--out") { Description = "Output directory for the permuted model and importance.json.",
+            Required = true };
+        var cmd = new Command("importance",
+            "Score embedding channels, heads, MLP neurons and layers on calibration text; write the parent permuted by importance.")
         { model, seqLen, batchSize, batches, device, output, CliCommon.Json };
         var inputOptions = new TokenInputOptions();
         inputOptions.AddTo(cmd);
@@ -33,18 +29,22 @@ static class ImportanceCommand
             var config = GptNeoXConfig.Load(modelDir);
             int T = parse.GetValue(seqLen) ?? Math.Min(128, config.MaxPositionEmbeddings);
             int B = parse.GetValue(batchSize), N = parse.GetValue(batches);
-            if (T < 1 || T > config.MaxPositionEmbeddings) throw new WhittleException($"--seq-len {T} must be in [1, {config.MaxPositionEmbeddings}] (the model's max_position_embeddings)");
+            if (T < 1 || T > config.MaxPositionEmbeddings)
+                throw new WhittleException($"--seq-len {T} must be in [1, {config.MaxPositionEmbeddings}] (the model's " +
+                $"max_position_embeddings)");
             if (B < 1) throw new WhittleException($"--batch-size must be at least 1, got {B}");
             if (N < 1) throw new WhittleException($"--batches must be at least 1, got {N}");
             if (Path.GetFullPath(outDir) == Path.GetFullPath(modelDir)) throw new WhittleException("--out must differ from --model");
             using var source = inputOptions.Open(parse, modelDir, config.VocabSize);
             var calibration = TokenInputs.Windows(source.Tokens, T, B, N);
-            if (calibration.Count == 0) throw new WhittleException($"{source.Description}: {source.Tokens.Length} tokens, fewer than one window of --seq-len {T}");
+            if (calibration.Count == 0)
+                throw new WhittleException($"{source.Description}: {source.Tokens.Length} tokens, fewer than one window of --seq-len {T}");
 
             using var backend = Backends.Create(parse.GetValue(device)!);
             using var parent = GptNeoXCheckpoint.Load(modelDir, backend);
             var sw = System.Diagnostics.Stopwatch.StartNew();
-            var scores = Importance.Score(parent, calibration, done => Console.Error.WriteLine($"importance: batch {done}/{calibration.Count}"));
+            var scores = Importance.Score(
+                parent, calibration, done => Console.Error.WriteLine($"importance: batch {done}/{calibration.Count}"));
             var perm = scores.ToPermutation();
             Permutation.Apply(parent, perm);
             var report = scores.ToJson(perm);
@@ -76,7 +76,8 @@ static class ImportanceCommand
                 }.ToJsonString(CliCommon.JsonOptions));
                 return 0;
             }
-            Console.WriteLine($"calibration    {scores.Tokens:N0} tokens ({calibration.Count} batches of ≤ {B} × {T}) from {source.Description}, {sw.Elapsed.TotalSeconds:F1} s");
+            Console.WriteLine($"calibration    {scores.Tokens:N0} tokens ({calibration.Count} batches of ≤ {B} × {T}) from " +
+                $"{source.Description}, {sw.Elapsed.TotalSeconds:F1} s");
             Console.WriteLine($"block influence {string.Join("  ", scores.Layers.Select((s, l) => $"L{l} {s:F4}"))}");
             Console.WriteLine($"layer ranking  {string.Join(" > ", scores.LayerRanking)} (most to least influential)");
             Console.WriteLine($"wrote          {Path.GetFullPath(outDir)} (units permuted by importance, same function; importance.json)");

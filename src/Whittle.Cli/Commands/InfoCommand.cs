@@ -1,8 +1,3 @@
-using System.CommandLine;
-using System.Text.Json.Nodes;
-using Whittle.Native;
-using Whittle.Native.Model;
-
 namespace Whittle.Cli;
 
 /// <summary>`whittle info DIR`: what a model directory holds, checked against its config without loading the weights.</summary>
@@ -12,7 +7,9 @@ static class InfoCommand
     {
         var dir = new Argument<string>("model-dir") { Description = "A Hugging Face model directory (GPT-NeoX or Llama family: " +
             "config.json + model.safetensors or a sharded index)." };
-        var cmd = new Command("info", "Show a model's architecture, parameter counts (embedding, non-embedding, total), stored dtype and size.") { dir, CliCommon.Json };
+        var cmd = new Command("info",
+            "Show a model's architecture, parameter counts (embedding, non-embedding, total), stored dtype and size.") { dir,
+            CliCommon.Json };
         cmd.SetAction(parse =>
         {
             string path = parse.GetValue(dir)!;
@@ -34,7 +31,8 @@ static class InfoCommand
                     ["head_size"] = config.HeadSize,
                     ["rotary_dims"] = config is GptNeoXConfig neox ? neox.RotaryDims : config.HeadSize,
                     ["kv_heads"] = config is LlamaConfig l ? l.NumKeyValueHeads : config.NumHeads,
-                    ["parameters"] = new JsonObject { ["embedding"] = counts.Embedding, ["non_embedding"] = counts.NonEmbedding, ["total"] = counts.Total },
+                    ["parameters"] = new JsonObject { ["embedding"] = counts.Embedding, ["non_embedding"] = counts.NonEmbedding,
+                        ["total"] = counts.Total },
                     ["dtype"] = new JsonArray(dtypes.Select(x => (JsonNode)x!).ToArray()),
                     ["bytes"] = bytes,
                     ["huggingface_compatible"] = config.IsHuggingFaceCompatible,
@@ -44,7 +42,8 @@ static class InfoCommand
             }
             Console.WriteLine($"model          {Path.GetFullPath(path)}");
             foreach (var line in Describe(config)) Console.WriteLine(line);
-            Console.WriteLine($"parameters     {counts.Total:N0} total = {counts.Embedding:N0} embedding + {counts.NonEmbedding:N0} non-embedding");
+            Console.WriteLine($"parameters     {counts.Total:N0} total = {counts.Embedding:N0} embedding + {counts.NonEmbedding:N0} " +
+                $"non-embedding");
             Console.WriteLine($"stored as      {string.Join(", ", dtypes)}, {bytes:N0} bytes");
             return 0;
         });

@@ -1,11 +1,3 @@
-using System.CommandLine;
-using System.Text.Json.Nodes;
-using Whittle.Native;
-using Whittle.Native.Data;
-using Whittle.Native.Model;
-using Whittle.Native.Tensors;
-using Whittle.Native.Training;
-
 namespace Whittle.Cli;
 
 /// <summary>
@@ -36,7 +28,8 @@ static class PretrainCommand
             using var trainer = new Trainer(model, data, options);
             var counts = model.Config.CountParameters();
             return t.Train(p, trainer, model, options, backend, "pretrain",
-                $"pretrain: {counts.Total:N0} parameters ({counts.NonEmbedding:N0} non-embedding) on {backend.Name}, {options.Steps} steps × {options.TokensPerStep:N0} tokens");
+                $"pretrain: {counts.Total:N0} parameters ({counts.NonEmbedding:N0} non-embedding) on {backend.Name}, {options.Steps} " +
+                    $"steps × {options.TokensPerStep:N0} tokens");
         });
         return cmd;
     }
@@ -51,7 +44,11 @@ static class PretrainCommand
         }
         var c = p.GetValue(config) is { } file ? ModelConfig.Load(file) : arch.FamilyConfig(p, data.Meta.VocabSize, data.Meta.EosId,
             seqLen);
-        if (c.VocabSize < data.Meta.VocabSize) throw new WhittleException($"vocab_size {c.VocabSize} is smaller than the dataset's vocabulary ({data.Meta.VocabSize})");
+        if (c.VocabSize < data.Meta.VocabSize)
+            throw new WhittleException($"vocab_size {c.VocabSize} is smaller than the dataset's vocabulary ({data.Meta.VocabSize})");
+        // The parameters live in one buffer indexed by int (as loading a checkpoint requires too).
+        if (c.CountParameters().Total is var total && total > int.MaxValue)
+            throw new WhittleException($"the model would have {total:N0} parameters; this engine holds at most {int.MaxValue:N0}");
         return c switch
         {
             GptNeoXConfig neox => GptNeoX.CreateRandom(neox, backend, seed),
@@ -72,8 +69,10 @@ sealed class ArchitectureOptions
     public readonly Option<int> Hidden = new("--hidden") { Description = "New model: hidden size.", DefaultValueFactory = _ => 128 };
     public readonly Option<int> Heads = new("--heads") { Description = "New model: attention heads.", DefaultValueFactory = _ => 4 };
     public readonly Option<int?> Intermediate = new("--intermediate") { Description = "New model: MLP width (default 4 × hidden)." };
-    public readonly Option<float> RotaryPct = new("--rotary-pct") { Description = "New model: fraction of each head rotated.", DefaultValueFactory = _ => 0.25f };
-    public readonly Option<bool> Sequential = new("--sequential-residual") { Description = "New model: sequential instead of parallel residual." };
+    public readonly Option<float> RotaryPct = new("--rotary-pct") { Description = "New model: fraction of each head rotated.",
+        DefaultValueFactory = _ => 0.25f };
+    public readonly Option<bool> Sequential = new("--sequential-residual") { Description = "New model: sequential instead of parallel " +
+        "residual." };
     public readonly Option<string> Act = new("--act") { Description = "New model: gelu | gelu_new.", DefaultValueFactory = _ => "gelu" };
 
     public readonly Option<string> Family = new("--family")
@@ -88,7 +87,8 @@ sealed class ArchitectureOptions
     public readonly Option<bool> Tie = new("--tie-embeddings") { Description = "New Llama-family model: the LM head is the input " +
         "embedding." };
 
-    public void AddTo(Command cmd) { foreach (var o in new Option[] { Layers, Hidden, Heads, Intermediate, RotaryPct, Sequential, Act }) cmd.Options.Add(o); }
+    public void AddTo(Command cmd) { foreach (var o in new Option[] { Layers, Hidden, Heads, Intermediate, RotaryPct, Sequential,
+        Act }) cmd.Options.Add(o); }
 
     public void AddFamilyTo(Command cmd) { foreach (var o in new Option[] { Family, KvHeads, HeadDim, Tie }) cmd.Options.Add(o); }
 

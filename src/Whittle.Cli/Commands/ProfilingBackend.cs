@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Text.Json.Nodes;
-using Whittle.Native.Tensors;
 
 namespace Whittle.Cli;
 
@@ -53,8 +51,10 @@ sealed class ProfilingBackend(IBackend inner) : IBackend
     public void Fill(Tensor dst, float value) => Time("Fill", () => inner.Fill(dst, value));
     public void Synchronize() => inner.Synchronize();
     public void Dispose() => inner.Dispose();
-    public void EmbeddingForward(Tensor ids, Tensor weight, Tensor output) => Time("EmbeddingForward", () => inner.EmbeddingForward(ids, weight, output));
-    public void EmbeddingBackward(Tensor ids, Tensor dOutput, Tensor dWeight) => Time("EmbeddingBackward", () => inner.EmbeddingBackward(ids, dOutput, dWeight));
+    public void EmbeddingForward(Tensor ids, Tensor weight, Tensor output) =>
+        Time("EmbeddingForward", () => inner.EmbeddingForward(ids, weight, output));
+    public void EmbeddingBackward(Tensor ids, Tensor dOutput, Tensor dWeight) =>
+        Time("EmbeddingBackward", () => inner.EmbeddingBackward(ids, dOutput, dWeight));
     public void LayerNormForward(Tensor x, Tensor weight, Tensor bias, float eps, Tensor y, Tensor mean, Tensor rstd) =>
         Time("LayerNormForward", () => inner.LayerNormForward(x, weight, bias, eps, y, mean, rstd));
     public void LayerNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor mean, Tensor rstd, Tensor dx, Tensor dWeight, Tensor dBias) =>
@@ -79,17 +79,21 @@ sealed class ProfilingBackend(IBackend inner) : IBackend
     public void RotaryBackward(Tensor dx, Tensor cos, Tensor sin) => Time("RotaryBackward", () => inner.RotaryBackward(dx, cos, sin));
     public void AttentionForward(Tensor q, Tensor k, Tensor v, float scale, Tensor output, Tensor lse, AttentionPrecision precision) =>
         Time("AttentionForward", () => inner.AttentionForward(q, k, v, scale, output, lse, precision));
-    public void AttentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale, Tensor dq, Tensor dk, Tensor dv,
+    public void AttentionBackward(
+        Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale, Tensor dq, Tensor dk, Tensor dv,
         AttentionPrecision precision) =>
         Time("AttentionBackward", () => inner.AttentionBackward(dOut, q, k, v, output, lse, scale, dq, dk, dv, precision));
-    public void GeluForward(Tensor x, Tensor y, bool tanhApproximation) => Time("GeluForward", () => inner.GeluForward(x, y, tanhApproximation));
-    public void GeluBackward(Tensor dy, Tensor x, Tensor dx, bool tanhApproximation) => Time("GeluBackward", () => inner.GeluBackward(dy, x, dx, tanhApproximation));
+    public void GeluForward(Tensor x, Tensor y, bool tanhApproximation) =>
+        Time("GeluForward", () => inner.GeluForward(x, y, tanhApproximation));
+    public void GeluBackward(Tensor dy, Tensor x, Tensor dx, bool tanhApproximation) =>
+        Time("GeluBackward", () => inner.GeluBackward(dy, x, dx, tanhApproximation));
     public void Add(Tensor a, Tensor b, Tensor y) => Time("Add", () => inner.Add(a, b, y));
     public void Axpy(float alpha, Tensor x, Tensor y) => Time("Axpy", () => inner.Axpy(alpha, x, y));
     public void Scale(Tensor x, float alpha) => Time("Scale", () => inner.Scale(x, alpha));
     public void CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex, Tensor losses, Tensor? dLogits, float gradScale) =>
         Time("CrossEntropy", () => inner.CrossEntropy(logits, targets, ignoreIndex, losses, dLogits, gradScale));
-    public void Distillation(Tensor studentLogits, DistillTeacher teacher, Tensor targets, in DistillSettings settings, Tensor losses, Tensor? dStudent)
+    public void Distillation(
+        Tensor studentLogits, DistillTeacher teacher, Tensor targets, in DistillSettings settings, Tensor losses, Tensor? dStudent)
     {
         var s = settings;
         Time("Distillation", () => inner.Distillation(studentLogits, teacher, targets, s, losses, dStudent));

@@ -2,17 +2,8 @@
 // SALT_DS selection (see SaltSelection for the definitions). Every option, the model's config and the dataset's
 // meta.json (vocabulary, tokenizer hash) are checked before any weight is loaded or any window is scored.
 // Progress goes to stderr, one line per 10%; the summary (or --json) to stdout.
-using System.CommandLine;
-using System.Text.Json.Nodes;
-using Whittle.Native;
 using Whittle.Native.Cpu;
 using Whittle.Native.Cuda;
-using Whittle.Native.Data;
-using Whittle.Native.Distillation;
-using Whittle.Native.Evaluation;
-using Whittle.Native.Model;
-using Whittle.Native.Tensors;
-using Whittle.Native.Tokenization;
 
 namespace Whittle.Cli;
 
@@ -28,15 +19,21 @@ static class SaltSelectCommand
     public static Command Create()
     {
         var small = new Option<string>("--small") { Description = "The small model's directory (Hugging Face GPT-NeoX).", Required = true };
-        var data = new Option<string>("--data") { Description = "Token dataset directory (from `whittle tokenize`); its train split is scored.", Required = true };
-        var topK = new Option<int>("--top-k") { Description = "Keep a token when its true next token is in the small model's top-k.", DefaultValueFactory = _ => 10 };
-        var keep = new Option<double>("--keep") { Description = "Fraction in (0, 1] of the scored windows to select (highest scores).", Required = true };
+        var data = new Option<string>("--data") { Description = "Token dataset directory (from `whittle tokenize`); its train split is " +
+            "scored.", Required = true };
+        var topK = new Option<int>("--top-k") { Description = "Keep a token when its true next token is in the small model's top-k.",
+            DefaultValueFactory = _ => 10 };
+        var keep = new Option<double>("--keep") { Description = "Fraction in (0, 1] of the scored windows to select (highest scores).",
+            Required = true };
         var output = new Option<string>("--out") { Description = "Selection file to write (JSON).", Required = true };
-        var seqLen = new Option<int>("--seq-len") { Description = "Predictions per window T (windows are T + 1 tokens).", DefaultValueFactory = _ => 128 };
-        var maxSeq = new Option<long?>("--max-sequences") { Description = "Score at most this many windows (from the start of the split)." };
+        var seqLen = new Option<int>("--seq-len") { Description = "Predictions per window T (windows are T + 1 tokens).",
+            DefaultValueFactory = _ => 128 };
+        var maxSeq = new Option<long?>("--max-sequences") { Description = "Score at most this many windows (from the start of the " +
+            "split)." };
         var batch = new Option<int>("--batch-size") { Description = "Windows per forward pass.", DefaultValueFactory = _ => 4 };
-        var device = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
-        var cmd = new Command("salt-select", "SALT_DS: select the training windows whose tokens a small model finds hard but plausible (median loss over top-k hits).")
+        var device = CliCommon.DeviceOption();
+        var cmd = new Command("salt-select",
+            "SALT_DS: select the training windows whose tokens a small model finds hard but plausible (median loss over top-k hits).")
             { small, data, topK, keep, output, seqLen, maxSeq, batch, device, CliCommon.Json };
         cmd.SetAction(parse =>
         {
@@ -52,14 +49,16 @@ static class SaltSelectCommand
             if (!Directory.Exists(modelDir)) throw new WhittleException($"{modelDir}: no such model directory (--small)");
             var config = GptNeoXConfig.Load(modelDir);
             SaltSelection.CheckTopK(k, config.VocabSize);
-            if (t < 1 || t > config.MaxPositionEmbeddings) throw new WhittleException($"--seq-len must be in [1, {config.MaxPositionEmbeddings}] (the model's context), got {t}");
+            if (t < 1 || t > config.MaxPositionEmbeddings)
+                throw new WhittleException($"--seq-len must be in [1, {config.MaxPositionEmbeddings}] (the model's context), got {t}");
             if (b < 1) throw new WhittleException($"--batch-size must be at least 1, got {b}");
             if (max < 1) throw new WhittleException($"--max-sequences must be at least 1, got {max}");
             var outDir = Path.GetDirectoryName(Path.GetFullPath(outPath))!;
             if (!Directory.Exists(outDir)) throw new WhittleException($"{outPath}: the directory {outDir} does not exist (--out)");
             using var dataset = TokenDataset.Open(dataDir);
             if (dataset.Meta.VocabSize > config.VocabSize)
-                throw new WhittleException($"{dataDir}: the dataset's tokenizer has {dataset.Meta.VocabSize} tokens but the model {modelDir} has a vocabulary of {config.VocabSize}");
+                throw new WhittleException($"{dataDir}: the dataset's tokenizer has {dataset.Meta.VocabSize} tokens but the model " +
+                    $"{modelDir} has a vocabulary of {config.VocabSize}");
             var tokenizerPath = Path.Combine(modelDir, "tokenizer.json");
             if (File.Exists(tokenizerPath)) dataset.RequireTokenizer(Tokenizer.FromFile(tokenizerPath).Sha256, tokenizerPath);
 
@@ -80,10 +79,12 @@ static class SaltSelectCommand
                 Console.WriteLine(o.ToJsonString(CliCommon.JsonOptions));
                 return 0;
             }
-            Console.WriteLine($"scored         {result.Windows} windows of {t} + 1 tokens in {result.Seconds:0.0} s ({result.Windows * t / Math.Max(result.Seconds, 1e-9):N0} tokens/s)");
+            Console.WriteLine($"scored         {result.Windows} windows of {t} + 1 tokens in {result.Seconds:0.0} s " +
+                $"({result.Windows * t / Math.Max(result.Seconds, 1e-9):N0} tokens/s)");
             Console.WriteLine($"with a score   {result.Scored} (a token in the small model's top-{k})");
             Console.WriteLine($"selected       {result.Selected.Count} (keep {f})" +
-                (result.Selected.Count > 0 ? $", scores {result.Selected.Min(w => w.Score):0.000} .. {result.Selected.Max(w => w.Score):0.000}" : ""));
+                (result.Selected.Count > 0 ? $", scores {result.Selected.Min(w => w.Score):0.000} .. " +
+                    $"{result.Selected.Max(w => w.Score):0.000}" : ""));
             Console.WriteLine($"wrote          {Path.GetFullPath(outPath)}");
             return 0;
         });

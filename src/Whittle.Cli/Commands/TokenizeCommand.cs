@@ -1,11 +1,8 @@
 // Policy: `whittle tokenize`: text files → a token dataset directory (see DatasetWriter). A progress bar when stderr
 // is a terminal, a plain line per 10% otherwise; the summary goes to stdout.
-using System.CommandLine;
 using Spectre.Console;
-using Whittle.Native.Data;
-using Whittle.Native.Tokenization;
 
-namespace Whittle.Cli.Commands;
+namespace Whittle.Cli;
 
 static class TokenizeCommand
 {
@@ -13,11 +10,14 @@ static class TokenizeCommand
     {
         var cmd = new Command("tokenize", "Tokenize text files into train/val token shards plus meta.json.");
         var tokOpt = new Option<string>("--tokenizer") { Description = "Tokenizer file.", Required = true };
-        var input = new Option<string[]>("--input") { Description = "Text files (.gz allowed; .jsonl: one {\"text\"} document per line).", Required = true, AllowMultipleArgumentsPerToken = true };
+        var input = new Option<string[]>("--input") { Description = "Text files (.gz allowed; .jsonl: one {\"text\"} document per line).",
+            Required = true, AllowMultipleArgumentsPerToken = true };
         var output = new Option<string>("--out") { Description = "Output directory (must not exist or be empty).", Required = true };
-        var valFrac = new Option<double>("--val-fraction") { Description = "Fraction of documents held out for validation.", DefaultValueFactory = _ => 0.05 };
+        var valFrac = new Option<double>("--val-fraction") { Description = "Fraction of documents held out for validation.",
+            DefaultValueFactory = _ => 0.05 };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the train/val split.", DefaultValueFactory = _ => 0UL };
-        var docStart = new Option<string?>("--doc-start") { Description = "Regex: a line matching it starts a new document (default: one document per file or JSONL line)." };
+        var docStart = new Option<string?>("--doc-start") { Description = "Regex: a line matching it starts a new document (default: one " +
+            "document per file or JSONL line)." };
         var replace = new Option<bool>("--replace-invalid") { Description = "Replace invalid UTF-8 with U+FFFD instead of failing." };
         foreach (var o in new Option[] { tokOpt, input, output, valFrac, seed, docStart, replace }) cmd.Options.Add(o);
         cmd.SetAction(parse =>
@@ -45,7 +45,8 @@ static class TokenizeCommand
                     if (decile > lastDecile) { lastDecile = decile; Console.Error.WriteLine($"tokenize: {decile * 10}% of input read"); }
                 });
             }
-            Console.WriteLine($"{opts.OutDir}: train {meta.Train.Tokens:N0} tokens in {meta.Train.Documents} documents, val {meta.Val.Tokens:N0} tokens in {meta.Val.Documents} documents, {meta.DType}, {sw.Elapsed.TotalSeconds:F1} s");
+            Console.WriteLine($"{opts.OutDir}: train {meta.Train.Tokens:N0} tokens in {meta.Train.Documents} documents, val " +
+                $"{meta.Val.Tokens:N0} tokens in {meta.Val.Documents} documents, {meta.DType}, {sw.Elapsed.TotalSeconds:F1} s");
             return 0;
         });
         return cmd;

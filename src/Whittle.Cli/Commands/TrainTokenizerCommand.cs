@@ -1,20 +1,20 @@
 // Policy: `whittle train-tokenizer`: byte-level BPE from text files (.gz read transparently), deterministic, writing a
 // Hugging Face tokenizer.json atomically (temporary file, then rename).
-using System.CommandLine;
-using Whittle.Native;
-using Whittle.Native.Tokenization;
 
-namespace Whittle.Cli.Commands;
+namespace Whittle.Cli;
 
 static class TrainTokenizerCommand
 {
     public static Command Create()
     {
         var cmd = new Command("train-tokenizer", "Train a byte-level BPE tokenizer and write tokenizer.json.");
-        var input = new Option<string[]>("--input") { Description = "Training text files (.gz allowed).", Required = true, AllowMultipleArgumentsPerToken = true };
-        var vocab = new Option<int>("--vocab-size") { Description = "Vocabulary size including bytes and special tokens.", Required = true };
+        var input = new Option<string[]>("--input") { Description = "Training text files (.gz allowed).", Required = true,
+            AllowMultipleArgumentsPerToken = true };
+        var vocab = new Option<int>("--vocab-size") { Description = "Vocabulary size including bytes and special tokens.",
+            Required = true };
         var output = new Option<string>("--out") { Description = "Where to write tokenizer.json.", Required = true };
-        var special = new Option<string[]>("--special") { Description = "Special tokens (ids 0, 1, ...). Default: <|endoftext|>.", AllowMultipleArgumentsPerToken = true };
+        var special = new Option<string[]>("--special") { Description = "Special tokens (ids 0, 1, ...). Default: <|endoftext|>.",
+            AllowMultipleArgumentsPerToken = true };
         var replace = new Option<bool>("--replace-invalid") { Description = "Replace invalid UTF-8 with U+FFFD instead of failing." };
         foreach (var o in new Option[] { input, vocab, output, special, replace }) cmd.Options.Add(o);
         cmd.SetAction(parse =>

@@ -16,7 +16,8 @@ public static partial class Ops
     /// Scalar loss from student logits (N, V) and a teacher (full logits or top-k) for targets (N) i32; parts holds the
     /// mean CE and mean KD over the non-ignored rows. settings.GradScale is not used: the op's gradient scale is 1 / rows.
     /// </summary>
-    public static Var Distillation(this Tape tape, Var studentLogits, DistillTeacher teacher, Tensor targets, DistillSettings settings, out DistillParts parts)
+    public static Var Distillation(
+        this Tape tape, Var studentLogits, DistillTeacher teacher, Tensor targets, DistillSettings settings, out DistillParts parts)
     {
         var b = tape.Backend;
         int n = studentLogits.Data.Size(0), v = studentLogits.Data.Size(1);
@@ -30,7 +31,8 @@ public static partial class Ops
         double ce = 0, kd = 0;
         for (int i = 0; i < n; i++) { ce += perRow[2 * i]; kd += perRow[2 * i + 1]; }   // ignored rows hold zeros
         parts = new DistillParts(ce / valid, kd / valid, valid);
-        var output = tape.FusedLossOutput((float)(settings.Alpha * parts.CrossEntropy + settings.Beta * parts.Distillation), studentLogits, dStudent);
+        var output = tape.FusedLossOutput(
+            (float)(settings.Alpha * parts.CrossEntropy + settings.Beta * parts.Distillation), studentLogits, dStudent);
         tape.ReleaseTensors(losses);
         return output;
     }

@@ -16,7 +16,8 @@ public static partial class Ops
     {
         var be = tape.Backend;
         if (weightBf16.DType != DType.BF16 || !weightBf16.SameShape(weight.Data))
-            throw new ArgumentException($"LinearBf16: the weight's bf16 copy {weightBf16.Describe()} must be bf16 with the weight's shape {weight.Data.Describe()}");
+            throw new ArgumentException($"LinearBf16: the weight's bf16 copy {weightBf16.Describe()} must be bf16 with the weight's " +
+                $"shape {weight.Data.Describe()}");
         int n = x.Data.Size(0), outF = weight.Data.Size(0);
         var xb = RoundToBf16(tape, x.Data);                                             // (N, in) bf16
         var y = tape.Empty(DType.F32, n, outF);

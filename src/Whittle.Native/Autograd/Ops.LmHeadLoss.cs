@@ -24,14 +24,16 @@ public delegate void TeacherRows(int row0, int rows, Action<DistillTeacher> use)
 public static partial class Ops
 {
     /// <summary>Chunked LM head + cross-entropy: the value and gradients of CrossEntropy(Linear(hidden, weight)).</summary>
-    public static Var ChunkedCrossEntropy(this Tape tape, Var hidden, Var weight, Tensor? weightBf16, Tensor targets, int chunkRows, int ignoreIndex = -100)
+    public static Var ChunkedCrossEntropy(
+        this Tape tape, Var hidden, Var weight, Tensor? weightBf16, Tensor targets, int chunkRows, int ignoreIndex = -100)
     {
         int valid = CountValid(targets, ignoreIndex);
         if (valid == 0) throw new ArgumentException("cross-entropy: every target is the ignore index");
         var b = tape.Backend;
         var losses = tape.Empty(DType.F32, hidden.Data.Size(0));
         var output = ChunkedHead(tape, hidden, weight, weightBf16, chunkRows,
-            (logits, r0, rows, dLogits) => b.CrossEntropy(logits, targets.Narrow(0, r0, rows), ignoreIndex, losses.Narrow(0, r0, rows), dLogits, 1f / valid),
+            (logits, r0, rows, dLogits) =>
+                b.CrossEntropy(logits, targets.Narrow(0, r0, rows), ignoreIndex, losses.Narrow(0, r0, rows), dLogits, 1f / valid),
             () => b.Sum(losses) / valid);
         tape.ReleaseTensors(losses);
         return output;
@@ -49,7 +51,8 @@ public static partial class Ops
         var s = settings with { GradScale = 1f / valid };
         double ce = 0, kd = 0;
         var output = ChunkedHead(tape, hidden, weight, weightBf16, chunkRows,
-            (logits, r0, rows, dLogits) => teacher(r0, rows, t => b.Distillation(logits, t, targets.Narrow(0, r0, rows), s, losses.Narrow(0, r0, rows), dLogits)),
+            (logits, r0, rows, dLogits) =>
+                teacher(r0, rows, t => b.Distillation(logits, t, targets.Narrow(0, r0, rows), s, losses.Narrow(0, r0, rows), dLogits)),
             () =>
             {
                 var perRow = losses.ToFloatArray();
@@ -66,15 +69,19 @@ public static partial class Ops
     /// (R, V), row0, R, dLogits (R, V) zeroed or null) fills the chunk's losses and accumulates its gradient; value() is
     /// read once every chunk is done.
     /// </summary>
-    static Var ChunkedHead(Tape tape, Var hidden, Var weight, Tensor? weightBf16, int chunkRows, Action<Tensor, int, int, Tensor?> lossOfChunk, Func<double> value)
+    static Var ChunkedHead(
+        Tape tape, Var hidden, Var weight, Tensor? weightBf16, int chunkRows, Action<Tensor, int, int, Tensor?> lossOfChunk,
+        Func<double> value)
     {
         var be = tape.Backend;
         var (n, d) = ArgCheck.Matrix(hidden.Data, "hidden");
         var (v, dw) = ArgCheck.Matrix(weight.Data, "weight");
-        if (dw != d) throw new ArgumentException($"LM head: hidden {hidden.Data.Describe()} and weight {weight.Data.Describe()} differ in width");
+        if (dw != d)
+            throw new ArgumentException($"LM head: hidden {hidden.Data.Describe()} and weight {weight.Data.Describe()} differ in width");
         if (chunkRows < 1) throw new ArgumentOutOfRangeException(nameof(chunkRows), $"chunk rows must be at least 1, got {chunkRows}");
         if (weightBf16 is not null && (weightBf16.DType != DType.BF16 || !weightBf16.SameShape(weight.Data)))
-            throw new ArgumentException($"LM head: the weight's bf16 copy {weightBf16.Describe()} must be bf16 with the weight's shape {weight.Data.Describe()}");
+            throw new ArgumentException($"LM head: the weight's bf16 copy {weightBf16.Describe()} must be bf16 with the weight's shape " +
+                $"{weight.Data.Describe()}");
         int r = Math.Min(chunkRows, n);
         bool recording = tape.IsRecording;
         var dHidden = recording && hidden.RequiresGrad ? tape.Empty(DType.F32, n, d) : null;   // (N, d) every row written once
@@ -96,8 +103,10 @@ public static partial class Ops
             if (dc is null) continue;
             if (hb is null)
             {
-                if (dHidden is not null) be.MatMul(dc, false, weight.Data, false, dHidden.Narrow(0, r0, rows));                 // dh_c = g W
-                if (dWeight is not null) be.MatMul(dc, true, hidden.Data.Narrow(0, r0, rows), false, dWeight, beta: 1f);      // dW += gᵀ h_c
+                // dh_c = g W
+                if (dHidden is not null) be.MatMul(dc, false, weight.Data, false, dHidden.Narrow(0, r0, rows));
+                // dW += gᵀ h_c
+                if (dWeight is not null) be.MatMul(dc, true, hidden.Data.Narrow(0, r0, rows), false, dWeight, beta: 1f);
             }
             else
             {
@@ -120,7 +129,8 @@ public static partial class Ops
             {
                 if (output.Grad is not { } g) return;
                 float upstream = g.ToFloatArray()[0];
-                if (dHidden is not null && !(upstream == 1f && hidden.TryAdoptGrad(dHidden))) be.Axpy(upstream, dHidden, hidden.GradOrCreate(tape));
+                if (dHidden is not null && !(upstream == 1f && hidden.TryAdoptGrad(dHidden)))
+                    be.Axpy(upstream, dHidden, hidden.GradOrCreate(tape));
                 if (dWeight is not null) be.Axpy(upstream, dWeight, weight.GradOrCreate(tape));
             });
         return output;

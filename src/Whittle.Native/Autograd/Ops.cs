@@ -36,7 +36,8 @@ public static partial class Ops
             tape.Record(() =>
             {
                 if (output.Grad is not { } g) return;
-                b.LayerNormBackward(g, x.Data, weight.Data, mean, rstd, x.GradOrCreate(tape), weight.GradOrCreate(tape), bias.GradOrCreate(tape));
+                b.LayerNormBackward(
+                    g, x.Data, weight.Data, mean, rstd, x.GradOrCreate(tape), weight.GradOrCreate(tape), bias.GradOrCreate(tape));
             });
         else tape.ReleaseTensors(mean, rstd);
         return output;
@@ -235,6 +236,7 @@ public static partial class Ops
         return count;
     }
 
-    /// <summary>Frees tape-owned scratch right away when nothing will need it (no-grad mode or a value the backward does not use).</summary>
+    /// <summary>Frees tape-owned scratch right away when nothing will need it (no-grad mode or a value the backward does not
+    /// use).</summary>
     static void ReleaseTensors(this Tape tape, params Tensor[] tensors) => tape.ReleaseScratch(tensors);
 }

@@ -92,13 +92,16 @@ public sealed class Tape : IDisposable
     public void Backward(Var loss)
     {
         if (loss.Data.Count != 1) throw new ArgumentException($"Backward needs a scalar loss, got {loss.Data.Describe()}");
-        if (!loss.RequiresGrad) throw new InvalidOperationException("the loss does not depend on anything that requires a gradient (was it computed in no-grad mode?)");
+        if (!loss.RequiresGrad)
+            throw new InvalidOperationException("the loss does not depend on anything that requires a gradient (was it computed in " +
+            "no-grad mode?)");
         Backend.Fill(loss.GradOrCreate(this), 1f);
         for (int i = _backward.Count - 1; i >= 0; i--) _backward[i]();
         _backward.Clear();
     }
 
-    /// <summary>Replays the tape from any output with a given upstream gradient (same shape): used by gradient checks and by losses built outside the tape.</summary>
+    /// <summary>Replays the tape from any output with a given upstream gradient (same shape): used by gradient checks and by losses built
+    /// outside the tape.</summary>
     public void Backward(Var output, Tensor upstream)
     {
         if (!output.RequiresGrad) throw new InvalidOperationException("the output does not depend on anything that requires a gradient");

@@ -31,7 +31,8 @@ public sealed class Var
     /// <summary>A parameter: its gradient lives in a caller-owned buffer (a view into the flat gradient buffer).</summary>
     public static Var Parameter(Tensor data, Tensor grad)
     {
-        if (!data.SameShape(grad)) throw new ArgumentException($"parameter {data.Describe()} and its gradient {grad.Describe()} differ in shape");
+        if (!data.SameShape(grad))
+            throw new ArgumentException($"parameter {data.Describe()} and its gradient {grad.Describe()} differ in shape");
         return new Var(data, true) { _grad = grad };
     }
 

@@ -14,22 +14,27 @@ namespace Whittle.Native.Cpu;
 /// </summary>
 public sealed unsafe partial class CpuBackend
 {
-    /// <summary>Floor on the teacher's tail mass inside a logarithm: a zero tail with a non-zero student tail would make reverse KL infinite.</summary>
+    /// <summary>Floor on the teacher's tail mass inside a logarithm: a zero tail with a non-zero student tail would make reverse KL
+    /// infinite.</summary>
     internal const double TailFloor = KernelConstants.TailFloor;   // as distillation.cu
 
-    public void Distillation(Tensor studentLogits, DistillTeacher teacher, Tensor targets, in DistillSettings settings, Tensor losses, Tensor? dStudent)
+    public void Distillation(
+        Tensor studentLogits, DistillTeacher teacher, Tensor targets, in DistillSettings settings, Tensor losses, Tensor? dStudent)
     {
         settings.Validate();
         var (n, v) = ArgCheck.Matrix(studentLogits, nameof(studentLogits));
         teacher.Check(n, v);
         if (!teacher.IsTopK) ArgCheck.Matrix(teacher.Logits!, "teacher logits");
-        if (ArgCheck.Vector(targets, DType.I32, nameof(targets)) != n) throw new ArgumentException($"targets has {targets.Count} entries for {n} rows of logits");
+        if (ArgCheck.Vector(targets, DType.I32, nameof(targets)) != n)
+            throw new ArgumentException($"targets has {targets.Count} entries for {n} rows of logits");
         ArgCheck.Shape(losses, nameof(losses), n, 2); ArgCheck.Contiguous(losses, nameof(losses));
         if (losses.DType != DType.F32) throw new ArgumentException($"losses: f32 expected, got {losses.Describe()}");
         if (dStudent is not null) { ArgCheck.Matrix(dStudent, nameof(dStudent)); ArgCheck.Shape(dStudent, nameof(dStudent), n, v); }
         int* pt = (int*)targets.Pointer;
         for (int i = 0; i < n; i++)
-            if (pt[i] != settings.IgnoreIndex && (uint)pt[i] >= (uint)v) throw new ArgumentOutOfRangeException(nameof(targets), $"target {pt[i]} at row {i} is outside [0, {v}) and is not the ignore index {settings.IgnoreIndex}");
+            if (pt[i] != settings.IgnoreIndex && (uint)pt[i] >= (uint)v)
+                throw new ArgumentOutOfRangeException(
+                nameof(targets), $"target {pt[i]} at row {i} is outside [0, {v}) and is not the ignore index {settings.IgnoreIndex}");
         int k = teacher.K;
         if (teacher.IsTopK)
         {
@@ -40,7 +45,8 @@ public sealed unsafe partial class CpuBackend
                 for (int j = 0; j < k; j++)
                 {
                     int id = ids[(long)i * k + j];
-                    if ((uint)id >= (uint)v) throw new ArgumentOutOfRangeException(nameof(teacher), $"top-k teacher id {id} at row {i} is outside [0, {v})");
+                    if ((uint)id >= (uint)v)
+                        throw new ArgumentOutOfRangeException(nameof(teacher), $"top-k teacher id {id} at row {i} is outside [0, {v})");
                     if (seen[id]) throw new ArgumentException($"top-k teacher ids repeat {id} at row {i}");
                     seen[id] = true;
                 }
@@ -75,7 +81,8 @@ public sealed unsafe partial class CpuBackend
     /// </summary>
     sealed class DistillScratch(int v)
     {
-        readonly double[] _s = new double[v], _ce = new double[v], _logP = new double[v], _p = new double[v], _logQ = new double[v], _q = new double[v];
+        readonly double[] _s = new double[v], _ce = new double[v], _logP = new double[v], _p = new double[v], _logQ = new double[v],
+            _q = new double[v];
         readonly double[] _t0 = new double[v], _t1 = new double[v], _t2 = new double[v];
         static readonly double Ln2 = Math.Log(2);
 
@@ -108,7 +115,8 @@ public sealed unsafe partial class CpuBackend
             return lse - _s[target];
         }
 
-        static double Pick(DistillKind kind, double fwd, double rev) => kind switch { DistillKind.ForwardKl => fwd, DistillKind.ReverseKl => rev, DistillKind.Symmetric => 0.5 * (fwd + rev),
+        static double Pick(DistillKind kind, double fwd, double rev) =>
+            kind switch { DistillKind.ForwardKl => fwd, DistillKind.ReverseKl => rev, DistillKind.Symmetric => 0.5 * (fwd + rev),
             _ => throw new ArgumentOutOfRangeException(nameof(kind), $"{kind} has no forward/reverse KL mix") };
 
         /// <summary>d += (float)(g + ce·softmax(s)) row-wise, then d[target] −= ce: g holds the KD part, already weighted.</summary>
@@ -132,7 +140,8 @@ public sealed unsafe partial class CpuBackend
             losses[0] = (float)ce;
             losses[1] = (float)(settings.Temperature * (double)settings.Temperature * kl);
             if (d == null) return;
-            double wCe = settings.GradScale * (double)settings.Alpha, wKd = settings.GradScale * (double)settings.Beta * settings.Temperature;
+            double wCe = settings.GradScale * (double)settings.Alpha,
+                wKd = settings.GradScale * (double)settings.Beta * settings.Temperature;
             // ∂D/∂a: forward p − q, reverse p ⊙ (log p − log q − KL(p‖q)), symmetric their mean.
             var g = _t0.AsSpan();
             if (settings.Kind != DistillKind.ReverseKl) TensorPrimitives.Subtract(_p, _q, g);
@@ -169,7 +178,8 @@ public sealed unsafe partial class CpuBackend
             losses[0] = (float)ce;
             losses[1] = (float)(settings.Temperature * (double)settings.Temperature * 0.5 * (f + r));
             if (d == null) return;
-            double wCe = settings.GradScale * (double)settings.Alpha, wKd = settings.GradScale * (double)settings.Beta * settings.Temperature;
+            double wCe = settings.GradScale * (double)settings.Alpha,
+                wKd = settings.GradScale * (double)settings.Beta * settings.Temperature;
             TensorPrimitives.Subtract(u, r, u);                         // ∂D/∂a = ½ p ⊙ (u − KL(p‖m))
             TensorPrimitives.Multiply(u, _p, u);
             TensorPrimitives.Multiply(u, 0.5 * wKd, u);
@@ -186,7 +196,9 @@ public sealed unsafe partial class CpuBackend
         }
 
         /// <summary>Jensen–Shannon over the k single-id buckets and the tail bucket (student mass pTail, teacher mass tail).</summary>
-        void TopKJs(float* lq, int* ids, int k, float tail, double pTail, in DistillSettings settings, int target, double ce, float* losses, float* d)
+        void TopKJs(
+            float* lq, int* ids, int k, float tail, double pTail, in DistillSettings settings, int target, double ce,
+            float* losses, float* d)
         {
             double f = 0, r = 0;
             for (int i = 0; i < k; i++)
@@ -194,12 +206,14 @@ public sealed unsafe partial class CpuBackend
                 var b = JsBucket(_logP[ids[i]], lq[i], _p[ids[i]], Math.Exp(lq[i]));
                 f += b.Q; r += b.P;
             }
-            var tb = JsBucket(pTail > 0 ? Math.Log(pTail) : double.NegativeInfinity, tail > 0 ? Math.Log(tail) : double.NegativeInfinity, pTail, tail);
+            var tb = JsBucket(
+                pTail > 0 ? Math.Log(pTail) : double.NegativeInfinity, tail > 0 ? Math.Log(tail) : double.NegativeInfinity, pTail, tail);
             f += tb.Q; r += tb.P;
             losses[0] = (float)ce;
             losses[1] = (float)(settings.Temperature * (double)settings.Temperature * 0.5 * (f + r));
             if (d == null) return;
-            double wCe = settings.GradScale * (double)settings.Alpha, wKd = settings.GradScale * (double)settings.Beta * settings.Temperature;
+            double wCe = settings.GradScale * (double)settings.Alpha,
+                wKd = settings.GradScale * (double)settings.Beta * settings.Temperature;
             var g = _t0.AsSpan();
             TensorPrimitives.Multiply(_p, 0.5 * wKd * (tb.U - r), g);
             for (int i = 0; i < k; i++)
@@ -233,7 +247,8 @@ public sealed unsafe partial class CpuBackend
             losses[0] = (float)ce;
             losses[1] = (float)(settings.Temperature * (double)settings.Temperature * Pick(settings.Kind, f, r));
             if (d == null) return;
-            double wCe = settings.GradScale * (double)settings.Alpha, wKd = settings.GradScale * (double)settings.Beta * settings.Temperature;
+            double wCe = settings.GradScale * (double)settings.Alpha,
+                wKd = settings.GradScale * (double)settings.Beta * settings.Temperature;
             // Tail ids: ∂D/∂a_j = p_j · c with one c for the whole bucket: forward Q − q_B/p_B, reverse log p_B − log q_B − KL(p‖q)
             // (0 when p_B = 0: every p_j of the bucket is then 0).
             double cTail = Pick(settings.Kind, pTail > 0 ? q - tail / pTail : q, pTail > 0 ? logPt - logQt - r : 0);

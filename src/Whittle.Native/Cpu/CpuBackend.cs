@@ -25,11 +25,12 @@ public sealed unsafe partial class CpuBackend : IBackend
 
     public static CpuBackend Instance { get; } = new();
 
-    /// <summary>The GEMM MatMul runs (Auto resolved): ours (possibly a forced micro-kernel) or OpenBLAS. Attention's per-head products always run ours,
-    /// serially inside their own per-head parallel loop.</summary>
+    /// <summary>The GEMM MatMul runs (Auto resolved): ours (possibly a forced micro-kernel) or OpenBLAS. Attention's per-head products
+    /// always run ours, serially inside their own per-head parallel loop.</summary>
     public CpuGemm GemmChoice { get; }
 
-    /// <summary>A backend whose MatMul uses the GEMM chosen by WHITTLE_CPU_GEMM (auto | ours | openblas | ours-scalar | ours-avx2 | ours-avx512; default auto).</summary>
+    /// <summary>A backend whose MatMul uses the GEMM chosen by WHITTLE_CPU_GEMM (auto | ours | openblas | ours-scalar | ours-avx2 |
+    /// ours-avx512; default auto).</summary>
     public CpuBackend() : this(CpuGemmChoice.FromEnvironment()) { }
 
     public CpuBackend(CpuGemm gemm)
@@ -43,7 +44,9 @@ public sealed unsafe partial class CpuBackend : IBackend
     readonly Gemm.Kernel? _kernel;
 
     public Device Device => Device.Cpu;
-    public string Name => $"cpu ({Environment.ProcessorCount} threads{(Avx2.IsSupported ? ", AVX2" : "")}{(Fma.IsSupported ? "+FMA" : "")}, gemm {CpuGemmChoice.Name(GemmChoice)})";
+    public string Name =>
+        $"cpu ({Environment.ProcessorCount} threads{(Avx2.IsSupported ? ", AVX2" : "")}{(Fma.IsSupported ? "+FMA" : "")}, gemm " +
+        $"{CpuGemmChoice.Name(GemmChoice)})";
 
     // ---------------------------------------------------------------- memory
 
@@ -56,18 +59,28 @@ public sealed unsafe partial class CpuBackend : IBackend
     public void Copy(Tensor src, Tensor dst)
     {
         ArgCheck.SameShape(src, dst, nameof(Copy));
-        if (src.DType == dst.DType && src.DType.SizeOf() == 4) { Rows(src, dst, static (s, d, n) => new Span<float>(s, n).CopyTo(new Span<float>(d, n))); return; }
+        if (src.DType == dst.DType && src.DType.SizeOf() == 4)
+        {
+            Rows(src, dst, static (s, d, n) => new Span<float>(s, n).CopyTo(new Span<float>(d, n)));
+            return;
+        }
         if (src.DType == DType.F32 && dst.DType == DType.BF16)
         {
-            Rows(src, dst, static (s, d, n) => { var f = (float*)s; var b = (ushort*)d; for (int i = 0; i < n; i++) b[i] = Bf16.FromFloat(f[i]); });
+            Rows(src, dst,
+                static (s, d, n) => { var f = (float*)s; var b = (ushort*)d; for (int i = 0; i < n; i++) b[i] = Bf16.FromFloat(f[i]); });
             return;
         }
         if (src.DType == DType.BF16 && dst.DType == DType.F32)
         {
-            Rows(src, dst, static (s, d, n) => { var b = (ushort*)s; var f = (float*)d; for (int i = 0; i < n; i++) f[i] = Bf16.ToFloat(b[i]); });
+            Rows(src, dst,
+                static (s, d, n) => { var b = (ushort*)s; var f = (float*)d; for (int i = 0; i < n; i++) f[i] = Bf16.ToFloat(b[i]); });
             return;
         }
-        if (src.DType == dst.DType && src.DType.SizeOf() == 2) { Rows(src, dst, static (s, d, n) => new Span<ushort>(s, n).CopyTo(new Span<ushort>(d, n))); return; }
+        if (src.DType == dst.DType && src.DType.SizeOf() == 2)
+        {
+            Rows(src, dst, static (s, d, n) => new Span<ushort>(s, n).CopyTo(new Span<ushort>(d, n)));
+            return;
+        }
         throw new NotSupportedException($"Copy from {src.DType.Name()} to {dst.DType.Name()}");
     }
 
@@ -91,7 +104,8 @@ public sealed unsafe partial class CpuBackend : IBackend
         for (int i = 0; i < n; i++)
         {
             int t = id[i];
-            if ((uint)t >= (uint)v) throw new ArgumentOutOfRangeException(nameof(ids), $"token id {t} at position {i} is outside the vocabulary [0, {v})");
+            if ((uint)t >= (uint)v)
+                throw new ArgumentOutOfRangeException(nameof(ids), $"token id {t} at position {i} is outside the vocabulary [0, {v})");
             new Span<float>(w + t * ldw, c).CopyTo(new Span<float>(o + (long)i * c, c));
         }
     }
@@ -102,12 +116,14 @@ public sealed unsafe partial class CpuBackend : IBackend
         int n = ArgCheck.Vector(ids, DType.I32, "ids");
         ArgCheck.Shape(dOutput, nameof(dOutput), n, c);
         ArgCheck.Contiguous(dOutput, nameof(dOutput));
-        int* id = (int*)ids.Pointer; float* dw = (float*)dWeight.Pointer; float* dout = (float*)dOutput.Pointer; long ldw = dWeight.Stride(0);
+        int* id = (int*)ids.Pointer; float* dw = (float*)dWeight.Pointer; float* dout = (float*)dOutput.Pointer;
+        long ldw = dWeight.Stride(0);
         // Sequential over positions: repeated ids hit the same row, and a fixed order keeps the sum deterministic.
         for (int i = 0; i < n; i++)
         {
             int t = id[i];
-            if ((uint)t >= (uint)v) throw new ArgumentOutOfRangeException(nameof(ids), $"token id {t} at position {i} is outside the vocabulary [0, {v})");
+            if ((uint)t >= (uint)v)
+                throw new ArgumentOutOfRangeException(nameof(ids), $"token id {t} at position {i} is outside the vocabulary [0, {v})");
             var row = new Span<float>(dw + t * ldw, c);
             TensorPrimitives.Add(row, new ReadOnlySpan<float>(dout + (long)i * c, c), row);
         }
@@ -121,7 +137,8 @@ public sealed unsafe partial class CpuBackend : IBackend
         ArgCheck.Vector(weight, c, nameof(weight)); ArgCheck.Vector(bias, c, nameof(bias));
         ArgCheck.Shape(y, nameof(y), n, c); ArgCheck.Contiguous(y, nameof(y));
         ArgCheck.Vector(mean, n, nameof(mean)); ArgCheck.Vector(rstd, n, nameof(rstd));
-        float* px = (float*)x.Pointer, py = (float*)y.Pointer, pw = (float*)weight.Pointer, pb = (float*)bias.Pointer, pm = (float*)mean.Pointer, pr = (float*)rstd.Pointer;
+        float* px = (float*)x.Pointer, py = (float*)y.Pointer, pw = (float*)weight.Pointer, pb = (float*)bias.Pointer,
+            pm = (float*)mean.Pointer, pr = (float*)rstd.Pointer;
         ParallelRows(n, c, i =>
         {
             var row = new ReadOnlySpan<float>(px + (long)i * c, c);
@@ -142,7 +159,8 @@ public sealed unsafe partial class CpuBackend : IBackend
         ArgCheck.Shape(dy, nameof(dy), n, c); ArgCheck.Contiguous(dy, nameof(dy));
         ArgCheck.Shape(dx, nameof(dx), n, c); ArgCheck.Contiguous(dx, nameof(dx));
         ArgCheck.Vector(weight, c, nameof(weight)); ArgCheck.Vector(dWeight, c, nameof(dWeight)); ArgCheck.Vector(dBias, c, nameof(dBias));
-        float* px = (float*)x.Pointer, pdy = (float*)dy.Pointer, pdx = (float*)dx.Pointer, pw = (float*)weight.Pointer, pm = (float*)mean.Pointer, pr = (float*)rstd.Pointer;
+        float* px = (float*)x.Pointer, pdy = (float*)dy.Pointer, pdx = (float*)dx.Pointer, pw = (float*)weight.Pointer,
+            pm = (float*)mean.Pointer, pr = (float*)rstd.Pointer;
         int chunks = (n + ReductionChunk - 1) / ReductionChunk;
         var partW = new double[chunks * c]; var partB = new double[chunks * c];
         Parallel.For(0, chunks, ch =>
@@ -187,7 +205,8 @@ public sealed unsafe partial class CpuBackend : IBackend
         {
             // bf16 operands (Model/Precision.cs): widening is exact and so is every product of two bf16 values in f32, so
             // the f32 GEMM of the widened operands differs from a tensor-core GEMM (f32 accumulate) only in addition order.
-            if (a.DType != b.DType) throw new ArgumentException($"MatMul: a {a.Describe()} and b {b.Describe()} must both be f32 or both bf16");
+            if (a.DType != b.DType)
+                throw new ArgumentException($"MatMul: a {a.Describe()} and b {b.Describe()} must both be f32 or both bf16");
             using var a32 = Widen(a); using var b32 = Widen(b);
             MatMul(a32, transA, b32, transB, c, alpha, beta, bias);
             return;
@@ -198,11 +217,15 @@ public sealed unsafe partial class CpuBackend : IBackend
         int k = transA ? ar : ac;
         int am = transA ? ac : ar, bk = transB ? bc : br, bn = transB ? br : bc;
         if (am != m || bk != k || bn != n)
-            throw new ArgumentException($"MatMul shapes: op(a) is ({am}, {k}), op(b) is ({bk}, {bn}), c is ({m}, {n}) [a {a.Describe()}{(transA ? "ᵀ" : "")}, b {b.Describe()}{(transB ? "ᵀ" : "")}]");
+            throw new ArgumentException($"MatMul shapes: op(a) is ({am}, {k}), op(b) is ({bk}, {bn}), c is ({m}, {n}) [a " +
+                $"{a.Describe()}{(transA ? "ᵀ" : "")}, b {b.Describe()}{(transB ? "ᵀ" : "")}]");
         if (GemmChoice == CpuGemm.OpenBlas)
-            OpenBlas.Sgemm(transA, transB, m, n, k, alpha, (float*)a.Pointer, a.Stride(0), (float*)b.Pointer, b.Stride(0), beta, (float*)c.Pointer, c.Stride(0));
+            OpenBlas.Sgemm(
+                transA, transB, m, n, k, alpha, (float*)a.Pointer, a.Stride(0), (float*)b.Pointer, b.Stride(0), beta, (float*)c.Pointer,
+                c.Stride(0));
         else
-            Gemm.Sgemm(transA, transB, m, n, k, alpha, (float*)a.Pointer, a.Stride(0), (float*)b.Pointer, b.Stride(0), beta, (float*)c.Pointer, c.Stride(0), kernel: _kernel);
+            Gemm.Sgemm(transA, transB, m, n, k, alpha, (float*)a.Pointer, a.Stride(0), (float*)b.Pointer, b.Stride(0), beta,
+                (float*)c.Pointer, c.Stride(0), kernel: _kernel);
         if (bias is not null)
         {
             ArgCheck.Vector(bias, n, nameof(bias));
@@ -311,7 +334,8 @@ public sealed unsafe partial class CpuBackend : IBackend
         }, _ => { });
     }
 
-    public void AttentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale, Tensor dq, Tensor dk, Tensor dv,
+    public void AttentionBackward(
+        Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale, Tensor dq, Tensor dk, Tensor dv,
         AttentionPrecision precision)
     {
         var (b, t, h, d) = ArgCheck.Heads(q, nameof(q));
@@ -320,7 +344,8 @@ public sealed unsafe partial class CpuBackend : IBackend
             ArgCheck.SameShape(q, x, "attention backward " + name);
         ArgCheck.SameShape(k, dk, "attention backward dk"); ArgCheck.SameShape(k, dv, "attention backward dv");
         ArgCheck.Shape(lse, nameof(lse), b, h, t);
-        var qa = new HeadAccess(q); var ka = new HeadAccess(k); var va = new HeadAccess(v); var oa = new HeadAccess(output); var ga = new HeadAccess(dOut);
+        var qa = new HeadAccess(q); var ka = new HeadAccess(k); var va = new HeadAccess(v); var oa = new HeadAccess(output);
+        var ga = new HeadAccess(dOut);
         var dqa = new HeadAccess(dq); var dka = new HeadAccess(dk); var dva = new HeadAccess(dv);
         float* pl = (float*)lse.Pointer;
         var kern = _kernel;
@@ -401,7 +426,8 @@ public sealed unsafe partial class CpuBackend : IBackend
             for (; i + 4 <= hi; i += 4)
             {
                 var v = Vector256.WidenLower(Vector128.Load(px + i).ToVector256Unsafe());
-                var g = tanhApproximation ? 0.5 * v * (Vector256<double>.One + Tanh(TanhK * (v + TanhC * v * v * v))) : 0.5 * v * (Vector256<double>.One + ErfFast(v * SqrtHalf));
+                var g = tanhApproximation ? 0.5 * v * (Vector256<double>.One + Tanh(TanhK * (v + TanhC * v * v * v)))
+                    : 0.5 * v * (Vector256<double>.One + ErfFast(v * SqrtHalf));
                 Vector256.Narrow(g, g).GetLower().Store(py + i);
             }
             for (; i < hi; i++)
@@ -429,7 +455,8 @@ public sealed unsafe partial class CpuBackend : IBackend
                 if (tanhApproximation)
                 {
                     var th = Tanh(TanhK * (v + TanhC * v * v * v));
-                    grad = 0.5 * (Vector256<double>.One + th) + 0.5 * v * (Vector256<double>.One - th * th) * TanhK * (Vector256<double>.One + 3 * TanhC * v * v);
+                    grad = 0.5 * (Vector256<double>.One + th) +
+                        0.5 * v * (Vector256<double>.One - th * th) * TanhK * (Vector256<double>.One + 3 * TanhC * v * v);
                 }
                 else grad = 0.5 * (Vector256<double>.One + ErfFast(v * SqrtHalf)) + v * InvSqrt2Pi * Vector256.Exp(-0.5 * v * v);
                 var dyv = Vector256.WidenLower(Vector128.Load(pdy + i).ToVector256Unsafe());
@@ -455,7 +482,10 @@ public sealed unsafe partial class CpuBackend : IBackend
     {
         var ax = Vector256.Abs(x);
         var t = Vector256<double>.One / (Vector256<double>.One + 0.3275911 * ax);
-        var poly = t * (Vector256.Create(0.254829592) + t * (Vector256.Create(-0.284496736) + t * (Vector256.Create(1.421413741) + t * (Vector256.Create(-1.453152027) + t * 1.061405429))));
+        var poly = t * (
+            Vector256.Create(0.254829592) +
+            t * (Vector256.Create(-0.284496736) +
+            t * (Vector256.Create(1.421413741) + t * (Vector256.Create(-1.453152027) + t * 1.061405429))));
         var r = Vector256<double>.One - poly * Vector256.Exp(-(ax * ax));
         return Vector256.ConditionalSelect(Vector256.LessThan(x, Vector256<double>.Zero), -r, r);
     }
@@ -478,7 +508,11 @@ public sealed unsafe partial class CpuBackend : IBackend
     public void Axpy(float alpha, Tensor x, Tensor y)
     {
         ArgCheck.SameShape(x, y, "axpy");
-        if (x.IsContiguous && y.IsContiguous) { ParallelSpans(x, y, y, (sx, sy, so) => TensorPrimitives.MultiplyAdd(sx, alpha, sy, so)); return; }
+        if (x.IsContiguous && y.IsContiguous)
+        {
+            ParallelSpans(x, y, y, (sx, sy, so) => TensorPrimitives.MultiplyAdd(sx, alpha, sy, so));
+            return;
+        }
         var (m, n) = ArgCheck.Matrix(x, nameof(x)); ArgCheck.Matrix(y, nameof(y));
         float* px = (float*)x.Pointer, py = (float*)y.Pointer;
         long ldx = x.Stride(0), ldy = y.Stride(0);
@@ -502,7 +536,9 @@ public sealed unsafe partial class CpuBackend : IBackend
         float* pl = (float*)logits.Pointer, po = (float*)losses.Pointer; int* pt = (int*)targets.Pointer;
         float* pd = dLogits is null ? null : (float*)dLogits.Pointer;
         for (int i = 0; i < n; i++)
-            if (pt[i] != ignoreIndex && (uint)pt[i] >= (uint)v) throw new ArgumentOutOfRangeException(nameof(targets), $"target {pt[i]} at row {i} is outside [0, {v}) and is not the ignore index {ignoreIndex}");
+            if (pt[i] != ignoreIndex && (uint)pt[i] >= (uint)v)
+                throw new ArgumentOutOfRangeException(
+                nameof(targets), $"target {pt[i]} at row {i} is outside [0, {v}) and is not the ignore index {ignoreIndex}");
         // One exponential pass per row, vectorised in f32 (TensorPrimitives.Exp is accurate to ~1 ulp), sums in double:
         // e = exp(x - max) into a scratch row, loss = log(sum e) + max - x[target], dlogits += scale * e / sum.
         Parallel.For(0, n, () => new float[v], (i, _, scratch) =>
@@ -529,7 +565,8 @@ public sealed unsafe partial class CpuBackend : IBackend
     {
         long count = param.Count;
         foreach (var (t, name) in new[] { (grad, nameof(grad)), (m, nameof(m)), (v, nameof(v)) })
-            if (t.Count != count || !t.IsContiguous) throw new ArgumentException($"AdamW: {name} must be a contiguous buffer of {count} elements, got {t.Describe()}");
+            if (t.Count != count || !t.IsContiguous)
+                throw new ArgumentException($"AdamW: {name} must be a contiguous buffer of {count} elements, got {t.Describe()}");
         if (step < 1) throw new ArgumentOutOfRangeException(nameof(step), "AdamW steps count from 1");
         float* pp = (float*)param.Pointer, pg = (float*)grad.Pointer, pm = (float*)m.Pointer, pv = (float*)v.Pointer;
         float b1 = s.Beta1, b2 = s.Beta2, lr = s.LearningRate, eps = s.Epsilon, wd = s.WeightDecay;
@@ -541,8 +578,10 @@ public sealed unsafe partial class CpuBackend : IBackend
             // Eight lanes at a time, the same operations in the same order as the scalar tail (f32 moments, the update
             // in double), so every element gets the bits the scalar loop would give it.
             long i = lo;
-            var vb1 = Vector256.Create(b1); var vb2 = Vector256.Create(b2); var vomb1 = Vector256.Create(omb1); var vomb2 = Vector256.Create(omb2);
-            var vscale = Vector256.Create(gradScale); var vstep = Vector256.Create(stepSize); var vbc2 = Vector256.Create(bc2Sqrt); var veps = Vector256.Create((double)eps);
+            var vb1 = Vector256.Create(b1); var vb2 = Vector256.Create(b2); var vomb1 = Vector256.Create(omb1);
+            var vomb2 = Vector256.Create(omb2);
+            var vscale = Vector256.Create(gradScale); var vstep = Vector256.Create(stepSize); var vbc2 = Vector256.Create(bc2Sqrt);
+            var veps = Vector256.Create((double)eps);
             for (; i + 8 <= hi; i += 8)
             {
                 if (i < decayCount && i + 8 > decayCount) { Scalar(i, i + 8); continue; }   // the one block straddling decayCount
@@ -593,7 +632,8 @@ public sealed unsafe partial class CpuBackend : IBackend
             for (; i + 16 <= x.Length; i += 16)
             {
                 var lo = Vector256.Load(p + i); var hi = Vector256.Load(p + i + 8);
-                var d0 = Vector256.WidenLower(lo); var d1 = Vector256.WidenUpper(lo); var d2 = Vector256.WidenLower(hi); var d3 = Vector256.WidenUpper(hi);
+                var d0 = Vector256.WidenLower(lo); var d1 = Vector256.WidenUpper(lo); var d2 = Vector256.WidenLower(hi);
+                var d3 = Vector256.WidenUpper(hi);
                 if (squares) { d0 *= d0; d1 *= d1; d2 *= d2; d3 *= d3; }
                 a0 += d0; a1 += d1; a2 += d2; a3 += d3;
             }
@@ -677,7 +717,8 @@ public sealed unsafe partial class CpuBackend : IBackend
             if (dense) op((void*)(src.Pointer + (nint)(os * es)), (void*)(dst.Pointer + (nint)(od * ed)), cols);
             else
                 for (int j = 0; j < cols; j++)
-                    op((void*)(src.Pointer + (nint)((os + j * src.Stride(-1)) * es)), (void*)(dst.Pointer + (nint)((od + j * dst.Stride(-1)) * ed)), 1);
+                    op((void*)(src.Pointer + (nint)((os + j * src.Stride(-1)) * es)),
+                        (void*)(dst.Pointer + (nint)((od + j * dst.Stride(-1)) * ed)), 1);
             for (int d = rank - 2; d >= 0; d--) { if (++idx[d] < src.Size(d)) break; idx[d] = 0; }
         }
     }

@@ -53,14 +53,17 @@ internal static unsafe class Gemm
     /// <summary>Micro-tile (rows, columns) of C per kernel call: 6x16 = 12 ymm accumulators, 12x32 = 24 zmm accumulators.</summary>
     static (int Mr, int Nr) TileOf(Kernel kernel) => kernel == Kernel.Avx512 ? (12, 32) : (6, 16);
 
-    /// Row-major: C (m, n) = alpha * op(A) @ op(B) + beta * C.  op(A) is (m, k): A is (m, k) with row stride lda, or with transA A is (k, m).
-    /// op(B) is (k, n): B is (k, n) with row stride ldb, or with transB B is (n, k). C has row stride ldc. beta == 0 means C is not read (may hold NaN).
-    /// serial: run on the calling thread (for callers that already split their work across threads, e.g. attention per head).
-    /// kernel: the micro-kernel a backend pins (WHITTLE_CPU_GEMM=ours-scalar|ours-avx2|ours-avx512, checked supported by
+    /// Row-major: C (m, n) = alpha * op(A) @ op(B) + beta * C.  op(A) is (m, k): A is (m, k) with row stride lda, or with transA A is (k,
+    /// m). op(B) is (k, n): B is (k, n) with row stride ldb, or with transB B is (n, k). C has row stride ldc. beta == 0 means C is not
+    /// read (may hold NaN). serial: run on the calling thread (for callers that already split their work across threads, e.g. attention per
+    /// head). kernel: the micro-kernel a backend pins (WHITTLE_CPU_GEMM=ours-scalar|ours-avx2|ours-avx512, checked supported by
     /// CpuGemmChoice.Resolve); null means ForceKernel, else Best.
-    public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha, float* a, long lda, float* b, long ldb, float beta, float* c, long ldc, bool serial = false, Kernel? kernel = null)
+    public static void Sgemm(
+        bool transA, bool transB, int m, int n, int k, float alpha, float* a, long lda, float* b, long ldb, float beta, float* c, long ldc,
+        bool serial = false, Kernel? kernel = null)
     {
-        if (m < 0 || n < 0 || k < 0) throw new ArgumentOutOfRangeException(nameof(m), $"Sgemm: sizes must be non-negative, got m={m}, n={n}, k={k}");
+        if (m < 0 || n < 0 || k < 0)
+            throw new ArgumentOutOfRangeException(nameof(m), $"Sgemm: sizes must be non-negative, got m={m}, n={n}, k={k}");
         if (m == 0 || n == 0) return;
         CheckLeading(nameof(ldc), ldc, n, "C (m, n)");
         if (c == null) throw new ArgumentNullException(nameof(c));
@@ -127,7 +130,9 @@ internal static unsafe class Gemm
     }
 
     /// <summary>One Sgemm call's arguments; Run computes a rectangle of C with this thread's pack buffers.</summary>
-    readonly struct Job(Kernel kernel, int MR, int NR, bool transA, bool transB, int k, float alpha, float* a, long lda, float* b, long ldb, float beta, float* c, long ldc)
+    readonly struct Job(
+        Kernel kernel, int MR, int NR, bool transA, bool transB, int k, float alpha, float* a, long lda, float* b, long ldb, float beta,
+        float* c, long ldc)
     {
         /// <summary>C[m0..m1, n0..n1): jc over nc, pc over kc (pack B once), ic over mc (pack A), then micro-tiles.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]

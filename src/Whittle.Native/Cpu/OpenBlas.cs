@@ -34,7 +34,9 @@ public static unsafe class OpenBlas
         var over = Environment.GetEnvironmentVariable(OverrideVariable);
         if (!string.IsNullOrEmpty(over)) return [over];
         if (OperatingSystem.IsWindows()) return ["libopenblas.dll", "openblas.dll"];
-        if (OperatingSystem.IsMacOS()) return ["libopenblas.dylib", "/opt/homebrew/opt/openblas/lib/libopenblas.dylib", "/usr/local/opt/openblas/lib/libopenblas.dylib"];
+        if (OperatingSystem.IsMacOS())
+            return ["libopenblas.dylib", "/opt/homebrew/opt/openblas/lib/libopenblas.dylib",
+            "/usr/local/opt/openblas/lib/libopenblas.dylib"];
         return
         [
             "libopenblas.so.0", "libopenblas.so",
@@ -73,14 +75,18 @@ public static unsafe class OpenBlas
                 tried[^1] += " (no cblas_sgemm)";
                 continue;
             }
-            _sgemm = (delegate* unmanaged[Cdecl]<int, int, int, int, int, int, float, float*, int, float*, int, float, float*, int, void>)sgemm;
-            if (NativeLibrary.TryGetExport(handle, "openblas_set_num_threads", out var set)) _setThreads = (delegate* unmanaged[Cdecl]<int, void>)set;
-            if (NativeLibrary.TryGetExport(handle, "openblas_get_num_threads", out var get)) _getThreads = (delegate* unmanaged[Cdecl]<int>)get;
+            _sgemm = (delegate* unmanaged[Cdecl]<int, int, int, int, int, int, float, float*, int, float*, int, float, float*, int,
+                void>)sgemm;
+            if (NativeLibrary.TryGetExport(handle, "openblas_set_num_threads", out var set))
+                _setThreads = (delegate* unmanaged[Cdecl]<int, void>)set;
+            if (NativeLibrary.TryGetExport(handle, "openblas_get_num_threads", out var get))
+                _getThreads = (delegate* unmanaged[Cdecl]<int>)get;
             if (NativeLibrary.TryGetExport(handle, "openblas_get_config", out var cfg)) _getConfig = (delegate* unmanaged[Cdecl]<byte*>)cfg;
             _path = candidate;
             return;
         }
-        _problem = $"OpenBLAS not found (tried {string.Join(", ", tried)}); install libopenblas0-pthread or set {OverrideVariable} to the library file";
+        _problem = $"OpenBLAS not found (tried {string.Join(", ", tried)}); install libopenblas0-pthread or set {OverrideVariable} to " +
+            $"the library file";
     }
 
     /// <summary>
@@ -130,12 +136,15 @@ public static unsafe class OpenBlas
     /// Row-major C (m, n) = alpha op(A) op(B) + beta C with the same argument convention as <see cref="Gemm.Sgemm"/>.
     /// CBLAS takes 32-bit leading dimensions; larger ones are refused rather than truncated.
     /// </summary>
-    public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha, float* a, long lda, float* b, long ldb, float beta, float* c, long ldc)
+    public static void Sgemm(
+        bool transA, bool transB, int m, int n, int k, float alpha, float* a, long lda, float* b, long ldb, float beta, float* c, long ldc)
     {
         Require();
-        if (m < 0 || n < 0 || k < 0) throw new ArgumentOutOfRangeException(nameof(m), $"OpenBLAS sgemm: sizes must be non-negative, got m={m}, n={n}, k={k}");
+        if (m < 0 || n < 0 || k < 0)
+            throw new ArgumentOutOfRangeException(nameof(m), $"OpenBLAS sgemm: sizes must be non-negative, got m={m}, n={n}, k={k}");
         if (lda > int.MaxValue || ldb > int.MaxValue || ldc > int.MaxValue)
-            throw new ArgumentOutOfRangeException(nameof(lda), $"OpenBLAS sgemm: leading dimensions must fit in 32 bits (lda {lda}, ldb {ldb}, ldc {ldc})");
+            throw new ArgumentOutOfRangeException(
+                nameof(lda), $"OpenBLAS sgemm: leading dimensions must fit in 32 bits (lda {lda}, ldb {ldb}, ldc {ldc})");
         if (m == 0 || n == 0) return;
         // Degenerate products go to our GEMM (C = beta C, never reading C when beta == 0), where CBLAS would insist on
         // leading dimensions for an empty operand.
@@ -150,6 +159,7 @@ public static unsafe class OpenBlas
     static void Check(string name, long ld, int columns)
     {
         if (ld < Math.Max(1, columns))
-            throw new ArgumentOutOfRangeException(name, $"OpenBLAS sgemm: {name} = {ld} is smaller than the {columns} columns of the stored matrix");
+            throw new ArgumentOutOfRangeException(
+                name, $"OpenBLAS sgemm: {name} = {ld} is smaller than the {columns} columns of the stored matrix");
     }
 }

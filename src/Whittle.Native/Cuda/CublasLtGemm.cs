@@ -21,8 +21,10 @@ internal sealed unsafe class CublasLtGemm : IDisposable
     readonly DeviceAllocator _allocator;
     readonly Dictionary<ProblemKey, Cublas.LtHeuristicResult?> _algorithms = new();
 
-    /// <summary>Everything cuBLASLt's heuristic is given for one GEMM (alignments included: a less aligned view may need another algorithm).</summary>
-    readonly record struct ProblemKey(Operand A, Operand B, ulong Rows, ulong Cols, long Ldc, int ComputeType, uint Epilogue, bool Bias, int Batch, long CBatchStride,
+    /// <summary>Everything cuBLASLt's heuristic is given for one GEMM (alignments included: a less aligned view may need another
+    /// algorithm).</summary>
+    readonly record struct ProblemKey(
+        Operand A, Operand B, ulong Rows, ulong Cols, long Ldc, int ComputeType, uint Epilogue, bool Bias, int Batch, long CBatchStride,
         uint AlignA, uint AlignB, uint AlignC);
 
     /// <summary>Distinct problems whose algorithm is cached; <see cref="HeuristicQueries"/> counts the heuristic calls made.</summary>
@@ -42,10 +44,13 @@ internal sealed unsafe class CublasLtGemm : IDisposable
         return Cublas.cublasLtCreate(out var h) == Cublas.CUBLAS_STATUS_SUCCESS ? new CublasLtGemm(h, allocator) : null;
     }
 
-    public readonly record struct Operand(nint Pointer, int DataType, ulong Rows, ulong Cols, long Ld, bool Transpose, long BatchStride = 0);
+    public readonly record struct Operand(
+        nint Pointer, int DataType, ulong Rows, ulong Cols, long Ld, bool Transpose, long BatchStride = 0);
 
-    /// <summary>Runs D (in place over C when c == d) on <paramref name="stream"/>; false when cuBLASLt has no algorithm for this case.</summary>
-    public bool Run(Operand a, Operand b, nint c, ulong rows, ulong cols, long ldc, float alpha, float beta, int computeType, uint epilogue, nint bias,
+    /// <summary>Runs D (in place over C when c == d) on <paramref name="stream"/>; false when cuBLASLt has no algorithm for this
+    /// case.</summary>
+    public bool Run(
+        Operand a, Operand b, nint c, ulong rows, ulong cols, long ldc, float alpha, float beta, int computeType, uint epilogue, nint bias,
         int batch, long cBatchStride, nint stream, string op)
     {
         nint desc = 0, la = 0, lb = 0, lc = 0, pref = 0;
@@ -53,25 +58,34 @@ internal sealed unsafe class CublasLtGemm : IDisposable
         {
             Check(Cublas.cublasLtMatmulDescCreate(out desc, computeType, Cublas.CUDA_R_32F), "cublasLtMatmulDescCreate", op);
             int ta = a.Transpose ? Cublas.CUBLAS_OP_T : Cublas.CUBLAS_OP_N, tb = b.Transpose ? Cublas.CUBLAS_OP_T : Cublas.CUBLAS_OP_N;
-            Check(Cublas.cublasLtMatmulDescSetAttribute(desc, Cublas.CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(int)), "cublasLtMatmulDescSetAttribute(TRANSA)", op);
-            Check(Cublas.cublasLtMatmulDescSetAttribute(desc, Cublas.CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(int)), "cublasLtMatmulDescSetAttribute(TRANSB)", op);
-            Check(Cublas.cublasLtMatmulDescSetAttribute(desc, Cublas.CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(uint)), "cublasLtMatmulDescSetAttribute(EPILOGUE)", op);
-            if (bias != 0) Check(Cublas.cublasLtMatmulDescSetAttribute(desc, Cublas.CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, (nuint)sizeof(nint)), "cublasLtMatmulDescSetAttribute(BIAS_POINTER)", op);
+            Check(Cublas.cublasLtMatmulDescSetAttribute(desc, Cublas.CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(int)),
+                "cublasLtMatmulDescSetAttribute(TRANSA)", op);
+            Check(Cublas.cublasLtMatmulDescSetAttribute(desc, Cublas.CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(int)),
+                "cublasLtMatmulDescSetAttribute(TRANSB)", op);
+            Check(Cublas.cublasLtMatmulDescSetAttribute(desc, Cublas.CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(uint)),
+                "cublasLtMatmulDescSetAttribute(EPILOGUE)", op);
+            if (bias != 0)
+                Check(Cublas.cublasLtMatmulDescSetAttribute(desc, Cublas.CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, (nuint)sizeof(nint)),
+                "cublasLtMatmulDescSetAttribute(BIAS_POINTER)", op);
             la = Layout(a.DataType, a.Rows, a.Cols, a.Ld, batch, a.BatchStride, op);
             lb = Layout(b.DataType, b.Rows, b.Cols, b.Ld, batch, b.BatchStride, op);
             lc = Layout(Cublas.CUDA_R_32F, rows, cols, ldc, batch, cBatchStride, op);
             Check(Cublas.cublasLtMatmulPreferenceCreate(out pref), "cublasLtMatmulPreferenceCreate", op);
             ulong ws = WorkspaceBytes;
-            Check(Cublas.cublasLtMatmulPreferenceSetAttribute(pref, Cublas.CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ulong)), "cublasLtMatmulPreferenceSetAttribute", op);
+            Check(Cublas.cublasLtMatmulPreferenceSetAttribute(pref, Cublas.CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ulong)),
+                "cublasLtMatmulPreferenceSetAttribute", op);
             // The heuristic assumes 256-byte aligned operands unless told otherwise; views into flat parameter buffers
             // (bf16 copies, sub-network weights) can be less aligned, and an algorithm relying on more would fail.
-            foreach (var (attribute, pointer) in new[] { (Cublas.CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, a.Pointer), (Cublas.CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, b.Pointer),
+            foreach (var (attribute, pointer) in new[] { (Cublas.CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, a.Pointer),
+                (Cublas.CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, b.Pointer),
                          (Cublas.CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, c), (Cublas.CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, c) })
             {
                 uint alignment = Alignment(pointer);
-                Check(Cublas.cublasLtMatmulPreferenceSetAttribute(pref, attribute, &alignment, sizeof(uint)), "cublasLtMatmulPreferenceSetAttribute(MIN_ALIGNMENT)", op);
+                Check(Cublas.cublasLtMatmulPreferenceSetAttribute(pref, attribute, &alignment, sizeof(uint)),
+                    "cublasLtMatmulPreferenceSetAttribute(MIN_ALIGNMENT)", op);
             }
-            var key = new ProblemKey(a with { Pointer = 0 }, b with { Pointer = 0 }, rows, cols, ldc, computeType, epilogue, bias != 0, batch, cBatchStride,
+            var key = new ProblemKey(
+                a with { Pointer = 0 }, b with { Pointer = 0 }, rows, cols, ldc, computeType, epilogue, bias != 0, batch, cBatchStride,
                 Alignment(a.Pointer), Alignment(b.Pointer), Alignment(c));
             if (!_algorithms.TryGetValue(key, out var cached))
             {
@@ -81,7 +95,9 @@ internal sealed unsafe class CublasLtGemm : IDisposable
                 _algorithms[key] = cached = status == Cublas.CUBLAS_STATUS_SUCCESS && found > 0 ? found1 : null;
             }
             if (cached is not { } result) return false;
-            Check(Cublas.cublasLtMatmul(_handle, desc, &alpha, a.Pointer, la, b.Pointer, lb, &beta, c, lc, c, lc, result.Algo, _workspace, (nuint)WorkspaceBytes, stream),
+            Check(Cublas.cublasLtMatmul(
+                _handle, desc, &alpha, a.Pointer, la, b.Pointer, lb, &beta, c, lc, c, lc, result.Algo, _workspace,
+                (nuint)WorkspaceBytes, stream),
                 "cublasLtMatmul", op);
             return true;
         }
@@ -103,8 +119,10 @@ internal sealed unsafe class CublasLtGemm : IDisposable
         Check(Cublas.cublasLtMatrixLayoutCreate(out var l, type, rows, cols, ld), "cublasLtMatrixLayoutCreate", op);
         if (batch > 1)
         {
-            Check(Cublas.cublasLtMatrixLayoutSetAttribute(l, Cublas.CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof(int)), "cublasLtMatrixLayoutSetAttribute(BATCH_COUNT)", op);
-            Check(Cublas.cublasLtMatrixLayoutSetAttribute(l, Cublas.CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(long)), "cublasLtMatrixLayoutSetAttribute(STRIDED_BATCH_OFFSET)", op);
+            Check(Cublas.cublasLtMatrixLayoutSetAttribute(l, Cublas.CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof(int)),
+                "cublasLtMatrixLayoutSetAttribute(BATCH_COUNT)", op);
+            Check(Cublas.cublasLtMatrixLayoutSetAttribute(l, Cublas.CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(long)),
+                "cublasLtMatrixLayoutSetAttribute(STRIDED_BATCH_OFFSET)", op);
         }
         return l;
     }

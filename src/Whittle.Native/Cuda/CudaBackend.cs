@@ -133,11 +133,13 @@ public sealed unsafe partial class CudaBackend : IBackend, IKernelLauncher
     void Launch(string file, string kernel, long gridX, int gridY, int block, int sharedBytes, KernelArgs args)
     {
         if (gridX == 0 || gridY == 0) return;
-        if (gridX > int.MaxValue || gridY > 65535) throw new ArgumentException($"{_op}: launch grid ({gridX}, {gridY}) of {kernel} too large");
+        if (gridX > int.MaxValue || gridY > 65535)
+            throw new ArgumentException($"{_op}: launch grid ({gridX}, {gridY}) of {kernel} too large");
         var f = Function(file, kernel);
         if (sharedBytes > 48 * 1024 && (!_sharedLimit.TryGetValue(f, out var limit) || limit < sharedBytes))
         {
-            Check(CuDriver.cuFuncSetAttribute(f, CuDriver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, sharedBytes), $"cuFuncSetAttribute({kernel})");
+            Check(CuDriver.cuFuncSetAttribute(f, CuDriver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, sharedBytes),
+                $"cuFuncSetAttribute({kernel})");
             _sharedLimit[f] = sharedBytes;
         }
         Check(CuDriver.cuLaunchKernel(f, (uint)gridX, (uint)gridY, 1, (uint)block, 1, 1, (uint)sharedBytes, _stream, args.Pointers, null),
@@ -154,9 +156,14 @@ public sealed unsafe partial class CudaBackend : IBackend, IKernelLauncher
         Check(CuDriver.cuMemsetD32Async(_errorWord, 0, 4, _stream), "cuMemsetD32Async");
         throw word[0] switch
         {
-            KernelConstants.ErrorEmbeddingId => new WhittleException($"token id {word[2]} at row {word[1]} is outside the embedding table (found on the GPU at {_op})"),
-            KernelConstants.ErrorCrossEntropyTarget => new WhittleException($"target {word[2]} at row {word[1]} is outside the vocabulary and is not the ignore index (found on the GPU at {_op})"),
-            KernelConstants.ErrorTopKId => new WhittleException($"top-k teacher id {word[2]} at row {word[1]} is outside the vocabulary or repeated (found on the GPU at {_op})"),
+            KernelConstants.ErrorEmbeddingId =>
+                new WhittleException($"token id {word[2]} at row {word[1]} is outside the embedding table (found on the GPU at {_op})"),
+            KernelConstants.ErrorCrossEntropyTarget =>
+                new WhittleException($"target {word[2]} at row {word[1]} is outside the vocabulary and is not the ignore index (found on " +
+                $"the GPU at {_op})"),
+            KernelConstants.ErrorTopKId =>
+                new WhittleException($"top-k teacher id {word[2]} at row {word[1]} is outside the vocabulary or repeated (found on the " +
+                $"GPU at {_op})"),
             _ => new WhittleException($"a CUDA kernel reported error code {word[0]} (row {word[1]}, value {word[2]})"),
         };
     }
@@ -200,7 +207,8 @@ public sealed unsafe partial class CudaBackend : IBackend, IKernelLauncher
 
     void OnDevice(Tensor t, string what)
     {
-        if (t.Storage is not CudaStorage) throw new ArgumentException($"{_op}: {what} {t.Describe()} is on {t.Device}, not this CUDA device");
+        if (t.Storage is not CudaStorage)
+            throw new ArgumentException($"{_op}: {what} {t.Describe()} is on {t.Device}, not this CUDA device");
     }
 
     void F32(Tensor t, string what, int rank = -1)
@@ -227,7 +235,8 @@ public sealed unsafe partial class CudaBackend : IBackend, IKernelLauncher
 
     static void Shape(Tensor t, string what, string op, params int[] shape)
     {
-        if (!t.Shape.SequenceEqual(shape)) throw new ArgumentException($"{op}: {what} is {t.Describe()}, expected {Tensor.FormatShape(shape)}");
+        if (!t.Shape.SequenceEqual(shape))
+            throw new ArgumentException($"{op}: {what} is {t.Describe()}, expected {Tensor.FormatShape(shape)}");
     }
 
     Bthd Bthd4(Tensor t, string what, int b, int tt, int h, int d)
@@ -280,13 +289,19 @@ public sealed unsafe partial class CudaBackend : IBackend, IKernelLauncher
         if (src.Count == 0) return;
         if (!convert && src.IsContiguous && dst.IsContiguous)
         {
-            Check(CuDriver.cuMemcpyDtoDAsync(dst.Pointer, src.Pointer, (nuint)(src.Count * src.DType.SizeOf()), _stream), "cuMemcpyDtoDAsync_v2");
+            Check(CuDriver.cuMemcpyDtoDAsync(dst.Pointer, src.Pointer, (nuint)(src.Count * src.DType.SizeOf()), _stream),
+                "cuMemcpyDtoDAsync_v2");
             return;
         }
         if (src.Rank > 6) throw new ArgumentException($"Copy: rank {src.Rank} > 6");
         var layout = new StridedLayout { Rank = Math.Max(1, src.Rank) };
         if (src.Rank == 0) { layout.Shape[0] = 1; layout.SrcStride[0] = 1; layout.DstStride[0] = 1; }
-        for (int i = 0; i < src.Rank; i++) { layout.Shape[i] = src.Size(i); layout.SrcStride[i] = src.Stride(i); layout.DstStride[i] = dst.Stride(i); }
+        for (int i = 0; i < src.Rank; i++)
+        {
+            layout.Shape[i] = src.Size(i);
+            layout.SrcStride[i] = src.Stride(i);
+            layout.DstStride[i] = dst.Stride(i);
+        }
         Launchers.Elementwise.CopyStrided(this, src.Pointer, dst.Pointer, layout, src.Count, sType, dType);
     }
 
@@ -306,8 +321,11 @@ public sealed unsafe partial class CudaBackend : IBackend, IKernelLauncher
         }
         switch (dst.DType)
         {
-            case DType.F32: Check(CuDriver.cuMemsetD32Async(dst.Pointer, (uint)BitConverter.SingleToInt32Bits(value), (nuint)dst.Count, _stream), "cuMemsetD32Async"); break;
-            case DType.I32: Check(CuDriver.cuMemsetD32Async(dst.Pointer, (uint)(int)value, (nuint)dst.Count, _stream), "cuMemsetD32Async"); break;
+            case DType.F32: Check(
+                CuDriver.cuMemsetD32Async(dst.Pointer, (uint)BitConverter.SingleToInt32Bits(value), (nuint)dst.Count, _stream),
+                "cuMemsetD32Async"); break;
+            case DType.I32: Check(
+                CuDriver.cuMemsetD32Async(dst.Pointer, (uint)(int)value, (nuint)dst.Count, _stream), "cuMemsetD32Async"); break;
             case DType.BF16:
                 Launchers.Elementwise.FillU16(this, dst.Pointer, Bf16.FromFloat(value), dst.Count); break;
             case DType.F16:
@@ -328,14 +346,16 @@ public sealed unsafe partial class CudaBackend : IBackend, IKernelLauncher
     {
         Enter("EmbeddingForward");
         var (n, v, c) = EmbeddingShapes(ids, weight, output, "output");
-        Launchers.Embedding.Forward(this, ids.Pointer, weight.Pointer, output.Pointer, n, c, v, Ld(weight, "weight"), Ld(output, "output"), _errorWord);
+        Launchers.Embedding.Forward(
+            this, ids.Pointer, weight.Pointer, output.Pointer, n, c, v, Ld(weight, "weight"), Ld(output, "output"), _errorWord);
     }
 
     public void EmbeddingBackward(Tensor ids, Tensor dOutput, Tensor dWeight)
     {
         Enter("EmbeddingBackward");
         var (n, v, c) = EmbeddingShapes(ids, dWeight, dOutput, "dOutput");
-        Launchers.Embedding.Backward(this, ids.Pointer, dOutput.Pointer, dWeight.Pointer, n, c, v, Ld(dWeight, "dWeight"), Ld(dOutput, "dOutput"), _errorWord);
+        Launchers.Embedding.Backward(
+            this, ids.Pointer, dOutput.Pointer, dWeight.Pointer, n, c, v, Ld(dWeight, "dWeight"), Ld(dOutput, "dOutput"), _errorWord);
     }
 
     (int N, int V, int C) EmbeddingShapes(Tensor ids, Tensor table, Tensor rows, string rowsName)
@@ -358,7 +378,8 @@ public sealed unsafe partial class CudaBackend : IBackend, IKernelLauncher
         int n = x.Size(0), c = x.Size(1);
         Vector(weight, "weight", c); Vector(bias, "bias", c); Vector(mean, "mean", n); Vector(rstd, "rstd", n);
         F32(y, "y", 2); Shape(y, "y", _op, n, c);
-        Launchers.Layernorm.Forward(this, x.Pointer, weight.Pointer, bias.Pointer, y.Pointer, mean.Pointer, rstd.Pointer, n, c, Ld(x, "x"), Ld(y, "y"), eps);
+        Launchers.Layernorm.Forward(
+            this, x.Pointer, weight.Pointer, bias.Pointer, y.Pointer, mean.Pointer, rstd.Pointer, n, c, Ld(x, "x"), Ld(y, "y"), eps);
     }
 
     public void LayerNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor mean, Tensor rstd, Tensor dx, Tensor dWeight, Tensor dBias)
@@ -368,10 +389,13 @@ public sealed unsafe partial class CudaBackend : IBackend, IKernelLauncher
         int n = x.Size(0), c = x.Size(1);
         F32(dy, "dy", 2); Shape(dy, "dy", _op, n, c);
         F32(dx, "dx", 2); Shape(dx, "dx", _op, n, c);
-        Vector(weight, "weight", c); Vector(mean, "mean", n); Vector(rstd, "rstd", n); Vector(dWeight, "dWeight", c); Vector(dBias, "dBias", c);
+        Vector(weight, "weight", c); Vector(mean, "mean", n); Vector(rstd, "rstd", n); Vector(dWeight, "dWeight", c);
+        Vector(dBias, "dBias", c);
         long lddy = Ld(dy, "dy"), ldx = Ld(x, "x");
-        Launchers.Layernorm.BackwardInput(this, dy.Pointer, x.Pointer, weight.Pointer, mean.Pointer, rstd.Pointer, dx.Pointer, n, c, lddy, ldx, Ld(dx, "dx"));
-        Launchers.Layernorm.BackwardParams(this, dy.Pointer, x.Pointer, mean.Pointer, rstd.Pointer, dWeight.Pointer, dBias.Pointer, n, c, lddy, ldx);
+        Launchers.Layernorm.BackwardInput(
+            this, dy.Pointer, x.Pointer, weight.Pointer, mean.Pointer, rstd.Pointer, dx.Pointer, n, c, lddy, ldx, Ld(dx, "dx"));
+        Launchers.Layernorm.BackwardParams(
+            this, dy.Pointer, x.Pointer, mean.Pointer, rstd.Pointer, dWeight.Pointer, dBias.Pointer, n, c, lddy, ldx);
     }
 
     void Vector(Tensor t, string what, int length)
@@ -405,8 +429,10 @@ public sealed unsafe partial class CudaBackend : IBackend, IKernelLauncher
                 new CublasLtGemm.Operand(a.Pointer, dataType, (ulong)(transA ? m : k), (ulong)(transA ? k : m), lda, transA),
                 c.Pointer, (ulong)n, (ulong)m, ldc, al, be, compute, Cublas.CUBLASLT_EPILOGUE_BIAS, bias.Pointer, 1, 0, _stream, "MatMul"))
             return;
-        CudaException.CheckCublas(Cublas.cublasGemmEx(_cublas, transB ? Cublas.CUBLAS_OP_T : Cublas.CUBLAS_OP_N, transA ? Cublas.CUBLAS_OP_T : Cublas.CUBLAS_OP_N,
-            n, m, k, &al, b.Pointer, dataType, checked((int)ldb), a.Pointer, dataType, checked((int)lda), &be, c.Pointer, Cublas.CUDA_R_32F, checked((int)ldc),
+        CudaException.CheckCublas(
+            Cublas.cublasGemmEx(_cublas, transB ? Cublas.CUBLAS_OP_T : Cublas.CUBLAS_OP_N, transA ? Cublas.CUBLAS_OP_T : Cublas.CUBLAS_OP_N,
+            n, m, k, &al, b.Pointer, dataType, checked((int)ldb), a.Pointer, dataType, checked((int)lda), &be, c.Pointer, Cublas.CUDA_R_32F,
+                checked((int)ldc),
             compute, Cublas.CUBLAS_GEMM_DEFAULT), "cublasGemmEx", "MatMul");
         if (bias is not null)
             Launchers.Elementwise.AddBiasRows(this, c.Pointer, bias.Pointer, m, n, ldc);
@@ -506,7 +532,9 @@ public sealed unsafe partial class CudaBackend : IBackend, IKernelLauncher
 
     void CheckHeadSize(int d)
     {
-        if (d < 1 || d > KernelConstants.AttentionMaxHeadSize) throw new ArgumentException($"{_op}: head size {d} is outside [1, {KernelConstants.AttentionMaxHeadSize}] (attention.cu keeps D/32 values per lane)");
+        if (d < 1 || d > KernelConstants.AttentionMaxHeadSize)
+            throw new ArgumentException($"{_op}: head size {d} is outside [1, {KernelConstants.AttentionMaxHeadSize}] (attention.cu " +
+            $"keeps D/32 values per lane)");
     }
 
     // ---------------------------------------------------------------- gelu and elementwise
@@ -568,12 +596,14 @@ public sealed unsafe partial class CudaBackend : IBackend, IKernelLauncher
         F32(logits, "logits", 2);
         int n = logits.Size(0), v = logits.Size(1);
         OnDevice(targets, "targets");
-        if (targets.DType != DType.I32 || targets.Rank != 1 || targets.Size(0) != n) throw new ArgumentException($"CrossEntropy: targets {targets.Describe()} must be i32 ({n})");
+        if (targets.DType != DType.I32 || targets.Rank != 1 || targets.Size(0) != n)
+            throw new ArgumentException($"CrossEntropy: targets {targets.Describe()} must be i32 ({n})");
         Contiguous(targets, "targets");
         Vector(losses, "losses", n);
         long ldd = 0;
         if (dLogits is not null) { F32(dLogits, "dLogits", 2); Shape(dLogits, "dLogits", _op, n, v); ldd = Ld(dLogits, "dLogits"); }
-        Launchers.Crossentropy.CrossEntropy(this, logits.Pointer, targets.Pointer, losses.Pointer, dLogits?.Pointer ?? 0, n, v, Ld(logits, "logits"), ldd,
+        Launchers.Crossentropy.CrossEntropy(
+            this, logits.Pointer, targets.Pointer, losses.Pointer, dLogits?.Pointer ?? 0, n, v, Ld(logits, "logits"), ldd,
             ignoreIndex, gradScale, _errorWord);
     }
 
@@ -584,9 +614,11 @@ public sealed unsafe partial class CudaBackend : IBackend, IKernelLauncher
         Enter("AdamW");
         SameDense(param, "param", grad, "grad"); SameDense(param, "param", m, "m"); SameDense(param, "param", v, "v");
         if (step < 1) throw new ArgumentException($"AdamW: step counts from 1, got {step}");
-        if (decayCount < 0 || decayCount > param.Count) throw new ArgumentException($"AdamW: decayCount {decayCount} outside [0, {param.Count}]");
+        if (decayCount < 0 || decayCount > param.Count)
+            throw new ArgumentException($"AdamW: decayCount {decayCount} outside [0, {param.Count}]");
         float bc1 = (float)(1 - Math.Pow(settings.Beta1, step)), bc2 = (float)(1 - Math.Pow(settings.Beta2, step));
-        Launchers.Adamw.Step(this, param.Pointer, grad.Pointer, m.Pointer, v.Pointer, param.Count, decayCount, settings.LearningRate, settings.Beta1,
+        Launchers.Adamw.Step(
+            this, param.Pointer, grad.Pointer, m.Pointer, v.Pointer, param.Count, decayCount, settings.LearningRate, settings.Beta1,
             settings.Beta2, settings.Epsilon, settings.WeightDecay, bc1, bc2, gradScale);
     }
 
@@ -642,9 +674,14 @@ public sealed record DeviceInfo(int Ordinal, string Name, int ComputeCapability,
     {
         var name = stackalloc byte[256];
         CudaException.Check(CuDriver.cuDeviceGetName(name, 256, device), "cuDeviceGetName");
-        CudaException.Check(CuDriver.cuDeviceGetAttribute(out int major, CuDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device), "cuDeviceGetAttribute");
-        CudaException.Check(CuDriver.cuDeviceGetAttribute(out int minor, CuDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device), "cuDeviceGetAttribute");
-        CudaException.Check(CuDriver.cuDeviceGetAttribute(out int sms, CuDriver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, device), "cuDeviceGetAttribute");
+        CudaException.Check(
+            CuDriver.cuDeviceGetAttribute(out int major, CuDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device),
+            "cuDeviceGetAttribute");
+        CudaException.Check(
+            CuDriver.cuDeviceGetAttribute(out int minor, CuDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device),
+            "cuDeviceGetAttribute");
+        CudaException.Check(
+            CuDriver.cuDeviceGetAttribute(out int sms, CuDriver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, device), "cuDeviceGetAttribute");
         CudaException.Check(CuDriver.cuDeviceTotalMem(out var total, device), "cuDeviceTotalMem_v2");
         return new DeviceInfo(device, Marshal.PtrToStringUTF8((nint)name) ?? "?", major * 10 + minor, sms, (long)total);
     }

@@ -21,7 +21,8 @@ public sealed class CudaEventTimer : IDisposable
         CudaException.Check(CuDriver.cuEventCreate(out _end, CuDriver.CU_EVENT_DEFAULT), "cuEventCreate", "CudaEventTimer");
     }
 
-    /// <summary>Milliseconds of device time taken by the work <paramref name="queue"/> puts on the backend's stream (waits for it).</summary>
+    /// <summary>Milliseconds of device time taken by the work <paramref name="queue"/> puts on the backend's stream (waits for
+    /// it).</summary>
     public double Milliseconds(Action queue)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);

@@ -32,7 +32,8 @@ public sealed class CudaException : Exception
 
     public static void CheckCublas(int status, string call, string? op = null)
     {
-        if (status != Cublas.CUBLAS_STATUS_SUCCESS) throw new CudaException(Cublas.StatusName(status), call, op, SoftwareGpu.TakeDiagnostic());
+        if (status != Cublas.CUBLAS_STATUS_SUCCESS)
+            throw new CudaException(Cublas.StatusName(status), call, op, SoftwareGpu.TakeDiagnostic());
     }
 
     public static string DriverErrorName(int result)

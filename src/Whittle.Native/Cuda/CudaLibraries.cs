@@ -54,7 +54,8 @@ public static class CudaLibraries
         {
             foreach (var v in new[] { "CUDA_HOME", "CUDA_PATH" })
                 if (Environment.GetEnvironmentVariable(v) is { Length: > 0 } root)
-                    foreach (var sub in new[] { "lib64", "lib", "bin", Path.Combine("targets", "x86_64-linux", "lib") }) dirs.Add(Path.Combine(root, sub));
+                    foreach (var sub in new[] { "lib64", "lib", "bin", Path.Combine("targets", "x86_64-linux", "lib") })
+                        dirs.Add(Path.Combine(root, sub));
             dirs.Add("/usr/local/cuda/lib64");
         }
         dirs.Add(null);
@@ -74,7 +75,8 @@ public static class CudaLibraries
         {
             if (!Directory.Exists(prefix)) continue;
             string[] pythons;
-            try { pythons = Directory.GetDirectories(prefix, "python3*"); } catch (IOException) { continue; } catch (UnauthorizedAccessException) { continue; }
+            try { pythons = Directory.GetDirectories(prefix,
+                "python3*"); } catch (IOException) { continue; } catch (UnauthorizedAccessException) { continue; }
             foreach (var py in pythons.OrderDescending(StringComparer.Ordinal))
                 foreach (var sp in new[] { "site-packages", "dist-packages" })
                 {
@@ -122,8 +124,10 @@ public static class CudaLibraries
                 if (logical == NvrtcName) PreloadNvrtcBuiltins(dir);
                 if (NativeLibrary.TryLoad(full, out var handle)) return new LoadResult(logical, full, handle, null);
             }
-        string what = logical switch { DriverName => "the CUDA driver (libcuda.so.1)", NvrtcName => "NVRTC", CublasName => "cuBLAS", _ => "cuBLASLt" };
-        return new LoadResult(logical, null, 0, $"{what} not found (tried {string.Join(", ", tried)}); set {OverrideVariable} to its folder");
+        string what = logical switch { DriverName => "the CUDA driver (libcuda.so.1)", NvrtcName => "NVRTC", CublasName => "cuBLAS",
+            _ => "cuBLASLt" };
+        return new LoadResult(
+            logical, null, 0, $"{what} not found (tried {string.Join(", ", tried)}); set {OverrideVariable} to its folder");
     }
 
     static void PreloadNvrtcBuiltins(string dir)

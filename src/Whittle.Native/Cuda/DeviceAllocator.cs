@@ -61,21 +61,27 @@ public sealed class DeviceAllocator(DeviceAllocatorMode mode = DeviceAllocatorMo
         return (bytes + q - 1) / q * q;
     }
 
-    /// <summary>A device block of at least <paramref name="bytes"/>; returns its address and bucket size (0, 0 for an empty request).</summary>
+    /// <summary>A device block of at least <paramref name="bytes"/>; returns its address and bucket size (0, 0 for an empty
+    /// request).</summary>
     public (nint Pointer, long Size) Allocate(long bytes)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         long size = Mode == DeviceAllocatorMode.Exact ? Math.Max(0, bytes) : BucketSize(bytes);
         if (size == 0) return (0, 0);
         nint p;
-        if (Mode == DeviceAllocatorMode.Caching && _free.TryGetValue(size, out var stack) && stack.Count > 0) { p = stack.Pop(); CacheHits++; }
+        if (Mode == DeviceAllocatorMode.Caching && _free.TryGetValue(size, out var stack) && stack.Count > 0)
+        {
+            p = stack.Pop();
+            CacheHits++;
+        }
         else
         {
             int r = CuDriver.cuMemAlloc(out p, (nuint)size);
             if (r != CuDriver.CUDA_SUCCESS)
             {
                 ReleaseCached();
-                CudaException.Check(CuDriver.cuMemAlloc(out p, (nuint)size), "cuMemAlloc_v2", $"allocating {size} bytes ({BytesInUse} in use)");
+                CudaException.Check(
+                    CuDriver.cuMemAlloc(out p, (nuint)size), "cuMemAlloc_v2", $"allocating {size} bytes ({BytesInUse} in use)");
             }
             DriverAllocations++;
             BytesReserved += size;
@@ -88,7 +94,8 @@ public sealed class DeviceAllocator(DeviceAllocatorMode mode = DeviceAllocatorMo
     public void Free(nint pointer, long size)
     {
         if (pointer == 0 || _disposed) return;
-        if (!_live.Remove(pointer)) throw new InvalidOperationException($"device block 0x{pointer:x} freed twice or not from this allocator");
+        if (!_live.Remove(pointer))
+            throw new InvalidOperationException($"device block 0x{pointer:x} freed twice or not from this allocator");
         BytesInUse -= size;
         if (Mode == DeviceAllocatorMode.Exact)
         {

@@ -7,12 +7,14 @@ using Whittle.Native.Tensors;
 
 namespace Whittle.Native.Cuda;
 
-/// <summary>What NVRTC is asked to produce: PTX for a virtual arch (compute_XY, JIT-compiled by the driver) or a CUBIN for a real one (sm_XY).</summary>
+/// <summary>What NVRTC is asked to produce: PTX for a virtual arch (compute_XY, JIT-compiled by the driver) or a CUBIN for a real one
+/// (sm_XY).</summary>
 public enum KernelBinary { Ptx, Cubin }
 
 /// <summary>One compiled kernel file: the image handed to cuModuleLoadData (PTX is NUL-terminated).
 /// <see cref="Warnings"/> is NVRTC's log of a clean but warned compile ("" otherwise, and for a cache hit).</summary>
-public sealed record CompiledKernel(string File, int Arch, KernelBinary Kind, byte[] Image, bool FromCache, string Key, string Warnings = "");
+public sealed record CompiledKernel(
+    string File, int Arch, KernelBinary Kind, byte[] Image, bool FromCache, string Key, string Warnings = "");
 
 /// <summary>NVRTC rejected a kernel file or warned about it; <see cref="Log"/> is NVRTC's own text.</summary>
 public sealed class KernelCompileException(string file, string target, string log)
@@ -27,7 +29,8 @@ public sealed class KernelCompileException(string file, string target, string lo
 /// Compiles the embedded <c>kernels/*.cu</c> with NVRTC and caches the result on disk.
 /// Policy:
 ///  - options are fixed: <c>--gpu-architecture=compute_XY</c> (PTX) or <c>sm_XY</c> (CUBIN), <c>-default-device</c>,
-///    <c>--std=c++17</c>, and the <see cref="KernelConstants"/> as <c>-D</c> defines; every <c>kernels/*.cuh</c> is passed as an NVRTC header, so no toolkit headers are needed;
+/// <c>--std=c++17</c>, and the <see cref="KernelConstants"/> as <c>-D</c> defines; every <c>kernels/*.cuh</c> is passed as an NVRTC header,
+/// so no toolkit headers are needed;
 ///  - any error fails the compile with NVRTC's log. A warning (the log is non-empty only on an error or a warning) is
 ///    logged through <see cref="WarningSink"/> and kept in <see cref="CompiledKernel.Warnings"/>: a new NVRTC (13 on the
 ///    GPU machine; CI has 11.8) may warn where ours did not, and that must not cost a GPU session. Strict mode
@@ -102,7 +105,8 @@ public sealed class KernelCompiler
     }
 
     static string[] Options(int arch, KernelBinary kind) =>
-        [$"--gpu-architecture={(kind == KernelBinary.Ptx ? "compute" : "sm")}_{arch}", "-default-device", "--std=c++17", .. KernelConstants.Defines];
+        [$"--gpu-architecture={(kind == KernelBinary.Ptx ? "compute" : "sm")}_{arch}", "-default-device", "--std=c++17",
+            .. KernelConstants.Defines];
 
     /// <summary>Compiles (or fetches from the cache) one kernel file for one architecture.</summary>
     public CompiledKernel Compile(string file, int arch, KernelBinary kind)
@@ -133,7 +137,8 @@ public sealed class KernelCompiler
         return RunNvrtc(name, source, headers, options, kind, options[0]["--gpu-architecture=".Length..], strict).Image;
     }
 
-    static string CacheKey(string file, string source, (string Name, string Text)[] headers, string[] options, int major, int minor, int arch)
+    static string CacheKey(
+        string file, string source, (string Name, string Text)[] headers, string[] options, int major, int minor, int arch)
     {
         var sb = new StringBuilder();
         sb.Append("whittle-kernel-cache-v1\n").Append(file).Append('\n').Append(source).Append('\n');
@@ -173,7 +178,8 @@ public sealed class KernelCompiler
         catch (UnauthorizedAccessException) { }
     }
 
-    static unsafe (byte[] Image, string Warnings) RunNvrtc(string file, string source, (string Name, string Text)[] headers, string[] options, KernelBinary kind, string target, bool strict)
+    static unsafe (byte[] Image, string Warnings) RunNvrtc(
+        string file, string source, (string Name, string Text)[] headers, string[] options, KernelBinary kind, string target, bool strict)
     {
         var pinned = new List<nint>();
         nint Utf8(string s) { var p = Marshal.StringToCoTaskMemUTF8(s); pinned.Add(p); return p; }
@@ -192,7 +198,9 @@ public sealed class KernelCompiler
             if (result != Nvrtc.NVRTC_SUCCESS)
                 throw new KernelCompileException(file, target, $"{CudaException.NvrtcErrorName(result)}\n{log}");
             if (log.Length > 0 && strict) throw new KernelCompileException(file, target, log);  // strict: a warning is a failure too
-            if (log.Length > 0) WarningSink($"warning: NVRTC warned on kernels/{file} for {target} (compiled; {StrictVariable}=1 makes this fatal):\n{log}");
+            if (log.Length > 0)
+                WarningSink($"warning: NVRTC warned on kernels/{file} for {target} (compiled; {StrictVariable}=1 makes this " +
+                $"fatal):\n{log}");
 
             nuint size;
             byte[] image;

@@ -17,10 +17,14 @@ public static unsafe class SoftwareGpu
     sealed class Exports(nint driver)
     {
         public readonly delegate* unmanaged<int> Version = (delegate* unmanaged<int>)NativeLibrary.GetExport(driver, "softgpu_version");
-        public readonly delegate* unmanaged<nint> LastDiagnostic = (delegate* unmanaged<nint>)NativeLibrary.GetExport(driver, "softgpu_last_diagnostic");
-        public readonly delegate* unmanaged<void> ClearDiagnostic = (delegate* unmanaged<void>)NativeLibrary.GetExport(driver, "softgpu_clear_diagnostic");
-        public readonly delegate* unmanaged<byte*, int, int> SetOption = (delegate* unmanaged<byte*, int, int>)NativeLibrary.GetExport(driver, "softgpu_set_option");
-        public readonly delegate* unmanaged<byte*, int> GetOption = (delegate* unmanaged<byte*, int>)NativeLibrary.GetExport(driver, "softgpu_get_option");
+        public readonly delegate* unmanaged<nint> LastDiagnostic = (delegate* unmanaged<nint>)NativeLibrary.GetExport(driver,
+            "softgpu_last_diagnostic");
+        public readonly delegate* unmanaged<void> ClearDiagnostic = (delegate* unmanaged<void>)NativeLibrary.GetExport(driver,
+            "softgpu_clear_diagnostic");
+        public readonly delegate* unmanaged<byte*, int, int> SetOption =
+            (delegate* unmanaged<byte*, int, int>)NativeLibrary.GetExport(driver, "softgpu_set_option");
+        public readonly delegate* unmanaged<byte*, int> GetOption = (delegate* unmanaged<byte*, int>)NativeLibrary.GetExport(driver,
+            "softgpu_get_option");
     }
 
     static Exports? Find()

@@ -11,7 +11,8 @@ public sealed class BatchLoader
 
     BatchLoader(TokenStream stream, int batchSize, int contextLength, ulong seed, bool sequential)
     {
-        if (batchSize < 1 || contextLength < 1) throw new WhittleException($"batch size ({batchSize}) and context length ({contextLength}) must be positive");
+        if (batchSize < 1 || contextLength < 1)
+            throw new WhittleException($"batch size ({batchSize}) and context length ({contextLength}) must be positive");
         if (stream.Length < contextLength + 1)
             throw new WhittleException($"split has {stream.Length} tokens, fewer than one window of context length {contextLength} + 1");
         _stream = stream;
@@ -22,8 +23,10 @@ public sealed class BatchLoader
         WindowCount = sequential ? (stream.Length - 1) / contextLength : long.MaxValue;
     }
 
-    public static BatchLoader Random(TokenStream stream, int batchSize, int contextLength, ulong seed) => new(stream, batchSize, contextLength, seed, false);
-    public static BatchLoader Sequential(TokenStream stream, int batchSize, int contextLength) => new(stream, batchSize, contextLength, 0, true);
+    public static BatchLoader Random(TokenStream stream, int batchSize, int contextLength, ulong seed) =>
+        new(stream, batchSize, contextLength, seed, false);
+    public static BatchLoader Sequential(TokenStream stream, int batchSize, int contextLength) =>
+        new(stream, batchSize, contextLength, 0, true);
 
     public int BatchSize { get; }
     public int ContextLength { get; }
@@ -33,7 +36,8 @@ public sealed class BatchLoader
     /// <summary>Batches handed out so far; set it to resume.</summary>
     public long Cursor { get; set; }
 
-    /// <summary>The next batch as (rows, T+1) row-major; rows = B except for the last sequential batch. False when a sequential pass is done.</summary>
+    /// <summary>The next batch as (rows, T+1) row-major; rows = B except for the last sequential batch. False when a sequential pass is
+    /// done.</summary>
     public bool TryNext(out int[] batch)
     {
         int w = ContextLength + 1;

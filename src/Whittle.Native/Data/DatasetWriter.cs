@@ -36,7 +36,10 @@ public static class DatasetWriter
         catch (NotSupportedException) { }
         catch (ArgumentException) { }   // invalid, or unsupported by this engine: the backtracking one says which
         try { return new Regex(pattern, RegexOptions.CultureInvariant, DocStartTimeout); }
-        catch (ArgumentException e) { throw new WhittleException($"--doc-start: invalid regular expression ({ErrorText.Clip(e.Message)})"); }
+        catch (ArgumentException e)
+        {
+            throw new WhittleException($"--doc-start: invalid regular expression ({ErrorText.Clip(e.Message)})");
+        }
     }
 
     /// <summary>Longest piece of one document held in memory when it has no line break to cut at (see Write).</summary>
@@ -47,7 +50,8 @@ public static class DatasetWriter
         try { return docStart.IsMatch(line.TrimEnd('\n', '\r')); }
         catch (RegexMatchTimeoutException)
         {
-            throw new WhittleException($"--doc-start: the pattern took longer than {DocStartTimeout.TotalSeconds:0} s on line {lineNo} of {ErrorText.Clip(input)} (catastrophic backtracking?); simplify it");
+            throw new WhittleException($"--doc-start: the pattern took longer than {DocStartTimeout.TotalSeconds:0} s on line {lineNo} " +
+                $"of {ErrorText.Clip(input)} (catastrophic backtracking?); simplify it");
         }
     }
 
@@ -63,11 +67,14 @@ public static class DatasetWriter
     public static DatasetMeta Write(Tokenizer tokenizer, TokenizeOptions o, Action<long, long>? progress = null)
     {
         if (o.Inputs.Count == 0) throw new WhittleException("--input: at least one input file is required");
-        if (o.ValFraction is < 0 or >= 1 || double.IsNaN(o.ValFraction)) throw new WhittleException($"--val-fraction {o.ValFraction} must be in [0, 1)");
-        int eos = tokenizer.EosId ?? throw new WhittleException($"{tokenizer.Path}: tokenizer has no end-of-text token (<|endoftext|>) to separate documents");
+        if (o.ValFraction is < 0 or >= 1 || double.IsNaN(o.ValFraction))
+            throw new WhittleException($"--val-fraction {o.ValFraction} must be in [0, 1)");
+        int eos = tokenizer.EosId
+            ?? throw new WhittleException($"{tokenizer.Path}: tokenizer has no end-of-text token (<|endoftext|>) to separate documents");
         foreach (var input in o.Inputs) if (!File.Exists(input)) throw new WhittleException($"{input}: input file not found");
         var outDir = Path.GetFullPath(o.OutDir);
-        if (File.Exists(outDir)) throw new WhittleException($"{ErrorText.Clip(o.OutDir)}: is a file; --out must be a new or empty directory");
+        if (File.Exists(outDir))
+            throw new WhittleException($"{ErrorText.Clip(o.OutDir)}: is a file; --out must be a new or empty directory");
         if (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any())
             throw new WhittleException($"{o.OutDir}: output directory exists and is not empty");
         var docStart = o.DocStart is null ? null : DocStartRegex(o.DocStart);
@@ -105,7 +112,8 @@ public static class DatasetWriter
 
             foreach (var input in o.Inputs)
             {
-                bool jsonl = input.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase) || input.EndsWith(".jsonl.gz", StringComparison.OrdinalIgnoreCase);
+                bool jsonl = input.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase)
+                    || input.EndsWith(".jsonl.gz", StringComparison.OrdinalIgnoreCase);
                 using var reader = new TextLineReader(input, o.ReplaceInvalid);
                 var doc = new System.Text.StringBuilder();
                 bool docOpen = false;
@@ -125,7 +133,8 @@ public static class DatasetWriter
                     if (!continuation) lineNo++;
                     if (jsonl)
                     {
-                        if (continuation) throw new InvalidFileException(input, $"line {lineNo} is longer than {TextLineReader.MaxLineBytes} bytes");
+                        if (continuation)
+                            throw new InvalidFileException(input, $"line {lineNo} is longer than {TextLineReader.MaxLineBytes} bytes");
                         if (string.IsNullOrWhiteSpace(line)) continue;
                         var text = JsonlText(input, lineNo, line);
                         if (text.Length == 0) continue;
@@ -163,7 +172,9 @@ public static class DatasetWriter
                         }
                         else doc.Append(line);
                         if (doc.Length > MaxUncutChars)
-                            throw new InvalidFileException(input, $"line {lineNo}: more than {MaxUncutChars:N0} characters with no line break or space between words to cut a document at; is it a text file?");
+                            throw new InvalidFileException(
+                                input, $"line {lineNo}: more than {MaxUncutChars:N0} characters with no line break or space between " +
+                                $"words to cut a document at; is it a text file?");
                     }
                     if (progress is not null && (lineNo & 1023) == 0) progress(doneBytes + reader.FilePosition, totalBytes);
                 }
@@ -172,15 +183,18 @@ public static class DatasetWriter
                 progress?.Invoke(doneBytes, totalBytes);
             }
             Flush();
-            if (train.Tokens + val.Tokens == 0) throw new WhittleException($"no text in the inputs ({string.Join(", ", o.Inputs)}): nothing to tokenize");
+            if (train.Tokens + val.Tokens == 0)
+                throw new WhittleException($"no text in the inputs ({string.Join(", ", o.Inputs)}): nothing to tokenize");
             var trainInfo = train.Finish();
             var valInfo = val.Finish();
-            var meta = new DatasetMeta(DatasetMeta.CurrentVersion, tokenizer.Sha256, Path.GetFileName(tokenizer.Path), tokenizer.VocabSize, eos,
+            var meta = new DatasetMeta(
+                DatasetMeta.CurrentVersion, tokenizer.Sha256, Path.GetFileName(tokenizer.Path), tokenizer.VocabSize, eos,
                 wide ? "uint32" : "uint16", o.ValFraction, o.Seed, o.DocStart, trainInfo, valInfo);
             // The dataset carries its tokenizer, so models trained on it can carry it on (and hashes can be checked) wherever it moves.
             File.Copy(tokenizer.Path, Path.Combine(tmp, TokenizerCopyName));
             using (var fs = File.Create(Path.Combine(tmp, "meta.json")))
-            using (var w = new Utf8JsonWriter(fs, new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+            using (var w = new Utf8JsonWriter(
+                fs, new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
                 meta.WriteTo(w);
             progress?.Invoke(totalBytes, totalBytes);
             if (Directory.Exists(outDir)) Directory.Delete(outDir);
@@ -210,7 +224,8 @@ public static class DatasetWriter
         try
         {
             using var d = JsonDocument.Parse(line);
-            if (d.RootElement.ValueKind == JsonValueKind.Object && d.RootElement.TryGetProperty("text", out var t) && t.ValueKind == JsonValueKind.String)
+            if (d.RootElement.ValueKind == JsonValueKind.Object && d.RootElement.TryGetProperty("text", out var t)
+                && t.ValueKind == JsonValueKind.String)
                 return t.GetString()!;
         }
         catch (JsonException e) { throw new InvalidFileException(path, $"line {lineNo}: not valid JSON ({e.Message})"); }

@@ -38,7 +38,13 @@ public sealed record DatasetMeta(int Version, string TokenizerSha256, string Tok
             w.WriteNumber("documents", s.Documents);
             w.WriteNumber("tokens", s.Tokens);
             w.WriteStartArray("shards");
-            foreach (var sh in s.Shards) { w.WriteStartObject(); w.WriteString("file", sh.File); w.WriteNumber("tokens", sh.Tokens); w.WriteEndObject(); }
+            foreach (var sh in s.Shards)
+            {
+                w.WriteStartObject();
+                w.WriteString("file", sh.File);
+                w.WriteNumber("tokens", sh.Tokens);
+                w.WriteEndObject();
+            }
             w.WriteEndArray();
             w.WriteEndObject();
         }
@@ -51,7 +57,8 @@ public sealed record DatasetMeta(int Version, string TokenizerSha256, string Tok
         if (r["format"].Kind != JsonValueKind.String || r["format"].String() != "whittle-tokens")
             throw new InvalidFileException(path, "not a whittle token dataset (format is not \"whittle-tokens\")");
         int version = r["version"].Int();
-        if (version != CurrentVersion) throw new InvalidFileException(path, $"dataset version {version}; this build reads version {CurrentVersion}");
+        if (version != CurrentVersion)
+            throw new InvalidFileException(path, $"dataset version {version}; this build reads version {CurrentVersion}");
         string dtype = r["dtype"].String();
         if (dtype is not ("uint16" or "uint32")) throw r["dtype"].Error($"is '{JsonField.Truncate(dtype)}' (expected uint16 or uint32)");
         // A uint16 shard cannot hold ids above 65535; the bound also keeps vocab_size within what a model can embed.
@@ -83,7 +90,8 @@ public sealed class TokenDataset : IDisposable
     public static TokenDataset Open(string dir)
     {
         var metaPath = Path.Combine(dir, "meta.json");
-        if (!File.Exists(metaPath)) throw new WhittleException($"{dir}: not a token dataset (no meta.json); create one with `whittle tokenize`");
+        if (!File.Exists(metaPath))
+            throw new WhittleException($"{dir}: not a token dataset (no meta.json); create one with `whittle tokenize`");
         return new TokenDataset(dir, DatasetMeta.Read(metaPath));
     }
 
@@ -96,7 +104,9 @@ public sealed class TokenDataset : IDisposable
     public void RequireTokenizer(string sha256, string what)
     {
         if (!string.Equals(sha256, Meta.TokenizerSha256, StringComparison.OrdinalIgnoreCase))
-            throw new WhittleException($"{Directory}: dataset was tokenized with tokenizer sha256 {Meta.TokenizerSha256[..12]}… ({Meta.TokenizerFile}) but {what} has sha256 {sha256[..Math.Min(12, sha256.Length)]}…; re-run `whittle tokenize` with that tokenizer");
+            throw new WhittleException($"{Directory}: dataset was tokenized with tokenizer sha256 {Meta.TokenizerSha256[..12]}… " +
+                $"({Meta.TokenizerFile}) but {what} has sha256 {sha256[..Math.Min(12, sha256.Length)]}…; re-run `whittle tokenize` with " +
+                $"that tokenizer");
     }
 
     public void Dispose() { Train.Dispose(); Val.Dispose(); }
@@ -125,7 +135,9 @@ public sealed unsafe class TokenStream : IDisposable, ITokenSource
                 // Compared by division: sh.Tokens × bytes per token overflows for a hostile count (2^62 + n tokens × 4 = 4n).
                 long actual = new FileInfo(path).Length;
                 if (actual % _bytesPerToken != 0 || actual / _bytesPerToken != sh.Tokens)
-                    throw new InvalidFileException(path, $"shard is {actual} bytes but meta.json says {sh.Tokens} {meta.DType} tokens{(sh.Tokens <= long.MaxValue / _bytesPerToken ? $" ({sh.Tokens * _bytesPerToken} bytes)" : "")}{(actual / _bytesPerToken < sh.Tokens ? ": truncated" : "")}");
+                    throw new InvalidFileException(path, $"shard is {actual} bytes but meta.json says {sh.Tokens} {meta.DType} tokens" +
+                        $"{(sh.Tokens <= long.MaxValue / _bytesPerToken ? $" ({sh.Tokens * _bytesPerToken} bytes)" : "")}" +
+                        $"{(actual / _bytesPerToken < sh.Tokens ? ": truncated" : "")}");
                 if (sh.Tokens == 0) continue;
                 var mmf = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
                 var view = mmf.CreateViewAccessor(0, actual, MemoryMappedFileAccess.Read);
@@ -137,7 +149,11 @@ public sealed unsafe class TokenStream : IDisposable, ITokenSource
         }
         catch (OverflowException) { Dispose(); throw new InvalidFileException(metaPath, "shard token counts overflow a 64-bit total"); }
         catch { Dispose(); throw; }
-        if (start != split.Tokens) { Dispose(); throw new InvalidFileException(metaPath, $"shard token counts sum to {start}, split says {split.Tokens}"); }
+        if (start != split.Tokens)
+        {
+            Dispose();
+            throw new InvalidFileException(metaPath, $"shard token counts sum to {start}, split says {split.Tokens}");
+        }
         Length = start;
     }
 
@@ -150,7 +166,9 @@ public sealed unsafe class TokenStream : IDisposable, ITokenSource
     {
         string shown = JsonField.Truncate(file);
         if (file.Length == 0 || file is "." or ".." || file.Contains('\0') || file.IndexOfAny(['/', '\\']) >= 0)
-            throw new InvalidFileException(metaPath, $"shard file \"{shown}\" must be a file name inside the dataset directory (no directory part, no '..', no absolute path)");
+            throw new InvalidFileException(
+                metaPath, $"shard file \"{shown}\" must be a file name inside the dataset directory (no directory part, no '..', no " +
+                $"absolute path)");
         string root = Path.GetFullPath(dir);
         string full = Path.Combine(root, file);
         var info = new FileInfo(full);
@@ -159,7 +177,9 @@ public sealed unsafe class TokenStream : IDisposable, ITokenSource
             string target = info.ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full;
             string realRoot = new DirectoryInfo(root).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? root;
             bool inside = new[] { root, realRoot }.Any(r => Path.GetDirectoryName(target) == r.TrimEnd(Path.DirectorySeparatorChar));
-            if (!inside) throw new InvalidFileException(metaPath, $"shard file \"{shown}\" is a symbolic link to {JsonField.Truncate(target)}, outside the dataset directory");
+            if (!inside)
+                throw new InvalidFileException(
+                metaPath, $"shard file \"{shown}\" is a symbolic link to {JsonField.Truncate(target)}, outside the dataset directory");
         }
         return full;
     }
@@ -169,7 +189,9 @@ public sealed unsafe class TokenStream : IDisposable, ITokenSource
     /// <summary>Copies tokens [start, start + dest.Length) into dest.</summary>
     public void Read(long start, Span<int> dest)
     {
-        if (start < 0 || start + dest.Length > Length) throw new ArgumentOutOfRangeException(nameof(start), $"range [{start}, {start + dest.Length}) outside a stream of {Length} tokens");
+        if (start < 0 || start + dest.Length > Length)
+            throw new ArgumentOutOfRangeException(
+            nameof(start), $"range [{start}, {start + dest.Length}) outside a stream of {Length} tokens");
         int done = 0;
         foreach (var sh in _shards)
         {
@@ -189,7 +211,9 @@ public sealed unsafe class TokenStream : IDisposable, ITokenSource
             // The bound is meta.json's vocab_size, which every consumer has checked against its model's.
             int bad = d.IndexOfAnyExceptInRange(0, _vocabSize - 1);
             if (bad >= 0)
-                throw new InvalidFileException(sh.Path, $"token {off + bad} (0-based) is {(uint)d[bad]}, outside the dataset's vocabulary [0, {_vocabSize}) (vocab_size in meta.json)");
+                throw new InvalidFileException(
+                    sh.Path, $"token {off + bad} (0-based) is {(uint)d[bad]}, outside the dataset's vocabulary [0, {_vocabSize}) " +
+                    $"(vocab_size in meta.json)");
             done += n;
         }
     }

@@ -26,7 +26,8 @@ public static class DemoAnalysis
     {
         ArgumentNullException.ThrowIfNull(curve);
         if (!(targetPerplexity > 0) || double.IsInfinity(targetPerplexity))
-            throw new ArgumentOutOfRangeException(nameof(targetPerplexity), targetPerplexity, "a target perplexity must be positive and finite");
+            throw new ArgumentOutOfRangeException(
+                nameof(targetPerplexity), targetPerplexity, "a target perplexity must be positive and finite");
         double target = Math.Log(targetPerplexity);
         double slack = RelativeSlack * Math.Max(1, Math.Abs(target));
         // Evaluations in the order they were made along x; a stable sort keeps the caller's order on ties.
@@ -55,7 +56,8 @@ public static class DemoAnalysis
     {
         ArgumentNullException.ThrowIfNull(points);
         var front = new List<SearchPoint>();
-        foreach (var p in points.Where(p => double.IsFinite(p.Perplexity)).OrderBy(p => p.Parameters).ThenBy(p => p.Perplexity).ThenBy(p => p.Index))
+        foreach (var p in points.Where(p => double.IsFinite(p.Perplexity)).OrderBy(p => p.Parameters).ThenBy(p =>
+            p.Perplexity).ThenBy(p => p.Index))
             if (front.Count == 0 || p.Perplexity < front[^1].Perplexity) front.Add(p);
         return front;
     }

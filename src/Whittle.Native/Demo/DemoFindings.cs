@@ -29,11 +29,13 @@ public sealed record DemoFindings
 
     public required IReadOnlyList<StrategySummary> Strategies { get; init; }
     public required IReadOnlyList<SearchPoint> Pareto { get; init; }
-    /// <summary>Relative perplexity improvement of the evolutionary search's best over each other strategy's best: (other − evo) / other.</summary>
+    /// <summary>Relative perplexity improvement of the evolutionary search's best over each other strategy's best: (other − evo) /
+    /// other.</summary>
     public required IReadOnlyDictionary<string, double> EvolutionGain { get; init; }
     public required IReadOnlyList<string> SearchSentences { get; init; }
 
-    /// <summary>The SALT arms (ToTarget in steps, measured against the baseline's final perplexity), the step and its fraction of all steps.</summary>
+    /// <summary>The SALT arms (ToTarget in steps, measured against the baseline's final perplexity), the step and its fraction of all
+    /// steps.</summary>
     public double? SaltTarget { get; init; }
     public required IReadOnlyList<ArmSummary> Salt { get; init; }
     public double? SaltStep { get; init; }
@@ -51,7 +53,8 @@ public sealed record DemoFindings
         {
             StudentTarget = target, ReferenceTokens = refTokens, Students = students, StudentSentences = studentSentences,
             Strategies = strategies, Pareto = pareto, EvolutionGain = gain, SearchSentences = searchSentences,
-            SaltTarget = saltTarget, Salt = salt, SaltStep = step, SaltFraction = fraction, KdFraction = kdFraction, SaltSentences = saltSentences,
+            SaltTarget = saltTarget, Salt = salt, SaltStep = step, SaltFraction = fraction, KdFraction = kdFraction,
+                SaltSentences = saltSentences,
         };
     }
 
@@ -80,17 +83,21 @@ public sealed record DemoFindings
                 : $"{RandomInit} has no finite final perplexity in this run, so there is no reference for the tokens-to-reach comparison.");
             return (target, refTokens, arms, sentences);
         }
-        sentences.Add($"{RandomInit} ends at perplexity {Perplexity(target.Value)} after {Si(refFinal.Tokens)} tokens; every arm is measured by the tokens it needs to reach that perplexity.");
+        sentences.Add($"{RandomInit} ends at perplexity {Perplexity(target.Value)} after {Si(refFinal.Tokens)} tokens; every arm is " +
+            $"measured by the tokens it needs to reach that perplexity.");
         foreach (var a in arms.Where(a => a.Name != RandomInit))
         {
             string budget = a.Final is null ? "its budget" : $"its budget of {Si(a.Final.Tokens)} tokens";
             string ended = a.Final is null ? "it has no evaluations" : $"it ended at {Perplexity(a.Final.Perplexity)}";
             if (a.ToTarget is not { } t)
-                sentences.Add($"{NotReproduced}{a.Name} did not reach {RandomInit}'s final perplexity ({Perplexity(target.Value)}) within {budget} ({ended}).");
+                sentences.Add($"{NotReproduced}{a.Name} did not reach {RandomInit}'s final perplexity ({Perplexity(target.Value)}) " +
+                    $"within {budget} ({ended}).");
             else if (t <= 0)
-                sentences.Add($"{a.Name} is already at or below {RandomInit}'s final perplexity before any training (its evaluation at 0 tokens).");
+                sentences.Add($"{a.Name} is already at or below {RandomInit}'s final perplexity before any training (its evaluation at 0 " +
+                    $"tokens).");
             else if (a.SpeedUp is not { } s || s <= 1)
-                sentences.Add($"{NotReproduced}{a.Name} reached {RandomInit}'s final perplexity only after {Si(t)} tokens, no sooner than {RandomInit} ({Si(refTokens ?? 0)} tokens).");
+                sentences.Add($"{NotReproduced}{a.Name} reached {RandomInit}'s final perplexity only after {Si(t)} tokens, no sooner " +
+                    $"than {RandomInit} ({Si(refTokens ?? 0)} tokens).");
             else
                 sentences.Add($"{a.Name} reaches it after {Si(t)} tokens: {Factor(s)} fewer.");
         }
@@ -98,8 +105,10 @@ public sealed record DemoFindings
         var kd = arms.FirstOrDefault(a => a.Name == SubnetInitKd);
         if (plain?.Final is { } pf && kd?.Final is { } kf)
             sentences.Add(kf.ValLoss < pf.ValLoss
-                ? $"Distillation helps: {SubnetInitKd} ends at perplexity {Perplexity(kf.Perplexity)}, {SubnetInit} at {Perplexity(pf.Perplexity)}."
-                : $"{NotReproduced}{SubnetInitKd} does not end below {SubnetInit} (perplexity {Perplexity(kf.Perplexity)} vs {Perplexity(pf.Perplexity)}).");
+                ? $"Distillation helps: {SubnetInitKd} ends at perplexity {Perplexity(kf.Perplexity)}, {SubnetInit} at " +
+                    $"{Perplexity(pf.Perplexity)}."
+                : $"{NotReproduced}{SubnetInitKd} does not end below {SubnetInit} (perplexity {Perplexity(kf.Perplexity)} vs " +
+                    $"{Perplexity(pf.Perplexity)}).");
         return (target, refTokens, arms, sentences);
     }
 
@@ -108,32 +117,48 @@ public sealed record DemoFindings
         var sentences = new List<string>();
         // Strategies in the order they first appear, so the table follows the run.
         var strategies = r.Search.GroupBy(p => p.Strategy)
-            .Select(g => new StrategySummary(g.Key, g.Count(), g.Where(p => double.IsFinite(p.Perplexity)).OrderBy(p => p.Perplexity).ThenBy(p => p.Index).FirstOrDefault()))
+            .Select(g =>
+                new StrategySummary(
+                g.Key, g.Count(),
+                g.Where(p => double.IsFinite(p.Perplexity)).OrderBy(p => p.Perplexity).ThenBy(p => p.Index).FirstOrDefault()))
             .ToList();
         var pareto = DemoAnalysis.ParetoFront(r.Search);
         var gain = new Dictionary<string, double>();
-        if (r.Search.Count == 0) { sentences.Add("The search evaluated no candidates in this run."); return (strategies, pareto, gain, sentences); }
+        if (r.Search.Count == 0)
+        {
+            sentences.Add("The search evaluated no candidates in this run.");
+            return (strategies, pareto, gain, sentences);
+        }
 
         var evo = strategies.FirstOrDefault(s => s.Strategy == Evolution)?.Best;
         if (evo is null) sentences.Add($"No {Evolution} candidates in this run, so the search is not compared with its baselines.");
         else
         {
-            sentences.Add($"The evolutionary search's best sub-network has perplexity {Perplexity(evo.Perplexity)} with {Si(evo.Parameters)} parameters (budget {Si(r.BudgetParams)}).");
+            sentences.Add($"The evolutionary search's best sub-network has perplexity {Perplexity(evo.Perplexity)} with " +
+                $"{Si(evo.Parameters)} parameters (budget {Si(r.BudgetParams)}).");
             foreach (var (name, what) in new[] { (Importance, "the importance-only baseline"), (RandomSearch, "random search") })
             {
                 var other = strategies.FirstOrDefault(s => s.Strategy == name)?.Best;
-                if (other is null) { sentences.Add($"No {name} candidates in this run, so the search is not compared with {what}."); continue; }
+                if (other is null)
+                {
+                    sentences.Add($"No {name} candidates in this run, so the search is not compared with {what}.");
+                    continue;
+                }
                 double g = (other.Perplexity - evo.Perplexity) / other.Perplexity;
                 gain[name] = g;
                 sentences.Add(evo.Perplexity < other.Perplexity
                     ? $"It beats {what} (best perplexity {Perplexity(other.Perplexity)}) by {Percent(g)}."
-                    : $"{NotReproduced}the evolutionary search's best ({Perplexity(evo.Perplexity)}) is not better than {what} ({Perplexity(other.Perplexity)}).");
+                    : $"{NotReproduced}the evolutionary search's best ({Perplexity(evo.Perplexity)}) is not better than {what} " +
+                        $"({Perplexity(other.Perplexity)}).");
             }
         }
         if (pareto.Count > 0)
             sentences.Add(pareto.Count == 1
-                ? $"The Pareto front is a single candidate: {Si(pareto[0].Parameters)} parameters, perplexity {Perplexity(pareto[0].Perplexity)}."
-                : $"The (parameters, perplexity) Pareto front has {pareto.Count} candidates, from {Si(pareto[0].Parameters)} parameters at perplexity {Perplexity(pareto[0].Perplexity)} to {Si(pareto[^1].Parameters)} at {Perplexity(pareto[^1].Perplexity)}.");
+                ? $"The Pareto front is a single candidate: {Si(pareto[0].Parameters)} parameters, perplexity " +
+                    $"{Perplexity(pareto[0].Perplexity)}."
+                : $"The (parameters, perplexity) Pareto front has {pareto.Count} candidates, from {Si(pareto[0].Parameters)} parameters " +
+                    $"at perplexity {Perplexity(pareto[0].Perplexity)} to {Si(pareto[^1].Parameters)} at " +
+                    $"{Perplexity(pareto[^1].Perplexity)}.");
         return (strategies, pareto, gain, sentences);
     }
 
@@ -149,7 +174,9 @@ public sealed record DemoFindings
         double? kdFraction = r.SaltTotalSteps > 0 ? (double)r.SaltKdSteps / r.SaltTotalSteps : null;
         if (salt is null || baseline is null || target is null)
         {
-            sentences.Add(r.Salt.Count == 0 ? "No SALT comparison was run." : $"The SALT comparison needs both a {SaltArm} and a {SaltBaseline} arm with a finite final perplexity; this run lacks one.");
+            sentences.Add(
+                r.Salt.Count == 0 ? "No SALT comparison was run." : $"The SALT comparison needs both a {SaltArm} and a {SaltBaseline} " +
+                $"arm with a finite final perplexity; this run lacks one.");
             return (target, arms, null, null, kdFraction, sentences);
         }
         var saltSummary = arms.First(a => a.Name == SaltArm);
@@ -159,17 +186,20 @@ public sealed record DemoFindings
         double? fraction = step is { } st && r.SaltTotalSteps > 0 ? st / r.SaltTotalSteps : null;
         int lastStep = saltFinal?.Step ?? 0;
         if (step is not { } s)
-            sentences.Add($"{NotReproduced}SALT did not reach the baseline's final perplexity ({Perplexity(target.Value)}) within {total} steps"
+            sentences.Add($"{NotReproduced}SALT did not reach the baseline's final perplexity ({Perplexity(target.Value)}) within " +
+                $"{total} steps"
                 + (saltFinal is null ? "." : $" (it ended at {Perplexity(saltFinal.Perplexity)})."));
         else if (s >= lastStep || s >= r.SaltTotalSteps)
-            sentences.Add($"{NotReproduced}SALT reached the baseline's final perplexity ({Perplexity(target.Value)}) only at the end of training (step {Step(s)} of {total}).");
+            sentences.Add($"{NotReproduced}SALT reached the baseline's final perplexity ({Perplexity(target.Value)}) only at the end of " +
+                $"training (step {Step(s)} of {total}).");
         else
             sentences.Add($"SALT reaches the baseline's final perplexity ({Perplexity(target.Value)}) at step {Step(s)} of {total}"
                 + (fraction is { } f ? $": {Percent(f)} of the steps." : "."));
         if (saltFinal is not null && baseFinal is not null)
             sentences.Add(saltFinal.ValLoss < baseFinal.ValLoss
                 ? $"At the end SALT's perplexity is {Perplexity(saltFinal.Perplexity)}, the baseline's {Perplexity(baseFinal.Perplexity)}."
-                : $"{NotReproduced}SALT does not end below the baseline (perplexity {Perplexity(saltFinal.Perplexity)} vs {Perplexity(baseFinal.Perplexity)}).");
+                : $"{NotReproduced}SALT does not end below the baseline (perplexity {Perplexity(saltFinal.Perplexity)} vs " +
+                    $"{Perplexity(baseFinal.Perplexity)}).");
         return (target, arms, step, fraction, kdFraction, sentences);
     }
 }

@@ -20,7 +20,8 @@ static class DemoFormat
         int decimals = Math.Max(0, 2 - (int)Math.Floor(Math.Log10(Math.Max(Math.Abs(m), 1e-300))));
         // Rounding can carry into a new digit (999.7 → "1000"): print the carried value with one digit fewer.
         string s = Math.Round(m, decimals).ToString("F" + decimals, Inv);
-        if (decimals > 0 && s.Replace("-", "").Split('.')[0].Length > 3 - decimals) s = Math.Round(m, decimals - 1).ToString("F" + (decimals - 1), Inv);
+        if (decimals > 0 && s.Replace("-", "").Split('.')[0].Length > 3 - decimals)
+            s = Math.Round(m, decimals - 1).ToString("F" + (decimals - 1), Inv);
         return s + suffix;
     }
 

@@ -40,13 +40,16 @@ static class DemoJson
             ["small_model"] = r.SaltSmallModel,
             ["arms"] = Arms(r.Salt),
         },
-        ["stages"] = new JsonArray(r.Stages.Select(s => (JsonNode)new JsonObject { ["stage"] = s.Stage, ["seconds"] = Num(s.Seconds), ["cached"] = s.Cached }).ToArray()),
+        ["stages"] = new JsonArray(
+            r.Stages.Select(
+            s => (JsonNode)new JsonObject { ["stage"] = s.Stage, ["seconds"] = Num(s.Seconds), ["cached"] = s.Cached }).ToArray()),
         ["analysis"] = Analysis(f),
     };
 
     static JsonObject SearchPointJson(SearchPoint p) => new()
     {
-        ["index"] = p.Index, ["strategy"] = p.Strategy, ["parameters"] = p.Parameters, ["perplexity"] = Num(p.Perplexity), ["spec"] = p.Spec,
+        ["index"] = p.Index, ["strategy"] = p.Strategy, ["parameters"] = p.Parameters, ["perplexity"] = Num(p.Perplexity),
+            ["spec"] = p.Spec,
     };
 
     static JsonArray Arms(IReadOnlyList<Arm> arms) => new(arms.Select(a => (JsonNode)new JsonObject
@@ -121,9 +124,11 @@ static class DemoJson
         { throw new InvalidFileException(path, $"is not a JSON object ({ex.Message})"); }
         try
         {
-            if (Str(o, "format") != "whittle-demo-results") throw new InvalidFileException(path, "is not a whittle demo results file (\"format\" is not \"whittle-demo-results\")");
+            if (Str(o, "format") != "whittle-demo-results")
+                throw new InvalidFileException(path, "is not a whittle demo results file (\"format\" is not \"whittle-demo-results\")");
             int version = Req(o, "version").GetValue<int>();
-            if (version != Version) throw new InvalidFileException(path, $"has results format version {version}; this build reads version {Version}");
+            if (version != Version)
+                throw new InvalidFileException(path, $"has results format version {version}; this build reads version {Version}");
             var teacher = Obj(o, "teacher");
             var budget = Obj(o, "budget");
             var salt = Obj(o, "salt");
@@ -146,18 +151,22 @@ static class DemoJson
                 SaltKdSteps = (int)Long(salt, "kd_steps"),
                 SaltTotalSteps = (int)Long(salt, "total_steps"),
                 SaltSmallModel = Str(salt, "small_model"),
-                Stages = Arr(o, "stages").Select(n => n!.AsObject()).Select(s => new StageTiming(Str(s, "stage"), Dbl(s, "seconds"), Req(s, "cached").GetValue<bool>())).ToList(),
+                Stages = Arr(o, "stages").Select(n => n!.AsObject()).Select(
+                    s => new StageTiming(Str(s, "stage"), Dbl(s, "seconds"), Req(s, "cached").GetValue<bool>())).ToList(),
             };
         }
-        catch (Exception ex) when (ex is JsonException or InvalidOperationException or FormatException or KeyNotFoundException or NullReferenceException)
+        catch (Exception ex)
+            when (ex is JsonException or InvalidOperationException or FormatException or KeyNotFoundException or NullReferenceException)
         { throw new InvalidFileException(path, $"is not a valid demo results file ({ex.Message})"); }
     }
 
     static SearchPoint ReadSearchPoint(JsonObject p) =>
         new((int)Long(p, "index"), Str(p, "strategy"), Long(p, "parameters"), Dbl(p, "perplexity"), Str(p, "spec"));
 
-    static List<Arm> ReadArms(JsonArray arms) => arms.Select(n => n!.AsObject()).Select(a => new Arm(Str(a, "name"), Str(a, "description"), Long(a, "parameters"),
-        Arr(a, "curve").Select(c => c!.AsObject()).Select(c => new CurvePoint((int)Long(c, "step"), Long(c, "tokens"), Dbl(c, "val_loss"))).ToList())).ToList();
+    static List<Arm> ReadArms(JsonArray arms) =>
+        arms.Select(n => n!.AsObject()).Select(a => new Arm(Str(a, "name"), Str(a, "description"), Long(a, "parameters"),
+        Arr(a, "curve").Select(c => c!.AsObject()).Select(
+            c => new CurvePoint((int)Long(c, "step"), Long(c, "tokens"), Dbl(c, "val_loss"))).ToList())).ToList();
 
     static JsonNode Req(JsonObject o, string key) => o[key] ?? throw new KeyNotFoundException($"missing \"{key}\"");
     static JsonObject Obj(JsonObject o, string key) => Req(o, key).AsObject();

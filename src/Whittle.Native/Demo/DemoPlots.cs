@@ -20,7 +20,8 @@ static class DemoPlots
         [DemoFindings.SaltArm] = "#D55E00", [DemoFindings.SaltBaseline] = "#000000",
     };
 
-    static string ColorOf(string name, int index) => Colors.TryGetValue(name, out var c) ? c : SvgPlot.Palette[index % SvgPlot.Palette.Length];
+    static string ColorOf(string name, int index) =>
+        Colors.TryGetValue(name, out var c) ? c : SvgPlot.Palette[index % SvgPlot.Palette.Length];
     static Marker MarkerOf(int index) => SvgPlot.Markers[index % SvgPlot.Markers.Length];
 
     public static IReadOnlyList<DemoPlot> Of(DemoResults r, DemoFindings f) => [Students(r, f), Search(r, f), Progress(r), Salt(r, f)];
@@ -40,15 +41,19 @@ static class DemoPlots
 
     static DemoPlot Students(DemoResults r, DemoFindings f)
     {
-        var plot = new SvgPlot("Students: validation perplexity vs training tokens", "training tokens", "validation perplexity", false, true, Tick, Tick)
+        var plot = new SvgPlot("Students: validation perplexity vs training tokens", "training tokens", "validation perplexity", false,
+            true, Tick, Tick)
             { YCap = CurveCap(r.Students) };
         for (int i = 0; i < r.Students.Count; i++)
         {
             var a = r.Students[i];
-            plot.Line(a.Name, ColorOf(a.Name, i), a.Curve.OrderBy(p => p.Tokens).Select(p => ((double)p.Tokens, p.Perplexity)), MarkerOf(i));
+            plot.Line(a.Name, ColorOf(a.Name, i), a.Curve.OrderBy(p => p.Tokens).Select(p => ((double)p.Tokens, p.Perplexity)),
+                MarkerOf(i));
         }
         if (f.StudentTarget is { } t) plot.HorizontalLine(t, $"{DemoFindings.RandomInit} final ({Perplexity(t)})");
-        return new DemoPlot("students.svg", "Validation perplexity of every student arm against the tokens it has trained on; the dashed line is random-init's final perplexity.", plot);
+        return new DemoPlot("students.svg",
+            "Validation perplexity of every student arm against the tokens it has trained on; the dashed line is random-init's final " +
+            "perplexity.", plot);
     }
 
     static DemoPlot Search(DemoResults r, DemoFindings f)
@@ -58,17 +63,21 @@ static class DemoPlots
         foreach (var g in r.Search.GroupBy(p => p.Strategy))
         {
             // A baseline of one or a few candidates is drawn large enough to find among the many.
-            plot.Scatter($"{g.Key} ({g.Count()})", ColorOf(g.Key, i), g.Select(p => ((double)p.Parameters, p.Perplexity)), MarkerOf(i), g.Count() <= 3 ? 6 : 3.5);
+            plot.Scatter($"{g.Key} ({g.Count()})", ColorOf(g.Key, i), g.Select(p => ((double)p.Parameters, p.Perplexity)), MarkerOf(i),
+                g.Count() <= 3 ? 6 : 3.5);
             i++;
         }
         if (f.Pareto.Count > 0) plot.Steps("Pareto front", "#CC79A7", f.Pareto.Select(p => ((double)p.Parameters, p.Perplexity)));
         if (r.BudgetParams > 0) plot.VerticalLine(r.BudgetParams, $"budget {Si(r.BudgetParams)}");
-        return new DemoPlot("search.svg", "Every sub-network the search evaluated (parameters, perplexity), by strategy; the staircase is the Pareto front, the dashed line the parameter budget.", plot);
+        return new DemoPlot("search.svg",
+            "Every sub-network the search evaluated (parameters, perplexity), by strategy; the staircase is the Pareto front, the dashed " +
+            "line the parameter budget.", plot);
     }
 
     static DemoPlot Progress(DemoResults r)
     {
-        var plot = new SvgPlot("Search progress: best perplexity so far", "evaluations of the strategy", "best validation perplexity", false, true, Tick, Tick);
+        var plot = new SvgPlot("Search progress: best perplexity so far", "evaluations of the strategy", "best validation perplexity",
+            false, true, Tick, Tick);
         int i = 0;
         foreach (var g in r.Search.GroupBy(p => p.Strategy))
         {
@@ -80,12 +89,15 @@ static class DemoPlots
             else plot.Line(g.Key, color, best.Select((b, k) => ((double)(k + 1), b)), points.Count <= 40 ? MarkerOf(i) : Marker.None);
             i++;
         }
-        return new DemoPlot("search-progress.svg", "Best perplexity found after each evaluation, per strategy; a strategy with a single candidate is drawn as a dashed level.", plot);
+        return new DemoPlot("search-progress.svg",
+            "Best perplexity found after each evaluation, per strategy; a strategy with a single candidate is drawn as a dashed " +
+            "level.", plot);
     }
 
     static DemoPlot Salt(DemoResults r, DemoFindings f)
     {
-        var plot = new SvgPlot("SALT vs baseline: validation perplexity vs step", "optimizer step", "validation perplexity", false, true, Tick, Tick)
+        var plot = new SvgPlot("SALT vs baseline: validation perplexity vs step", "optimizer step", "validation perplexity", false,
+            true, Tick, Tick)
             { YCap = CurveCap(r.Salt) };
         for (int i = 0; i < r.Salt.Count; i++)
         {
@@ -94,6 +106,8 @@ static class DemoPlots
         }
         if (r.Salt.Count > 0 && r.SaltKdSteps > 0) plot.VerticalLine(r.SaltKdSteps, $"KD ends: step {Count(r.SaltKdSteps)}");
         if (f.SaltTarget is { } t) plot.HorizontalLine(t, $"baseline final ({Perplexity(t)})");
-        return new DemoPlot("salt.svg", "SALT (knowledge distillation from the small model for the first steps, then plain training) against the baseline trained on the data alone.", plot);
+        return new DemoPlot("salt.svg",
+            "SALT (knowledge distillation from the small model for the first steps, then plain training) against the baseline trained on " +
+            "the data alone.", plot);
     }
 }

@@ -21,7 +21,8 @@ public static class DemoReport
         var f = DemoFindings.Of(r);
         var plots = DemoPlots.Of(r, f);
         Directory.CreateDirectory(dir);
-        AtomicFile.WriteAllText(Path.Combine(dir, ResultsFile), DemoJson.ToJson(r, f).ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        AtomicFile.WriteAllText(
+            Path.Combine(dir, ResultsFile), DemoJson.ToJson(r, f).ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
         foreach (var p in plots) AtomicFile.WriteAllText(Path.Combine(dir, p.File), p.Plot.Render(p.Id, standalone: true));
         var doc = Document(r, f, plots);
         AtomicFile.WriteAllText(Path.Combine(dir, MarkdownFile), Markdown(doc));
@@ -34,7 +35,8 @@ public static class DemoReport
     // ---------------------------------------------------------------- document model
 
     sealed record Table(string[] Headers, bool[] Numeric, List<string[]> Rows, bool CodeLastColumn = false);
-    sealed record Section(string Title, string? Intro, IReadOnlyList<DemoPlot> Plots, IReadOnlyList<Table> Tables, IReadOnlyList<string> Sentences);
+    sealed record Section(
+        string Title, string? Intro, IReadOnlyList<DemoPlot> Plots, IReadOnlyList<Table> Tables, IReadOnlyList<string> Sentences);
     sealed record Doc(string Title, IReadOnlyList<(string Key, string Value)> Header, IReadOnlyList<Section> Sections);
 
     static Doc Document(DemoResults r, DemoFindings f, IReadOnlyList<DemoPlot> plots)
@@ -53,49 +55,64 @@ public static class DemoReport
 
         string target = f.StudentTarget is { } t ? Perplexity(t) : "—";
         var students = new Table(
-            ["Arm", "Initialisation", "Parameters", "Tokens trained", "Final perplexity", $"Tokens to reach {DemoFindings.RandomInit}'s final perplexity ({target})", "Speed-up"],
+            ["Arm", "Initialisation", "Parameters", "Tokens trained", "Final perplexity",
+                $"Tokens to reach {DemoFindings.RandomInit}'s final perplexity ({target})", "Speed-up"],
             [false, false, true, true, true, true, true],
             f.Students.Select(a => new[]
             {
-                a.Name, a.Description, Si(a.Parameters), a.Final is { } fp ? Si(fp.Tokens) : "—", a.Final is { } fp2 ? Perplexity(fp2.Perplexity) : "—",
+                a.Name, a.Description, Si(a.Parameters), a.Final is { } fp ? Si(fp.Tokens) : "—",
+                    a.Final is { } fp2 ? Perplexity(fp2.Perplexity) : "—",
                 a.ToTarget is { } tt ? Si(tt) : f.StudentTarget is null ? "—" : "not reached",
-                a.Name == DemoFindings.RandomInit ? "reference" : a.SpeedUp is { } s ? Factor(s) : a.ToTarget is <= 0 ? "before training" : "—",
+                a.Name == DemoFindings.RandomInit ? "reference" : a.SpeedUp is { } s ? Factor(s) : a.ToTarget is <= 0 ? "before " +
+                    "training" : "—",
             }).ToList());
 
         var strategies = new Table(
             ["Strategy", "Candidates evaluated", "Best perplexity", "Parameters of the best"],
             [false, true, true, true],
-            f.Strategies.Select(s => new[] { s.Strategy, Count(s.Evaluated), s.Best is { } b ? Perplexity(b.Perplexity) : "—", s.Best is { } b2 ? Si(b2.Parameters) : "—" }).ToList());
+            f.Strategies.Select(
+                s => new[] { s.Strategy, Count(s.Evaluated), s.Best is { } b ? Perplexity(b.Perplexity) : "—",
+                s.Best is { } b2 ? Si(b2.Parameters) : "—" }).ToList());
         var pareto = new Table(
             ["Parameters", "Perplexity", "Strategy", "Sub-network"],
             [true, true, false, false],
-            f.Pareto.Select(p => new[] { Count(p.Parameters), Perplexity(p.Perplexity), p.Strategy, p.Spec }).ToList(), CodeLastColumn: true);
+            f.Pareto.Select(p => new[] { Count(p.Parameters), Perplexity(p.Perplexity), p.Strategy, p.Spec }).ToList(),
+                CodeLastColumn: true);
 
         string saltTarget = f.SaltTarget is { } st ? Perplexity(st) : "—";
         var salt = new Table(
-            ["Arm", "Description", "Parameters", "Steps", "Final perplexity", $"Step reaching the baseline's final perplexity ({saltTarget})", "Fraction of all steps"],
+            ["Arm", "Description", "Parameters", "Steps", "Final perplexity",
+                $"Step reaching the baseline's final perplexity ({saltTarget})", "Fraction of all steps"],
             [false, false, true, true, true, true, true],
             f.Salt.Select(a => new[]
             {
-                a.Name, a.Description, Si(a.Parameters), a.Final is { } fp ? Count(fp.Step) : "—", a.Final is { } fp2 ? Perplexity(fp2.Perplexity) : "—",
+                a.Name, a.Description, Si(a.Parameters), a.Final is { } fp ? Count(fp.Step) : "—",
+                    a.Final is { } fp2 ? Perplexity(fp2.Perplexity) : "—",
                 a.ToTarget is { } s ? Step(s) : f.SaltTarget is null ? "—" : "not reached",
                 a.ToTarget is { } s2 && r.SaltTotalSteps > 0 ? Percent(s2 / r.SaltTotalSteps) : "—",
             }).ToList());
 
         var stages = new Table(["Stage", "Time", "Cached"], [false, true, false],
-            r.Stages.Select(s => new[] { s.Stage, Seconds(s.Seconds), s.Cached ? "cached (time of the run that computed it)" : "computed in this run" }).ToList());
+            r.Stages.Select(
+                s => new[] { s.Stage, Seconds(s.Seconds),
+                s.Cached ? "cached (time of the run that computed it)" : "computed in this run" }).ToList());
 
         var sections = new List<Section>
         {
             new("Students trained for the same token budget",
-                "Students of the searched architecture, each trained on the same number of tokens; the Initialisation column says how each one started.",
+                "Students of the searched architecture, each trained on the same number of tokens; the Initialisation column says how " +
+                    "each one started.",
                 [Plot("students.svg")], [students], f.StudentSentences),
             new("Sub-network search",
-                "Evolutionary search over sub-networks of the teacher under the parameter budget, against random search and the importance-only baseline (every dimension shrunk uniformly, keeping the most important units).",
-                [Plot("search.svg"), Plot("search-progress.svg")], pareto.Rows.Count > 0 ? [strategies, pareto] : [strategies], f.SearchSentences),
+                "Evolutionary search over sub-networks of the teacher under the parameter budget, against random search and the " +
+                    "importance-only baseline (every dimension shrunk uniformly, keeping the most important units).",
+                [Plot("search.svg"), Plot("search-progress.svg")], pareto.Rows.Count > 0 ? [strategies, pareto] : [strategies],
+                    f.SearchSentences),
             new("SALT: distillation from a small model early in training",
-                $"SALT trains the large model with distillation from {r.SaltSmallModel} for the first {Count(r.SaltKdSteps)} of {Count(r.SaltTotalSteps)} steps"
-                + (f.KdFraction is { } kf ? $" ({Percent(kf)})" : "") + ", then on the data alone; the baseline trains on the data alone for all the steps.",
+                $"SALT trains the large model with distillation from {r.SaltSmallModel} for the first {Count(r.SaltKdSteps)} of " +
+                    $"{Count(r.SaltTotalSteps)} steps"
+                + (f.KdFraction is { } kf ? $" ({Percent(kf)})" : "") + ", then on the data alone; the baseline trains on the data alone " +
+                    "for all the steps.",
                 [Plot("salt.svg")], [salt], f.SaltSentences),
             new("Stage times", null, [], [stages], []),
         };
@@ -110,14 +127,16 @@ public static class DemoReport
         sb.Append($"# {MdText(d.Title)}\n\n");
         sb.Append("| | |\n|---|---|\n");
         foreach (var (k, v) in d.Header) sb.Append($"| {MdCell(k)} | {MdCell(v)} |\n");
-        sb.Append($"\nThe plots are inline in [{HtmlFile}]({HtmlFile}) and written as .svg files next to this file; every number comes from [{ResultsFile}]({ResultsFile}).\n");
+        sb.Append($"\nThe plots are inline in [{HtmlFile}]({HtmlFile}) and written as .svg files next to this file; every number comes " +
+            $"from [{ResultsFile}]({ResultsFile}).\n");
         foreach (var s in d.Sections)
         {
             sb.Append($"\n## {MdText(s.Title)}\n\n");
             if (s.Intro is not null) sb.Append(MdText(s.Intro)).Append("\n\n");
             foreach (var line in s.Sentences)
                 sb.Append("- ").Append(line.StartsWith(DemoFindings.NotReproduced, StringComparison.Ordinal)
-                    ? $"**{DemoFindings.NotReproduced.TrimEnd()}** {MdText(line[DemoFindings.NotReproduced.Length..])}" : MdText(line)).Append('\n');
+                    ? $"**{DemoFindings.NotReproduced.TrimEnd()}** " +
+                        $"{MdText(line[DemoFindings.NotReproduced.Length..])}" : MdText(line)).Append('\n');
             if (s.Sentences.Count > 0) sb.Append('\n');
             foreach (var p in s.Plots) sb.Append($"![{MdText(p.Caption)}]({p.File})\n\n");
             foreach (var t in s.Tables)
@@ -125,8 +144,12 @@ public static class DemoReport
                 sb.Append("| ").Append(string.Join(" | ", t.Headers.Select(MdCell))).Append(" |\n|");
                 sb.Append(string.Join("|", t.Numeric.Select(n => n ? "---:" : "---"))).Append("|\n");
                 foreach (var row in t.Rows)
-                    sb.Append("| ").Append(string.Join(" | ", row.Select((c, i) => t.CodeLastColumn && i == row.Length - 1 ? MdCode(c) : MdCell(c)))).Append(" |\n");
-                if (t.Rows.Count == 0) sb.Append("| ").Append(string.Join(" | ", t.Headers.Select((_, i) => i == 0 ? "(none in this run)" : ""))).Append(" |\n");
+                    sb.Append("| ").Append(
+                        string.Join(" | ",
+                        row.Select((c, i) => t.CodeLastColumn && i == row.Length - 1 ? MdCode(c) : MdCell(c)))).Append(" |\n");
+                if (t.Rows.Count == 0)
+                    sb.Append("| ").Append(
+                    string.Join(" | ", t.Headers.Select((_, i) => i == 0 ? "(none in this run)" : ""))).Append(" |\n");
                 sb.Append('\n');
             }
         }
@@ -186,7 +209,8 @@ public static class DemoReport
     static string Html(Doc d)
     {
         var sb = new StringBuilder();
-        sb.Append("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
+        sb.Append("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" " +
+            "content=\"width=device-width, initial-scale=1\">\n");
         sb.Append($"<title>{H(d.Title)}</title>\n<style>\n{Css}</style>\n</head>\n<body>\n");
         sb.Append($"<h1>{H(d.Title)}</h1>\n<table class=\"header\">\n");
         foreach (var (k, v) in d.Header) sb.Append($"<tr><th scope=\"row\">{H(k)}</th><td>{H(v)}</td></tr>\n");
@@ -200,16 +224,19 @@ public static class DemoReport
                 sb.Append("<ul class=\"findings\">\n");
                 foreach (var line in s.Sentences)
                     sb.Append(line.StartsWith(DemoFindings.NotReproduced, StringComparison.Ordinal)
-                        ? $"<li class=\"absent\"><strong>{H(DemoFindings.NotReproduced.TrimEnd())}</strong> {H(line[DemoFindings.NotReproduced.Length..])}</li>\n"
+                        ? $"<li class=\"absent\"><strong>{H(DemoFindings.NotReproduced.TrimEnd())}</strong> " +
+                            $"{H(line[DemoFindings.NotReproduced.Length..])}</li>\n"
                         : $"<li>{H(line)}</li>\n");
                 sb.Append("</ul>\n");
             }
             foreach (var p in s.Plots)
-                sb.Append("<figure>\n").Append(p.Plot.Render(p.Id, standalone: false)).Append($"<figcaption>{H(p.Caption)}</figcaption>\n</figure>\n");
+                sb.Append("<figure>\n").Append(p.Plot.Render(p.Id, standalone: false)).Append(
+                    $"<figcaption>{H(p.Caption)}</figcaption>\n</figure>\n");
             foreach (var t in s.Tables)
             {
                 sb.Append("<div class=\"scroll\"><table>\n<thead><tr>");
-                for (int i = 0; i < t.Headers.Length; i++) sb.Append($"<th scope=\"col\"{(t.Numeric[i] ? " class=\"num\"" : "")}>{H(t.Headers[i])}</th>");
+                for (int i = 0; i < t.Headers.Length; i++)
+                    sb.Append($"<th scope=\"col\"{(t.Numeric[i] ? " class=\"num\"" : "")}>{H(t.Headers[i])}</th>");
                 sb.Append("</tr></thead>\n<tbody>\n");
                 foreach (var row in t.Rows)
                 {
@@ -225,7 +252,8 @@ public static class DemoReport
             }
             sb.Append("</section>\n");
         }
-        sb.Append($"<footer>Every number on this page was measured in this run; the measurements are in {H(ResultsFile)} next to this file.</footer>\n");
+        sb.Append($"<footer>Every number on this page was measured in this run; the measurements are in {H(ResultsFile)} next to this " +
+            $"file.</footer>\n");
         sb.Append("</body>\n</html>\n");
         return sb.ToString();
     }

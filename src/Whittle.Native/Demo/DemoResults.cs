@@ -9,7 +9,8 @@ public sealed record CurvePoint(int Step, long Tokens, double ValLoss)
 /// <summary>A training run compared in the report (a student arm, SALT, its baseline).</summary>
 public sealed record Arm(string Name, string Description, long Parameters, IReadOnlyList<CurvePoint> Curve);
 
-/// <summary>One sub-network evaluated by the search, in evaluation order; Parameters counts what the budget counts (non-embedding).</summary>
+/// <summary>One sub-network evaluated by the search, in evaluation order; Parameters counts what the budget counts
+/// (non-embedding).</summary>
 public sealed record SearchPoint(int Index, string Strategy, long Parameters, double Perplexity, string Spec);
 
 /// <summary>How long a stage of the demo took (cached stages report the time of the run that computed them).</summary>

@@ -16,7 +16,8 @@ public static class DemoSweep
     public static (bool Students, bool Search, bool Salt) Verdicts(DemoFindings f)
     {
         ArgumentNullException.ThrowIfNull(f);
-        static bool Shown(IReadOnlyList<string> sentences) => sentences.Count > 0 && !sentences.Any(s => s.StartsWith(DemoFindings.NotReproduced, StringComparison.Ordinal));
+        static bool Shown(IReadOnlyList<string> sentences) =>
+            sentences.Count > 0 && !sentences.Any(s => s.StartsWith(DemoFindings.NotReproduced, StringComparison.Ordinal));
         // A section whose comparison could not be made at all (an arm missing) has no "Not reproduced" sentence but no
         // number either; it does not count as shown.
         bool students = Shown(f.StudentSentences) && f.Students.Any(a => a.Name == DemoFindings.SubnetInitKd && a.SpeedUp is > 1);
@@ -26,12 +27,15 @@ public static class DemoSweep
         return (students, search, salt);
     }
 
-    /// <summary>A Markdown table, one row per seed, of the three effects with their margins, and a last line counting the seeds that show each.</summary>
+    /// <summary>A Markdown table, one row per seed, of the three effects with their margins, and a last line counting the seeds that show
+    /// each.</summary>
     public static string Table(IReadOnlyList<SweepRun> runs)
     {
         ArgumentNullException.ThrowIfNull(runs);
         var sb = new StringBuilder();
-        sb.AppendLine("| seed | students: subnet-init+kd speed-up (final ppl kd / no kd) | search: evolution's best vs random / importance (evolution's perplexity relative to each) | SALT: step reaching the baseline's final ppl (final ppl SALT / baseline) | all three | wall time |");
+        sb.AppendLine("| seed | students: subnet-init+kd speed-up (final ppl kd / no kd) | search: evolution's best vs random / " +
+            "importance (evolution's perplexity relative to each) | SALT: step reaching the baseline's final ppl (final ppl SALT / " +
+            "baseline) | all three | wall time |");
         sb.AppendLine("|---:|---|---|---|---|---:|");
         int nStudents = 0, nSearch = 0, nSalt = 0, nAll = 0;
         foreach (var run in runs)
@@ -49,18 +53,23 @@ public static class DemoSweep
             var rnd = f.Strategies.FirstOrDefault(x => x.Strategy == DemoFindings.RandomSearch)?.Best;
             var imp = f.Strategies.FirstOrDefault(x => x.Strategy == DemoFindings.Importance)?.Best;
             // Evolution's perplexity relative to the other strategy's: "−5.9%" is 5.9% lower (better), "0.0%" a tie.
-            string Gain(string name) => f.EvolutionGain.TryGetValue(name, out var g) ? (g > 0 ? "−" : g < 0 ? "+" : "") + Percent(Math.Abs(g)) : "—";
-            string search = $"{Mark(se)}: {P(evo)} vs {P(rnd)} ({Gain(DemoFindings.RandomSearch)}) / {P(imp)} ({Gain(DemoFindings.Importance)})";
+            string Gain(string name) =>
+                f.EvolutionGain.TryGetValue(name, out var g) ? (g > 0 ? "−" : g < 0 ? "+" : "") + Percent(Math.Abs(g)) : "—";
+            string search = $"{Mark(se)}: {P(evo)} vs {P(rnd)} ({Gain(DemoFindings.RandomSearch)}) / {P(imp)} " +
+                $"({Gain(DemoFindings.Importance)})";
 
             var salt = f.Salt.FirstOrDefault(a => a.Name == DemoFindings.SaltArm);
             var baseline = f.Salt.FirstOrDefault(a => a.Name == DemoFindings.SaltBaseline);
-            string reached = f.SaltStep is { } step ? $"{Step(step)} of {Count(run.Results.SaltTotalSteps)} ({Percent(f.SaltFraction ?? double.NaN)})" : "not reached";
+            string reached = f.SaltStep is { } step ? $"{Step(step)} of {Count(run.Results.SaltTotalSteps)} " +
+                $"({Percent(f.SaltFraction ?? double.NaN)})" : "not reached";
             string saltCell = $"{Mark(sa)}: {reached} ({Ppl(salt?.Final)} / {Ppl(baseline?.Final)})";
 
-            sb.AppendLine($"| {run.Seed} | {students} | {search} | {saltCell} | {Mark(st && se && sa)} | {(run.WallSeconds is { } w ? Seconds(w) : "—")} |");
+            sb.AppendLine($"| {run.Seed} | {students} | {search} | {saltCell} | {Mark(st && se && sa)} | " +
+                $"{(run.WallSeconds is { } w ? Seconds(w) : "—")} |");
         }
         sb.AppendLine();
-        sb.AppendLine($"Seeds showing the effect: students {nStudents}/{runs.Count}, search {nSearch}/{runs.Count}, SALT {nSalt}/{runs.Count}; all three {nAll}/{runs.Count}.");
+        sb.AppendLine($"Seeds showing the effect: students {nStudents}/{runs.Count}, search {nSearch}/{runs.Count}, SALT " +
+            $"{nSalt}/{runs.Count}; all three {nAll}/{runs.Count}.");
         return sb.ToString();
     }
 

@@ -49,7 +49,8 @@ sealed class SvgPlot
     public void Scatter(string name, string color, IEnumerable<(double X, double Y)> points, Marker marker, double size = 3.5) =>
         _series.Add(new Series(name, color, points.ToArray(), marker, Kind.Scatter, false, size));
 
-    /// <summary>A staircase through the points sorted by x: horizontal to the next x, then vertical to its y (a Pareto front), ending at the last point.</summary>
+    /// <summary>A staircase through the points sorted by x: horizontal to the next x, then vertical to its y (a Pareto front), ending at
+    /// the last point.</summary>
     public void Steps(string name, string color, IEnumerable<(double X, double Y)> points) =>
         _series.Add(new Series(name, color, points.OrderBy(p => p.X).ToArray(), Marker.None, Kind.Step, false));
 
@@ -63,8 +64,10 @@ sealed class SvgPlot
     {
         var sb = new StringBuilder();
         int x0 = Left, x1 = Width - Right, y0 = Top, y1 = Height - Bottom;
-        sb.Append($"<svg{(standalone ? " xmlns=\"http://www.w3.org/2000/svg\"" : "")} viewBox=\"0 0 {Width} {Height}\" width=\"{Width}\" height=\"{Height}\" role=\"img\" aria-labelledby=\"{id}-title\" ")
-          .Append("font-family=\"system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif\" font-size=\"12\" class=\"plot\">\n");
+        sb.Append($"<svg{(standalone ? " xmlns=\"http://www.w3.org/2000/svg\"" : "")} viewBox=\"0 0 {Width} {Height}\" width=\"{Width}\" " +
+            $"height=\"{Height}\" role=\"img\" aria-labelledby=\"{id}-title\" ")
+          .Append("font-family=\"system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif\" font-size=\"12\" " +
+              "class=\"plot\">\n");
         sb.Append($"<title id=\"{id}-title\">{Xml(_title)}</title>\n");
         sb.Append($"<rect x=\"0\" y=\"0\" width=\"{Width}\" height=\"{Height}\" fill=\"#ffffff\"/>\n");
         sb.Append($"<text x=\"{x0}\" y=\"22\" font-size=\"15\" font-weight=\"600\" fill=\"#222222\">{Xml(_title)}</text>\n");
@@ -75,14 +78,16 @@ sealed class SvgPlot
             .Concat(_references.Where(r => !r.Vertical && Visible(r.Value, _logY)).Select(r => r.Value)).ToList();
         if (xs.Count == 0 || ys.Count == 0)
         {
-            sb.Append($"<text x=\"{(x0 + x1) / 2}\" y=\"{(y0 + y1) / 2}\" text-anchor=\"middle\" fill=\"#555555\">no data in this run</text>\n</svg>\n");
+            sb.Append($"<text x=\"{(x0 + x1) / 2}\" y=\"{(y0 + y1) / 2}\" text-anchor=\"middle\" fill=\"#555555\">no data in this " +
+                $"run</text>\n</svg>\n");
             return sb.ToString();
         }
         double yMax = ys.Max();
         bool capped = YCap is { } cap && cap < yMax && cap > ys.Min();
         var xAxis = new Axis(xs.Min(), xs.Max(), _logX, x0, x1);
         var yAxis = new Axis(ys.Min(), capped ? YCap!.Value : yMax, _logY, y1, y0);
-        sb.Append($"<defs><clipPath id=\"{id}-area\"><rect x=\"{x0}\" y=\"{y0}\" width=\"{x1 - x0}\" height=\"{y1 - y0}\"/></clipPath></defs>\n");
+        sb.Append($"<defs><clipPath id=\"{id}-area\"><rect x=\"{x0}\" y=\"{y0}\" width=\"{x1 - x0}\" " +
+            $"height=\"{y1 - y0}\"/></clipPath></defs>\n");
 
         // Grid, ticks and tick labels.
         sb.Append("<g stroke=\"#e3e3e3\" stroke-width=\"1\">\n");
@@ -96,7 +101,8 @@ sealed class SvgPlot
         foreach (var t in yAxis.Ticks())
             sb.Append($"<text x=\"{x0 - 6}\" y=\"{F(yAxis.Map(t) + 4)}\" text-anchor=\"end\">{Xml(_yTick(t))}</text>\n");
         sb.Append($"<text x=\"{(x0 + x1) / 2}\" y=\"{Height - 12}\" text-anchor=\"middle\">{Xml(_xLabel)}</text>\n");
-        sb.Append($"<text transform=\"translate(16 {(y0 + y1) / 2}) rotate(-90)\" text-anchor=\"middle\">{Xml(_yLabel)}{(_logY ? " (log scale)" : "")}</text>\n");
+        sb.Append($"<text transform=\"translate(16 {(y0 + y1) / 2}) rotate(-90)\" " +
+            $"text-anchor=\"middle\">{Xml(_yLabel)}{(_logY ? " (log scale)" : "")}</text>\n");
         sb.Append("</g>\n");
 
         foreach (var r in _references)
@@ -104,26 +110,32 @@ sealed class SvgPlot
             if (r.Vertical && Visible(r.Value, _logX))
             {
                 double x = xAxis.Map(r.Value);
-                sb.Append($"<line x1=\"{F(x)}\" y1=\"{y0}\" x2=\"{F(x)}\" y2=\"{y1}\" stroke=\"{r.Color}\" stroke-width=\"1.5\" stroke-dasharray=\"6 4\"/>\n");
+                sb.Append($"<line x1=\"{F(x)}\" y1=\"{y0}\" x2=\"{F(x)}\" y2=\"{y1}\" stroke=\"{r.Color}\" stroke-width=\"1.5\" " +
+                    $"stroke-dasharray=\"6 4\"/>\n");
                 bool right = x < (x0 + x1) / 2.0;
-                sb.Append($"<text x=\"{F(right ? x + 5 : x - 5)}\" y=\"{y0 + 14}\" text-anchor=\"{(right ? "start" : "end")}\" fill=\"{r.Color}\"{Halo}>{Xml(r.Label)}</text>\n");
+                sb.Append($"<text x=\"{F(right ? x + 5 : x - 5)}\" y=\"{y0 + 14}\" text-anchor=\"{(right ? "start" : "end")}\" " +
+                    $"fill=\"{r.Color}\"{Halo}>{Xml(r.Label)}</text>\n");
             }
             else if (!r.Vertical && Visible(r.Value, _logY))
             {
                 double y = yAxis.Map(r.Value);
                 // Labelled in the legend: a label on the line would sit on the curves that approach it.
-                sb.Append($"<line x1=\"{x0}\" y1=\"{F(y)}\" x2=\"{x1}\" y2=\"{F(y)}\" stroke=\"{r.Color}\" stroke-width=\"1.5\" stroke-dasharray=\"6 4\"/>\n");
+                sb.Append($"<line x1=\"{x0}\" y1=\"{F(y)}\" x2=\"{x1}\" y2=\"{F(y)}\" stroke=\"{r.Color}\" stroke-width=\"1.5\" " +
+                    $"stroke-dasharray=\"6 4\"/>\n");
             }
         }
 
         sb.Append($"<g clip-path=\"url(#{id}-area)\">\n");
         foreach (var s in _series)
         {
-            var pts = s.Points.Where(p => Visible(p.X, _logX) && Visible(p.Y, _logY)).Select(p => (X: xAxis.Map(p.X), Y: yAxis.Map(p.Y))).ToList();
+            var pts = s.Points.Where(p => Visible(p.X, _logX) && Visible(p.Y, _logY)).Select(
+                p => (X: xAxis.Map(p.X), Y: yAxis.Map(p.Y))).ToList();
             if (pts.Count == 0) continue;
             sb.Append($"<g>\n<title>{Xml(s.Name)}</title>\n");
             if (s.Kind == Kind.Line && pts.Count > 1)
-                sb.Append($"<polyline fill=\"none\" stroke=\"{s.Color}\" stroke-width=\"2\" stroke-linejoin=\"round\"{(s.Dashed ? " stroke-dasharray=\"7 4\"" : "")} points=\"{string.Join(" ", pts.Select(p => $"{F(p.X)},{F(p.Y)}"))}\"/>\n");
+                sb.Append($"<polyline fill=\"none\" stroke=\"{s.Color}\" stroke-width=\"2\" " +
+                    $"stroke-linejoin=\"round\"{(s.Dashed ? " stroke-dasharray=\"7 4\"" : "")} " +
+                    $"points=\"{string.Join(" ", pts.Select(p => $"{F(p.X)},{F(p.Y)}"))}\"/>\n");
             if (s.Kind == Kind.Step)
             {
                 var path = new StringBuilder($"M{F(pts[0].X)},{F(pts[0].Y)}");
@@ -135,7 +147,8 @@ sealed class SvgPlot
         }
         sb.Append("</g>\n");
         if (capped)
-            sb.Append($"<text x=\"{x1 - 6}\" y=\"{y0 + 14}\" text-anchor=\"end\" fill=\"#555555\" font-size=\"11\"{Halo}>↑ off the top: values up to {Xml(yMax.ToString(yMax >= 100 ? "N0" : "0.##", CultureInfo.InvariantCulture))}</text>\n");
+            sb.Append($"<text x=\"{x1 - 6}\" y=\"{y0 + 14}\" text-anchor=\"end\" fill=\"#555555\" font-size=\"11\"{Halo}>↑ off the top: " +
+                $"values up to {Xml(yMax.ToString(yMax >= 100 ? "N0" : "0.##", CultureInfo.InvariantCulture))}</text>\n");
 
         // Legend in the right margin, one row per series.
         int lx = x1 + 16, ly = y0 + 8;
@@ -143,14 +156,16 @@ sealed class SvgPlot
         {
             sb.Append($"<g>");
             if (s.Kind != Kind.Scatter)
-                sb.Append($"<line x1=\"{lx}\" y1=\"{ly}\" x2=\"{lx + 24}\" y2=\"{ly}\" stroke=\"{s.Color}\" stroke-width=\"2\"{(s.Dashed ? " stroke-dasharray=\"7 4\"" : "")}/>");
+                sb.Append($"<line x1=\"{lx}\" y1=\"{ly}\" x2=\"{lx + 24}\" y2=\"{ly}\" stroke=\"{s.Color}\" " +
+                    $"stroke-width=\"2\"{(s.Dashed ? " stroke-dasharray=\"7 4\"" : "")}/>");
             sb.Append(MarkerSvg(s.Marker, lx + 12, ly, s.Color, 4).TrimEnd('\n'));
             sb.Append($"<text x=\"{lx + 32}\" y=\"{ly + 4}\" fill=\"#222222\">{Xml(s.Name)}</text></g>\n");
             ly += 20;
         }
         foreach (var r in _references.Where(r => !r.Vertical && Visible(r.Value, _logY)))
         {
-            sb.Append($"<g><line x1=\"{lx}\" y1=\"{ly}\" x2=\"{lx + 24}\" y2=\"{ly}\" stroke=\"{r.Color}\" stroke-width=\"1.5\" stroke-dasharray=\"6 4\"/>");
+            sb.Append($"<g><line x1=\"{lx}\" y1=\"{ly}\" x2=\"{lx + 24}\" y2=\"{ly}\" stroke=\"{r.Color}\" stroke-width=\"1.5\" " +
+                $"stroke-dasharray=\"6 4\"/>");
             sb.Append($"<text x=\"{lx + 32}\" y=\"{ly + 4}\" fill=\"#222222\">{Xml(r.Label)}</text></g>\n");
             ly += 20;
         }
@@ -161,10 +176,18 @@ sealed class SvgPlot
     static string MarkerSvg(Marker m, double x, double y, string color, double r) => m switch
     {
         Marker.Circle => $"<circle cx=\"{F(x)}\" cy=\"{F(y)}\" r=\"{F(r)}\" fill=\"{color}\" stroke=\"#ffffff\" stroke-width=\"0.8\"/>\n",
-        Marker.Square => $"<rect x=\"{F(x - r)}\" y=\"{F(y - r)}\" width=\"{F(2 * r)}\" height=\"{F(2 * r)}\" fill=\"{color}\" stroke=\"#ffffff\" stroke-width=\"0.8\"/>\n",
-        Marker.Triangle => $"<path d=\"M{F(x)},{F(y - 1.2 * r)} L{F(x + 1.1 * r)},{F(y + 0.8 * r)} L{F(x - 1.1 * r)},{F(y + 0.8 * r)} Z\" fill=\"{color}\" stroke=\"#ffffff\" stroke-width=\"0.8\"/>\n",
-        Marker.Diamond => $"<path d=\"M{F(x)},{F(y - 1.3 * r)} L{F(x + 1.3 * r)},{F(y)} L{F(x)},{F(y + 1.3 * r)} L{F(x - 1.3 * r)},{F(y)} Z\" fill=\"{color}\" stroke=\"#ffffff\" stroke-width=\"0.8\"/>\n",
-        Marker.Cross => $"<path d=\"M{F(x - r)},{F(y - r)} L{F(x + r)},{F(y + r)} M{F(x - r)},{F(y + r)} L{F(x + r)},{F(y - r)}\" stroke=\"{color}\" stroke-width=\"2\"/>\n",
+        Marker.Square =>
+            $"<rect x=\"{F(x - r)}\" y=\"{F(y - r)}\" width=\"{F(2 * r)}\" height=\"{F(2 * r)}\" fill=\"{color}\" stroke=\"#ffffff\" " +
+            $"stroke-width=\"0.8\"/>\n",
+        Marker.Triangle =>
+            $"<path d=\"M{F(x)},{F(y - 1.2 * r)} L{F(x + 1.1 * r)},{F(y + 0.8 * r)} L{F(x - 1.1 * r)},{F(y + 0.8 * r)} Z\" " +
+            $"fill=\"{color}\" stroke=\"#ffffff\" stroke-width=\"0.8\"/>\n",
+        Marker.Diamond =>
+            $"<path d=\"M{F(x)},{F(y - 1.3 * r)} L{F(x + 1.3 * r)},{F(y)} L{F(x)},{F(y + 1.3 * r)} L{F(x - 1.3 * r)},{F(y)} Z\" " +
+            $"fill=\"{color}\" stroke=\"#ffffff\" stroke-width=\"0.8\"/>\n",
+        Marker.Cross =>
+            $"<path d=\"M{F(x - r)},{F(y - r)} L{F(x + r)},{F(y + r)} M{F(x - r)},{F(y + r)} L{F(x + r)},{F(y - r)}\" stroke=\"{color}\" " +
+            $"stroke-width=\"2\"/>\n",
         _ => "",
     };
 

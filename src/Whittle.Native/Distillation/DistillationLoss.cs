@@ -14,11 +14,14 @@ namespace Whittle.Native.Distillation;
 /// </summary>
 public static class DistillationLoss
 {
-    public static LossFunction Create(GptNeoX student, GptNeoX teacher, DistillSettings settings, int topK, Func<int, (float Alpha, float Beta)?> weightsAt)
+    public static LossFunction Create(
+        GptNeoX student, GptNeoX teacher, DistillSettings settings, int topK, Func<int, (float Alpha, float Beta)?> weightsAt)
     {
         if (student.Config.VocabSize != teacher.Config.VocabSize)
-            throw new WhittleException($"teacher and student vocabularies differ ({teacher.Config.VocabSize} vs {student.Config.VocabSize}): they must share the tokenizer");
-        if (topK < 0 || topK > student.Config.VocabSize) throw new WhittleException($"--top-k must be in [1, {student.Config.VocabSize}], got {topK}");
+            throw new WhittleException($"teacher and student vocabularies differ ({teacher.Config.VocabSize} vs " +
+                $"{student.Config.VocabSize}): they must share the tokenizer");
+        if (topK < 0 || topK > student.Config.VocabSize)
+            throw new WhittleException($"--top-k must be in [1, {student.Config.VocabSize}], got {topK}");
         settings.Validate();
         return (tape, inputs, targets, step) =>
         {
@@ -42,10 +45,12 @@ public static class DistillationLoss
     /// step in order, so step s, micro-batch i reads file (s−1)·accum + i, also after a resume. A file whose token hash
     /// differs from the batch being trained on is refused (TeacherCache.Read names the file and both hashes).
     /// </summary>
-    public static LossFunction FromCache(GptNeoX student, string cacheDir, TeacherCacheManifest cache, DistillSettings settings, int gradAccum)
+    public static LossFunction FromCache(
+        GptNeoX student, string cacheDir, TeacherCacheManifest cache, DistillSettings settings, int gradAccum)
     {
         if (student.Config.VocabSize != cache.Vocab)
-            throw new WhittleException($"{cacheDir}: the cache is for a vocabulary of {cache.Vocab}, the student has {student.Config.VocabSize}");
+            throw new WhittleException($"{cacheDir}: the cache is for a vocabulary of {cache.Vocab}, the student has " +
+                $"{student.Config.VocabSize}");
         settings.Validate();
         int lastStep = -1, micro = 0;
         return (tape, inputs, targets, step) =>
@@ -58,9 +63,11 @@ public static class DistillationLoss
             if (summary.Ids.Size(1) != cache.TopK)
             {
                 summary.LogProbs.Dispose(); summary.Ids.Dispose(); summary.Tail.Dispose();
-                throw new InvalidFileException(TeacherCache.BatchPath(cacheDir, index), $"top-{summary.Ids.Size(1)} rows, but the manifest says top-{cache.TopK}");
+                throw new InvalidFileException(
+                    TeacherCache.BatchPath(cacheDir, index), $"top-{summary.Ids.Size(1)} rows, but the manifest says top-{cache.TopK}");
             }
-            if (!student.ChunksLoss((int)targets.Count)) return TopK(tape, student, student.Forward(tape, inputs), summary, targets, settings);
+            if (!student.ChunksLoss((int)targets.Count))
+                return TopK(tape, student, student.Forward(tape, inputs), summary, targets, settings);
             var (lp, ids, tail) = summary;
             using (lp) using (ids) using (tail)
             {
@@ -80,7 +87,8 @@ public static class DistillationLoss
     /// The chunked form (<see cref="GptNeoX.LossChunkRows"/>): the teacher's final hidden state is computed whole (N, d_T),
     /// its logits one chunk of rows at a time, right before the student's chunk, so neither model's (N, V) logits exist.
     /// </summary>
-    static (Var, IReadOnlyDictionary<string, double>) Chunked(Tape tape, GptNeoX student, GptNeoX teacher, Tensor inputs, Tensor targets, DistillSettings s, int topK)
+    static (Var, IReadOnlyDictionary<string, double>) Chunked(
+        Tape tape, GptNeoX student, GptNeoX teacher, Tensor inputs, Tensor targets, DistillSettings s, int topK)
     {
         var final = student.ForwardHidden(tape, inputs);
         using var teacherTape = new Tape(teacher.Backend, recording: false);
@@ -93,20 +101,23 @@ public static class DistillationLoss
             if (topK == 0) { use(DistillTeacher.Full(logits)); return; }
             var (lp, ids, tail) = TeacherTopK.FromLogits(logits, topK, s.Temperature);
             using (lp) using (ids) using (tail)
-            using (var dlp = student.Backend.FromHost(lp)) using (var dids = student.Backend.FromHost(ids)) using (var dtail = student.Backend.FromHost(tail))
+            using (var dlp = student.Backend.FromHost(lp)) using (var dids = student.Backend.FromHost(ids))
+                using (var dtail = student.Backend.FromHost(tail))
                 use(DistillTeacher.TopK(dlp, dids, dtail));
         }, targets, s, out var parts);
         return (loss, Parts(parts));
     }
 
     /// <summary>The loss against a top-k summary held on the host (freed here), moved to the student's device for the fused op.</summary>
-    static (Var, IReadOnlyDictionary<string, double>) TopK(Tape tape, GptNeoX student, Var logits, (Tensor LogProbs, Tensor Ids, Tensor Tail) summary, Tensor targets, DistillSettings s)
+    static (Var, IReadOnlyDictionary<string, double>) TopK(
+        Tape tape, GptNeoX student, Var logits, (Tensor LogProbs, Tensor Ids, Tensor Tail) summary, Tensor targets, DistillSettings s)
     {
         var (lp, ids, tail) = summary;
         Var loss;
         DistillParts parts;
         using (lp) using (ids) using (tail)
-        using (var dlp = student.Backend.FromHost(lp)) using (var dids = student.Backend.FromHost(ids)) using (var dtail = student.Backend.FromHost(tail))
+        using (var dlp = student.Backend.FromHost(lp)) using (var dids = student.Backend.FromHost(ids))
+            using (var dtail = student.Backend.FromHost(tail))
             loss = tape.Distillation(logits, DistillTeacher.TopK(dlp, dids, dtail), targets, s, out parts);
         tape.Release(logits);
         return (loss, Parts(parts));
@@ -131,7 +142,8 @@ public static class SaltWeights
     public static Func<int, (float Alpha, float Beta)?> Create(SaltSchedule schedule, float omega, int kdSteps, int totalSteps)
     {
         if (omega is < 0 or > 1 || float.IsNaN(omega)) throw new WhittleException($"--omega must be in [0, 1], got {omega}");
-        if (kdSteps < 0 || kdSteps > totalSteps) throw new WhittleException($"--kd-steps ({kdSteps}) must be in [0, {totalSteps}] (the run's total steps)");
+        if (kdSteps < 0 || kdSteps > totalSteps)
+            throw new WhittleException($"--kd-steps ({kdSteps}) must be in [0, {totalSteps}] (the run's total steps)");
         return step =>
         {
             if (step > kdSteps || omega == 0) return null;

@@ -37,7 +37,8 @@ public static class SaltSelection
     /// <summary>ℓ for one prediction from its logits row, and whether the target is in the row's top-k (ties favour the target).</summary>
     public static (double Loss, bool InTopK) Token(ReadOnlySpan<float> row, int target, int k)
     {
-        if ((uint)target >= (uint)row.Length) throw new ArgumentOutOfRangeException(nameof(target), $"target {target} is outside the vocabulary [0, {row.Length})");
+        if ((uint)target >= (uint)row.Length)
+            throw new ArgumentOutOfRangeException(nameof(target), $"target {target} is outside the vocabulary [0, {row.Length})");
         double max = double.NegativeInfinity;
         foreach (var x in row) max = Math.Max(max, x);
         double z = 0; int above = 0; float t = row[target];
@@ -58,7 +59,8 @@ public static class SaltSelection
     /// <summary>Scores one window from its logits (T, V) row-major and its T targets.</summary>
     public static WindowScore? ScoreWindow(long window, ReadOnlySpan<float> logits, ReadOnlySpan<int> targets, int vocab, int k)
     {
-        if (logits.Length != targets.Length * vocab) throw new ArgumentException($"logits hold {logits.Length} values for {targets.Length} targets of vocabulary {vocab}");
+        if (logits.Length != targets.Length * vocab)
+            throw new ArgumentException($"logits hold {logits.Length} values for {targets.Length} targets of vocabulary {vocab}");
         var kept = new List<double>();
         for (int t = 0; t < targets.Length; t++)
         {
@@ -92,7 +94,8 @@ public static class SaltSelection
     /// Scores every window of <paramref name="tokens"/> (at most maxWindows) with the small model, B windows per forward
     /// in no-grad mode, logits read to the host 64 rows at a time. progress(windows done, total).
     /// </summary>
-    /// <summary>The dataset hash a selection records: SHA-256 of the first <paramref name="windows"/> (T+1)-token windows' ids (int32, little-endian).</summary>
+    /// <summary>The dataset hash a selection records: SHA-256 of the first <paramref name="windows"/> (T+1)-token windows' ids (int32,
+    /// little-endian).</summary>
     public static string DatasetHash(ITokenSource tokens, int seqLen, long windows)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
@@ -114,7 +117,8 @@ public static class SaltSelection
         if (batchSize < 1) throw new WhittleException($"batch size must be at least 1, got {batchSize}");
         if (maxWindows < 1) throw new WhittleException($"--max-sequences must be at least 1, got {maxWindows}");
         long windows = Math.Min(tokens.Length / (seqLen + 1), maxWindows);
-        if (windows == 0) throw new WhittleException($"the training split has {tokens.Length} tokens, fewer than one window of {seqLen} + 1");
+        if (windows == 0)
+            throw new WhittleException($"the training split has {tokens.Length} tokens, fewer than one window of {seqLen} + 1");
         var backend = small.Backend;
         var sw = Stopwatch.StartNew();
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
@@ -130,7 +134,8 @@ public static class SaltSelection
                 tokens.Read(WindowStart(w0 + i, seqLen), window);
                 hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(window.AsSpan()));
                 foreach (var id in window)
-                    if ((uint)id >= (uint)vocab) throw new WhittleException($"token id {id} in window {w0 + i} is outside the model's vocabulary of {vocab}");
+                    if ((uint)id >= (uint)vocab)
+                        throw new WhittleException($"token id {id} in window {w0 + i} is outside the model's vocabulary of {vocab}");
                 window.AsSpan(0, seqLen).CopyTo(inputs.AsSpan(i * seqLen));
                 window.AsSpan(1).CopyTo(targets.AsSpan(i * seqLen));
             }
@@ -145,11 +150,14 @@ public static class SaltSelection
                 logits.Narrow(0, r0, rows).ToFloatArray().CopyTo(host.AsSpan(r0 * vocab, rows * vocab));
             }
             for (int i = 0; i < b; i++)
-                if (ScoreWindow(w0 + i, host.AsSpan(i * seqLen * vocab, seqLen * vocab), targets.AsSpan(i * seqLen, seqLen), vocab, k) is { } s)
+                if (ScoreWindow(
+                    w0 + i, host.AsSpan(i * seqLen * vocab, seqLen * vocab), targets.AsSpan(i * seqLen, seqLen), vocab, k) is { } s)
                     scores.Add(s);
             progress?.Invoke(w0 + b, windows);
         }
-        return new SaltResult(Convert.ToHexStringLower(hash.GetHashAndReset()), seqLen, k, keep, windows, scores.Count, Select(scores, keep), sw.Elapsed.TotalSeconds);
+        return new SaltResult(
+            Convert.ToHexStringLower(hash.GetHashAndReset()), seqLen, k, keep, windows, scores.Count, Select(scores, keep),
+            sw.Elapsed.TotalSeconds);
     }
 }
 
@@ -157,7 +165,8 @@ public static class SaltSelection
 /// A SALT_DS selection as written to disk (JSON): the hash of the token windows scored (SHA-256 of their ids as
 /// little-endian int32, in window order), the settings, and the selected windows with their scores.
 /// </summary>
-public sealed record SaltResult(string DatasetSha256, int SeqLen, int TopK, double Keep, long Windows, int Scored, IReadOnlyList<WindowScore> Selected, double Seconds)
+public sealed record SaltResult(
+    string DatasetSha256, int SeqLen, int TopK, double Keep, long Windows, int Scored, IReadOnlyList<WindowScore> Selected, double Seconds)
 {
     public JsonObject ToJson(string? model = null, string? dataset = null) => new()
     {
@@ -173,7 +182,9 @@ public sealed record SaltResult(string DatasetSha256, int SeqLen, int TopK, doub
         ["scored"] = Scored,
         ["selected_count"] = Selected.Count,
         ["seconds"] = Math.Round(Seconds, 3),
-        ["selected"] = new JsonArray(Selected.Select(w => (JsonNode)new JsonObject { ["window"] = w.Window, ["score"] = w.Score, ["kept_tokens"] = w.KeptTokens }).ToArray()),
+        ["selected"] = new JsonArray(
+            Selected.Select(
+            w => (JsonNode)new JsonObject { ["window"] = w.Window, ["score"] = w.Score, ["kept_tokens"] = w.KeptTokens }).ToArray()),
     };
 
     public void Save(string path, string? model = null, string? dataset = null) =>
@@ -183,10 +194,15 @@ public sealed record SaltResult(string DatasetSha256, int SeqLen, int TopK, doub
     {
         if (!File.Exists(path)) throw new WhittleException($"{path}: no such selection file (create one with `whittle salt-select`)");
         var o = JsonField.Load(path).RequireObject();
-        if (o["format"].StringOrNull() != SaltSelection.Format) throw new InvalidFileException(path, $"not a SALT selection (format is not \"{SaltSelection.Format}\")");
-        if (o["version"].Int() is var v && v != SaltSelection.Version) throw new InvalidFileException(path, $"selection version {v}; this build reads version {SaltSelection.Version}");
-        var selected = o["selected"].Items().Select(e => new WindowScore(e["window"].Long(0), e["score"].Double(), e["kept_tokens"].Int(0))).ToList();
-        return new SaltResult(o["dataset_sha256"].String(), o["seq_len"].Int(1), o["top_k"].Int(0), o["keep"].Double(), o["windows"].Long(0), o["scored"].Int(0),
+        if (o["format"].StringOrNull() != SaltSelection.Format)
+            throw new InvalidFileException(path, $"not a SALT selection (format is not \"{SaltSelection.Format}\")");
+        if (o["version"].Int() is var v && v != SaltSelection.Version)
+            throw new InvalidFileException(path, $"selection version {v}; this build reads version {SaltSelection.Version}");
+        var selected = o["selected"].Items().Select(
+            e => new WindowScore(e["window"].Long(0), e["score"].Double(), e["kept_tokens"].Int(0))).ToList();
+        return new SaltResult(
+            o["dataset_sha256"].String(), o["seq_len"].Int(1), o["top_k"].Int(0), o["keep"].Double(), o["windows"].Long(0),
+            o["scored"].Int(0),
             selected, o["seconds"].DoubleOr(0));
     }
 }

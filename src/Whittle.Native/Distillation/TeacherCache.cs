@@ -27,10 +27,13 @@ public static class TeacherCache
     /// <summary>The ids a training micro-batch is keyed by: its inputs (B, T) then its targets (B·T), row-major.</summary>
     public static int[] BatchTokens(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets) => [.. inputs, .. targets];
 
-    public static string HashTokens(ReadOnlySpan<int> tokenIds) => Convert.ToHexStringLower(SHA256.HashData(MemoryMarshal.AsBytes(tokenIds)));
+    public static string HashTokens(ReadOnlySpan<int> tokenIds) =>
+        Convert.ToHexStringLower(SHA256.HashData(MemoryMarshal.AsBytes(tokenIds)));
 
-    /// <summary>Writes one batch: its token ids (any layout the reader will present the same way) and the top-k summary (CPU tensors).</summary>
-    public static void Write(string dir, long batch, ReadOnlySpan<int> tokenIds, Tensor logProbs, Tensor ids, Tensor tail, float temperature, int vocab)
+    /// <summary>Writes one batch: its token ids (any layout the reader will present the same way) and the top-k summary (CPU
+    /// tensors).</summary>
+    public static void Write(
+        string dir, long batch, ReadOnlySpan<int> tokenIds, Tensor logProbs, Tensor ids, Tensor tail, float temperature, int vocab)
     {
         int n = logProbs.Size(0), k = logProbs.Size(1);
         ArgCheck.Shape(ids, nameof(ids), n, k); ArgCheck.Shape(tail, nameof(tail), n);
@@ -53,27 +56,37 @@ public static class TeacherCache
     }
 
     /// <summary>Reads one batch as CPU tensors (log-probs (N, k) f32, ids (N, k) i32, tail (N) f32), refusing any mismatch.</summary>
-    public static (Tensor LogProbs, Tensor Ids, Tensor Tail) Read(string dir, long batch, ReadOnlySpan<int> tokenIds, float temperature, int vocab)
+    public static (Tensor LogProbs, Tensor Ids, Tensor Tail) Read(
+        string dir, long batch, ReadOnlySpan<int> tokenIds, float temperature, int vocab)
     {
         var path = BatchPath(dir, batch);
-        if (!File.Exists(path)) throw new WhittleException($"{path}: the teacher cache has no batch {batch} (build it with `whittle cache-teacher` over at least that many batches)");
+        if (!File.Exists(path))
+            throw new WhittleException($"{path}: the teacher cache has no batch {batch} (build it with `whittle cache-teacher` over at " +
+            $"least that many batches)");
         InputFile.RequireRegular(path);
         var buf = File.ReadAllBytes(path);
         var span = buf.AsSpan();
-        if (buf.Length < HeaderBytes || BinaryPrimitives.ReadUInt32LittleEndian(span) != Magic) throw new InvalidFileException(path, "not a whittle teacher-cache batch");
+        if (buf.Length < HeaderBytes || BinaryPrimitives.ReadUInt32LittleEndian(span) != Magic)
+            throw new InvalidFileException(path, "not a whittle teacher-cache batch");
         int version = BinaryPrimitives.ReadInt32LittleEndian(span[4..]);
-        if (version != Version) throw new InvalidFileException(path, $"teacher-cache version {version}; this build reads version {Version}");
+        if (version != Version)
+            throw new InvalidFileException(path, $"teacher-cache version {version}; this build reads version {Version}");
         int n = BinaryPrimitives.ReadInt32LittleEndian(span[8..]), k = BinaryPrimitives.ReadInt32LittleEndian(span[12..]);
         int v = BinaryPrimitives.ReadInt32LittleEndian(span[16..]);
         float tau = BinaryPrimitives.ReadSingleLittleEndian(span[20..]);
         if (n < 0 || k < 1 || k > v) throw new InvalidFileException(path, $"bad header (rows {n}, k {k}, vocabulary {v})");
         long expected = HeaderBytes + (long)n * k * 2 + (long)n * k * 4 + n * 4L;
-        if (buf.Length != expected) throw new InvalidFileException(path, $"{buf.Length} bytes, expected {expected} for {n} rows of top-{k}");
+        if (buf.Length != expected)
+            throw new InvalidFileException(path, $"{buf.Length} bytes, expected {expected} for {n} rows of top-{k}");
         if (v != vocab) throw new InvalidFileException(path, $"cached for a vocabulary of {v}, but the student has {vocab}");
-        if (tau != temperature) throw new InvalidFileException(path, $"cached at temperature {tau}, but distillation runs at {temperature}");
+        if (tau != temperature)
+            throw new InvalidFileException(path, $"cached at temperature {tau}, but distillation runs at {temperature}");
         var want = SHA256.HashData(MemoryMarshal.AsBytes(tokenIds));
         if (!span.Slice(24, 32).SequenceEqual(want))
-            throw new InvalidFileException(path, $"batch {batch} was cached for tokens with sha256 {Convert.ToHexStringLower(span.Slice(24, 32))[..12]}… but this batch's tokens hash to {Convert.ToHexStringLower(want)[..12]}…; the data, seed or batch order changed: rebuild the cache");
+            throw new InvalidFileException(
+                path, $"batch {batch} was cached for tokens with sha256 {Convert.ToHexStringLower(span.Slice(24, 32))[..12]}… but this " +
+                $"batch's tokens hash to {Convert.ToHexStringLower(want)[..12]}…; the data, seed or batch order changed: rebuild the " +
+                $"cache");
         var lp = new float[n * k]; var id = new int[n * k]; var tl = new float[n];
         int o = HeaderBytes;
         for (int i = 0; i < lp.Length; i++, o += 2) lp[i] = (float)BinaryPrimitives.ReadHalfLittleEndian(span[o..]);

@@ -26,7 +26,8 @@ public sealed record TeacherCacheManifest(string Teacher, int Vocab, int EosId, 
     public long Batches => (long)Steps * GradAccum;
 
     /// <summary>The dataset fingerprint a cache records: SHA-256 of its meta.json (split sizes, shards, tokenizer, seed).</summary>
-    public static string HashDataset(TokenDataset data) => Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(Path.Combine(data.Directory, "meta.json"))));
+    public static string HashDataset(TokenDataset data) =>
+        Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(Path.Combine(data.Directory, "meta.json"))));
 
     public void Save(string dir)
     {
@@ -35,7 +36,8 @@ public sealed record TeacherCacheManifest(string Teacher, int Vocab, int EosId, 
             ["format"] = Format, ["version"] = Version, ["teacher"] = Teacher, ["vocab_size"] = Vocab, ["eos_token_id"] = EosId,
             ["top_k"] = TopK, ["temperature"] = Temperature, ["data"] = Data, ["data_hash"] = DataHash,
             ["batch_size"] = BatchSize, ["seq_len"] = SeqLen, ["seed"] = Seed, ["steps"] = Steps, ["grad_accum"] = GradAccum,
-            ["batches"] = Batches, ["batch_files"] = "batch-NNNNNNNN.kd, micro-batch index from 0 (see Whittle.Native.Distillation.TeacherCache)",
+            ["batches"] = Batches,
+                ["batch_files"] = "batch-NNNNNNNN.kd, micro-batch index from 0 (see Whittle.Native.Distillation.TeacherCache)",
         };
         AtomicFile.WriteAllText(Path.Combine(dir, FileName), o.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
     }
@@ -43,13 +45,19 @@ public sealed record TeacherCacheManifest(string Teacher, int Vocab, int EosId, 
     public static TeacherCacheManifest Load(string dir)
     {
         var path = Path.Combine(dir, FileName);
-        if (!Directory.Exists(dir)) throw new WhittleException($"--teacher-cache {dir}: directory not found (build it with `whittle cache-teacher`)");
-        if (!File.Exists(path)) throw new WhittleException($"--teacher-cache {dir}: no {FileName}; not a complete teacher cache (build it with `whittle cache-teacher`)");
+        if (!Directory.Exists(dir))
+            throw new WhittleException($"--teacher-cache {dir}: directory not found (build it with `whittle cache-teacher`)");
+        if (!File.Exists(path))
+            throw new WhittleException($"--teacher-cache {dir}: no {FileName}; not a complete teacher cache (build it with `whittle " +
+            $"cache-teacher`)");
         var o = JsonField.Load(path).RequireObject();
         if (o["format"].StringOrNull() != Format) throw new InvalidFileException(path, $"not a {Format} manifest");
-        if (o["version"].Int() is var v && v != Version) throw new InvalidFileException(path, $"manifest version {v}; this build reads version {Version}");
-        return new TeacherCacheManifest(o["teacher"].String(), o["vocab_size"].Int(1), o["eos_token_id"].Int(0), o["top_k"].Int(1), o["temperature"].Float(),
-            o["data"].String(), o["data_hash"].Sha256Hex(), o["batch_size"].Int(1), o["seq_len"].Int(1), o["seed"].ULong(), o["steps"].Int(0), o["grad_accum"].Int(1));
+        if (o["version"].Int() is var v && v != Version)
+            throw new InvalidFileException(path, $"manifest version {v}; this build reads version {Version}");
+        return new TeacherCacheManifest(
+            o["teacher"].String(), o["vocab_size"].Int(1), o["eos_token_id"].Int(0), o["top_k"].Int(1), o["temperature"].Float(),
+            o["data"].String(), o["data_hash"].Sha256Hex(), o["batch_size"].Int(1), o["seq_len"].Int(1), o["seed"].ULong(),
+                o["steps"].Int(0), o["grad_accum"].Int(1));
     }
 
     /// <summary>
@@ -61,17 +69,21 @@ public sealed record TeacherCacheManifest(string Teacher, int Vocab, int EosId, 
         var where = Path.Combine(dir, FileName);
         void Same<T>(string what, T run, T cached)
         {
-            if (!EqualityComparer<T>.Default.Equals(run, cached)) throw new WhittleException($"{where}: the cache was built with {what} {cached}, but this run uses {run}; rebuild it with `whittle cache-teacher` or match the run");
+            if (!EqualityComparer<T>.Default.Equals(run, cached))
+                throw new WhittleException($"{where}: the cache was built with {what} {cached}, but this run uses {run}; rebuild it with " +
+                $"`whittle cache-teacher` or match the run");
         }
         Same("--batch-size", batchSize, BatchSize);
         Same("--seq-len", seqLen, SeqLen);
         Same("--seed", seed, Seed);
         var hash = HashDataset(data);
         if (hash != DataHash)
-            throw new WhittleException($"{where}: the cache was built from a dataset whose meta.json has sha256 {DataHash[..12]}… ({Data}), but --data {data.Directory} has {hash[..12]}…; rebuild the cache for this dataset");
+            throw new WhittleException($"{where}: the cache was built from a dataset whose meta.json has sha256 {DataHash[..12]}… " +
+                $"({Data}), but --data {data.Directory} has {hash[..12]}…; rebuild the cache for this dataset");
         long need = (long)steps * gradAccum;
         if (need > Batches)
-            throw new WhittleException($"{where}: the cache holds {Batches} micro-batches ({Steps} steps × grad-accum {GradAccum}), but this run needs {need} ({steps} steps × {gradAccum}); rebuild it with more --steps");
+            throw new WhittleException($"{where}: the cache holds {Batches} micro-batches ({Steps} steps × grad-accum {GradAccum}), but " +
+                $"this run needs {need} ({steps} steps × {gradAccum}); rebuild it with more --steps");
     }
 }
 
@@ -84,7 +96,9 @@ public sealed record TeacherCacheManifest(string Teacher, int Vocab, int EosId, 
 public static class TeacherCacheBuilder
 {
     /// <summary>progress(done, total, tokens/s) after each micro-batch.</summary>
-    public static void Build(string outDir, GptNeoX teacher, TeacherCacheManifest m, TokenDataset data, Action<long, long, double>? progress = null, CancellationToken cancel = default)
+    public static void Build(
+        string outDir, GptNeoX teacher, TeacherCacheManifest m, TokenDataset data, Action<long, long, double>? progress = null,
+        CancellationToken cancel = default)
     {
         int B = m.BatchSize, T = m.SeqLen;
         var loader = Trainer.TrainingBatches(data, B, T, m.Seed);

@@ -14,12 +14,14 @@ namespace Whittle.Native.Distillation;
 /// </summary>
 public static class TeacherTopK
 {
-    /// <summary>logits (N, V) f32 (any device; read to the host) → (log-probs (N, k) f32, ids (N, k) i32, tail (N) f32), all new CPU tensors.</summary>
+    /// <summary>logits (N, V) f32 (any device; read to the host) → (log-probs (N, k) f32, ids (N, k) i32, tail (N) f32), all new CPU
+    /// tensors.</summary>
     public static unsafe (Tensor LogProbs, Tensor Ids, Tensor Tail) FromLogits(Tensor logits, int k, float temperature)
     {
         var (n, v) = ArgCheck.Matrix(logits, nameof(logits));
         if (k <= 0 || k > v) throw new ArgumentOutOfRangeException(nameof(k), $"top-k: k must be in [1, {v}] (the vocabulary), got {k}");
-        if (!(temperature > 0) || !float.IsFinite(temperature)) throw new ArgumentOutOfRangeException(nameof(temperature), $"temperature must be a positive finite number, got {temperature}");
+        if (!(temperature > 0) || !float.IsFinite(temperature))
+            throw new ArgumentOutOfRangeException(nameof(temperature), $"temperature must be a positive finite number, got {temperature}");
         // A contiguous CPU tensor is read in place; anything else is first copied to a host array.
         bool inPlace = logits.Device == Device.Cpu && logits.IsContiguous;
         var copy = inPlace ? null : logits.ToFloatArray();

@@ -1,6 +1,7 @@
 namespace Whittle.Native;
 
-/// <summary>Nothing half-written on disk: write a temporary file beside the target, flush it to the device, rename over the target.</summary>
+/// <summary>Nothing half-written on disk: write a temporary file beside the target, flush it to the device, rename over the
+/// target.</summary>
 public static class AtomicFile
 {
     public static void Write(string path, Action<FileStream> write)

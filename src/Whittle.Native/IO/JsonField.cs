@@ -10,7 +10,8 @@ using System.Text.Json.Nodes;
 
 namespace Whittle.Native;
 
-/// <summary>A JSON value at a known path of a known file; every typed accessor throws <see cref="InvalidFileException"/> naming both.</summary>
+/// <summary>A JSON value at a known path of a known file; every typed accessor throws <see cref="InvalidFileException"/> naming
+/// both.</summary>
 public readonly struct JsonField
 {
     readonly JsonElement _e;
@@ -30,7 +31,10 @@ public readonly struct JsonField
         try { bytes = System.IO.File.ReadAllBytes(file); }
         catch (FileNotFoundException) { throw new InvalidFileException(file, "file not found"); }
         catch (DirectoryNotFoundException) { throw new InvalidFileException(file, "file not found (its directory does not exist)"); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new InvalidFileException(file, $"cannot be read: {e.Message}"); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new InvalidFileException(file, $"cannot be read: {e.Message}");
+        }
         return Parse(file, bytes, maxDepth);
     }
 
@@ -50,7 +54,8 @@ public readonly struct JsonField
         catch (JsonException e) { throw new InvalidFileException(file, $"not valid JSON: {OneLine(e.Message)}"); }
     }
 
-    public static JsonField Parse(string file, string json, int maxDepth = 64) => Parse(file, System.Text.Encoding.UTF8.GetBytes(json), maxDepth);
+    public static JsonField Parse(string file, string json, int maxDepth = 64) =>
+        Parse(file, System.Text.Encoding.UTF8.GetBytes(json), maxDepth);
 
     /// <summary>A JsonNode built in memory (or parsed by a caller) seen through the same checks.</summary>
     public static JsonField FromNode(JsonNode? node, string file)
@@ -95,7 +100,11 @@ public readonly struct JsonField
     {
         RequireObject();
         var self = this;
-        try { return _e.EnumerateObject().Select(p => (p.Name, new JsonField(self.File, self.Path.Length == 0 ? p.Name : $"{self.Path}.{p.Name}", p.Value))).ToArray(); }
+        try
+        {
+            return _e.EnumerateObject().Select(
+                p => (p.Name, new JsonField(self.File, self.Path.Length == 0 ? p.Name : $"{self.Path}.{p.Name}", p.Value))).ToArray();
+        }
         catch (InvalidOperationException) { throw Error("has a key that is not a valid Unicode string (a lone surrogate escape)"); }
     }
 
@@ -136,7 +145,8 @@ public readonly struct JsonField
         if (_e.ValueKind != JsonValueKind.Number) throw Wrong($"an integer{range}");
         if (!_e.TryGetInt64(out long v))
         {
-            if (!_e.TryGetDouble(out double d) || d != Math.Floor(d) || d < -9.2e18 || d > 9.2e18) throw Error($"must be an integer{range}, got {Raw(_e)}");
+            if (!_e.TryGetDouble(out double d) || d != Math.Floor(d) || d < -9.2e18 || d > 9.2e18)
+                throw Error($"must be an integer{range}, got {Raw(_e)}");
             v = (long)d;
         }
         if (v < min || v > max) throw Error($"must be an integer{range}, got {Raw(_e)}");
@@ -174,7 +184,8 @@ public readonly struct JsonField
     public string Sha256Hex()
     {
         string s = String();
-        return s.Length == 64 && s.All(char.IsAsciiHexDigit) ? s : throw Error($"must be a SHA-256 digest (64 hex digits), got \"{Truncate(s)}\"");
+        return s.Length == 64
+            && s.All(char.IsAsciiHexDigit) ? s : throw Error($"must be a SHA-256 digest (64 hex digits), got \"{Truncate(s)}\"");
     }
 
     /// <summary>The value as compact JSON text, shortened for messages.</summary>

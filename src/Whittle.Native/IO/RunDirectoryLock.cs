@@ -26,7 +26,8 @@ public sealed class RunDirectoryLock : IDisposable
     readonly string _key;
     public string Directory { get; }
 
-    RunDirectoryLock(FileStream stream, string directory, string key, string command) { _stream = stream; Directory = directory; _key = key; Command = command; }
+    RunDirectoryLock(FileStream stream, string directory, string key, string command) { _stream = stream; Directory = directory; _key = key;
+    Command = command; }
 
     /// <summary>The command that holds the lock (for the refusal message).</summary>
     public string Command { get; }
@@ -43,7 +44,8 @@ public sealed class RunDirectoryLock : IDisposable
         var path = Path.Combine(full, FileName);
         // Not by reading the lock file: with POSIX record locks, closing any descriptor of the file drops this process's lock.
         if (HeldByThisProcess.TryGetValue(full, out var mine))
-            throw new WhittleException($"{ErrorText.Clip(full)}: run directory in use by process {Environment.ProcessId} (whittle {mine.Command}, this process); one writer per run directory");
+            throw new WhittleException($"{ErrorText.Clip(full)}: run directory in use by process {Environment.ProcessId} (whittle " +
+                $"{mine.Command}, this process); one writer per run directory");
         FileStream? stream = null;
         try
         {
@@ -54,7 +56,8 @@ public sealed class RunDirectoryLock : IDisposable
             }
             else
             {
-                stream = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.None);
+                stream = new FileStream(
+                    path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.None);
                 // One byte far past any content, so reading the pid never touches a locked range (Windows enforces them).
                 stream.Lock(LockOffset, 1);
             }
@@ -62,7 +65,8 @@ public sealed class RunDirectoryLock : IDisposable
         catch (IOException)
         {
             stream?.Dispose();
-            throw new WhittleException($"{ErrorText.Clip(full)}: run directory in use by {Holder(path)}; one writer per run directory (wait for it, or stop it)");
+            throw new WhittleException($"{ErrorText.Clip(full)}: run directory in use by {Holder(path)}; one writer per run directory " +
+                $"(wait for it, or stop it)");
         }
         var text = System.Text.Encoding.UTF8.GetBytes($"pid {Environment.ProcessId} {command}\n");
         stream.SetLength(0);
@@ -101,7 +105,8 @@ public sealed class RunDirectoryLock : IDisposable
 
     /// <summary>The temporary names whittle's writers use: "NAME.tmp-PID-HEX" (AtomicFile, AtomicDirectory and so
     /// SafeTensorsWriter, hidden with a leading dot; DatasetWriter, truncated hex). Nothing else is ever deleted.</summary>
-    static readonly System.Text.RegularExpressions.Regex TemporaryName = new(@"\.tmp-[0-9]+-[0-9a-f]*$", System.Text.RegularExpressions.RegexOptions.CultureInvariant);
+    static readonly System.Text.RegularExpressions.Regex TemporaryName = new(@"\.tmp-[0-9]+-[0-9a-f]*$",
+        System.Text.RegularExpressions.RegexOptions.CultureInvariant);
 
     /// <summary>How deep leftovers can sit: RUN/, RUN/checkpoints/, and one level inside a checkpoint being built.</summary>
     const int MaxDepth = 3;
@@ -130,7 +135,8 @@ public sealed class RunDirectoryLock : IDisposable
                     removed.Add(entry.FullName);
                 }
                 // A subfolder with its own lock file is another run directory (a demo's stage): its own writer cleans it.
-                else if (isDir && depth < MaxDepth && !File.Exists(Path.Combine(entry.FullName, FileName))) pending.Push((entry.FullName, depth + 1));
+                else if (isDir && depth < MaxDepth && !File.Exists(Path.Combine(entry.FullName, FileName)))
+                    pending.Push((entry.FullName, depth + 1));
             }
         }
         return removed;

@@ -74,7 +74,10 @@ internal sealed class TextLineReader : IDisposable
         }
         int read;
         try { read = _stream.Read(_buf, _end, _buf.Length - _end); }
-        catch (InvalidDataException e) { throw new InvalidFileException(_path, $"corrupt gzip stream after {_offset + _end} bytes ({e.Message})"); }
+        catch (InvalidDataException e)
+        {
+            throw new InvalidFileException(_path, $"corrupt gzip stream after {_offset + _end} bytes ({e.Message})");
+        }
         if (read == 0) _eof = true;
         _end += read;
     }
@@ -85,7 +88,9 @@ internal sealed class TextLineReader : IDisposable
         if (_chars.Length < count) _chars = new char[Math.Max(count, _chars.Length * 2)];
         var status = Utf8.ToUtf16(bytes, _chars, out int read, out int written, _replaceInvalid, isFinalBlock: final);
         if (status != OperationStatus.Done && !(_replaceInvalid && status == OperationStatus.NeedMoreData))
-            throw new InvalidFileException(_path, $"invalid UTF-8 at byte offset {_offset + read} (of the uncompressed text); pass --replace-invalid to substitute U+FFFD");
+            throw new InvalidFileException(
+                _path, $"invalid UTF-8 at byte offset {_offset + read} (of the uncompressed text); pass --replace-invalid to substitute " +
+                $"U+FFFD");
         _start += count;
         _offset += count;
         return new string(_chars, 0, written);

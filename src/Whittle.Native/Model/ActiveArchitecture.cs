@@ -20,14 +20,16 @@ public sealed record ActiveArchitecture(int EmbedDim, int[] Layers, int[] Heads,
         void Require(bool ok, string what) { if (!ok) throw new WhittleException($"sub-network: {what}"); }
         Require(EmbedDim >= 1 && EmbedDim <= parent.HiddenSize, $"embed_dim {EmbedDim} must be in [1, {parent.HiddenSize}]");
         Require(Layers.Length >= 1, "at least one layer is needed");
-        Require(Heads.Length == Layers.Length && Intermediate.Length == Layers.Length, "heads and intermediate_size need one entry per selected layer");
+        Require(Heads.Length == Layers.Length && Intermediate.Length == Layers.Length,
+            "heads and intermediate_size need one entry per selected layer");
         Require(Layers.Distinct().Count() == Layers.Length, $"layer indices repeat: [{string.Join(", ", Layers)}]");
         for (int i = 0; i < Layers.Length; i++)
         {
             int l = Layers[i];
             Require(l >= 0 && l < parent.NumLayers, $"layer index {l} is outside [0, {parent.NumLayers})");
             Require(Heads[i] >= 1 && Heads[i] <= parent.HeadsOf(l), $"layer {l}: {Heads[i]} heads, the parent has {parent.HeadsOf(l)}");
-            Require(Intermediate[i] >= 1 && Intermediate[i] <= parent.IntermediateOf(l), $"layer {l}: intermediate_size {Intermediate[i]}, the parent has {parent.IntermediateOf(l)}");
+            Require(Intermediate[i] >= 1 && Intermediate[i] <= parent.IntermediateOf(l),
+                $"layer {l}: intermediate_size {Intermediate[i]}, the parent has {parent.IntermediateOf(l)}");
         }
         return this;
     }

@@ -58,7 +58,8 @@ public sealed class CheckpointReader : IDisposable
             {
                 string hint = File.Exists(System.IO.Path.Combine(directoryOrFile, "pytorch_model.bin"))
                     ? " (it has pytorch_model.bin, a pickle checkpoint this engine does not read: convert it to safetensors)" : "";
-                throw new InvalidFileException(directoryOrFile, $"is not a checkpoint: it contains neither {SingleFileName} nor {IndexFileName}{hint}");
+                throw new InvalidFileException(
+                    directoryOrFile, $"is not a checkpoint: it contains neither {SingleFileName} nor {IndexFileName}{hint}");
             }
         }
         catch
@@ -99,7 +100,8 @@ public sealed class CheckpointReader : IDisposable
                 throw new InvalidFileException(index, "weight_map value should be a shard file name", name);
             // Shards live beside the index; a path elsewhere is either a corrupt index or a hostile one.
             if (shard != System.IO.Path.GetFileName(shard) || shard is "." or "..")
-                throw new InvalidFileException(index, $"weight_map names shard \"{shard}\"; expected a file name in the same directory", name);
+                throw new InvalidFileException(
+                    index, $"weight_map names shard \"{shard}\"; expected a file name in the same directory", name);
             if (!byShard.TryGetValue(shard, out var file))
             {
                 string shardPath = System.IO.Path.Combine(dir, shard);
@@ -148,10 +150,12 @@ public static class CheckpointWriter
     /// when the data exceed <paramref name="maxShardBytes"/>, shards model-0000i-of-0000N.safetensors plus
     /// model.safetensors.index.json. A tensor larger than the limit gets a shard of its own.
     /// </summary>
-    public static void Write(string dir, IEnumerable<(string Name, Tensor Tensor)> tensors, long maxShardBytes = long.MaxValue, DType? storeAs = null)
+    public static void Write(
+        string dir, IEnumerable<(string Name, Tensor Tensor)> tensors, long maxShardBytes = long.MaxValue, DType? storeAs = null)
     {
         if (maxShardBytes <= 0) throw new ArgumentOutOfRangeException(nameof(maxShardBytes), "the shard size limit must be positive");
-        if (storeAs is DType.I32) throw new ArgumentException("storeAs applies to float tensors: F32, BF16 or F16, not I32", nameof(storeAs));
+        if (storeAs is DType.I32)
+            throw new ArgumentException("storeAs applies to float tensors: F32, BF16 or F16, not I32", nameof(storeAs));
         Directory.CreateDirectory(dir);
         var list = tensors.ToList();
         var plan = SafeTensorsWriter.Plan(list, storeAs ?? DType.F32);
@@ -195,7 +199,9 @@ public static class CheckpointWriter
         };
         AtomicFile.Write(index, fs =>
         {
-            using var w = new Utf8JsonWriter(fs, new JsonWriterOptions { Indented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+            using var w = new Utf8JsonWriter(
+                fs, new JsonWriterOptions { Indented = true,
+                Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
             root.WriteTo(w);
         });
         // model.safetensors takes precedence over an index for every loader: an old one would shadow these shards.

@@ -109,7 +109,8 @@ public sealed class GptNeoX(GptNeoXConfig config, IBackend backend) : LanguageMo
             string p = LayerPrefix(l);
             int h = a.Heads[i], m = a.Intermediate[i];
             observe?.Invoke(ForwardTap.LayerInput, i, x.Data);
-            var ln1 = tape.LayerNorm(x, Param(tape, p + "input_layernorm.weight", d), Param(tape, p + "input_layernorm.bias", d), c.LayerNormEps);
+            var ln1 = tape.LayerNorm(
+                x, Param(tape, p + "input_layernorm.weight", d), Param(tape, p + "input_layernorm.bias", d), c.LayerNormEps);
             // (N, 3·h·D): the first h heads' [q, k, v] rows of the fused weight are its first 3·h·D rows.
             var qkv = Linear(tape, ln1, p + "attention.query_key_value.weight", p + "attention.query_key_value.bias", 3 * h * D, d);
             long[] headStrides = [(long)T * 3 * h * D, 3L * h * D, 3L * D, 1];
@@ -122,18 +123,22 @@ public sealed class GptNeoX(GptNeoXConfig config, IBackend backend) : LanguageMo
             observe?.Invoke(ForwardTap.AttentionHeads, i, att.Data);
             tape.Release(qkv);
             var attFlat = tape.View(att, t => t.Reshape(N, h * D));
-            var attOut = Linear(tape, attFlat, p + "attention.dense.weight", p + "attention.dense.bias", d, h * D, consumesInput: false);   // attention's backward reads att
+            // attention's backward reads att
+            var attOut = Linear(tape, attFlat, p + "attention.dense.weight", p + "attention.dense.bias", d, h * D, consumesInput: false);
             tape.Release(att);
 
             Var mlpIn, residual;
             if (c.UseParallelResidual) { mlpIn = x; residual = x; }
             else { residual = tape.Add(x, attOut); tape.Release(x, attOut); mlpIn = residual; }
-            var ln2 = tape.LayerNorm(mlpIn, Param(tape, p + "post_attention_layernorm.weight", d), Param(tape, p + "post_attention_layernorm.bias", d), c.LayerNormEps);
+            var ln2 = tape.LayerNorm(
+                mlpIn, Param(tape, p + "post_attention_layernorm.weight", d), Param(tape, p + "post_attention_layernorm.bias", d),
+                c.LayerNormEps);
             var hidden = Linear(tape, ln2, p + "mlp.dense_h_to_4h.weight", p + "mlp.dense_h_to_4h.bias", m, d);
             var act = tape.Gelu(hidden, tanh);
             tape.Release(hidden);
             observe?.Invoke(ForwardTap.MlpActivation, i, act.Data);
-            var mlpOut = Linear(tape, act, p + "mlp.dense_4h_to_h.weight", p + "mlp.dense_4h_to_h.bias", d, m);   // GELU's backward reads its input, not act
+            // GELU's backward reads its input, not act
+            var mlpOut = Linear(tape, act, p + "mlp.dense_4h_to_h.weight", p + "mlp.dense_4h_to_h.bias", d, m);
             Var next;
             if (c.UseParallelResidual)
             {

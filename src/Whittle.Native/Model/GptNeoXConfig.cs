@@ -58,27 +58,36 @@ public sealed record GptNeoXConfig : ModelConfig
         Require(NumLayers > 0, $"num_hidden_layers must be positive, got {NumLayers}");
         Require(NumHeads > 0, $"num_attention_heads must be positive, got {NumHeads}");
         Require(IntermediateSize > 0, $"intermediate_size must be positive, got {IntermediateSize}");
-        Require(ExplicitHeadSize is not null || HiddenSize % NumHeads == 0, $"hidden_size {HiddenSize} is not divisible by num_attention_heads {NumHeads}");
+        Require(ExplicitHeadSize is not null || HiddenSize % NumHeads == 0,
+            $"hidden_size {HiddenSize} is not divisible by num_attention_heads {NumHeads}");
         Require(HeadSize > 0, $"head size must be positive, got {HeadSize}");
         Require(RotaryPct is >= 0 and <= 1, $"rotary_pct must be in [0, 1], got {RotaryPct}");
         Require(RotaryDims % 2 == 0, $"rotary dims {RotaryDims} (head size {HeadSize} × rotary_pct {RotaryPct}) must be even");
         Require(LayerNormEps > 0 && float.IsFinite(LayerNormEps), $"layer_norm_eps must be positive, got {LayerNormEps}");
         Require(RotaryBase > 0 && float.IsFinite(RotaryBase), $"rotary_emb_base (rope_theta) must be a positive number, got {RotaryBase}");
         Require(MaxPositionEmbeddings > 0, $"max_position_embeddings must be positive");
-        Require(LayerHeads is null || LayerHeads.Length == NumLayers, $"whittle_layer_heads has {LayerHeads?.Length} entries for {NumLayers} layers");
-        Require(LayerIntermediateSizes is null || LayerIntermediateSizes.Length == NumLayers, $"whittle_layer_intermediate_sizes has {LayerIntermediateSizes?.Length} entries for {NumLayers} layers");
+        Require(LayerHeads is null || LayerHeads.Length == NumLayers,
+            $"whittle_layer_heads has {LayerHeads?.Length} entries for {NumLayers} layers");
+        Require(LayerIntermediateSizes is null || LayerIntermediateSizes.Length == NumLayers,
+            $"whittle_layer_intermediate_sizes has {LayerIntermediateSizes?.Length} entries for {NumLayers} layers");
         Require(LayerHeads is null || LayerHeads.All(h => h > 0), "whittle_layer_heads must be positive");
-        Require(LayerIntermediateSizes is null || LayerIntermediateSizes.All(h => h > 0), "whittle_layer_intermediate_sizes must be positive");
+        Require(LayerIntermediateSizes is null || LayerIntermediateSizes.All(h => h > 0),
+            "whittle_layer_intermediate_sizes must be positive");
         _ = GeluTanh;
         // Shapes are int and element counts of one tensor must fit an int: a config whose product overflows would
         // otherwise wrap to a small or negative shape long before any size comparison sees it.
         long C = HiddenSize;
-        Require((long)VocabSize * C <= int.MaxValue, $"vocab_size {VocabSize} × hidden_size {HiddenSize} is more elements than one tensor holds ({int.MaxValue})");
+        Require((long)VocabSize * C <= int.MaxValue,
+            $"vocab_size {VocabSize} × hidden_size {HiddenSize} is more elements than one tensor holds ({int.MaxValue})");
         for (int l = 0; l < NumLayers; l++)
         {
             long qkv = 3L * HeadsOf(l) * HeadSize;
-            Require(qkv * C <= int.MaxValue, $"layer {l}: 3 × {HeadsOf(l)} heads × head size {HeadSize} × hidden_size {HiddenSize} is more elements than one tensor holds ({int.MaxValue})");
-            Require((long)IntermediateOf(l) * C <= int.MaxValue, $"layer {l}: intermediate size {IntermediateOf(l)} × hidden_size {HiddenSize} is more elements than one tensor holds ({int.MaxValue})");
+            Require(qkv * C <= int.MaxValue,
+                $"layer {l}: 3 × {HeadsOf(l)} heads × head size {HeadSize} × hidden_size {HiddenSize} is more elements than one tensor " +
+                $"holds ({int.MaxValue})");
+            Require((long)IntermediateOf(l) * C <= int.MaxValue,
+                $"layer {l}: intermediate size {IntermediateOf(l)} × hidden_size {HiddenSize} is more elements than one tensor holds " +
+                $"({int.MaxValue})");
         }
         return this;
     }

@@ -50,13 +50,15 @@ public static class ModelCheckpoint
         var config = ModelConfig.Load(dir);
         static IEnumerable<(string, string)> Shapes(ModelConfig c) => c.Layout().Select(p => (p.Name, string.Join(',', p.Shape)));
         if (!Shapes(config).SequenceEqual(Shapes(model.Config)))
-            throw new InvalidFileException(dir, "the checkpoint's architecture differs from the model being resumed (compare their config.json)");
+            throw new InvalidFileException(
+                dir, "the checkpoint's architecture differs from the model being resumed (compare their config.json)");
         using var reader = new CheckpointReader(dir);
         CheckTensors(dir, config, reader);
         model.NonFiniteTensors = ReadInto(dir, reader, model);
     }
 
-    /// <summary>Every parameter of <paramref name="model"/> from the checkpoint, through one host buffer; the names of tensors holding NaN or Inf.</summary>
+    /// <summary>Every parameter of <paramref name="model"/> from the checkpoint, through one host buffer; the names of tensors holding NaN
+    /// or Inf.</summary>
     static List<string> ReadInto(string dir, CheckpointReader reader, LanguageModel model)
     {
         using var host = Tensor.Zeros(DType.F32, checked((int)model.Parameters.Count));
@@ -69,7 +71,8 @@ public static class ModelCheckpoint
             if (CountNonFinite(values) is > 0 and var n)
             {
                 nonFinite.Add(p.Name);
-                Warnings.Warn($"{dir}: tensor '{p.Name}' holds {n:N0} NaN or Inf values of {values.Length:N0}; outputs computed from it will be NaN");
+                Warnings.Warn($"{dir}: tensor '{p.Name}' holds {n:N0} NaN or Inf values of {values.Length:N0}; outputs computed from it " +
+                    $"will be NaN");
             }
         }
         model.LoadFlat(host);
@@ -102,7 +105,8 @@ public static class ModelCheckpoint
                 throw new InvalidFileException(dir, $"missing tensor '{name}': config.json implies shape {Tensor.FormatShape(shape)}");
             var found = reader.Find(name).Shape;
             if (!found.AsSpan().SequenceEqual(shape))
-                throw new InvalidFileException(dir, $"shape {Tensor.FormatShape(found)} does not match {Tensor.FormatShape(shape)} implied by config.json", name);
+                throw new InvalidFileException(
+                    dir, $"shape {Tensor.FormatShape(found)} does not match {Tensor.FormatShape(shape)} implied by config.json", name);
         }
         var unexpected = reader.Names.Where(n => !expected.ContainsKey(n) && !config.IsIgnoredTensor(n)).Take(5).ToList();
         if (unexpected.Count > 0)
@@ -117,7 +121,8 @@ public static class ModelCheckpoint
         IEnumerable<string>? extraFiles = null)
         => SaveWith(model, dir, storeAs, maxShardBytes, extraFiles, alsoWrite: null);
 
-    /// <summary>As <see cref="Save"/>, letting the caller add files (optimizer state, trainer state) to the directory before it is renamed into place.</summary>
+    /// <summary>As <see cref="Save"/>, letting the caller add files (optimizer state, trainer state) to the directory before it is renamed
+    /// into place.</summary>
     public static void SaveWith(LanguageModel model, string dir, DType storeAs = DType.F32, long maxShardBytes = long.MaxValue,
         IEnumerable<string>? extraFiles = null, Action<string>? alsoWrite = null)
     {

@@ -55,7 +55,8 @@ public sealed class ParameterSet : IDisposable
     public Tensor? FlatGrad => _grad;
 
     public bool Contains(string name) => _byName.ContainsKey(name);
-    public ParameterInfo Info(string name) => _byName.TryGetValue(name, out var p) ? p : throw new KeyNotFoundException($"no parameter named '{name}'");
+    public ParameterInfo Info(string name) =>
+        _byName.TryGetValue(name, out var p) ? p : throw new KeyNotFoundException($"no parameter named '{name}'");
 
     public Tensor this[string name] => View(Flat, Info(name));
 
@@ -83,7 +84,8 @@ public sealed class ParameterSet : IDisposable
         if (chosen.Count == 0) throw new ArgumentException("no parameter selected for a bf16 copy");
         long start = chosen.Min(e => e.Offset), end = chosen.Max(e => e.Offset + e.Count);
         if (Entries.FirstOrDefault(e => e.Offset >= start && e.Offset < end && !isCopied(e)) is { } gap)
-            throw new ArgumentException($"the parameters with a bf16 copy are not contiguous in the layout: '{gap.Name}' lies between them");
+            throw new ArgumentException($"the parameters with a bf16 copy are not contiguous in the layout: '{gap.Name}' lies " +
+                $"between them");
         (_lowStart, _lowEnd) = (start, end);
         _lowPrecision = Backend.Empty(DType.BF16, checked((int)(end - start)));
         RefreshLowPrecision();
@@ -96,7 +98,8 @@ public sealed class ParameterSet : IDisposable
         _lowPrecision = null;
     }
 
-    /// <summary>Re-rounds the bf16 copy from the f32 masters; call after anything writes <see cref="Flat"/> (optimizer step, load). No-op when off.</summary>
+    /// <summary>Re-rounds the bf16 copy from the f32 masters; call after anything writes <see cref="Flat"/> (optimizer step, load). No-op
+    /// when off.</summary>
     public void RefreshLowPrecision()
     {
         if (_lowPrecision is null) return;

@@ -32,7 +32,8 @@ public enum Precision { F32, Bf16 }
 public static class PrecisionNames
 {
     /// <summary>The CLI spelling: fp32 or bf16.</summary>
-    public static string Name(this Precision p) => p switch { Precision.F32 => "fp32", Precision.Bf16 => "bf16", _ => throw new ArgumentOutOfRangeException(nameof(p)) };
+    public static string Name(this Precision p) =>
+        p switch { Precision.F32 => "fp32", Precision.Bf16 => "bf16", _ => throw new ArgumentOutOfRangeException(nameof(p)) };
 
     /// <summary>Parses fp32 (or f32) and bf16; <paramref name="option"/> names the flag in the error.</summary>
     public static Precision Parse(string value, string option) => value.ToLowerInvariant() switch

@@ -65,9 +65,11 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         {
             _fileLength = stream.Length;
             if (_fileLength < 8)
-                throw new InvalidFileException(path, $"is {_fileLength} bytes long; a safetensors file starts with an 8-byte header length");
+                throw new InvalidFileException(
+                    path, $"is {_fileLength} bytes long; a safetensors file starts with an 8-byte header length");
             // MemoryMappedFile takes ownership of the stream (leaveOpen: false).
-            _map = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
+            _map = MemoryMappedFile.CreateFromFile(
+                stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
             _view = _map.CreateViewAccessor(0, _fileLength, MemoryMappedFileAccess.Read);
             byte* p = null;
             _view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
@@ -82,7 +84,8 @@ public sealed unsafe class SafeTensorsFile : IDisposable
 
         try
         {
-            var (tensors, metadata, dataStart) = SafeTensorsHeader.Parse(path, new ReadOnlySpan<byte>(_base, (int)Math.Min(_fileLength, 8 + MaxHeaderBytes)), _fileLength);
+            var (tensors, metadata, dataStart) = SafeTensorsHeader.Parse(
+                path, new ReadOnlySpan<byte>(_base, (int)Math.Min(_fileLength, 8 + MaxHeaderBytes)), _fileLength);
             Tensors = tensors; Metadata = metadata; DataStart = dataStart;
             VerifyDataDigest();
         }
@@ -102,7 +105,9 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     {
         if (!Metadata.TryGetValue(DataSha256Key, out var want)) return;
         if (want.Length != 64 || !want.All(char.IsAsciiHexDigitLower))
-            throw new InvalidFileException(Path, $"'{MetadataKey}' entry '{DataSha256Key}' is '{ErrorText.Clip(want, 80)}'; expected 64 lowercase hex digits (a SHA-256)");
+            throw new InvalidFileException(
+                Path, $"'{MetadataKey}' entry '{DataSha256Key}' is '{ErrorText.Clip(want, 80)}'; expected 64 lowercase hex digits (a " +
+                $"SHA-256)");
         using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
         for (long at = DataStart; at < _fileLength;)
         {
@@ -112,7 +117,9 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         }
         var got = Convert.ToHexStringLower(hash.GetHashAndReset());
         if (got != want)
-            throw new InvalidFileException(Path, $"data does not match the SHA-256 recorded in its header ({DataSha256Key} {want[..12]}…, data {got[..12]}…): the file is corrupt; restore it or rewrite it");
+            throw new InvalidFileException(
+                Path, $"data does not match the SHA-256 recorded in its header ({DataSha256Key} {want[..12]}…, data {got[..12]}…): the " +
+                $"file is corrupt; restore it or rewrite it");
     }
 
     public TensorEntry this[string name] => Find(name);
@@ -138,7 +145,8 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     public int[] ReadInts(string name)
     {
         var e = Find(name);
-        if (e.DType != DType.I32) throw new InvalidFileException(Path, $"is {e.DTypeName}{Tensor.FormatShape(e.Shape)}; expected I32 integers", name);
+        if (e.DType != DType.I32)
+            throw new InvalidFileException(Path, $"is {e.DTypeName}{Tensor.FormatShape(e.Shape)}; expected I32 integers", name);
         CheckHostSize(e);
         var result = new int[e.Count];
         Bytes(e).CopyTo(MemoryMarshal.AsBytes(result.AsSpan()));
@@ -167,7 +175,8 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     internal void ReadFloats(TensorEntry e, Span<float> dst)
     {
         if (dst.Length != e.Count)
-            throw new ArgumentException($"{Path}: tensor '{ErrorText.Clip(e.Name)}' {e.Describe()} has {e.Count} elements; the destination holds {dst.Length}");
+            throw new ArgumentException($"{Path}: tensor '{ErrorText.Clip(e.Name)}' {e.Describe()} has {e.Count} elements; the " +
+                $"destination holds {dst.Length}");
         if (e.DType is not (DType.F32 or DType.F16 or DType.BF16))
             throw new InvalidFileException(Path, $"is {e.Describe()}; expected a floating-point dtype (F32, F16 or BF16)", e.Name);
         // Converted in blocks so byte spans stay well inside int range even for multi-GB tensors.
@@ -211,7 +220,8 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     void CheckHostSize(TensorEntry e)
     {
         if (e.Count * 4 > Array.MaxLength)
-            throw new InvalidFileException(Path, $"{e.Describe()} has {e.Count} elements, more than one CPU tensor can hold ({Array.MaxLength} bytes)", e.Name);
+            throw new InvalidFileException(
+                Path, $"{e.Describe()} has {e.Count} elements, more than one CPU tensor can hold ({Array.MaxLength} bytes)", e.Name);
     }
 
     ReadOnlySpan<byte> Bytes(TensorEntry e) => Bytes(e, 0, e.ByteLength);
@@ -227,7 +237,8 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     internal static InvalidFileException MissingTensor(string path, string name, IEnumerable<string> names)
     {
         var close = ClosestNames(name, names, 3);
-        string hint = close.Count == 0 ? "the file lists no tensors" : "closest names: " + string.Join(", ", close.Select(n => $"'{ErrorText.Clip(n)}'"));
+        string hint = close.Count == 0 ? "the file lists no tensors" : "closest " +
+            "names: " + string.Join(", ", close.Select(n => $"'{ErrorText.Clip(n)}'"));
         return new InvalidFileException(path, $"no such tensor ({hint})", name);
     }
 
@@ -285,9 +296,12 @@ static class SafeTensorsHeader
     {
         ulong headerLen = BinaryPrimitives.ReadUInt64LittleEndian(prefix);
         if (headerLen > SafeTensorsFile.MaxHeaderBytes)
-            throw new InvalidFileException(path, $"header length field says {headerLen} bytes; the format allows at most {SafeTensorsFile.MaxHeaderBytes} (not a safetensors file, or a corrupt one)");
+            throw new InvalidFileException(
+                path, $"header length field says {headerLen} bytes; the format allows at most {SafeTensorsFile.MaxHeaderBytes} (not a " +
+                $"safetensors file, or a corrupt one)");
         if ((long)headerLen > fileLength - 8)
-            throw new InvalidFileException(path, $"header length field says {headerLen} bytes but only {fileLength - 8} bytes follow it (truncated file?)");
+            throw new InvalidFileException(
+                path, $"header length field says {headerLen} bytes but only {fileLength - 8} bytes follow it (truncated file?)");
         if (headerLen < 2)
             throw new InvalidFileException(path, $"header is {headerLen} bytes; expected a JSON object of at least 2 bytes");
         var header = prefix.Slice(8, (int)headerLen);
@@ -341,7 +355,8 @@ static class SafeTensorsHeader
         foreach (var m in value.EnumerateObject())
         {
             if (m.Value.ValueKind != JsonValueKind.String)
-                throw new InvalidFileException(path, $"'{SafeTensorsFile.MetadataKey}' entry '{ErrorText.Clip(m.Name)}' is a JSON {Kind(m.Value)}; expected a string");
+                throw new InvalidFileException(
+                    path, $"'{SafeTensorsFile.MetadataKey}' entry '{ErrorText.Clip(m.Name)}' is a JSON {Kind(m.Value)}; expected a string");
             if (!metadata.TryAdd(m.Name, m.Value.GetString()!))
                 throw new InvalidFileException(path, $"'{SafeTensorsFile.MetadataKey}' lists '{ErrorText.Clip(m.Name)}' twice");
         }
@@ -350,7 +365,8 @@ static class SafeTensorsHeader
     static TensorEntry ParseEntry(string path, string name, JsonElement value, long dataStart, long dataLength)
     {
         if (value.ValueKind != JsonValueKind.Object)
-            throw new InvalidFileException(path, $"header entry is a JSON {Kind(value)}; expected an object with dtype, shape and data_offsets", name);
+            throw new InvalidFileException(
+                path, $"header entry is a JSON {Kind(value)}; expected an object with dtype, shape and data_offsets", name);
         JsonElement? dtypeEl = null, shapeEl = null, offsetsEl = null;
         var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var f in value.EnumerateObject())
@@ -369,13 +385,16 @@ static class SafeTensorsHeader
         if (offsetsEl is null) throw new InvalidFileException(path, "header entry has no 'data_offsets'", name);
 
         var d = dtypeEl.Value;
-        if (d.ValueKind != JsonValueKind.String) throw new InvalidFileException(path, $"'dtype' is a JSON {Kind(d)}; expected a string such as \"F32\"", name);
+        if (d.ValueKind != JsonValueKind.String)
+            throw new InvalidFileException(path, $"'dtype' is a JSON {Kind(d)}; expected a string such as \"F32\"", name);
         string dtypeName = d.GetString()!;
         if (!KnownDTypeBits.TryGetValue(dtypeName, out int bits))
-            throw new InvalidFileException(path, $"unknown dtype \"{dtypeName}\"; expected one of {string.Join(", ", KnownDTypeBits.Keys)}", name);
+            throw new InvalidFileException(
+                path, $"unknown dtype \"{dtypeName}\"; expected one of {string.Join(", ", KnownDTypeBits.Keys)}", name);
 
         var s = shapeEl.Value;
-        if (s.ValueKind != JsonValueKind.Array) throw new InvalidFileException(path, $"'shape' is a JSON {Kind(s)}; expected an array of non-negative integers", name);
+        if (s.ValueKind != JsonValueKind.Array)
+            throw new InvalidFileException(path, $"'shape' is a JSON {Kind(s)}; expected an array of non-negative integers", name);
         var shape = new int[s.GetArrayLength()];
         int k = 0;
         foreach (var dim in s.EnumerateArray())
@@ -383,7 +402,8 @@ static class SafeTensorsHeader
             if (dim.ValueKind != JsonValueKind.Number || !dim.TryGetInt64(out long v))
                 throw new InvalidFileException(path, $"shape[{k}] is {Raw(dim)}; expected a non-negative integer", name);
             if (v < 0) throw new InvalidFileException(path, $"shape[{k}] is {v}; dimensions cannot be negative", name);
-            if (v > int.MaxValue) throw new InvalidFileException(path, $"shape[{k}] is {v}; dimensions above {int.MaxValue} are not supported", name);
+            if (v > int.MaxValue)
+                throw new InvalidFileException(path, $"shape[{k}] is {v}; dimensions above {int.MaxValue} are not supported", name);
             shape[k++] = (int)v;
         }
 
@@ -393,7 +413,8 @@ static class SafeTensorsHeader
         long begin = OffsetValue(path, name, o[0], "begin"), end = OffsetValue(path, name, o[1], "end");
         if (end < begin) throw new InvalidFileException(path, $"data_offsets [{begin}, {end}] are reversed (end before begin)", name);
         if (end > dataLength)
-            throw new InvalidFileException(path, $"data_offsets [{begin}, {end}] reach beyond the data section, which is {dataLength} bytes (truncated file?)", name);
+            throw new InvalidFileException(
+                path, $"data_offsets [{begin}, {end}] reach beyond the data section, which is {dataLength} bytes (truncated file?)", name);
 
         // Element count, guarding against overflow: a zero dimension anywhere makes it 0.
         long count = 1;
@@ -402,7 +423,8 @@ static class SafeTensorsHeader
             foreach (int dim in shape)
             {
                 if (count > long.MaxValue / 64 / dim)
-                    throw new InvalidFileException(path, $"shape {Tensor.FormatShape(shape)} has more elements than any file can hold", name);
+                    throw new InvalidFileException(
+                        path, $"shape {Tensor.FormatShape(shape)} has more elements than any file can hold", name);
                 count *= dim;
             }
         else count = 0;
@@ -411,14 +433,17 @@ static class SafeTensorsHeader
             throw new InvalidFileException(path, $"{dtypeName}{Tensor.FormatShape(shape)} does not fill a whole number of bytes", name);
         long expected = bitCount / 8;
         if (expected != end - begin)
-            throw new InvalidFileException(path, $"{dtypeName}{Tensor.FormatShape(shape)} needs {expected} bytes but data_offsets [{begin}, {end}] span {end - begin}", name);
+            throw new InvalidFileException(
+                path, $"{dtypeName}{Tensor.FormatShape(shape)} needs {expected} bytes but data_offsets [{begin}, {end}] span " +
+                $"{end - begin}", name);
 
         return new TensorEntry(name, dtypeName, EngineDType(dtypeName), shape, dataStart + begin, end - begin);
     }
 
     static long OffsetValue(string path, string name, JsonElement e, string which)
     {
-        if (e.ValueKind != JsonValueKind.Number) throw new InvalidFileException(path, $"data_offsets {which} is {Raw(e)}; expected a non-negative integer", name);
+        if (e.ValueKind != JsonValueKind.Number)
+            throw new InvalidFileException(path, $"data_offsets {which} is {Raw(e)}; expected a non-negative integer", name);
         if (e.TryGetInt64(out long v) && v >= 0) return v;
         if (e.TryGetUInt64(out ulong _)) throw new InvalidFileException(path, $"data_offsets {which} is {Raw(e)}, beyond any file", name);
         throw new InvalidFileException(path, $"data_offsets {which} is {Raw(e)}; expected a non-negative integer", name);
@@ -433,14 +458,20 @@ static class SafeTensorsHeader
         {
             long begin = e.FileOffset - dataStart, end = begin + e.ByteLength;
             if (begin < covered)
-                throw new InvalidFileException(path, $"data_offsets [{begin}, {end}] overlap tensor '{ErrorText.Clip(previous!.Name)}', which ends at {covered}", e.Name);
+                throw new InvalidFileException(
+                    path, $"data_offsets [{begin}, {end}] overlap tensor '{ErrorText.Clip(previous!.Name)}', which ends at " +
+                    $"{covered}", e.Name);
             if (begin > covered)
-                throw new InvalidFileException(path, $"data_offsets [{begin}, {end}] leave bytes [{covered}, {begin}) of the data section belonging to no tensor; the format requires the tensors to cover the data section without holes", e.Name);
+                throw new InvalidFileException(
+                    path, $"data_offsets [{begin}, {end}] leave bytes [{covered}, {begin}) of the data section belonging to no tensor; " +
+                    $"the format requires the tensors to cover the data section without holes", e.Name);
             covered = end;
             if (e.ByteLength > 0) previous = e;
         }
         if (covered != dataLength)
-            throw new InvalidFileException(path, $"the tensors cover {covered} bytes of the data section but it is {dataLength} bytes long; the format forbids bytes after the last tensor");
+            throw new InvalidFileException(
+                path, $"the tensors cover {covered} bytes of the data section but it is {dataLength} bytes long; the format forbids " +
+                $"bytes after the last tensor");
     }
 
     static string Kind(JsonElement e) => e.ValueKind.ToString().ToLowerInvariant();

@@ -27,7 +27,8 @@ public static class SafeTensorsWriter
     public static void Write(string path, IEnumerable<(string Name, Tensor Tensor)> tensors,
                              IReadOnlyDictionary<string, string>? metadata = null, DType? storeAs = null)
     {
-        if (storeAs is DType.I32) throw new ArgumentException("storeAs applies to float tensors: F32, BF16 or F16, not I32", nameof(storeAs));
+        if (storeAs is DType.I32)
+            throw new ArgumentException("storeAs applies to float tensors: F32, BF16 or F16, not I32", nameof(storeAs));
         AtomicFile.Write(path, stream =>
         {
             // The header needs every shape before any data is written, so the list is taken first.
@@ -84,7 +85,8 @@ public static class SafeTensorsWriter
         foreach (var (name, _) in tensors)
         {
             if (string.IsNullOrEmpty(name)) throw new ArgumentException("a tensor name cannot be empty");
-            if (name == SafeTensorsFile.MetadataKey) throw new ArgumentException($"'{SafeTensorsFile.MetadataKey}' is reserved for metadata and cannot name a tensor");
+            if (name == SafeTensorsFile.MetadataKey)
+                throw new ArgumentException($"'{SafeTensorsFile.MetadataKey}' is reserved for metadata and cannot name a tensor");
             if (!names.Add(name)) throw new ArgumentException($"tensor '{name}' is given twice");
         }
         var ordered = tensors
@@ -105,7 +107,8 @@ public static class SafeTensorsWriter
     {
         using var ms = new MemoryStream();
         // Relaxed escaping writes names as they are (the default encoder would turn '+' into \u002B).
-        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        using (var w = new Utf8JsonWriter(
+            ms, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
         {
             w.WriteStartObject();
             if (metadata is { Count: > 0 })

@@ -34,7 +34,8 @@ public sealed record ImportanceScores(double[] Embed, double[][] Heads, double[]
             ["format"] = "whittle-importance",
             ["version"] = 1,
             ["calibration_tokens"] = Tokens,
-            ["note"] = "scores are listed in the permuted model's unit order (descending); 'permutation' maps new unit index -> original index",
+            ["note"] = "scores are listed in the permuted model's unit order (descending); 'permutation' maps new unit index -> original " +
+                "index",
             ["embed"] = Arr(Gather(Embed, applied.Embed)),
             ["heads"] = new JsonArray(Heads.Select((h, l) => (JsonNode)Arr(Gather(h, applied.Heads[l]))).ToArray()),
             ["neurons"] = new JsonArray(Neurons.Select((n, l) => (JsonNode)Arr(Gather(n, applied.Neurons[l]))).ToArray()),

@@ -35,7 +35,8 @@ public sealed record UnitPermutation(int[] Embed, int[][] Heads, int[][] Neurons
             }
         }
         Check(Embed, c.HiddenSize, "embedding channels");
-        if (Heads.Length != c.NumLayers || Neurons.Length != c.NumLayers) throw new ArgumentException("one head and one neuron permutation per layer");
+        if (Heads.Length != c.NumLayers || Neurons.Length != c.NumLayers)
+            throw new ArgumentException("one head and one neuron permutation per layer");
         for (int l = 0; l < c.NumLayers; l++)
         {
             Check(Heads[l], c.HeadsOf(l), $"layer {l} heads");
@@ -86,7 +87,8 @@ public static class Permutation
         int[] HeadCols() => Enumerable.Range(0, heads.Length * D).Select(col => heads[col / D] * D + col % D).ToArray();
         return rest switch
         {
-            "input_layernorm.weight" or "input_layernorm.bias" or "post_attention_layernorm.weight" or "post_attention_layernorm.bias" => (p.Embed, null),
+            "input_layernorm.weight" or "input_layernorm.bias" or "post_attention_layernorm.weight" or "post_attention_layernorm.bias" =>
+                (p.Embed, null),
             "attention.query_key_value.weight" => (QkvRows(), p.Embed),                   // (3hD, C)
             "attention.query_key_value.bias" => (QkvRows(), null),
             "attention.dense.weight" => (p.Embed, HeadCols()),                            // (C, hD)

@@ -8,7 +8,8 @@ using Whittle.Native.Model;
 
 namespace Whittle.Native.Search;
 
-public sealed record HistoryEntry(string Strategy, string Key, JsonObject Spec, ParameterCount Parameters, FlopCount Flops, double Loss, double Seconds)
+public sealed record HistoryEntry(
+    string Strategy, string Key, JsonObject Spec, ParameterCount Parameters, FlopCount Flops, double Loss, double Seconds)
 {
     public double Perplexity => Math.Exp(Loss);
 
@@ -16,8 +17,10 @@ public sealed record HistoryEntry(string Strategy, string Key, JsonObject Spec, 
     {
         ["strategy"] = Strategy,
         ["spec"] = JsonNode.Parse(Spec.ToJsonString()),
-        ["params"] = new JsonObject { ["embedding"] = Parameters.Embedding, ["non_embedding"] = Parameters.NonEmbedding, ["total"] = Parameters.Total },
-        ["flops_per_token"] = new JsonObject { ["embedding"] = Flops.Embedding, ["non_embedding"] = Flops.NonEmbedding, ["total"] = Flops.Total },
+        ["params"] = new JsonObject { ["embedding"] = Parameters.Embedding, ["non_embedding"] = Parameters.NonEmbedding,
+            ["total"] = Parameters.Total },
+        ["flops_per_token"] = new JsonObject { ["embedding"] = Flops.Embedding, ["non_embedding"] = Flops.NonEmbedding,
+            ["total"] = Flops.Total },
         ["loss"] = Loss,
         ["perplexity"] = Perplexity,
         ["seconds"] = Seconds,
@@ -65,7 +68,9 @@ public sealed class SearchLog
     public double EvaluationSeconds { get; private set; }
 
     /// <summary>The fitness function strategies see: the cached loss, or evaluate, record and append.</summary>
-    public double Fitness(ActiveArchitecture a, string strategy, GptNeoXConfig parent, int context, Func<ActiveArchitecture, double> evaluateLoss, Action<HistoryEntry, bool>? report = null)
+    public double Fitness(
+        ActiveArchitecture a, string strategy, GptNeoXConfig parent, int context, Func<ActiveArchitecture, double> evaluateLoss,
+        Action<HistoryEntry, bool>? report = null)
     {
         string key = SubnetSpec.Key(a);
         if (_byKey.TryGetValue(key, out var known)) { Resumed++; report?.Invoke(known, true); return known.Loss; }

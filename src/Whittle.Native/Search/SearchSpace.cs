@@ -34,11 +34,14 @@ public sealed class SearchSpace
     readonly int[] _embedGrid;
     readonly int[][] _headGrid, _interGrid;   // per parent layer
 
-    public SearchSpace(GptNeoXConfig parent, SpaceKind kind, long budget, double tolerance, StepSizes? steps = null, BudgetMeasure measure = BudgetMeasure.Total)
+    public SearchSpace(
+        GptNeoXConfig parent, SpaceKind kind, long budget, double tolerance, StepSizes? steps = null,
+        BudgetMeasure measure = BudgetMeasure.Total)
     {
         Measure = measure;
         steps ??= new StepSizes();
-        if (steps.Embed < 1 || steps.Heads < 1 || steps.Intermediate < 1) throw new WhittleException($"step sizes must be positive, got {steps}");
+        if (steps.Embed < 1 || steps.Heads < 1 || steps.Intermediate < 1)
+            throw new WhittleException($"step sizes must be positive, got {steps}");
         if (tolerance is <= 0 or >= 1) throw new WhittleException($"--tolerance must be in (0, 1), got {tolerance}");
         Parent = parent; Kind = kind; Steps = steps;
         High = budget; Low = (long)Math.Ceiling(budget * (1 - tolerance));
@@ -46,15 +49,21 @@ public sealed class SearchSpace
         // Uniform sizes must fit every layer, so a uniform gene's grid is capped by the smallest layer.
         int minHeads = Enumerable.Range(0, L).Min(parent.HeadsOf), minInter = Enumerable.Range(0, L).Min(parent.IntermediateOf);
         _embedGrid = Grid(parent.HiddenSize, steps.Embed);
-        _headGrid = Enumerable.Range(0, L).Select(l => Grid(kind == SpaceKind.PerLayer ? parent.HeadsOf(l) : minHeads, steps.Heads)).ToArray();
-        _interGrid = Enumerable.Range(0, L).Select(l => Grid(kind == SpaceKind.PerLayer ? parent.IntermediateOf(l) : minInter, steps.Intermediate)).ToArray();
+        _headGrid = Enumerable.Range(0, L).Select(
+            l => Grid(kind == SpaceKind.PerLayer ? parent.HeadsOf(l) : minHeads, steps.Heads)).ToArray();
+        _interGrid = Enumerable.Range(0, L).Select(
+            l => Grid(kind == SpaceKind.PerLayer ? parent.IntermediateOf(l) : minInter, steps.Intermediate)).ToArray();
 
         long smallest = Params(Smallest()), largest = Params(Largest());
         if (budget <= 0) throw new WhittleException($"the parameter budget must be positive, got {budget}");
         if (smallest > High)
-            throw new WhittleException($"impossible budget: {budget:N0} {MeasureName} parameters, but the smallest sub-network of the {Name(kind)} space has {smallest:N0}{(measure == BudgetMeasure.Total ? " (the embeddings alone are 2·vocab·embed_dim)" : "")}; raise the budget or lower the step sizes");
+            throw new WhittleException($"impossible budget: {budget:N0} {MeasureName} parameters, but the smallest sub-network of the " +
+                $"{Name(kind)} space has " +
+                $"{smallest:N0}{(measure == BudgetMeasure.Total ? " (the embeddings alone are 2·vocab·embed_dim)" : "")}; raise the " +
+                $"budget or lower the step sizes");
         if (largest < Low)
-            throw new WhittleException($"impossible budget: the window [{Low:N0}, {High:N0}] is above the largest sub-network of the {Name(kind)} space ({largest:N0} {MeasureName} parameters, the parent has {Count(ParameterCount.Of(parent)):N0})");
+            throw new WhittleException($"impossible budget: the window [{Low:N0}, {High:N0}] is above the largest sub-network of the " +
+                $"{Name(kind)} space ({largest:N0} {MeasureName} parameters, the parent has {Count(ParameterCount.Of(parent)):N0})");
     }
 
     public GptNeoXConfig Parent { get; }
@@ -197,8 +206,18 @@ public sealed class SearchSpace
         for (int l = 0; l < genes; l++)
         {
             if (Kind == SpaceKind.PerLayer && !g.Keep[l]) continue;   // dormant genes do not change the size
-            if (g.Heads[l] + dir >= 0 && g.Heads[l] + dir < _headGrid[l].Length) { var h = (int[])g.Heads.Clone(); h[l] += dir; Try(g with { Heads = h }); }
-            if (g.Inter[l] + dir >= 0 && g.Inter[l] + dir < _interGrid[l].Length) { var m = (int[])g.Inter.Clone(); m[l] += dir; Try(g with { Inter = m }); }
+            if (g.Heads[l] + dir >= 0 && g.Heads[l] + dir < _headGrid[l].Length)
+            {
+                var h = (int[])g.Heads.Clone();
+                h[l] += dir;
+                Try(g with { Heads = h });
+            }
+            if (g.Inter[l] + dir >= 0 && g.Inter[l] + dir < _interGrid[l].Length)
+            {
+                var m = (int[])g.Inter.Clone();
+                m[l] += dir;
+                Try(g with { Inter = m });
+            }
         }
         return result;
     }

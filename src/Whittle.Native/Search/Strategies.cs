@@ -7,7 +7,8 @@ using Whittle.Native.Tensors;
 
 namespace Whittle.Native.Search;
 
-public sealed record EvolutionOptions(int Population = 16, int Elites = 2, int Tournament = 3, double CrossoverRate = 0.5, double MutationRate = 0.3, int MaxStep = 2);
+public sealed record EvolutionOptions(
+    int Population = 16, int Elites = 2, int Tournament = 3, double CrossoverRate = 0.5, double MutationRate = 0.3, int MaxStep = 2);
 
 public sealed record Evaluated(ActiveArchitecture Architecture, string Key, double Fitness);
 
@@ -36,7 +37,8 @@ public static class Strategies
     /// the rest with children of tournament-selected parents (uniform crossover with probability <c>CrossoverRate</c>,
     /// then per-gene mutation), each repaired to the budget window and evaluated if not seen before.
     /// </summary>
-    public static List<Evaluated> Evolution(SearchSpace space, Func<ActiveArchitecture, double> fitness, int evaluations, ulong seed, EvolutionOptions? options = null)
+    public static List<Evaluated> Evolution(
+        SearchSpace space, Func<ActiveArchitecture, double> fitness, int evaluations, ulong seed, EvolutionOptions? options = null)
     {
         var o = options ?? new EvolutionOptions();
         if (o.Population < 2 || o.Elites < 0 || o.Elites >= o.Population || o.Tournament < 1)

@@ -40,7 +40,10 @@ public static class SubnetSpec
     static ActiveArchitecture Checked(string source, Func<ActiveArchitecture> read)
     {
         try { return read(); }
-        catch (ArgumentException e) { throw new WhittleException($"{source}: not a valid sub-network spec: {e.Message.ReplaceLineEndings(" ")}"); }
+        catch (ArgumentException e)
+        {
+            throw new WhittleException($"{source}: not a valid sub-network spec: {e.Message.ReplaceLineEndings(" ")}");
+        }
     }
 
     public static ActiveArchitecture Parse(string json, GptNeoXConfig parent, string source = "sub-network spec")
@@ -48,14 +51,16 @@ public static class SubnetSpec
         JsonNode? root;
         try { root = JsonNode.Parse(json); }
         catch (JsonException e) { throw new WhittleException($"{source}: not valid JSON: {e.Message}"); }
-        return root is JsonObject o ? Checked(source, () => FromJson(o, parent, source)) : throw new WhittleException($"{source}: a sub-network spec must be a JSON object");
+        return root is JsonObject o ? Checked(source, () => FromJson(o, parent, source))
+            : throw new WhittleException($"{source}: a sub-network spec must be a JSON object");
     }
 
     public static ActiveArchitecture FromJson(JsonObject o, GptNeoXConfig parent, string source = "sub-network spec")
     {
         WhittleException Err(string field, string what) => new($"{source}: '{field}': {what}");
         foreach (var (key, _) in o)
-            if (!Fields.Contains(key)) throw new WhittleException($"{source}: unknown field '{key}' (expected {string.Join(", ", Fields)})");
+            if (!Fields.Contains(key))
+                throw new WhittleException($"{source}: unknown field '{key}' (expected {string.Join(", ", Fields)})");
 
         int Int(string field, JsonNode? n)
         {
@@ -65,7 +70,8 @@ public static class SubnetSpec
         }
 
         int embed = o.ContainsKey("embed_dim") ? Int("embed_dim", o["embed_dim"]) : parent.HiddenSize;
-        if (embed < 1 || embed > parent.HiddenSize) throw Err("embed_dim", $"{embed} must be in [1, {parent.HiddenSize}] (the parent's hidden_size)");
+        if (embed < 1 || embed > parent.HiddenSize)
+            throw Err("embed_dim", $"{embed} must be in [1, {parent.HiddenSize}] (the parent's hidden_size)");
 
         int[] layers;
         switch (o["layers"])
@@ -75,13 +81,15 @@ public static class SubnetSpec
                 layers = arr.Select(n => Int("layers", n)).ToArray();
                 if (layers.Length == 0) throw Err("layers", "the list is empty; at least one layer is needed");
                 foreach (var l in layers)
-                    if (l < 0 || l >= parent.NumLayers) throw Err("layers", $"index {l} is outside [0, {parent.NumLayers}) (the parent has {parent.NumLayers} layers)");
+                    if (l < 0 || l >= parent.NumLayers)
+                        throw Err("layers", $"index {l} is outside [0, {parent.NumLayers}) (the parent has {parent.NumLayers} layers)");
                 var rep = layers.GroupBy(l => l).FirstOrDefault(g => g.Count() > 1);
                 if (rep is not null) throw Err("layers", $"index {rep.Key} is repeated");
                 break;
             case var n:
                 int count = Int("layers", n);
-                if (count < 1 || count > parent.NumLayers) throw Err("layers", $"count {count} must be in [1, {parent.NumLayers}] (the parent's num_hidden_layers)");
+                if (count < 1 || count > parent.NumLayers)
+                    throw Err("layers", $"count {count} must be in [1, {parent.NumLayers}] (the parent's num_hidden_layers)");
                 layers = Enumerable.Range(0, count).ToArray();
                 break;
         }
@@ -109,7 +117,8 @@ public static class SubnetSpec
     /// <summary>The canonical (shortest) JSON form; equal architectures give equal text.</summary>
     public static JsonObject ToJson(ActiveArchitecture a)
     {
-        static JsonNode Compact(int[] v) => v.All(x => x == v[0]) ? JsonValue.Create(v[0]) : new JsonArray(v.Select(x => (JsonNode)x).ToArray());
+        static JsonNode Compact(int[] v) =>
+            v.All(x => x == v[0]) ? JsonValue.Create(v[0]) : new JsonArray(v.Select(x => (JsonNode)x).ToArray());
         bool prefix = a.Layers.Select((l, i) => l == i).All(b => b);
         return new JsonObject
         {

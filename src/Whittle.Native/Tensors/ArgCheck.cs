@@ -22,8 +22,11 @@ public static class ArgCheck
     public static (int Rows, int Cols) Matrix(Tensor t, string name)
     {
         if (t.Rank != 2) throw new ArgumentException($"{name}: expected a matrix, got {t.Describe()}");
-        if (!t.IsRowDense) throw new ArgumentException($"{name}: rows must be dense (last stride 1), got strides ({string.Join(", ", t.Strides.ToArray())})");
-        if (t.Size(0) > 1 && t.Stride(0) < t.Size(1)) throw new ArgumentException($"{name}: row stride {t.Stride(0)} is smaller than the row length {t.Size(1)}");
+        if (!t.IsRowDense)
+            throw new ArgumentException($"{name}: rows must be dense (last stride 1), got strides " +
+            $"({string.Join(", ", t.Strides.ToArray())})");
+        if (t.Size(0) > 1 && t.Stride(0) < t.Size(1))
+            throw new ArgumentException($"{name}: row stride {t.Stride(0)} is smaller than the row length {t.Size(1)}");
         if (t.DType != DType.F32) throw new ArgumentException($"{name}: f32 expected, got {t.Describe()}");
         return (t.Size(0), t.Size(1));
     }
@@ -37,7 +40,8 @@ public static class ArgCheck
 
     public static int Vector(Tensor t, DType dtype, string name)
     {
-        if (t.Rank != 1 || t.DType != dtype || !t.IsContiguous) throw new ArgumentException($"{name}: expected a contiguous {dtype.Name()} vector, got {t.Describe()}");
+        if (t.Rank != 1 || t.DType != dtype || !t.IsContiguous)
+            throw new ArgumentException($"{name}: expected a contiguous {dtype.Name()} vector, got {t.Describe()}");
         return t.Size(0);
     }
 
@@ -49,7 +53,8 @@ public static class ArgCheck
     /// <summary>A (B, T, H, D) f32 view with a dense last dimension.</summary>
     public static (int B, int T, int H, int D) Heads(Tensor t, string name)
     {
-        if (t.Rank != 4 || t.DType != DType.F32 || !t.IsRowDense) throw new ArgumentException($"{name}: expected an f32 (B, T, H, D) view with dense rows, got {t.Describe()}");
+        if (t.Rank != 4 || t.DType != DType.F32 || !t.IsRowDense)
+            throw new ArgumentException($"{name}: expected an f32 (B, T, H, D) view with dense rows, got {t.Describe()}");
         return (t.Size(0), t.Size(1), t.Size(2), t.Size(3));
     }
 }

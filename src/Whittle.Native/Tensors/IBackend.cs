@@ -37,7 +37,8 @@ public interface IBackend : IDisposable
     void EmbeddingBackward(Tensor ids, Tensor dOutput, Tensor dWeight);
 
     // ---------------------------------------------------------------- layernorm  (kernels/layernorm.cu)
-    /// <summary>Over rows of x (N, C): y = (x - mean) * rstd * weight + bias; saves mean (N) and rstd (N) = 1/sqrt(var + eps), biased variance.</summary>
+    /// <summary>Over rows of x (N, C): y = (x - mean) * rstd * weight + bias; saves mean (N) and rstd (N) = 1/sqrt(var + eps), biased
+    /// variance.</summary>
     void LayerNormForward(Tensor x, Tensor weight, Tensor bias, float eps, Tensor y, Tensor mean, Tensor rstd);
     /// <summary>dx (N, C) +=, dWeight (C) +=, dBias (C) += the layernorm gradients, from the saved mean and rstd.</summary>
     void LayerNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor mean, Tensor rstd, Tensor dx, Tensor dWeight, Tensor dBias);
@@ -74,7 +75,8 @@ public interface IBackend : IDisposable
     /// cos, sin: (T, R/2) tables for positions 0..T-1. Dims R..D-1 are untouched.
     /// </summary>
     void RotaryForward(Tensor x, Tensor cos, Tensor sin);
-    /// <summary>In place on dx (B, T, H, D): the transpose of the rotation (rotation by -angle), turning the gradient of the rotated x into that of x.</summary>
+    /// <summary>In place on dx (B, T, H, D): the transpose of the rotation (rotation by -angle), turning the gradient of the rotated x into
+    /// that of x.</summary>
     void RotaryBackward(Tensor dx, Tensor cos, Tensor sin);
 
     // ---------------------------------------------------------------- attention  (kernels/attention.cu; bf16: kernels/attention_mma.cu)
@@ -90,7 +92,8 @@ public interface IBackend : IDisposable
     /// dq (B, T, H, D), dk, dv (B, T, KV, D) strided views, accumulated, from dOut (B, T, H, D) and the forward's output
     /// and lse. A kv head's dk and dv are the sums over the H / KV query heads that read it.
     /// </summary>
-    void AttentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale, Tensor dq, Tensor dk, Tensor dv,
+    void AttentionBackward(
+        Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale, Tensor dq, Tensor dk, Tensor dv,
         AttentionPrecision precision);
 
     // ---------------------------------------------------------------- gelu  (kernels/gelu.cu)
@@ -158,7 +161,8 @@ public interface IBackend : IDisposable
     /// ∂KD/∂s_j = τ · ½ p_j (u_B - Σ_C p_C u_C), u_B = log(p_B/m_B); an empty bucket (p_B = q_B = 0) adds nothing.
     /// With k = V (tail 0) this is the full loss.
     /// </summary>
-    void Distillation(Tensor studentLogits, DistillTeacher teacher, Tensor targets, in DistillSettings settings, Tensor losses, Tensor? dStudent);
+    void Distillation(
+        Tensor studentLogits, DistillTeacher teacher, Tensor targets, in DistillSettings settings, Tensor losses, Tensor? dStudent);
 
     // ---------------------------------------------------------------- optimizer  (kernels/adamw.cu)
     /// <summary>
@@ -175,7 +179,8 @@ public interface IBackend : IDisposable
 }
 
 /// <summary>AdamW hyper-parameters (PyTorch's defaults except weight decay).</summary>
-public readonly record struct AdamWSettings(float LearningRate, float Beta1 = 0.9f, float Beta2 = 0.95f, float Epsilon = 1e-8f, float WeightDecay = 0.1f);
+public readonly record struct AdamWSettings(
+    float LearningRate, float Beta1 = 0.9f, float Beta2 = 0.95f, float Epsilon = 1e-8f, float WeightDecay = 0.1f);
 
 /// <summary>Which divergence the distillation loss uses; see <see cref="IBackend.Distillation"/>.</summary>
 public enum DistillKind { ForwardKl, ReverseKl, Symmetric, JensenShannon = KernelConstants.KindJensenShannon }
@@ -184,14 +189,18 @@ public enum DistillKind { ForwardKl, ReverseKl, Symmetric, JensenShannon = Kerne
 /// Distillation loss settings: divergence, temperature τ (&gt; 0), CE weight α, KD weight β, the ignored target id and
 /// the factor applied to every gradient (1 / rows for a mean).
 /// </summary>
-public readonly record struct DistillSettings(DistillKind Kind, float Temperature, float Alpha, float Beta, int IgnoreIndex = -100, float GradScale = 1f)
+public readonly record struct DistillSettings(
+    DistillKind Kind, float Temperature, float Alpha, float Beta, int IgnoreIndex = -100, float GradScale = 1f)
 {
     /// <summary>Throws for a temperature that is not a positive finite number, an unknown kind or non-finite weights.</summary>
     public void Validate()
     {
-        if (!(Temperature > 0) || !float.IsFinite(Temperature)) throw new ArgumentOutOfRangeException(nameof(Temperature), $"distillation temperature must be a positive finite number, got {Temperature}");
+        if (!(Temperature > 0) || !float.IsFinite(Temperature))
+            throw new ArgumentOutOfRangeException(
+            nameof(Temperature), $"distillation temperature must be a positive finite number, got {Temperature}");
         if (!Enum.IsDefined(Kind)) throw new ArgumentOutOfRangeException(nameof(Kind), $"unknown distillation kind {(int)Kind}");
-        if (!float.IsFinite(Alpha) || !float.IsFinite(Beta) || !float.IsFinite(GradScale)) throw new ArgumentException($"distillation weights must be finite (alpha {Alpha}, beta {Beta}, gradScale {GradScale})");
+        if (!float.IsFinite(Alpha) || !float.IsFinite(Beta) || !float.IsFinite(GradScale))
+            throw new ArgumentException($"distillation weights must be finite (alpha {Alpha}, beta {Beta}, gradScale {GradScale})");
     }
 }
 
@@ -211,7 +220,8 @@ public readonly record struct DistillTeacher
     public int K => TopIds?.Size(1) ?? 0;
 
     public static DistillTeacher Full(Tensor logits) => new() { Logits = logits };
-    public static DistillTeacher TopK(Tensor topLogProbs, Tensor topIds, Tensor tailMass) => new() { TopLogProbs = topLogProbs, TopIds = topIds, TailMass = tailMass };
+    public static DistillTeacher TopK(Tensor topLogProbs, Tensor topIds, Tensor tailMass) =>
+        new() { TopLogProbs = topLogProbs, TopIds = topIds, TailMass = tailMass };
 
     /// <summary>Shape and dtype checks shared by the backends, for a student of (n, v).</summary>
     public void Check(int n, int v)
@@ -219,16 +229,20 @@ public readonly record struct DistillTeacher
         if (!IsTopK)
         {
             if (Logits is null) throw new ArgumentException("distillation: the teacher has neither logits nor a top-k summary");
-            if (Logits.Rank != 2 || Logits.DType != DType.F32) throw new ArgumentException($"teacher logits: expected an f32 matrix, got {Logits.Describe()}");
-            if (Logits.Size(1) != v) throw new ArgumentException($"teacher logits {Logits.Describe()} have vocabulary {Logits.Size(1)} but the student has {v}");
+            if (Logits.Rank != 2 || Logits.DType != DType.F32)
+                throw new ArgumentException($"teacher logits: expected an f32 matrix, got {Logits.Describe()}");
+            if (Logits.Size(1) != v)
+                throw new ArgumentException($"teacher logits {Logits.Describe()} have vocabulary {Logits.Size(1)} but the student has {v}");
             ArgCheck.Shape(Logits, "teacher logits", n, v);
             return;
         }
         int k = TopIds!.Rank == 2 ? TopIds.Size(1) : -1;
-        if (k <= 0 || k > v) throw new ArgumentOutOfRangeException("k", $"top-k teacher: k must be in [1, {v}] (the vocabulary), got {TopIds.Describe()}");
+        if (k <= 0 || k > v)
+            throw new ArgumentOutOfRangeException("k", $"top-k teacher: k must be in [1, {v}] (the vocabulary), got {TopIds.Describe()}");
         if (TopIds.DType != DType.I32) throw new ArgumentException($"top-k teacher ids: i32 expected, got {TopIds.Describe()}");
         ArgCheck.Shape(TopIds, "top-k teacher ids", n, k); ArgCheck.Contiguous(TopIds, "top-k teacher ids");
-        if (TopLogProbs!.DType != DType.F32) throw new ArgumentException($"top-k teacher log-probs: f32 expected, got {TopLogProbs.Describe()}");
+        if (TopLogProbs!.DType != DType.F32)
+            throw new ArgumentException($"top-k teacher log-probs: f32 expected, got {TopLogProbs.Describe()}");
         ArgCheck.Shape(TopLogProbs, "top-k teacher log-probs", n, k); ArgCheck.Contiguous(TopLogProbs, "top-k teacher log-probs");
         if (TailMass!.DType != DType.F32) throw new ArgumentException($"top-k teacher tail mass: f32 expected, got {TailMass.Describe()}");
         ArgCheck.Shape(TailMass, "top-k teacher tail mass", n); ArgCheck.Contiguous(TailMass, "top-k teacher tail mass");

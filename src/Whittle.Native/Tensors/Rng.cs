@@ -62,7 +62,8 @@ public sealed class Rng
 
     public static Rng FromState(ReadOnlySpan<ulong> state)
     {
-        if (state.Length != 4 || (state[0] | state[1] | state[2] | state[3]) == 0) throw new ArgumentException("an Rng state is four words, not all zero");
+        if (state.Length != 4 || (state[0] | state[1] | state[2] | state[3]) == 0)
+            throw new ArgumentException("an Rng state is four words, not all zero");
         return new Rng(0) { _s0 = state[0], _s1 = state[1], _s2 = state[2], _s3 = state[3] };
     }
 }

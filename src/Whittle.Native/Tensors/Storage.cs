@@ -36,7 +36,8 @@ public sealed class CpuStorage : Storage
 
     public CpuStorage(long bytes, bool zero = true) : base(bytes)
     {
-        if (bytes > Array.MaxLength) throw new OutOfMemoryException($"a single CPU tensor is limited to {Array.MaxLength} bytes; asked for {bytes}");
+        if (bytes > Array.MaxLength)
+            throw new OutOfMemoryException($"a single CPU tensor is limited to {Array.MaxLength} bytes; asked for {bytes}");
         _data = PinnedArrayPool.Rent((int)bytes, zero);
         _ptr = bytes == 0 ? 0 : Marshal.UnsafeAddrOfPinnedArrayElement(_data, 0);
         long live = Interlocked.Add(ref _liveBytes, bytes);
@@ -86,7 +87,8 @@ internal static class PinnedArrayPool
         byte[]? array = null;
         lock (Idle)
             if (Idle.TryGetValue(size, out var stack) && stack.TryPop(out array)) _idleBytes -= size;
-        if (array is null) return zero ? GC.AllocateArray<byte>(size, pinned: true) : GC.AllocateUninitializedArray<byte>(size, pinned: true);
+        if (array is null)
+            return zero ? GC.AllocateArray<byte>(size, pinned: true) : GC.AllocateUninitializedArray<byte>(size, pinned: true);
         if (zero) Array.Clear(array, 0, bytes);
         return array;
     }

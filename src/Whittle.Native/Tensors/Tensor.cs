@@ -42,18 +42,22 @@ public sealed class Tensor : IDisposable
     {
         var s = CheckShape(shape);
         long need = Numel(s) * dtype.SizeOf();
-        if (need > storage.Bytes) throw new ArgumentException($"storage of {storage.Bytes} bytes is too small for {dtype.Name()}{FormatShape(s)} ({need} bytes)");
+        if (need > storage.Bytes)
+            throw new ArgumentException($"storage of {storage.Bytes} bytes is too small for {dtype.Name()}{FormatShape(s)} ({need} bytes)");
         return new Tensor(storage, dtype, s, ContiguousStrides(s), 0, owns: true, name);
     }
 
-    public static Tensor Zeros(DType dtype, params int[] shape) => FromStorage(new CpuStorage(Numel(CheckShape(shape)) * dtype.SizeOf()), dtype, shape);
+    public static Tensor Zeros(DType dtype, params int[] shape) =>
+        FromStorage(new CpuStorage(Numel(CheckShape(shape)) * dtype.SizeOf()), dtype, shape);
     public static Tensor Zeros(params int[] shape) => Zeros(DType.F32, shape);
-    public static Tensor Empty(DType dtype, params int[] shape) => FromStorage(new CpuStorage(Numel(CheckShape(shape)) * dtype.SizeOf(), zero: false), dtype, shape);
+    public static Tensor Empty(DType dtype, params int[] shape) =>
+        FromStorage(new CpuStorage(Numel(CheckShape(shape)) * dtype.SizeOf(), zero: false), dtype, shape);
 
     public static Tensor FromArray(float[] data, params int[] shape)
     {
         var t = Empty(DType.F32, shape);
-        if (data.Length != t.Count) throw new ArgumentException($"{data.Length} values cannot fill shape {FormatShape(shape)} ({t.Count} elements)");
+        if (data.Length != t.Count)
+            throw new ArgumentException($"{data.Length} values cannot fill shape {FormatShape(shape)} ({t.Count} elements)");
         data.CopyTo(t.AsSpan<float>());
         return t;
     }
@@ -61,7 +65,8 @@ public sealed class Tensor : IDisposable
     public static Tensor FromArray(int[] data, params int[] shape)
     {
         var t = Empty(DType.I32, shape);
-        if (data.Length != t.Count) throw new ArgumentException($"{data.Length} values cannot fill shape {FormatShape(shape)} ({t.Count} elements)");
+        if (data.Length != t.Count)
+            throw new ArgumentException($"{data.Length} values cannot fill shape {FormatShape(shape)} ({t.Count} elements)");
         data.CopyTo(t.AsSpan<int>());
         return t;
     }
@@ -93,11 +98,13 @@ public sealed class Tensor : IDisposable
     {
         if (Device != Device.Cpu) throw new InvalidOperationException($"tensor {Describe()} lives on {Device}; copy it to the CPU first");
         if (!IsContiguous) throw new InvalidOperationException($"tensor {Describe()} is a strided view; AsSpan needs a contiguous tensor");
-        if (sizeof(T) != DType.SizeOf()) throw new InvalidOperationException($"tensor {Describe()} has {DType.SizeOf()}-byte elements, not {typeof(T).Name}");
+        if (sizeof(T) != DType.SizeOf())
+            throw new InvalidOperationException($"tensor {Describe()} has {DType.SizeOf()}-byte elements, not {typeof(T).Name}");
         return new Span<T>((void*)Pointer, checked((int)Count));
     }
 
-    /// <summary>Span covering every element a strided CPU view can touch (offset .. last element), for kernels that index with strides.</summary>
+    /// <summary>Span covering every element a strided CPU view can touch (offset .. last element), for kernels that index with
+    /// strides.</summary>
     public unsafe Span<T> SpanOfExtent<T>() where T : unmanaged
     {
         if (Device != Device.Cpu) throw new InvalidOperationException($"tensor {Describe()} lives on {Device}");
@@ -188,7 +195,8 @@ public sealed class Tensor : IDisposable
         if (dim < 0) dim += Rank;
         if ((uint)dim >= (uint)Rank) throw new ArgumentOutOfRangeException(nameof(dim), $"dim {dim} of a rank-{Rank} tensor {Describe()}");
         if (start < 0 || length < 0 || start + length > _shape[dim])
-            throw new ArgumentOutOfRangeException(nameof(start), $"narrow [{start}, {start + length}) of dim {dim} (size {_shape[dim]}) of {Describe()}");
+            throw new ArgumentOutOfRangeException(
+                nameof(start), $"narrow [{start}, {start + length}) of dim {dim} (size {_shape[dim]}) of {Describe()}");
         var shape = ShapeArray; shape[dim] = length;
         return new Tensor(Storage, DType, shape, (long[])_strides.Clone(), Offset + start * _strides[dim], owns: false, Name);
     }
@@ -196,7 +204,8 @@ public sealed class Tensor : IDisposable
     /// <summary>Index <paramref name="index"/> along dim 0, dropping that dimension.</summary>
     public Tensor Select(int index)
     {
-        if ((uint)index >= (uint)_shape[0]) throw new ArgumentOutOfRangeException(nameof(index), $"index {index} into dim 0 (size {_shape[0]}) of {Describe()}");
+        if ((uint)index >= (uint)_shape[0])
+            throw new ArgumentOutOfRangeException(nameof(index), $"index {index} into dim 0 (size {_shape[0]}) of {Describe()}");
         return new Tensor(Storage, DType, _shape[1..], _strides[1..], Offset + index * _strides[0], owns: false, Name);
     }
 

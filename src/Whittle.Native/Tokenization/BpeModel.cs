@@ -22,7 +22,8 @@ internal sealed class BpeModel
         for (int b = 0; b < 256; b++)
         {
             if (!vocab.TryGetValue(ByteLevel.ByteToChar[b].ToString(), out int id))
-                throw new InvalidFileException(source, $"byte-level BPE vocabulary lacks the token for byte 0x{b:X2} ('{ByteLevel.ByteToChar[b]}')");
+                throw new InvalidFileException(
+                    source, $"byte-level BPE vocabulary lacks the token for byte 0x{b:X2} ('{ByteLevel.ByteToChar[b]}')");
             _byteToId[b] = id;
         }
         _merges = new Dictionary<long, (int, int)>(merges.Count);
@@ -32,7 +33,8 @@ internal sealed class BpeModel
             if (!vocab.TryGetValue(l, out int li) || !vocab.TryGetValue(r, out int ri))
                 throw new InvalidFileException(source, $"merge {rank} ('{l} {r}') uses a token missing from the vocabulary");
             if (!vocab.TryGetValue(l + r, out int ni))
-                throw new InvalidFileException(source, $"merge {rank} ('{l} {r}') produces '{l + r}', which is missing from the vocabulary");
+                throw new InvalidFileException(
+                    source, $"merge {rank} ('{l} {r}') produces '{l + r}', which is missing from the vocabulary");
             _merges.TryAdd(Key(li, ri), (rank, ni));   // a repeated merge keeps its first (lowest) rank
         }
     }

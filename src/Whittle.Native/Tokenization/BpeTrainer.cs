@@ -62,11 +62,13 @@ public sealed class BpeTrainer
         }
     }
 
-    /// <summary>Learns merges until the vocabulary (specials + 256 bytes + merges) reaches vocabSize, and returns tokenizer.json bytes.</summary>
+    /// <summary>Learns merges until the vocabulary (specials + 256 bytes + merges) reaches vocabSize, and returns tokenizer.json
+    /// bytes.</summary>
     public byte[] Train(int vocabSize)
     {
         int minimum = _specials.Length + 256;
-        if (vocabSize < minimum) throw new WhittleException($"--vocab-size {vocabSize} is too small: the bytes and special tokens alone need {minimum}");
+        if (vocabSize < minimum)
+            throw new WhittleException($"--vocab-size {vocabSize} is too small: the bytes and special tokens alone need {minimum}");
         if (_wordCounts.Count == 0) throw new WhittleException("no training text: the inputs are empty");
 
         // Token t (internal numbering: 0..255 are bytes, then merges in order) and its bytes.
@@ -166,7 +168,8 @@ public sealed class BpeTrainer
             ordered.Add(str);
         }
         var ms = new MemoryStream();
-        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        using (var w = new Utf8JsonWriter(
+            ms, new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
         {
             w.WriteStartObject();
             w.WriteString("version", "1.0");

@@ -34,14 +34,18 @@ internal sealed class SplitStep : PreTokenizerStep
     /// would otherwise hang the process.</summary>
     public static readonly TimeSpan MatchTimeout = TimeSpan.FromSeconds(2);
 
-    public SplitStep(Regex pattern, Behavior behavior, string source = "tokenizer") { _pattern = pattern; _behavior = behavior; _source = source; }
+    public SplitStep(Regex pattern, Behavior behavior, string source = "tokenizer") { _pattern = pattern; _behavior = behavior;
+    _source = source; }
 
     public override void Apply(string s, List<(int Start, int Length)> input, List<(int Start, int Length)> output)
     {
         try { ApplyUnbounded(s, input, output); }
         catch (RegexMatchTimeoutException)
         {
-            throw new InvalidFileException(_source, $"pre_tokenizer: Split pattern '{ErrorText.Clip(_pattern.ToString(), 80)}' took longer than {MatchTimeout.TotalSeconds:0} s to match a {s.Length:N0}-character text (catastrophic backtracking?); simplify the pattern");
+            throw new InvalidFileException(
+                _source, $"pre_tokenizer: Split pattern '{ErrorText.Clip(_pattern.ToString(), 80)}' took longer than " +
+                $"{MatchTimeout.TotalSeconds:0} s to match a {s.Length:N0}-character text (catastrophic backtracking?); simplify the " +
+                $"pattern");
         }
     }
 

@@ -51,12 +51,14 @@ public sealed class Tokenizer
         EosId = FindEos(vocab, added);
     }
 
-    /// <summary>Loads tokenizer.json, or encoder.json/vocab.json with its sibling vocab.bpe/merges.txt, or a directory holding either.</summary>
+    /// <summary>Loads tokenizer.json, or encoder.json/vocab.json with its sibling vocab.bpe/merges.txt, or a directory holding
+    /// either.</summary>
     public static Tokenizer FromFile(string path) => TokenizerLoader.Load(path);
 
     /// <summary>The file this tokenizer was read from.</summary>
     public string Path { get; }
-    /// <summary>sha256 (lower-case hex) of the tokenizer file's bytes (of encoder then merges for the GPT-2 pair): identifies it in datasets and models.</summary>
+    /// <summary>sha256 (lower-case hex) of the tokenizer file's bytes (of encoder then merges for the GPT-2 pair): identifies it in
+    /// datasets and models.</summary>
     public string Sha256 { get; }
     /// <summary>One more than the largest id.</summary>
     public int VocabSize { get; }

@@ -53,7 +53,8 @@ internal static class TokenizerLoader
     {
         var dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!;
         string? mergesPath = new[] { "vocab.bpe", "merges.txt" }.Select(n => System.IO.Path.Combine(dir, n)).FirstOrDefault(File.Exists);
-        if (mergesPath is null) throw new WhittleException($"{path}: GPT-2 style vocabulary needs a sibling vocab.bpe or merges.txt, found neither in {dir}");
+        if (mergesPath is null)
+            throw new WhittleException($"{path}: GPT-2 style vocabulary needs a sibling vocab.bpe or merges.txt, found neither in {dir}");
         var vocab = ReadVocab(root);
         InputFile.RequireRegular(mergesPath);
         var mergesBytes = File.ReadAllBytes(mergesPath);
@@ -120,7 +121,8 @@ internal static class TokenizerLoader
         if (!root["decoder"].IsAbsent)
         {
             string dt = root["decoder"]["type"].String();
-            if (dt != "ByteLevel") throw new InvalidFileException(path, $"decoder.type is '{JsonField.Truncate(dt)}'; only ByteLevel is supported");
+            if (dt != "ByteLevel")
+                throw new InvalidFileException(path, $"decoder.type is '{JsonField.Truncate(dt)}'; only ByteLevel is supported");
         }
         var model = new BpeModel(vocab, merges, ignoreMerges, path);
         return new Tokenizer(path, Hash(bytes), model, vocab, added, normalizer, steps.ToArray(), prefixSpace);
@@ -143,7 +145,8 @@ internal static class TokenizerLoader
             case "Sequence":
                 var parts = n["normalizers"].Items().Select(e => ReadNormalizer(path, e)).OfType<INormalizer>().ToArray();
                 return parts.Length == 0 ? null : parts.Length == 1 ? parts[0] : new SequenceNormalizer(parts);
-            default: throw new InvalidFileException(path, $"normalizer '{JsonField.Truncate(type)}' is not supported (only NFC and Sequence)");
+            default: throw new InvalidFileException(
+                path, $"normalizer '{JsonField.Truncate(type)}' is not supported (only NFC and Sequence)");
         }
     }
 
@@ -157,7 +160,9 @@ internal static class TokenizerLoader
                 if (p["add_prefix_space"].BoolOr(false))
                 {
                     // Hugging Face prefixes each split it sees; that equals prefixing the segment only when nothing split before.
-                    if (steps.Count > 0) throw new InvalidFileException(path, "pre_tokenizer: ByteLevel add_prefix_space after another step is not supported");
+                    if (steps.Count > 0)
+                        throw new InvalidFileException(
+                        path, "pre_tokenizer: ByteLevel add_prefix_space after another step is not supported");
                     prefixSpace = true;
                 }
                 steps.Add(new ByteLevelStep(useRegex));
@@ -173,14 +178,16 @@ internal static class TokenizerLoader
                 string behavior = p["behavior"].String();
                 // By exact name: Enum.TryParse would also take "1" or "Isolated, Removed", which Hugging Face refuses.
                 if (!Enum.GetNames<SplitStep.Behavior>().Contains(behavior) || !Enum.TryParse<SplitStep.Behavior>(behavior, out var b))
-                    throw new InvalidFileException(path, $"pre_tokenizer: Split behavior '{JsonField.Truncate(behavior)}' is not supported");
+                    throw new InvalidFileException(
+                        path, $"pre_tokenizer: Split behavior '{JsonField.Truncate(behavior)}' is not supported");
                 steps.Add(new SplitStep(regex, b, path));
                 break;
             case "Sequence":
                 foreach (var e in p["pretokenizers"].Items()) ReadPreTokenizer(path, e, steps, ref prefixSpace, false);
                 break;
             default:
-                throw new InvalidFileException(path, $"pre_tokenizer '{JsonField.Truncate(type)}' is not supported (ByteLevel, Split, Sequence)");
+                throw new InvalidFileException(
+                    path, $"pre_tokenizer '{JsonField.Truncate(type)}' is not supported (ByteLevel, Split, Sequence)");
         }
     }
 

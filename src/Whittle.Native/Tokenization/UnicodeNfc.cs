@@ -24,7 +24,8 @@ internal static class UnicodeNfc
     {
         var d = new Dictionary<long, int>();
         for (int i = 0; i < UnicodeNfcData.CompositionFirst.Length; i++)
-            d[((long)UnicodeNfcData.CompositionFirst[i] << 21) | (uint)UnicodeNfcData.CompositionSecond[i]] = UnicodeNfcData.CompositionResult[i];
+            d[((long)UnicodeNfcData.CompositionFirst[i] << 21) | (uint)UnicodeNfcData.CompositionSecond[i]] =
+                UnicodeNfcData.CompositionResult[i];
         return d;
     }
 
@@ -47,7 +48,8 @@ internal static class UnicodeNfc
             while (b < cps.Count && CombiningClass(cps[b]) != 0) b++;
             if (b - a > 1)
             {
-                var run = cps.GetRange(a, b - a).Select((cp, k) => (cp, k)).OrderBy(x => CombiningClass(x.cp)).ThenBy(x => x.k).Select(x => x.cp).ToArray();
+                var run = cps.GetRange(a,
+                    b - a).Select((cp, k) => (cp, k)).OrderBy(x => CombiningClass(x.cp)).ThenBy(x => x.k).Select(x => x.cp).ToArray();
                 for (int k = 0; k < run.Length; k++) cps[a + k] = run[k];
             }
             a = b;
@@ -58,7 +60,8 @@ internal static class UnicodeNfc
         foreach (int cp in cps)
         {
             int cc = CombiningClass(cp);
-            if (starter >= 0 && (lastClass < cc || (lastClass == 0 && output.Count - 1 == starter)) && TryCompose(output[starter], cp, out int composed))
+            if (starter >= 0 && (lastClass < cc || (lastClass == 0 && output.Count - 1 == starter))
+                && TryCompose(output[starter], cp, out int composed))
             {
                 output[starter] = composed;
                 continue;

@@ -28,7 +28,8 @@ public sealed class AdamWOptimizer : IDisposable
     public int Step { get; set; }
 
     /// <summary>The global L2 norm of the accumulated gradient.</summary>
-    public double GradNorm() => Math.Sqrt(Parameters.Backend.SumOfSquares(Parameters.FlatGrad ?? throw new InvalidOperationException("no gradients")));
+    public double GradNorm() =>
+        Math.Sqrt(Parameters.Backend.SumOfSquares(Parameters.FlatGrad ?? throw new InvalidOperationException("no gradients")));
 
     /// <summary>
     /// One update at learning rate <paramref name="lr"/>; when <paramref name="clipNorm"/> &gt; 0 and the gradient's
@@ -39,7 +40,8 @@ public sealed class AdamWOptimizer : IDisposable
         double norm = gradNorm ?? GradNorm();
         float scale = clipNorm > 0 && norm > clipNorm ? (float)(clipNorm / norm) : 1f;
         Step++;
-        Parameters.Backend.AdamW(Parameters.Flat, Parameters.FlatGrad!, M, V, Parameters.DecayCount, Settings with { LearningRate = lr }, Step, scale);
+        Parameters.Backend.AdamW(
+            Parameters.Flat, Parameters.FlatGrad!, M, V, Parameters.DecayCount, Settings with { LearningRate = lr }, Step, scale);
         Parameters.RefreshLowPrecision();   // bf16 training: the next forward must see the updated masters
         return norm;
     }

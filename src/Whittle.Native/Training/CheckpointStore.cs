@@ -21,7 +21,8 @@ public sealed record TrainingState(int Step, long TokensSeen, long DataCursor, u
     {
         o.RequireObject();
         return new TrainingState(o["step"].Int(0), o["tokens_seen"].Long(0), o["data_cursor"].Long(0), o["seed"].ULongString(),
-            o["elapsed_seconds"].Double() is var s and >= 0 ? s : throw o["elapsed_seconds"].Error("must be >= 0"), o["selected_cursor"].LongOr(0, 0));
+            o["elapsed_seconds"].Double() is var s and >= 0 ? s : throw o["elapsed_seconds"].Error("must be >= 0"),
+                o["selected_cursor"].LongOr(0, 0));
     }
 
     public static TrainingState Load(string path) => FromJson(JsonField.Load(path));
@@ -46,7 +47,8 @@ public sealed class CheckpointStore(string runDir, int keep = 2, string? tokeniz
 
     public static string NameOf(int step) => $"step-{step:D7}";
 
-    /// <summary>Complete checkpoints, oldest first (a directory counts once its state file is in it: the rename makes that all-or-nothing).</summary>
+    /// <summary>Complete checkpoints, oldest first (a directory counts once its state file is in it: the rename makes that
+    /// all-or-nothing).</summary>
     public IReadOnlyList<(int Step, string Path)> List()
     {
         if (!System.IO.Directory.Exists(Directory)) return [];
@@ -68,7 +70,8 @@ public sealed class CheckpointStore(string runDir, int keep = 2, string? tokeniz
                 new Dictionary<string, string> { ["step"] = optimizer.Step.ToString() });
             if (pin) File.WriteAllText(Path.Combine(tmp, PinnedMarker), "kept: a milestone of this run\n");
             FaultInjection.MaybeCrash("checkpoint-save");
-            AtomicFile.WriteAllText(Path.Combine(tmp, StateFile), state.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+            AtomicFile.WriteAllText(
+                Path.Combine(tmp, StateFile), state.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
         });
         Prune();
         return dir;
@@ -84,7 +87,8 @@ public sealed class CheckpointStore(string runDir, int keep = 2, string? tokeniz
         foreach (var (name, dst) in new[] { ("m", optimizer.M), ("v", optimizer.V) })
         {
             using var host = opt.ReadTensor(name);
-            if (host.Count != dst.Count) throw new InvalidFileException(opt.Path, $"has {host.Count} elements, the model {dst.Count}", name);
+            if (host.Count != dst.Count)
+                throw new InvalidFileException(opt.Path, $"has {host.Count} elements, the model {dst.Count}", name);
             using var dev = optimizer.Parameters.Backend.FromHost(host.Reshape((int)host.Count));
             optimizer.Parameters.Backend.Copy(dev, dst);
         }

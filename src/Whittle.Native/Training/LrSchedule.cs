@@ -15,8 +15,10 @@ public sealed record LrSchedule(ScheduleKind Kind, float MaxLr, float MinLr, int
 {
     public LrSchedule Validate()
     {
-        if (MaxLr <= 0 || MinLr < 0 || MinLr > MaxLr) throw new WhittleException($"learning rates must satisfy 0 <= min ({MinLr}) <= max ({MaxLr}), max > 0");
-        if (WarmupSteps < 0 || TotalSteps < 1) throw new WhittleException($"warmup ({WarmupSteps}) must be >= 0 and total steps ({TotalSteps}) >= 1");
+        if (MaxLr <= 0 || MinLr < 0 || MinLr > MaxLr)
+            throw new WhittleException($"learning rates must satisfy 0 <= min ({MinLr}) <= max ({MaxLr}), max > 0");
+        if (WarmupSteps < 0 || TotalSteps < 1)
+            throw new WhittleException($"warmup ({WarmupSteps}) must be >= 0 and total steps ({TotalSteps}) >= 1");
         if (DecayFraction is <= 0 or > 1) throw new WhittleException($"the WSD decay fraction must be in (0, 1], got {DecayFraction}");
         return this;
     }

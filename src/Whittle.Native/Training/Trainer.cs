@@ -38,14 +38,17 @@ public sealed record TrainOptions
     /// </summary>
     public IReadOnlyList<long>? SelectedWindows { get; init; }
     public int SelectedUntilStep { get; init; }
-    /// <summary>Facts about how the run computes (e.g. precision, teacher_precision), logged to metrics.jsonl as a line with the step it starts (or resumes) at.</summary>
+    /// <summary>Facts about how the run computes (e.g. precision, teacher_precision), logged to metrics.jsonl as a line with the step it
+    /// starts (or resumes) at.</summary>
     public IReadOnlyDictionary<string, string> RunInfo { get; init; } = new Dictionary<string, string>();
 
     public long TokensPerStep => (long)SeqLen * MicroBatch * GradAccum;
 
     public TrainOptions Validate()
     {
-        if (SeqLen < 1 || MicroBatch < 1 || GradAccum < 1) throw new WhittleException($"--seq-len ({SeqLen}), --batch-size ({MicroBatch}) and --grad-accum ({GradAccum}) must be positive");
+        if (SeqLen < 1 || MicroBatch < 1 || GradAccum < 1)
+            throw new WhittleException($"--seq-len ({SeqLen}), --batch-size ({MicroBatch}) and --grad-accum ({GradAccum}) must be " +
+            $"positive");
         if (Steps < 1) throw new WhittleException($"the run needs at least one step (got {Steps})");
         if (ClipNorm < 0) throw new WhittleException($"--clip must be >= 0, got {ClipNorm}");
         Schedule.Validate();
@@ -54,7 +57,8 @@ public sealed record TrainOptions
 }
 
 /// <summary>One optimizer step as the log sees it.</summary>
-public sealed record StepRecord(int Step, int Steps, double Loss, float Lr, double GradNorm, double Milliseconds, double TokensPerSecond, long TokensSeen,
+public sealed record StepRecord(
+    int Step, int Steps, double Loss, float Lr, double GradNorm, double Milliseconds, double TokensPerSecond, long TokensSeen,
     IReadOnlyDictionary<string, double> Extra);
 
 public sealed record EvalRecord(int Step, long TokensSeen, double ValLoss, double Seconds)
@@ -62,7 +66,8 @@ public sealed record EvalRecord(int Step, long TokensSeen, double ValLoss, doubl
     public double Perplexity => Math.Exp(ValLoss);
 }
 
-/// <summary>A loss for one micro-batch: inputs (B, T) and targets (B·T) on the model's device; Extra holds parts to log (e.g. ce, kd).</summary>
+/// <summary>A loss for one micro-batch: inputs (B, T) and targets (B·T) on the model's device; Extra holds parts to log (e.g. ce,
+/// kd).</summary>
 public delegate (Var Loss, IReadOnlyDictionary<string, double>? Extra) LossFunction(Tape tape, Tensor inputs, Tensor targets, int step);
 
 /// <summary>NaN or Inf appeared: the run stops at this step, the last good checkpoint is kept.</summary>
@@ -93,12 +98,15 @@ public sealed class Trainer : IDisposable
         _data = data;
         model.Config.RequireContext(options.SeqLen);
         if (data.Meta.VocabSize > model.Config.VocabSize)
-            throw new WhittleException($"{data.Directory}: dataset vocabulary ({data.Meta.VocabSize}) is larger than the model's vocab_size ({model.Config.VocabSize})");
+            throw new WhittleException($"{data.Directory}: dataset vocabulary ({data.Meta.VocabSize}) is larger than the model's " +
+                $"vocab_size ({model.Config.VocabSize})");
         if (data.Val.Length < options.SeqLen + 1)
-            throw new WhittleException($"{data.Directory}: the validation split has {data.Val.Length} tokens, fewer than one window of {options.SeqLen + 1}; " +
+            throw new WhittleException($"{data.Directory}: the validation split has {data.Val.Length} tokens, fewer than one window of " +
+                $"{options.SeqLen + 1}; " +
                 "re-tokenize with --val-fraction > 0 and a --doc-start pattern that splits the text into several documents");
         if (data.Train.Length < options.SeqLen + 1)
-            throw new WhittleException($"{data.Directory}: the training split has {data.Train.Length} tokens, fewer than one window of {options.SeqLen + 1}");
+            throw new WhittleException($"{data.Directory}: the training split has {data.Train.Length} tokens, fewer than one window of " +
+                $"{options.SeqLen + 1}");
         model.Parameters.EnsureGrad();
         _opt = new AdamWOptimizer(model.Parameters, options.Adam);
         _store = new CheckpointStore(options.RunDir, options.KeepCheckpoints, options.TokenizerFile);
@@ -111,7 +119,8 @@ public sealed class Trainer : IDisposable
     /// The micro-batches a run draws, in order (outside a SALT_DS selection): one (B, T+1) batch per micro-batch, so
     /// optimizer step s uses batches (s−1)·accum … s·accum − 1. `whittle cache-teacher` walks this very sequence.
     /// </summary>
-    public static BatchLoader TrainingBatches(TokenDataset data, int microBatch, int seqLen, ulong seed) => BatchLoader.Random(data.Train, microBatch, seqLen, seed);
+    public static BatchLoader TrainingBatches(TokenDataset data, int microBatch, int seqLen, ulong seed) =>
+        BatchLoader.Random(data.Train, microBatch, seqLen, seed);
 
     /// <summary>A (B, T+1) batch → inputs (B, T) and next-token targets (B·T), as every training step feeds the model.</summary>
     public static void SplitBatch(ReadOnlySpan<int> batch, int B, int T, Span<int> inputs, Span<int> targets)
@@ -137,7 +146,8 @@ public sealed class Trainer : IDisposable
             return false;
         }
         _state = CheckpointStore.Restore(latest.Path, _model, _opt);
-        if (_state.Seed != _o.Seed) throw new WhittleException($"{latest.Path}: the run used --seed {_state.Seed}, not {_o.Seed}; resume with the same seed");
+        if (_state.Seed != _o.Seed)
+            throw new WhittleException($"{latest.Path}: the run used --seed {_state.Seed}, not {_o.Seed}; resume with the same seed");
         _loader.Cursor = _state.DataCursor;
         _selectedCursor = _state.SelectedCursor;
         TruncateMetrics(_state.Step);
@@ -152,10 +162,13 @@ public sealed class Trainer : IDisposable
     {
         var latest = _store.Latest();
         if (latest is not null || File.Exists(MetricsPath))
-            throw new WhittleException($"{_o.RunDir} already holds a run{(latest is { } l ? $" (checkpoints up to step {l.Step})" : "")}; pass --resume to continue it, or choose another --out");
+            throw new WhittleException($"{_o.RunDir} already holds a " +
+                $"run{(latest is { } l ? $" (checkpoints up to step {l.Step})" : "")}; pass --resume to continue it, or choose another " +
+                $"--out");
     }
 
-    public IReadOnlyList<EvalRecord> Run(LossFunction? loss = null, Action<StepRecord>? onStep = null, Action<EvalRecord>? onEval = null, CancellationToken cancel = default)
+    public IReadOnlyList<EvalRecord> Run(
+        LossFunction? loss = null, Action<StepRecord>? onStep = null, Action<EvalRecord>? onEval = null, CancellationToken cancel = default)
     {
         loss ??= (tape, inputs, targets, _) => (_model.Loss(tape, inputs, targets), null);
         var backend = _model.Backend;
@@ -197,17 +210,20 @@ public sealed class Trainer : IDisposable
                 foreach (var (k, v) in extra ?? new Dictionary<string, double>()) extraSum[k] = extraSum.GetValueOrDefault(k) + v;
             }
             double norm = _opt.GradNorm();
-            if (!double.IsFinite(norm)) throw Diverged(step, $"the gradient norm is {norm}; non-finite gradients in {NonFiniteGradients()}");
+            if (!double.IsFinite(norm))
+                throw Diverged(step, $"the gradient norm is {norm}; non-finite gradients in {NonFiniteGradients()}");
             float lr = _o.Schedule.At(step);
             _opt.Update(lr, _o.ClipNorm, norm);
             backend.Synchronize();
             double ms = sw.Elapsed.TotalMilliseconds;
             _state = _state with
             {
-                Step = step, TokensSeen = _state.TokensSeen + _o.TokensPerStep, DataCursor = _loader.Cursor, SelectedCursor = _selectedCursor,
+                Step = step, TokensSeen = _state.TokensSeen + _o.TokensPerStep, DataCursor = _loader.Cursor,
+                    SelectedCursor = _selectedCursor,
                 ElapsedSeconds = elapsedBefore + clock.Elapsed.TotalSeconds,
             };
-            var record = new StepRecord(step, _o.Steps, lossSum / _o.GradAccum, lr, norm, ms, _o.TokensPerStep / (ms / 1000), _state.TokensSeen,
+            var record = new StepRecord(
+                step, _o.Steps, lossSum / _o.GradAccum, lr, norm, ms, _o.TokensPerStep / (ms / 1000), _state.TokensSeen,
                 extraSum.ToDictionary(kv => kv.Key, kv => kv.Value / _o.GradAccum));
             AppendMetrics(StepJson(record));
             onStep?.Invoke(record);
@@ -217,7 +233,9 @@ public sealed class Trainer : IDisposable
             {
                 var ev = Evaluate(step);
                 evals.Add(ev);
-                AppendMetrics(new JsonObject { ["step"] = step, ["tokens"] = ev.TokensSeen, ["val_loss"] = ev.ValLoss, ["val_perplexity"] = ev.Perplexity, ["eval_seconds"] = ev.Seconds });
+                AppendMetrics(
+                    new JsonObject { ["step"] = step, ["tokens"] = ev.TokensSeen, ["val_loss"] = ev.ValLoss,
+                    ["val_perplexity"] = ev.Perplexity, ["eval_seconds"] = ev.Seconds });
                 onEval?.Invoke(ev);
             }
             bool milestone = _o.MilestoneSteps.Contains(step);
@@ -244,7 +262,8 @@ public sealed class Trainer : IDisposable
         return batch;
     }
 
-    /// <summary>Validation loss on the same leading windows of the val split every time (T+1-token windows: T predictions each, as in training).</summary>
+    /// <summary>Validation loss on the same leading windows of the val split every time (T+1-token windows: T predictions each, as in
+    /// training).</summary>
     public EvalRecord Evaluate(int step)
     {
         var r = Perplexity.Evaluate(_model, _data.Val, _o.SeqLen + 1, _o.MicroBatch, _o.EvalTokens);
@@ -261,7 +280,8 @@ public sealed class Trainer : IDisposable
     string NonFiniteGradients()
     {
         var g = _model.Parameters.FlatGrad!.ToFloatArray();
-        var bad = _model.Parameters.Entries.Where(p => !AllFinite(g.AsSpan((int)p.Offset, (int)p.Count))).Select(p => p.Name).Take(5).ToList();
+        var bad = _model.Parameters.Entries.Where(
+            p => !AllFinite(g.AsSpan((int)p.Offset, (int)p.Count))).Select(p => p.Name).Take(5).ToList();
         return bad.Count == 0 ? "(none found)" : string.Join(", ", bad);
     }
 
@@ -269,7 +289,8 @@ public sealed class Trainer : IDisposable
 
     static JsonObject StepJson(StepRecord r)
     {
-        var o = new JsonObject { ["step"] = r.Step, ["tokens"] = r.TokensSeen, ["loss"] = r.Loss, ["lr"] = r.Lr, ["grad_norm"] = r.GradNorm, ["ms"] = Math.Round(r.Milliseconds, 2), ["tokens_per_second"] = Math.Round(r.TokensPerSecond, 1) };
+        var o = new JsonObject { ["step"] = r.Step, ["tokens"] = r.TokensSeen, ["loss"] = r.Loss, ["lr"] = r.Lr, ["grad_norm"] = r.GradNorm,
+            ["ms"] = Math.Round(r.Milliseconds, 2), ["tokens_per_second"] = Math.Round(r.TokensPerSecond, 1) };
         foreach (var (k, v) in r.Extra) o[k] = v;
         return o;
     }

@@ -5,13 +5,16 @@ using Whittle.Native.Tensors;
 
 namespace Whittle.Native.Verification;
 
-/// <summary>The tensor sizes of one training step: B, T, C, H, D, rotary dims R, MLP width I, vocabulary V, layers L, parameters P.</summary>
-public sealed record KernelShape(int Batch, int SeqLen, int Hidden, int Heads, int HeadSize, int RotaryDims, int Intermediate, int Vocab, int Layers, long Parameters)
+/// <summary>The tensor sizes of one training step: B, T, C, H, D, rotary dims R, MLP width I, vocabulary V, layers L, parameters
+/// P.</summary>
+public sealed record KernelShape(
+    int Batch, int SeqLen, int Hidden, int Heads, int HeadSize, int RotaryDims, int Intermediate, int Vocab, int Layers, long Parameters)
 {
     public int Rows => Batch * SeqLen;
 
     public static KernelShape Of(GptNeoXConfig c, int batch, int seqLen) =>
-        new(batch, seqLen, c.HiddenSize, c.NumHeads, c.HeadSize, c.RotaryDims, c.IntermediateSize, c.VocabSize, c.NumLayers, ParameterCount.Of(c).Total);
+        new(batch, seqLen, c.HiddenSize, c.NumHeads, c.HeadSize, c.RotaryDims, c.IntermediateSize, c.VocabSize, c.NumLayers,
+            ParameterCount.Of(c).Total);
 }
 
 /// <summary>A measured ceiling of the device: a large copy (GB/s, bytes read + written) or a large GEMM (TFLOP/s).</summary>
@@ -21,7 +24,8 @@ public sealed record DeviceCeiling(string Name, double Value, string Unit, strin
 /// One op at one shape: median time, the bytes it must move or the FLOPs it must do (<see cref="Formula"/> says which
 /// and how they are counted), the ceiling it is compared with and how often a training step calls it.
 /// </summary>
-public sealed record KernelTiming(string Op, string Case, double Milliseconds, double Bytes, double Flops, string Formula, string Ceiling, int CallsPerTrainStep)
+public sealed record KernelTiming(
+    string Op, string Case, double Milliseconds, double Bytes, double Flops, string Formula, string Ceiling, int CallsPerTrainStep)
 {
     public double GigabytesPerSecond => Bytes / (Milliseconds * 1e6);
     public double TeraflopsPerSecond => Flops / (Milliseconds * 1e9);
@@ -164,17 +168,21 @@ public sealed class KernelBench : IDisposable
                 cuda.AllowTf32 = false;
                 list.Add(Gemm(Fp32Gemm, () => _backend.MatMul(a, false, b, true, c), flops, $"cuBLAS f32 GEMM {n}³ (CUBLAS_COMPUTE_32F)"));
                 cuda.AllowTf32 = true;
-                list.Add(Gemm(Tf32Gemm, () => _backend.MatMul(a, false, b, true, c), flops, $"cuBLAS f32 GEMM {n}³ with TF32 tensor cores"));
+                list.Add(Gemm(
+                    Tf32Gemm, () => _backend.MatMul(a, false, b, true, c), flops, $"cuBLAS f32 GEMM {n}³ with TF32 tensor cores"));
             }
             finally { cuda.AllowTf32 = tf32; }
             using var ah = Bf16Of(a); using var bh = Bf16Of(b);
-            list.Add(Gemm(Bf16Gemm, () => _backend.MatMul(ah, false, bh, true, c), flops, $"cuBLAS GEMM {n}³, bf16 operands, f32 output and accumulation"));
+            list.Add(Gemm(
+                Bf16Gemm, () => _backend.MatMul(ah, false, bh, true, c), flops,
+                $"cuBLAS GEMM {n}³, bf16 operands, f32 output and accumulation"));
         }
         else list.Add(Gemm(Fp32Gemm, () => _backend.MatMul(a, false, b, true, c), flops, $"our f32 GEMM {n}³ (Cpu/Gemm.cs)"));
         return list;
     }
 
-    DeviceCeiling Gemm(string name, Action op, double flops, string how) => new(name, flops / (Time(op) * 1e9), "TFLOP/s", how + $", median of {_repeats}");
+    DeviceCeiling Gemm(string name, Action op, double flops, string how) =>
+        new(name, flops / (Time(op) * 1e9), "TFLOP/s", how + $", median of {_repeats}");
 
     // ---------------------------------------------------------------- ops
 
@@ -198,19 +206,23 @@ public sealed class KernelBench : IDisposable
         {
             Memory("EmbeddingForward", $"N={n} V={s.Vocab} C={c}", 4.0 * n + 8.0 * n * c, "4N (ids) + 4NC (rows read) + 4NC (output)", 1,
                 () => _backend.EmbeddingForward(ids, table, rows));
-            Memory("EmbeddingBackward", $"N={n} V={s.Vocab} C={c}", 4.0 * n + 12.0 * n * c, "4N (ids) + 4NC (dOutput) + 8NC (dWeight rows read and written)", 1,
+            Memory("EmbeddingBackward", $"N={n} V={s.Vocab} C={c}", 4.0 * n + 12.0 * n * c,
+                "4N (ids) + 4NC (dOutput) + 8NC (dWeight rows read and written)", 1,
                 () => _backend.EmbeddingBackward(ids, rows, table));
         }
 
         // layernorm
         using (var x = Random(2f, 1f, n, c))
         using (var w = Random(0.1f, 1f, c)) using (var b = Random(c))
-        using (var y = _backend.Empty(DType.F32, n, c)) using (var mean = _backend.Empty(DType.F32, n)) using (var rstd = _backend.Empty(DType.F32, n))
+        using (var y = _backend.Empty(DType.F32, n, c)) using (var mean = _backend.Empty(DType.F32, n))
+            using (var rstd = _backend.Empty(DType.F32, n))
         {
-            Memory("LayerNormForward", nc, 4.0 * (2L * n * c + 2L * c + 2L * n), "4·(NC x + NC y + 2C weight, bias + 2N mean, rstd)", 2 * L + 1,
+            Memory("LayerNormForward", nc, 4.0 * (2L * n * c + 2L * c + 2L * n),
+                "4·(NC x + NC y + 2C weight, bias + 2N mean, rstd)", 2 * L + 1,
                 () => _backend.LayerNormForward(x, w, b, 1e-5f, y, mean, rstd));
             using var dy = Random(n, c); using var dx = Random(n, c); using var dw = Random(c); using var db = Random(c);
-            Memory("LayerNormBackward", nc, 4.0 * (4L * n * c + 2L * n + 5L * c), "4·(NC dy + NC x + 2NC dx (+=) + 2N mean, rstd + C weight + 4C dWeight, dBias (+=))", 2 * L + 1,
+            Memory("LayerNormBackward", nc, 4.0 * (4L * n * c + 2L * n + 5L * c),
+                "4·(NC dy + NC x + 2NC dx (+=) + 2N mean, rstd + C weight + 4C dWeight, dBias (+=))", 2 * L + 1,
                 () => _backend.LayerNormBackward(dy, x, w, mean, rstd, dx, dw, db));
         }
 
@@ -227,21 +239,26 @@ public sealed class KernelBench : IDisposable
             string f = "2·M·N·K";
             using var x = Random(n, inF); using var w = Random(0.02f, 0f, outF, inF); using var bias = Random(outF);
             using var y = _backend.Empty(DType.F32, n, outF);
-            Add("MatMul", $"{name} forward y ({n}, {outF}) = x ({n}, {inF}) Wᵀ{(hasBias ? " + b" : "")}", Time(() => _backend.MatMul(x, false, w, true, y, bias: hasBias ? bias : null)),
+            Add("MatMul", $"{name} forward y ({n}, {outF}) = x ({n}, {inF}) Wᵀ{(hasBias ? " + b" : "")}",
+                Time(() => _backend.MatMul(x, false, w, true, y, bias: hasBias ? bias : null)),
                 0, flops, f, matmulCeiling, calls);
             using var g = Random(n, outF); using var dx = Random(n, inF); using var dw = Random(outF, inF);
-            Add("MatMul", $"{name} dx ({n}, {inF}) += g W", Time(() => _backend.MatMul(g, false, w, false, dx, beta: 1f)), 0, flops, f, matmulCeiling, calls);
-            Add("MatMul", $"{name} dW ({outF}, {inF}) += gᵀ x", Time(() => _backend.MatMul(g, true, x, false, dw, beta: 1f)), 0, flops, f, matmulCeiling, calls);
+            Add("MatMul", $"{name} dx ({n}, {inF}) += g W", Time(() => _backend.MatMul(g, false, w, false, dx, beta: 1f)), 0, flops, f,
+                matmulCeiling, calls);
+            Add("MatMul", $"{name} dW ({outF}, {inF}) += gᵀ x", Time(() => _backend.MatMul(g, true, x, false, dw, beta: 1f)), 0, flops, f,
+                matmulCeiling, calls);
             if (hasBias)
             {
                 using var dBias = Random(outF);
-                Memory("SumRows", $"{name} dBias ({outF}) += column sums of g ({n}, {outF})", 4.0 * n * outF + 8.0 * outF, "4·M·N (dy) + 8N (dBias read and written)", calls,
+                Memory("SumRows", $"{name} dBias ({outF}) += column sums of g ({n}, {outF})", 4.0 * n * outF + 8.0 * outF,
+                    "4·M·N (dy) + 8N (dBias read and written)", calls,
                     () => _backend.SumRows(g, dBias));
             }
             if (IsCuda)   // the bf16 tensor-core path (bf16 operands, f32 output)
             {
                 using var xh = Bf16Of(x); using var wh = Bf16Of(w);
-                Add("MatMul", $"{name} forward, bf16 operands", Time(() => _backend.MatMul(xh, false, wh, true, y)), 0, flops, f, Bf16Gemm, 0);
+                Add("MatMul", $"{name} forward, bf16 operands", Time(() => _backend.MatMul(xh, false, wh, true, y)), 0, flops, f,
+                    Bf16Gemm, 0);
             }
         }
 
@@ -252,29 +269,39 @@ public sealed class KernelBench : IDisposable
             Tensor Q(Tensor t) => t.Narrow(3, 0, D); Tensor K(Tensor t) => t.Narrow(3, D, D); Tensor V(Tensor t) => t.Narrow(3, 2 * D, D);
             if (R > 0)
             {
-                var angles = Enumerable.Range(0, T * R / 2).Select(i => (i / (R / 2)) * MathF.Pow(10000f, -2f * (i % (R / 2)) / R)).ToArray();
-                using var hc = Tensor.FromArray(angles.Select(MathF.Cos).ToArray(), T, R / 2); using var hs = Tensor.FromArray(angles.Select(MathF.Sin).ToArray(), T, R / 2);
+                var angles = Enumerable.Range(0, T * R / 2).Select(
+                    i => (i / (R / 2)) * MathF.Pow(10000f, -2f * (i % (R / 2)) / R)).ToArray();
+                using var hc = Tensor.FromArray(angles.Select(MathF.Cos).ToArray(), T, R / 2);
+                using var hs = Tensor.FromArray(angles.Select(MathF.Sin).ToArray(), T, R / 2);
                 using var cos = _backend.FromHost(hc); using var sin = _backend.FromHost(hs);
                 double bytes = 8.0 * B * T * H * R + 4.0 * T * R;
                 string rf = "8·B·T·H·R (the rotated dims of q read and written) + 4·T·R (cos, sin)";
-                Memory("RotaryForward", $"B={B} T={T} H={H} D={D} R={R}, q in fused qkv", bytes, rf, 2 * L, () => _backend.RotaryForward(Q(qkv), cos, sin));
-                Memory("RotaryBackward", $"B={B} T={T} H={H} D={D} R={R}, dq in fused qkv", bytes, rf, 2 * L, () => _backend.RotaryBackward(Q(qkv), cos, sin));
+                Memory("RotaryForward", $"B={B} T={T} H={H} D={D} R={R}, q in fused qkv", bytes, rf, 2 * L,
+                    () => _backend.RotaryForward(Q(qkv), cos, sin));
+                Memory("RotaryBackward", $"B={B} T={T} H={H} D={D} R={R}, dq in fused qkv", bytes, rf, 2 * L,
+                    () => _backend.RotaryBackward(Q(qkv), cos, sin));
             }
             float scale = 1f / MathF.Sqrt(D);
             double causal = (double)B * H * T * (T + 1) / 2 * D;   // unmasked (query, key) pairs × D
             using var o = _backend.Empty(DType.F32, B, T, H, D); using var lse = _backend.Empty(DType.F32, B, H, T);
             string att = $"B={B} T={T} H={H} D={D} causal";
-            Add("AttentionForward", att, Time(() => _backend.AttentionForward(Q(qkv), K(qkv), V(qkv), scale, o, lse, AttentionPrecision.F32)), 0, 4 * causal,
+            Add("AttentionForward", att,
+                Time(() => _backend.AttentionForward(Q(qkv), K(qkv), V(qkv), scale, o, lse, AttentionPrecision.F32)), 0, 4 * causal,
                 "4·B·H·D·T(T+1)/2 (QKᵀ and PV over the unmasked pairs)", Fp32Gemm, L);
             using var dOut = Random(B, T, H, D); using var dqkv = Random(B, T, H, 3 * D);
-            Add("AttentionBackward", att, Time(() => _backend.AttentionBackward(dOut, Q(qkv), K(qkv), V(qkv), o, lse, scale, Q(dqkv), K(dqkv), V(dqkv), AttentionPrecision.F32)), 0, 10 * causal,
+            Add("AttentionBackward", att,
+                Time(() => _backend.AttentionBackward(
+                dOut, Q(qkv), K(qkv), V(qkv), o, lse, scale, Q(dqkv), K(dqkv), V(dqkv), AttentionPrecision.F32)), 0, 10 * causal,
                 "10·B·H·D·T(T+1)/2 (QKᵀ recomputed, dV, dP, dQ, dK over the unmasked pairs)", Fp32Gemm, L);
             if (_backend.Device == Device.Cuda && D is 64 or 128)   // the bf16 tensor-core kernels (bf16 precision mode)
             {
-                Add("AttentionForward", att + ", bf16 mma", Time(() => _backend.AttentionForward(Q(qkv), K(qkv), V(qkv), scale, o, lse, AttentionPrecision.Bf16)), 0, 4 * causal,
+                Add("AttentionForward", att + ", bf16 mma",
+                    Time(() => _backend.AttentionForward(Q(qkv), K(qkv), V(qkv), scale, o, lse, AttentionPrecision.Bf16)), 0, 4 * causal,
                     "4·B·H·D·T(T+1)/2, bf16 tensor cores", Bf16Gemm, 0);
                 if (D == 64)
-                    Add("AttentionBackward", att + ", bf16 mma", Time(() => _backend.AttentionBackward(dOut, Q(qkv), K(qkv), V(qkv), o, lse, scale, Q(dqkv), K(dqkv), V(dqkv), AttentionPrecision.Bf16)), 0, 10 * causal,
+                    Add("AttentionBackward", att + ", bf16 mma",
+                        Time(() => _backend.AttentionBackward(
+                        dOut, Q(qkv), K(qkv), V(qkv), o, lse, scale, Q(dqkv), K(dqkv), V(dqkv), AttentionPrecision.Bf16)), 0, 10 * causal,
                         "10·B·H·D·T(T+1)/2, bf16 tensor cores", Bf16Gemm, 0);
             }
         }
@@ -312,9 +339,11 @@ public sealed class KernelBench : IDisposable
         long ni = (long)n * s.Intermediate;
         using (var x = Random(3f, 0f, n, s.Intermediate)) using (var y = _backend.Empty(DType.F32, n, s.Intermediate))
         {
-            Memory("GeluForward", $"({n}, {s.Intermediate}) exact", 8.0 * ni, "4n (x) + 4n (y)", L, () => _backend.GeluForward(x, y, false));
+            Memory("GeluForward", $"({n}, {s.Intermediate}) exact", 8.0 * ni, "4n (x) + 4n (y)", L,
+                () => _backend.GeluForward(x, y, false));
             using var dy = Random(n, s.Intermediate);
-            Memory("GeluBackward", $"({n}, {s.Intermediate}) exact", 16.0 * ni, "4n (dy) + 4n (x) + 8n (dx read and written)", L, () => _backend.GeluBackward(dy, x, y, false));
+            Memory("GeluBackward", $"({n}, {s.Intermediate}) exact", 16.0 * ni, "4n (dy) + 4n (x) + 8n (dx read and written)", L,
+                () => _backend.GeluBackward(dy, x, y, false));
         }
 
         // the Llama family's RMSNorm (rows, and per head on k inside the fused (B, T, H, 3D) buffer: Qwen3's QK-norm) and
@@ -369,7 +398,8 @@ public sealed class KernelBench : IDisposable
         using (var logits = Random(4f, 0f, n, s.Vocab)) using (var targets = RandomIds(n, s.Vocab))
         using (var losses = _backend.Empty(DType.F32, n)) using (var dLogits = Random(n, s.Vocab))
         {
-            Memory("CrossEntropy", $"N={n} V={s.Vocab} with gradient", 12.0 * nv + 8.0 * n, "4NV (logits) + 8NV (dLogits read and written) + 8N (targets, losses)", 1,
+            Memory("CrossEntropy", $"N={n} V={s.Vocab} with gradient", 12.0 * nv + 8.0 * n,
+                "4NV (logits) + 8NV (dLogits read and written) + 8N (targets, losses)", 1,
                 () => _backend.CrossEntropy(logits, targets, -100, losses, dLogits, 1f / n));
             using var teacher = Random(4f, 0f, n, s.Vocab); using var kdLosses = _backend.Empty(DType.F32, n, 2);
             var settings = new DistillSettings(DistillKind.ForwardKl, 2f, 0.5f, 0.5f, -100, 1f / n);
@@ -380,12 +410,14 @@ public sealed class KernelBench : IDisposable
 
         // optimizer and whole-parameter passes
         int p = checked((int)s.Parameters);
-        using (var param = Random(0.02f, 0f, p)) using (var grad = Random(p)) using (var m = Random(0.01f, 0f, p)) using (var v = Random(0.01f, 0.01f, p))
+        using (var param = Random(0.02f, 0f, p)) using (var grad = Random(p)) using (var m = Random(0.01f, 0f, p))
+            using (var v = Random(0.01f, 0.01f, p))
         {
             string pc = $"P={p}";
             var adam = new AdamWSettings(1e-4f);
             int step = 1;
-            Memory("AdamW", pc, 28.0 * p, "4P (grad) + 8P each for param, m, v (read and written)", 1, () => _backend.AdamW(param, grad, m, v, p / 2, adam, step++, 1f));
+            Memory("AdamW", pc, 28.0 * p, "4P (grad) + 8P each for param, m, v (read and written)", 1,
+                () => _backend.AdamW(param, grad, m, v, p / 2, adam, step++, 1f));
             Memory("SumOfSquares", pc, 4.0 * p, "4P read", 1, () => _backend.SumOfSquares(grad));
             Memory("Sum", $"N={n} (the per-row losses)", 4.0 * n, "4N read", 1, () => _backend.Sum(grad.Narrow(0, 0, n)));
             Memory("Fill", pc, 4.0 * p, "4P written", 1, () => _backend.Fill(m, 0f));

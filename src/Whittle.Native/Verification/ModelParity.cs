@@ -53,18 +53,23 @@ public sealed class ModelParity(IBackend reference, IBackend candidate, bool tf3
 {
     public const double LogitsTolerance = 1e-5, LossTolerance = 1e-5, GradientTolerance = 1e-4, AdamWTolerance = 1e-6, Tf32Factor = 10;
 
-    /// <summary>Both residual forms, both GELUs, partial rotary at 25% and 50%, sizes off the multiples of 32, and a sub-network that skips a layer.</summary>
+    /// <summary>Both residual forms, both GELUs, partial rotary at 25% and 50%, sizes off the multiples of 32, and a sub-network that skips
+    /// a layer.</summary>
     public static IReadOnlyList<ModelParityCase> Cases { get; } =
     [
         new("parallel residual, exact GELU, rotary 25%",
-            new GptNeoXConfig { VocabSize = 131, HiddenSize = 64, NumLayers = 2, NumHeads = 4, IntermediateSize = 72, RotaryPct = 0.25f, MaxPositionEmbeddings = 64 }, null, 2, 37),
+            new GptNeoXConfig { VocabSize = 131, HiddenSize = 64, NumLayers = 2, NumHeads = 4, IntermediateSize = 72, RotaryPct = 0.25f,
+                MaxPositionEmbeddings = 64 }, null, 2, 37),
         new("sequential residual, tanh GELU, rotary 50%",
-            new GptNeoXConfig { VocabSize = 131, HiddenSize = 64, NumLayers = 2, NumHeads = 4, IntermediateSize = 72, RotaryPct = 0.5f, UseParallelResidual = false, HiddenAct = "gelu_new", MaxPositionEmbeddings = 64 }, null, 2, 37),
+            new GptNeoXConfig { VocabSize = 131, HiddenSize = 64, NumLayers = 2, NumHeads = 4, IntermediateSize = 72, RotaryPct = 0.5f,
+                UseParallelResidual = false, HiddenAct = "gelu_new", MaxPositionEmbeddings = 64 }, null, 2, 37),
         new("sub-network d48 of 64, layers [2,0] of 3, heads [3,2], MLP [50,72]",
-            new GptNeoXConfig { VocabSize = 131, HiddenSize = 64, NumLayers = 3, NumHeads = 4, IntermediateSize = 72, RotaryPct = 0.25f, MaxPositionEmbeddings = 64 },
+            new GptNeoXConfig { VocabSize = 131, HiddenSize = 64, NumLayers = 3, NumHeads = 4, IntermediateSize = 72, RotaryPct = 0.25f,
+                MaxPositionEmbeddings = 64 },
             new ActiveArchitecture(48, [2, 0], [3, 2], [50, 72]), 3, 19),
         new("bf16 mixed precision, head size 64 (Pythia's), tensor-core attention, T=130",
-            new GptNeoXConfig { VocabSize = 131, HiddenSize = 128, NumLayers = 2, NumHeads = 2, IntermediateSize = 200, RotaryPct = 0.25f, MaxPositionEmbeddings = 256 }, null, 1, 130, Precision.Bf16, MatrixStd: 0.1),
+            new GptNeoXConfig { VocabSize = 131, HiddenSize = 128, NumLayers = 2, NumHeads = 2, IntermediateSize = 200, RotaryPct = 0.25f,
+                MaxPositionEmbeddings = 256 }, null, 1, 130, Precision.Bf16, MatrixStd: 0.1),
         new("llama GQA KV=2 of H=4, tied embeddings, biases, llama3 rope scaling",
             new LlamaConfig
             {
@@ -120,7 +125,11 @@ public sealed class ModelParity(IBackend reference, IBackend candidate, bool tf3
 
         int n = pc.Batch * pc.SeqLen;
         var ids = new int[n]; var targets = new int[n];
-        for (int i = 0; i < n; i++) { ids[i] = rng.NextInt(pc.Config.VocabSize); targets[i] = i % 7 == 3 ? -100 : rng.NextInt(pc.Config.VocabSize); }
+        for (int i = 0; i < n; i++)
+        {
+            ids[i] = rng.NextInt(pc.Config.VocabSize);
+            targets[i] = i % 7 == 3 ? -100 : rng.NextInt(pc.Config.VocabSize);
+        }
         using var hIds = Tensor.FromArray(ids, pc.Batch, pc.SeqLen); using var hTargets = Tensor.FromArray(targets, n);
 
         var (rLogits, rLoss) = ForwardBackward(r, hIds, hTargets, pc.Active);
@@ -131,9 +140,11 @@ public sealed class ModelParity(IBackend reference, IBackend candidate, bool tf3
         var rGrad = r.Parameters.FlatGrad!.ToFloatArray();
         var cGrad = c.Parameters.FlatGrad!.ToFloatArray();
         foreach (var p in r.Parameters.Entries)
-            yield return new ParityResult(pc.Name, "grad." + p.Name, ParityHarness.RelativeError(Slice(rGrad, p), Slice(cGrad, p)), Tol(pc, "grad"));
+            yield return new ParityResult(
+                pc.Name, "grad." + p.Name, ParityHarness.RelativeError(Slice(rGrad, p), Slice(cGrad, p)), Tol(pc, "grad"));
 
-        using (var g = Tensor.FromArray(rGrad, rGrad.Length)) using (var dg = candidate.FromHost(g)) candidate.Copy(dg, c.Parameters.FlatGrad!);
+        using (var g = Tensor.FromArray(rGrad, rGrad.Length)) using (var dg = candidate.FromHost(g))
+            candidate.Copy(dg, c.Parameters.FlatGrad!);
         var settings = new AdamWSettings(1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f);
         using var rOpt = new AdamWOptimizer(r.Parameters, settings);
         using var cOpt = new AdamWOptimizer(c.Parameters, settings);
@@ -142,7 +153,8 @@ public sealed class ModelParity(IBackend reference, IBackend candidate, bool tf3
         var rAfter = r.Parameters.Flat.ToFloatArray();
         var cAfter = c.Parameters.Flat.ToFloatArray();
         foreach (var p in r.Parameters.Entries)
-            yield return new ParityResult(pc.Name, "adamw." + p.Name, ParityHarness.RelativeError(Slice(rAfter, p), Slice(cAfter, p)), AdamWTolerance);
+            yield return new ParityResult(
+                pc.Name, "adamw." + p.Name, ParityHarness.RelativeError(Slice(rAfter, p), Slice(cAfter, p)), AdamWTolerance);
     }
 
     static double LossError(double r, double c) => double.IsFinite(r) && double.IsFinite(c) ? Math.Abs(c / r - 1) : double.PositiveInfinity;
@@ -199,7 +211,8 @@ public sealed class ModelParity(IBackend reference, IBackend candidate, bool tf3
         var rng = new Rng(6);
         int n = pc.Batch * pc.SeqLen;
         var ids = Enumerable.Range(0, n).Select(_ => rng.NextInt(pc.Config.VocabSize)).ToArray();
-        using var hIds = Tensor.FromArray(ids, pc.Batch, pc.SeqLen); using var hTargets = Tensor.FromArray(Enumerable.Reverse(ids).ToArray(), n);
+        using var hIds = Tensor.FromArray(ids, pc.Batch, pc.SeqLen);
+        using var hTargets = Tensor.FromArray(Enumerable.Reverse(ids).ToArray(), n);
         using var dIds = gpu.FromHost(hIds); using var dTargets = gpu.FromHost(hTargets);
         void Step()
         {
@@ -213,6 +226,7 @@ public sealed class ModelParity(IBackend reference, IBackend candidate, bool tf3
         long before = gpu.Allocator.DriverAllocations;
         for (int i = 0; i < steps; i++) Step();
         gpu.Synchronize();
-        return new ParityResult("allocator", $"driver allocations in {steps} training steps after {warmup} warm-up steps", gpu.Allocator.DriverAllocations - before, 0);
+        return new ParityResult("allocator", $"driver allocations in {steps} training steps after {warmup} warm-up steps",
+            gpu.Allocator.DriverAllocations - before, 0);
     }
 }

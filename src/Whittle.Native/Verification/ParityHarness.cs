@@ -6,7 +6,8 @@ namespace Whittle.Native.Verification;
 public sealed record ParityResult(string Op, string Case, double MaxRelativeError, double Tolerance)
 {
     public bool Passed => MaxRelativeError <= Tolerance;  // NaN fails
-    public override string ToString() => $"{Op,-22} {Case,-44} {MaxRelativeError,10:0.00e+00} <= {Tolerance:0e+00} {(Passed ? "ok" : "FAIL")}";
+    public override string ToString() =>
+        $"{Op,-22} {Case,-44} {MaxRelativeError,10:0.00e+00} <= {Tolerance:0e+00} {(Passed ? "ok" : "FAIL")}";
 }
 
 /// <summary>
@@ -51,7 +52,8 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
     /// |s| &lt;= a few units moves by ~|s|·2^-8, so outputs and lse move by ~1e-2 of their max at most on these inputs.
     /// </summary>
     public const double Bf16AttentionTolerance = 2e-2;
-    /// <summary>The backward also rounds dO, P and dS; dS = P (dP - Dt) cancels, so its bound is looser (an estimate to confirm on hardware).</summary>
+    /// <summary>The backward also rounds dO, P and dS; dS = P (dP - Dt) cancels, so its bound is looser (an estimate to confirm on
+    /// hardware).</summary>
     public const double Bf16AttentionBackwardTolerance = 3e-2;
 
     public static double Tolerance(string op, bool tf32) => op switch
@@ -71,12 +73,15 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         Memory();
         Embedding(50, 33, 7, 33); Embedding(131, 129, 64, 160);
         LayerNorm(5, 37, 37); LayerNorm(64, 256, 300);
-        foreach (var (ta, tb) in new[] { (false, false), (false, true), (true, false), (true, true) }) MatMul(7, 33, 65, ta, tb, bias: tb, 1f, 0f);
+        foreach (var (ta, tb) in new[] { (false, false), (false, true), (true, false), (true, true) })
+            MatMul(7, 33, 65, ta, tb, bias: tb, 1f, 0f);
         MatMul(64, 128, 96, false, true, bias: true, 0.5f, 1f);
         MatMulSubNetwork(37, 96, 70, 128, 100);
-        foreach (var (ta, tb) in new[] { (false, false), (false, true), (true, false), (true, true) }) MatMulBf16(7, 33, 65, ta, tb, bias: tb, 1f, 0f, fullK: 33);
+        foreach (var (ta, tb) in new[] { (false, false), (false, true), (true, false), (true, true) })
+            MatMulBf16(7, 33, 65, ta, tb, bias: tb, 1f, 0f, fullK: 33);
         MatMulBf16(64, 128, 96, false, true, bias: true, 0.5f, 1f, fullK: 128);
-        MatMulBf16(37, 96, 70, false, true, bias: true, 1f, 0f, fullK: 100);    // a sub-network Linear: W[:70, :96] of a (70, 100) bf16 copy
+        // a sub-network Linear: W[:70, :96] of a (70, 100) bf16 copy
+        MatMulBf16(37, 96, 70, false, true, bias: true, 1f, 0f, fullK: 100);
         SumRows(37, 70, 90); SumRows(300, 33, 33);
         Rotary(2, 13, 3, 16, 8); Rotary(1, 40, 2, 64, 64);
         Attention(2, 37, 3, 16); Attention(1, 70, 2, 64); Attention(1, 33, 2, 80);
@@ -94,7 +99,12 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         SwiGlu(7, 33); SwiGlu(64, 4099);
         Elementwise(1029);
         CrossEntropy(9, 131, withGrad: true); CrossEntropy(16, 1000, withGrad: true); CrossEntropy(5, 77, withGrad: false);
-        foreach (var kind in Enum.GetValues<DistillKind>()) { Distillation(9, 131, kind, 2f, 0); Distillation(6, 1000, kind, 1f, 0); Distillation(7, 300, kind, 1.5f, 17); }
+        foreach (var kind in Enum.GetValues<DistillKind>())
+        {
+            Distillation(9, 131, kind, 2f, 0);
+            Distillation(6, 1000, kind, 1f, 0);
+            Distillation(7, 300, kind, 1.5f, 17);
+        }
         Distillation(4, 77, DistillKind.ForwardKl, 1f, 77);
         Distillation(4, 77, DistillKind.JensenShannon, 1f, 77);
         AdamW(1000, 600, 1); AdamW(333, 100, 3);
@@ -102,7 +112,8 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         return _results;
     }
 
-    /// <summary>The long-context bf16 attention cases alone (nothing when <see cref="LongSeqLen"/> is 0 or the candidate is not CUDA).</summary>
+    /// <summary>The long-context bf16 attention cases alone (nothing when <see cref="LongSeqLen"/> is 0 or the candidate is not
+    /// CUDA).</summary>
     public IReadOnlyList<ParityResult> RunLongContext()
     {
         if (candidate.Device != Device.Cuda || LongSeqLen <= 0) return [];
@@ -217,7 +228,8 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
 
     void MatMul(int m, int k, int n, bool ta, bool tb, bool bias, float alpha, float beta)
     {
-        string name = $"M={m} K={k} N={n}{(ta ? " aT" : "")}{(tb ? " bT" : "")}{(bias ? " +bias" : "")}{(beta != 0 ? $" a={alpha} b={beta}" : "")}";
+        string name = $"M={m} K={k} " +
+            $"N={n}{(ta ? " aT" : "")}{(tb ? " bT" : "")}{(bias ? " +bias" : "")}{(beta != 0 ? $" a={alpha} b={beta}" : "")}";
         var a = ta ? Pair(Random((long)k * m), k, m) : Pair(Random((long)m * k), m, k);
         var b = tb ? Pair(Random((long)n * k), n, k) : Pair(Random((long)k * n), k, n);
         var bi = Pair(Random(n), n);
@@ -253,7 +265,8 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
     /// </summary>
     void MatMulBf16(int m, int k, int n, bool ta, bool tb, bool bias, float alpha, float beta, int fullK)
     {
-        string name = $"M={m} K={k} N={n}{(ta ? " aT" : "")}{(tb ? " bT" : "")}{(bias ? " +bias" : "")}{(beta != 0 ? $" a={alpha} b={beta}" : "")}{(fullK > k ? $" b view of K={fullK}" : "")}";
+        string name = $"M={m} K={k} N={n}{(ta ? " aT" : "")}{(tb ? " bT" : "")}{(bias ? " +bias" : "")}" +
+            $"{(beta != 0 ? $" a={alpha} b={beta}" : "")}{(fullK > k ? $" b view of K={fullK}" : "")}";
         int[] aShape = ta ? [k, m] : [m, k];
         int[] bShape = tb ? [n, fullK] : [k, n];
         var a = Pair(Random((long)m * k), aShape); var b = Pair(Random((long)bShape[0] * bShape[1]), bShape);
@@ -412,7 +425,8 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         Compare("Scale", $"n={n}", y);
         // row-dense views: x (7, 33) inside a (7, 50) buffer into y (7, 33) inside a (7, 40) one (compared whole)
         var xw = Pair(Random(7 * 50), 7, 50); var yw = Pair(Random(7 * 40), 7, 40);
-        reference.Axpy(0.5f, xw.R.Narrow(1, 0, 33), yw.R.Narrow(1, 0, 33)); candidate.Axpy(0.5f, xw.C.Narrow(1, 0, 33), yw.C.Narrow(1, 0, 33));
+        reference.Axpy(0.5f, xw.R.Narrow(1, 0, 33), yw.R.Narrow(1, 0, 33));
+        candidate.Axpy(0.5f, xw.C.Narrow(1, 0, 33), yw.C.Narrow(1, 0, 33));
         Compare("Axpy", "(7, 33) row-dense views", yw);
         Free(a, b, y, xw, yw);
     }
@@ -430,7 +444,8 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         Free(logits, targets, losses, d);
     }
 
-    /// <summary>Distillation with a full teacher (k = 0) or a top-k teacher (k ids drawn at random, random tail mass, 0 when k = V); row 2 is ignored.</summary>
+    /// <summary>Distillation with a full teacher (k = 0) or a top-k teacher (k ids drawn at random, random tail mass, 0 when k = V); row 2
+    /// is ignored.</summary>
     void Distillation(int n, int v, DistillKind kind, float tau, int k)
     {
         string name = $"N={n} V={v} {kind} tau={tau}{(k > 0 ? $" top-{k}" : "")}";
@@ -438,7 +453,9 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         var targets = PairInt(Enumerable.Range(0, n).Select(i => i == 2 ? -100 : _rng.Next(v)).ToArray(), n);
         var teacherLogits = Pair(Random((long)n * v, 4f), n, v);
         var topLogProbs = Pair(Random((long)n * Math.Max(k, 1), 1f, -3f), n, Math.Max(k, 1));
-        var topIds = PairInt(Enumerable.Range(0, n).SelectMany(_ => Enumerable.Range(0, v).OrderBy(_ => _rng.Next()).Take(Math.Max(k, 1))).ToArray(), n, Math.Max(k, 1));
+        var topIds = PairInt(
+            Enumerable.Range(0, n).SelectMany(_ => Enumerable.Range(0, v).OrderBy(_ => _rng.Next()).Take(Math.Max(k, 1))).ToArray(), n,
+            Math.Max(k, 1));
         var tail = Pair(k == v ? new float[n] : Random(n, 0.2f, 0.3f), n);   // with k = V nothing is left for a tail
         DistillTeacher Teacher(bool r) => k > 0
             ? DistillTeacher.TopK(r ? topLogProbs.R : topLogProbs.C, r ? topIds.R : topIds.C, r ? tail.R : tail.C)

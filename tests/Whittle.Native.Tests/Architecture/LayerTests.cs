@@ -55,7 +55,8 @@ public class LayerTests
     /// <summary>The engine's types that <paramref name="type"/> (with its nested types) refers to.</summary>
     static IEnumerable<Type> References(Type type)
     {
-        const BindingFlags All = BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly;
+        const BindingFlags All =
+            BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly;
         var found = new List<Type>();
         void Add(Type? t)
         {
@@ -82,11 +83,13 @@ public class LayerTests
                 var op = OpCodesByValue[code];
                 int size = op.OperandType switch
                 {
-                    OperandType.InlineNone => 0, OperandType.ShortInlineBrTarget or OperandType.ShortInlineI or OperandType.ShortInlineVar => 1,
+                    OperandType.InlineNone => 0,
+                        OperandType.ShortInlineBrTarget or OperandType.ShortInlineI or OperandType.ShortInlineVar => 1,
                     OperandType.InlineVar => 2, OperandType.InlineI8 or OperandType.InlineR => 8,
                     OperandType.InlineSwitch => 4 + 4 * BitConverter.ToInt32(il, pos), _ => 4,
                 };
-                if (op.OperandType is OperandType.InlineMethod or OperandType.InlineField or OperandType.InlineType or OperandType.InlineTok)
+                if (op.OperandType is OperandType.InlineMethod or OperandType.InlineField or OperandType.InlineType
+                    or OperandType.InlineTok)
                 {
                     int token = BitConverter.ToInt32(il, pos);
                     try
@@ -108,7 +111,8 @@ public class LayerTests
     [Test]
     public void EveryNamespaceHasALayer()
     {
-        var unknown = Engine.GetTypes().Select(t => t.Namespace).Where(n => n is not null && n.StartsWith("Whittle.Native", StringComparison.Ordinal))
+        var unknown = Engine.GetTypes().Select(t => t.Namespace).Where(
+            n => n is not null && n.StartsWith("Whittle.Native", StringComparison.Ordinal))
             .Distinct().Where(n => !Rank.ContainsKey(n!)).ToList();
         Assert.That(unknown, Is.Empty, "add the namespace to LayerTests.Rank");
     }
@@ -117,7 +121,8 @@ public class LayerTests
     public void NoNamespaceDependsOnALayerAboveIt()
     {
         var violations = new SortedSet<string>();
-        foreach (var type in Engine.GetTypes().Where(t => t.DeclaringType is null && t.Namespace is not null && Rank.ContainsKey(t.Namespace)))
+        foreach (var type in Engine.GetTypes().Where(
+            t => t.DeclaringType is null && t.Namespace is not null && Rank.ContainsKey(t.Namespace)))
             foreach (var used in References(type).Distinct())
             {
                 string from = type.Namespace!, to = used.Namespace ?? "";
@@ -134,10 +139,12 @@ public class LayerTests
     [Test]
     public void OnlyTheBackendsAndVerificationUseConcreteBackendTypes()
     {
-        var backendNamespaces = new[] { "Whittle.Native.Cpu", "Whittle.Native.Cuda", "Whittle.Native.Cuda.Native", "Whittle.Native.Cuda.Launchers" };
+        var backendNamespaces = new[] { "Whittle.Native.Cpu", "Whittle.Native.Cuda", "Whittle.Native.Cuda.Native",
+            "Whittle.Native.Cuda.Launchers" };
         var allowed = backendNamespaces.Append("Whittle.Native.Verification").ToHashSet();
         var violations = new SortedSet<string>();
-        foreach (var type in Engine.GetTypes().Where(t => t.DeclaringType is null && t.Namespace is not null && !allowed.Contains(t.Namespace)))
+        foreach (var type in Engine.GetTypes().Where(
+            t => t.DeclaringType is null && t.Namespace is not null && !allowed.Contains(t.Namespace)))
             foreach (var used in References(type).Distinct().Where(u => backendNamespaces.Contains(u.Namespace)))
                 violations.Add($"{type.FullName} uses {used.FullName}");
         Assert.That(violations, Is.Empty, string.Join("\n", violations));

@@ -23,8 +23,11 @@ namespace Whittle.Native.Tests.Autograd;
 public class ChunkedHeadLossTests
 {
     static readonly IBackend Cpu = TestBackends.PinnedCpu;
-    static GptNeoXConfig Student => new() { VocabSize = 300, HiddenSize = 32, NumLayers = 2, NumHeads = 4, IntermediateSize = 48, MaxPositionEmbeddings = 32 };
-    static GptNeoXConfig Teacher => new() { VocabSize = 300, HiddenSize = 48, NumLayers = 2, NumHeads = 3, IntermediateSize = 96, MaxPositionEmbeddings = 32, UseParallelResidual = false };
+    static GptNeoXConfig Student =>
+        new() { VocabSize = 300, HiddenSize = 32, NumLayers = 2, NumHeads = 4, IntermediateSize = 48, MaxPositionEmbeddings = 32 };
+    static GptNeoXConfig Teacher =>
+        new() { VocabSize = 300, HiddenSize = 48, NumLayers = 2, NumHeads = 3, IntermediateSize = 96, MaxPositionEmbeddings = 32,
+        UseParallelResidual = false };
 
     const int B = 3, T = 9;   // N = 27 rows
 
@@ -53,7 +56,9 @@ public class ChunkedHeadLossTests
     // GemmTests), the loss's row sums likewise; 1e-5 leaves a 30× margin and still catches a dropped or doubled chunk (O(1/N)).
     static void AssertSame((float Loss, float[] Grad) chunked, (float Loss, float[] Grad) whole, string what, double tolerance = 1e-5)
     {
-        Assert.That(Math.Abs(chunked.Loss - whole.Loss) / Math.Abs(whole.Loss), Is.LessThanOrEqualTo(tolerance), $"{what}: loss {chunked.Loss} vs {whole.Loss}");
+        Assert.That(
+            Math.Abs(chunked.Loss - whole.Loss) / Math.Abs(whole.Loss), Is.LessThanOrEqualTo(tolerance),
+            $"{what}: loss {chunked.Loss} vs {whole.Loss}");
         Assert.That(Errors.Scaled(chunked.Grad, whole.Grad), Is.LessThanOrEqualTo(tolerance), $"{what}: gradients");
     }
 
@@ -81,7 +86,8 @@ public class ChunkedHeadLossTests
         var chunked = Step(model, tape => model.Loss(tape, x, y, sub));
         AssertSame(chunked, whole, "sub-network");
         // the columns outside the sub-network stay untouched (a strided accumulate that wrote past the view would show here)
-        var headGrad = chunked.Grad.AsSpan((int)model.Parameters.Entries.Single(e => e.Name == GptNeoX.EmbedOut).Offset, Student.VocabSize * 32).ToArray();
+        var headGrad = chunked.Grad.AsSpan(
+            (int)model.Parameters.Entries.Single(e => e.Name == GptNeoX.EmbedOut).Offset, Student.VocabSize * 32).ToArray();
         for (int row = 0; row < Student.VocabSize; row++)
             for (int col = 24; col < 32; col++) Assert.That(headGrad[row * 32 + col], Is.Zero, $"embed_out grad [{row}, {col}]");
     }
@@ -143,7 +149,8 @@ public class ChunkedHeadLossTests
     [Test]
     public void ChunkingLowersPeakMemoryByTheLogitsItNoLongerHolds()
     {
-        var c = new GptNeoXConfig { VocabSize = 4096, HiddenSize = 32, NumLayers = 1, NumHeads = 2, IntermediateSize = 64, MaxPositionEmbeddings = 64 };
+        var c = new GptNeoXConfig { VocabSize = 4096, HiddenSize = 32, NumLayers = 1, NumHeads = 2, IntermediateSize = 64,
+            MaxPositionEmbeddings = 64 };
         using var model = GptNeoX.CreateRandom(c, Cpu, 1);
         model.Parameters.EnsureGrad();
         var rng = new Random(3);
@@ -161,7 +168,8 @@ public class ChunkedHeadLossTests
         long whole = Peak();
         model.LossChunkRows = r;
         long chunked = Peak();
-        long saved = 2L * (n - r) * c.VocabSize * sizeof(float), added = ((long)c.VocabSize * c.HiddenSize + (long)n * c.HiddenSize) * sizeof(float);
+        long saved = 2L * (n - r) * c.VocabSize * sizeof(float),
+            added = ((long)c.VocabSize * c.HiddenSize + (long)n * c.HiddenSize) * sizeof(float);
         TestContext.Out.WriteLine($"peak: unchunked {whole:N0} B, chunked (R = {r}) {chunked:N0} B");
         Assert.That(chunked, Is.LessThanOrEqualTo(whole - saved + added));
     }

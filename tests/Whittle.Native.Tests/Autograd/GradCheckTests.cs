@@ -120,7 +120,12 @@ public class GradCheckTests
         var rng = new Rng(6);
         int T = 5, half = 3;
         var cos = new float[T * half]; var sin = new float[T * half];
-        for (int i = 0; i < cos.Length; i++) { double ang = rng.NextDouble() * 6; cos[i] = (float)Math.Cos(ang); sin[i] = (float)Math.Sin(ang); }
+        for (int i = 0; i < cos.Length; i++)
+        {
+            double ang = rng.NextDouble() * 6;
+            cos[i] = (float)Math.Cos(ang);
+            sin[i] = (float)Math.Sin(ang);
+        }
         using var c = Tensor.FromArray(cos, T, half); using var s = Tensor.FromArray(sin, T, half);
         // Rotary works in place, so the check feeds it a copy (an Add with zero keeps the tape honest).
         Check("rotary", (t, v) => t.Rotary(t.Add(v[0], v[1]), c, s), Rand(rng, 1, 2, T, 2, 8), Tensor.Zeros(2, T, 2, 8));

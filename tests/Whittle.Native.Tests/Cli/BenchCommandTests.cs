@@ -33,7 +33,8 @@ public class BenchCommandTests
     [TestCase("eval", "small", 256)]
     public void TheJsonCarriesACheckedLoss(string mode, string config, int d)
     {
-        var (exit, stdout, stderr) = CliRunner.Run("bench", mode, "--config", config, "--batch-size", "2", "--seq-len", "16", "--steps", "2", "--warmup", "1", "--json");
+        var (exit, stdout, stderr) = CliRunner.Run("bench", mode, "--config", config, "--batch-size", "2", "--seq-len", "16", "--steps",
+            "2", "--warmup", "1", "--json");
         Assert.That(exit, Is.EqualTo(0), stderr);
         var r = JsonNode.Parse(stdout)!.AsObject();
         double expected = Math.Log(4096) + 0.02 * 0.02 * d / 2;
@@ -48,7 +49,8 @@ public class BenchCommandTests
     [Test]
     public void KdReportsTheDistillationLoss()
     {
-        var (exit, stdout, stderr) = CliRunner.Run("bench", "kd", "--config", "tiny", "--teacher-config", "tiny", "--batch-size", "2", "--seq-len", "16", "--steps", "1", "--warmup", "0", "--json");
+        var (exit, stdout, stderr) = CliRunner.Run("bench", "kd", "--config", "tiny", "--teacher-config", "tiny", "--batch-size", "2",
+            "--seq-len", "16", "--steps", "1", "--warmup", "0", "--json");
         Assert.That(exit, Is.EqualTo(0), stderr);
         var r = JsonNode.Parse(stdout)!.AsObject();
         // 0.5·CE + 0.5·KL(teacher || student), two random d = 64 models: 0.5·(ln 4096 + 0.0128) + 0.5·0.0256
@@ -61,6 +63,7 @@ public class BenchCommandTests
     {
         var (exit, _, stderr) = CliRunner.Run("bench", "eval", "--config", "tiny", "--gemm", "mkl");
         Assert.That(exit, Is.EqualTo(1));
-        Assert.That(stderr, Does.Contain("--gemm").And.Contain("mkl").And.Contain("auto, ours, openblas, ours-scalar, ours-avx2, ours-avx512"));
+        Assert.That(
+            stderr, Does.Contain("--gemm").And.Contain("mkl").And.Contain("auto, ours, openblas, ours-scalar, ours-avx2, ours-avx512"));
     }
 }

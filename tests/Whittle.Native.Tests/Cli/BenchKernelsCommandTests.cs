@@ -3,7 +3,8 @@ using Whittle.Native.Tensors;
 
 namespace Whittle.Native.Tests.Cli;
 
-/// <summary>`whittle bench kernels` on the CPU at a tiny shape: the report's structure, every backend op present, the byte counts.</summary>
+/// <summary>`whittle bench kernels` on the CPU at a tiny shape: the report's structure, every backend op present, the byte
+/// counts.</summary>
 public class BenchKernelsCommandTests
 {
     /// <summary>IBackend members that are plumbing rather than ops (allocation, host transfer, lifetime).</summary>
@@ -14,7 +15,8 @@ public class BenchKernelsCommandTests
     static JsonNode Report()
     {
         if (_report is not null) return _report;
-        var (exit, stdout, stderr) = CliRunner.Run("bench", "kernels", "--device", "cpu", "--config", "tiny", "--batch-size", "2", "--seq-len", "16",
+        var (exit, stdout, stderr) = CliRunner.Run("bench", "kernels", "--device", "cpu", "--config", "tiny", "--batch-size", "2",
+            "--seq-len", "16",
             "--steps", "1", "--warmup", "0", "--json");
         Assert.That(exit, Is.EqualTo(0), stderr);
         return _report = JsonNode.Parse(stdout)!;
@@ -61,9 +63,12 @@ public class BenchKernelsCommandTests
     {
         var r = Report();
         // tiny: V 4096, d 64, 2 layers, MLP 256: 2·V·d + 2·(4d norms + 3d² + 3d qkv + d² + d dense + 2·256·d + 256 + d MLP) + 2d final norm
-        Assert.That(r["shape"]!["parameters"]!.GetValue<long>(), Is.EqualTo(2 * 4096 * 64 + 2 * (4 * 64 + 4 * 64 * 64 + 5 * 64 + 2 * 256 * 64 + 256) + 2 * 64));
+        Assert.That(
+            r["shape"]!["parameters"]!.GetValue<long>(),
+            Is.EqualTo(2 * 4096 * 64 + 2 * (4 * 64 + 4 * 64 * 64 + 5 * 64 + 2 * 256 * 64 + 256) + 2 * 64));
         var ops = r["ops"]!.AsArray();
-        JsonNode Row(string op, string caseStart) => ops.First(o => o!["op"]!.GetValue<string>() == op && o["case"]!.GetValue<string>().StartsWith(caseStart))!;
+        JsonNode Row(string op, string caseStart) =>
+            ops.First(o => o!["op"]!.GetValue<string>() == op && o["case"]!.GetValue<string>().StartsWith(caseStart))!;
         const int n = 32, c = 64, v = 4096;
         Assert.That(Row("LayerNormForward", "")["bytes"]!.GetValue<double>(), Is.EqualTo(4.0 * (2 * n * c + 2 * c + 2 * n)));
         Assert.That(Row("CrossEntropy", "")["bytes"]!.GetValue<double>(), Is.EqualTo(12.0 * n * v + 8 * n));
@@ -71,7 +76,9 @@ public class BenchKernelsCommandTests
         Assert.That(Row("MatMul", "dense_h_to_4h dW")["flops"]!.GetValue<double>(), Is.EqualTo(2.0 * n * 256 * c));
         // causal attention: B·H·T(T+1)/2 unmasked pairs, 4·D FLOPs each forward
         Assert.That(Row("AttentionForward", "")["flops"]!.GetValue<double>(), Is.EqualTo(4.0 * 2 * 4 * (16 * 17 / 2) * 16));
-        Assert.That(Row("LayerNormBackward", "")["calls_per_train_step"]!.GetValue<int>(), Is.EqualTo(2 * 2 + 1), "two per layer and the final one");
+        Assert.That(
+            Row("LayerNormBackward", "")["calls_per_train_step"]!.GetValue<int>(), Is.EqualTo(2 * 2 + 1),
+            "two per layer and the final one");
     }
 
     [Test]

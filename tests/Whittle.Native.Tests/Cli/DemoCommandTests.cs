@@ -4,7 +4,8 @@ using Whittle.Native.Demo;
 
 namespace Whittle.Native.Tests.Cli;
 
-/// <summary>The README's first command, end to end: `whittle demo --preset quick` on the bundled corpus, then a rerun that resumes.</summary>
+/// <summary>The README's first command, end to end: `whittle demo --preset quick` on the bundled corpus, then a rerun that
+/// resumes.</summary>
 [NonParallelizable]
 public class DemoCommandTests
 {
@@ -19,11 +20,16 @@ public class DemoCommandTests
             foreach (var f in new[] { "report.md", "report.html", "results.json" }) Assert.That(File.Exists(Path.Combine(dir, f)), f);
             var r = DemoReport.Load(Path.Combine(dir, "results.json"));
             Assert.That(r.Students.Select(a => a.Name), Is.EqualTo(new[] { "random-init", "subnet-init", "subnet-init+kd" }));
-            Assert.That(r.Students.Select(a => a.Curve[^1].Tokens).Distinct().Count(), Is.EqualTo(1), "every student trained on the same number of tokens");
-            Assert.That(r.Salt.Select(a => a.Curve.Select(p => p.Step)), Has.All.EquivalentTo(r.Salt[0].Curve.Select(p => p.Step)), "SALT and its baseline are evaluated at the same steps");
+            Assert.That(
+                r.Students.Select(a => a.Curve[^1].Tokens).Distinct().Count(), Is.EqualTo(1),
+                "every student trained on the same number of tokens");
+            Assert.That(
+                r.Salt.Select(a => a.Curve.Select(p => p.Step)), Has.All.EquivalentTo(r.Salt[0].Curve.Select(p => p.Step)),
+                "SALT and its baseline are evaluated at the same steps");
             Assert.That(r.Search.Select(p => p.Strategy).Distinct(), Is.EquivalentTo(new[] { "evolution", "random", "importance" }));
             Assert.That(stdout, Does.Contain("$ whittle pretrain"), "the demo shows the commands it runs");
-            // SALT's small model is trained longer than the students (ahead of the large model early, as in the paper) and is the one SALT uses.
+            // SALT's small model is trained longer than the students (ahead of the large model early, as in the paper) and is the one SALT
+            // uses.
             Assert.That(stdout, Does.Contain($"--out {Path.Combine(dir, "salt-small")} "));
             Assert.That(stdout, Does.Contain($"$ whittle salt --small {Path.Combine(dir, "salt-small", "final")} "));
             Assert.That(SaltSmallSteps(dir), Is.GreaterThan(r.Students[0].Curve[^1].Step));
@@ -35,14 +41,17 @@ public class DemoCommandTests
             var again = CliRunner.RunIn(Path.GetTempPath(), null, "demo", "--preset", "quick", "--out", dir);
             Assert.That(again.Exit, Is.EqualTo(0), again.Stderr);
             // The quick preset trains SALT's small model in a stage of its own: ten stages before the report.
-            Assert.That(again.Stdout.Split('\n').Count(l => l.Contains("done in an earlier run")), Is.EqualTo(10), "every stage is skipped on a rerun");
+            Assert.That(
+                again.Stdout.Split('\n').Count(l => l.Contains("done in an earlier run")), Is.EqualTo(10),
+                "every stage is skipped on a rerun");
             Assert.That(again.Stdout, Does.Not.Contain("$ whittle"));
         }
         finally { Directory.Delete(dir, true); }
     }
 
     static int SaltSmallSteps(string dir) =>
-        System.Text.Json.Nodes.JsonNode.Parse(File.ReadLines(Path.Combine(dir, "salt-small", "metrics.jsonl")).Last(l => l.Contains("val_loss")))!["step"]!.GetValue<int>();
+        System.Text.Json.Nodes.JsonNode.Parse(
+            File.ReadLines(Path.Combine(dir, "salt-small", "metrics.jsonl")).Last(l => l.Contains("val_loss")))!["step"]!.GetValue<int>();
 
     [Test]
     public void SeedOptionsAreCheckedBeforeAnyWork()

@@ -20,7 +20,8 @@ public class GpuSessionToolsTests
 
     static (int Exit, string Output) RunEnv(IReadOnlyDictionary<string, string?>? env, string file, params string[] args)
     {
-        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = Fixtures.RepoRoot };
+        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true,
+            WorkingDirectory = Fixtures.RepoRoot };
         foreach (var a in args) psi.ArgumentList.Add(a);
         foreach (var (k, v) in env ?? new Dictionary<string, string?>()) psi.Environment[k] = v;
         using var p = Process.Start(psi)!;
@@ -42,11 +43,13 @@ public class GpuSessionToolsTests
     public void HfCompareCountsFlopsPerTokenAsWhittleBenchDoes()
     {
         if (!File.Exists(Python)) Assert.Ignore($"{Python} not found");
-        var (exit, stdout, stderr) = CliRunner.Run("bench", "train", "--config", "small", "--batch-size", "1", "--seq-len", "16", "--steps", "1", "--warmup", "0", "--json");
+        var (exit, stdout, stderr) = CliRunner.Run("bench", "train", "--config", "small", "--batch-size", "1", "--seq-len", "16", "--steps",
+            "1", "--warmup", "0", "--json");
         Assert.That(exit, Is.EqualTo(0), stderr);
         long ours = JsonNode.Parse(stdout)!["flops_per_token"]!.GetValue<long>();
         var (pyExit, py) = Run(Python, "-c", "import sys; sys.path.insert(0, 'bench/gpu'); import hf_compare as h; " +
-            "print(h.flops_per_token(dict(vocab_size=4096, hidden_size=256, num_hidden_layers=4, num_attention_heads=8, intermediate_size=1024), 16, True))");
+            "print(h.flops_per_token(dict(vocab_size=4096, hidden_size=256, num_hidden_layers=4, num_attention_heads=8, " +
+                "intermediate_size=1024), 16, True))");
         Assert.That(pyExit, Is.EqualTo(0), py);
         Assert.That(long.Parse(py.Trim()), Is.EqualTo(ours));
     }
@@ -73,11 +76,14 @@ public class GpuSessionToolsTests
         var (exit, output) = Run("bash", "tools/gpu-session.sh", "first", "--dry-run");
         Assert.That(exit, Is.EqualTo(0), output);
         // 450 s of work inside a 560 s command; with 8 steps each killed at most 10 s late: 530 s
-        Assert.That(output, Does.Contain("budget: plan 450 s of work, deadline 450 s; worst case with a 10 s kill grace per step 530 s; command limit 560 s; 8 output files"));
+        Assert.That(
+            output, Does.Contain("budget: plan 450 s of work, deadline 450 s; worst case with a 10 s kill grace per step 530 s; command " +
+            "limit 560 s; 8 output files"));
         Assert.That(output.TrimEnd(), Does.EndWith("fits"));
     }
 
-    /// <summary>A CUDA driver without cuBLAS: doctor still prints its JSON, with the stage and the library in `error`, and exits 1.</summary>
+    /// <summary>A CUDA driver without cuBLAS: doctor still prints its JSON, with the stage and the library in `error`, and exits
+    /// 1.</summary>
     [Test]
     public void DoctorPrintsJsonNamingTheFailureWhenTheBackendCannotBeBuilt()
     {
@@ -87,15 +93,19 @@ public class GpuSessionToolsTests
         try
         {
             // the driver and NVRTC (so the backend gets as far as cublasCreate), no cuBLAS
-            foreach (var lib in Directory.GetFiles(Path.GetDirectoryName(softgpu)!).Where(f => Path.GetFileName(f).StartsWith("libcuda.so") || Path.GetFileName(f).StartsWith("libnvrtc")))
+            foreach (var lib in Directory.GetFiles(Path.GetDirectoryName(softgpu)!).Where(
+                f => Path.GetFileName(f).StartsWith("libcuda.so") || Path.GetFileName(f).StartsWith("libnvrtc")))
                 File.CreateSymbolicLink(Path.Combine(dir, Path.GetFileName(lib)), lib);
-            var (exit, stdout, stderr) = CliRunner.RunWith(null, null, new Dictionary<string, string?> { ["WHITTLE_CUDA_LIB_DIR"] = dir }, "doctor", "--json", "--verbose");
+            var (exit, stdout, stderr) = CliRunner.RunWith(
+                null, null, new Dictionary<string, string?> { ["WHITTLE_CUDA_LIB_DIR"] = dir }, "doctor", "--json", "--verbose");
             Assert.That(exit, Is.EqualTo(1), stderr);
             var report = JsonNode.Parse(stdout)!.AsObject();
             Assert.That((bool)report["ok"]!, Is.False);
             Assert.That(report["error"]!.ToString(), Does.StartWith("CUDA backend: ").And.Contain("cuBLAS"));
             Assert.That(report["devices"]!.AsArray(), Has.Count.EqualTo(1), "what ran before the failure is reported");
-            Assert.That(report["mapped_libraries"]!.AsArray().Select(n => n!.ToString()), Has.Some.Contains("softgpu"), "the libraries actually mapped");
+            Assert.That(
+                report["mapped_libraries"]!.AsArray().Select(n => n!.ToString()), Has.Some.Contains("softgpu"),
+                "the libraries actually mapped");
             Assert.That(stderr, Does.Contain("DllNotFoundException").And.Contain(" at "), "--verbose: the stack trace on stderr");
         }
         finally { Directory.Delete(dir, recursive: true); }
@@ -117,32 +127,40 @@ public class GpuSessionToolsTests
             var whittle = Path.Combine(dir, "whittle");
             var dll = Path.Combine(TestContext.CurrentContext.TestDirectory, "whittle.dll");
             File.WriteAllText(whittle, $"#!/bin/sh\nexec dotnet '{dll}' \"$@\"\n");
-            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(whittle, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            if (!OperatingSystem.IsWindows())
+                File.SetUnixFileMode(whittle, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
             var outDir = Path.Combine(dir, "out");
             var env = new Dictionary<string, string?>
             {
-                ["OUT"] = outDir, ["WHITTLE"] = whittle, ["PYTHON"] = Python, ["DEADLINE"] = "300", ["MODEL"] = "tiny", ["KD_TEACHER"] = "tiny",
+                ["OUT"] = outDir, ["WHITTLE"] = whittle, ["PYTHON"] = Python, ["DEADLINE"] = "300", ["MODEL"] = "tiny",
+                    ["KD_TEACHER"] = "tiny",
                 ["BATCH"] = "1", ["SEQ_LEN"] = "64", ["BENCH_STEPS"] = "1", ["BENCH_WARMUP"] = "0",
                 ["WHITTLE_CACHE_DIR"] = Path.Combine(Path.GetTempPath(), "whittle-softgpu-doctor-cache"),
             };
             var (exit, output) = RunEnv(env, "bash", "tools/gpu-session.sh", "first");
             Assert.That(exit, Is.EqualTo(0), output);
             var files = Directory.GetFiles(outDir).Select(Path.GetFileName).Order().ToArray();
-            Assert.That(files, Is.EqualTo(new[] { "doctor-model.json", "doctor.json", "fixtures.log", "hf_compare-compile.json", "hf_compare-eval.json", "hf_compare-train.json", "kernels.json", "session.log" }));
+            Assert.That(
+                files, Is.EqualTo(
+                new[] { "doctor-model.json", "doctor.json", "fixtures.log", "hf_compare-compile.json", "hf_compare-eval.json",
+                "hf_compare-train.json", "kernels.json", "session.log" }));
             string log = File.ReadAllText(Path.Combine(outDir, "session.log"));
             JsonObject Json(string f) => JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, f)))!.AsObject();
             Assert.That((bool)Json("doctor.json")["ok"]!, Is.True, log);
             Assert.That((bool)Json("doctor-model.json")["ok"]!, Is.True, log);
-            Assert.That(Json("doctor-model.json")["parity"]!.ToString(), Does.StartWith("skipped"), "--skip-ops: doctor already ran the op parity");
+            Assert.That(
+                Json("doctor-model.json")["parity"]!.ToString(), Does.StartWith("skipped"), "--skip-ops: doctor already ran the op parity");
             Assert.That(Json("kernels.json")["ops"]!.AsArray(), Is.Not.Empty, log);
-            foreach (var (f, pair) in new[] { ("hf_compare-eval.json", "tiny/eval"), ("hf_compare-train.json", "tiny/train"), ("hf_compare-train.json", "tiny/kd") })
+            foreach (var (f, pair) in new[] { ("hf_compare-eval.json", "tiny/eval"), ("hf_compare-train.json", "tiny/train"),
+                ("hf_compare-train.json", "tiny/kd") })
             {
                 var r = Json(f)["results"]![pair]!;
                 Assert.That((string?)r["ours"]!["loss_check"], Is.EqualTo("ok"), $"{f} {pair}: {r}\n{log}");
                 Assert.That(r["hf_eager"]!["skipped"]!.ToString(), Does.Contain("not importable"), $"{f} {pair}");
             }
             Assert.That(Json("hf_compare-compile.json")["results"]!["tiny/eval"]!["hf_compile"]!["skipped"], Is.Not.Null);
-            Assert.That(File.ReadAllText(Path.Combine(outDir, "fixtures.log")), Does.StartWith("skipped: torch/transformers not importable"));
+            Assert.That(
+                File.ReadAllText(Path.Combine(outDir, "fixtures.log")), Does.StartWith("skipped: torch/transformers not importable"));
             Assert.That(log, Does.Contain("== first plan done"));
         }
         finally { Directory.Delete(dir, recursive: true); }

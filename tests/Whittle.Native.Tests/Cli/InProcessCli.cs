@@ -31,5 +31,6 @@ static class InProcessCli
 
     /// <summary>stderr without "warning: " lines (commands log progress to stdout unless --json): what is left must be the error.</summary>
     public static List<string> ErrorLines(string stderr) =>
-        stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.TrimEnd('\r')).Where(l => !l.StartsWith("warning: ")).ToList();
+        stderr.Split(
+            '\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.TrimEnd('\r')).Where(l => !l.StartsWith("warning: ")).ToList();
 }

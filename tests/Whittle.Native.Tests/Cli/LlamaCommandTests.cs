@@ -141,6 +141,9 @@ public class LlamaCommandTests
             Does.Contain("--kv-heads"));
         Assert.That(InProcessCli.UserError(InProcessCli.Run(["pretrain", "--family", "gemma", "--out", run + "-bad", .. common])),
             Does.Contain("--family"));
+        string[] huge = ["--data", TestData.AustenSlice, "--layers", "4096", "--hidden", "4096", "--heads", "32", "--steps", "1"];
+        Assert.That(InProcessCli.UserError(InProcessCli.Run(["pretrain", "--family", "llama", "--out", run + "-bad", .. huge])),
+            Does.Contain("parameters"));
         Assert.That(Directory.Exists(run + "-bad"), Is.False, "refused before anything was written");
     }
 

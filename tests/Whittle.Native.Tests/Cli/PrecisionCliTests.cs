@@ -4,7 +4,8 @@ using Whittle.Native.Model;
 
 namespace Whittle.Native.Tests.Cli;
 
-/// <summary>--precision and --teacher-precision: checked at parse time, applied, and recorded in metrics.jsonl and the JSON summary.</summary>
+/// <summary>--precision and --teacher-precision: checked at parse time, applied, and recorded in metrics.jsonl and the JSON
+/// summary.</summary>
 [NonParallelizable]
 [Category(TestBackends.GemmSensitive)]
 public class PrecisionCliTests
@@ -16,7 +17,8 @@ public class PrecisionCliTests
     public void MakeTeacher()
     {
         _root = Directory.CreateTempSubdirectory("whittle-precision-").FullName;
-        var tiny = new GptNeoXConfig { VocabSize = 4096, HiddenSize = 32, NumLayers = 2, NumHeads = 2, IntermediateSize = 64, MaxPositionEmbeddings = 64 };
+        var tiny = new GptNeoXConfig { VocabSize = 4096, HiddenSize = 32, NumLayers = 2, NumHeads = 2, IntermediateSize = 64,
+            MaxPositionEmbeddings = 64 };
         using var m = GptNeoX.CreateRandom(tiny, CpuBackend.Instance, 9);
         GptNeoXCheckpoint.Save(m, Teacher, extraFiles: [TestData.TokenizerPath]);
     }
@@ -29,7 +31,8 @@ public class PrecisionCliTests
          "--layers", "1", "--hidden", "32", "--heads", "2", "--json"];
 
     static JsonObject RunInfo(string run) =>
-        File.ReadLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!.AsObject()).Single(o => o["precision"] is not null);
+        File.ReadLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!.AsObject()).Single(o =>
+            o["precision"] is not null);
 
     [TestCase(null, "fp32")]      // the default on the CPU: bf16 would only be a slower emulation
     [TestCase("bf16", "bf16")]
@@ -64,7 +67,8 @@ public class PrecisionCliTests
     public void AnUnknownPrecisionIsRefusedBeforeAnyWork(string command, string flag)
     {
         var run = Path.Combine(_root, "bad-" + Guid.NewGuid().ToString("N"));
-        string[] teacher = command switch { "distill" => ["--teacher", Teacher], "salt" => ["--small", Teacher, "--kd-steps", "1"], _ => [] };
+        string[] teacher = command switch { "distill" => ["--teacher", Teacher],
+            "salt" => ["--small", Teacher, "--kd-steps", "1"], _ => [] };
         var (exit, _, err) = CliRunner.Run([command, .. teacher, .. Common(run), flag, "fp16"]);
         Assert.That(exit, Is.Not.EqualTo(0));
         Assert.That(err, Does.Contain("fp16").And.Contain("bf16"));
@@ -77,7 +81,8 @@ public class PrecisionCliTests
         var dir = CliRunner.Fixture("tiny-neox");
         double Loss(string precision)
         {
-            var (exit, stdout, err) = CliRunner.Run("eval", "--model", dir, "--ids", Path.Combine(_root, "ids.txt"), "--seq-len", "16", "--precision", precision, "--json");
+            var (exit, stdout, err) = CliRunner.Run("eval", "--model", dir, "--ids", Path.Combine(_root, "ids.txt"), "--seq-len", "16",
+                "--precision", precision, "--json");
             Assert.That(exit, Is.EqualTo(0), err);
             var o = JsonNode.Parse(stdout)!;
             Assert.That(o["precision"]!.GetValue<string>(), Is.EqualTo(precision));

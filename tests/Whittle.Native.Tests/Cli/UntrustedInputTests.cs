@@ -56,7 +56,9 @@ public class UntrustedInputTests
     public void ConfigWhoseShapesOverflowIsRefused()
     {
         var dir = ModelWithConfig(o => { o["num_attention_heads"] = 16777216; o["whittle_head_size"] = 16777216; });
-        Assert.That(UserError("info", dir), Does.Contain("layer 0: 3 × 16777216 heads × head size 16777216 × hidden_size 16 is more elements than one tensor holds"));
+        Assert.That(
+            UserError("info", dir),
+            Does.Contain("layer 0: 3 × 16777216 heads × head size 16777216 × hidden_size 16 is more elements than one tensor holds"));
     }
 
     [Test]
@@ -77,9 +79,12 @@ public class UntrustedInputTests
     }
 
     /// <summary>Found by the fuzz tests: System.Text.Json checks a string's encoding only when it is read (exit 2 before).</summary>
-    [TestCase(new byte[] { (byte)'{', (byte)'"', (byte)'a', 0xC3, (byte)'"', (byte)':', (byte)'1', (byte)'}' }, "config.json: not valid UTF-8 (at byte 3)")]
-    [TestCase(new byte[] { (byte)'{', (byte)'"', (byte)'m', (byte)'o', (byte)'d', (byte)'e', (byte)'l', (byte)'_', (byte)'t', (byte)'y', (byte)'p', (byte)'e', (byte)'"', (byte)':',
-        (byte)'"', (byte)'\\', (byte)'u', (byte)'d', (byte)'8', (byte)'0', (byte)'0', (byte)'"', (byte)'}' }, "config.json: field 'model_type' is not a valid Unicode string")]
+    [TestCase(new byte[] { (byte)'{', (byte)'"', (byte)'a', 0xC3, (byte)'"', (byte)':', (byte)'1', (byte)'}' },
+        "config.json: not valid UTF-8 (at byte 3)")]
+    [TestCase(new byte[] { (byte)'{', (byte)'"', (byte)'m', (byte)'o', (byte)'d', (byte)'e', (byte)'l', (byte)'_', (byte)'t', (byte)'y',
+        (byte)'p', (byte)'e', (byte)'"', (byte)':',
+        (byte)'"', (byte)'\\', (byte)'u', (byte)'d', (byte)'8', (byte)'0', (byte)'0', (byte)'"', (byte)'}' },
+            "config.json: field 'model_type' is not a valid Unicode string")]
     public void ConfigThatIsNotValidUnicodeIsNamed(byte[] content, string message)
     {
         var dir = W.CopyOf(W.Model, "model");
@@ -95,14 +100,32 @@ public class UntrustedInputTests
 
     public static IEnumerable<TestCaseData> TokenizerCases()
     {
-        yield return new TestCaseData((Action<JsonObject>)(o => o["added_tokens"]!.AsArray()[0] = null), "field 'added_tokens[0]' must be an object, got null").SetName("AddedTokenNull");
-        yield return new TestCaseData((Action<JsonObject>)(o => o["added_tokens"]!.AsArray()[0]!.AsObject().Remove("content")), "field 'added_tokens[0].content' is missing (expected a string)").SetName("AddedTokenWithoutContent");
-        yield return new TestCaseData((Action<JsonObject>)(o => o["added_tokens"]!.AsArray()[0]!.AsObject().Remove("id")), "field 'added_tokens[0].id' is missing (expected an integer in [0, 16777215])").SetName("AddedTokenWithoutId");
-        yield return new TestCaseData((Action<JsonObject>)(o => o["added_tokens"]!.AsArray()[0]!["id"] = JsonNode.Parse("9223372036854775808")), "field 'added_tokens[0].id' must be an integer in [0, 16777215], got 9223372036854775808").SetName("AddedTokenId2Pow63");
-        yield return new TestCaseData((Action<JsonObject>)(o => o["decoder"]!["type"] = 3), "field 'decoder.type' must be a string, got number 3").SetName("DecoderTypeNumber");
-        yield return new TestCaseData((Action<JsonObject>)(o => o["model"]!["vocab"]!["a"] = 2_000_000_000), "field 'model.vocab.a' must be an integer in [0, 16777215], got 2000000000").SetName("VocabIdTwoBillion");
-        yield return new TestCaseData((Action<JsonObject>)(o => o["model"]!["merges"]!.AsArray()[0] = 5), "field 'model.merges[0]' is neither").SetName("MergeNumber");
-        yield return new TestCaseData((Action<JsonObject>)(o => o["pre_tokenizer"] = new JsonObject { ["type"] = "Split", ["pattern"] = new JsonObject { ["Regex"] = "(" }, ["behavior"] = "Isolated" }), "field 'pre_tokenizer.pattern.Regex' is not a valid regular expression").SetName("SplitRegexInvalid");
+        yield return new TestCaseData(
+            (Action<JsonObject>)(o => o["added_tokens"]!.AsArray()[0] = null),
+            "field 'added_tokens[0]' must be an object, got null").SetName("AddedTokenNull");
+        yield return new TestCaseData(
+            (Action<JsonObject>)(o => o["added_tokens"]!.AsArray()[0]!.AsObject().Remove("content")),
+            "field 'added_tokens[0].content' is missing (expected a string)").SetName("AddedTokenWithoutContent");
+        yield return new TestCaseData(
+            (Action<JsonObject>)(o => o["added_tokens"]!.AsArray()[0]!.AsObject().Remove("id")),
+            "field 'added_tokens[0].id' is missing (expected an integer in [0, 16777215])").SetName("AddedTokenWithoutId");
+        yield return new TestCaseData(
+            (Action<JsonObject>)(o => o["added_tokens"]!.AsArray()[0]!["id"] = JsonNode.Parse("9223372036854775808")),
+            "field 'added_tokens[0].id' must be an integer in [0, 16777215], got 9223372036854775808").SetName("AddedTokenId2Pow63");
+        yield return new TestCaseData(
+            (Action<JsonObject>)(o => o["decoder"]!["type"] = 3),
+            "field 'decoder.type' must be a string, got number 3").SetName("DecoderTypeNumber");
+        yield return new TestCaseData(
+            (Action<JsonObject>)(o => o["model"]!["vocab"]!["a"] = 2_000_000_000),
+            "field 'model.vocab.a' must be an integer in [0, 16777215], got 2000000000").SetName("VocabIdTwoBillion");
+        yield return new TestCaseData(
+            (Action<JsonObject>)(o => o["model"]!["merges"]!.AsArray()[0] = 5),
+            "field 'model.merges[0]' is neither").SetName("MergeNumber");
+        yield return new TestCaseData(
+            (Action<JsonObject>)(
+            o => o["pre_tokenizer"] = new JsonObject { ["type"] = "Split", ["pattern"] = new JsonObject { ["Regex"] = "(" },
+            ["behavior"] = "Isolated" }),
+            "field 'pre_tokenizer.pattern.Regex' is not a valid regular expression").SetName("SplitRegexInvalid");
     }
 
     [TestCaseSource(nameof(TokenizerCases))]
@@ -119,13 +142,18 @@ public class UntrustedInputTests
     {
         var ds = DatasetCopy();
         EditJson(Path.Combine(ds, "meta.json"), o => o["train"]!["shards"]![0]!["file"] = null);
-        Assert.That(UserError("eval", "--model", W.Model, "--data", ds), Does.Contain("meta.json: field 'train.shards[0].file' must be a string, got null"));
+        Assert.That(
+            UserError("eval", "--model", W.Model, "--data", ds),
+            Does.Contain("meta.json: field 'train.shards[0].file' must be a string, got null"));
     }
 
     [TestCase("garbage{", "not valid JSON")]
-    [TestCase("""{"version":1,"step":-1,"tokens_seen":0,"data_cursor":0,"selected_cursor":0,"seed":"1","elapsed_seconds":0}""", "field 'step' must be an integer in [0, 2147483647], got -1")]
-    [TestCase("""{"version":1,"step":1,"tokens_seen":0,"data_cursor":0,"seed":1,"elapsed_seconds":0}""", "field 'seed' must be a string, got number 1")]
-    [TestCase("""{"version":1,"step":1,"tokens_seen":0,"data_cursor":0,"seed":"-3","elapsed_seconds":0}""", "field 'seed' must be a decimal unsigned 64-bit integer")]
+    [TestCase("""{"version":1,"step":-1,"tokens_seen":0,"data_cursor":0,"selected_cursor":0,"seed":"1","elapsed_seconds":0}""",
+        "field 'step' must be an integer in [0, 2147483647], got -1")]
+    [TestCase("""{"version":1,"step":1,"tokens_seen":0,"data_cursor":0,"seed":1,"elapsed_seconds":0}""",
+        "field 'seed' must be a string, got number 1")]
+    [TestCase("""{"version":1,"step":1,"tokens_seen":0,"data_cursor":0,"seed":"-3","elapsed_seconds":0}""",
+        "field 'seed' must be a decimal unsigned 64-bit integer")]
     public void TrainerStateMalformedIsNamed(string content, string message)
     {
         var run = W.CopyOf(W.Run, "run");
@@ -142,7 +170,8 @@ public class UntrustedInputTests
     {
         var file = Path.Combine(W.Root, $"spec-{Guid.NewGuid():N}.json");
         File.WriteAllText(file, spec);
-        Assert.That(UserError("eval", "--model", W.Model, "--ids", W.Ids, "--subnet", file, "--seq-len", "8"), Does.Contain($"{file}: {message}"));
+        Assert.That(
+            UserError("eval", "--model", W.Model, "--ids", W.Ids, "--subnet", file, "--seq-len", "8"), Does.Contain($"{file}: {message}"));
     }
 
     // ---------------------------------------------------------------- item 3: datasets are untrusted
@@ -185,7 +214,9 @@ public class UntrustedInputTests
     {
         var ds = DatasetCopy();
         EditJson(Path.Combine(ds, "meta.json"), o => o["val"]!["shards"]![0]!["file"] = file);
-        Assert.That(UserError("eval", "--model", W.Model, "--data", ds), Does.Contain($"meta.json: shard file \"{file}\" must be a file name inside the dataset directory"));
+        Assert.That(
+            UserError("eval", "--model", W.Model, "--data", ds),
+            Does.Contain($"meta.json: shard file \"{file}\" must be a file name inside the dataset directory"));
     }
 
     [Test]
@@ -193,17 +224,21 @@ public class UntrustedInputTests
     {
         var ds = DatasetCopy();
         var outside = Path.Combine(W.Root, $"outside-{Guid.NewGuid():N}.bin");
-        var shard = Path.Combine(ds, JsonNode.Parse(File.ReadAllText(Path.Combine(ds, "meta.json")))!["val"]!["shards"]![0]!["file"]!.GetValue<string>());
+        var shard = Path.Combine(
+            ds, JsonNode.Parse(File.ReadAllText(Path.Combine(ds, "meta.json")))!["val"]!["shards"]![0]!["file"]!.GetValue<string>());
         File.Move(shard, outside);
         File.CreateSymbolicLink(shard, outside);
-        Assert.That(UserError("eval", "--model", W.Model, "--data", ds), Does.Contain("is a symbolic link to").And.Contain("outside the dataset directory"));
+        Assert.That(
+            UserError("eval", "--model", W.Model, "--data", ds),
+            Does.Contain("is a symbolic link to").And.Contain("outside the dataset directory"));
     }
 
     [Test]
     public void TokenIdAboveTheVocabularyIsReportedWithShardAndOffset()
     {
         var ds = DatasetCopy();
-        var shard = Path.Combine(ds, JsonNode.Parse(File.ReadAllText(Path.Combine(ds, "meta.json")))!["val"]!["shards"]![0]!["file"]!.GetValue<string>());
+        var shard = Path.Combine(
+            ds, JsonNode.Parse(File.ReadAllText(Path.Combine(ds, "meta.json")))!["val"]!["shards"]![0]!["file"]!.GetValue<string>());
         var bytes = File.ReadAllBytes(shard);
         bytes[2 * 37] = 0xFF; bytes[2 * 37 + 1] = 0xFF;   // token 37 := 65535
         File.WriteAllBytes(shard, bytes);
@@ -221,7 +256,9 @@ public class UntrustedInputTests
             var path = Path.Combine(ds, sh!["file"]!.GetValue<string>());
             File.WriteAllBytes(path, Enumerable.Repeat((byte)0xFF, (int)new FileInfo(path).Length).ToArray());
         }
-        Assert.That(UserError(["pretrain", .. W.TrainFlags(ds, Path.Combine(ds, "run"))]), Does.Contain("is 65535, outside the dataset's vocabulary [0, 4096)"));
+        Assert.That(
+            UserError(["pretrain", .. W.TrainFlags(ds, Path.Combine(ds, "run"))]),
+            Does.Contain("is 65535, outside the dataset's vocabulary [0, 4096)"));
     }
 
     [Test]
@@ -229,7 +266,9 @@ public class UntrustedInputTests
     {
         var ds = DatasetCopy();
         EditJson(Path.Combine(ds, "meta.json"), o => o["vocab_size"] = 70000);
-        Assert.That(UserError("eval", "--model", W.Model, "--data", ds), Does.Contain("field 'vocab_size' must be an integer in [1, 65536], got 70000"));
+        Assert.That(
+            UserError("eval", "--model", W.Model, "--data", ds),
+            Does.Contain("field 'vocab_size' must be an integer in [1, 65536], got 70000"));
     }
 
     // ---------------------------------------------------------------- item 4: options and values validated before work
@@ -257,11 +296,15 @@ public class UntrustedInputTests
     public void OptionsAreCheckedBeforeTheDatasetIsOpened()
     {
         var missing = Path.Combine(W.Root, "no-such-dataset");
-        Assert.That(UserError(["pretrain", .. W.TrainFlags(missing, Path.Combine(W.Root, "never"), ("--lr", "NaN"))]), Does.Contain("--lr must be a finite number > 0, got NaN"));
+        Assert.That(
+            UserError(["pretrain", .. W.TrainFlags(missing, Path.Combine(W.Root, "never"), ("--lr", "NaN"))]),
+            Does.Contain("--lr must be a finite number > 0, got NaN"));
     }
 
-    [TestCase(new[] { "eval", "--model", "m", "--seq-len", "abc" }, "Cannot parse argument 'abc' for option '--seq-len'", "whittle eval --help")]
-    [TestCase(new[] { "eval", "--model", "m", "--seq-len", "8", "--seq-len", "9" }, "expects a single argument but 2 were provided", "whittle eval --help")]
+    [TestCase(new[] { "eval", "--model", "m", "--seq-len", "abc" }, "Cannot parse argument 'abc' for option '--seq-len'",
+        "whittle eval --help")]
+    [TestCase(new[] { "eval", "--model", "m", "--seq-len", "8", "--seq-len", "9" }, "expects a single argument but 2 were provided",
+        "whittle eval --help")]
     [TestCase(new[] { "pretrain", "--frobnicate" }, "Unrecognized command or argument '--frobnicate'", "whittle pretrain --help")]
     public void CommandLineThatDoesNotParseIsOneLine(string[] args, string message, string help)
     {
@@ -279,18 +322,23 @@ public class UntrustedInputTests
             {"format": "whittle-salt-selection", "version": 1, "dataset_sha256": "00", "seq_len": 8, "top_k": 1, "keep": 0.5,
              "windows": 4611686018427387904, "scored": 1, "selected": [{"window": 4611686018427387903, "score": 1.0, "kept_tokens": 1}]}
             """);
-        Assert.That(UserError(["salt", "--small", W.Model, .. W.TrainFlags(W.Dataset, Path.Combine(W.Root, "never"), init: false), "--kd-steps", "1", "--select", sel]),
+        Assert.That(
+            UserError(["salt", "--small", W.Model, .. W.TrainFlags(W.Dataset, Path.Combine(W.Root, "never"), init: false), "--kd-steps",
+            "1", "--select", sel]),
             Does.Contain($"{sel}: selected windows do not fit this dataset's training split"));
     }
 
     [TestCase("null", "manifest.json: the top level must be an object, got null")]
-    [TestCase("""{"format": "whittle-teacher-cache", "version": 1, "teacher": 3}""", "manifest.json: field 'teacher' must be a string, got number 3")]
+    [TestCase("""{"format": "whittle-teacher-cache", "version": 1, "teacher": 3}""",
+        "manifest.json: field 'teacher' must be a string, got number 3")]
     public void TeacherCacheManifestMalformedIsNamed(string content, string message)
     {
         var cache = Path.Combine(W.Root, $"cache-{Guid.NewGuid():N}");
         Directory.CreateDirectory(cache);
         File.WriteAllText(Path.Combine(cache, "manifest.json"), content);
-        Assert.That(UserError(["distill", "--teacher-cache", cache, .. W.TrainFlags(W.Dataset, Path.Combine(W.Root, "never"), init: false)]), Does.Contain(message));
+        Assert.That(
+            UserError(["distill", "--teacher-cache", cache, .. W.TrainFlags(W.Dataset, Path.Combine(W.Root, "never"), init: false)]),
+            Does.Contain(message));
     }
 
     [TestCase("--max-tokens", "-1", "--max-tokens must be >= 1, got -1")]

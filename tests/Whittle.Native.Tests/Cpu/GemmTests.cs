@@ -43,7 +43,8 @@ public unsafe class GemmTests
     }
 
     /// <summary>Runs one case and compares with the double-precision triple loop; returns the worst scaled error.</summary>
-    static double CheckCase(Random rng, bool transA, bool transB, int m, int n, int k, float alpha, float beta, int padA, int padB, int padC)
+    static double CheckCase(
+        Random rng, bool transA, bool transB, int m, int n, int k, float alpha, float beta, int padA, int padB, int padC)
     {
         var a = transA ? new Strided(k, m, m + padA, rng, float.NaN) : new Strided(m, k, k + padA, rng, float.NaN);
         var b = transB ? new Strided(n, k, k + padB, rng, float.NaN) : new Strided(k, n, n + padB, rng, float.NaN);
@@ -264,10 +265,13 @@ public unsafe class GemmTests
         fixed (float* p = data)
         {
             nint pp = (nint)p;
-            var ex = Assert.Throws<ArgumentOutOfRangeException>(() => Gemm.Sgemm(false, true, 4, 4, 4, 1f, (float*)pp, 3, (float*)pp, 4, 0f, (float*)pp, 4));
+            var ex = Assert.Throws<ArgumentOutOfRangeException>(
+                () => Gemm.Sgemm(false, true, 4, 4, 4, 1f, (float*)pp, 3, (float*)pp, 4, 0f, (float*)pp, 4));
             Assert.That(ex!.Message, Does.Contain("lda"));
-            Assert.Throws<ArgumentOutOfRangeException>(() => Gemm.Sgemm(false, false, 4, 5, 4, 1f, (float*)pp, 4, (float*)pp, 4, 0f, (float*)pp, 5));
-            Assert.Throws<ArgumentOutOfRangeException>(() => Gemm.Sgemm(false, false, 4, 4, 4, 1f, (float*)pp, 4, (float*)pp, 4, 0f, (float*)pp, 3));
+            Assert.Throws<ArgumentOutOfRangeException>(
+                () => Gemm.Sgemm(false, false, 4, 5, 4, 1f, (float*)pp, 4, (float*)pp, 4, 0f, (float*)pp, 5));
+            Assert.Throws<ArgumentOutOfRangeException>(
+                () => Gemm.Sgemm(false, false, 4, 4, 4, 1f, (float*)pp, 4, (float*)pp, 4, 0f, (float*)pp, 3));
         }
     }
 }

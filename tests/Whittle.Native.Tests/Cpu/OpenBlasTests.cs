@@ -46,7 +46,8 @@ public unsafe class OpenBlasTests
             Gemm.Sgemm(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, po, ldc);
             OpenBlas.Sgemm(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pl, ldc);
         }
-        string what = $"{(transA ? 'T' : 'N')}{(transB ? 'T' : 'N')} m={m} n={n} k={k} alpha={alpha} beta={beta} lda={lda} ldb={ldb} ldc={ldc}";
+        string what = $"{(transA ? 'T' : 'N')}{(transB ? 'T' : 'N')} m={m} n={n} k={k} alpha={alpha} beta={beta} lda={lda} ldb={ldb} " +
+            $"ldc={ldc}";
         double worst = 0;
         for (int i = 0; i < m; i++)
         {
@@ -83,7 +84,8 @@ public unsafe class OpenBlasTests
         for (int trial = 0; trial < 12; trial++)
         {
             int Size() => rng.Next(3) == 0 ? rng.Next(100, 400) : rng.Next(1, 40);
-            Check(rng, transA, transB, Size(), Size(), Size(), alphas[trial % 3], betas[trial % 3], rng.Next(0, 9), rng.Next(0, 9), rng.Next(0, 9));
+            Check(rng, transA, transB, Size(), Size(), Size(), alphas[trial % 3], betas[trial % 3], rng.Next(0, 9), rng.Next(0, 9),
+                rng.Next(0, 9));
         }
     }
 
@@ -100,11 +102,13 @@ public unsafe class OpenBlasTests
     {
         // The MatMul a linear layer issues: y = x Wᵀ + bias, then dW += gᵀ x, through each backend.
         var rng = new Random(12);
-        float[] Rand(int count) { var d = new float[count]; for (int i = 0; i < count; i++) d[i] = (float)(rng.NextDouble() * 2 - 1); return d; }
+        float[] Rand(int count) { var d = new float[count];
+        for (int i = 0; i < count; i++) d[i] = (float)(rng.NextDouble() * 2 - 1); return d; }
         var (x, w, bias, dw) = (Rand(300 * 64), Rand(48 * 64), Rand(48), Rand(48 * 64));
         float[] Run(CpuBackend backend)
         {
-            using var tx = Tensor.FromArray(x, 300, 64); using var tw = Tensor.FromArray(w, 48, 64); using var tb = Tensor.FromArray(bias, 48);
+            using var tx = Tensor.FromArray(x, 300, 64); using var tw = Tensor.FromArray(w, 48, 64);
+            using var tb = Tensor.FromArray(bias, 48);
             using var y = backend.Zeros(Whittle.Native.Tensors.DType.F32, 300, 48);
             using var g = Tensor.FromArray(Rand(300 * 48), 300, 48); using var tdw = Tensor.FromArray((float[])dw.Clone(), 48, 64);
             backend.MatMul(tx, false, tw, true, y, bias: tb);
@@ -198,7 +202,8 @@ public class CpuGemmChoiceTests
     [Test]
     public void AForcedKernelTheCpuLacksIsRefused()
     {
-        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true,
+            UseShellExecute = false };
         psi.ArgumentList.Add(Path.Combine(TestContext.CurrentContext.TestDirectory, "whittle.dll"));
         foreach (var arg in new[] { "bench", "train", "--config", "small", "--steps", "1", "--warmup", "0" }) psi.ArgumentList.Add(arg);
         psi.Environment["DOTNET_EnableAVX512"] = "0";
@@ -223,7 +228,8 @@ public class CpuGemmChoiceTests
             Environment.SetEnvironmentVariable(OpenBlas.OverrideVariable, "/nowhere/libopenblas.so.0");
             Assert.That(OpenBlas.Candidates(), Is.EqualTo(new[] { "/nowhere/libopenblas.so.0" }));
             Environment.SetEnvironmentVariable(OpenBlas.OverrideVariable, null);
-            Assert.That(OpenBlas.Candidates(), Does.Contain("libopenblas.so.0").Or.Contain("libopenblas.dll").Or.Contain("libopenblas.dylib"));
+            Assert.That(
+                OpenBlas.Candidates(), Does.Contain("libopenblas.so.0").Or.Contain("libopenblas.dll").Or.Contain("libopenblas.dylib"));
         }
         finally { Environment.SetEnvironmentVariable(OpenBlas.OverrideVariable, before); }
     }

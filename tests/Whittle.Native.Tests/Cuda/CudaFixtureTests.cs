@@ -57,18 +57,25 @@ public class CudaFixtureTests(string fixture)
             tape.Backward(loss);
         }
         foreach (var p in model.Parameters.Entries)
-            Assert.That(Errors.Scaled(model.Parameters.Grad(p.Name).ToFloatArray(), expected.ReadFloats("grad." + p.Name)), Is.LessThan(tol), $"gradient of {p.Name}");
+            Assert.That(
+                Errors.Scaled(model.Parameters.Grad(p.Name).ToFloatArray(), expected.ReadFloats("grad." + p.Name)), Is.LessThan(tol),
+                $"gradient of {p.Name}");
 
         // One AdamW step from PyTorch's gradients (isolates the optimizer kernel).
         var md = expected.Metadata;
-        var settings = new AdamWSettings(float.Parse(md["adamw.lr"]), float.Parse(md["adamw.beta1"]), float.Parse(md["adamw.beta2"]), float.Parse(md["adamw.eps"]), float.Parse(md["adamw.weight_decay"]));
+        var settings = new AdamWSettings(
+            float.Parse(md["adamw.lr"]), float.Parse(md["adamw.beta1"]), float.Parse(md["adamw.beta2"]), float.Parse(md["adamw.eps"]),
+            float.Parse(md["adamw.weight_decay"]));
         using var hostGrad = Tensor.Zeros((int)model.Parameters.Count);
-        foreach (var p in model.Parameters.Entries) expected.ReadFloats("grad." + p.Name, hostGrad.AsSpan<float>().Slice((int)p.Offset, (int)p.Count));
+        foreach (var p in model.Parameters.Entries)
+            expected.ReadFloats("grad." + p.Name, hostGrad.AsSpan<float>().Slice((int)p.Offset, (int)p.Count));
         using var devGrad = _gpu.FromHost(hostGrad);
         using var m = _gpu.Zeros(DType.F32, (int)model.Parameters.Count); using var v = _gpu.Zeros(DType.F32, (int)model.Parameters.Count);
         _gpu.AdamW(model.Parameters.Flat, devGrad, m, v, model.Parameters.DecayCount, settings, 1, 1f);
         var after = model.Parameters.Flat.ToFloatArray();
         foreach (var p in model.Parameters.Entries)
-            Assert.That(Errors.Scaled(after.AsSpan((int)p.Offset, (int)p.Count).ToArray(), expected.ReadFloats("adamw." + p.Name)), Is.LessThan(ModelParity.AdamWTolerance), $"{p.Name} after AdamW");
+            Assert.That(
+                Errors.Scaled(after.AsSpan((int)p.Offset, (int)p.Count).ToArray(), expected.ReadFloats("adamw." + p.Name)),
+                Is.LessThan(ModelParity.AdamWTolerance), $"{p.Name} after AdamW");
     }
 }

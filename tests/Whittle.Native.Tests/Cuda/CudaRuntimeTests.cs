@@ -19,9 +19,11 @@ public class CudaRuntimeTests
         if (!CudaLibraries.TryLoad(CudaLibraries.DriverName, out var problem)) Assert.Ignore($"libcuda not found: {problem}");
         int r = CuDriver.cuInit(0);
         // without a GPU the driver says "no device" (100) or that no driver kernel module is loaded (999/35); with one, success
-        Assert.That(r, Is.EqualTo(CuDriver.CUDA_SUCCESS).Or.EqualTo(CuDriver.CUDA_ERROR_NO_DEVICE).Or.EqualTo(999).Or.EqualTo(35).Or.EqualTo(34),
+        Assert.That(
+            r, Is.EqualTo(CuDriver.CUDA_SUCCESS).Or.EqualTo(CuDriver.CUDA_ERROR_NO_DEVICE).Or.EqualTo(999).Or.EqualTo(35).Or.EqualTo(34),
             $"cuInit returned {CudaException.DriverErrorName(r)}");
-        Assert.That(CudaException.DriverErrorName(CuDriver.CUDA_ERROR_NO_DEVICE), Is.EqualTo("CUDA_ERROR_NO_DEVICE"), "cuGetErrorName works");
+        Assert.That(
+            CudaException.DriverErrorName(CuDriver.CUDA_ERROR_NO_DEVICE), Is.EqualTo("CUDA_ERROR_NO_DEVICE"), "cuGetErrorName works");
         if (r == CuDriver.CUDA_SUCCESS)
         {
             CudaException.Check(CuDriver.cuDeviceGetCount(out int n), "cuDeviceGetCount");
@@ -51,13 +53,15 @@ public class CudaRuntimeTests
         try
         {
             Environment.SetEnvironmentVariable(CudaLibraries.OverrideVariable, dir);
-            Assert.That(CudaLibraries.SearchFolders(CudaLibraries.NvrtcName), Is.EqualTo(new[] { dir }), "the override is the only place searched");
+            Assert.That(
+                CudaLibraries.SearchFolders(CudaLibraries.NvrtcName), Is.EqualTo(new[] { dir }), "the override is the only place searched");
             CudaLibraries.ResetForTests();
             // an empty override folder: NVRTC is not found even though the system has one, and the message names the variable
             Assert.That(CudaLibraries.TryLoad(CudaLibraries.CublasName, out var problem), Is.False);
             Assert.That(problem, Does.Contain(CudaLibraries.OverrideVariable));
 
-            var system = Directory.GetFiles("/lib/x86_64-linux-gnu", "libnvrtc.so.11.2").Concat(Directory.GetFiles("/usr/lib/x86_64-linux-gnu", "libnvrtc.so.11.2")).FirstOrDefault();
+            var system = Directory.GetFiles("/lib/x86_64-linux-gnu", "libnvrtc.so.11.2").Concat(
+                Directory.GetFiles("/usr/lib/x86_64-linux-gnu", "libnvrtc.so.11.2")).FirstOrDefault();
             if (system is null) Assert.Ignore("no libnvrtc.so.11.2 on this machine to copy into an override folder");
             File.Copy(system, Path.Combine(dir, "libnvrtc.so.11.2"));
             CudaLibraries.ResetForTests();
@@ -83,8 +87,12 @@ public class CudaRuntimeTests
             var dirs = CudaLibraries.SearchFolders(CudaLibraries.CublasName);
             Assert.That(dirs[0], Is.EqualTo("/opt/cuda-x/lib64"));
             Assert.That(dirs.IndexOf("/usr/local/cuda/lib64"), Is.LessThan(dirs.IndexOf(null)), "toolkit before the system loader");
-            Assert.That(CudaLibraries.SearchFolders(CudaLibraries.DriverName), Does.Not.Contain("/opt/cuda-x/lib64"), "the driver never comes from a toolkit");
-            Assert.That(CudaLibraries.FileNames(CudaLibraries.NvrtcName), Is.EqualTo(new[] { "libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2", "libnvrtc.so" }));
+            Assert.That(
+                CudaLibraries.SearchFolders(CudaLibraries.DriverName), Does.Not.Contain("/opt/cuda-x/lib64"),
+                "the driver never comes from a toolkit");
+            Assert.That(
+                CudaLibraries.FileNames(CudaLibraries.NvrtcName),
+                Is.EqualTo(new[] { "libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2", "libnvrtc.so" }));
         }
         finally
         {
@@ -175,7 +183,8 @@ public class CudaRuntimeTests
     }
 }
 
-/// <summary>Tests that need a GPU: parity against the CPU and the allocator's steady state. They skip, with the reason, without one.</summary>
+/// <summary>Tests that need a GPU: parity against the CPU and the allocator's steady state. They skip, with the reason, without
+/// one.</summary>
 [NonParallelizable]
 public class CudaDeviceTests
 {
@@ -197,7 +206,8 @@ public class CudaDeviceTests
         var gpu = _gpu!;
         void Step()
         {
-            using var a = gpu.Zeros(DType.F32, 64, 128); using var b = gpu.Zeros(DType.F32, 128, 96); using var c = gpu.Empty(DType.F32, 64, 96);
+            using var a = gpu.Zeros(DType.F32, 64, 128); using var b = gpu.Zeros(DType.F32, 128, 96);
+            using var c = gpu.Empty(DType.F32, 64, 96);
             gpu.MatMul(a, false, b, false, c);
             using var y = gpu.Empty(DType.F32, 64, 96);
             gpu.GeluForward(c, y, false);

@@ -30,7 +30,8 @@ public class KernelCompileTests
     {
         Assert.That(KernelCompiler.KernelFiles, Is.SupersetOf(new[]
         {
-            "adamw.cu", "attention.cu", "crossentropy.cu", "distillation.cu", "elementwise.cu", "embedding.cu", "gelu.cu", "layernorm.cu", "reduce.cu", "rotary.cu",
+            "adamw.cu", "attention.cu", "crossentropy.cu", "distillation.cu", "elementwise.cu", "embedding.cu", "gelu.cu", "layernorm.cu",
+                "reduce.cu", "rotary.cu",
         }));
     }
 
@@ -43,7 +44,8 @@ public class KernelCompileTests
         Assert.That(ptx, Does.Contain($".target sm_{arch}"), "PTX for the requested virtual architecture");
         // every extern "C" __global__ in the source is an entry point of the PTX, under its own (unmangled) name
         var source = KernelCompiler.ReadSource(file);
-        var names = System.Text.RegularExpressions.Regex.Matches(source, @"extern ""C"" __global__ (?:__launch_bounds__\([^)]*\) )?void (\w+)").Select(m => m.Groups[1].Value).ToArray();
+        var names = System.Text.RegularExpressions.Regex.Matches(
+            source, @"extern ""C"" __global__ (?:__launch_bounds__\([^)]*\) )?void (\w+)").Select(m => m.Groups[1].Value).ToArray();
         Assert.That(names, Is.Not.Empty);
         foreach (var n in names) Assert.That(ptx, Does.Contain($".entry {n}("), $"kernel {n} in the PTX of {file}");
     }
@@ -56,7 +58,8 @@ public class KernelCompileTests
     public void EveryKernelFileAssemblesToCubinForSm80And90([ValueSource(nameof(Files))] string file, [Values(80, 90)] int arch)
     {
         var k = new KernelCompiler(_cache, strict: true).Compile(file, arch, KernelBinary.Cubin);
-        Assert.That(k.Image.AsSpan(0, 4).ToArray(), Is.EqualTo(new byte[] { 0x7f, (byte)'E', (byte)'L', (byte)'F' }), "a CUBIN is an ELF image");
+        Assert.That(
+            k.Image.AsSpan(0, 4).ToArray(), Is.EqualTo(new byte[] { 0x7f, (byte)'E', (byte)'L', (byte)'F' }), "a CUBIN is an ELF image");
     }
 
     [Test]
@@ -71,7 +74,8 @@ public class KernelCompileTests
     [Test]
     public void ABrokenKernelFailsWithNvrtcsLog()
     {
-        var e = Assert.Throws<KernelCompileException>(() => KernelCompiler.CompileSource("broken.cu", "extern \"C\" __global__ void f(float* x) { x[0] = undefined_name; }", 80));
+        var e = Assert.Throws<KernelCompileException>(
+            () => KernelCompiler.CompileSource("broken.cu", "extern \"C\" __global__ void f(float* x) { x[0] = undefined_name; }", 80));
         Assert.That(e!.Log, Does.Contain("undefined_name"));
     }
 
@@ -92,7 +96,8 @@ public class KernelCompileTests
         KernelCompiler.WarningSink = logged.Add;
         try
         {
-            var image = KernelCompiler.CompileSource("warn.cu", "extern \"C\" __global__ void f(float* x) { int unused = 1; x[0] = 1.0f; }", 80, strict: false);
+            var image = KernelCompiler.CompileSource("warn.cu", "extern \"C\" __global__ void f(float* x) { int unused = 1; x[0] = 1.0f; }",
+                80, strict: false);
             Assert.That(System.Text.Encoding.ASCII.GetString(image), Does.Contain(".entry f("), "compiled");
         }
         finally { KernelCompiler.WarningSink = sink; }

@@ -56,7 +56,8 @@ public partial class KernelInterfaceTests
     static IReadOnlyList<CKernel> Kernels()
     {
         var list = new List<CKernel>();
-        var headerStructs = KernelCompiler.KernelFiles.Append("common.cuh").SelectMany(f => Structs(KernelCompiler.ReadSource(f))).DistinctBy(kv => kv.Key)
+        var headerStructs = KernelCompiler.KernelFiles.Append("common.cuh").SelectMany(
+            f => Structs(KernelCompiler.ReadSource(f))).DistinctBy(kv => kv.Key)
             .ToDictionary(kv => kv.Key, kv => kv.Value);
         foreach (var file in KernelCompiler.KernelFiles)
         {
@@ -147,13 +148,16 @@ public partial class KernelInterfaceTests
                     Assert.That(at, Is.EqualTo(offset), $"{where}: parameter {j} ({p.Name}) offset");
                     offset += p.Size;
                     // the C# argument this one carries: the next sentinel in order whose bytes it holds (computed values are skipped)
-                    int found = sentinels.FindIndex(next, s => s.Bytes is { } b && bytes.AsSpan(0, Math.Min(b.Length, bytes.Length)).SequenceEqual(b));
+                    int found = sentinels.FindIndex(
+                        next, s => s.Bytes is { } b && bytes.AsSpan(0, Math.Min(b.Length, bytes.Length)).SequenceEqual(b));
                     if (found >= 0) next = found + 1;
-                    Assert.That(sentinels.FindIndex(s => s.Bytes is { } b && bytes.AsSpan(0, Math.Min(b.Length, bytes.Length)).SequenceEqual(b)),
+                    Assert.That(
+                        sentinels.FindIndex(s => s.Bytes is { } b && bytes.AsSpan(0, Math.Min(b.Length, bytes.Length)).SequenceEqual(b)),
                         Is.EqualTo(found), $"{where}: parameter {j} ({p.Name}) carries an earlier argument: arguments out of order");
                 }
                 Assert.That(sentinels.Where(s => s.Bytes is not null).All(s => Enumerable.Range(0, packed.Count)
-                    .Any(j => packed.Argument(j).Bytes.AsSpan().StartsWith(s.Bytes))), Is.True, $"{where}: every argument reaches the kernel");
+                    .Any(j => packed.Argument(j).Bytes.AsSpan().StartsWith(s.Bytes))), Is.True,
+                        $"{where}: every argument reaches the kernel");
                 launched.Add(name);
             }
         Assert.That(kernels.Keys.Except(launched), Is.Empty, "kernels without a launcher");
@@ -176,21 +180,30 @@ public partial class KernelInterfaceTests
     [Test]
     public void AttentionGeometryStaysWithinTheDeviceAndCoversEveryRow()
     {
-        const int OptIn = 227 * 1024;   // sm_80/sm_90 opt-in dynamic shared memory per block (A100 163 KB is the tighter: checked for D <= 128)
+        // sm_80/sm_90 opt-in dynamic shared memory per block (A100 163 KB is the tighter: checked for D <= 128)
+        const int OptIn = 227 * 1024;
         foreach (int d in Enumerable.Range(1, KernelConstants.AttentionMaxHeadSize))
         {
-            foreach (var s in new[] { Whittle.Native.Cuda.Launchers.Attention.ForwardShape(1, 77, 3, d), Whittle.Native.Cuda.Launchers.Attention.BackwardDqShape(1, 77, 3, d), Whittle.Native.Cuda.Launchers.Attention.BackwardDkDvShape(1, 77, 3, d) })
+            foreach (var s in new[] { Whittle.Native.Cuda.Launchers.Attention.ForwardShape(1, 77, 3, d),
+                Whittle.Native.Cuda.Launchers.Attention.BackwardDqShape(1, 77, 3, d),
+                Whittle.Native.Cuda.Launchers.Attention.BackwardDkDvShape(1, 77, 3, d) })
             {
                 Assert.That(s.SharedBytes, Is.LessThanOrEqualTo(OptIn), $"D={d}");
                 Assert.That(s.GridX * KernelConstants.AttentionRows, Is.GreaterThanOrEqualTo(77));
                 Assert.That(s.GridY, Is.EqualTo(3));
                 Assert.That(s.Block, Is.EqualTo(32 * KernelConstants.AttentionRows));
             }
-            if (d <= 128) Assert.That(Whittle.Native.Cuda.Launchers.Attention.BackwardDkDvShape(1, 1, 1, d).SharedBytes, Is.LessThanOrEqualTo(163 * 1024), $"A100, D={d}");
+            if (d <= 128)
+                Assert.That(
+                Whittle.Native.Cuda.Launchers.Attention.BackwardDkDvShape(1, 1, 1, d).SharedBytes, Is.LessThanOrEqualTo(163 * 1024),
+                $"A100, D={d}");
         }
         foreach (int d in new[] { 64, 128 })
-            Assert.That(Whittle.Native.Cuda.Launchers.AttentionMma.ForwardShape(2, 130, 3, d), Is.EqualTo(new LaunchShape(3, 6, 128, (2 * 64 * (d + 8) + d * 72) * 2)));
-        Assert.That(Whittle.Native.Cuda.Launchers.AttentionMma.BackwardDkDvShape(1, 64, 1).SharedBytes, Is.LessThanOrEqualTo(48 * 1024 * 2));
+            Assert.That(
+                Whittle.Native.Cuda.Launchers.AttentionMma.ForwardShape(2, 130, 3, d),
+                Is.EqualTo(new LaunchShape(3, 6, 128, (2 * 64 * (d + 8) + d * 72) * 2)));
+        Assert.That(
+            Whittle.Native.Cuda.Launchers.AttentionMma.BackwardDkDvShape(1, 64, 1).SharedBytes, Is.LessThanOrEqualTo(48 * 1024 * 2));
     }
 
     [Test]

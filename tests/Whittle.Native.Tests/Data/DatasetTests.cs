@@ -15,10 +15,14 @@ public class DatasetTests
     static Tokenizer? _tok;
     static Tokenizer Tok => _tok ??= Tokenizer.FromFile(Fixtures.AustenTokenizer);
 
-    [SetUp] public void SetUp() { _dir = Path.Combine(Path.GetTempPath(), $"whittle-ds-{Guid.NewGuid():N}"); Directory.CreateDirectory(_dir); }
+    [SetUp] public void SetUp() { _dir = Path.Combine(Path.GetTempPath(), $"whittle-ds-{Guid.NewGuid():N}");
+    Directory.CreateDirectory(_dir); }
     [TearDown] public void TearDown() { try { Directory.Delete(_dir, true); } catch (IOException) { } }
 
-    string[] Docs(int n) => Enumerable.Range(0, n).Select(i => $"CHAPTER {i}\n\nIt is a truth universally acknowledged, number {i}, that a man 'd want {i * 7} things.\n{(i % 3 == 0 ? "Ünïcödé é\n" : "")}").ToArray();
+    string[] Docs(int n) =>
+        Enumerable.Range(0, n).Select(
+        i => $"CHAPTER {i}\n\nIt is a truth universally acknowledged, number {i}, that a man 'd want {i * 7} " +
+        $"things.\n{(i % 3 == 0 ? "Ünïcödé é\n" : "")}").ToArray();
 
     string WriteText(string name, string text, bool gz = false)
     {
@@ -60,7 +64,8 @@ public class DatasetTests
     public void ShardsAndJsonlAndSeed()
     {
         var docs = Docs(30);
-        var jsonl = WriteText("in.jsonl", string.Concat(docs.Select(d => System.Text.Json.JsonSerializer.Serialize(d) is var s ? $"{{\"text\":{s}}}\n" : "")));
+        var jsonl = WriteText("in.jsonl",
+            string.Concat(docs.Select(d => System.Text.Json.JsonSerializer.Serialize(d) is var s ? $"{{\"text\":{s}}}\n" : "")));
         var a = DatasetWriter.Write(Tok, new TokenizeOptions([jsonl], Path.Combine(_dir, "a"), 0.3, 1, ShardTokens: 100));
         var b = DatasetWriter.Write(Tok, new TokenizeOptions([jsonl], Path.Combine(_dir, "b"), 0.3, 2, ShardTokens: 100));
         Assert.That(a.Train.Shards.Count, Is.GreaterThan(2));
@@ -121,7 +126,8 @@ public class DatasetTests
                 targets.AddRange(b.AsSpan(r * (T + 1) + 1, T).ToArray());
             }
         Assert.That(rows, Is.EqualTo((all.Length - 1) / T));
-        Assert.That(targets, Is.EqualTo(all.Skip(1).Take((int)rows * T).ToArray()), "each token after the first is a target once, in order");
+        Assert.That(
+            targets, Is.EqualTo(all.Skip(1).Take((int)rows * T).ToArray()), "each token after the first is a target once, in order");
     }
 
     [Test]
@@ -157,7 +163,8 @@ public class DatasetTests
         {
             ds.RequireTokenizer(Tok.Sha256, "austen");
             var gpt2 = Tokenizer.FromFile(Fixtures.Gpt2Json);
-            Assert.That(() => ds.RequireTokenizer(gpt2.Sha256, gpt2.Path), Throws.InstanceOf<WhittleException>().With.Message.Contains("sha256"));
+            Assert.That(
+                () => ds.RequireTokenizer(gpt2.Sha256, gpt2.Path), Throws.InstanceOf<WhittleException>().With.Message.Contains("sha256"));
         }
         var shard = Path.Combine(outDir, "train-0000.bin");
         using (var f = File.OpenWrite(shard)) f.SetLength(f.Length - 1);

@@ -22,14 +22,16 @@ public class DemoAnalysisTests
         // 100 → 50 spans one halving; 100/2^0.25 is a quarter of the way down, so a quarter of the tokens.
         Assert.That(DemoAnalysis.TokensToReach(Halving, 100 / Math.Pow(2, 0.25)), Is.EqualTo(250).Within(1e-9));
         // 25 → 20: target 22 is ln(25/22)/ln(25/20) of the way along.
-        Assert.That(DemoAnalysis.TokensToReach(Halving, 22), Is.EqualTo(2000 + 1000 * Math.Log(25.0 / 22) / Math.Log(25.0 / 20)).Within(1e-9));
+        Assert.That(
+            DemoAnalysis.TokensToReach(Halving, 22), Is.EqualTo(2000 + 1000 * Math.Log(25.0 / 22) / Math.Log(25.0 / 20)).Within(1e-9));
     }
 
     [Test]
     public void ExactHitsFirstPointAndNeverReached()
     {
         Assert.That(DemoAnalysis.TokensToReach(Halving, 50), Is.EqualTo(1000).Within(1e-9));
-        Assert.That(DemoAnalysis.TokensToReach(Halving, 20), Is.EqualTo(3000), "a curve reaches its own final perplexity at its last evaluation");
+        Assert.That(
+            DemoAnalysis.TokensToReach(Halving, 20), Is.EqualTo(3000), "a curve reaches its own final perplexity at its last evaluation");
         Assert.That(DemoAnalysis.TokensToReach(Halving, 150), Is.EqualTo(0), "already below the target at the first evaluation");
         Assert.That(DemoAnalysis.TokensToReach(Halving, 100), Is.EqualTo(0));
         Assert.That(DemoAnalysis.TokensToReach(Halving, 19.99), Is.Null);
@@ -66,7 +68,8 @@ public class DemoAnalysisTests
         SearchPoint P(int i, long n, double ppl) => new(i, "s", n, ppl, $"#{i}");
         var points = new[]
         {
-            P(0, 10, 50), P(1, 20, 40), P(2, 15, 60) /* beaten by 0 */, P(3, 20, 45) /* beaten by 1 */, P(4, 30, 40) /* tie with 1, more params */,
+            P(0, 10, 50), P(1, 20, 40), P(2, 15, 60) /* beaten by 0 */, P(3, 20, 45) /* beaten by 1 */,
+                P(4, 30, 40) /* tie with 1, more params */,
             P(5, 5, 80), P(6, 40, 30), P(7, 10, 50) /* duplicate of 0, evaluated later */, P(8, 1, double.NaN), P(9, 35, 35),
         };
         var front = DemoAnalysis.ParetoFront(points);
@@ -82,6 +85,7 @@ public class DemoAnalysisTests
     public void BestSoFarIsTheRunningMinimum()
     {
         SearchPoint P(double ppl) => new(0, "s", 1, ppl, "");
-        Assert.That(DemoAnalysis.BestSoFar([P(50), P(60), P(40), P(double.NaN), P(45), P(30)]), Is.EqualTo(new[] { 50.0, 50, 40, 40, 40, 30 }));
+        Assert.That(
+            DemoAnalysis.BestSoFar([P(50), P(60), P(40), P(double.NaN), P(45), P(30)]), Is.EqualTo(new[] { 50.0, 50, 40, 40, 40, 30 }));
     }
 }

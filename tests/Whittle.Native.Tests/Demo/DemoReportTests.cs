@@ -17,13 +17,15 @@ public class DemoReportTests
     [TearDown]
     public void TearDown() { try { Directory.Delete(_dir, recursive: true); } catch (IOException) { } }
 
-    static CurvePoint[] Curve(params (int Step, long Tokens, double Ppl)[] points) => points.Select(p => new CurvePoint(p.Step, p.Tokens, Math.Log(p.Ppl))).ToArray();
+    static CurvePoint[] Curve(params (int Step, long Tokens, double Ppl)[] points) =>
+        points.Select(p => new CurvePoint(p.Step, p.Tokens, Math.Log(p.Ppl))).ToArray();
 
     /// <summary>A run small enough to work out by hand; the arms' curves are given by the caller.</summary>
     static DemoResults HandMade(CurvePoint[] subnet, CurvePoint[] kd, CurvePoint[] salt, double evolutionBest, double importance) => new()
     {
         Preset = "hand", Device = "cpu", Started = new DateTimeOffset(2025, 1, 2, 3, 4, 5, TimeSpan.Zero), Seconds = 12.5,
-        TeacherParameters = 1000, TeacherNonEmbedding = 800, TeacherArchitecture = "toy", TeacherValLoss = Math.Log(20), TeacherTokens = 5000,
+        TeacherParameters = 1000, TeacherNonEmbedding = 800, TeacherArchitecture = "toy", TeacherValLoss = Math.Log(20),
+            TeacherTokens = 5000,
         BudgetParams = 400, BudgetRatio = 0.5,
         Search =
         [
@@ -33,7 +35,8 @@ public class DemoReportTests
         Students =
         [
             // random-init: 100 → 40 over 4M tokens (steps 0..400), its final perplexity 40 is the target.
-            new("random-init", "random", 300, Curve((0, 0, 100), (100, 1_000_000, 80), (200, 2_000_000, 60), (300, 3_000_000, 50), (400, 4_000_000, 40))),
+            new("random-init", "random", 300,
+                Curve((0, 0, 100), (100, 1_000_000, 80), (200, 2_000_000, 60), (300, 3_000_000, 50), (400, 4_000_000, 40))),
             new("subnet-init", "subnet", 300, subnet),
             new("subnet-init+kd", "subnet + kd", 300, kd),
         ],
@@ -58,7 +61,10 @@ public class DemoReportTests
         Assert.That(f.ReferenceTokens, Is.EqualTo(4_000_000).Within(1e-6));
         // kd reaches 40 exactly at its 1M-token evaluation: 4M / 1M = 4× fewer.
         Assert.That(f.StudentSentences, Has.Member("subnet-init+kd reaches it after 1.00M tokens: 4.0× fewer."));
-        Assert.That(f.StudentSentences, Has.Member("Not reproduced in this run: subnet-init did not reach random-init's final perplexity (40.00) within its budget of 4.00M tokens (it ended at 45.00)."));
+        Assert.That(
+            f.StudentSentences,
+            Has.Member("Not reproduced in this run: subnet-init did not reach random-init's final perplexity (40.00) within its budget " +
+            "of 4.00M tokens (it ended at 45.00)."));
         Assert.That(f.StudentSentences, Has.Member("Distillation helps: subnet-init+kd ends at perplexity 30.00, subnet-init at 45.00."));
         // Evolution 50 vs importance 55: (55 − 50) / 55 = 9.09…%; vs random 70: 28.6%.
         Assert.That(f.SearchSentences, Has.Member("It beats the importance-only baseline (best perplexity 55.00) by 9.1%."));
@@ -66,8 +72,10 @@ public class DemoReportTests
         // SALT reaches the baseline's final 30 at step 700 of 1000.
         Assert.That(f.SaltStep, Is.EqualTo(700).Within(1e-9));
         Assert.That(f.SaltFraction, Is.EqualTo(0.7).Within(1e-12));
-        Assert.That(f.SaltSentences, Has.Member("SALT reaches the baseline's final perplexity (30.00) at step 700 of 1,000: 70% of the steps."));
-        Assert.That(f.SaltSentences.Concat(f.SearchSentences).Concat(f.StudentSentences).Count(s => s.StartsWith("Not reproduced")), Is.EqualTo(1));
+        Assert.That(
+            f.SaltSentences, Has.Member("SALT reaches the baseline's final perplexity (30.00) at step 700 of 1,000: 70% of the steps."));
+        Assert.That(
+            f.SaltSentences.Concat(f.SearchSentences).Concat(f.StudentSentences).Count(s => s.StartsWith("Not reproduced")), Is.EqualTo(1));
     }
 
     [Test]
@@ -77,17 +85,32 @@ public class DemoReportTests
         var late = Curve((0, 0, 90), (200, 2_000_000, 60), (400, 4_000_000, 40));
         var saltSlow = Curve((0, 0, 100), (500, 500_000, 45), (1000, 1_000_000, 32));
         var f = DemoFindings.Of(HandMade(Slow, late, saltSlow, evolutionBest: 56, importance: 55));
-        Assert.That(f.StudentSentences, Has.Member("Not reproduced in this run: subnet-init+kd reached random-init's final perplexity only after 4.00M tokens, no sooner than random-init (4.00M tokens)."));
+        Assert.That(
+            f.StudentSentences,
+            Has.Member("Not reproduced in this run: subnet-init+kd reached random-init's final perplexity only after 4.00M tokens, no " +
+            "sooner than random-init (4.00M tokens)."));
         var noKdGain = DemoFindings.Of(HandMade(late, Slow, saltSlow, 56, 55));   // swapped: the distilled arm ends higher
-        Assert.That(noKdGain.StudentSentences, Has.Member("Not reproduced in this run: subnet-init+kd does not end below subnet-init (perplexity 45.00 vs 40.00)."));
-        Assert.That(f.SearchSentences, Has.Member("Not reproduced in this run: the evolutionary search's best (56.00) is not better than the importance-only baseline (55.00)."));
-        Assert.That(f.SaltSentences, Has.Member("Not reproduced in this run: SALT did not reach the baseline's final perplexity (30.00) within 1,000 steps (it ended at 32.00)."));
-        Assert.That(f.SaltSentences, Has.Member("Not reproduced in this run: SALT does not end below the baseline (perplexity 32.00 vs 30.00)."));
+        Assert.That(
+            noKdGain.StudentSentences,
+            Has.Member("Not reproduced in this run: subnet-init+kd does not end below subnet-init (perplexity 45.00 vs 40.00)."));
+        Assert.That(
+            f.SearchSentences,
+            Has.Member("Not reproduced in this run: the evolutionary search's best (56.00) is not better than the importance-only " +
+            "baseline (55.00)."));
+        Assert.That(
+            f.SaltSentences,
+            Has.Member("Not reproduced in this run: SALT did not reach the baseline's final perplexity (30.00) within 1,000 steps (it " +
+            "ended at 32.00)."));
+        Assert.That(
+            f.SaltSentences, Has.Member("Not reproduced in this run: SALT does not end below the baseline (perplexity 32.00 vs 30.00)."));
 
         // SALT that reaches the target exactly at its last step reaches it "only at the end".
         var atEnd = Curve((0, 0, 100), (500, 500_000, 45), (1000, 1_000_000, 30));
         var g = DemoFindings.Of(HandMade(Slow, late, atEnd, 56, 55));
-        Assert.That(g.SaltSentences, Has.Member("Not reproduced in this run: SALT reached the baseline's final perplexity (30.00) only at the end of training (step 1,000 of 1,000)."));
+        Assert.That(
+            g.SaltSentences,
+            Has.Member("Not reproduced in this run: SALT reached the baseline's final perplexity (30.00) only at the end of training " +
+            "(step 1,000 of 1,000)."));
 
         var report = Path.Combine(_dir, "r");
         DemoReport.Write(HandMade(Slow, late, saltSlow, 56, 55), report);
@@ -96,7 +119,9 @@ public class DemoReportTests
         Assert.That(md, Does.Contain("**Not reproduced in this run:** SALT did not reach"));
         Assert.That(html, Does.Contain("<li class=\"absent\"><strong>Not reproduced in this run:</strong> SALT did not reach"));
         Assert.That(md, Does.Contain("| subnet-init | subnet | 300 | 4.00M | 45.00 | not reached | — |"));
-        Assert.That(md, Does.Contain("SALT trains the large model with distillation from subnet-init+kd for the first 200 of 1,000 steps (20%), then on the data alone"));
+        Assert.That(
+            md, Does.Contain("SALT trains the large model with distillation from subnet-init+kd for the first 200 of 1,000 steps (20%), " +
+            "then on the data alone"));
     }
 
     [Test]
@@ -121,8 +146,12 @@ public class DemoReportTests
         // kd reaches random-init's 40 inside its first segment, (ln 55 − ln 40) / (ln 55 − ln 38) of the way to 1M tokens.
         double kdTokens = 1_000_000 * (Math.Log(55) - Math.Log(40)) / (Math.Log(55) - Math.Log(38));
         string speedUp = (4_000_000 / kdTokens).ToString("F1", CultureInfo.InvariantCulture) + "×";
-        Assert.That(rows[0], Is.EqualTo($"| 0 | yes: {speedUp} (28.00 / 30.00) | yes: 50.00 vs 70.00 (−29%) / 55.00 (−9.1%) | yes: 700 of 1,000 (70%) (28.00 / 30.00) | yes | 61.2 s |"));
-        Assert.That(rows[1], Is.EqualTo("| 1 | **no**: 1.0× (40.00 / 45.00) | **no**: 56.00 vs 70.00 (−20%) / 55.00 (+1.8%) | **no**: not reached (32.00 / 30.00) | **no** | — |"));
+        Assert.That(
+            rows[0], Is.EqualTo($"| 0 | yes: {speedUp} (28.00 / 30.00) | yes: 50.00 vs 70.00 (−29%) / 55.00 (−9.1%) | yes: 700 of 1,000 " +
+            $"(70%) (28.00 / 30.00) | yes | 61.2 s |"));
+        Assert.That(
+            rows[1], Is.EqualTo("| 1 | **no**: 1.0× (40.00 / 45.00) | **no**: 56.00 vs 70.00 (−20%) / 55.00 (+1.8%) | **no**: not " +
+            "reached (32.00 / 30.00) | **no** | — |"));
         Assert.That(table, Does.Contain("Seeds showing the effect: students 1/2, search 1/2, SALT 1/2; all three 1/2."));
     }
 
@@ -137,7 +166,9 @@ public class DemoReportTests
         DemoReport.Write(r, _dir);   // an empty run still renders
         foreach (var svg in SvgBlocks(File.ReadAllText(Path.Combine(_dir, DemoReport.HtmlFile)))) XDocument.Parse(svg);
         var noReference = DemoFindings.Of(HandMade(Slow, Fast, SaltFast, 50, 55) with { Students = [new("subnet-init", "s", 1, Slow)] });
-        Assert.That(noReference.StudentSentences, Is.EqualTo(new[] { "No random-init arm in this run, so there is no reference for the tokens-to-reach comparison." }));
+        Assert.That(
+            noReference.StudentSentences,
+            Is.EqualTo(new[] { "No random-init arm in this run, so there is no reference for the tokens-to-reach comparison." }));
     }
 
     [Test]
@@ -152,7 +183,8 @@ public class DemoReportTests
         };
         DemoReport.Write(r, _dir);
         var back = DemoReport.Load(Path.Combine(_dir, DemoReport.ResultsFile));
-        Assert.That((back.Preset, back.Device, back.Started, back.Started.Offset), Is.EqualTo((r.Preset, r.Device, r.Started, r.Started.Offset)));
+        Assert.That(
+            (back.Preset, back.Device, back.Started, back.Started.Offset), Is.EqualTo((r.Preset, r.Device, r.Started, r.Started.Offset)));
         Assert.That(BitConverter.DoubleToInt64Bits(back.Seconds), Is.EqualTo(BitConverter.DoubleToInt64Bits(r.Seconds)));
         Assert.That((back.TeacherParameters, back.TeacherNonEmbedding, back.TeacherArchitecture, back.TeacherValLoss, back.TeacherTokens),
             Is.EqualTo((r.TeacherParameters, r.TeacherNonEmbedding, r.TeacherArchitecture, r.TeacherValLoss, r.TeacherTokens)));
@@ -180,28 +212,37 @@ public class DemoReportTests
     {
         DemoReport.Write(DemoSamples.Plausible() with { Preset = "small <&> \"quoted\"" }, _dir);
         Assert.That(Directory.GetFiles(_dir).Select(Path.GetFileName).Order(),
-            Is.EqualTo(new[] { "report.html", "report.md", "results.json", "salt.svg", "search-progress.svg", "search.svg", "students.svg" }), "no temporary files left behind");
+            Is.EqualTo(new[] { "report.html", "report.md", "results.json", "salt.svg", "search-progress.svg", "search.svg",
+                "students.svg" }), "no temporary files left behind");
         string html = File.ReadAllText(Path.Combine(_dir, DemoReport.HtmlFile));
         foreach (var forbidden in new[] { "http", "src=", "<script", "@import", "<link", "href=", "<img", "<iframe", "<object" })
-            Assert.That(html, Does.Not.Contain(forbidden).IgnoreCase, $"report.html must not reference anything outside itself ({forbidden})");
-        Assert.That(Regex.IsMatch(html, @"url\((?!#)", RegexOptions.IgnoreCase), Is.False, "url(...) may only name an element of the page (url(#id))");
+            Assert.That(
+                html, Does.Not.Contain(forbidden).IgnoreCase, $"report.html must not reference anything outside itself ({forbidden})");
+        Assert.That(
+            Regex.IsMatch(html, @"url\((?!#)", RegexOptions.IgnoreCase), Is.False,
+            "url(...) may only name an element of the page (url(#id))");
         var svgs = SvgBlocks(html).ToList();
         Assert.That(svgs, Has.Count.EqualTo(4));
         foreach (var svg in svgs)
         {
             var doc = XDocument.Parse(svg);
             Assert.That(doc.Root!.Name.LocalName, Is.EqualTo("svg"));
-            Assert.That(doc.Descendants().Any(e => e.Name.LocalName is "polyline" or "circle" or "path"), "a plot with data draws something");
+            Assert.That(
+                doc.Descendants().Any(e => e.Name.LocalName is "polyline" or "circle" or "path"), "a plot with data draws something");
         }
         // Arm names, strategies and the untrusted spec text (which holds '<' and '"') are escaped, not markup.
         var search = XDocument.Parse(svgs[1]);
-        Assert.That(search.Descendants("text").Select(t => t.Value), Has.Some.StartsWith("evolution (64)").And.Some.StartsWith("importance (1)"));
+        Assert.That(
+            search.Descendants("text").Select(t => t.Value), Has.Some.StartsWith("evolution (64)").And.Some.StartsWith("importance (1)"));
         Assert.That(html, Does.Contain("small &lt;&amp;&gt; &quot;quoted&quot;").And.Not.Contain("<&>"));
         foreach (var file in Directory.GetFiles(_dir, "*.svg"))
             Assert.That(XDocument.Load(file).Root!.Name, Is.EqualTo(XName.Get("svg", "http://www.w3.org/2000/svg")));
         // The Pareto staircase must pass through every front point; check it against the front recomputed here by brute force.
         var r = DemoSamples.Plausible();
-        var brute = r.Search.Where(p => !r.Search.Any(q => q.Parameters <= p.Parameters && q.Perplexity <= p.Perplexity && (q.Parameters < p.Parameters || q.Perplexity < p.Perplexity))).ToList();
+        var brute = r.Search.Where(
+            p => !r.Search.Any(
+            q => q.Parameters <= p.Parameters && q.Perplexity <= p.Perplexity
+            && (q.Parameters < p.Parameters || q.Perplexity < p.Perplexity))).ToList();
         Assert.That(DemoAnalysis.ParetoFront(r.Search).Select(p => p.Index).Order(), Is.EqualTo(brute.Select(p => p.Index).Order()));
     }
 
@@ -244,7 +285,9 @@ public class DemoReportTests
                 int decimals = digits.Contains('.') ? digits.Length - digits.IndexOf('.') - 1 : 0;
                 double scale = suffix switch { "k" => 1e3, "M" => 1e6, "B" => 1e9, "%" => 0.01, _ => 1 };
                 double value = shown * scale, halfUnit = 0.5 * Math.Pow(10, -decimals) * scale;
-                Assert.That(numbers.Any(x => Math.Abs(x - value) <= halfUnit * (1 + 1e-9)), $"'{m.Value}' in \"{raw}\" is not a number of results.json");
+                Assert.That(
+                    numbers.Any(x => Math.Abs(x - value) <= halfUnit * (1 + 1e-9)),
+                    $"'{m.Value}' in \"{raw}\" is not a number of results.json");
                 checkedNumbers++;
             }
         }
@@ -254,11 +297,13 @@ public class DemoReportTests
     [Test]
     public void WritesTheSampleReport()
     {
-        // WHITTLE_SAMPLE_REPORT=dir keeps the sample for tools/screenshot-report.sh; otherwise it is written and checked in a temporary directory.
+        // WHITTLE_SAMPLE_REPORT=dir keeps the sample for tools/screenshot-report.sh; otherwise it is written and checked in a temporary
+        // directory.
         string dir = Environment.GetEnvironmentVariable("WHITTLE_SAMPLE_REPORT") is { Length: > 0 } keep ? keep : _dir;
         DemoReport.Write(DemoSamples.Plausible(), dir);
         string md = File.ReadAllText(Path.Combine(dir, DemoReport.MarkdownFile));
-        foreach (var heading in new[] { "## Students trained for the same token budget", "## Sub-network search", "## SALT", "## Stage times" })
+        foreach (var heading in new[] { "## Students trained for the same token budget", "## Sub-network search", "## SALT",
+            "## Stage times" })
             Assert.That(md, Does.Contain(heading));
         Assert.That(md, Does.Contain("![").And.Contain("(students.svg)"));
         TestContext.Out.WriteLine(md);

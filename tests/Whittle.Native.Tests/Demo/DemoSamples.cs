@@ -8,7 +8,8 @@ namespace Whittle.Native.Tests.Demo;
 static class DemoSamples
 {
     /// <summary>loss(tokens) = floor + scale · (1 + tokens / t0)^(−alpha): a typical pretraining curve.</summary>
-    public static List<CurvePoint> PowerCurve(int steps, int every, long tokensPerStep, double floor, double scale, double t0, double alpha, double wobble = 0, int seed = 1)
+    public static List<CurvePoint> PowerCurve(
+        int steps, int every, long tokensPerStep, double floor, double scale, double t0, double alpha, double wobble = 0, int seed = 1)
     {
         var rng = new Random(seed);
         var curve = new List<CurvePoint>();
@@ -59,13 +60,17 @@ static class DemoSamples
             Search = search,
             Students =
             [
-                new Arm("random-init", "random initialisation", 3_180_544, PowerCurve(steps, 100, tokensPerStep, 3.35, 4.95, 60_000, 0.55, 0.02, 1)),
-                new Arm("subnet-init", "sub-network of the teacher", 3_180_544, PowerCurve(steps, 100, tokensPerStep, 3.30, 1.40, 200_000, 0.5, 0.02, 2)),
-                new Arm("subnet-init+kd", "sub-network + distillation from the teacher", 3_180_544, PowerCurve(steps, 100, tokensPerStep, 3.22, 1.40, 200_000, 0.6, 0.02, 3)),
+                new Arm("random-init", "random initialisation", 3_180_544,
+                    PowerCurve(steps, 100, tokensPerStep, 3.35, 4.95, 60_000, 0.55, 0.02, 1)),
+                new Arm("subnet-init", "sub-network of the teacher", 3_180_544,
+                    PowerCurve(steps, 100, tokensPerStep, 3.30, 1.40, 200_000, 0.5, 0.02, 2)),
+                new Arm("subnet-init+kd", "sub-network + distillation from the teacher", 3_180_544,
+                    PowerCurve(steps, 100, tokensPerStep, 3.22, 1.40, 200_000, 0.6, 0.02, 3)),
             ],
             Salt =
             [
-                new Arm("salt", "KD from the small model, then data alone", 7_340_032, PowerCurve(1500, 75, tokensPerStep, 3.20, 5.0, 45_000, 0.6, 0.015, 4)),
+                new Arm("salt", "KD from the small model, then data alone", 7_340_032,
+                    PowerCurve(1500, 75, tokensPerStep, 3.20, 5.0, 45_000, 0.6, 0.015, 4)),
                 new Arm("baseline", "data alone", 7_340_032, PowerCurve(1500, 75, tokensPerStep, 3.25, 5.0, 60_000, 0.55, 0.015, 5)),
             ],
             SaltKdSteps = 300,

@@ -22,14 +22,19 @@ public class DistillationLossTests
     static string FixturePath => Path.Combine(TestContext.CurrentContext.TestDirectory, "fixtures", "kd", "expected.safetensors");
     const float Alpha = 0.3f, Beta = 0.7f;
 
-    static readonly (string Name, DistillKind Kind)[] Kinds = { ("fwd", DistillKind.ForwardKl), ("rev", DistillKind.ReverseKl), ("sym", DistillKind.Symmetric), ("js", DistillKind.JensenShannon) };
+    static readonly (string Name, DistillKind Kind)[] Kinds = { ("fwd", DistillKind.ForwardKl), ("rev", DistillKind.ReverseKl),
+        ("sym", DistillKind.Symmetric), ("js", DistillKind.JensenShannon) };
 
     /// <summary>max |ours - expected| / max |expected|.</summary>
     static double ScaledError(float[] ours, float[] expected)
     {
         Assert.That(ours.Length, Is.EqualTo(expected.Length));
         double err = 0, scale = 0;
-        for (int i = 0; i < ours.Length; i++) { err = Math.Max(err, Math.Abs(ours[i] - (double)expected[i])); scale = Math.Max(scale, Math.Abs(expected[i])); }
+        for (int i = 0; i < ours.Length; i++)
+        {
+            err = Math.Max(err, Math.Abs(ours[i] - (double)expected[i]));
+            scale = Math.Max(scale, Math.Abs(expected[i]));
+        }
         return err / scale;
     }
 
@@ -54,7 +59,8 @@ public class DistillationLossTests
     public void FullTeacherMatchesPyTorch([Values(0, 1, 2, 3)] int kind, [Values(1f, 2f, 0.5f)] float tau)
     {
         using var f = new SafeTensorsFile(FixturePath);
-        using var student = f.ReadTensor("student"); using var teacher = f.ReadTensor("teacher"); using var targets = f.ReadTensor("targets");
+        using var student = f.ReadTensor("student"); using var teacher = f.ReadTensor("teacher");
+        using var targets = f.ReadTensor("targets");
         var (name, k) = Kinds[kind];
         var (losses, d) = Run(student, DistillTeacher.Full(teacher), targets, new DistillSettings(k, tau, Alpha, Beta));
         string key = $"{name}.{tau:g}";
@@ -81,7 +87,8 @@ public class DistillationLossTests
     public void TheIgnoredRowHasNoLossAndNoGradient()
     {
         using var f = new SafeTensorsFile(FixturePath);
-        using var student = f.ReadTensor("student"); using var teacher = f.ReadTensor("teacher"); using var targets = f.ReadTensor("targets");
+        using var student = f.ReadTensor("student"); using var teacher = f.ReadTensor("teacher");
+        using var targets = f.ReadTensor("targets");
         Assert.That(targets.ToIntArray()[2], Is.EqualTo(-100));
         var (losses, d) = Run(student, DistillTeacher.Full(teacher), targets, new DistillSettings(DistillKind.ForwardKl, 2f, 1f, 1f));
         Assert.That(losses.ToFloatArray().Skip(4).Take(2), Is.All.EqualTo(0f));
@@ -106,7 +113,8 @@ public class DistillationLossTests
         var (tlp, tid, ttail) = TeacherTopK.FromLogits(s, 37, tau);
         var (losses2, d2) = Run(s, DistillTeacher.TopK(tlp, tid, ttail), targets, new DistillSettings(Kinds[kind].Kind, tau, 0f, 1f));
         var l2 = losses2.ToFloatArray();
-        for (int i = 0; i < 5; i++) Assert.That(Math.Abs(l2[2 * i + 1]), Is.LessThan(1e-5), $"top-k KD of row {i}");  // the log-probs went through f32
+        // the log-probs went through f32
+        for (int i = 0; i < 5; i++) Assert.That(Math.Abs(l2[2 * i + 1]), Is.LessThan(1e-5), $"top-k KD of row {i}");
         Assert.That(d2.ToFloatArray().Max(Math.Abs), Is.LessThan(1e-5));
         foreach (var t in new[] { losses, d, tlp, tid, ttail, losses2, d2 }) t.Dispose();
     }
@@ -162,7 +170,9 @@ public class DistillationLossTests
         var settings = new DistillSettings(DistillKind.JensenShannon, tau, 0f, 1f);
         var (l, d) = Run(s, DistillTeacher.Full(t), targets, settings);
         double bound = tau * tau * Math.Log(2);
-        for (int i = 0; i < n; i++) Assert.That(l.ToFloatArray()[2 * i + 1], Is.LessThanOrEqualTo(bound * (1 + 1e-6)).And.GreaterThan(bound * (1 - 1e-6)), $"row {i}");
+        for (int i = 0; i < n; i++)
+            Assert.That(
+            l.ToFloatArray()[2 * i + 1], Is.LessThanOrEqualTo(bound * (1 + 1e-6)).And.GreaterThan(bound * (1 - 1e-6)), $"row {i}");
         Assert.That(d.ToFloatArray().All(float.IsFinite), "saturated rows have finite gradients");
         var rng = new Rng(22);
         using var rs = Randn(rng, 5, n, v); using var rt = Randn(rng, 5, n, v);
@@ -171,7 +181,8 @@ public class DistillationLossTests
         foreach (var x in new[] { l, d, lr, dr }) x.Dispose();
     }
 
-    /// <summary>A top-k teacher with no mass left for the tail while the student has some: KL(q‖p)'s sides differ, JS stays finite and exact.</summary>
+    /// <summary>A top-k teacher with no mass left for the tail while the student has some: KL(q‖p)'s sides differ, JS stays finite and
+    /// exact.</summary>
     [Test]
     public void JensenShannonWithAnEmptyTeacherTailIsFiniteAndMatchesFiniteDifferences()
     {
@@ -264,9 +275,12 @@ public class DistillationLossTests
     public void TapeOpIsTheWeightedMeanOfItsParts()
     {
         using var f = new SafeTensorsFile(FixturePath);
-        using var student = f.ReadTensor("student"); using var teacher = f.ReadTensor("teacher"); using var targets = f.ReadTensor("targets");
+        using var student = f.ReadTensor("student"); using var teacher = f.ReadTensor("teacher");
+        using var targets = f.ReadTensor("targets");
         using var tape = new Tape(Cpu, recording: false);
-        var loss = tape.Distillation(Var.Constant(student), DistillTeacher.Full(teacher), targets, new DistillSettings(DistillKind.ForwardKl, 2f, Alpha, Beta), out var parts);
+        var loss = tape.Distillation(
+            Var.Constant(student), DistillTeacher.Full(teacher), targets, new DistillSettings(DistillKind.ForwardKl, 2f, Alpha, Beta),
+            out var parts);
         var expected = f.ReadFloats("losses.fwd.2");   // (N, 2) from PyTorch, ignored row 0
         double ce = 0, kd = 0;
         for (int i = 0; i < 6; i++) { ce += expected[2 * i]; kd += expected[2 * i + 1]; }
@@ -284,19 +298,30 @@ public class DistillationLossTests
         using var s = Tensor.Zeros(DType.F32, 2, 5); using var t = Tensor.Zeros(DType.F32, 2, 6);
         using var targets = Tensor.FromArray(new[] { 1, 2 }, 2);
         using var losses = Tensor.Zeros(DType.F32, 2, 2);
-        Assert.That(() => Cpu.Distillation(s, DistillTeacher.Full(t), targets, new DistillSettings(DistillKind.ForwardKl, 1f, 1f, 1f), losses, null),
+        Assert.That(
+            () => Cpu.Distillation(
+            s, DistillTeacher.Full(t), targets, new DistillSettings(DistillKind.ForwardKl, 1f, 1f, 1f), losses, null),
             Throws.ArgumentException.With.Message.Contains("vocabulary 6").And.Message.Contains("student has 5"));
         foreach (var tau in new[] { 0f, -1f, float.NaN, float.PositiveInfinity })
-            Assert.That(() => Cpu.Distillation(s, DistillTeacher.Full(s), targets, new DistillSettings(DistillKind.ForwardKl, tau, 1f, 1f), losses, null),
+            Assert.That(
+                () => Cpu.Distillation(
+                s, DistillTeacher.Full(s), targets, new DistillSettings(DistillKind.ForwardKl, tau, 1f, 1f), losses, null),
                 Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("temperature"));
-        using var lp6 = Tensor.Zeros(DType.F32, 2, 6); using var ids6 = Tensor.FromArray(new int[12], 2, 6); using var tail = Tensor.Zeros(DType.F32, 2);
-        Assert.That(() => Cpu.Distillation(s, DistillTeacher.TopK(lp6, ids6, tail), targets, new DistillSettings(DistillKind.ForwardKl, 1f, 1f, 1f), losses, null),
+        using var lp6 = Tensor.Zeros(DType.F32, 2, 6); using var ids6 = Tensor.FromArray(new int[12], 2, 6);
+        using var tail = Tensor.Zeros(DType.F32, 2);
+        Assert.That(
+            () => Cpu.Distillation(
+            s, DistillTeacher.TopK(lp6, ids6, tail), targets, new DistillSettings(DistillKind.ForwardKl, 1f, 1f, 1f), losses, null),
             Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("k must be in [1, 5]"));
         using var lp2 = Tensor.Zeros(DType.F32, 2, 2); using var dup = Tensor.FromArray(new[] { 0, 1, 3, 3 }, 2, 2);
-        Assert.That(() => Cpu.Distillation(s, DistillTeacher.TopK(lp2, dup, tail), targets, new DistillSettings(DistillKind.ForwardKl, 1f, 1f, 1f), losses, null),
+        Assert.That(
+            () => Cpu.Distillation(
+            s, DistillTeacher.TopK(lp2, dup, tail), targets, new DistillSettings(DistillKind.ForwardKl, 1f, 1f, 1f), losses, null),
             Throws.ArgumentException.With.Message.Contains("repeat 3 at row 1"));
         using var badTargets = Tensor.FromArray(new[] { 1, 5 }, 2);
-        Assert.That(() => Cpu.Distillation(s, DistillTeacher.Full(s), badTargets, new DistillSettings(DistillKind.ForwardKl, 1f, 1f, 1f), losses, null),
+        Assert.That(
+            () => Cpu.Distillation(
+            s, DistillTeacher.Full(s), badTargets, new DistillSettings(DistillKind.ForwardKl, 1f, 1f, 1f), losses, null),
             Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("target 5 at row 1"));
         Assert.That(() => TeacherTopK.FromLogits(s, 0, 1f), Throws.InstanceOf<ArgumentOutOfRangeException>());
     }

@@ -26,7 +26,8 @@ namespace Whittle.Native.Tests.Distillation;
 [Category(TestBackends.GemmSensitive)]
 public class SaltSelectionTests
 {
-    static readonly float[] Dyadic = { MathF.Log(0.5f), MathF.Log(0.25f), MathF.Log(0.125f), MathF.Log(0.125f) };   // p = 1/2, 1/4, 1/8, 1/8
+    // p = 1/2, 1/4, 1/8, 1/8
+    static readonly float[] Dyadic = { MathF.Log(0.5f), MathF.Log(0.25f), MathF.Log(0.125f), MathF.Log(0.125f) };
 
     [Test]
     public void TokenLossAndTopKMembership()
@@ -72,7 +73,9 @@ public class SaltSelectionTests
     {
         var scored = new[] { new WindowScore(0, 1.0, 1), new WindowScore(1, 5.0, 1), new WindowScore(2, 3.0, 1), new WindowScore(3, 5.0, 1),
                              new WindowScore(4, 2.0, 1), new WindowScore(6, 3.0, 1) };
-        Assert.That(SaltSelection.Select(scored, 0.5).Select(w => w.Window), Is.EqualTo(new long[] { 1, 2, 3 }), "⌈0.5·6⌉ = 3; 2 beats 6 on the tie");
+        Assert.That(
+            SaltSelection.Select(scored, 0.5).Select(w => w.Window), Is.EqualTo(new long[] { 1, 2, 3 }),
+            "⌈0.5·6⌉ = 3; 2 beats 6 on the tie");
         Assert.That(SaltSelection.Select(scored, 0.34).Select(w => w.Window), Is.EqualTo(new long[] { 1, 2, 3 }), "⌈0.34·6⌉ = 3");
         Assert.That(SaltSelection.Select(scored, 0.01).Select(w => w.Window), Is.EqualTo(new long[] { 1 }), "at least one");
         Assert.That(SaltSelection.Select(scored, 1.0).Count, Is.EqualTo(6));
@@ -84,7 +87,8 @@ public class SaltSelectionTests
 
     static GptNeoX TinyModel(int vocab)
     {
-        var config = new GptNeoXConfig { VocabSize = vocab, HiddenSize = 16, NumLayers = 1, NumHeads = 2, IntermediateSize = 32, MaxPositionEmbeddings = 32 };
+        var config = new GptNeoXConfig { VocabSize = vocab, HiddenSize = 16, NumLayers = 1, NumHeads = 2, IntermediateSize = 32,
+            MaxPositionEmbeddings = 32 };
         var model = GptNeoX.CreateRandom(config, CpuBackend.Instance, 3);
         var rng = new Rng(4);
         var flat = model.Parameters.Flat.AsSpan<float>();
@@ -101,7 +105,10 @@ public class SaltSelectionTests
         int t = 7;                                                     // windows of 8 tokens: 12 of them, 4 tokens left over
         var result = SaltSelection.Run(model, new ArrayTokenSource(tokens), t, 13, 1.0, batchSize: 5);
         Assert.That(result.Windows, Is.EqualTo(12));
-        Assert.That(result.DatasetSha256, Is.EqualTo(Convert.ToHexStringLower(SHA256.HashData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(tokens.AsSpan(0, 96))))));
+        Assert.That(
+            result.DatasetSha256,
+            Is.EqualTo(Convert.ToHexStringLower(
+            SHA256.HashData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(tokens.AsSpan(0, 96))))));
         Assert.That(result.Selected.Count, Is.EqualTo(12), "k = V keeps every token, so every window is scored and keep 1 selects all");
         // k = V: the score is the median of the backend's cross-entropy over the window's 7 predictions
         for (int w = 0; w < 12; w++)
@@ -122,7 +129,9 @@ public class SaltSelectionTests
         Assert.That(top2.Selected.Count, Is.EqualTo((int)Math.Ceiling(0.25 * top2.Scored)));
         var limited = SaltSelection.Run(model, new ArrayTokenSource(tokens), t, 13, 1.0, maxWindows: 5);
         Assert.That(limited.Windows, Is.EqualTo(5));
-        Assert.That(limited.Selected.Select(s => s.Score), Is.EqualTo(result.Selected.Take(5).Select(s => s.Score)).Within(1e-6), "batching does not change scores");
+        Assert.That(
+            limited.Selected.Select(s => s.Score), Is.EqualTo(result.Selected.Take(5).Select(s => s.Score)).Within(1e-6),
+            "batching does not change scores");
     }
 
     [Test]
@@ -130,23 +139,33 @@ public class SaltSelectionTests
     {
         using var model = TinyModel(13);
         var src = new ArrayTokenSource(new int[50]);
-        Assert.That(() => SaltSelection.Run(model, src, 7, 0, 0.5), Throws.InstanceOf<WhittleException>().With.Message.Contains("--top-k must be in [1, 13]"));
-        Assert.That(() => SaltSelection.Run(model, src, 7, 14, 0.5), Throws.InstanceOf<WhittleException>().With.Message.Contains("--top-k"));
+        Assert.That(
+            () => SaltSelection.Run(model, src, 7, 0, 0.5),
+            Throws.InstanceOf<WhittleException>().With.Message.Contains("--top-k must be in [1, 13]"));
+        Assert.That(
+            () => SaltSelection.Run(model, src, 7, 14, 0.5), Throws.InstanceOf<WhittleException>().With.Message.Contains("--top-k"));
         Assert.That(() => SaltSelection.Run(model, src, 7, 3, 0), Throws.InstanceOf<WhittleException>().With.Message.Contains("--keep"));
-        Assert.That(() => SaltSelection.Run(model, new ArrayTokenSource(new[] { 1, 2, 40, 3, 4, 5, 6, 7 }), 7, 3, 0.5), Throws.InstanceOf<WhittleException>().With.Message.Contains("token id 40"));
+        Assert.That(
+            () => SaltSelection.Run(model, new ArrayTokenSource(new[] { 1, 2, 40, 3, 4, 5, 6, 7 }), 7, 3, 0.5),
+            Throws.InstanceOf<WhittleException>().With.Message.Contains("token id 40"));
     }
 
     // ---------------------------------------------------------------- CLI
 
     string _dir = "";
-    [SetUp] public void SetUp() { _dir = Path.Combine(Path.GetTempPath(), $"whittle-salt-{Guid.NewGuid():N}"); Directory.CreateDirectory(_dir); }
+    [SetUp] public void SetUp() { _dir = Path.Combine(Path.GetTempPath(), $"whittle-salt-{Guid.NewGuid():N}");
+    Directory.CreateDirectory(_dir); }
     [TearDown] public void TearDown() { try { Directory.Delete(_dir, true); } catch (IOException) { } }
 
     (string Model, string Data) MakeModelAndDataset()
     {
         var tok = Tokenizer.FromFile(Fixtures.AustenTokenizer);
         var text = Path.Combine(_dir, "in.txt");
-        File.WriteAllText(text, string.Concat(Enumerable.Range(0, 40).Select(i => $"It is a truth universally acknowledged, number {i}, that a single man in possession of a good fortune must be in want of a wife.\n")));
+        File.WriteAllText(
+            text, string.Concat(
+            Enumerable.Range(0, 40).Select(
+            i => $"It is a truth universally acknowledged, number {i}, that a single man in possession of a good fortune must be in want " +
+            $"of a wife.\n")));
         var data = Path.Combine(_dir, "ds");
         DatasetWriter.Write(tok, new TokenizeOptions([text], data));
         using var model = TinyModel(tok.VocabSize);
@@ -161,7 +180,8 @@ public class SaltSelectionTests
     {
         var (model, data) = MakeModelAndDataset();
         var outPath = Path.Combine(_dir, "sel.json");
-        var (exit, stdout, stderr) = CliRunner.Run("salt-select", "--small", model, "--data", data, "--top-k", "50", "--keep", "0.5", "--out", outPath, "--seq-len", "16", "--json");
+        var (exit, stdout, stderr) = CliRunner.Run("salt-select", "--small", model, "--data", data, "--top-k", "50", "--keep", "0.5",
+            "--out", outPath, "--seq-len", "16", "--json");
         Assert.That(exit, Is.EqualTo(0), stderr);
         var summary = JsonNode.Parse(stdout)!;
         var file = SaltResult.Load(outPath);
@@ -173,7 +193,8 @@ public class SaltSelectionTests
 
         string[] Args(params string[] over)
         {
-            var d = new Dictionary<string, string> { ["--small"] = model, ["--data"] = data, ["--top-k"] = "10", ["--keep"] = "0.5", ["--out"] = Path.Combine(_dir, "bad.json"), ["--seq-len"] = "16" };
+            var d = new Dictionary<string, string> { ["--small"] = model, ["--data"] = data, ["--top-k"] = "10", ["--keep"] = "0.5",
+                ["--out"] = Path.Combine(_dir, "bad.json"), ["--seq-len"] = "16" };
             for (int i = 0; i < over.Length; i += 2) d[over[i]] = over[i + 1];
             return ["salt-select", .. d.SelectMany(kv => new[] { kv.Key, kv.Value })];
         }

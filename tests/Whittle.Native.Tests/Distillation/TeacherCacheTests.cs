@@ -47,13 +47,22 @@ public class TeacherCacheTests
         for (int i = 0; i < 6; i++) Assert.That(c[2 * i + 1], Is.EqualTo(e[2 * i + 1]).Within(0.02 * Math.Abs(e[2 * i + 1]) + 1e-3));
 
         int[] other = { 5, 9, 1, 0, 44, 3, 8 };
-        Assert.That(() => TeacherCache.Read(_dir, 3, other, 2f, 50), Throws.InstanceOf<InvalidFileException>().With.Message.Contains("batch 3 was cached for tokens with sha256"));
-        Assert.That(() => TeacherCache.Read(_dir, 3, tokens, 1f, 50), Throws.InstanceOf<InvalidFileException>().With.Message.Contains("temperature 2"));
-        Assert.That(() => TeacherCache.Read(_dir, 3, tokens, 2f, 51), Throws.InstanceOf<InvalidFileException>().With.Message.Contains("vocabulary of 50"));
-        Assert.That(() => TeacherCache.Read(_dir, 4, tokens, 2f, 50), Throws.InstanceOf<WhittleException>().With.Message.Contains("no batch 4"));
+        Assert.That(
+            () => TeacherCache.Read(_dir, 3, other, 2f, 50),
+            Throws.InstanceOf<InvalidFileException>().With.Message.Contains("batch 3 was cached for tokens with sha256"));
+        Assert.That(
+            () => TeacherCache.Read(_dir, 3, tokens, 1f, 50),
+            Throws.InstanceOf<InvalidFileException>().With.Message.Contains("temperature 2"));
+        Assert.That(
+            () => TeacherCache.Read(_dir, 3, tokens, 2f, 51),
+            Throws.InstanceOf<InvalidFileException>().With.Message.Contains("vocabulary of 50"));
+        Assert.That(
+            () => TeacherCache.Read(_dir, 4, tokens, 2f, 50), Throws.InstanceOf<WhittleException>().With.Message.Contains("no batch 4"));
         var path = TeacherCache.BatchPath(_dir, 3);
         File.WriteAllBytes(path, File.ReadAllBytes(path)[..^3]);
-        Assert.That(() => TeacherCache.Read(_dir, 3, tokens, 2f, 50), Throws.InstanceOf<InvalidFileException>().With.Message.Contains("bytes, expected"));
+        Assert.That(
+            () => TeacherCache.Read(_dir, 3, tokens, 2f, 50),
+            Throws.InstanceOf<InvalidFileException>().With.Message.Contains("bytes, expected"));
         foreach (var t in new[] { lp, ids, tail, rlp, rids, rtail }) t.Dispose();
     }
 }

@@ -22,7 +22,8 @@ public class FuzzTests
     static readonly TimeSpan CaseLimit = TimeSpan.FromSeconds(20);
 
     static int BaseSeed => int.TryParse(Environment.GetEnvironmentVariable("WHITTLE_FUZZ_SEED"), out int s) ? s : DefaultSeed;
-    static int Cases(int ciDefault) => int.TryParse(Environment.GetEnvironmentVariable("WHITTLE_FUZZ_CASES"), out int n) && n > 0 ? n : ciDefault;
+    static int Cases(int ciDefault) =>
+        int.TryParse(Environment.GetEnvironmentVariable("WHITTLE_FUZZ_CASES"), out int n) && n > 0 ? n : ciDefault;
     static int? OnlyCase => int.TryParse(Environment.GetEnvironmentVariable("WHITTLE_FUZZ_CASE"), out int i) ? i : null;
 
     /// <summary>What one case runs: the directory it owns (copied inputs, one of them mutated), the mutated file and the command.</summary>
@@ -132,8 +133,11 @@ public class FuzzTests
             // A crash of the whole test process (a read outside a mapping, a stack overflow) runs no finally block:
             // this note, written before the case and removed after it, is what then names the case. Its folder
             // (the mutated input) is not cleaned up after a crash either.
-            File.WriteAllText(inProgress, $"format: {format}\ncase folder: {c.Dir}\nmutated file: {c.Mutated}\ncommand: whittle {string.Join(' ', c.Args)}\n" +
-                $"rerun: WHITTLE_FUZZ_SEED={seed} WHITTLE_FUZZ_CASE={i} dotnet test tests/Whittle.Native.Tests -c Release --filter Name={TestContext.CurrentContext.Test.MethodName}\n");
+            File.WriteAllText(
+                inProgress, $"format: {format}\ncase folder: {c.Dir}\nmutated file: {c.Mutated}\ncommand: whittle " +
+                $"{string.Join(' ', c.Args)}\n" +
+                $"rerun: WHITTLE_FUZZ_SEED={seed} WHITTLE_FUZZ_CASE={i} dotnet test tests/Whittle.Native.Tests -c Release --filter " +
+                    $"Name={TestContext.CurrentContext.Test.MethodName}\n");
             string? problem;
             (int Exit, string Stdout, string Stderr) r = default;
             var run = Task.Run(() => InProcessCli.Run(c.Args));
@@ -157,7 +161,8 @@ public class FuzzTests
             if (failures.Count >= 5 || problem.Contains("hang")) break;
         }
         File.Delete(inProgress);
-        TestContext.Out.WriteLine($"{format}: {cases} cases (seed {seed}) in {clock.Elapsed.TotalSeconds:F1} s; exits {string.Join(", ", outcomes.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key}: {kv.Value}"))}");
+        TestContext.Out.WriteLine($"{format}: {cases} cases (seed {seed}) in {clock.Elapsed.TotalSeconds:F1} s; exits " +
+            $"{string.Join(", ", outcomes.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key}: {kv.Value}"))}");
         if (failures.Count > 0) Assert.Fail($"{format}: {failures.Count} failing case(s):\n{string.Join("\n", failures)}");
         // Both outcomes must occur: a mutator that only ever breaks the file (or never does) is not testing the loader.
         if (OnlyCase is null) Assert.That(outcomes.Keys, Is.SupersetOf(new[] { 1 }), $"{format}: no mutation produced a user error");
@@ -169,8 +174,10 @@ public class FuzzTests
         if (Directory.Exists(dst)) Directory.Delete(dst, true);
         FuzzWorld.CopyDirectory(c.Dir, dst);
         File.WriteAllText(Path.Combine(dst, "repro.txt"),
-            $"format: {format}\nproblem: {problem}\nmutated file: {Path.GetRelativePath(c.Dir, c.Mutated)} (in this folder; the case ran in {c.Dir})\ncommand: whittle {string.Join(' ', c.Args)}\n" +
-            $"rerun: WHITTLE_FUZZ_SEED={seed} WHITTLE_FUZZ_CASE={i} dotnet test tests/Whittle.Native.Tests -c Release --filter Name={TestContext.CurrentContext.Test.MethodName}\n" +
+            $"format: {format}\nproblem: {problem}\nmutated file: {Path.GetRelativePath(c.Dir, c.Mutated)} (in this folder; the case ran " +
+                $"in {c.Dir})\ncommand: whittle {string.Join(' ', c.Args)}\n" +
+            $"rerun: WHITTLE_FUZZ_SEED={seed} WHITTLE_FUZZ_CASE={i} dotnet test tests/Whittle.Native.Tests -c Release --filter " +
+                $"Name={TestContext.CurrentContext.Test.MethodName}\n" +
             $"exit: {r.Exit}\nstdout:\n{r.Stdout}\nstderr:\n{r.Stderr}\n");
         return $"case {i} (seed {seed}): {problem}; saved to {dst}; stderr: {Shorten(r.Stderr)}";
     }
@@ -186,5 +193,6 @@ public class FuzzTests
         return (int)(h >> 33);
     }
 
-    static void TryDelete(string dir) { try { Directory.Delete(dir, true); } catch (IOException) { } catch (UnauthorizedAccessException) { } }
+    static void TryDelete(string dir) { try { Directory.Delete(dir,
+        true); } catch (IOException) { } catch (UnauthorizedAccessException) { } }
 }

@@ -32,11 +32,13 @@ sealed class FuzzWorld
         VocabSize = 4096, HiddenSize = 16, NumLayers = 2, NumHeads = 2, IntermediateSize = 32, MaxPositionEmbeddings = 64,
     };
 
-    /// <summary>The training flags every run over the world's data uses: one short step, a tiny evaluation; <paramref name="set"/> replaces or adds one.</summary>
+    /// <summary>The training flags every run over the world's data uses: one short step, a tiny evaluation; <paramref name="set"/> replaces
+    /// or adds one.</summary>
     /// <paramref name="init"/>: add pretrain's --init (the world's model); distill and salt have no such flag.
     public string[] TrainFlags(string data, string run, (string Option, string Value)? set = null, bool init = true)
     {
-        var flags = new List<(string, string)> { ("--data", data), ("--out", run), ("--steps", "1"), ("--seq-len", "8"), ("--batch-size", "2"), ("--eval-tokens", "16"), ("--save-every", "1") };
+        var flags = new List<(string, string)> { ("--data", data), ("--out", run), ("--steps", "1"), ("--seq-len", "8"),
+            ("--batch-size", "2"), ("--eval-tokens", "16"), ("--save-every", "1") };
         if (init) flags.Add(("--init", Model));
         if (set is { } s) { flags.RemoveAll(f => f.Item1 == s.Option); flags.Add((s.Option, s.Value)); }
         return flags.SelectMany(f => new[] { f.Item1, f.Item2 }).ToArray();
@@ -51,11 +53,14 @@ sealed class FuzzWorld
         Tokenizer = TestData.TokenizerPath;
 
         var chapters = Enumerable.Range(0, 24).Select(i =>
-            $"CHAPTER {i}\n\nIt is a truth universally acknowledged, that a single man in possession of a good fortune, number {i}, must be in want of a wife. <|endoftext|> é\n");
+            $"CHAPTER {i}\n\nIt is a truth universally acknowledged, that a single man in possession of a good fortune, number {i}, must " +
+                $"be in want of a wife. <|endoftext|> é\n");
         Text = Path.Combine(Root, "text.txt");
         File.WriteAllText(Text, string.Concat(chapters));
         Dataset = Path.Combine(Root, "data");
-        DatasetWriter.Write(Native.Tokenization.Tokenizer.FromFile(Tokenizer), new TokenizeOptions([Text], Dataset, ValFraction: 0.3, Seed: 5, DocStart: "^CHAPTER ", ShardTokens: 256));
+        DatasetWriter.Write(
+            Native.Tokenization.Tokenizer.FromFile(Tokenizer),
+            new TokenizeOptions([Text], Dataset, ValFraction: 0.3, Seed: 5, DocStart: "^CHAPTER ", ShardTokens: 256));
 
         Model = Path.Combine(Root, "model");
         using (var m = GptNeoX.CreateRandom(Config, CpuBackend.Instance, 7))

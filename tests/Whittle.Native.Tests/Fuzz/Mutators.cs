@@ -15,7 +15,8 @@ static class Mutators
         "null", "true", "false", "0", "-1", "1", "2", "3", "7", "64", "255", "4095", "4096", "65535", "65536", "2147483647", "2147483648",
         "-2147483648", "9223372036854775807", "9223372036854775808", "-9223372036854775809", "18446744073709551616", "4611686018427387904",
         "1e308", "1e999", "-1e-300", "0.5", "-0.0", "3.7", "1.0", "2000000000",
-        "\"\"", "\"x\"", "\"yes\"", "\"gpt_neox\"", "\"BPE\"", "\"ByteLevel\"", "\"uint32\"", "\"../../etc/hostname\"", "\"/etc/hostname\"", "\"NaN\"", "\"-1\"",
+        "\"\"", "\"x\"", "\"yes\"", "\"gpt_neox\"", "\"BPE\"", "\"ByteLevel\"", "\"uint32\"", "\"../../etc/hostname\"", "\"/etc/hostname\"",
+            "\"NaN\"", "\"-1\"",
         "\"18446744073709551615\"", "\"Isolated\"", "\"" + new string('a', 300) + "\"", "\"\\u0000\"",
         "[]", "[null]", "[1, 2]", "[\"a\", \"b\"]", "[[]]", "{}", "{\"type\": \"BPE\"}", "{\"a\": null}", "{\"Regex\": \"(\"}",
         new string('[', 70) + new string(']', 70),
@@ -113,7 +114,8 @@ static class Mutators
                     break;
                 case 4:             // an interesting byte
                     if (data.Count == 0) break;
-                    byte[] interesting = [0x00, 0xFF, 0x7F, 0x80, (byte)'"', (byte)'{', (byte)'}', (byte)'[', (byte)'-', (byte)'9', (byte)'\\', (byte)'\n'];
+                    byte[] interesting = [
+                        0x00, 0xFF, 0x7F, 0x80, (byte)'"', (byte)'{', (byte)'}', (byte)'[', (byte)'-', (byte)'9', (byte)'\\', (byte)'\n'];
                     data[Pos()] = interesting[rng.Next(interesting.Length)];
                     break;
                 case 5:             // inserted random bytes
@@ -128,7 +130,8 @@ static class Mutators
                     if (data.Count < 8) break;
                     int q = Math.Min(Pos(), data.Count - 8);
                     var extreme = rng.Next(4) switch { 0 => ulong.MaxValue, 1 => 1UL << 62, 2 => (ulong)int.MaxValue + 1, _ => 0UL };
-                    BitConverter.GetBytes(extreme).AsSpan(0, rng.Next(2) == 0 ? 4 : 8).CopyTo(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(data).Slice(q));
+                    BitConverter.GetBytes(extreme).AsSpan(0, rng.Next(2) == 0 ? 4 : 8).CopyTo(
+                        System.Runtime.InteropServices.CollectionsMarshal.AsSpan(data).Slice(q));
                     break;
             }
         }

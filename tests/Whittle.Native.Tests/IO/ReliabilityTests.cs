@@ -34,7 +34,8 @@ public abstract class ScratchTests
     protected string TinyModel(string name)
     {
         var dir = Path.Combine(Root, name);
-        var c = new GptNeoXConfig { VocabSize = 64, HiddenSize = 16, NumLayers = 1, NumHeads = 2, IntermediateSize = 32, MaxPositionEmbeddings = 32 };
+        var c = new GptNeoXConfig { VocabSize = 64, HiddenSize = 16, NumLayers = 1, NumHeads = 2, IntermediateSize = 32,
+            MaxPositionEmbeddings = 32 };
         using var m = GptNeoX.CreateRandom(c, CpuBackend.Instance, 1);
         GptNeoXCheckpoint.Save(m, dir);
         return dir;
@@ -115,7 +116,8 @@ public class SafeTensorsIntegrityTests : ScratchTests
         var file = Path.Combine(TinyModel("m"), "model.safetensors");
         var bytes = File.ReadAllBytes(file);
         var text = Encoding.ASCII.GetString(bytes);
-        int at = text.IndexOf($"\"{SafeTensorsFile.DataSha256Key}\":\"", StringComparison.Ordinal) + SafeTensorsFile.DataSha256Key.Length + 4;
+        int at = text.IndexOf($"\"{SafeTensorsFile.DataSha256Key}\":\"", StringComparison.Ordinal) +
+            SafeTensorsFile.DataSha256Key.Length + 4;
         bytes[at] = (byte)'X';
         File.WriteAllBytes(file, bytes);
         var ex = Assert.Throws<InvalidFileException>(() => new SafeTensorsFile(file).Dispose());
@@ -179,7 +181,9 @@ public class BoundedInputTests : ScratchTests
     public void TokenizeOfAnEndlessNewlineFreeInputStopsWithAnError()
     {
         var outDir = Path.Combine(Root, "out");
-        var r = CliRunner.RunWithin(TimeSpan.FromMinutes(3), null, null, "tokenize", "--tokenizer", TestData.TokenizerPath, "--input", "/dev/zero", "--out", outDir);
+        var r = CliRunner.RunWithin(
+            TimeSpan.FromMinutes(3), null, null, "tokenize", "--tokenizer", TestData.TokenizerPath, "--input", "/dev/zero",
+            "--out", outDir);
         AssertOneLineError(r, "/dev/zero", "line 1", "no line break");
         Assert.That(Directory.Exists(outDir), Is.False, "nothing written");
         Assert.That(Directory.EnumerateFileSystemEntries(Root), Is.Empty, "no temporary directory left behind");
@@ -213,7 +217,8 @@ public class BoundedInputTests : ScratchTests
     {
         var input = Path.Combine(Root, "in.txt");
         File.WriteAllText(input, "first line\n" + new string('a', 40) + "!\n");
-        var r = CliRunner.RunWithin(TimeSpan.FromMinutes(2), null, null, "tokenize", "--tokenizer", TestData.TokenizerPath, "--input", input,
+        var r = CliRunner.RunWithin(
+            TimeSpan.FromMinutes(2), null, null, "tokenize", "--tokenizer", TestData.TokenizerPath, "--input", input,
             "--out", Path.Combine(Root, "out"), "--doc-start", @"(\w+\s?)*$\1");
         AssertOneLineError(r, "--doc-start", "line 2");
     }
@@ -221,9 +226,14 @@ public class BoundedInputTests : ScratchTests
     [Test]
     public void ALinearTimeDocStartPatternStillSplitsDocuments()
     {
-        Assert.That(DatasetWriter.DocStartRegex(@"^(\w+\s?)*$").Options.HasFlag(System.Text.RegularExpressions.RegexOptions.NonBacktracking), Is.True);
-        Assert.That(DatasetWriter.DocStartRegex(@"^(\w+\s?)*$").IsMatch(new string('a', 5000) + "!"), Is.False, "exponential for a backtracking engine, linear here");
-        Assert.That(() => DatasetWriter.DocStartRegex("(unclosed"), Throws.InstanceOf<WhittleException>().With.Message.Contain("--doc-start"));
+        Assert.That(
+            DatasetWriter.DocStartRegex(@"^(\w+\s?)*$").Options.HasFlag(
+            System.Text.RegularExpressions.RegexOptions.NonBacktracking), Is.True);
+        Assert.That(
+            DatasetWriter.DocStartRegex(@"^(\w+\s?)*$").IsMatch(new string('a', 5000) + "!"), Is.False,
+            "exponential for a backtracking engine, linear here");
+        Assert.That(
+            () => DatasetWriter.DocStartRegex("(unclosed"), Throws.InstanceOf<WhittleException>().With.Message.Contain("--doc-start"));
     }
 
     /// <summary>A tokenizer.json whose Split pattern backtracks exponentially: encode fails naming the file.</summary>
@@ -302,14 +312,16 @@ public class IoFailureTests : ScratchTests
     {
         var dir = Path.Combine(Root, name);
         Directory.CreateDirectory(dir);
-        using var p = Process.Start(new ProcessStartInfo("mount", ["-t", "tmpfs", "-o", options, "tmpfs", dir]) { RedirectStandardError = true });
+        using var p = Process.Start(
+            new ProcessStartInfo("mount", ["-t", "tmpfs", "-o", options, "tmpfs", dir]) { RedirectStandardError = true });
         p!.WaitForExit();
         if (p.ExitCode != 0) Assert.Ignore($"cannot mount a tmpfs here ({p.StandardError.ReadToEnd().Trim()}): not testable without it");
         _mounts.Add(dir);
         return dir;
     }
 
-    static string[] Tokenize(string outDir) => ["tokenize", "--tokenizer", TestData.TokenizerPath, "--input", Path.Combine(TestData.RepoData, "austen.txt.gz"), "--out", outDir];
+    static string[] Tokenize(string outDir) =>
+        ["tokenize", "--tokenizer", TestData.TokenizerPath, "--input", Path.Combine(TestData.RepoData, "austen.txt.gz"), "--out", outDir];
 
     [Test]
     public void AnOutThatIsAFileIsRefused()
@@ -319,9 +331,12 @@ public class IoFailureTests : ScratchTests
         var small = Path.Combine(Root, "small.txt");
         File.WriteAllText(small, "Some text.\n");
         AssertOneLineError(CliRunner.Run("tokenize", "--tokenizer", TestData.TokenizerPath, "--input", small, "--out", file), file);
-        AssertOneLineError(CliRunner.Run("extract", "--model", CliRunner.Fixture("tiny-neox"), "--subnet", WriteSpec(), "--out", file), file);
+        AssertOneLineError(
+            CliRunner.Run("extract", "--model", CliRunner.Fixture("tiny-neox"), "--subnet", WriteSpec(), "--out", file), file);
         Assert.That(File.ReadAllText(file), Is.EqualTo("mine"));
-        Assert.That(Directory.EnumerateFileSystemEntries(Root).Select(Path.GetFileName), Is.EquivalentTo(new[] { "taken", "small.txt", "spec.json" }), "no temporary left behind");
+        Assert.That(
+            Directory.EnumerateFileSystemEntries(Root).Select(Path.GetFileName),
+            Is.EquivalentTo(new[] { "taken", "small.txt", "spec.json" }), "no temporary left behind");
     }
 
     string WriteSpec()
@@ -350,7 +365,9 @@ public class IoFailureTests : ScratchTests
         var small = Path.Combine(Root, "small.txt");
         File.WriteAllText(small, "Some text.\n");
         AssertOneLineError(CliRunner.Run("tokenize", "--tokenizer", TestData.TokenizerPath, "--input", small, "--out", outDir), ro);
-        AssertOneLineError(CliRunner.Run("extract", "--model", CliRunner.Fixture("tiny-neox"), "--subnet", WriteSpec(), "--out", Path.Combine(ro, "m")), ro);
+        AssertOneLineError(
+            CliRunner.Run("extract", "--model", CliRunner.Fixture("tiny-neox"), "--subnet", WriteSpec(), "--out",
+            Path.Combine(ro, "m")), ro);
         Assert.That(Directory.EnumerateFileSystemEntries(ro), Is.Empty);
     }
 
@@ -373,10 +390,15 @@ public class IoFailureTests : ScratchTests
     {
         var full = Mount("full", "size=1m");
         var run = Path.Combine(full, "run");
-        var r = CliRunner.Run("pretrain", "--data", TestData.AustenSlice, "--out", run, "--steps", "2", "--save-every", "1", "--seq-len", "16",
+        var r = CliRunner.Run("pretrain", "--data", TestData.AustenSlice, "--out", run, "--steps", "2", "--save-every", "1",
+            "--seq-len", "16",
             "--batch-size", "2", "--eval-tokens", "64", "--layers", "1", "--hidden", "64", "--heads", "2");
         AssertOneLineError(r, full, "No space left on device");
-        var left = Directory.EnumerateFileSystemEntries(run, "*", SearchOption.AllDirectories).Select(p => Path.GetRelativePath(run, p)).ToList();
-        Assert.That(left.Where(p => p.Contains(".tmp-") || p.StartsWith("checkpoints" + Path.DirectorySeparatorChar + "step-") || p.StartsWith("final")), Is.Empty, string.Join(", ", left));
+        var left = Directory.EnumerateFileSystemEntries(run, "*",
+            SearchOption.AllDirectories).Select(p => Path.GetRelativePath(run, p)).ToList();
+        Assert.That(
+            left.Where(p =>
+            p.Contains(".tmp-") || p.StartsWith("checkpoints" + Path.DirectorySeparatorChar + "step-") || p.StartsWith("final")), Is.Empty,
+            string.Join(", ", left));
     }
 }

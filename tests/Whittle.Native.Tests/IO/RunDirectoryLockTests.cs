@@ -28,10 +28,12 @@ public class RunDirectoryLockTests
         {
             var ex = Assert.Throws<WhittleException>(() => RunDirectoryLock.Acquire(run, "distill"));
             Assert.That(ex!.Message, Does.Contain(run).And.Contain($"process {Environment.ProcessId}").And.Contain("pretrain"));
-            Assert.That(RunDirectoryLock.HoldForProcess(run, "demo"), Is.Not.Null, "re-entrant for the process that holds it (demo stages)");
+            Assert.That(
+                RunDirectoryLock.HoldForProcess(run, "demo"), Is.Not.Null, "re-entrant for the process that holds it (demo stages)");
         }
         // Read only now: with POSIX record locks, the holder closing any descriptor of the file would drop its lock.
-        Assert.That(File.ReadAllText(Path.Combine(run, RunDirectoryLock.FileName)), Does.StartWith($"pid {Environment.ProcessId} pretrain"));
+        Assert.That(
+            File.ReadAllText(Path.Combine(run, RunDirectoryLock.FileName)), Does.StartWith($"pid {Environment.ProcessId} pretrain"));
         using (RunDirectoryLock.Acquire(run, "distill")) { }
     }
 
@@ -46,7 +48,9 @@ public class RunDirectoryLockTests
         Assert.That(exit, Is.EqualTo(1), stdout + stderr);
         Assert.That(stderr.TrimEnd().Split('\n'), Has.Length.EqualTo(1), stderr);
         Assert.That(stderr, Does.Contain(run).And.Contain($"process {Environment.ProcessId}").And.Contain("one writer"));
-        Assert.That(Directory.EnumerateFileSystemEntries(run).Select(Path.GetFileName), Is.EqualTo(new[] { RunDirectoryLock.FileName }), "nothing written");
+        Assert.That(
+            Directory.EnumerateFileSystemEntries(run).Select(Path.GetFileName), Is.EqualTo(new[] { RunDirectoryLock.FileName }),
+            "nothing written");
     }
 
     /// <summary>kill -9 of a training process drops its lock (the OS releases record locks with the process): the next
@@ -65,7 +69,8 @@ public class RunDirectoryLockTests
             p.BeginOutputReadLine(); p.BeginErrorReadLine();
             var lockFile = Path.Combine(run, RunDirectoryLock.FileName);
             var until = DateTime.UtcNow.AddMinutes(3);
-            while (!(File.Exists(lockFile) && File.ReadAllText(lockFile).StartsWith($"pid {p.Id} ")) && !p.HasExited && DateTime.UtcNow < until) Thread.Sleep(100);
+            while (!(File.Exists(lockFile) && File.ReadAllText(lockFile).StartsWith($"pid {p.Id} ")) && !p.HasExited
+                && DateTime.UtcNow < until) Thread.Sleep(100);
             Assert.That(p.HasExited, Is.False, "the long run must still be training when it is killed");
             Assert.That(File.ReadAllText(lockFile), Does.StartWith($"pid {p.Id} pretrain"));
             var ex = Assert.Throws<WhittleException>(() => RunDirectoryLock.Acquire(run, "test"));

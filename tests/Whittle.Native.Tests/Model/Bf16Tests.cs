@@ -60,11 +60,13 @@ public class Bf16Tests
             0x3F808000, 0x3F818000, 0xBF808000, 0x3F808001, 0x3F807FFF,      // ties to even (down, up, negative) and either side of a tie
             0x7F7FFFFF, 0x7F7F8000, 0x7F7F7FFF, 0xFF7FFFFF,                   // max f32 and the overflow boundary
             0x00008000, 0x00018000, 0x00000001, 0x007FFFFF, 0x80008001,       // subnormals: ties, the smallest, the largest
-            0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001, 0x7F800001, 0x7F80FFFF, 0x00000000, 0x80000000,  // ±Inf, NaNs (signalling ones whose top half reads as Inf), ±0
+            // ±Inf, NaNs (signalling ones whose top half reads as Inf), ±0
+            0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001, 0x7F800001, 0x7F80FFFF, 0x00000000, 0x80000000,
         };
         var rng = new Random(5);
         var values = special.Select(BitConverter.UInt32BitsToSingle)
-            .Concat(Enumerable.Range(0, 20000 + (4 - special.Length % 4) % 4).Select(_ => BitConverter.UInt32BitsToSingle((uint)rng.NextInt64(0, 1L << 32))))
+            .Concat(Enumerable.Range(0, 20000 + (4 - special.Length % 4) % 4).Select(
+                _ => BitConverter.UInt32BitsToSingle((uint)rng.NextInt64(0, 1L << 32))))
             .ToArray();
         using var src = Tensor.FromArray(values, 4, values.Length / 4);
         using var dst = Tensor.Empty(DType.BF16, src.ShapeArray);
@@ -74,7 +76,9 @@ public class Bf16Tests
         {
             ushort want = ReferenceRne(values[i]);
             if (float.IsNaN(values[i]))
-                Assert.That(float.IsNaN(Bf16.ToFloat(got[i])) && (got[i] & 0x8000) == (want & 0x8000), Is.True, $"NaN 0x{BitConverter.SingleToUInt32Bits(values[i]):X8} must stay NaN, got 0x{got[i]:X4}");
+                Assert.That(
+                    float.IsNaN(Bf16.ToFloat(got[i])) && (got[i] & 0x8000) == (want & 0x8000), Is.True,
+                    $"NaN 0x{BitConverter.SingleToUInt32Bits(values[i]):X8} must stay NaN, got 0x{got[i]:X4}");
             else Assert.That(got[i], Is.EqualTo(want), $"f32 0x{BitConverter.SingleToUInt32Bits(values[i]):X8}");
         }
         Assert.That(got[5], Is.EqualTo((ushort)0x7F80), "the largest f32 rounds to +Inf");
@@ -130,7 +134,8 @@ public class Bf16Tests
                 }
                 double want = alpha * sum + beta * c0[i * n + j] + (bias ? bi[j] : 0);
                 // f32 accumulation of exact products: at most (k + 2) roundings of the running magnitude.
-                double bound = (k + 3) * Math.Pow(2, -24) * (Math.Abs(alpha) * abs + Math.Abs(beta * c0[i * n + j]) + (bias ? Math.Abs(bi[j]) : 0));
+                double bound = (k + 3) * Math.Pow(2, -24) * (
+                    Math.Abs(alpha) * abs + Math.Abs(beta * c0[i * n + j]) + (bias ? Math.Abs(bi[j]) : 0));
                 Assert.That(Math.Abs(got[i * n + j] - want), Is.LessThanOrEqualTo(bound), $"c[{i}, {j}]");
             }
         using var c32 = Tensor.Zeros(m, n);
@@ -188,7 +193,11 @@ public class Bf16Tests
     static double RelativeRms(float[] ours, float[] reference)
     {
         double d = 0, r = 0;
-        for (int i = 0; i < ours.Length; i++) { d += Math.Pow(ours[i] - (double)reference[i], 2); r += (double)reference[i] * reference[i]; }
+        for (int i = 0; i < ours.Length; i++)
+        {
+            d += Math.Pow(ours[i] - (double)reference[i], 2);
+            r += (double)reference[i] * reference[i];
+        }
         return Math.Sqrt(d / r);
     }
 
@@ -212,7 +221,8 @@ public class Bf16Tests
             double vsEmulation = Errors.Scaled(mixed.Logits, emu.Logits);
             double vsF32 = RelativeRms(mixed.Logits, full.Logits);
             int gemms = 4 * (active?.Layers.Length ?? f32.Config.NumLayers) + 1;
-            TestContext.Out.WriteLine($"{what}: bf16 vs emulation {vsEmulation:0.0e+00}; bf16 vs f32 RMS {vsF32:0.0e+00} (bound {2 * gemms * PerGemm:0.0e+00}); loss {mixed.Loss} vs {full.Loss}");
+            TestContext.Out.WriteLine($"{what}: bf16 vs emulation {vsEmulation:0.0e+00}; bf16 vs f32 RMS {vsF32:0.0e+00} (bound " +
+                $"{2 * gemms * PerGemm:0.0e+00}); loss {mixed.Loss} vs {full.Loss}");
             Assert.That(vsEmulation, Is.LessThanOrEqualTo(1e-6), $"{what}: bf16 logits = the emulation up to f32 round-off");
             Assert.That(Math.Abs(mixed.Loss - emu.Loss), Is.LessThanOrEqualTo(1e-6 * Math.Abs(emu.Loss)), $"{what}: loss vs emulation");
             Assert.That(vsF32, Is.LessThanOrEqualTo(2 * gemms * PerGemm), $"{what}: bf16 logits within the bf16 error budget of f32");
@@ -223,7 +233,7 @@ public class Bf16Tests
         }
     }
 
-    static float[] Gradients(GptNeoX model, Tensor inputs, Tensor targets)
+    internal static float[] Gradients(LanguageModel model, Tensor inputs, Tensor targets)
     {
         model.Parameters.EnsureGrad();
         model.Parameters.ZeroGrad();
@@ -247,7 +257,8 @@ public class Bf16Tests
         double vsEmulation = Errors.Scaled(g16, gEmu);
         double vsF32 = RelativeRms(g16, g32);
         double bound = 2 * 3 * (4 * f32.Config.NumLayers + 1) * PerGemm;
-        TestContext.Out.WriteLine($"gradients: bf16 vs emulation {vsEmulation:0.0e+00}; bf16 vs f32 RMS {vsF32:0.0e+00} (bound {bound:0.0e+00})");
+        TestContext.Out.WriteLine($"gradients: bf16 vs emulation {vsEmulation:0.0e+00}; bf16 vs f32 RMS {vsF32:0.0e+00} (bound " +
+            $"{bound:0.0e+00})");
         Assert.That(vsEmulation, Is.LessThanOrEqualTo(1e-6), "every gradient = the emulation's up to f32 round-off");
         Assert.That(vsF32, Is.LessThanOrEqualTo(bound), "the flat gradient within the bf16 error budget of f32");
         Assert.That(vsF32, Is.GreaterThan(U / 16), "the bf16 path is in use");
@@ -303,9 +314,11 @@ public class Bf16Tests
 
     // ---------------------------------------------------------------- training
 
-    static GptNeoXConfig Tiny => new() { VocabSize = 4096, HiddenSize = 32, NumLayers = 2, NumHeads = 2, IntermediateSize = 64, MaxPositionEmbeddings = 64 };
+    static GptNeoXConfig Tiny =>
+        new() { VocabSize = 4096, HiddenSize = 32, NumLayers = 2, NumHeads = 2, IntermediateSize = 64, MaxPositionEmbeddings = 64 };
 
-    static (double[] Losses, float[] Weights) Train(string run, Precision precision, int steps, int stopAfter = int.MaxValue, bool resume = false)
+    static (double[] Losses, float[] Weights) Train(
+        string run, Precision precision, int steps, int stopAfter = int.MaxValue, bool resume = false)
     {
         using var data = TokenDataset.Open(TestData.AustenSlice);
         using var model = GptNeoX.CreateRandom(Tiny, CpuBackend.Instance, 11);
@@ -338,7 +351,8 @@ public class Bf16Tests
             // step to first order; over the run we allow 2ε either way.
             double Progress(double[] l) => l.Take(3).Average() - l.TakeLast(3).Average();
             double eps = 2 * 3 * (4 * Tiny.NumLayers + 1) * PerGemm;
-            TestContext.Out.WriteLine($"loss {f32.Losses[0]:F3} → {f32.Losses[^1]:F3} (f32), {bf16.Losses[0]:F3} → {bf16.Losses[^1]:F3} (bf16); ε = {eps:F3}");
+            TestContext.Out.WriteLine($"loss {f32.Losses[0]:F3} → {f32.Losses[^1]:F3} (f32), {bf16.Losses[0]:F3} → {bf16.Losses[^1]:F3} " +
+                $"(bf16); ε = {eps:F3}");
             Assert.That(Progress(f32.Losses), Is.GreaterThan(0.5), "the f32 run learns");
             Assert.That(Progress(bf16.Losses) / Progress(f32.Losses), Is.InRange(1 - 2 * eps, 1 + 2 * eps), "bf16 learns like f32");
             Assert.That(bf16.Losses, Is.Not.EqualTo(f32.Losses), "the bf16 run computes differently");

@@ -53,6 +53,24 @@ public class LlamaFixtureTests(string fixture)
         }
     }
 
+    /// <summary>
+    /// bf16 mixed precision on a Llama-family model (seven GEMMs a layer, a tied head's bf16 copy being the embedding's):
+    /// every gradient is that of the f32 engine whose GEMM operands are rounded to bf16 first (Bf16Tests' emulation), up
+    /// to f32 round-off, and differs from the f32 gradients (the bf16 path is in use).
+    /// </summary>
+    [Test]
+    public void Bf16GradientsAreTheRoundedGemmEmulation()
+    {
+        var (f32, expected, inputs, targets) = FixtureParityTests.Load(fixture);
+        using var _ = f32; using var __ = expected;
+        using var bf16 = ModelCheckpoint.Load(Dir, CpuBackend.Instance);
+        bf16.Precision = Precision.Bf16;
+        using var emulated = ModelCheckpoint.Load(Dir, Bf16Tests.EmulatingBackend.Create());
+        var g16 = Bf16Tests.Gradients(bf16, inputs, targets);
+        Assert.That(Errors.Scaled(g16, Bf16Tests.Gradients(emulated, inputs, targets)), Is.LessThanOrEqualTo(1e-6));
+        Assert.That(Errors.Scaled(g16, Bf16Tests.Gradients(f32, inputs, targets)), Is.GreaterThan(1e-4), "the bf16 path is in use");
+    }
+
     [Test]
     public void TheChunkedHeadGivesTheSameLossAndGradients()
     {

@@ -121,7 +121,9 @@ public class SafeTensorsTests
             var shape = Shapes[i];
             long n = Tensor.Numel(shape);
             tensors.Add(($"f.{i}", Tensor.FromArray(RandomFloats(rng, n), shape)));
-            tensors.Add(($"i.{i}", Tensor.FromArray(Enumerable.Range(0, (int)n).Select(_ => rng.Next(int.MinValue, int.MaxValue)).ToArray(), shape)));
+            tensors.Add(
+                ($"i.{i}", Tensor.FromArray(
+                Enumerable.Range(0, (int)n).Select(_ => rng.Next(int.MinValue, int.MaxValue)).ToArray(), shape)));
         }
         tensors.Add(("special", Tensor.FromArray([float.NaN, float.PositiveInfinity, -0f, float.Epsilon, float.MaxValue], 5)));
         string path = Path.Combine(_dir, "rt.safetensors");
@@ -129,7 +131,9 @@ public class SafeTensorsTests
         SafeTensorsWriter.Write(path, tensors, meta);
 
         using var f = new SafeTensorsFile(path);
-        Assert.That(f.Metadata.Where(kv => kv.Key != SafeTensorsFile.DataSha256Key), Is.EquivalentTo(meta), "the caller's metadata, plus the data digest");
+        Assert.That(
+            f.Metadata.Where(kv => kv.Key != SafeTensorsFile.DataSha256Key), Is.EquivalentTo(meta),
+            "the caller's metadata, plus the data digest");
         Assert.That(f.Metadata[SafeTensorsFile.DataSha256Key], Has.Length.EqualTo(64));
         Assert.That(f.Tensors.Count, Is.EqualTo(tensors.Count));
         foreach (var (name, t) in tensors)
@@ -161,7 +165,9 @@ public class SafeTensorsTests
             // The neighbours one bf16 ulp away must not be closer (checked in double, independent of Bf16.FromFloat).
             double err = Math.Abs((double)y[i] - x[i]);
             double up = BitConverter.Int32BitsToSingle((int)(b + 0x10000)), down = BitConverter.Int32BitsToSingle((int)(b - 0x10000));
-            Assert.That(err, Is.LessThanOrEqualTo(Math.Abs(up - x[i])).And.LessThanOrEqualTo(Math.Abs(down - x[i])), $"element {i}: {x[i]} -> {y[i]}");
+            Assert.That(
+                err, Is.LessThanOrEqualTo(Math.Abs(up - x[i])).And.LessThanOrEqualTo(Math.Abs(down - x[i])),
+                $"element {i}: {x[i]} -> {y[i]}");
         }
     }
 
@@ -200,8 +206,10 @@ public class SafeTensorsTests
         using var c = Tensor.FromArray(new[] { 3f }, 1);
         string path = Path.Combine(_dir, "layout.safetensors");
         SafeTensorsWriter.Write(path, [("c", c), ("b", b), ("a", a)], new Dictionary<string, string> { ["format"] = "pt" }, DType.BF16);
-        string json = "{\"__metadata__\":{\"format\":\"pt\",\"whittle_data_sha256\":\"" + digest + "\"},\"b\":{\"dtype\":\"I32\",\"shape\":[2],\"data_offsets\":[0,8]}," +
-                            "\"a\":{\"dtype\":\"BF16\",\"shape\":[1,2],\"data_offsets\":[8,12]},\"c\":{\"dtype\":\"BF16\",\"shape\":[1],\"data_offsets\":[12,14]}}";
+        string json = "{\"__metadata__\":{\"format\":\"pt\",\"whittle_data_sha256\":\"" + digest + "\"}," +
+                      "\"b\":{\"dtype\":\"I32\",\"shape\":[2],\"data_offsets\":[0,8]}," +
+                      "\"a\":{\"dtype\":\"BF16\",\"shape\":[1,2],\"data_offsets\":[8,12]}," +
+                      "\"c\":{\"dtype\":\"BF16\",\"shape\":[1],\"data_offsets\":[12,14]}}";
         string padded = json + new string(' ', (8 - json.Length % 8) % 8);
         var bytes = File.ReadAllBytes(path);
         Assert.That(BinaryPrimitives.ReadUInt64LittleEndian(bytes), Is.EqualTo((ulong)padded.Length));
@@ -267,7 +275,8 @@ public class SafeTensorsTests
             t.Dispose();
         }
         var ex = Assert.Throws<InvalidFileException>(() => ck.Find("gpt_neox.layers.0.attention.query_key_value.weights"))!;
-        Assert.That(ex.Message, Does.Contain("model.safetensors.index.json").And.Contain("'gpt_neox.layers.0.attention.query_key_value.weight'"));
+        Assert.That(
+            ex.Message, Does.Contain("model.safetensors.index.json").And.Contain("'gpt_neox.layers.0.attention.query_key_value.weight'"));
     }
 
     [Test]
@@ -306,7 +315,8 @@ public class SafeTensorsTests
         var ex = Assert.Throws<InvalidFileException>(() => new CheckpointReader(_dir))!;
         Assert.That(ex.Message, Does.Contain(_dir).And.Contain("model.safetensors").And.Contain("model.safetensors.index.json"));
 
-        using (var t = Tensor.FromArray(new float[] { 1, 2 }, 2)) SafeTensorsWriter.Write(Path.Combine(_dir, "shard-a.safetensors"), [("a", t)]);
+        using (var t = Tensor.FromArray(new float[] { 1, 2 }, 2))
+            SafeTensorsWriter.Write(Path.Combine(_dir, "shard-a.safetensors"), [("a", t)]);
         string index = Path.Combine(_dir, "model.safetensors.index.json");
 
         File.WriteAllText(index, """{"metadata":{"total_size":8},"weight_map":{"a":"shard-a.safetensors","b":"shard-b.safetensors"}}""");
@@ -452,7 +462,8 @@ public class SafeTensorsTests
     [TestCase("{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", "beyond the data section, which is 8 bytes")]
     [TestCase("{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", "F32(3) needs 12 bytes but data_offsets [0, 8] span 8")]
     [TestCase("{\"w\":{\"dtype\":\"BF16\",\"shape\":[3],\"data_offsets\":[0,8]}}", "BF16(3) needs 6 bytes")]
-    [TestCase("{\"w\":{\"dtype\":\"F32\",\"shape\":[65536,65536,65536,65536],\"data_offsets\":[0,8]}}", "more elements than any file can hold")]
+    [TestCase("{\"w\":{\"dtype\":\"F32\",\"shape\":[65536,65536,65536,65536],\"data_offsets\":[0,8]}}",
+        "more elements than any file can hold")]
     [TestCase("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,18446744073709551615]}}", "beyond any file")]
     [TestCase("{\"w\":{\"dtype\":\"F32\",\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", "'dtype' twice")]
     [TestCase("{\"w\":{" + Ok + "},\"w\":{" + Ok + "}}", "listed twice")]
@@ -466,14 +477,18 @@ public class SafeTensorsTests
     [Test]
     public void OverlappingTensors()
     {
-        var ex = OpenFails(Craft("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", new byte[12]));
+        var ex = OpenFails(
+            Craft("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[2]," +
+            "\"data_offsets\":[4,12]}}", new byte[12]));
         Assert.That(ex.Message, Does.Contain("tensor 'b'").And.Contain("overlap tensor 'a'"));
     }
 
     [Test]
     public void HolesAndTrailingBytesAreErrorsAsTheSpecRequires()
     {
-        var ex = OpenFails(Craft("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", new byte[12]));
+        var ex = OpenFails(
+            Craft("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"b\":{\"dtype\":\"F32\",\"shape\":[1]," +
+            "\"data_offsets\":[8,12]}}", new byte[12]));
         Assert.That(ex.Message, Does.Contain("tensor 'b'").And.Contain("bytes [4, 8)").And.Contain("no tensor"));
         ex = OpenFails(Craft("{\"a\":{" + Ok + "}}", new byte[12]));
         Assert.That(ex.Message, Does.Contain("cover 8 bytes").And.Contain("12 bytes long"));
@@ -491,7 +506,9 @@ public class SafeTensorsTests
     [Test]
     public void EmptyTensorsMayShareAnOffsetAndAnEmptyFileIsValid()
     {
-        using (var f = new SafeTensorsFile(Craft("{\"e\":{\"dtype\":\"F32\",\"shape\":[0,5],\"data_offsets\":[8,8]},\"a\":{" + Ok + "},\"z\":{\"dtype\":\"I32\",\"shape\":[0],\"data_offsets\":[0,0]}}  ", new byte[8])))
+        using (var f = new SafeTensorsFile(
+            Craft("{\"e\":{\"dtype\":\"F32\",\"shape\":[0,5],\"data_offsets\":[8,8]}," +
+            "\"a\":{" + Ok + "},\"z\":{\"dtype\":\"I32\",\"shape\":[0],\"data_offsets\":[0,0]}}  ", new byte[8])))
         {
             Assert.That(f.Tensors.Count, Is.EqualTo(3));
             Assert.That(f.ReadFloats("e"), Is.Empty);
@@ -505,10 +522,13 @@ public class SafeTensorsTests
     {
         string path = Path.Combine(_dir, "m.safetensors");
         using (var t = Tensor.FromArray(new float[] { 1 }, 1))
-            SafeTensorsWriter.Write(path, new[] { "gpt_neox.layers.0.mlp.dense_h_to_4h.weight", "gpt_neox.layers.0.mlp.dense_4h_to_h.weight", "embed_out.weight", "gpt_neox.embed_in.weight" }.Select(n => (n, t)));
+            SafeTensorsWriter.Write(
+                path, new[] { "gpt_neox.layers.0.mlp.dense_h_to_4h.weight", "gpt_neox.layers.0.mlp.dense_4h_to_h.weight",
+                "embed_out.weight", "gpt_neox.embed_in.weight" }.Select(n => (n, t)));
         using var f = new SafeTensorsFile(path);
         var ex = Assert.Throws<InvalidFileException>(() => f.ReadFloats("gpt_neox.layers.0.mlp.dense_h_to_4h.bias"))!;
-        Assert.That(ex.Message, Does.StartWith(path).And.Contain("'gpt_neox.layers.0.mlp.dense_h_to_4h.bias'").And.Contain("no such tensor"));
+        Assert.That(
+            ex.Message, Does.StartWith(path).And.Contain("'gpt_neox.layers.0.mlp.dense_h_to_4h.bias'").And.Contain("no such tensor"));
         Assert.That(ex.Message, Does.Contain("closest names: 'gpt_neox.layers.0.mlp.dense_h_to_4h.weight'"), "nearest name first");
     }
 
@@ -537,7 +557,8 @@ public class SafeTensorsTests
     static readonly string[] JsonTokens =
     [
         "{", "}", "[", "]", ",", ":", "\"dtype\"", "\"shape\"", "\"data_offsets\"", "\"F32\"", "\"BF16\"", "\"I32\"", "\"U8\"",
-        "\"F4\"", "\"w\"", "\"__metadata__\"", "0", "4", "8", "-1", "1e3", "2.5", "99999999999999999999", "null", "true", "\"\\u0000\"", " ",
+        "\"F4\"", "\"w\"", "\"__metadata__\"", "0", "4", "8", "-1", "1e3", "2.5", "99999999999999999999", "null", "true",
+            "\"\\u0000\"", " ",
     ];
 
     static Gen<byte[]> ByteArrays => Gen.ArrayOf(Gen.Choose(0, 255).Select(b => (byte)b));
@@ -553,14 +574,18 @@ public class SafeTensorsTests
     static readonly string[] ShapeValues =
         ["[]", "[0]", "[1]", "[2]", "[3]", "[0,3]", "[2,2]", "[-1]", "[3000000000]", "[65536,65536,65536,65536,65536]", "[1.5]", "[\"2\"]"];
     static readonly string[] OffsetValues =
-        ["[0,0]", "[0,2]", "[0,4]", "[0,8]", "[4,8]", "[8,12]", "[8,4]", "[0,16]", "[4,12]", "[0,18446744073709551615]", "[-4,0]", "[0,4,8]"];
+        ["[0,0]", "[0,2]", "[0,4]", "[0,8]", "[4,8]", "[8,12]", "[8,4]", "[0,16]", "[4,12]", "[0,18446744073709551615]",
+            "[-4,0]", "[0,4,8]"];
     static readonly string[] WrongTypes = ["3", "null", "{}", "\"x\"", "true"];
 
     /// <summary>A field present with 90% probability, holding a value of its kind with 90% probability.</summary>
     static Gen<string> Field(string name, string[] values) =>
-        Gen.Frequency((1, Gen.Constant("")), (9, Gen.Frequency((9, Gen.Elements(values)), (1, Gen.Elements(WrongTypes))).Select(v => $"\"{name}\":{v}")));
+        Gen.Frequency(
+            (1, Gen.Constant("")),
+            (9, Gen.Frequency((9, Gen.Elements(values)), (1, Gen.Elements(WrongTypes))).Select(v => $"\"{name}\":{v}")));
 
-    /// <summary>Well-formed JSON objects whose entries carry random (often wrong) dtypes, shapes and offsets: reaches the semantic checks.</summary>
+    /// <summary>Well-formed JSON objects whose entries carry random (often wrong) dtypes, shapes and offsets: reaches the semantic
+    /// checks.</summary>
     static Gen<byte[]> StructuredFiles =>
         from count in Gen.Choose(1, 4)
         from entries in Gen.ArrayOf(
@@ -595,7 +620,9 @@ public class SafeTensorsTests
     [Test]
     public void PropertyArbitraryBytesNeverThrowAnythingButInvalidFile()
     {
-        var prop = Prop.ForAll(Gen.OneOf(ByteArrays, TokenFiles, StructuredFiles, StructuredFiles).ToArbitrary(), bytes => OpensOrFailsCleanly(WriteCase(bytes)));
+        var prop = Prop.ForAll(
+            Gen.OneOf(ByteArrays, TokenFiles, StructuredFiles, StructuredFiles).ToArbitrary(),
+            bytes => OpensOrFailsCleanly(WriteCase(bytes)));
         Check.One(Config.QuickThrowOnFailure.WithMaxTest(400), prop);
     }
 
@@ -688,7 +715,8 @@ public class SafeTensorsTests
             case Mutation.Truncate: return b[..(at % b.Length)];
             case Mutation.FlipHeaderByte: b[8 + at % headerLen] = value; break;
             case Mutation.RandomLengthPrefix: BinaryPrimitives.WriteUInt64LittleEndian(b, prefix); break;
-            case Mutation.NudgeLengthPrefix: BinaryPrimitives.WriteUInt64LittleEndian(b, (ulong)Math.Max(0, headerLen + (at % 17) - 8)); break;
+            case Mutation.NudgeLengthPrefix: BinaryPrimitives.WriteUInt64LittleEndian(
+                b, (ulong)Math.Max(0, headerLen + (at % 17) - 8)); break;
             case Mutation.FlipAnyByte: b[at % b.Length] = value; break;
         }
         return b;

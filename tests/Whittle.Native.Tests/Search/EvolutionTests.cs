@@ -45,10 +45,12 @@ public class EvolutionTests
             {
                 calls++;
                 long p = ParameterCount.Of(Big, a).Total;
-                Assert.That(p, Is.InRange((long)Math.Ceiling(budget * 0.85), budget), "every evaluated candidate respects the budget window");
+                Assert.That(
+                    p, Is.InRange((long)Math.Ceiling(budget * 0.85), budget), "every evaluated candidate respects the budget window");
                 return Distance(a);
             }
-            var evo = Strategies.Evolution(space, Fitness, evaluations, seed, new EvolutionOptions(Population: 12, Elites: 2, Tournament: 3));
+            var evo = Strategies.Evolution(
+                space, Fitness, evaluations, seed, new EvolutionOptions(Population: 12, Elites: 2, Tournament: 3));
             Assert.That(evo, Has.Count.EqualTo(evaluations));
             Assert.That(evo.Select(e => e.Key).Distinct().Count(), Is.EqualTo(evaluations), "no candidate is evaluated twice");
             var rnd = Strategies.Random(space, Fitness, evaluations, seed);
@@ -59,7 +61,8 @@ public class EvolutionTests
         }
         TestContext.Out.WriteLine($"mean best distance: evolution {evoSum / 4:F3}, random {randSum / 4:F3}");
         // A statistical claim on a synthetic fitness (no floating-point model): over 4 fixed seeds evolution's best is at
-        // least 20% closer than random search's; deterministic for these seeds and CPU-independent (double arithmetic on architecture sizes, no GEMM).
+        // least 20% closer than random search's; deterministic for these seeds and CPU-independent (double arithmetic on architecture
+        // sizes, no GEMM).
         Assert.That(evoSum, Is.LessThan(randSum * 0.8));
     }
 
@@ -78,7 +81,8 @@ public class EvolutionTests
     {
         long budget = ParameterCount.Of(Big).Total / 3;
         var space = new SearchSpace(Big, kind, budget, 0.1, new StepSizes(32, 1, 64));
-        var all = Strategies.Evolution(space, Distance, 30, 3).Concat(Strategies.Random(space, Distance, 30, 3)).Select(e => e.Architecture).ToList();
+        var all = Strategies.Evolution(space, Distance, 30, 3).Concat(
+            Strategies.Random(space, Distance, 30, 3)).Select(e => e.Architecture).ToList();
         if (space.ImportanceBaseline([5, 4, 3, 2, 1, 0]) is { } baseline) all.Add(baseline);
         else Assert.Fail("no importance baseline");
         foreach (var a in all)

@@ -13,10 +13,14 @@ static class SearchTestModels
 
     public static IEnumerable<GptNeoXConfig> Shapes()
     {
-        yield return new GptNeoXConfig { VocabSize = 50, HiddenSize = 32, NumLayers = 2, NumHeads = 4, IntermediateSize = 48, MaxPositionEmbeddings = 32 };
-        yield return new GptNeoXConfig { VocabSize = 40, HiddenSize = 24, NumLayers = 3, NumHeads = 3, IntermediateSize = 40, UseParallelResidual = false, HiddenAct = "gelu_new", RotaryPct = 0.5f, MaxPositionEmbeddings = 32 };
+        yield return new GptNeoXConfig { VocabSize = 50, HiddenSize = 32, NumLayers = 2, NumHeads = 4, IntermediateSize = 48,
+            MaxPositionEmbeddings = 32 };
+        yield return new GptNeoXConfig { VocabSize = 40, HiddenSize = 24, NumLayers = 3, NumHeads = 3, IntermediateSize = 40,
+            UseParallelResidual = false, HiddenAct = "gelu_new", RotaryPct = 0.5f, MaxPositionEmbeddings = 32 };
         // A non-uniform parent: per-layer heads and widths, heads × head size ≠ hidden size.
-        yield return new GptNeoXConfig { VocabSize = 30, HiddenSize = 20, NumLayers = 2, NumHeads = 3, IntermediateSize = 40, ExplicitHeadSize = 8, LayerHeads = [2, 3], LayerIntermediateSizes = [24, 40], UseParallelResidual = false, MaxPositionEmbeddings = 32 };
+        yield return new GptNeoXConfig { VocabSize = 30, HiddenSize = 20, NumLayers = 2, NumHeads = 3, IntermediateSize = 40,
+            ExplicitHeadSize = 8, LayerHeads = [2, 3], LayerIntermediateSizes = [24, 40], UseParallelResidual = false,
+            MaxPositionEmbeddings = 32 };
     }
 
     public static GptNeoX RandomModel(GptNeoXConfig c, ulong seed)

@@ -37,7 +37,8 @@ public class SubnetReferenceTests(string fixture)
             Assert.That(ScaledError(Logits(parent, ids, spec), want), Is.LessThanOrEqualTo(1e-5), $"in place {reference.Metadata[name]}");
             using var child = Extraction.Extract(parent, spec);
             Assert.That(ScaledError(Logits(child, ids), want), Is.LessThanOrEqualTo(1e-5), $"extracted {reference.Metadata[name]}");
-            bool hfShaped = spec.Heads.Distinct().Count() == 1 && spec.Intermediate.Distinct().Count() == 1 && spec.Heads[0] * parent.Config.HeadSize == spec.EmbedDim;
+            bool hfShaped = spec.Heads.Distinct().Count() == 1 && spec.Intermediate.Distinct().Count() == 1
+                && spec.Heads[0] * parent.Config.HeadSize == spec.EmbedDim;
             Assert.That(child.Config.IsHuggingFaceCompatible, Is.EqualTo(hfShaped));
         }
     }

@@ -70,7 +70,8 @@ public class SubnetTests
                 var weightsBefore = model.Parameters.Flat.ToFloatArray();
                 Permutation.Apply(model, p);
                 Assert.That(model.Parameters.Flat.ToFloatArray(), Is.Not.EqualTo(weightsBefore), "the permutation moved nothing");
-                Assert.That(ScaledError(Logits(model, ids), before), Is.LessThanOrEqualTo(1e-5), $"{c.HiddenSize}/{c.NumLayers} trial {trial}");
+                Assert.That(
+                    ScaledError(Logits(model, ids), before), Is.LessThanOrEqualTo(1e-5), $"{c.HiddenSize}/{c.NumLayers} trial {trial}");
             }
     }
 
@@ -116,7 +117,9 @@ public class SubnetTests
             var ids = RandomIds(c.VocabSize, 2, 6, seed++);
             var inPlace = Logits(parent, ids, a);
             using var child = Extraction.Extract(parent, a);
-            Assert.That(child.Parameters.Count, Is.EqualTo(ParameterCount.Of(c, a).Total), "the parameter count of a sub-network is the size of its dense copy");
+            Assert.That(
+                child.Parameters.Count, Is.EqualTo(ParameterCount.Of(c, a).Total),
+                "the parameter count of a sub-network is the size of its dense copy");
             Assert.That(ScaledError(Logits(child, ids), inPlace), Is.LessThanOrEqualTo(1e-5));
 
             // Through disk: what is saved is what loads, with the right kind of config.
@@ -125,7 +128,8 @@ public class SubnetTests
             {
                 GptNeoXCheckpoint.Save(child, dir);
                 var json = File.ReadAllText(Path.Combine(dir, "config.json"));
-                bool hf = a.Heads.Distinct().Count() == 1 && a.Intermediate.Distinct().Count() == 1 && a.Heads[0] * c.HeadSize == a.EmbedDim;
+                bool hf = a.Heads.Distinct().Count() == 1 && a.Intermediate.Distinct().Count() == 1
+                    && a.Heads[0] * c.HeadSize == a.EmbedDim;
                 Assert.That(json.Contains("whittle_"), Is.EqualTo(!hf), json);
                 using var loaded = GptNeoXCheckpoint.Load(dir, Host);
                 Assert.That(ScaledError(Logits(loaded, ids), inPlace), Is.LessThanOrEqualTo(1e-5));

@@ -30,7 +30,8 @@ public class SoftGpuCliTests
         try
         {
             var env = new Dictionary<string, string?> { ["SOFTGPU_TRACE"] = "1", ["WHITTLE_ATTENTION"] = attentionEnv };
-            var (exit, stdout, stderr) = CliRunner.RunWith(null, null, env, "bench", "train", "--config", config, "--batch-size", "1", "--seq-len", "64",
+            var (exit, stdout, stderr) = CliRunner.RunWith(
+                null, null, env, "bench", "train", "--config", config, "--batch-size", "1", "--seq-len", "64",
                 "--steps", "1", "--warmup", "0", "--device", "cuda", "--precision", "bf16", "--profile", "--json");
             Assert.That(exit, Is.Zero, stdout + stderr);
             Assert.That(stdout, Does.Contain("AttentionForward"), "the profile has the attention rows");
@@ -78,8 +79,9 @@ public class SoftGpuCliTests
             var gpu = Losses("cuda", out var trace);
             Assert.That(Math.Abs(gpu[0] / cpu[0] - 1), Is.LessThan(ModelParity.LossTolerance), "the first step's loss");
             Assert.That(gpu[^1], Is.LessThan(gpu[0] - 0.5), "the loss falls on the GPU");
-            foreach (var kernel in new[] { "rmsnorm_forward", "rmsnorm_backward_input", "rmsnorm_backward_partials", "rmsnorm_backward_weight",
-                         "swiglu_forward", "swiglu_backward", "attention_forward", "attention_backward_dkdv" })
+            string[] kernels = ["rmsnorm_forward", "rmsnorm_backward_input", "rmsnorm_backward_partials", "rmsnorm_backward_weight",
+                "swiglu_forward", "swiglu_backward", "attention_forward", "attention_backward_dkdv"];
+            foreach (var kernel in kernels)
                 Assert.That(trace, Does.Contain($"launch {kernel} "), kernel);
         }
         finally { if (Directory.Exists(root)) Directory.Delete(root, true); }

@@ -35,7 +35,8 @@ public class SoftGpuDoctorTests
         {
             ["WHITTLE_CACHE_DIR"] = Path.Combine(Path.GetTempPath(), "whittle-softgpu-doctor-cache"),
         };
-        foreach (var knob in new[] { "SOFTGPU_ORDER", "SOFTGPU_SEED", "SOFTGPU_GUARD", "SOFTGPU_RACE", "SOFTGPU_DEFER", "SOFTGPU_LT_NO_ALGO", "WHITTLE_CUDA_ALLOCATOR" })
+        foreach (var knob in new[] { "SOFTGPU_ORDER", "SOFTGPU_SEED", "SOFTGPU_GUARD", "SOFTGPU_RACE", "SOFTGPU_DEFER",
+            "SOFTGPU_LT_NO_ALGO", "WHITTLE_CUDA_ALLOCATOR" })
             env.TryAdd(knob, null);   // only this variant's knobs
         var (exit, stdout, stderr) = CliRunner.RunWith(null, null, env, "doctor", "--model", "--json");
         Assert.That(exit, Is.Zero, $"{variant}:\n{stdout}\n{stderr}");

@@ -25,7 +25,8 @@ sealed unsafe class SoftGpuKernel : IDisposable
     public static void RequireSoftwareGpu()
     {
         if (CudaBackend.DeviceCount(out var why) == 0) Assert.Ignore($"no CUDA device: {why}");
-        if (!SoftwareGpu.IsActive) Assert.Ignore("the CUDA driver is not the software GPU (bash softgpu/build.sh; WHITTLE_CUDA_LIB_DIR=softgpu/build/lib)");
+        if (!SoftwareGpu.IsActive)
+            Assert.Ignore("the CUDA driver is not the software GPU (bash softgpu/build.sh; WHITTLE_CUDA_LIB_DIR=softgpu/build/lib)");
     }
 
     /// <summary>The source line (1-based) of the first line of <paramref name="file"/> containing <paramref name="text"/>.</summary>
@@ -45,7 +46,8 @@ sealed unsafe class SoftGpuKernel : IDisposable
         var name = Encoding.UTF8.GetBytes(kernel + "\0");
         nint f;
         fixed (byte* n = name) CudaException.Check(CuDriver.cuModuleGetFunction(out f, _module, n), "cuModuleGetFunction", kernel);
-        CudaException.Check(CuDriver.cuLaunchKernel(f, grid, 1, 1, block, 1, 1, 0, 0, args.Pointers, null), $"cuLaunchKernel({kernel})", kernel);
+        CudaException.Check(
+            CuDriver.cuLaunchKernel(f, grid, 1, 1, block, 1, 1, 0, 0, args.Pointers, null), $"cuLaunchKernel({kernel})", kernel);
         CudaException.Check(CuDriver.cuCtxSynchronize(), "cuCtxSynchronize", kernel);
     }
 

@@ -45,9 +45,11 @@ public class SoftGpuLongContextTests
         if (CudaBackend.DeviceCount(out var why) == 0) Assert.Ignore($"no CUDA device: {why}");
         using var gpu = new CudaBackend(allocatorMode: DeviceAllocatorMode.Caching);
         if (!CudaLibraries.TryLoad(CudaLibraries.CublasLtName, out var problem)) Assert.Ignore($"no cuBLASLt: {problem}");
-        Tensor Dev(int r, int c) { using var h = Tensor.FromArray(Enumerable.Range(0, r * c).Select(i => (i % 7) * 0.25f).ToArray(), r, c); return gpu.FromHost(h); }
+        Tensor Dev(int r, int c) { using var h = Tensor.FromArray(Enumerable.Range(0, r * c).Select(i => (i % 7) * 0.25f).ToArray(), r, c);
+        return gpu.FromHost(h); }
         using var x = Dev(8, 32); using var w = Dev(16, 32); using var w2 = Dev(24, 32);
-        using var bias = gpu.FromHost(Tensor.FromArray(new float[16], 16)); using var bias2 = gpu.FromHost(Tensor.FromArray(new float[24], 24));
+        using var bias = gpu.FromHost(Tensor.FromArray(new float[16], 16));
+        using var bias2 = gpu.FromHost(Tensor.FromArray(new float[24], 24));
         using var y = gpu.Empty(DType.F32, 8, 16); using var y2 = gpu.Empty(DType.F32, 8, 24);
         int before = gpu.CublasLtHeuristicQueries;
         for (int i = 0; i < 3; i++) gpu.MatMul(x, false, w, true, y, bias: bias);   // a Linear with bias: the cuBLASLt BIAS epilogue

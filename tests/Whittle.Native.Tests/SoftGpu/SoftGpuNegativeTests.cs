@@ -48,10 +48,12 @@ public class SoftGpuNegativeTests
         using (new SoftGpuOptions().Set("order", 0).Set("race", 0))
         {
             var y = Run();
-            for (int i = 0; i < n; i++) Assert.That(y[i], Is.EqualTo(x[i] / sum).Within(1e-6 * y[i]), "threads in order: thread 0 stores the total first");
+            for (int i = 0; i < n; i++)
+                Assert.That(y[i], Is.EqualTo(x[i] / sum).Within(1e-6 * y[i]), "threads in order: thread 0 stores the total first");
         }
         using (new SoftGpuOptions().Set("order", 1).Set("race", 0))
-            Assert.That(Run()[n - 1], Is.NaN, "in reverse order thread 0 stores the total last: the others divide by poisoned shared memory");
+            Assert.That(
+                Run()[n - 1], Is.NaN, "in reverse order thread 0 stores the total last: the others divide by poisoned shared memory");
         using (new SoftGpuOptions().Set("order", 0).Set("race", 1))
         {
             var e = Assert.Throws<CudaException>(() => Run())!;
@@ -111,7 +113,11 @@ public class SoftGpuNegativeTests
             for (int j = 0; j < 8; j++)
             {
                 double s = 0, abs = 0;
-                for (int k = 0; k < 16; k++) { s += (double)a[i * 16 + k] * b[k * 8 + j]; abs += Math.Abs((double)a[i * 16 + k] * b[k * 8 + j]); }
+                for (int k = 0; k < 16; k++)
+                {
+                    s += (double)a[i * 16 + k] * b[k * 8 + j];
+                    abs += Math.Abs((double)a[i * 16 + k] * b[k * 8 + j]);
+                }
                 reference[i * 8 + j] = s;
                 scale = Math.Max(scale, abs);
             }

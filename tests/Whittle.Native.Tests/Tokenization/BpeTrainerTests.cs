@@ -57,7 +57,8 @@ public class BpeTrainerTests
     [Test]
     public void DeterministicAndLoadable()
     {
-        byte[] Train() { var t = new BpeTrainer(["<|endoftext|>", "<|pad|>"]); t.AddText(Corpus); t.AddText("<|endoftext|>" + Corpus); return t.Train(280); }
+        byte[] Train() { var t = new BpeTrainer(["<|endoftext|>", "<|pad|>"]); t.AddText(Corpus); t.AddText("<|endoftext|>" + Corpus);
+        return t.Train(280); }
         var a = Train();
         Assert.That(Train(), Is.EqualTo(a));
         var path = Path.Combine(Path.GetTempPath(), $"whittle-bpe-{Guid.NewGuid():N}.json");

@@ -8,7 +8,8 @@ namespace Whittle.Native.Tests.Tokenization;
 public class HuggingFaceOracleTests
 {
     static readonly Dictionary<string, Tokenizer> Loaded = new();
-    static Tokenizer Load(string path) { lock (Loaded) return Loaded.TryGetValue(path, out var t) ? t : Loaded[path] = Tokenizer.FromFile(path); }
+    static Tokenizer Load(string path) { lock (Loaded) return Loaded.TryGetValue(path, out var t) ? t
+        : Loaded[path] = Tokenizer.FromFile(path); }
 
     public static IEnumerable<TestCaseData> Cases()
     {
@@ -20,7 +21,8 @@ public class HuggingFaceOracleTests
         }
     }
 
-    static string TokenizerPath(string name) => name == "austen" ? Fixtures.AustenTokenizer : Fixtures.Dir("tokenizers", name, "tokenizer.json");
+    static string TokenizerPath(string name) =>
+        name == "austen" ? Fixtures.AustenTokenizer : Fixtures.Dir("tokenizers", name, "tokenizer.json");
 
     [TestCaseSource(nameof(Cases))]
     public void EncodesLikeHuggingFace(string name, string text, int[] expected) =>

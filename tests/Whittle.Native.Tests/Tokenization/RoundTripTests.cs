@@ -16,7 +16,8 @@ public class RoundTripTests
     /// <summary>Replaces unpaired surrogates (not representable in UTF-8) with U+FFFD, leaving a valid UTF-8 string.</summary>
     static string Valid(string? s) => s is null ? "" : Encoding.UTF8.GetString(Encoding.UTF8.GetBytes(s));
 
-    static readonly string[] Atoms = ["the", " ", "  ", "\n", "\t", "'s", "'ll", "é", "e\u0301", "日本", "🤖", "𝐀𝐁", "\u00a0", "<|endoftext|>", "42", "!?", "\r\n", "ÿ", "\u0000", "\uFEFF"];
+    static readonly string[] Atoms = ["the", " ", "  ", "\n", "\t", "'s", "'ll", "é", "e\u0301", "日本", "🤖", "𝐀𝐁", "\u00a0", "<|endoftext|>",
+        "42", "!?", "\r\n", "ÿ", "\u0000", "\uFEFF"];
 
     static Gen<string> Mixed() => Gen.Elements(Atoms).ListOf().Select(l => string.Concat(l));
 
@@ -40,7 +41,8 @@ public class RoundTripTests
     [Test]
     public void WholeAustenCorpusRoundTrips()
     {
-        using var gz = new System.IO.Compression.GZipStream(File.OpenRead(Fixtures.AustenCorpus), System.IO.Compression.CompressionMode.Decompress);
+        using var gz = new System.IO.Compression.GZipStream(
+            File.OpenRead(Fixtures.AustenCorpus), System.IO.Compression.CompressionMode.Decompress);
         var text = new StreamReader(gz, Encoding.UTF8).ReadToEnd();
         var ids = Austen.Encode(text);
         Assert.That(Austen.Decode(ids), Is.EqualTo(text));

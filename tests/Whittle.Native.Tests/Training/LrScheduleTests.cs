@@ -32,6 +32,7 @@ public class LrScheduleTests
     public void InconsistentRatesAreRefused()
     {
         Assert.That(() => new LrSchedule(ScheduleKind.Cosine, 1e-3f, 1e-2f, 0, 10).Validate(), Throws.InstanceOf<WhittleException>());
-        Assert.That(() => new LrSchedule(ScheduleKind.Wsd, 1e-3f, 0, 0, 10, DecayFraction: 0).Validate(), Throws.InstanceOf<WhittleException>());
+        Assert.That(
+            () => new LrSchedule(ScheduleKind.Wsd, 1e-3f, 0, 0, 10, DecayFraction: 0).Validate(), Throws.InstanceOf<WhittleException>());
     }
 }

@@ -27,7 +27,8 @@ public class TrainerTests
     [OneTimeTearDown]
     public void Cleanup() { try { Directory.Delete(_root, true); } catch (IOException) { } }
 
-    static GptNeoXConfig Tiny => new() { VocabSize = 4096, HiddenSize = 32, NumLayers = 2, NumHeads = 2, IntermediateSize = 64, MaxPositionEmbeddings = 64 };
+    static GptNeoXConfig Tiny =>
+        new() { VocabSize = 4096, HiddenSize = 32, NumLayers = 2, NumHeads = 2, IntermediateSize = 64, MaxPositionEmbeddings = 64 };
 
     static TrainOptions Options(string run, int steps, int saveEvery = 0) => new()
     {
@@ -78,7 +79,9 @@ public class TrainerTests
 
         var run = Path.Combine(_root, "learn");
         using var model = GptNeoX.CreateRandom(Tiny with { HiddenSize = 64, NumHeads = 4, IntermediateSize = 128 }, CpuBackend.Instance, 1);
-        using var trainer = new Trainer(model, data, Options(run, 120) with { Schedule = new LrSchedule(ScheduleKind.Cosine, 1e-2f, 1e-3f, 10, 120), EvalTokens = 8192 });
+        using var trainer = new Trainer(
+            model, data,
+            Options(run, 120) with { Schedule = new LrSchedule(ScheduleKind.Cosine, 1e-2f, 1e-3f, 10, 120), EvalTokens = 8192 });
         var evals = trainer.Run();
         TestContext.Out.WriteLine($"unigram cross-entropy {unigram:F3} nats, model {evals[^1].ValLoss:F3} nats");
         // A learning claim, not a rounding one: 0.3 nats below the unigram model is far outside f32 noise (~1e-5) under
@@ -89,7 +92,8 @@ public class TrainerTests
     // ------------------------------------------------------------------ crash safety, through the real command
 
     static string[] PretrainArgs(string run, int steps) =>
-        ["pretrain", "--data", DataDir, "--out", run, "--steps", steps.ToString(), "--seq-len", "32", "--batch-size", "4", "--layers", "2", "--hidden", "32",
+        ["pretrain", "--data", DataDir, "--out", run, "--steps", steps.ToString(), "--seq-len", "32", "--batch-size", "4", "--layers", "2",
+            "--hidden", "32",
          "--heads", "2", "--save-every", "2", "--eval-tokens", "1024", "--keep", "3", "--seed", "5"];
 
     static (int Exit, string Err) RunWhittle(string[] args, string? fault = null, int killAfterMs = -1)
@@ -133,7 +137,8 @@ public class TrainerTests
         var b = new SafeTensorsFile(Path.Combine(crashed, "final", "model.safetensors"));
         using (a) using (b)
             foreach (var name in a.Tensors.Keys)
-                Assert.That(b.ReadFloats(name), Is.EqualTo(a.ReadFloats(name)), $"{name} after crash + resume equals the uninterrupted run");
+                Assert.That(
+                    b.ReadFloats(name), Is.EqualTo(a.ReadFloats(name)), $"{name} after crash + resume equals the uninterrupted run");
     }
 
     [Test]
@@ -158,7 +163,9 @@ public class TrainerTests
             m.Parameters[GptNeoX.EmbedOut].AsSpan<float>()[5] = float.NaN;
             GptNeoXCheckpoint.Save(m, bad);
         }
-        var (exit, err) = RunWhittle(["pretrain", "--data", DataDir, "--out", Path.Combine(_root, "nan-run"), "--init", bad, "--steps", "3", "--seq-len", "16", "--batch-size", "2"]);
+        var (exit, err) = RunWhittle(
+            ["pretrain", "--data", DataDir, "--out", Path.Combine(_root, "nan-run"), "--init", bad, "--steps", "3", "--seq-len", "16",
+            "--batch-size", "2"]);
         Assert.That(exit, Is.EqualTo(1));
         Assert.That(err, Does.Contain("step 1").And.Contain("loss is NaN"));
     }

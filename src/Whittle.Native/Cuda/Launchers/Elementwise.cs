@@ -15,7 +15,8 @@ internal static class Elementwise
 
     [Kernels("axpy_rows_f32")]
     public static void AxpyRows(IKernelLauncher l, float alpha, nint x, long ldx, nint y, long ldy, int m, int n) =>
-        l.Launch(File, "axpy_rows_f32", LaunchShape.PerElement((long)m * n), l.Args().Add(alpha).Add(x).Add(ldx).Add(y).Add(ldy).Add(m).Add(n));
+        l.Launch(File, "axpy_rows_f32", LaunchShape.PerElement((long)m * n),
+            l.Args().Add(alpha).Add(x).Add(ldx).Add(y).Add(ldy).Add(m).Add(n));
 
     [Kernels("scale_f32")]
     public static void Scale(IKernelLauncher l, nint x, float alpha, long n) =>

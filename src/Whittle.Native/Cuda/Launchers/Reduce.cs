@@ -13,7 +13,8 @@ internal static class Reduce
     public static (LaunchShape Shape, int RowsPerChunk) ColumnChunks(int rows, int cols)
     {
         int chunk = Math.Max(32, (rows + 1023) / 1024);
-        return (new LaunchShape((cols + LaunchShape.Threads - 1) / LaunchShape.Threads, (rows + chunk - 1) / chunk, LaunchShape.Threads, 0), chunk);
+        return (new LaunchShape(
+            (cols + LaunchShape.Threads - 1) / LaunchShape.Threads, (rows + chunk - 1) / chunk, LaunchShape.Threads, 0), chunk);
     }
 
     /// <summary>Blocks for <see cref="Partials"/>: one per <see cref="LaunchShape.Threads"/> elements, at most 1024.</summary>

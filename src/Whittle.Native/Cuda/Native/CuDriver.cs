@@ -40,9 +40,12 @@ internal static unsafe partial class CuDriver
     [LibraryImport(Lib, EntryPoint = "cuMemFree_v2")] public static partial int cuMemFree(nint devicePtr);
     [LibraryImport(Lib, EntryPoint = "cuMemAllocHost_v2")] public static partial int cuMemAllocHost(out nint hostPtr, nuint bytes);
     [LibraryImport(Lib)] public static partial int cuMemFreeHost(nint hostPtr);
-    [LibraryImport(Lib, EntryPoint = "cuMemcpyHtoDAsync_v2")] public static partial int cuMemcpyHtoDAsync(nint dst, nint src, nuint bytes, nint stream);
-    [LibraryImport(Lib, EntryPoint = "cuMemcpyDtoHAsync_v2")] public static partial int cuMemcpyDtoHAsync(nint dst, nint src, nuint bytes, nint stream);
-    [LibraryImport(Lib, EntryPoint = "cuMemcpyDtoDAsync_v2")] public static partial int cuMemcpyDtoDAsync(nint dst, nint src, nuint bytes, nint stream);
+    [LibraryImport(Lib, EntryPoint = "cuMemcpyHtoDAsync_v2")] public static partial int cuMemcpyHtoDAsync(
+        nint dst, nint src, nuint bytes, nint stream);
+    [LibraryImport(Lib, EntryPoint = "cuMemcpyDtoHAsync_v2")] public static partial int cuMemcpyDtoHAsync(
+        nint dst, nint src, nuint bytes, nint stream);
+    [LibraryImport(Lib, EntryPoint = "cuMemcpyDtoDAsync_v2")] public static partial int cuMemcpyDtoDAsync(
+        nint dst, nint src, nuint bytes, nint stream);
     [LibraryImport(Lib)] public static partial int cuMemsetD32Async(nint dst, uint value, nuint count, nint stream);
 
     [LibraryImport(Lib)] public static partial int cuModuleLoadData(out nint module, byte* image);

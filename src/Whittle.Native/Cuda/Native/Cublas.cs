@@ -18,7 +18,8 @@ internal static unsafe partial class Cublas
     // cudaDataType_t
     public const int CUDA_R_32F = 0, CUDA_R_16F = 2, CUDA_R_16BF = 14;
     // cublasComputeType_t
-    public const int CUBLAS_COMPUTE_32F = 68, CUBLAS_COMPUTE_32F_PEDANTIC = 69, CUBLAS_COMPUTE_32F_FAST_16BF = 75, CUBLAS_COMPUTE_32F_FAST_TF32 = 77;
+    public const int CUBLAS_COMPUTE_32F = 68, CUBLAS_COMPUTE_32F_PEDANTIC = 69, CUBLAS_COMPUTE_32F_FAST_16BF = 75,
+        CUBLAS_COMPUTE_32F_FAST_TF32 = 77;
     public const int CUBLAS_GEMM_DEFAULT = -1;
 
     [LibraryImport(Lib, EntryPoint = "cublasCreate_v2")] public static partial int cublasCreate(out nint handle);
@@ -34,7 +35,8 @@ internal static unsafe partial class Cublas
 
     [LibraryImport(Lib)]
     public static partial int cublasGemmEx(nint handle, int transA, int transB, int m, int n, int k,
-        void* alpha, nint a, int aType, int lda, nint b, int bType, int ldb, void* beta, nint c, int cType, int ldc, int computeType, int algo);
+        void* alpha, nint a, int aType, int lda, nint b, int bType, int ldb, void* beta, nint c, int cType, int ldc,
+            int computeType, int algo);
 
     [LibraryImport(Lib)]
     public static partial int cublasGemmStridedBatchedEx(nint handle, int transA, int transB, int m, int n, int k,
@@ -46,10 +48,13 @@ internal static unsafe partial class Cublas
     [LibraryImport(LtLib)] public static partial nuint cublasLtGetVersion();
 
     // cuBLASLt matmul (enum values from cublasLt.h, stable since CUDA 11)
-    public const int CUBLASLT_MATMUL_DESC_TRANSA = 3, CUBLASLT_MATMUL_DESC_TRANSB = 4, CUBLASLT_MATMUL_DESC_EPILOGUE = 7, CUBLASLT_MATMUL_DESC_BIAS_POINTER = 8;
+    public const int CUBLASLT_MATMUL_DESC_TRANSA = 3, CUBLASLT_MATMUL_DESC_TRANSB = 4, CUBLASLT_MATMUL_DESC_EPILOGUE = 7,
+        CUBLASLT_MATMUL_DESC_BIAS_POINTER = 8;
     public const int CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT = 5, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET = 6;
-    public const uint CUBLASLT_EPILOGUE_DEFAULT = 1, CUBLASLT_EPILOGUE_BIAS = 4, CUBLASLT_EPILOGUE_GELU = 32, CUBLASLT_EPILOGUE_GELU_BIAS = 36;
-    public const int CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES = 6,
+    public const uint CUBLASLT_EPILOGUE_DEFAULT = 1, CUBLASLT_EPILOGUE_BIAS = 4, CUBLASLT_EPILOGUE_GELU = 32,
+        CUBLASLT_EPILOGUE_GELU_BIAS = 36;
+    public const int CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES = 6,
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES = 7, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES = 8;
 
     /// <summary>cublasLtMatmulHeuristicResult_t: algo (8 × u64), workspace size, status, waves count, 4 reserved ints (96 bytes).</summary>
@@ -71,7 +76,8 @@ internal static unsafe partial class Cublas
     [LibraryImport(LtLib)] public static partial int cublasLtMatrixLayoutSetAttribute(nint layout, int attribute, void* value, nuint bytes);
     [LibraryImport(LtLib)] public static partial int cublasLtMatmulPreferenceCreate(out nint preference);
     [LibraryImport(LtLib)] public static partial int cublasLtMatmulPreferenceDestroy(nint preference);
-    [LibraryImport(LtLib)] public static partial int cublasLtMatmulPreferenceSetAttribute(nint preference, int attribute, void* value, nuint bytes);
+    [LibraryImport(LtLib)] public static partial int cublasLtMatmulPreferenceSetAttribute(
+        nint preference, int attribute, void* value, nuint bytes);
     [LibraryImport(LtLib)]
     public static partial int cublasLtMatmulAlgoGetHeuristic(nint handle, nint desc, nint aLayout, nint bLayout, nint cLayout, nint dLayout,
         nint preference, int requested, LtHeuristicResult* results, out int returned);

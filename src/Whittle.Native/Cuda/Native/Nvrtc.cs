@@ -18,7 +18,8 @@ internal static unsafe partial class Nvrtc
     [LibraryImport(Lib)] public static partial int nvrtcGetNumSupportedArchs(out int count);
     [LibraryImport(Lib)] public static partial int nvrtcGetSupportedArchs(int* archs);
     [LibraryImport(Lib)]
-    public static partial int nvrtcCreateProgram(out nint program, byte* source, byte* name, int headerCount, byte** headers, byte** includeNames);
+    public static partial int nvrtcCreateProgram(
+        out nint program, byte* source, byte* name, int headerCount, byte** headers, byte** includeNames);
     [LibraryImport(Lib)] public static partial int nvrtcDestroyProgram(ref nint program);
     [LibraryImport(Lib)] public static partial int nvrtcCompileProgram(nint program, int optionCount, byte** options);
     [LibraryImport(Lib)] public static partial int nvrtcGetProgramLogSize(nint program, out nuint size);

@@ -40,8 +40,10 @@ extern "C" __global__ void softgpu_test_scale(float* y, long long n, float alpha
 extern "C" __global__ void softgpu_test_mma_tile(const unsigned short* A, const unsigned short* B, float* D, int swapA) {
     int lane = threadIdx.x, g = lane / 4, t = lane % 4;
     auto pair = [](unsigned short lo, unsigned short hi) { return (unsigned int)lo | ((unsigned int)hi << 16); };
-    unsigned int a[4] = {pair(A[g * 16 + 2 * t], A[g * 16 + 2 * t + 1]), pair(A[(g + 8) * 16 + 2 * t], A[(g + 8) * 16 + 2 * t + 1]),
-                         pair(A[g * 16 + 2 * t + 8], A[g * 16 + 2 * t + 9]), pair(A[(g + 8) * 16 + 2 * t + 8], A[(g + 8) * 16 + 2 * t + 9])};
+    unsigned int a[4] = {pair(A[g * 16 + 2 * t], A[g * 16 + 2 * t + 1]),
+                         pair(A[(g + 8) * 16 + 2 * t], A[(g + 8) * 16 + 2 * t + 1]),
+                         pair(A[g * 16 + 2 * t + 8], A[g * 16 + 2 * t + 9]),
+                         pair(A[(g + 8) * 16 + 2 * t + 8], A[(g + 8) * 16 + 2 * t + 9])};
     if (swapA) { unsigned int s = a[1]; a[1] = a[2]; a[2] = s; }
     unsigned int b0 = pair(B[(2 * t) * 8 + g], B[(2 * t + 1) * 8 + g]), b1 = pair(B[(2 * t + 8) * 8 + g], B[(2 * t + 9) * 8 + g]);
     float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};

@@ -2,9 +2,8 @@ using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Whittle.Native.Cpu;
 using Whittle.Native.Model;
-using Whittle.Native.Tests.Cli;
 
-namespace Whittle.Native.Tests.Distillation;
+namespace Whittle.Native.Tests.Cli;
 
 /// <summary>
 /// `whittle cache-teacher` and `distill --teacher-cache` through the real command: a cached run trains like the live
@@ -20,16 +19,21 @@ public class TeacherCacheCommandTests
     /// <summary>Built once: top-16 at τ = 2, 2×16-token micro-batches, 4 steps × grad-accum 1, seed 3.</summary>
     static string Cache => Path.Combine(_root, "cache");
 
-    static GptNeoXConfig Tiny => new() { VocabSize = 4096, HiddenSize = 32, NumLayers = 2, NumHeads = 2, IntermediateSize = 64, MaxPositionEmbeddings = 64 };
+    static GptNeoXConfig Tiny =>
+        new() { VocabSize = 4096, HiddenSize = 32, NumLayers = 2, NumHeads = 2, IntermediateSize = 64, MaxPositionEmbeddings = 64 };
 
-    static string[] Shape(ulong seed = 3) => ["--data", TestData.AustenSlice, "--seq-len", "16", "--batch-size", "2", "--seed", seed.ToString()];
+    static string[] Shape(ulong seed = 3) =>
+        ["--data", TestData.AustenSlice, "--seq-len", "16", "--batch-size", "2", "--seed", seed.ToString()];
 
     static string[] Student(string run, int steps) =>
-        [.. Shape(), "--out", run, "--steps", steps.ToString(), "--eval-tokens", "256", "--layers", "1", "--hidden", "32", "--heads", "2", "--lr", "3e-3"];
+        [.. Shape(), "--out", run, "--steps", steps.ToString(), "--eval-tokens", "256", "--layers", "1", "--hidden", "32", "--heads", "2",
+            "--lr", "3e-3"];
 
     static string BuildCache(string dir, int steps, params string[] more)
     {
-        var (exit, stdout, err) = CliRunner.Run(["cache-teacher", "--teacher", Teacher, .. Shape(), "--top-k", "16", "--temperature", "2", "--steps", steps.ToString(), "--out", dir, .. more]);
+        var (exit, stdout, err) = CliRunner.Run(
+            ["cache-teacher", "--teacher", Teacher, .. Shape(), "--top-k", "16", "--temperature", "2", "--steps", steps.ToString(), "--out",
+            dir, .. more]);
         Assert.That(exit, Is.EqualTo(0), err);
         return stdout;
     }
@@ -59,7 +63,9 @@ public class TeacherCacheCommandTests
     public void TheCacheHoldsOneFilePerMicroBatchAndAManifest()
     {
         var files = Directory.GetFiles(Cache).Select(Path.GetFileName).Order().ToArray();
-        Assert.That(files, Is.EqualTo(new[] { "batch-00000000.kd", "batch-00000001.kd", "batch-00000002.kd", "batch-00000003.kd", "manifest.json" }));
+        Assert.That(
+            files, Is.EqualTo(
+            new[] { "batch-00000000.kd", "batch-00000001.kd", "batch-00000002.kd", "batch-00000003.kd", "manifest.json" }));
         var m = JsonNode.Parse(File.ReadAllText(Path.Combine(Cache, "manifest.json")))!;
         Assert.That(m["top_k"]!.GetValue<int>(), Is.EqualTo(16));
         Assert.That(m["temperature"]!.GetValue<float>(), Is.EqualTo(2f));
@@ -85,7 +91,8 @@ public class TeacherCacheCommandTests
         const double F16Roundoff = 1.0 / 2048;
         var live = Path.Combine(_root, "live");
         var cached = Path.Combine(_root, "cached");
-        var a = CliRunner.Run(["distill", "--teacher", Teacher, "--loss", "top-k", "--top-k", "16", "--temperature", "2", .. Student(live, 4)]);
+        var a = CliRunner.Run(
+            ["distill", "--teacher", Teacher, "--loss", "top-k", "--top-k", "16", "--temperature", "2", .. Student(live, 4)]);
         Assert.That(a.Exit, Is.EqualTo(0), a.Stderr);
         var b = CliRunner.Run(["distill", "--teacher-cache", Cache, .. Student(cached, 4)]);
         Assert.That(b.Exit, Is.EqualTo(0), b.Stderr);
@@ -99,16 +106,19 @@ public class TeacherCacheCommandTests
         for (int i = 0; i < 4; i++)
         {
             double kdA = la[i]["kd"]!.GetValue<double>(), kdB = lb[i]["kd"]!.GetValue<double>();
-            TestContext.Out.WriteLine($"step {i + 1}: kd {kdA} vs {kdB} ({kdB - kdA:e2}), ce {la[i]["ce"]} vs {lb[i]["ce"]}, loss {la[i]["loss"]} vs {lb[i]["loss"]}");
+            TestContext.Out.WriteLine($"step {i + 1}: kd {kdA} vs {kdB} ({kdB - kdA:e2}), ce {la[i]["ce"]} vs {lb[i]["ce"]}, loss " +
+                $"{la[i]["loss"]} vs {lb[i]["loss"]}");
             Assert.That(kdA, Is.GreaterThan(1), "a real KD signal to compare");
             Assert.That(kdB, Is.EqualTo(kdA).Within(F16Roundoff * kdA), $"step {i + 1} kd");
-            Assert.That(lb[i]["ce"]!.GetValue<double>(), Is.EqualTo(la[i]["ce"]!.GetValue<double>()).Within(1e-3).Percent, $"step {i + 1} ce");
+            Assert.That(
+                lb[i]["ce"]!.GetValue<double>(), Is.EqualTo(la[i]["ce"]!.GetValue<double>()).Within(1e-3).Percent, $"step {i + 1} ce");
             double lossA = la[i]["loss"]!.GetValue<double>();
             Assert.That(lb[i]["loss"]!.GetValue<double>(), Is.EqualTo(lossA).Within(F16Roundoff * lossA), $"step {i + 1} loss");
         }
     }
 
-    /// <summary>With grad-accum 2 every step reads two files, and a resumed run must pick up at the right one (a wrong index fails the hash check).</summary>
+    /// <summary>With grad-accum 2 every step reads two files, and a resumed run must pick up at the right one (a wrong index fails the hash
+    /// check).</summary>
     [Test]
     public void ResumeAndGradientAccumulationReadTheRightBatches()
     {
@@ -122,7 +132,8 @@ public class TeacherCacheCommandTests
         Assert.That(second.Exit, Is.EqualTo(0), second.Stderr);
         Assert.That(second.Stdout, Does.Contain("resumed at step 2"));
         Assert.That(StepLines(run).Select(o => o["step"]!.GetValue<int>()), Is.EqualTo(new[] { 1, 2, 3 }));
-        var tooLong = CliRunner.Run(["distill", "--teacher-cache", cache, .. Student(Path.Combine(_root, "too-long"), 4), "--grad-accum", "2"]);
+        var tooLong = CliRunner.Run(
+            ["distill", "--teacher-cache", cache, .. Student(Path.Combine(_root, "too-long"), 4), "--grad-accum", "2"]);
         Assert.That(tooLong.Exit, Is.EqualTo(1));
         Assert.That(tooLong.Stderr, Does.Contain("holds 6 micro-batches").And.Contain("needs 8"));
     }
@@ -139,12 +150,14 @@ public class TeacherCacheCommandTests
         Assert.That(err, Does.Contain("batch-00000000.kd").And.Contain("sha256").And.Contain("this batch's tokens hash to"));
     }
 
-    /// <summary>A cache built for another data order (--seed 5) whose manifest was edited to claim seed 3: the batch hashes still catch it.</summary>
+    /// <summary>A cache built for another data order (--seed 5) whose manifest was edited to claim seed 3: the batch hashes still catch
+    /// it.</summary>
     [Test]
     public void ACacheOfAnotherDataOrderIsRefusedByTheBatchHash()
     {
         var cache = Path.Combine(_root, "cache-seed5");
-        var (exit0, _, err0) = CliRunner.Run(["cache-teacher", "--teacher", Teacher, .. Shape(5), "--top-k", "16", "--temperature", "2", "--steps", "2", "--out", cache]);
+        var (exit0, _, err0) = CliRunner.Run(
+            ["cache-teacher", "--teacher", Teacher, .. Shape(5), "--top-k", "16", "--temperature", "2", "--steps", "2", "--out", cache]);
         Assert.That(exit0, Is.EqualTo(0), err0);
         var run = Path.Combine(_root, "seed-mismatch");
         var refused = CliRunner.Run(["distill", "--teacher-cache", cache, .. Student(run, 2)]);
@@ -213,13 +226,15 @@ public class TeacherCacheCommandTests
         Assert.That(again.Stderr, Does.Contain("already exists"));
     }
 
-    /// <summary>Killed in the middle of its work, cache-teacher leaves no cache directory (only a hidden temporary one beside it).</summary>
+    /// <summary>Killed in the middle of its work, cache-teacher leaves no cache directory (only a hidden temporary one beside
+    /// it).</summary>
     [Test]
     public void AnInterruptedBuildLeavesNoCacheDirectory()
     {
         var cache = Path.Combine(_root, "cache-killed");
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { Path.Combine(TestContext.CurrentContext.TestDirectory, "whittle.dll"), "cache-teacher", "--teacher", Teacher }
+        foreach (var a in new[] { Path.Combine(TestContext.CurrentContext.TestDirectory, "whittle.dll"), "cache-teacher",
+            "--teacher", Teacher }
                      .Concat(Shape()).Concat(["--top-k", "4", "--steps", "20000", "--out", cache]))
             psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
@@ -231,7 +246,9 @@ public class TeacherCacheCommandTests
         p.Kill(true);
         p.WaitForExit();
         Assert.That(Directory.Exists(cache), Is.False);
-        Assert.That(Directory.GetDirectories(_root, ".cache-killed.tmp-*"), Has.Length.EqualTo(1), "the partial cache lives under a temporary name");
+        Assert.That(
+            Directory.GetDirectories(_root, ".cache-killed.tmp-*"), Has.Length.EqualTo(1),
+            "the partial cache lives under a temporary name");
         var (exit, _, err) = CliRunner.Run(["distill", "--teacher-cache", cache, .. Student(Path.Combine(_root, "after-kill"), 2)]);
         Assert.That(exit, Is.EqualTo(1));
         Assert.That(err, Does.Contain("directory not found"));

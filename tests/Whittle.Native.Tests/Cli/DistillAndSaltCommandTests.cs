@@ -5,12 +5,12 @@ using Whittle.Native.Data;
 using Whittle.Native.Distillation;
 using Whittle.Native.Model;
 using Whittle.Native.Tensors;
-using Whittle.Native.Tests.Cli;
 using Whittle.Native.Training;
 
-namespace Whittle.Native.Tests.Distillation;
+namespace Whittle.Native.Tests.Cli;
 
-/// <summary>`whittle distill` and `whittle salt` on real data: bad input is refused before any work; SALT switches from KD to CE at n_KD.</summary>
+/// <summary>`whittle distill` and `whittle salt` on real data: bad input is refused before any work; SALT switches from KD to CE at
+/// n_KD.</summary>
 [NonParallelizable]
 [Category(TestBackends.GemmSensitive)]
 public class DistillAndSaltCommandTests
@@ -18,7 +18,8 @@ public class DistillAndSaltCommandTests
     static string _root = "";
     static string Teacher => Path.Combine(_root, "teacher");
 
-    static GptNeoXConfig Tiny => new() { VocabSize = 4096, HiddenSize = 32, NumLayers = 2, NumHeads = 2, IntermediateSize = 64, MaxPositionEmbeddings = 64 };
+    static GptNeoXConfig Tiny =>
+        new() { VocabSize = 4096, HiddenSize = 32, NumLayers = 2, NumHeads = 2, IntermediateSize = 64, MaxPositionEmbeddings = 64 };
 
     [OneTimeSetUp]
     public void MakeTeacher()
@@ -32,7 +33,8 @@ public class DistillAndSaltCommandTests
     public void Cleanup() { try { Directory.Delete(_root, true); } catch (IOException) { } }
 
     static string[] Common(string run, int steps) =>
-        ["--data", TestData.AustenSlice, "--out", run, "--steps", steps.ToString(), "--seq-len", "16", "--batch-size", "2", "--eval-tokens", "256",
+        ["--data", TestData.AustenSlice, "--out", run, "--steps", steps.ToString(), "--seq-len", "16", "--batch-size", "2",
+            "--eval-tokens", "256",
          "--layers", "1", "--hidden", "32", "--heads", "2"];
 
     [TestCase("--temperature", "0", "--temperature must be > 0")]
@@ -67,7 +69,8 @@ public class DistillAndSaltCommandTests
     {
         var student = Path.Combine(_root, "small-vocab-student");
         using (var m = GptNeoX.CreateRandom(Tiny with { VocabSize = 5000 }, CpuBackend.Instance, 1)) GptNeoXCheckpoint.Save(m, student);
-        var (exit, _, err) = CliRunner.Run(["distill", "--teacher", Teacher, "--student", student, .. Common(Path.Combine(_root, "vocab"), 2)]);
+        var (exit, _, err) = CliRunner.Run(
+            ["distill", "--teacher", Teacher, "--student", student, .. Common(Path.Combine(_root, "vocab"), 2)]);
         Assert.That(exit, Is.EqualTo(1));
         Assert.That(err, Does.Contain("vocabularies differ"));
     }
@@ -115,7 +118,9 @@ public class DistillAndSaltCommandTests
         // metrics.jsonl holds full doubles; the loss is the f32 weighted mean of the same per-row parts, so only f32
         // rounding of ω·KD + (1−ω)·CE over the rows (values ~5, 32 rows: ≲ 32·5·2^-24 ≈ 1e-5) separates them: 1e-4.
         foreach (var o in steps.Where(o => o["kd"] is not null))
-            Assert.That(o["loss"]!.GetValue<double>(), Is.EqualTo(0.5 * o["ce"]!.GetValue<double>() + 0.5 * o["kd"]!.GetValue<double>()).Within(1e-4), "(1−ω)·CE + ω·KL");
+            Assert.That(
+                o["loss"]!.GetValue<double>(),
+                Is.EqualTo(0.5 * o["ce"]!.GetValue<double>() + 0.5 * o["kd"]!.GetValue<double>()).Within(1e-4), "(1−ω)·CE + ω·KL");
         var evalSteps = lines.Where(o => o["val_loss"] is not null).Select(o => o["step"]!.GetValue<int>());
         Assert.That(evalSteps, Is.EquivalentTo(new[] { 3, 7, 10 }), "evaluated at the switch, 70% and 100%");
         var kept = new CheckpointStore(run).List().Select(c => c.Step);
@@ -151,9 +156,11 @@ public class DistillAndSaltCommandTests
     public void SaltRefusesASelectionScoredOnOtherData()
     {
         var sel = Path.Combine(_root, "sel.json");
-        var made = CliRunner.Run("salt-select", "--small", Teacher, "--data", TestData.AustenSlice, "--top-k", "10", "--keep", "0.5", "--seq-len", "16", "--max-sequences", "20", "--out", sel);
+        var made = CliRunner.Run("salt-select", "--small", Teacher, "--data", TestData.AustenSlice, "--top-k", "10", "--keep", "0.5",
+            "--seq-len", "16", "--max-sequences", "20", "--out", sel);
         Assert.That(made.Exit, Is.EqualTo(0), made.Stderr);
-        var ok = CliRunner.Run(["salt", "--small", Teacher, .. Common(Path.Combine(_root, "sel-ok"), 3), "--kd-steps", "2", "--select", sel]);
+        var ok = CliRunner.Run(
+            ["salt", "--small", Teacher, .. Common(Path.Combine(_root, "sel-ok"), 3), "--kd-steps", "2", "--select", sel]);
         Assert.That(ok.Exit, Is.EqualTo(0), ok.Stderr);
 
         var o = JsonNode.Parse(File.ReadAllText(sel))!;

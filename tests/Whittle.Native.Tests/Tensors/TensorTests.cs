@@ -1,6 +1,6 @@
 using Whittle.Native.Tensors;
 
-namespace Whittle.Native.Tests;
+namespace Whittle.Native.Tests.Tensors;
 
 public class TensorTests
 {

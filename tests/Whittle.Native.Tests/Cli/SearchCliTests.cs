@@ -3,10 +3,9 @@ using Whittle.Native.Evaluation;
 using Whittle.Native.Model;
 using Whittle.Native.Search;
 using Whittle.Native.Tensors;
-using Whittle.Native.Tests.Cli;
 using static Whittle.Native.Tests.Search.SearchTestModels;
 
-namespace Whittle.Native.Tests.Search;
+namespace Whittle.Native.Tests.Cli;
 
 /// <summary>
 /// importance → search → extract through the built `whittle` command on the tiny PyTorch fixture, each output checked
@@ -18,7 +17,8 @@ public class SearchCliTests
 {
     string _tmp = "";
 
-    [SetUp] public void SetUp() { _tmp = Path.Combine(Path.GetTempPath(), "whittle-search-cli-" + Guid.NewGuid().ToString("N")); Directory.CreateDirectory(_tmp); }
+    [SetUp] public void SetUp() { _tmp = Path.Combine(Path.GetTempPath(), "whittle-search-cli-" + Guid.NewGuid().ToString("N"));
+    Directory.CreateDirectory(_tmp); }
     [TearDown] public void TearDown() { if (Directory.Exists(_tmp)) Directory.Delete(_tmp, true); }
 
     /// <summary>A token dataset directory written by hand in the documented format (meta.json + uint16 shards).</summary>
@@ -33,7 +33,8 @@ public class SearchCliTests
             var bytes = new byte[n * 2];
             for (int i = 0; i < n; i++) BitConverter.TryWriteBytes(bytes.AsSpan(2 * i), Next(i));
             File.WriteAllBytes(Path.Combine(dir, $"{name}-0000.bin"), bytes);
-            return new JsonObject { ["documents"] = 1, ["tokens"] = n, ["shards"] = new JsonArray(new JsonObject { ["file"] = $"{name}-0000.bin", ["tokens"] = n }) };
+            return new JsonObject { ["documents"] = 1, ["tokens"] = n,
+                ["shards"] = new JsonArray(new JsonObject { ["file"] = $"{name}-0000.bin", ["tokens"] = n }) };
         }
         var meta = new JsonObject
         {
@@ -53,7 +54,8 @@ public class SearchCliTests
         var data = WriteDataset(Path.Combine(_tmp, "data"), 96, 2000, 600, 1);
         var outDir = Path.Combine(_tmp, "search");
         using var held = RunDirectoryLock.Acquire(outDir, "search");
-        var r = CliRunner.Run("search", "--model", CliRunner.Fixture("tiny-neox"), "--data", data, "--budget-ratio", "0.7", "--space", "uniform",
+        var r = CliRunner.Run("search", "--model", CliRunner.Fixture("tiny-neox"), "--data", data, "--budget-ratio", "0.7",
+            "--space", "uniform",
             "--evaluations", "2", "--seq-len", "16", "--batch-size", "4", "--eval-tokens", "120", "--out", outDir);
         Assert.That(r.Exit, Is.EqualTo(1), r.Stdout + r.Stderr);
         Assert.That(r.Stderr.TrimEnd().Split('\n'), Has.Length.EqualTo(1), r.Stderr);
@@ -72,7 +74,8 @@ public class SearchCliTests
 
         // importance: the permuted parent computes the same function as the fixture.
         var ranked = Path.Combine(_tmp, "ranked");
-        var imp = CliRunner.Run("importance", "--model", fixture, "--ids", idsFile, "--seq-len", "32", "--batches", "2", "--batch-size", "4", "--out", ranked);
+        var imp = CliRunner.Run("importance", "--model", fixture, "--ids", idsFile, "--seq-len", "32", "--batches", "2", "--batch-size",
+            "4", "--out", ranked);
         Assert.That(imp.Exit, Is.EqualTo(0), imp.Stderr);
         Assert.That(File.Exists(Path.Combine(ranked, "importance.json")));
         var ids = RandomIds(96, 2, 9, 5);
@@ -82,7 +85,8 @@ public class SearchCliTests
 
         // search: every candidate inside the window, perplexities reproducible, Pareto front non-dominated.
         var outDir = Path.Combine(_tmp, "search");
-        string[] common = ["search", "--model", ranked, "--data", data, "--budget-ratio", "0.7", "--tolerance", "0.15", "--space", "per-layer",
+        string[] common = ["search", "--model", ranked, "--data", data, "--budget-ratio", "0.7", "--tolerance", "0.15", "--space",
+            "per-layer",
             "--population", "4", "--seq-len", "16", "--batch-size", "4", "--eval-tokens", "120", "--out", outDir, "--json"];
         Assert.That(common.Count(a => a == "120"), Is.EqualTo(1));
         var run = CliRunner.Run([.. common, "--evaluations", "6"]);
@@ -93,7 +97,8 @@ public class SearchCliTests
         var config = GptNeoXConfig.Load(ranked);
         Assert.That(high, Is.EqualTo((long)Math.Floor(0.7 * ParameterCount.Of(config).Total)));
         var history = File.ReadAllLines(Path.Combine(outDir, "history.jsonl")).Select(l => JsonNode.Parse(l)!.AsObject()).ToList();
-        Assert.That(history.Select(h => h["spec"]!.ToJsonString()).Distinct().Count(), Is.EqualTo(history.Count), "each candidate evaluated once");
+        Assert.That(
+            history.Select(h => h["spec"]!.ToJsonString()).Distinct().Count(), Is.EqualTo(history.Count), "each candidate evaluated once");
         using var parent = GptNeoXCheckpoint.Load(ranked, Host);
         using var val = TokenDatasetFor(data);
         foreach (var h in history)
@@ -149,7 +154,8 @@ public class SearchCliTests
         Assert.That(tiny.Exit, Is.EqualTo(1), tiny.Stderr);
         Assert.That(tiny.Stderr, Does.Contain("impossible budget"));
         Assert.That(Directory.Exists(outDir), Is.False, "nothing written for an impossible budget");
-        var both = CliRunner.Run("search", "--model", fixture, "--data", data, "--budget-params", "1000", "--budget-ratio", "0.5", "--out", outDir);
+        var both = CliRunner.Run("search", "--model", fixture, "--data", data, "--budget-params", "1000", "--budget-ratio", "0.5",
+            "--out", outDir);
         Assert.That(both.Stderr, Does.Contain("exactly one of --budget-params"));
 
         var spec = Path.Combine(_tmp, "big.json");

@@ -6,7 +6,7 @@ using Whittle.Native.Cuda;
 using Whittle.Native.Tensors;
 using Whittle.Native.Tests.Cli;
 
-namespace Whittle.Native.Tests.Cuda;
+namespace Whittle.Native.Tests.Verification;
 
 /// <summary>
 /// The whole-model comparison (<see cref="ModelParity"/>, run by `whittle doctor --model` on a GPU machine) exercised
@@ -40,7 +40,9 @@ public class ModelParityTests
         Assert.That(results.Single(r => r.Case == "loss").MaxRelativeError, Is.Zero);
         var failed = results.Where(r => !r.Passed).Select(r => r.Case).ToList();
         Assert.That(failed, Does.Contain("grad.gpt_neox.layers.0.attention.query_key_value.weight"));
-        Assert.That(failed, Does.Not.Contain("grad.gpt_neox.layers.1.mlp.dense_4h_to_h.weight"), "gradients that do not pass through rotary still agree");
+        Assert.That(
+            failed, Does.Not.Contain("grad.gpt_neox.layers.1.mlp.dense_4h_to_h.weight"),
+            "gradients that do not pass through rotary still agree");
     }
 
     [Test]
@@ -65,7 +67,9 @@ public class ModelParityTests
         Assert.That(exit, Is.EqualTo(0), stderr);
         var o = JsonNode.Parse(stdout)!;
         var rows = o["model_parity"]!.AsArray();
-        Assert.That(rows.Select(r => r!["check"]!.GetValue<string>()), Does.Contain("logits").And.Contain("loss").And.Contain("grad.embed_out.weight").And.Contain("adamw.embed_out.weight"));
+        Assert.That(
+            rows.Select(r => r!["check"]!.GetValue<string>()),
+            Does.Contain("logits").And.Contain("loss").And.Contain("grad.embed_out.weight").And.Contain("adamw.embed_out.weight"));
         Assert.That(rows.Select(r => r!["case"]!.GetValue<string>()).Distinct().Count(), Is.EqualTo(ModelParity.Cases.Count));
         Assert.That(o["model_parity_failed"]!.GetValue<int>(), Is.Zero);
         Assert.That(o["ok"]!.GetValue<bool>(), Is.True);
