@@ -1,6 +1,7 @@
 // attention_mma.cu: causal attention on bf16 tensor cores (mma.sync.m16n8k16), for the bf16 precision mode: the
-// forward for head sizes 64 and 128, the backward for 64. Same semantics, arguments and (B, T, H, D) strided views as
-// attention.cu, whose f32 kernels stay the reference. Matches CpuBackend.AttentionForward / AttentionBackward up to
+// forward for head sizes 64 and 128, the backward for 64. Same semantics, arguments, (B, T, H, D) strided views and
+// grouped-query attention (k, v with KV heads; query head h reads kv head h / (H / KV)) as attention.cu, whose f32
+// kernels stay the reference. Matches CpuBackend.AttentionForward / AttentionBackward up to
 // bf16 rounding of the mma inputs (the parity harness bounds it); each kernel family's policy comment is with it below.
 // MMA_BR and MMA_BC come from src/Whittle.Native/Tensors/KernelConstants.cs as -D options.
 #include "common.cuh"
@@ -45,13 +46,13 @@ __device__ __forceinline__ unsigned int ld_pair(const unsigned short* row, int c
 
 template <int D>
 __device__ void attention_forward_mma(const float* q, const float* k, const float* v, float* out, float* lse,
-                                      int B, int T, int H, float scale, Bthd sq, Bthd sk, Bthd sv, Bthd so) {
+                                      int B, int T, int H, int KV, float scale, Bthd sq, Bthd sk, Bthd sv, Bthd so) {
     constexpr int QP = D + 8, VP = MMA_BC + 8;
     unsigned short* sQ = smem16;                  // (64, D+8)
     unsigned short* sK = sQ + MMA_BR * QP;        // (64, D+8)
     unsigned short* sVt = sK + MMA_BC * QP;       // (D, 64+8)
     int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, g = lane / 4, c = lane % 4;
-    int bh = blockIdx.y, b = bh / H, h = bh % H;
+    int bh = blockIdx.y, b = bh / H, h = bh % H, kvh = h / (H / KV);
     int q0 = blockIdx.x * MMA_BR;
     for (int e = threadIdx.x; e < MMA_BR * D; e += blockDim.x) {
         int i = e / D, d = e % D, t = q0 + i;
@@ -76,8 +77,8 @@ __device__ void attention_forward_mma(const float* q, const float* k, const floa
         __syncthreads();                           // the previous tile's sK / sVt are no longer read
         for (int e = threadIdx.x; e < MMA_BC * D; e += blockDim.x) {
             int j = e / D, d = e % D, key = j0 + j;
-            sK[j * QP + d] = f32_to_bf16(key < T ? k[at(sk, b, key, h) + d] : 0.0f);
-            sVt[d * VP + j] = f32_to_bf16(key < T ? v[at(sv, b, key, h) + d] : 0.0f);
+            sK[j * QP + d] = f32_to_bf16(key < T ? k[at(sk, b, key, kvh) + d] : 0.0f);
+            sVt[d * VP + j] = f32_to_bf16(key < T ? v[at(sv, b, key, kvh) + d] : 0.0f);
         }
         __syncthreads();
         if (j0 > q0 + warp * 16 + 15 || q0 + warp * 16 >= T) continue;  // warp-uniform: every key is after every row
@@ -137,13 +138,13 @@ __device__ void attention_forward_mma(const float* q, const float* k, const floa
 }
 
 extern "C" __global__ __launch_bounds__(128) void attention_forward_mma_d64(const float* q, const float* k, const float* v,
-        float* out, float* lse, int B, int T, int H, int D, float scale, Bthd sq, Bthd sk, Bthd sv, Bthd so) {
-    attention_forward_mma<64>(q, k, v, out, lse, B, T, H, scale, sq, sk, sv, so);
+        float* out, float* lse, int B, int T, int H, int KV, int D, float scale, Bthd sq, Bthd sk, Bthd sv, Bthd so) {
+    attention_forward_mma<64>(q, k, v, out, lse, B, T, H, KV, scale, sq, sk, sv, so);
 }
 
 extern "C" __global__ __launch_bounds__(128) void attention_forward_mma_d128(const float* q, const float* k, const float* v,
-        float* out, float* lse, int B, int T, int H, int D, float scale, Bthd sq, Bthd sk, Bthd sv, Bthd so) {
-    attention_forward_mma<128>(q, k, v, out, lse, B, T, H, scale, sq, sk, sv, so);
+        float* out, float* lse, int B, int T, int H, int KV, int D, float scale, Bthd sq, Bthd sk, Bthd sv, Bthd so) {
+    attention_forward_mma<128>(q, k, v, out, lse, B, T, H, KV, scale, sq, sk, sv, so);
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -153,7 +154,8 @@ extern "C" __global__ __launch_bounds__(128) void attention_forward_mma_d128(con
 // Dt = rowsum(dO ⊙ O) (attention_backward_dot) are f32. Same split as the f32 kernels, so no atomics:
 //   dq:   grid (ceil(T/64), B*H), warp w owns query rows q0+16w..+15, over key tiles j0 <= last row:
 //         S = Q K^T, dP = dO V^T, P = exp(scale S - lse), dS = P (dP - Dt), dQ += dS K          (K^T tile for the B side)
-//   dkdv: grid (ceil(T/64), B*H), warp w owns key rows k0+16w..+15, over query tiles i0 >= first key:
+//   dkdv: grid (ceil(T/64), B*KV), warp w owns key rows k0+16w..+15 of a kv head, over the query tiles i0 >= first key
+//         of each query head of its group in turn (a fixed order inside the block: no atomics for GQA either):
 //         S^T = K Q^T, dP^T = V dO^T, P^T, dS^T = P^T (dP^T - Dt), dV += P^T dO, dK += dS^T Q   (Q^T, dO^T tiles)
 // Shared memory (bf16, rows padded by 8): dq: Q, dO, K, V (64, 72) and K^T (64, 72) = 46 KB;
 // dkdv: K, V, Q, dO (64, 72), Q^T, dO^T (64, 72) and lse, Dt (64) f32 = 55.8 KB (the host raises the limit).
@@ -198,8 +200,8 @@ __device__ __forceinline__ void load_tile_d64(const float* x, Bthd s, int b, int
     }
 }
 
-extern "C" __global__ __launch_bounds__(128) void attention_backward_dq_mma_d64(const float* dOut, const float* q,
-        const float* k, const float* v, const float* lse, const float* dt, float* dq, int B, int T, int H, int D, float scale,
+extern "C" __global__ __launch_bounds__(128) void attention_backward_dq_mma_d64(const float* dOut, const float* q, const float* k,
+        const float* v, const float* lse, const float* dt, float* dq, int B, int T, int H, int KV, int D, float scale,
         Bthd sdo, Bthd sq, Bthd sk, Bthd sv, Bthd sdq) {
     unsigned short* sQ = smem16;          // (64, 72) query rows
     unsigned short* sdO = sQ + 64 * 72;   // (64, 72)
@@ -207,7 +209,7 @@ extern "C" __global__ __launch_bounds__(128) void attention_backward_dq_mma_d64(
     unsigned short* sV = sK + 64 * 72;    // (64, 72)
     unsigned short* sKt = sV + 64 * 72;   // (64 dims, 72) K^T
     int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, g = lane / 4, c = lane % 4;
-    int bh = blockIdx.y, b = bh / H, h = bh % H, q0 = blockIdx.x * 64;
+    int bh = blockIdx.y, b = bh / H, h = bh % H, kvh = h / (H / KV), q0 = blockIdx.x * 64;
     load_tile_d64(q, sq, b, h, q0, T, sQ, nullptr);
     load_tile_d64(dOut, sdo, b, h, q0, T, sdO, nullptr);
     int row0 = q0 + warp * 16 + g, row8 = row0 + 8;
@@ -218,8 +220,8 @@ extern "C" __global__ __launch_bounds__(128) void attention_backward_dq_mma_d64(
     int lastKey = min(q0 + 64, T) - 1;
     for (int j0 = 0; j0 <= lastKey; j0 += 64) {
         __syncthreads();
-        load_tile_d64(k, sk, b, h, j0, T, sK, sKt);
-        load_tile_d64(v, sv, b, h, j0, T, sV, nullptr);
+        load_tile_d64(k, sk, b, kvh, j0, T, sK, sKt);
+        load_tile_d64(v, sv, b, kvh, j0, T, sV, nullptr);
         __syncthreads();
         if (j0 > q0 + warp * 16 + 15 || q0 + warp * 16 >= T) continue;  // warp-uniform
         float s[8][4], dp[8][4];
@@ -240,8 +242,8 @@ extern "C" __global__ __launch_bounds__(128) void attention_backward_dq_mma_d64(
     }
 }
 
-extern "C" __global__ __launch_bounds__(128) void attention_backward_dkdv_mma_d64(const float* dOut, const float* q,
-        const float* k, const float* v, const float* lse, const float* dt, float* dk, float* dv, int B, int T, int H, int D, float scale,
+extern "C" __global__ __launch_bounds__(128) void attention_backward_dkdv_mma_d64(const float* dOut, const float* q, const float* k,
+        const float* v, const float* lse, const float* dt, float* dk, float* dv, int B, int T, int H, int KV, int D, float scale,
         Bthd sdo, Bthd sq, Bthd sk, Bthd sv, Bthd sdk, Bthd sdv) {
     unsigned short* sK = smem16;          // (64, 72) this block's key rows
     unsigned short* sV = sK + 64 * 72;    // (64, 72)
@@ -252,45 +254,48 @@ extern "C" __global__ __launch_bounds__(128) void attention_backward_dkdv_mma_d6
     float* sL = reinterpret_cast<float*>(sdOt + 64 * 72);  // (64) lse of the query tile
     float* sD = sL + 64;                                   // (64) Dt of the query tile
     int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, g = lane / 4, c = lane % 4;
-    int bh = blockIdx.y, b = bh / H, h = bh % H, k0 = blockIdx.x * 64;
-    load_tile_d64(k, sk, b, h, k0, T, sK, nullptr);
-    load_tile_d64(v, sv, b, h, k0, T, sV, nullptr);
+    int bg = blockIdx.y, b = bg / KV, kvh = bg % KV, group = H / KV, k0 = blockIdx.x * 64;
+    load_tile_d64(k, sk, b, kvh, k0, T, sK, nullptr);
+    load_tile_d64(v, sv, b, kvh, k0, T, sV, nullptr);
     int key0 = k0 + warp * 16 + g, key8 = key0 + 8;
     float gk[8][4], gv[8][4];
     for (int n = 0; n < 8; n++) for (int e = 0; e < 4; e++) { gk[n][e] = 0.0f; gv[n][e] = 0.0f; }
-    for (int i0 = k0; i0 < T; i0 += 64) {         // k0 is a multiple of 64: earlier query tiles precede every key here
-        __syncthreads();
-        load_tile_d64(q, sq, b, h, i0, T, sQ, sQt);
-        load_tile_d64(dOut, sdo, b, h, i0, T, sdO, sdOt);
-        for (int i = threadIdx.x; i < 64; i += blockDim.x) {
-            int t = i0 + i;
-            sL[i] = t < T ? lse[(long long)bh * T + t] : 0.0f;
-            sD[i] = t < T ? dt[(long long)bh * T + t] : 0.0f;
-        }
-        __syncthreads();
-        if (i0 + 63 < k0 + warp * 16 || k0 + warp * 16 >= T) continue;  // warp-uniform: every query precedes every key
-        float s[8][4], dp[8][4];
-        mma_rows_rows_d64(s, sK + (warp * 16 + g) * 72, sQ, 72, g, c);    // S^T (16 keys, 64 queries)
-        mma_rows_rows_d64(dp, sV + (warp * 16 + g) * 72, sdO, 72, g, c);  // dP^T
-        for (int n = 0; n < 8; n++)
-            for (int e = 0; e < 4; e++) {
-                int qi = n * 8 + 2 * c + (e & 1), t = i0 + qi, key = e < 2 ? key0 : key8;
-                float p = t >= key && t < T && key < T ? expf(scale * s[n][e] - sL[qi]) : 0.0f;
-                s[n][e] = p;                          // P^T
-                dp[n][e] = p * (dp[n][e] - sD[qi]);   // dS^T
+    for (int h = kvh * group; h < (kvh + 1) * group; h++) {  // the query heads reading this kv head, in order
+        long long bh = (long long)b * H + h;
+        for (int i0 = k0; i0 < T; i0 += 64) {     // k0 is a multiple of 64: earlier query tiles precede every key here
+            __syncthreads();
+            load_tile_d64(q, sq, b, h, i0, T, sQ, sQt);
+            load_tile_d64(dOut, sdo, b, h, i0, T, sdO, sdOt);
+            for (int i = threadIdx.x; i < 64; i += blockDim.x) {
+                int t = i0 + i;
+                sL[i] = t < T ? lse[bh * T + t] : 0.0f;
+                sD[i] = t < T ? dt[bh * T + t] : 0.0f;
             }
-        mma_frag_t_d64(gv, s, sdOt, 72, g, c);
-        mma_frag_t_d64(gk, dp, sQt, 72, g, c);
+            __syncthreads();
+            if (i0 + 63 < k0 + warp * 16 || k0 + warp * 16 >= T) continue;  // warp-uniform: every query precedes every key
+            float s[8][4], dp[8][4];
+            mma_rows_rows_d64(s, sK + (warp * 16 + g) * 72, sQ, 72, g, c);    // S^T (16 keys, 64 queries)
+            mma_rows_rows_d64(dp, sV + (warp * 16 + g) * 72, sdO, 72, g, c);  // dP^T
+            for (int n = 0; n < 8; n++)
+                for (int e = 0; e < 4; e++) {
+                    int qi = n * 8 + 2 * c + (e & 1), t = i0 + qi, key = e < 2 ? key0 : key8;
+                    float p = t >= key && t < T && key < T ? expf(scale * s[n][e] - sL[qi]) : 0.0f;
+                    s[n][e] = p;                          // P^T
+                    dp[n][e] = p * (dp[n][e] - sD[qi]);   // dS^T
+                }
+            mma_frag_t_d64(gv, s, sdOt, 72, g, c);
+            mma_frag_t_d64(gk, dp, sQt, 72, g, c);
+        }
     }
     for (int n = 0; n < 8; n++) {
         int d = n * 8 + 2 * c;
         if (key0 < T) {
-            float* pk = dk + at(sdk, b, key0, h) + d; pk[0] += scale * gk[n][0]; pk[1] += scale * gk[n][1];
-            float* pv = dv + at(sdv, b, key0, h) + d; pv[0] += gv[n][0]; pv[1] += gv[n][1];
+            float* pk = dk + at(sdk, b, key0, kvh) + d; pk[0] += scale * gk[n][0]; pk[1] += scale * gk[n][1];
+            float* pv = dv + at(sdv, b, key0, kvh) + d; pv[0] += gv[n][0]; pv[1] += gv[n][1];
         }
         if (key8 < T) {
-            float* pk = dk + at(sdk, b, key8, h) + d; pk[0] += scale * gk[n][2]; pk[1] += scale * gk[n][3];
-            float* pv = dv + at(sdv, b, key8, h) + d; pv[0] += gv[n][2]; pv[1] += gv[n][3];
+            float* pk = dk + at(sdk, b, key8, kvh) + d; pk[0] += scale * gk[n][2]; pk[1] += scale * gk[n][3];
+            float* pv = dv + at(sdv, b, key8, kvh) + d; pv[0] += gv[n][2]; pv[1] += gv[n][3];
         }
     }
 }

@@ -22,7 +22,7 @@ static class CliCommon
     });
 
     /// <summary>Sets a model's precision, and its attention's (the same, unless WHITTLE_ATTENTION=f32 opts out).</summary>
-    public static void SetPrecision(Whittle.Native.Model.GptNeoX model, Whittle.Native.Model.Precision precision)
+    public static void SetPrecision(Whittle.Native.Model.LanguageModel model, Whittle.Native.Model.Precision precision)
     {
         model.Precision = precision;
         if (AttentionOptOut.Value) model.Attention = Whittle.Native.Tensors.AttentionPrecision.F32;

@@ -153,7 +153,7 @@ sealed class TrainingCli
     /// directory), a header line, the training loop with progress, final/ (with the tokenizer) and the summary
     /// (text, or JSON with <paramref name="extraJson"/>'s fields added).
     /// </summary>
-    public int Train(ParseResult p, Trainer trainer, GptNeoX model, TrainOptions o, IBackend backend, string label, string header,
+    public int Train(ParseResult p, Trainer trainer, LanguageModel model, TrainOptions o, IBackend backend, string label, string header,
         LossFunction? loss = null, Action<JsonObject>? extraJson = null)
     {
         bool json = p.GetValue(CliCommon.Json);
@@ -169,7 +169,7 @@ sealed class TrainingCli
         var evals = RunWithProgress(trainer, label, json, backend, DevicePeak.TrainFlopsPerToken(model.Config, o.SeqLen), loss);
         if (evals.Count == 0) evals = [trainer.Evaluate(trainer.Step)];   // --resume found the run complete
         var final = Path.Combine(o.RunDir, "final");
-        GptNeoXCheckpoint.Save(model, final, extraFiles: o.TokenizerFile is { } tf ? [tf] : null);
+        ModelCheckpoint.Save(model, final, extraFiles: o.TokenizerFile is { } tf ? [tf] : null);
         var last = evals[^1];
         if (!json)
         {
@@ -179,7 +179,7 @@ sealed class TrainingCli
         var summary = new JsonObject
         {
             ["run_dir"] = Path.GetFullPath(o.RunDir), ["final_model"] = Path.GetFullPath(final), ["steps"] = trainer.Step,
-            ["tokens"] = (long)trainer.Step * o.TokensPerStep, ["parameters"] = ParameterCount.Of(model.Config).Total,
+            ["tokens"] = (long)trainer.Step * o.TokensPerStep, ["parameters"] = model.Config.CountParameters().Total,
             ["val_loss"] = last.ValLoss, ["val_perplexity"] = last.Perplexity,
             ["evaluations"] = new JsonArray(
                 evals.Select(
@@ -267,9 +267,9 @@ static class DevicePeak
 
     /// <summary>Training FLOPs per token: 6N (forward + backward through the weights) + 6·L·T·d (attention scores and mixing), N =
     /// non-embedding + output projection.</summary>
-    public static long TrainFlopsPerToken(GptNeoXConfig c, int seqLen)
+    public static long TrainFlopsPerToken(ModelConfig c, int seqLen)
     {
-        var count = ParameterCount.Of(c);
+        var count = c.CountParameters();
         long n = count.NonEmbedding + (long)c.VocabSize * c.HiddenSize;
         return 6 * n + 6L * c.NumLayers * seqLen * c.HiddenSize;
     }

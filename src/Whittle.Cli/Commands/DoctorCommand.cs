@@ -7,8 +7,9 @@ namespace Whittle.Cli;
 /// <c>whittle doctor [--json]</c>: what this machine offers the engine. Reports the runtime, the CUDA libraries found (and
 /// from where), driver/NVRTC/cuBLAS versions and devices; compiles every kernel (for the device's arch, or compute_80 and
 /// compute_90 without one); runs the parity harness when a device and the CPU backend exist. <c>--model</c> adds
-/// whole-model parity (<see cref="ModelParity"/>: logits, loss, every gradient and an AdamW step of small GPT-NeoX models,
-/// CPU against CUDA) and the allocator's steady state (no driver allocation in training steps after warm-up); the hidden
+/// whole-model parity (<see cref="ModelParity"/>: logits, loss, every gradient and an AdamW step of small GPT-NeoX and
+/// Llama-family models, CPU against CUDA) and the allocator's steady state (no driver allocation in training steps after
+/// warm-up); the hidden
 /// <c>--model-candidate cpu</c> runs the model comparison CPU against CPU, so it can be exercised without a GPU.
 /// Exit status: 0 when nothing failed (including "no CUDA device"), 1 on any kernel compile or parity failure, and on
 /// anything that throws on the way (a library that does not load, cublasCreate, a launch): the report is printed all the
@@ -18,9 +19,13 @@ static class DoctorCommand
 {
     public static Command Create()
     {
-        var model = new Option<bool>("--model") { Description = "Also compare whole models, CPU against CUDA: logits, loss, every " +
-            "parameter gradient and one AdamW step of small GPT-NeoX models (both residual forms, partial rotary, a sub-network, bf16 at " +
-            "head size 64), and check that training steps after warm-up make no driver allocations." };
+        var model = new Option<bool>("--model")
+        {
+            Description = "Also compare whole models, CPU against CUDA: logits, loss, every parameter gradient and one AdamW step " +
+                "of small GPT-NeoX models (both residual forms, partial rotary, a sub-network, bf16 at head size 64) and " +
+                "Llama-family ones (llama with GQA, qwen3 with QK-norm and MQA, f32 and bf16 attention), and check that " +
+                "training steps after warm-up make no driver allocations.",
+        };
         var skipOps = new Option<bool>("--skip-ops") { Description = "Skip the per-op parity harness (with --model: when `doctor` " +
             "already ran it in this session)." };
         var longSeqLen = new Option<int?>("--long-seq-len") { Description = $"T of the long-context bf16 tensor-core attention parity " +

@@ -5,7 +5,8 @@ static class EvalCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Model directory (HF GPT-NeoX).", Required = true };
+        var model = new Option<string>("--model") { Description = "Model directory (Hugging Face GPT-NeoX or Llama family).",
+            Required = true };
         var seqLen = new Option<int?>("--seq-len") { Description = "Window length T: each window gives T−1 predictions (default: " +
             "min(128, max_position_embeddings))." };
         var batch = new Option<int>("--batch-size") { Description = "Windows per forward pass.", DefaultValueFactory = _ => 16 };
@@ -29,15 +30,18 @@ static class EvalCommand
         {
             string dir = p.GetValue(model)!;
             // Options and inputs are checked against the config before any weights are read.
-            var config = GptNeoXConfig.Load(dir);
+            var config = ModelConfig.Load(dir);
             int T = p.GetValue(seqLen) ?? Math.Min(128, config.MaxPositionEmbeddings);
             config.RequireContext(T);
             if (p.GetValue(maxTokens) is { } mt) OptionCheck.AtLeast("--max-tokens", mt, 1);
             OptionCheck.AtLeast("--loss-chunk-rows", p.GetValue(chunkRows), 0, " (0: off)");
+            ActiveArchitecture? active = p.GetValue(subnet) is not { } sf ? null
+                : config is GptNeoXConfig neox ? Whittle.Native.Search.SubnetSpec.Load(sf, neox)
+                : throw new WhittleException($"--subnet: sub-networks of {config.ModelType} models are not supported yet (GPT-NeoX only)");
             using var inputs = inputOptions.Open(p, dir, config.VocabSize);
             var (source, what) = (inputs.Tokens, inputs.Description);
             using var backend = Backends.Create(p.GetValue(device)!);
-            using var m = GptNeoXCheckpoint.Load(dir, backend);
+            using var m = ModelCheckpoint.Load(config, dir, backend);
             // A perplexity computed through NaN weights is NaN: that is a broken model, reported as an error, not a result.
             if (m.NonFiniteTensors.Count > 0)
                 throw new InvalidFileException(
@@ -47,7 +51,6 @@ static class EvalCommand
             if (p.GetValue(chunkRows) < 0)
                 throw new WhittleException($"--loss-chunk-rows must be >= 0 (0: off), got {p.GetValue(chunkRows)}");
             m.LossChunkRows = p.GetValue(chunkRows);
-            ActiveArchitecture? active = p.GetValue(subnet) is { } sf ? Whittle.Native.Search.SubnetSpec.Load(sf, m.Config) : null;
             var r = Perplexity.Evaluate(m, source, T, p.GetValue(batch), p.GetValue(maxTokens) ?? long.MaxValue, active);
             if (!double.IsFinite(r.Loss))
                 throw new WhittleException($"{dir}: the loss came out {r.Loss} on {what} (finite weights, so an overflow in the forward " +

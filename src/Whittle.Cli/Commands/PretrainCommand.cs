@@ -1,19 +1,23 @@
 namespace Whittle.Cli;
 
-/// <summary>`whittle pretrain`: train a GPT-NeoX from scratch (architecture flags or a config.json) or from a checkpoint.</summary>
+/// <summary>
+/// `whittle pretrain`: train a GPT-NeoX or Llama-family model from scratch (architecture flags with --family, or a
+/// config.json) or from a checkpoint.
+/// </summary>
 static class PretrainCommand
 {
     public static Command Create()
     {
         var cmd = new Command("pretrain",
-            "Train a GPT-NeoX language model on a token dataset (new model or continue a checkpoint). Writes checkpoints/, metrics.jsonl " +
-            "and final/ in --out.");
+            "Train a language model (GPT-NeoX or Llama family) on a token dataset (new model or continue a checkpoint). " +
+            "Writes checkpoints/, metrics.jsonl and final/ in --out.");
         var t = new TrainingCli();
         t.AddTo(cmd);
-        var init = new Option<string?>("--init") { Description = "Start from this model directory (HF GPT-NeoX) instead of a new model." };
+        var init = new Option<string?>("--init") { Description = "Start from this model directory (GPT-NeoX or Llama family) instead of " +
+            "a new model." };
         var config = new Option<string?>("--config") { Description = "A config.json for a new model (instead of the architecture flags)." };
         var arch = new ArchitectureOptions();
-        cmd.Options.Add(init); cmd.Options.Add(config); arch.AddTo(cmd);
+        cmd.Options.Add(init); cmd.Options.Add(config); arch.AddTo(cmd); arch.AddFamilyTo(cmd);
         cmd.SetAction(p =>
         {
             var options = t.Options(p, tokenizerFile: null);   // every option checked before the dataset is opened
@@ -22,7 +26,7 @@ static class PretrainCommand
             using var backend = Backends.Create(p.GetValue(t.Device)!);
             using var model = BuildModel(p, init, config, arch, data, backend, options.Seed, options.SeqLen);
             using var trainer = new Trainer(model, data, options);
-            var counts = ParameterCount.Of(model.Config);
+            var counts = model.Config.CountParameters();
             return t.Train(p, trainer, model, options, backend, "pretrain",
                 $"pretrain: {counts.Total:N0} parameters ({counts.NonEmbedding:N0} non-embedding) on {backend.Name}, {options.Steps} " +
                     $"steps × {options.TokensPerStep:N0} tokens");
@@ -30,23 +34,35 @@ static class PretrainCommand
         return cmd;
     }
 
-    static GptNeoX BuildModel(
-        ParseResult p, Option<string?> init, Option<string?> config, ArchitectureOptions arch, TokenDataset data, IBackend backend,
-        ulong seed, int seqLen)
+    static LanguageModel BuildModel(ParseResult p, Option<string?> init, Option<string?> config, ArchitectureOptions arch,
+        TokenDataset data, IBackend backend, ulong seed, int seqLen)
     {
         if (p.GetValue(init) is { } dir)
         {
             TrainingCli.RequireSameTokenizer(dir, data);
-            return GptNeoXCheckpoint.Load(dir, backend);
+            return ModelCheckpoint.Load(dir, backend);
         }
-        var c = p.GetValue(config) is { } file ? GptNeoXConfig.Load(file) : arch.Config(p, data.Meta.VocabSize, data.Meta.EosId, seqLen);
+        var c = p.GetValue(config) is { } file ? ModelConfig.Load(file) : arch.FamilyConfig(p, data.Meta.VocabSize, data.Meta.EosId,
+            seqLen);
         if (c.VocabSize < data.Meta.VocabSize)
             throw new WhittleException($"vocab_size {c.VocabSize} is smaller than the dataset's vocabulary ({data.Meta.VocabSize})");
-        return GptNeoX.CreateRandom(c, backend, seed);
+        // The parameters live in one buffer indexed by int (as loading a checkpoint requires too).
+        if (c.CountParameters().Total is var total && total > int.MaxValue)
+            throw new WhittleException($"the model would have {total:N0} parameters; this engine holds at most {int.MaxValue:N0}");
+        return c switch
+        {
+            GptNeoXConfig neox => GptNeoX.CreateRandom(neox, backend, seed),
+            LlamaConfig llama => Llama.CreateRandom(llama, backend, seed),
+            _ => throw new ArgumentException($"no model for {c.GetType().Name}"),
+        };
     }
 }
 
-/// <summary>Flags describing a new GPT-NeoX (defaults: a small model that trains on a CPU in minutes).</summary>
+/// <summary>
+/// Flags describing a new model (defaults: a small GPT-NeoX that trains on a CPU in minutes). The family flags
+/// (<see cref="AddFamilyTo"/>: --family, --kv-heads, --head-dim, --tie-embeddings) are pretrain's so far; distill and salt
+/// build GPT-NeoX students from the rest.
+/// </summary>
 sealed class ArchitectureOptions
 {
     public readonly Option<int> Layers = new("--layers") { Description = "New model: layers.", DefaultValueFactory = _ => 4 };
@@ -59,8 +75,56 @@ sealed class ArchitectureOptions
         "residual." };
     public readonly Option<string> Act = new("--act") { Description = "New model: gelu | gelu_new.", DefaultValueFactory = _ => "gelu" };
 
+    public readonly Option<string> Family = new("--family")
+    {
+        Description = "New model: gpt_neox | llama | qwen2 (q/k/v biases) | qwen3 (QK-norm) | mistral.",
+        DefaultValueFactory = _ => "gpt_neox",
+    };
+    public readonly Option<int?> KvHeads = new("--kv-heads") { Description = "New Llama-family model: key/value heads, dividing --heads " +
+        "(default: --heads)." };
+    public readonly Option<int?> HeadDim = new("--head-dim") { Description = "New Llama-family model: head size (default: hidden / " +
+        "heads)." };
+    public readonly Option<bool> Tie = new("--tie-embeddings") { Description = "New Llama-family model: the LM head is the input " +
+        "embedding." };
+
     public void AddTo(Command cmd) { foreach (var o in new Option[] { Layers, Hidden, Heads, Intermediate, RotaryPct, Sequential,
         Act }) cmd.Options.Add(o); }
+
+    public void AddFamilyTo(Command cmd) { foreach (var o in new Option[] { Family, KvHeads, HeadDim, Tie }) cmd.Options.Add(o); }
+
+    /// <summary>
+    /// The new model's config for --family: GPT-NeoX (<see cref="Config"/>) or the Llama family, whose gated MLP defaults
+    /// to 8/3 × hidden rounded up to a multiple of 8 (about the parameters of a 4 × hidden ungated MLP). A flag of the
+    /// other family given explicitly is an error naming it.
+    /// </summary>
+    public ModelConfig FamilyConfig(ParseResult p, int vocab, int eos, int seqLen)
+    {
+        string family = p.GetValue(Family)!;
+        bool Given(Option o) => p.GetResult(o) is { Implicit: false };
+        if (family == "gpt_neox")
+        {
+            foreach (var o in new Option[] { KvHeads, HeadDim, Tie })
+                if (Given(o)) throw new WhittleException($"{o.Name} applies to Llama-family models, not --family gpt_neox");
+            return Config(p, vocab, eos, seqLen);
+        }
+        if (!LlamaConfig.Families.Contains(family))
+            throw new WhittleException($"--family must be gpt_neox, {string.Join(", ", LlamaConfig.Families)}; " +
+                $"got '{ErrorText.Clip(family, 40)}'");
+        foreach (var o in new Option[] { RotaryPct, Sequential, Act })
+            if (Given(o)) throw new WhittleException($"{o.Name} applies to GPT-NeoX models, not --family {family}");
+        int hidden = p.GetValue(Hidden), heads = p.GetValue(Heads);
+        OptionCheck.AtLeast("--hidden", hidden, 1); OptionCheck.AtLeast("--heads", heads, 1);
+        int? headDim = p.GetValue(HeadDim);
+        if (headDim is null && hidden % heads != 0)
+            throw new WhittleException($"--hidden {hidden} is not divisible by --heads {heads}; give --head-dim");
+        return new LlamaConfig
+        {
+            Family = family, VocabSize = vocab, HiddenSize = hidden, NumLayers = p.GetValue(Layers), NumHeads = heads,
+            NumKeyValueHeads = p.GetValue(KvHeads) ?? heads, ExplicitHeadDim = headDim ?? (family == "qwen3" ? hidden / heads : null),
+            IntermediateSize = p.GetValue(Intermediate) ?? (int)Math.Min(int.MaxValue, (8L * hidden / 3 + 7) / 8 * 8),
+            TieWordEmbeddings = p.GetValue(Tie), MaxPositionEmbeddings = Math.Max(seqLen + 1, 2048), BosTokenId = eos, EosTokenId = eos,
+        }.Validate("architecture flags");
+    }
 
     public GptNeoXConfig Config(ParseResult p, int vocab, int eos, int seqLen) => new GptNeoXConfig
     {

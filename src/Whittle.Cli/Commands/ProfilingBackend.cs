@@ -68,6 +68,13 @@ sealed class ProfilingBackend(IBackend inner) : IBackend
     }
 
     public void SumRows(Tensor dy, Tensor dBias) => Time("SumRows", () => inner.SumRows(dy, dBias));
+    public void RmsNormForward(Tensor x, Tensor weight, float eps, Tensor y, Tensor rstd) =>
+        Time("RmsNormForward", () => inner.RmsNormForward(x, weight, eps, y, rstd));
+    public void RmsNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor dx, Tensor dWeight) =>
+        Time("RmsNormBackward", () => inner.RmsNormBackward(dy, x, weight, rstd, dx, dWeight));
+    public void SwiGluForward(Tensor gate, Tensor up, Tensor y) => Time("SwiGluForward", () => inner.SwiGluForward(gate, up, y));
+    public void SwiGluBackward(Tensor dy, Tensor gate, Tensor up, Tensor dGate, Tensor dUp) =>
+        Time("SwiGluBackward", () => inner.SwiGluBackward(dy, gate, up, dGate, dUp));
     public void RotaryForward(Tensor x, Tensor cos, Tensor sin) => Time("RotaryForward", () => inner.RotaryForward(x, cos, sin));
     public void RotaryBackward(Tensor dx, Tensor cos, Tensor sin) => Time("RotaryBackward", () => inner.RotaryBackward(dx, cos, sin));
     public void AttentionForward(Tensor q, Tensor k, Tensor v, float scale, Tensor output, Tensor lse, AttentionPrecision precision) =>

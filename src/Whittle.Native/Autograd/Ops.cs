@@ -4,8 +4,8 @@ namespace Whittle.Native.Autograd;
 
 /// <summary>
 /// Tape ops: each runs the backend's forward op, and when recording appends a closure running the backend's backward
-/// op. Names follow the backend (and kernels/*.cu): Embedding, LayerNorm, MatMul/Linear, Rotary, Attention, Gelu,
-/// Add, CrossEntropy. Backward ops accumulate into input gradients (IBackend's convention), so an input used twice
+/// op. Names follow the backend (and kernels/*.cu): Embedding, LayerNorm, RmsNorm, MatMul/Linear, Rotary, Attention,
+/// Gelu, SwiGlu, Add, CrossEntropy. Backward ops accumulate into input gradients (IBackend's convention), so an input used twice
 /// simply receives two contributions.
 /// </summary>
 public static partial class Ops
@@ -40,6 +40,27 @@ public static partial class Ops
                     g, x.Data, weight.Data, mean, rstd, x.GradOrCreate(tape), weight.GradOrCreate(tape), bias.GradOrCreate(tape));
             });
         else tape.ReleaseTensors(mean, rstd);
+        return output;
+    }
+
+    /// <summary>
+    /// RMSNorm over the last dim of x: a matrix (N, C), or a (B, T, H, C) view normalised per head (QK-norm). The output
+    /// is a new contiguous tensor of x's shape; the backward reads x and the saved rstd, never the output.
+    /// </summary>
+    public static Var RmsNorm(this Tape tape, Var x, Var weight, float eps)
+    {
+        var b = tape.Backend;
+        var y = tape.Empty(DType.F32, x.Data.ShapeArray);
+        var rstd = tape.Empty(DType.F32, checked((int)(x.Data.Count / x.Data.Size(-1))));   // (rows)
+        b.RmsNormForward(x.Data, weight.Data, eps, y, rstd);
+        var output = tape.Output(y, x, weight);
+        if (output.RequiresGrad)
+            tape.Record(() =>
+            {
+                if (output.Grad is not { } g) return;
+                b.RmsNormBackward(g, x.Data, weight.Data, rstd, x.GradOrCreate(tape), weight.GradOrCreate(tape));
+            });
+        else tape.ReleaseTensors(rstd);
         return output;
     }
 
@@ -133,6 +154,21 @@ public static partial class Ops
         var output = tape.Output(y, x);
         if (output.RequiresGrad)
             tape.Record(() => { if (output.Grad is { } g) b.GeluBackward(g, x.Data, x.GradOrCreate(tape), tanhApproximation); });
+        return output;
+    }
+
+    /// <summary>The gated MLP activation silu(gate) ⊙ up of two (N, M) tensors.</summary>
+    public static Var SwiGlu(this Tape tape, Var gate, Var up)
+    {
+        var b = tape.Backend;
+        var y = tape.Empty(DType.F32, gate.Data.ShapeArray);
+        b.SwiGluForward(gate.Data, up.Data, y);
+        var output = tape.Output(y, gate, up);
+        if (output.RequiresGrad)
+            tape.Record(() =>
+            {
+                if (output.Grad is { } g) b.SwiGluBackward(g, gate.Data, up.Data, gate.GradOrCreate(tape), up.GradOrCreate(tape));
+            });
         return output;
     }
 

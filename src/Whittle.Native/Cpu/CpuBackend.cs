@@ -301,7 +301,8 @@ public sealed unsafe partial class CpuBackend : IBackend
     public void AttentionForward(Tensor q, Tensor k, Tensor v, float scale, Tensor output, Tensor lse, AttentionPrecision precision)
     {
         var (b, t, h, d) = ArgCheck.Heads(q, nameof(q));
-        ArgCheck.SameShape(q, k, "attention k"); ArgCheck.SameShape(q, v, "attention v"); ArgCheck.SameShape(q, output, "attention output");
+        int group = h / KvHeads(q, k, v);   // query heads per kv head
+        ArgCheck.SameShape(q, output, "attention output");
         ArgCheck.Contiguous(output, nameof(output));
         ArgCheck.Shape(lse, nameof(lse), b, h, t); ArgCheck.Contiguous(lse, nameof(lse));
         var qa = new HeadAccess(q); var ka = new HeadAccess(k); var va = new HeadAccess(v); var oa = new HeadAccess(output);
@@ -309,10 +310,10 @@ public sealed unsafe partial class CpuBackend : IBackend
         var kern = _kernel;
         Parallel.For(0, b * h, () => new float[(long)t * t], (bh, _, probs) =>
         {
-            int bi = bh / h, hi = bh % h;
+            int bi = bh / h, hi = bh % h, kvh = hi / group;
             fixed (float* p = probs)   // (T, T): scores, then probabilities (zero above the diagonal)
             {
-                Gemm.Sgemm(false, true, t, t, d, scale, qa.Head(bi, hi), qa.Ld, ka.Head(bi, hi), ka.Ld, 0f, p, t, serial: true,
+                Gemm.Sgemm(false, true, t, t, d, scale, qa.Head(bi, hi), qa.Ld, ka.Head(bi, kvh), ka.Ld, 0f, p, t, serial: true,
                     kernel: kern);
                 for (int ti = 0; ti < t; ti++)
                 {
@@ -326,7 +327,8 @@ public sealed unsafe partial class CpuBackend : IBackend
                     pl[((long)bi * h + hi) * t + ti] = (float)(max + Math.Log(sum));
                 }
                 // O = P V
-                Gemm.Sgemm(false, false, t, d, t, 1f, p, t, va.Head(bi, hi), va.Ld, 0f, oa.Head(bi, hi), oa.Ld, serial: true, kernel: kern);
+                Gemm.Sgemm(false, false, t, d, t, 1f, p, t, va.Head(bi, kvh), va.Ld, 0f, oa.Head(bi, hi), oa.Ld, serial: true,
+                    kernel: kern);
             }
             return probs;
         }, _ => { });
@@ -337,50 +339,63 @@ public sealed unsafe partial class CpuBackend : IBackend
         AttentionPrecision precision)
     {
         var (b, t, h, d) = ArgCheck.Heads(q, nameof(q));
-        foreach (var (x, name) in new[] { (dOut, nameof(dOut)), (k, nameof(k)), (v, nameof(v)), (output, nameof(output)), (dq, nameof(dq)),
-            (dk, nameof(dk)), (dv, nameof(dv)) })
+        int kv = KvHeads(q, k, v), group = h / kv;
+        foreach (var (x, name) in new[] { (dOut, nameof(dOut)), (output, nameof(output)), (dq, nameof(dq)) })
             ArgCheck.SameShape(q, x, "attention backward " + name);
+        ArgCheck.SameShape(k, dk, "attention backward dk"); ArgCheck.SameShape(k, dv, "attention backward dv");
         ArgCheck.Shape(lse, nameof(lse), b, h, t);
         var qa = new HeadAccess(q); var ka = new HeadAccess(k); var va = new HeadAccess(v); var oa = new HeadAccess(output);
         var ga = new HeadAccess(dOut);
         var dqa = new HeadAccess(dq); var dka = new HeadAccess(dk); var dva = new HeadAccess(dv);
         float* pl = (float*)lse.Pointer;
         var kern = _kernel;
-        // Each (b, h) owns its slices of dq, dk, dv: no two threads write the same element.
-        Parallel.For(0, b * h, () => new float[2L * t * t], (bh, _, scratch) =>
+        // Each (b, kv head) task owns its slices of dk, dv and the dq slices of the query heads of its group, which it
+        // visits in order: the group's sum into dk and dv has a fixed order and needs no atomics or cross-thread reduction.
+        Parallel.For(0, b * kv, () => new float[2L * t * t], (bg, _, scratch) =>
         {
-            int bi = bh / h, hi = bh % h;
+            int bi = bg / kv, kvh = bg % kv;
             fixed (float* p = scratch)
-            {
-                float* ds = p + (long)t * t;   // (T, T) probabilities P, then (T, T) dP and dS = P ⊙ (dP − rowsum(dO ⊙ O))
-                Gemm.Sgemm(false, true, t, t, d, scale, qa.Head(bi, hi), qa.Ld, ka.Head(bi, hi), ka.Ld, 0f, p, t, serial: true,
-                    kernel: kern);
-                // dP = dO V^T
-                Gemm.Sgemm(false, true, t, t, d, 1f, ga.Head(bi, hi), ga.Ld, va.Head(bi, hi), va.Ld, 0f, ds, t, serial: true, kernel: kern);
-                for (int ti = 0; ti < t; ti++)
+                for (int hi = kvh * group; hi < (kvh + 1) * group; hi++)
                 {
-                    var prow = new Span<float>(p + (long)ti * t, ti + 1);
-                    var drow = new Span<float>(ds + (long)ti * t, ti + 1);
-                    TensorPrimitives.Subtract(prow, pl[((long)bi * h + hi) * t + ti], prow);
-                    TensorPrimitives.Exp(prow, prow);
-                    float delta = TensorPrimitives.Dot(ga.Row(bi, ti, hi, d), oa.Row(bi, ti, hi, d));   // Σ_s p_s dP_s
-                    TensorPrimitives.Subtract(drow, delta, drow);
-                    TensorPrimitives.Multiply(drow, prow, drow);
-                    new Span<float>(p + (long)ti * t + ti + 1, t - ti - 1).Clear();
-                    new Span<float>(ds + (long)ti * t + ti + 1, t - ti - 1).Clear();
+                    float* ds = p + (long)t * t;   // (T, T) probabilities P, then (T, T) dP and dS = P ⊙ (dP − rowsum(dO ⊙ O))
+                    Gemm.Sgemm(false, true, t, t, d, scale, qa.Head(bi, hi), qa.Ld, ka.Head(bi, kvh), ka.Ld, 0f, p, t, serial: true,
+                        kernel: kern);
+                    // dP = dO V^T
+                    Gemm.Sgemm(false, true, t, t, d, 1f, ga.Head(bi, hi), ga.Ld, va.Head(bi, kvh), va.Ld, 0f, ds, t, serial: true,
+                        kernel: kern);
+                    for (int ti = 0; ti < t; ti++)
+                    {
+                        var prow = new Span<float>(p + (long)ti * t, ti + 1);
+                        var drow = new Span<float>(ds + (long)ti * t, ti + 1);
+                        TensorPrimitives.Subtract(prow, pl[((long)bi * h + hi) * t + ti], prow);
+                        TensorPrimitives.Exp(prow, prow);
+                        float delta = TensorPrimitives.Dot(ga.Row(bi, ti, hi, d), oa.Row(bi, ti, hi, d));   // Σ_s p_s dP_s
+                        TensorPrimitives.Subtract(drow, delta, drow);
+                        TensorPrimitives.Multiply(drow, prow, drow);
+                        new Span<float>(p + (long)ti * t + ti + 1, t - ti - 1).Clear();
+                        new Span<float>(ds + (long)ti * t + ti + 1, t - ti - 1).Clear();
+                    }
+                    // dQ += scale dS K, dK += scale dS^T Q, dV += P^T dO
+                    Gemm.Sgemm(false, false, t, d, t, scale, ds, t, ka.Head(bi, kvh), ka.Ld, 1f, dqa.Head(bi, hi), dqa.Ld, serial: true,
+                        kernel: kern);
+                    Gemm.Sgemm(true, false, t, d, t, scale, ds, t, qa.Head(bi, hi), qa.Ld, 1f, dka.Head(bi, kvh), dka.Ld, serial: true,
+                        kernel: kern);
+                    Gemm.Sgemm(true, false, t, d, t, 1f, p, t, ga.Head(bi, hi), ga.Ld, 1f, dva.Head(bi, kvh), dva.Ld, serial: true,
+                        kernel: kern);
                 }
-                // dQ += scale dS K
-                Gemm.Sgemm(false, false, t, d, t, scale, ds, t, ka.Head(bi, hi), ka.Ld, 1f, dqa.Head(bi, hi), dqa.Ld, serial: true,
-                    kernel: kern);
-                // dK += scale dS^T Q
-                Gemm.Sgemm(true, false, t, d, t, scale, ds, t, qa.Head(bi, hi), qa.Ld, 1f, dka.Head(bi, hi), dka.Ld, serial: true,
-                    kernel: kern);
-                // dV += P^T dO
-                Gemm.Sgemm(true, false, t, d, t, 1f, p, t, ga.Head(bi, hi), ga.Ld, 1f, dva.Head(bi, hi), dva.Ld, serial: true,
-                    kernel: kern);
-            }
             return scratch;
         }, _ => { });
+    }
+
+    /// <summary>KV, the kv heads of k and v (B, T, KV, D) for q (B, T, H, D): the same B, T, D, and KV dividing H.</summary>
+    static int KvHeads(Tensor q, Tensor k, Tensor v)
+    {
+        var (b, t, h, d) = ArgCheck.Heads(q, nameof(q));
+        var (kb, kt, kv, kd) = ArgCheck.Heads(k, nameof(k));
+        ArgCheck.SameShape(k, v, "attention v");
+        if (kb != b || kt != t || kd != d || kv < 1 || h % kv != 0)
+            throw new ArgumentException($"attention: k {k.Describe()} must be (B, T, KV, D) for q {q.Describe()}, with KV dividing H");
+        return kv;
     }
 
     /// <summary>Pointer arithmetic for one (B, T, H, D) view whose last dimension is dense.</summary>

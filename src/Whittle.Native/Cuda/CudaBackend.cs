@@ -473,57 +473,61 @@ public sealed unsafe partial class CudaBackend : IBackend, IKernelLauncher
     /// <summary>
     /// <see cref="AttentionPrecision.Bf16"/> runs on bf16 tensor cores (attention_forward_mma_d64/d128: q, k, v and the
     /// probabilities rounded to bf16, f32 accumulation and statistics; ~1e-2 relative instead of ~1e-6) when the head
-    /// size is 64 or 128; other head sizes take the f32 kernels.
+    /// size is 64 or 128; other head sizes take the f32 kernels. k and v may have fewer heads than q (grouped-query).
     /// </summary>
     public void AttentionForward(Tensor q, Tensor k, Tensor v, float scale, Tensor output, Tensor lse, AttentionPrecision precision)
     {
         Enter("AttentionForward");
-        F32(q, "q", 4);
-        int b = q.Size(0), t = q.Size(1), h = q.Size(2), d = q.Size(3);
-        CheckHeadSize(d);
-        var sq = Bthd4(q, "q", b, t, h, d); var sk = Bthd4(k, "k", b, t, h, d); var sv = Bthd4(v, "v", b, t, h, d);
+        var (b, t, h, kv, d) = AttentionShape(q, k);
+        var sq = Bthd4(q, "q", b, t, h, d); var sk = Bthd4(k, "k", b, t, kv, d); var sv = Bthd4(v, "v", b, t, kv, d);
         var so = Bthd4(output, "output", b, t, h, d);
         F32(lse, "lse", 3); Shape(lse, "lse", _op, b, h, t); Contiguous(lse, "lse");
         if (precision == AttentionPrecision.Bf16 && Launchers.AttentionMma.HasForward(d))
-            Launchers.AttentionMma.Forward(
-                this, Launchers.AttentionMma.ForwardKernel(d), q.Pointer, k.Pointer, v.Pointer, output.Pointer, lse.Pointer,
-                b, t, h, d, scale, sq, sk, sv, so);
+            Launchers.AttentionMma.Forward(this, Launchers.AttentionMma.ForwardKernel(d), q.Pointer, k.Pointer, v.Pointer, output.Pointer,
+                lse.Pointer, b, t, h, kv, d, scale, sq, sk, sv, so);
         else
-            Launchers.Attention.Forward(
-                this, q.Pointer, k.Pointer, v.Pointer, output.Pointer, lse.Pointer, b, t, h, d, scale, sq, sk, sv, so);
+            Launchers.Attention.Forward(this, q.Pointer, k.Pointer, v.Pointer, output.Pointer, lse.Pointer, b, t, h, kv, d, scale,
+                sq, sk, sv, so);
     }
 
-    /// <summary><see cref="AttentionPrecision.Bf16"/>: the tensor-core backward (attention_backward_*_mma_d64) for head size 64.</summary>
-    public void AttentionBackward(
-        Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale, Tensor dq, Tensor dk, Tensor dv,
-        AttentionPrecision precision)
+    /// <summary>
+    /// <see cref="AttentionPrecision.Bf16"/>: the tensor-core backward (attention_backward_*_mma_d64) for head size 64.
+    /// dk and dv of a kv head sum its group's query heads inside one block (no atomics).
+    /// </summary>
+    public void AttentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale, Tensor dq, Tensor dk,
+        Tensor dv, AttentionPrecision precision)
     {
         Enter("AttentionBackward");
-        F32(q, "q", 4);
-        int b = q.Size(0), t = q.Size(1), h = q.Size(2), d = q.Size(3);
-        CheckHeadSize(d);
-        var sq = Bthd4(q, "q", b, t, h, d); var sk = Bthd4(k, "k", b, t, h, d); var sv = Bthd4(v, "v", b, t, h, d);
+        var (b, t, h, kv, d) = AttentionShape(q, k);
+        var sq = Bthd4(q, "q", b, t, h, d); var sk = Bthd4(k, "k", b, t, kv, d); var sv = Bthd4(v, "v", b, t, kv, d);
         var so = Bthd4(output, "output", b, t, h, d); var sdo = Bthd4(dOut, "dOut", b, t, h, d);
-        var sdq = Bthd4(dq, "dq", b, t, h, d); var sdk = Bthd4(dk, "dk", b, t, h, d); var sdv = Bthd4(dv, "dv", b, t, h, d);
+        var sdq = Bthd4(dq, "dq", b, t, h, d); var sdk = Bthd4(dk, "dk", b, t, kv, d); var sdv = Bthd4(dv, "dv", b, t, kv, d);
         F32(lse, "lse", 3); Shape(lse, "lse", _op, b, h, t); Contiguous(lse, "lse");
         using var dt = Empty(DType.F32, b, h, t);  // (B, H, T) scratch: dOut . output per row
         Launchers.Attention.BackwardDot(this, dOut.Pointer, output.Pointer, dt.Pointer, b, t, h, d, sdo, so);
         if (precision == AttentionPrecision.Bf16 && Launchers.AttentionMma.HasBackward(d))
         {
-            Launchers.AttentionMma.BackwardDq(
-                this, dOut.Pointer, q.Pointer, k.Pointer, v.Pointer, lse.Pointer, dt.Pointer, dq.Pointer, b, t, h, d, scale,
-                sdo, sq, sk, sv, sdq);
-            Launchers.AttentionMma.BackwardDkDv(
-                this, dOut.Pointer, q.Pointer, k.Pointer, v.Pointer, lse.Pointer, dt.Pointer, dk.Pointer, dv.Pointer, b, t, h,
-                d, scale, sdo, sq, sk, sv, sdk, sdv);
+            Launchers.AttentionMma.BackwardDq(this, dOut.Pointer, q.Pointer, k.Pointer, v.Pointer, lse.Pointer, dt.Pointer, dq.Pointer,
+                b, t, h, kv, d, scale, sdo, sq, sk, sv, sdq);
+            Launchers.AttentionMma.BackwardDkDv(this, dOut.Pointer, q.Pointer, k.Pointer, v.Pointer, lse.Pointer, dt.Pointer, dk.Pointer,
+                dv.Pointer, b, t, h, kv, d, scale, sdo, sq, sk, sv, sdk, sdv);
             return;
         }
-        Launchers.Attention.BackwardDq(
-            this, dOut.Pointer, q.Pointer, k.Pointer, v.Pointer, lse.Pointer, dt.Pointer, dq.Pointer, b, t, h, d, scale,
-            sdo, sq, sk, sv, sdq);
-        Launchers.Attention.BackwardDkDv(
-            this, dOut.Pointer, q.Pointer, k.Pointer, v.Pointer, lse.Pointer, dt.Pointer, dk.Pointer, dv.Pointer, b, t, h, d,
-            scale, sdo, sq, sk, sv, sdk, sdv);
+        Launchers.Attention.BackwardDq(this, dOut.Pointer, q.Pointer, k.Pointer, v.Pointer, lse.Pointer, dt.Pointer, dq.Pointer,
+            b, t, h, kv, d, scale, sdo, sq, sk, sv, sdq);
+        Launchers.Attention.BackwardDkDv(this, dOut.Pointer, q.Pointer, k.Pointer, v.Pointer, lse.Pointer, dt.Pointer, dk.Pointer,
+            dv.Pointer, b, t, h, kv, d, scale, sdo, sq, sk, sv, sdk, sdv);
+    }
+
+    /// <summary>(B, T, H, KV, D) of q (B, T, H, D) and k (B, T, KV, D): same B, T, D; KV dividing H; D within the kernels' limit.</summary>
+    (int B, int T, int H, int Kv, int D) AttentionShape(Tensor q, Tensor k)
+    {
+        F32(q, "q", 4); F32(k, "k", 4);
+        int b = q.Size(0), t = q.Size(1), h = q.Size(2), d = q.Size(3), kv = k.Size(2);
+        if (k.Size(0) != b || k.Size(1) != t || k.Size(3) != d || kv < 1 || h % kv != 0)
+            throw new ArgumentException($"{_op}: k {k.Describe()} must be (B, T, KV, D) for q {q.Describe()}, with KV dividing H");
+        CheckHeadSize(d);
+        return (b, t, h, kv, d);
     }
 
     void CheckHeadSize(int d)

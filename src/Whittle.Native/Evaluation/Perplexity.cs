@@ -22,7 +22,7 @@ public sealed record EvalResult(double Loss, long Tokens, long Windows, double S
 /// </summary>
 public static class Perplexity
 {
-    public static EvalResult Evaluate(GptNeoX model, ITokenSource tokens, int seqLen, int batchSize, long maxTokens = long.MaxValue,
+    public static EvalResult Evaluate(LanguageModel model, ITokenSource tokens, int seqLen, int batchSize, long maxTokens = long.MaxValue,
         ActiveArchitecture? active = null, Action<long, long>? progress = null)
     {
         if (seqLen < 2) throw new WhittleException($"--seq-len must be at least 2 (one context token and one prediction), got {seqLen}");

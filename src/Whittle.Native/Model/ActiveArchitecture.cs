@@ -1,21 +1,21 @@
 namespace Whittle.Native.Model;
 
 /// <summary>
-/// Which part of a (possibly larger) GPT-NeoX model a forward pass uses: the first <see cref="EmbedDim"/> channels,
+/// Which part of a (possibly larger) model a forward pass uses: the first <see cref="EmbedDim"/> channels,
 /// the layers <see cref="Layers"/> in that order, and in each the first Heads[i] heads and first Intermediate[i]
 /// MLP neurons. The whole model is the trivial case. Everything is a prefix of the (importance-permuted) parent, so
 /// the forward pass reads strided views of the parent's weights and copies nothing.
 /// </summary>
 public sealed record ActiveArchitecture(int EmbedDim, int[] Layers, int[] Heads, int[] Intermediate)
 {
-    public static ActiveArchitecture Full(GptNeoXConfig c) => new(
+    public static ActiveArchitecture Full(ModelConfig c) => new(
         c.HiddenSize,
         Enumerable.Range(0, c.NumLayers).ToArray(),
         Enumerable.Range(0, c.NumLayers).Select(c.HeadsOf).ToArray(),
         Enumerable.Range(0, c.NumLayers).Select(c.IntermediateOf).ToArray());
 
     /// <summary>Throws a WhittleException naming the first dimension that does not fit inside <paramref name="parent"/>.</summary>
-    public ActiveArchitecture Validate(GptNeoXConfig parent)
+    public ActiveArchitecture Validate(ModelConfig parent)
     {
         void Require(bool ok, string what) { if (!ok) throw new WhittleException($"sub-network: {what}"); }
         Require(EmbedDim >= 1 && EmbedDim <= parent.HiddenSize, $"embed_dim {EmbedDim} must be in [1, {parent.HiddenSize}]");

@@ -13,21 +13,13 @@ namespace Whittle.Native.Model;
 /// <item><c>whittle_layer_heads</c>, <c>whittle_layer_intermediate_sizes</c>: per-layer head counts and MLP widths.</item>
 /// </list>
 /// </summary>
-public sealed record GptNeoXConfig
+public sealed record GptNeoXConfig : ModelConfig
 {
-    public required int VocabSize { get; init; }
-    public required int HiddenSize { get; init; }
-    public required int NumLayers { get; init; }
-    public required int NumHeads { get; init; }
-    public required int IntermediateSize { get; init; }
     public float RotaryPct { get; init; } = 0.25f;
     public float RotaryBase { get; init; } = 10000f;
     public float LayerNormEps { get; init; } = 1e-5f;
     public bool UseParallelResidual { get; init; } = true;
     public string HiddenAct { get; init; } = "gelu";
-    public int MaxPositionEmbeddings { get; init; } = 2048;
-    public int BosTokenId { get; init; }
-    public int EosTokenId { get; init; }
     /// <summary>Head size; defaults to HiddenSize / NumHeads.</summary>
     public int? ExplicitHeadSize { get; init; }
     /// <summary>Per-layer head counts (null: NumHeads everywhere).</summary>
@@ -35,10 +27,17 @@ public sealed record GptNeoXConfig
     /// <summary>Per-layer MLP widths (null: IntermediateSize everywhere).</summary>
     public int[]? LayerIntermediateSizes { get; init; }
 
-    public int HeadSize => ExplicitHeadSize ?? HiddenSize / NumHeads;
+    public override string ModelType => "gpt_neox";
+    public override int HeadSize => ExplicitHeadSize ?? HiddenSize / NumHeads;
     public int RotaryDims => (int)(HeadSize * RotaryPct);
-    public int HeadsOf(int layer) => LayerHeads?[layer] ?? NumHeads;
-    public int IntermediateOf(int layer) => LayerIntermediateSizes?[layer] ?? IntermediateSize;
+    public override int HeadsOf(int layer) => LayerHeads?[layer] ?? NumHeads;
+    public override int IntermediateOf(int layer) => LayerIntermediateSizes?[layer] ?? IntermediateSize;
+    public override IEnumerable<(string Name, int[] Shape)> Layout() => GptNeoX.Layout(this);
+    public override ParameterCount CountParameters() => ParameterCount.Of(this);
+
+    /// <summary>Buffers (not parameters) that older transformers versions stored in GPT-NeoX checkpoints.</summary>
+    public override bool IsIgnoredTensor(string name) =>
+        name.EndsWith(".attention.bias") || name.EndsWith(".attention.masked_bias") || name.EndsWith(".rotary_emb.inv_freq");
 
     /// <summary>"gelu" is exact erf GELU; the tanh-approximation names HF uses map to the approximation.</summary>
     public bool GeluTanh => HiddenAct switch
@@ -48,7 +47,7 @@ public sealed record GptNeoXConfig
         _ => throw new WhittleException($"unsupported hidden_act '{HiddenAct}' (supported: gelu, gelu_new, gelu_fast, gelu_pytorch_tanh)"),
     };
 
-    public bool IsHuggingFaceCompatible => ExplicitHeadSize is null && LayerHeads is null && LayerIntermediateSizes is null;
+    public override bool IsHuggingFaceCompatible => ExplicitHeadSize is null && LayerHeads is null && LayerIntermediateSizes is null;
 
     /// <summary>Checks internal consistency; the message says which field is wrong.</summary>
     public GptNeoXConfig Validate(string source = "config")
@@ -93,21 +92,9 @@ public sealed record GptNeoXConfig
         return this;
     }
 
-    /// <summary>
-    /// Refuses sequences longer than the context the model was made for (<paramref name="role"/> says which model, e.g.
-    /// "the teacher's"): positions past max_position_embeddings were never trained, so rotary attention there
-    /// extrapolates to unseen angles and the numbers would mean nothing.
-    /// </summary>
-    public void RequireContext(int seqLen, string role = "the model's", string option = "--seq-len")
-    {
-        if (seqLen > MaxPositionEmbeddings)
-            throw new WhittleException($"{option} {seqLen} is above {role} max_position_embeddings {MaxPositionEmbeddings}; use {option} " +
-                $"{MaxPositionEmbeddings} or less");
-    }
-
     // ---------------------------------------------------------------- JSON
 
-    public static GptNeoXConfig Load(string path)
+    public static new GptNeoXConfig Load(string path)
     {
         if (Directory.Exists(path)) path = System.IO.Path.Combine(path, "config.json");
         if (!File.Exists(path)) throw new InvalidFileException(path, "file not found (a model directory needs config.json)");
@@ -120,16 +107,16 @@ public sealed record GptNeoXConfig
     /// Every field is type-checked where it is read (see <see cref="JsonField"/>): a wrong JSON type is an error naming
     /// the field, and unknown fields are ignored, as transformers ignores them.
     /// </summary>
-    public static GptNeoXConfig FromJson(JsonField o, string source)
+    public static new GptNeoXConfig FromJson(JsonField o, string source)
     {
-        o.RequireObject();
-        string? modelType = o["model_type"].StringOrNull();
-        var archs = o["architectures"].ItemsOrEmpty().Select(a => a.String()).ToArray();
-        bool isNeoX = modelType == "gpt_neox" || archs.Contains("GPTNeoXForCausalLM");
-        if (!isNeoX)
-            throw new InvalidFileException(
-                source, $"unsupported architecture (model_type '{JsonField.Truncate(modelType ?? "missing")}', architectures " +
-                $"[{JsonField.Truncate(string.Join(", ", archs))}]); only GPT-NeoX (model_type gpt_neox) is supported");
+        switch (FamilyOf(o))
+        {
+            case "gpt_neox": break;
+            case null: throw Unsupported(o, source);
+            case var family:
+                throw new InvalidFileException(source, $"model_type '{family}': this command supports GPT-NeoX models only so far " +
+                    "(Llama-family models work with info, eval and pretrain)");
+        }
         if (o["tie_word_embeddings"].BoolOr(false))
             throw new InvalidFileException(source, "tie_word_embeddings = true is not supported (GPT-NeoX/Pythia use an untied embed_out)");
         if (!o["attention_bias"].BoolOr(true))
@@ -167,7 +154,7 @@ public sealed record GptNeoXConfig
     }
 
     /// <summary>A config.json that Hugging Face transformers loads (plus our per-layer fields when non-uniform).</summary>
-    public JsonObject ToJson()
+    public override JsonObject ToJson()
     {
         var o = new JsonObject
         {
@@ -198,12 +185,4 @@ public sealed record GptNeoXConfig
         if (LayerIntermediateSizes is { } li) o["whittle_layer_intermediate_sizes"] = new JsonArray(li.Select(x => (JsonNode)x).ToArray());
         return o;
     }
-
-    /// <summary>A float as the double with the same shortest decimal form (0.1f → 0.1, not 0.100000001490116), as HF configs write
-    /// them.</summary>
-    static double Shortest(float x) =>
-        double.Parse(x.ToString("R", System.Globalization.CultureInfo.InvariantCulture), System.Globalization.CultureInfo.InvariantCulture);
-
-    public void Save(string path) =>
-        AtomicFile.WriteAllText(path, ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
 }

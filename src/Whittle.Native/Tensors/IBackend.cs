@@ -43,6 +43,20 @@ public interface IBackend : IDisposable
     /// <summary>dx (N, C) +=, dWeight (C) +=, dBias (C) += the layernorm gradients, from the saved mean and rstd.</summary>
     void LayerNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor mean, Tensor rstd, Tensor dx, Tensor dWeight, Tensor dBias);
 
+    // ---------------------------------------------------------------- rmsnorm  (Llama family; kernels/rmsnorm.cu)
+    /// <summary>
+    /// RMSNorm over the last dimension C of x, computed as Hugging Face's LlamaRMSNorm does in f32: per row,
+    /// rstd = 1/sqrt(mean(x²) + eps) (saved, accumulated in double), y = weight ⊙ (x · rstd). x is a matrix (N, C) with
+    /// dense rows, or a (B, T, H, C) view with a dense last dimension (per-head QK-norm on q or k; rows then run over
+    /// (b, t, h) in that order); y is contiguous with x's shape, rstd holds one value per row.
+    /// </summary>
+    void RmsNormForward(Tensor x, Tensor weight, float eps, Tensor y, Tensor rstd);
+    /// <summary>
+    /// dx (x's shape and layout kinds) +=, dWeight (C) += the RMSNorm gradients from the saved rstd: with x̂ = x · rstd
+    /// and g = dy ⊙ weight, dx = rstd · (g − x̂ · mean(g ⊙ x̂)), dWeight = Σ_rows dy ⊙ x̂.
+    /// </summary>
+    void RmsNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor dx, Tensor dWeight);
+
     // ---------------------------------------------------------------- matmul  (cuBLAS; Cpu/Gemm.cs)
     /// <summary>
     /// c (M, N) = alpha * op(a) @ op(b) + beta * c, then + bias (N) on every row when bias is given.
@@ -68,11 +82,16 @@ public interface IBackend : IDisposable
     // ---------------------------------------------------------------- attention  (kernels/attention.cu; bf16: kernels/attention_mma.cu)
     /// <summary>
     /// Causal self-attention per (b, h): out[t] = sum_{s&lt;=t} softmax_s(scale * q[t].k[s]) v[s].
-    /// q, k, v: (B, T, H, D) strided views; output (B, T, H, D) contiguous; lse (B, H, T) = log-sum-exp of the
-    /// scaled scores of each row, saved for the backward pass. <paramref name="precision"/>: see <see cref="AttentionPrecision"/>.
+    /// q: (B, T, H, D), k, v: (B, T, KV, D) strided views, where KV divides H (grouped-query attention; KV = H is
+    /// multi-head, KV = 1 multi-query): query head h reads kv head h / (H / KV). output (B, T, H, D) contiguous;
+    /// lse (B, H, T) = log-sum-exp of the scaled scores of each row, saved for the backward pass.
+    /// <paramref name="precision"/>: see <see cref="AttentionPrecision"/>.
     /// </summary>
     void AttentionForward(Tensor q, Tensor k, Tensor v, float scale, Tensor output, Tensor lse, AttentionPrecision precision);
-    /// <summary>dq, dk, dv (B, T, H, D) strided views, accumulated, from dOut (B, T, H, D) and the forward's output and lse.</summary>
+    /// <summary>
+    /// dq (B, T, H, D), dk, dv (B, T, KV, D) strided views, accumulated, from dOut (B, T, H, D) and the forward's output
+    /// and lse. A kv head's dk and dv are the sums over the H / KV query heads that read it.
+    /// </summary>
     void AttentionBackward(
         Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale, Tensor dq, Tensor dk, Tensor dv,
         AttentionPrecision precision);
@@ -82,6 +101,12 @@ public interface IBackend : IDisposable
     void GeluForward(Tensor x, Tensor y, bool tanhApproximation);
     /// <summary>dx += dy * gelu'(x).</summary>
     void GeluBackward(Tensor dy, Tensor x, Tensor dx, bool tanhApproximation);
+
+    // ---------------------------------------------------------------- swiglu  (Llama family; kernels/swiglu.cu)
+    /// <summary>The gated MLP's activation y = silu(gate) ⊙ up, silu(g) = g · σ(g); gate, up, y (N, M) contiguous.</summary>
+    void SwiGluForward(Tensor gate, Tensor up, Tensor y);
+    /// <summary>dGate += dy ⊙ up ⊙ σ(g)(1 + g(1 − σ(g))), dUp += dy ⊙ silu(g), with g = gate; all (N, M) contiguous.</summary>
+    void SwiGluBackward(Tensor dy, Tensor gate, Tensor up, Tensor dGate, Tensor dUp);
 
     // ---------------------------------------------------------------- elementwise  (kernels/elementwise.cu)
     /// <summary>y = a + b, contiguous, same shape; y may be a or b.</summary>

@@ -64,11 +64,11 @@ public sealed class CheckpointStore(string runDir, int keep = 2, string? tokeniz
 
     public (int Step, string Path)? Latest() => List() is { Count: > 0 } l ? l[^1] : null;
 
-    public string Save(GptNeoX model, AdamWOptimizer optimizer, TrainingState state, bool pin = false)
+    public string Save(LanguageModel model, AdamWOptimizer optimizer, TrainingState state, bool pin = false)
     {
         string dir = Path.Combine(Directory, NameOf(state.Step));
         var extra = tokenizerFile is not null && File.Exists(tokenizerFile) ? new[] { tokenizerFile } : [];
-        GptNeoXCheckpoint.SaveWith(model, dir, extraFiles: extra, alsoWrite: tmp =>
+        ModelCheckpoint.SaveWith(model, dir, extraFiles: extra, alsoWrite: tmp =>
         {
             SafeTensorsWriter.Write(Path.Combine(tmp, OptimizerFile), [("m", optimizer.M), ("v", optimizer.V)],
                 new Dictionary<string, string> { ["step"] = optimizer.Step.ToString() });
@@ -82,11 +82,11 @@ public sealed class CheckpointStore(string runDir, int keep = 2, string? tokeniz
     }
 
     /// <summary>Loads weights, optimizer moments and state from a checkpoint into an existing model/optimizer of the same shape.</summary>
-    public static TrainingState Restore(string dir, GptNeoX model, AdamWOptimizer optimizer)
+    public static TrainingState Restore(string dir, LanguageModel model, AdamWOptimizer optimizer)
     {
         // The state first: a malformed trainer_state.json is reported before any weights are read.
         var state = TrainingState.Load(Path.Combine(dir, StateFile));
-        GptNeoXCheckpoint.LoadInto(dir, model);
+        ModelCheckpoint.LoadInto(dir, model);
         using var opt = new SafeTensorsFile(Path.Combine(dir, OptimizerFile));
         foreach (var (name, dst) in new[] { ("m", optimizer.M), ("v", optimizer.V) })
         {

@@ -94,7 +94,7 @@ public sealed class TrainingDivergedException(string message) : WhittleException
 /// </summary>
 public sealed class Trainer : IDisposable
 {
-    readonly GptNeoX _model;
+    readonly LanguageModel _model;
     readonly TokenDataset _data;
     readonly TrainOptions _o;
     readonly AdamWOptimizer _opt;
@@ -103,7 +103,7 @@ public sealed class Trainer : IDisposable
     TrainingState _state;
     long _selectedCursor;
 
-    public Trainer(GptNeoX model, TokenDataset data, TrainOptions options)
+    public Trainer(LanguageModel model, TokenDataset data, TrainOptions options)
     {
         _o = options.Validate();
         _model = model;

@@ -306,6 +306,35 @@ public sealed class KernelBench : IDisposable
             }
         }
 
+        // grouped-query attention (0 calls: GPT-NeoX is multi-head) with groups of 4 query heads, Llama 3's (2, or 1 kv head,
+        // when H is not a multiple of 4), q, k, v inside a fused (B, T, H + 2·KV, D) buffer; the same FLOPs as multi-head
+        int kvHeads = H % 4 == 0 ? H / 4 : H % 2 == 0 ? H / 2 : 1;
+        using (var fused = Random(B, T, H + 2 * kvHeads, D))
+        {
+            Tensor Q(Tensor t) => t.Narrow(2, 0, H);
+            Tensor K(Tensor t) => t.Narrow(2, H, kvHeads);
+            Tensor V(Tensor t) => t.Narrow(2, H + kvHeads, kvHeads);
+            float scale = 1f / MathF.Sqrt(D);
+            double causal = (double)B * H * T * (T + 1) / 2 * D;
+            using var o = _backend.Empty(DType.F32, B, T, H, D); using var lse = _backend.Empty(DType.F32, B, H, T);
+            using var dOut = Random(B, T, H, D); using var dFused = Random(B, T, H + 2 * kvHeads, D);
+            string att = $"B={B} T={T} H={H} KV={kvHeads} D={D} causal";
+            var precisions = _backend.Device == Device.Cuda && D is 64 or 128
+                ? new[] { AttentionPrecision.F32, AttentionPrecision.Bf16 } : [AttentionPrecision.F32];
+            foreach (var prec in precisions)
+            {
+                bool mma = prec == AttentionPrecision.Bf16;
+                string gqa = att + (mma ? ", bf16 mma" : ""), ceiling = mma ? Bf16Gemm : Fp32Gemm;
+                double msForward = Time(() => _backend.AttentionForward(Q(fused), K(fused), V(fused), scale, o, lse, prec));
+                Add("AttentionForward", gqa, msForward, 0, 4 * causal, "4·B·H·D·T(T+1)/2 (QKᵀ and PV, unmasked pairs)", ceiling, 0);
+                if (mma && D != 64) continue;
+                double msBackward = Time(() => _backend.AttentionBackward(dOut, Q(fused), K(fused), V(fused), o, lse, scale,
+                    Q(dFused), K(dFused), V(dFused), prec));
+                Add("AttentionBackward", gqa, msBackward, 0, 10 * causal,
+                    "10·B·H·D·T(T+1)/2 (QKᵀ recomputed, dV, dP, dQ, dK over the unmasked pairs)", ceiling, 0);
+            }
+        }
+
         // GELU on the MLP activation
         long ni = (long)n * s.Intermediate;
         using (var x = Random(3f, 0f, n, s.Intermediate)) using (var y = _backend.Empty(DType.F32, n, s.Intermediate))
@@ -315,6 +344,43 @@ public sealed class KernelBench : IDisposable
             using var dy = Random(n, s.Intermediate);
             Memory("GeluBackward", $"({n}, {s.Intermediate}) exact", 16.0 * ni, "4n (dy) + 4n (x) + 8n (dx read and written)", L,
                 () => _backend.GeluBackward(dy, x, y, false));
+        }
+
+        // the Llama family's RMSNorm (rows, and per head on k inside the fused (B, T, H, 3D) buffer: Qwen3's QK-norm) and
+        // gated activation at the same row and MLP widths (0 calls: a GPT-NeoX step runs neither)
+        using (var x = Random(2f, 1f, n, c)) using (var w = Random(0.1f, 1f, c))
+        using (var y = _backend.Empty(DType.F32, n, c)) using (var rstd = _backend.Empty(DType.F32, n))
+        {
+            Memory("RmsNormForward", nc, 4.0 * (2L * n * c + c + n), "4·(NC x + NC y + C weight + N rstd)", 0,
+                () => _backend.RmsNormForward(x, w, 1e-6f, y, rstd));
+            using var dy = Random(n, c); using var dx = Random(n, c); using var dw = Random(c);
+            Memory("RmsNormBackward", nc, 4.0 * (4L * n * c + n + 3L * c),
+                "4·(NC dy + NC x + 2NC dx (+=) + N rstd + C weight + 2C dWeight (+=))", 0,
+                () => _backend.RmsNormBackward(dy, x, w, rstd, dx, dw));
+        }
+        using (var qkv = Random(s.Batch, s.SeqLen, s.Heads, 3 * s.HeadSize)) using (var w = Random(0.1f, 1f, s.HeadSize))
+        {
+            int rows = n * s.Heads, d = s.HeadSize;
+            var k = qkv.Narrow(3, d, d);
+            using var y = _backend.Empty(DType.F32, s.Batch, s.SeqLen, s.Heads, d); using var rstd = _backend.Empty(DType.F32, rows);
+            string perHead = $"({rows}, {d}) per head, k in fused qkv";
+            Memory("RmsNormForward", perHead, 4.0 * (2L * rows * d + d + rows), "4·(R·D k + R·D y + D weight + R rstd), R = B·T·H", 0,
+                () => _backend.RmsNormForward(k, w, 1e-6f, y, rstd));
+            using var dw = Random(d);
+            Memory("RmsNormBackward", perHead, 4.0 * (4L * rows * d + rows + 3L * d),
+                "4·(R·D dy + R·D k + 2R·D dk (+=) + R rstd + D weight + 2D dWeight (+=))", 0,
+                () => _backend.RmsNormBackward(y, k, w, rstd, qkv.Narrow(3, 0, d), dw));
+        }
+        using (var gate = Random(3f, 0f, n, s.Intermediate)) using (var up = Random(n, s.Intermediate))
+        using (var act = _backend.Empty(DType.F32, n, s.Intermediate))
+        {
+            Memory("SwiGluForward", $"({n}, {s.Intermediate})", 12.0 * ni, "4n (gate) + 4n (up) + 4n (y)", 0,
+                () => _backend.SwiGluForward(gate, up, act));
+            using var dAct = Random(n, s.Intermediate); using var dGate = Random(n, s.Intermediate);
+            using var dUp = Random(n, s.Intermediate);
+            Memory("SwiGluBackward", $"({n}, {s.Intermediate})", 28.0 * ni,
+                "4n (dy) + 4n (gate) + 4n (up) + 16n (dGate, dUp read and written)", 0,
+                () => _backend.SwiGluBackward(dAct, gate, up, dGate, dUp));
         }
 
         // residual-stream elementwise ops

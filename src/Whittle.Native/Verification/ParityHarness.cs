@@ -20,7 +20,8 @@ public sealed record ParityResult(string Op, string Case, double MaxRelativeErro
 ///  - forward outputs are poisoned with NaN before the op (an element the op fails to write fails the case);
 ///    accumulated (backward) outputs start from the same random values on both sides (so "=" instead of "+=" fails);
 ///  - shapes include sizes that are not multiples of 32 or 128 and sub-network views (a Narrow'ed weight whose row
-///    stride is the parent's, q/k/v inside a fused qkv buffer);
+///    stride is the parent's, q/k/v inside a fused qkv buffer, per-head RMSNorm on k inside one); grouped-query attention
+///    runs with KV = 1, KV = H/2 and KV = H/3 kv heads (KV = H is the multi-head cases), f32 and bf16, forward and backward;
 ///  - tolerances (<see cref="Tolerance"/>): 1e-5 for f32 ops; TF32 matmuls (when the candidate allows them) 5e-3;
 ///    reductions read back in double 1e-6; bf16 conversion exact; bf16 MatMul (bf16 operands, f32 accumulate and output)
 ///    1e-5 like f32, since products of bf16 values are exact in f32 and only the order of additions differs (never TF32).
@@ -84,13 +85,18 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         SumRows(37, 70, 90); SumRows(300, 33, 33);
         Rotary(2, 13, 3, 16, 8); Rotary(1, 40, 2, 64, 64);
         Attention(2, 37, 3, 16); Attention(1, 70, 2, 64); Attention(1, 33, 2, 80);
+        Attention(2, 37, 4, 16, kv: 1); Attention(1, 70, 4, 64, kv: 2); Attention(1, 33, 6, 80, kv: 3);   // grouped-query
         if (candidate.Device == Device.Cuda)
         {
             Attention(2, 130, 3, 64, AttentionPrecision.Bf16); Attention(1, 77, 2, 128, AttentionPrecision.Bf16);
             Attention(1, 64, 1, 64, AttentionPrecision.Bf16);
+            Attention(1, 130, 4, 64, AttentionPrecision.Bf16, kv: 1); Attention(2, 77, 4, 64, AttentionPrecision.Bf16, kv: 2);
+            Attention(1, 77, 4, 128, AttentionPrecision.Bf16, kv: 2);
         }
         RunLongContext();
         foreach (var tanh in new[] { false, true }) { Gelu(37, tanh); Gelu(4099, tanh); }
+        RmsNorm(5, 37, 37); RmsNorm(64, 256, 300); RmsNormHeads(2, 13, 3, 16); RmsNormHeads(1, 9, 4, 128);
+        SwiGlu(7, 33); SwiGlu(64, 4099);
         Elementwise(1029);
         CrossEntropy(9, 131, withGrad: true); CrossEntropy(16, 1000, withGrad: true); CrossEntropy(5, 77, withGrad: false);
         foreach (var kind in Enum.GetValues<DistillKind>())
@@ -303,25 +309,95 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
     /// <summary>
     /// Attention of the candidate at <paramref name="precision"/> against the CPU's f32 (Bf16: the tensor-core kernels,
     /// with T not a multiple of the 64-row tile to cover a partial last tile; their backward exists for D = 64 only).
+    /// q, k, v are strided views of one fused buffer: (B, T, H, 3D) for multi-head, (B, T, H + 2·KV, D) with
+    /// <paramref name="kv"/> &lt; H kv heads (grouped-query; each kv head's dk, dv sum its H/KV query heads). The GQA cases
+    /// keep the multi-head tolerances: a kv head's gradient is a sum of H/KV independent per-head terms, each with the
+    /// per-head error bound relative to its own size, so the sum's error and magnitude grow alike (both as √(H/KV)).
     /// </summary>
-    void Attention(int b, int t, int h, int d, AttentionPrecision precision = AttentionPrecision.F32)
+    void Attention(int b, int t, int h, int d, AttentionPrecision precision = AttentionPrecision.F32, int? kv = null)
     {
-        string name = $"B={b} T={t} H={h} D={d} fused qkv", kind = precision == AttentionPrecision.Bf16 ? "(bf16 mma)" : "";
-        var qkv = Pair(Random((long)b * t * h * 3 * d, 2f), b, t, h, 3 * d);
+        int g = kv ?? h;
+        string name = $"B={b} T={t} H={h}{(g < h ? $" KV={g}" : "")} D={d} fused qkv";
+        string kind = precision == AttentionPrecision.Bf16 ? "(bf16 mma)" : "";
+        int[] fused = g < h ? [b, t, h + 2 * g, d] : [b, t, h, 3 * d];
+        long count = (long)b * t * (h + 2 * g) * d;
+        var qkv = Pair(Random(count, 2f), fused);
         var o = Poisoned(b, t, h, d); var lse = Poisoned(b, h, t);
         float scale = 1f / MathF.Sqrt(d);
-        Tensor Q(Tensor x) => x.Narrow(3, 0, d); Tensor K(Tensor x) => x.Narrow(3, d, d); Tensor V(Tensor x) => x.Narrow(3, 2 * d, d);
+        Tensor Q(Tensor x) => g < h ? x.Narrow(2, 0, h) : x.Narrow(3, 0, d);
+        Tensor K(Tensor x) => g < h ? x.Narrow(2, h, g) : x.Narrow(3, d, d);
+        Tensor V(Tensor x) => g < h ? x.Narrow(2, h + g, g) : x.Narrow(3, 2 * d, d);
         reference.AttentionForward(Q(qkv.R), K(qkv.R), V(qkv.R), scale, o.R, lse.R, AttentionPrecision.F32);
         candidate.AttentionForward(Q(qkv.C), K(qkv.C), V(qkv.C), scale, o.C, lse.C, precision);
         Compare("AttentionForward" + kind, name, o, lse);
         if (precision == AttentionPrecision.Bf16 && d != 64) { Free(qkv, o, lse); return; }
         var dOut = Pair(Random((long)b * t * h * d), b, t, h, d);
-        var dqkv = Pair(Random((long)b * t * h * 3 * d), b, t, h, 3 * d);
-        reference.AttentionBackward(
-            dOut.R, Q(qkv.R), K(qkv.R), V(qkv.R), o.R, lse.R, scale, Q(dqkv.R), K(dqkv.R), V(dqkv.R), AttentionPrecision.F32);
+        var dqkv = Pair(Random(count), fused);
+        reference.AttentionBackward(dOut.R, Q(qkv.R), K(qkv.R), V(qkv.R), o.R, lse.R, scale, Q(dqkv.R), K(dqkv.R), V(dqkv.R),
+            AttentionPrecision.F32);
         candidate.AttentionBackward(dOut.C, Q(qkv.C), K(qkv.C), V(qkv.C), o.C, lse.C, scale, Q(dqkv.C), K(dqkv.C), V(dqkv.C), precision);
         Compare("AttentionBackward" + kind, name, dqkv);
         Free(qkv, o, lse, dOut, dqkv);
+    }
+
+    /// <summary>
+    /// RMSNorm over rows: x (N, C) a row-dense view of an (N, fullC) buffer, dx (+=) a view of another (both compared
+    /// whole, so writes past C are caught); weight and dWeight the first C of the full width (a sub-network's).
+    /// </summary>
+    void RmsNorm(int n, int c, int fullC)
+    {
+        string name = $"N={n} C={c}{(fullC > c ? $" views of C={fullC}" : "")}";
+        var x = Pair(Random((long)n * fullC, 2f, 0.5f), n, fullC);
+        var w = Pair(Random(fullC, 0.5f, 1f), fullC);
+        var y = Poisoned(n, c); var rstd = Poisoned(n);
+        reference.RmsNormForward(x.R.Narrow(1, 0, c), w.R.Narrow(0, 0, c), 1e-6f, y.R, rstd.R);
+        candidate.RmsNormForward(x.C.Narrow(1, 0, c), w.C.Narrow(0, 0, c), 1e-6f, y.C, rstd.C);
+        Compare("RmsNormForward", name, y, rstd);
+        var dy = Pair(Random((long)n * c), n, c);
+        var dx = Pair(Random((long)n * fullC), n, fullC); var dw = Pair(Random(fullC), fullC);
+        reference.RmsNormBackward(dy.R, x.R.Narrow(1, 0, c), w.R.Narrow(0, 0, c), rstd.R, dx.R.Narrow(1, 0, c), dw.R.Narrow(0, 0, c));
+        candidate.RmsNormBackward(dy.C, x.C.Narrow(1, 0, c), w.C.Narrow(0, 0, c), rstd.C, dx.C.Narrow(1, 0, c), dw.C.Narrow(0, 0, c));
+        Compare("RmsNormBackward", name, dx, dw);
+        Free(x, w, y, rstd, dy, dx, dw);
+    }
+
+    /// <summary>
+    /// Per-head RMSNorm (Qwen3's QK-norm) on k inside a fused (B, T, H, 3D) buffer: rows run over (b, t, h), C = D; dy is
+    /// the strided q slot of another fused buffer and dx (+=) the k slot of a third, compared whole.
+    /// </summary>
+    void RmsNormHeads(int b, int t, int h, int d)
+    {
+        string name = $"B={b} T={t} H={h} D={d} per head, k in fused qkv";
+        long count = (long)b * t * h * 3 * d;
+        var qkv = Pair(Random(count, 3f), b, t, h, 3 * d);
+        var w = Pair(Random(d, 0.5f, 1f), d);
+        var y = Poisoned(b, t, h, d); var rstd = Poisoned(b * t * h);
+        Tensor K(Tensor x) => x.Narrow(3, d, d);
+        reference.RmsNormForward(K(qkv.R), w.R, 1e-6f, y.R, rstd.R); candidate.RmsNormForward(K(qkv.C), w.C, 1e-6f, y.C, rstd.C);
+        Compare("RmsNormForward", name, y, rstd);
+        var dy = Pair(Random(count), b, t, h, 3 * d);
+        var dx = Pair(Random(count), b, t, h, 3 * d); var dw = Pair(Random(d), d);
+        reference.RmsNormBackward(dy.R.Narrow(3, 0, d), K(qkv.R), w.R, rstd.R, K(dx.R), dw.R);
+        candidate.RmsNormBackward(dy.C.Narrow(3, 0, d), K(qkv.C), w.C, rstd.C, K(dx.C), dw.C);
+        Compare("RmsNormBackward", name, dx, dw);
+        Free(qkv, w, y, rstd, dy, dx, dw);
+    }
+
+    /// <summary>SwiGLU on (N, M): gates over [-8, 8] (the sigmoid's saturation) plus ±100 (exp overflows: limits 0 and g).</summary>
+    void SwiGlu(int n, int m)
+    {
+        string name = $"N={n} M={m}";
+        var gv = Random((long)n * m, 8f);
+        gv[0] = -100f; gv[^1] = 100f;
+        var gate = Pair(gv, n, m); var up = Pair(Random((long)n * m, 2f), n, m);
+        var y = Poisoned(n, m);
+        reference.SwiGluForward(gate.R, up.R, y.R); candidate.SwiGluForward(gate.C, up.C, y.C);
+        Compare("SwiGluForward", name, y);
+        var dy = Pair(Random((long)n * m), n, m);
+        var dGate = Pair(Random((long)n * m), n, m); var dUp = Pair(Random((long)n * m), n, m);
+        reference.SwiGluBackward(dy.R, gate.R, up.R, dGate.R, dUp.R); candidate.SwiGluBackward(dy.C, gate.C, up.C, dGate.C, dUp.C);
+        Compare("SwiGluBackward", name, dGate, dUp);
+        Free(gate, up, y, dy, dGate, dUp);
     }
 
     void Gelu(int n, bool tanh)

@@ -148,6 +148,52 @@ public class GradCheckTests
         }, Rand(rng, 1, B, T, Hh * 3 * D));
     }
 
+    [TestCase(1)]   // multi-query: every query head reads the one kv head
+    [TestCase(2)]   // grouped: query heads 0, 1 read kv head 0; 2, 3 read kv head 1
+    [TestCase(4)]   // multi-head
+    public void GroupedQueryAttention(int kvHeads)
+    {
+        var rng = new Rng(17);
+        int B = 2, T = 5, Hq = 4, D = 4;
+        // q (B, T, 4, D) and k, v (B, T, KV, D) as strided views of one buffer per row: [q heads | k heads | v heads].
+        int width = (Hq + 2 * kvHeads) * D;
+        long[] strides = [(long)T * width, width, D, 1];
+        Check($"attention, {kvHeads} kv heads", (t, v) =>
+        {
+            var q = t.View(v[0], x => x.AsStrided([B, T, Hq, D], strides, 0));
+            var k = t.View(v[0], x => x.AsStrided([B, T, kvHeads, D], strides, Hq * D));
+            var vv = t.View(v[0], x => x.AsStrided([B, T, kvHeads, D], strides, (Hq + kvHeads) * D));
+            return t.Attention(q, k, vv, 1f / MathF.Sqrt(D));
+        }, Rand(rng, 1, B, T, width));
+    }
+
+    [Test]
+    public void RmsNormRows()
+    {
+        var rng = new Rng(18);
+        var w = Rand(rng, 0.3, 7);
+        foreach (ref var e in w.AsSpan<float>()) e += 1f;   // weights around 1, as a trained norm's
+        Check("rmsnorm", (t, v) => t.RmsNorm(v[0], v[1], 1e-6f), Rand(rng, 1.5, 6, 7), w);
+    }
+
+    [Test]
+    public void RmsNormPerHeadOnAStridedView()
+    {
+        var rng = new Rng(19);
+        int B = 2, T = 3, Hh = 2, D = 6;
+        // QK-norm on k inside a fused row [q heads | k heads]: a (B, T, H, D) view whose heads are not contiguous rows.
+        long[] strides = [(long)T * 2 * Hh * D, 2 * Hh * D, D, 1];
+        Check("rmsnorm per head", (t, v) => t.RmsNorm(t.View(v[0], x => x.AsStrided([B, T, Hh, D], strides, Hh * D)), v[1], 1e-6f),
+            Rand(rng, 1, B, T, 2 * Hh * D), Rand(rng, 0.5, D));
+    }
+
+    [Test]
+    public void SwiGlu()
+    {
+        var rng = new Rng(20);
+        Check("swiglu", (t, v) => t.SwiGlu(v[0], v[1]), Rand(rng, 2, 5, 9), Rand(rng, 1, 5, 9));
+    }
+
     [TestCase(false)]
     [TestCase(true)]
     public void Gelu(bool tanh)

@@ -69,10 +69,10 @@ public class InfoCommandTests
         try
         {
             File.WriteAllText(Path.Combine(dir, "config.json"),
-                """{"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": 10}""");
+                """{"model_type": "gemma", "architectures": ["GemmaForCausalLM"], "vocab_size": 10}""");
             var (exit, _, stderr) = CliRunner.Run("info", dir);
             Assert.That(exit, Is.EqualTo(1));
-            Assert.That(stderr, Does.Contain("unsupported architecture").And.Contain("llama"));
+            Assert.That(stderr, Does.Contain("unsupported architecture").And.Contain("gemma"));
         }
         finally { Directory.Delete(dir, true); }
     }

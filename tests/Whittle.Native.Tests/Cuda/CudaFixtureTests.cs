@@ -7,11 +7,16 @@ using Whittle.Native.Tensors;
 namespace Whittle.Native.Tests.Cuda;
 
 /// <summary>
-/// The whole GPT-NeoX fixture on the GPU: logits, loss, every gradient and one AdamW step against PyTorch's float64
+/// Every family's whole fixture on the GPU (GPT-NeoX; Llama, Qwen2, Qwen3, Mistral: RMSNorm, SwiGLU, GQA with KV = H/2
+/// and KV = 1, QK-norm, scaled rotary): logits, loss, every gradient and one AdamW step against PyTorch's float64
 /// reference, with the CPU engine's tolerances (FixtureParityTests) widened only for TF32 when it is on. Skips without a device.
 /// </summary>
 [TestFixture("tiny-neox")]
 [TestFixture("tiny-neox-seq")]
+[TestFixture("tiny-llama")]
+[TestFixture("tiny-qwen2")]
+[TestFixture("tiny-qwen3")]
+[TestFixture("tiny-mistral")]
 public class CudaFixtureTests(string fixture)
 {
     CudaBackend? _gpu;
@@ -30,10 +35,11 @@ public class CudaFixtureTests(string fixture)
     public void ForwardBackwardAndAdamWMatchPyTorch()
     {
         var dir = Path.Combine(TestContext.CurrentContext.TestDirectory, "fixtures", fixture);
-        using var model = GptNeoXCheckpoint.Load(dir, _gpu!);
+        using var model = ModelCheckpoint.Load(dir, _gpu!);
         using var expected = new SafeTensorsFile(Path.Combine(dir, "expected.safetensors"));
-        var tokens = expected.ReadInts("tokens");
-        int b = 2, t = tokens.Length / b - 1;
+        using var tokenTensor = expected.ReadTensor("tokens");   // (B, T+1)
+        var tokens = tokenTensor.ToIntArray();
+        int b = tokenTensor.Size(0), t = tokenTensor.Size(1) - 1;
         var inputs = new int[b * t]; var targets = new int[b * t];
         for (int i = 0; i < b; i++)
             for (int j = 0; j < t; j++) { inputs[i * t + j] = tokens[i * (t + 1) + j]; targets[i * t + j] = tokens[i * (t + 1) + j + 1]; }

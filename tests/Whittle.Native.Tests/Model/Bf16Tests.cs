@@ -233,7 +233,7 @@ public class Bf16Tests
         }
     }
 
-    static float[] Gradients(GptNeoX model, Tensor inputs, Tensor targets)
+    internal static float[] Gradients(LanguageModel model, Tensor inputs, Tensor targets)
     {
         model.Parameters.EnsureGrad();
         model.Parameters.ZeroGrad();

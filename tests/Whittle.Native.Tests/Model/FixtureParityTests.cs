@@ -6,8 +6,10 @@ using Whittle.Native.Tensors;
 namespace Whittle.Native.Tests.Model;
 
 /// <summary>
-/// The CPU engine against PyTorch: tools/fixtures/make_tiny_neox.py computes Hugging Face's GPT-NeoX in float64 on the
-/// fixtures' float32 weights (logits, loss, every gradient, one AdamW step). Errors are measured per tensor as
+/// The CPU engine against PyTorch: tools/fixtures/make_tiny_neox.py computes Hugging Face's GPT-NeoX, and
+/// tools/fixtures/make_llama_reference.py its Llama, Qwen2, Qwen3 and Mistral models, in float64 on the fixtures' stored
+/// weights (logits, loss, every gradient, one AdamW step; what each Llama fixture covers: LlamaFixtureTests). Errors are
+/// measured per tensor as
 /// max |ours − expected| / max |expected|, because some gradient entries are exactly zero in exact arithmetic (the key
 /// bias outside the rotary dims) and an element-wise relative error would compare round-off with round-off.
 /// Tolerances, from float32 rounding against a float64 reference, for any f32 GEMM (no summation order is assumed, so the
@@ -21,16 +23,23 @@ namespace Whittle.Native.Tests.Model;
 /// </summary>
 [TestFixture("tiny-neox")]
 [TestFixture("tiny-neox-seq")]
+[TestFixture("tiny-llama")]
+[TestFixture("tiny-qwen2")]
+[TestFixture("tiny-qwen3")]
+[TestFixture("tiny-mistral")]
 [Category(TestBackends.GemmSensitive)]
 public class FixtureParityTests(string fixture)
 {
     static readonly CpuBackend Cpu = CpuBackend.Instance;
-    string Dir => Path.Combine(TestContext.CurrentContext.TestDirectory, "fixtures", fixture);
 
-    (GptNeoX Model, SafeTensorsFile Expected, Tensor Inputs, Tensor Targets) Load()
+    (LanguageModel Model, SafeTensorsFile Expected, Tensor Inputs, Tensor Targets) Load() => Load(fixture);
+
+    /// <summary>A reference fixture's model, expected values, and its batch split into inputs (B, T) and targets (B·T).</summary>
+    internal static (LanguageModel Model, SafeTensorsFile Expected, Tensor Inputs, Tensor Targets) Load(string fixture)
     {
-        var model = GptNeoXCheckpoint.Load(Dir, Cpu);
-        var expected = new SafeTensorsFile(Path.Combine(Dir, "expected.safetensors"));
+        string dir = Path.Combine(TestContext.CurrentContext.TestDirectory, "fixtures", fixture);
+        var model = ModelCheckpoint.Load(dir, Cpu);
+        var expected = new SafeTensorsFile(Path.Combine(dir, "expected.safetensors"));
         var tokens = expected.ReadTensor("tokens");                 // (B, T+1)
         int b = tokens.Size(0), t = tokens.Size(1) - 1;
         var all = tokens.ToIntArray();

@@ -1,4 +1,6 @@
+using System.Text.Json.Nodes;
 using Whittle.Native.Tests.Cli;
+using Whittle.Native.Verification;
 
 namespace Whittle.Native.Tests.SoftGpu;
 
@@ -47,6 +49,42 @@ public class SoftGpuCliTests
         Assert.That(trace, Does.Contain("launch attention_forward_mma_d64 "));
         Assert.That(trace, Does.Contain("launch attention_backward_dq_mma_d64 ").And.Contain("launch attention_backward_dkdv_mma_d64 "));
         Assert.That(trace, Does.Not.Contain("launch attention_forward "));
+    }
+
+    /// <summary>
+    /// pretrain of a Qwen3 with one kv head (QK-norm, SwiGLU, MQA) on the software GPU and on the CPU from the same
+    /// initial weights: the first step's loss (the forward of those weights) agrees to the whole-model loss tolerance, the
+    /// GPU run's loss falls, and the trace shows the Llama family's kernels, grouped-query attention included, ran.
+    /// </summary>
+    [Test]
+    public void PretrainAQwen3WithOneKvHeadOnTheGpuMatchesTheCpu()
+    {
+        SoftGpuKernel.RequireSoftwareGpu();
+        var root = Path.Combine(Path.GetTempPath(), $"whittle-softgpu-qwen3-{Guid.NewGuid():N}");
+        try
+        {
+            List<double> Losses(string device, out string stderr)
+            {
+                var env = new Dictionary<string, string?> { ["SOFTGPU_TRACE"] = "1" };
+                var (exit, stdout, err) = CliRunner.RunWith(null, null, env, "pretrain", "--family", "qwen3", "--kv-heads", "1",
+                    "--data", TestData.AustenSlice, "--layers", "2", "--hidden", "32", "--heads", "4", "--seq-len", "32",
+                    "--batch-size", "4", "--steps", "12", "--lr", "0.01", "--eval-tokens", "256", "--device", device,
+                    "--out", Path.Combine(root, device), "--json");
+                Assert.That(exit, Is.Zero, stdout + err);
+                stderr = err;
+                return File.ReadLines(Path.Combine(root, device, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!)
+                    .Where(o => o["loss"] is not null).Select(o => o["loss"]!.GetValue<double>()).ToList();
+            }
+            var cpu = Losses("cpu", out _);
+            var gpu = Losses("cuda", out var trace);
+            Assert.That(Math.Abs(gpu[0] / cpu[0] - 1), Is.LessThan(ModelParity.LossTolerance), "the first step's loss");
+            Assert.That(gpu[^1], Is.LessThan(gpu[0] - 0.5), "the loss falls on the GPU");
+            string[] kernels = ["rmsnorm_forward", "rmsnorm_backward_input", "rmsnorm_backward_partials", "rmsnorm_backward_weight",
+                "swiglu_forward", "swiglu_backward", "attention_forward", "attention_backward_dkdv"];
+            foreach (var kernel in kernels)
+                Assert.That(trace, Does.Contain($"launch {kernel} "), kernel);
+        }
+        finally { if (Directory.Exists(root)) Directory.Delete(root, true); }
     }
 
     [Test]

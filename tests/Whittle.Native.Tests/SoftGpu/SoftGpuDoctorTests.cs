@@ -47,6 +47,11 @@ public class SoftGpuDoctorTests
         Assert.That((int)report["parity_failed"]!, Is.Zero);
         Assert.That(report["model_parity"]!.AsArray(), Has.Count.GreaterThan(10), "whole-model parity ran");
         Assert.That((int)report["model_parity_failed"]!, Is.Zero);
+        var modelCases = report["model_parity"]!.AsArray().Select(r => r!["case"]!.ToString()).Distinct().ToList();
+        foreach (var family in new[] { "llama GQA", "qwen3 MQA", "qwen3 bf16 tensor-core attention" })
+            Assert.That(modelCases, Has.Some.StartsWith(family), $"the Llama family's whole-model parity ran ({family})");
+        var ops = report["parity"]!.AsArray().Select(r => r!["op"]!.ToString()).ToHashSet();
+        Assert.That(ops, Is.SupersetOf(new[] { "RmsNormForward", "RmsNormBackward", "SwiGluForward", "SwiGluBackward" }));
         if (Variants[variant].ContainsKey("WHITTLE_CUDA_ALLOCATOR"))
             Assert.That(report["steady_state_status"]?.ToString(), Does.Contain("exact"));
         else

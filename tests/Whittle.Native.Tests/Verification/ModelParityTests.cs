@@ -24,7 +24,7 @@ public class ModelParityTests
         // per case: logits, loss, then a gradient and an AdamW result for each of the parameters
         foreach (var c in ModelParity.Cases)
         {
-            int parameters = Whittle.Native.Model.GptNeoX.Layout(c.Config).Count();
+            int parameters = c.Config.Layout().Count();
             Assert.That(results.Count(r => r.Op == c.Name), Is.EqualTo(2 + 2 * parameters), c.Name);
         }
         Assert.That(results.Where(r => r.MaxRelativeError != 0), Is.Empty);
@@ -43,6 +43,21 @@ public class ModelParityTests
         Assert.That(
             failed, Does.Not.Contain("grad.gpt_neox.layers.1.mlp.dense_4h_to_h.weight"),
             "gradients that do not pass through rotary still agree");
+    }
+
+    [Test]
+    public void ASkippedSwiGluBackwardFailsTheGatedMlpGradientsOfTheLlamaCases()
+    {
+        using var cpu = new CpuBackend();
+        using var faulty = FaultyBackend.Skipping(new CpuBackend(), nameof(IBackend.SwiGluBackward));
+        var llama = ModelParity.Cases.Where(c => c.Config is Whittle.Native.Model.LlamaConfig).ToList();
+        Assert.That(llama.Select(c => ((Whittle.Native.Model.LlamaConfig)c.Config).Family), Does.Contain("llama").And.Contain("qwen3"));
+        var results = new ModelParity(cpu, faulty).Run([llama[0]]);
+        Assert.That(results.Single(r => r.Case == "logits").MaxRelativeError, Is.Zero);
+        var failed = results.Where(r => !r.Passed).Select(r => r.Case).ToList();
+        Assert.That(failed, Does.Contain("grad.model.layers.1.mlp.gate_proj.weight").And.Contain("grad.model.layers.0.mlp.up_proj.weight"));
+        Assert.That(failed, Does.Not.Contain("grad.model.layers.1.mlp.down_proj.weight"),
+            "the last layer's down_proj gradient is computed before SwiGLU's backward");
     }
 
     [Test]
