@@ -4,16 +4,35 @@
 //   mkdir -p /tmp/hftok && cd /tmp/hftok && npm install @anush008/tokenizers @anush008/tokenizers-linux-x64-gnu
 //   NODE_PATH=/tmp/hftok/node_modules node tools/hf-tokenizers.js oracle TOKENIZER.json TEXTS.jsonl > expected.jsonl
 //   NODE_PATH=/tmp/hftok/node_modules node tools/hf-tokenizers.js bench TOKENIZER.json CORPUS.txt[.gz] [DOC_START_REGEX]
+//   NODE_PATH=/tmp/hftok/node_modules node tools/hf-tokenizers.js time TOKENIZER.json CORPUS.txt[.gz] [IDS_OUT.json]
 // oracle: each {"text": ...} line in → {"text": ..., "ids": [...]} line out (no special tokens added).
 // bench: encode MB/s of the corpus as one text (one thread) and as documents through encodeBatch (all cores).
+// time: one encode of the corpus as one text by a fresh tokenizer (empty word cache) after a warm-up encode by another,
+// as bench/Whittle.Native.Bench's tokenizers-compare times ours and Microsoft's; prints {"bytes", "seconds", "ids"} and
+// writes the ids as a JSON array to IDS_OUT when given (the whole-corpus reference of that comparison).
 const fs = require('fs');
 const zlib = require('zlib');
 const { Tokenizer } = require('@anush008/tokenizers');
 
 async function main() {
-  const [mode, tokPath, input, docStart] = process.argv.slice(2);
+  const [mode, tokPath, input, arg] = process.argv.slice(2);
   const tok = Tokenizer.fromFile(tokPath);
-  if (mode === 'oracle') {
+  const readCorpus = () => {
+    let buf = fs.readFileSync(input);
+    if (buf[0] === 0x1f && buf[1] === 0x8b) buf = zlib.gunzipSync(buf);
+    return buf;
+  };
+  if (mode === 'time') {
+    const buf = readCorpus();
+    const text = buf.toString('utf8');
+    await tok.encode(text, null, { addSpecialTokens: false });
+    const fresh = Tokenizer.fromFile(tokPath);
+    const t0 = process.hrtime.bigint();
+    const ids = (await fresh.encode(text, null, { addSpecialTokens: false })).getIds();
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    if (arg) fs.writeFileSync(arg, JSON.stringify(Array.from(ids)));
+    console.log(JSON.stringify({ bytes: buf.length, seconds, ids: ids.length }));
+  } else if (mode === 'oracle') {
     for (const line of fs.readFileSync(input, 'utf8').split('\n')) {
       if (!line) continue;
       const text = JSON.parse(line).text;
@@ -21,11 +40,10 @@ async function main() {
       process.stdout.write(JSON.stringify({ text, ids: Array.from(enc.getIds()) }) + '\n');
     }
   } else if (mode === 'bench') {
-    let buf = fs.readFileSync(input);
-    if (buf[0] === 0x1f && buf[1] === 0x8b) buf = zlib.gunzipSync(buf);
+    const buf = readCorpus();
     const text = buf.toString('utf8');
     const mb = buf.length / 1e6;
-    const re = new RegExp(docStart || '^(CHAPTER|Chapter) ', 'm');
+    const re = new RegExp(arg || '^(CHAPTER|Chapter) ', 'm');
     const docs = [];
     let rest = text;
     // Same document cut as `whittle tokenize --doc-start`: a matching line starts a new document.
@@ -43,7 +61,7 @@ async function main() {
       single: { seconds: t1, mb_per_s: mb / t1, tokens: e1.getIds().length },
       batch: { seconds: t2, mb_per_s: mb / t2, tokens: n2 } }));
   } else {
-    console.error('usage: hf-tokenizers.js oracle|bench TOKENIZER.json INPUT');
+    console.error('usage: hf-tokenizers.js oracle|bench|time TOKENIZER.json INPUT [ARG]');
     process.exit(2);
   }
 }

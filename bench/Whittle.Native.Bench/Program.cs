@@ -2,6 +2,7 @@ using BenchmarkDotNet.Running;
 
 // CPU benchmarks (BenchmarkDotNet). Run: dotnet run -c Release --project bench/Whittle.Native.Bench -- --filter '*'
 if (args is ["tokenizer-quick"]) { TokenizerBench.Quick(); return; }
+if (args is ["tokenizers-compare", .. var compareArgs]) { TokenizerCompare.Run(compareArgs); return; }
 if (args is ["gemm-quick", .. var rest])
 {
     // gemm-quick [scalar|avx256|avx512]: pin our micro-kernel (one the machine runs) to see what a machine without it would get.

@@ -25,6 +25,7 @@ static class WhittleCli
         root.Subcommands.Add(SaltCommand.Create());
         root.Subcommands.Add(DemoCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(DocsCommand.Create());
         return root;
     }
 }

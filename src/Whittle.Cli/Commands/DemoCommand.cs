@@ -46,10 +46,16 @@ sealed record DemoPreset(string Name, int Layers, int Hidden, int Heads, int Int
 /// </summary>
 static class DemoCommand
 {
+    /// <summary>
+    /// k of the --salt-cache arm's cache: 6·k bytes a token (f16 log-prob and i32 id), 384 B at k = 64 against 24 KiB for all
+    /// 4096 tokens of the demo's vocabulary; its KD term is the forward KL over the top-64 and one tail bucket.
+    /// </summary>
+    const int SaltCacheTopK = 64;
+
     public static Command Create()
     {
         var device = CliCommon.DeviceOption();
-        var preset = new Option<string>("--preset") { Description = "quick (35 s on 2 shared CPU cores; all three effects in each of " +
+        var preset = new Option<string>("--preset") { Description = "quick (34.9 s on 2 shared CPU cores; all three effects in each of " +
             "seeds 0-9, the search not in 3 of seeds 10-14: bench/RESULTS.md) | default (3 min 44 s on 2 CPU cores) | large (a GPU).",
             DefaultValueFactory = _ => "default" };
         var outDir = new Option<string>("--out") { Description = "Run directory (reused: finished stages are not run again).",
@@ -58,20 +64,27 @@ static class DemoCommand
             "search), to see whether the effects hold beyond one draw.", DefaultValueFactory = _ => 0 };
         var seeds = new Option<string?>("--seeds") { Description = "A seed sweep: run the demo once per seed (a range 0-4 or a list " +
             "0,3,7) into --out/seed-N and print a table of the three effects in every seed." };
+        var saltCache = new Option<bool>("--salt-cache")
+        {
+            Description = $"Add a SALT arm whose KD phase reads the small model's soft labels from a top-{SaltCacheTopK} " +
+                "`cache-teacher` cache instead of running it (`salt --teacher-cache`): one more SALT run and the cache's build, so off " +
+                "by default.",
+        };
         var cmd = new Command("demo", """
             Reproduce Whittle and SALT end to end on the bundled Austen corpus, no download: pretrain a teacher, rank its units,
             search a sub-network under a parameter budget (evolution vs random search vs the importance-only baseline), train
             students for the same token budget (random init; sub-network init; sub-network init + distillation), train a large
             model with and without SALT, and write report.md / report.html with every number measured in this run.
-            """) { device, preset, outDir, seed, seeds };
+            """) { device, preset, outDir, seed, seeds, saltCache };
         cmd.SetAction(p =>
         {
             var ps = DemoPreset.Get(p.GetValue(preset)!);
             int s = p.GetValue(seed);
             if (s < 0) throw new WhittleException($"--seed must be 0 or more, got {s}");
-            if (p.GetValue(seeds) is not { } list) return Run(ps, p.GetValue(device)!, p.GetValue(outDir)!, s);
+            bool cached = p.GetValue(saltCache);
+            if (p.GetValue(seeds) is not { } list) return Run(ps, p.GetValue(device)!, p.GetValue(outDir)!, s, cached);
             if (p.GetResult(seed) is { Implicit: false }) throw new WhittleException("give --seed or --seeds, not both");
-            return Sweep(ps, p.GetValue(device)!, p.GetValue(outDir)!, ParseSeeds(list));
+            return Sweep(ps, p.GetValue(device)!, p.GetValue(outDir)!, ParseSeeds(list), cached);
         });
         return cmd;
     }
@@ -98,7 +111,7 @@ static class DemoCommand
     /// table of DemoSweep: the three effects per seed, judged by each run's own report, with their margins. The table is
     /// also written to OUT/sweep.md.
     /// </summary>
-    static int Sweep(DemoPreset ps, string device, string outRoot, List<int> seeds)
+    static int Sweep(DemoPreset ps, string device, string outRoot, List<int> seeds, bool saltCache)
     {
         var runs = new List<SweepRun>();
         foreach (var s in seeds)
@@ -106,7 +119,7 @@ static class DemoCommand
             Console.WriteLine($"\n======== seed {s} ({runs.Count + 1} of {seeds.Count})");
             string dir = Path.Combine(outRoot, $"seed-{s}");
             var sw = Stopwatch.StartNew();
-            Run(ps, device, dir, s);
+            Run(ps, device, dir, s, saltCache);
             var results = DemoReport.Load(Path.Combine(dir, DemoReport.ResultsFile));
             // A resumed run's wall time would be the resume's, not the run's: report the stages' own times then.
             runs.Add(new SweepRun(s, results, results.Stages.Any(t => t.Cached) ? null : sw.Elapsed.TotalSeconds));
@@ -120,7 +133,7 @@ static class DemoCommand
         return 0;
     }
 
-    static int Run(DemoPreset ps, string device, string outRoot, int seed)
+    static int Run(DemoPreset ps, string device, string outRoot, int seed, bool saltCache)
     {
         var started = DateTimeOffset.UtcNow;
         var total = Stopwatch.StartNew();
@@ -134,7 +147,7 @@ static class DemoCommand
         // --seed shifts every stage's seed by the same amount; seed 0 is the demo as it always ran.
         string Seed(int stageSeed) => (stageSeed + seed).ToString(CultureInfo.InvariantCulture);
         bool ownSmall = ps.SaltSmallSteps > 0;
-        int stages = ownSmall ? 11 : 10;
+        int stages = (ownSmall ? 11 : 10) + (saltCache ? 2 : 0);
         void Stage(string dir, int index, string what, Action run) => DemoCommand.Stage(timings, dir, index, stages, what, run);
 
         Stage(D("data"), 1, "tokenize the bundled corpus (six Austen novels), one document per chapter", () =>
@@ -195,14 +208,30 @@ static class DemoCommand
                     "--eval-every", ps.SaltSmallSteps.ToString(), "--save-every", (ps.SaltSmallSteps / 2).ToString(), "--seed", Seed(2),
                         "--resume", .. dev]));
 
-        Stage(D("salt"), stages - 1,
-            $"SALT: the teacher's architecture from scratch, helped by {(ownSmall ? "the small model" : "student 1")} for the first " +
-            $"{ps.SaltKdSteps} steps", () =>
-            Whittle(["salt", "--small", Path.Combine(small, "final"), "--out", D("salt"), "--kd-steps", ps.SaltKdSteps.ToString(),
-                "--omega", ps.Omega.ToString(CultureInfo.InvariantCulture), "--schedule", "step", "--resume", .. teacherRun]));
+        string[] Salt(string run) => ["--out", run, "--kd-steps", ps.SaltKdSteps.ToString(),
+            "--omega", ps.Omega.ToString(CultureInfo.InvariantCulture), "--schedule", "step", "--resume", .. teacherRun];
+        int saltStage = ownSmall ? 10 : 9;
+        string helped = $"helped by {(ownSmall ? "the small model" : "student 1")} for the first {ps.SaltKdSteps} steps";
+        Stage(D("salt"), saltStage, $"SALT: the teacher's architecture from scratch, {helped}", () =>
+            Whittle(["salt", "--small", Path.Combine(small, "final"), .. Salt(D("salt"))]));
+        if (saltCache)
+        {
+            // The cache covers the KD phase's batches (the baseline's data order: SALT's seed and batch shape) at τ = 1.
+            string cache = D("salt-cache");
+            string what = $"cache the small model's top-{SaltCacheTopK} soft labels for SALT's {ps.SaltKdSteps} KD steps";
+            Stage(cache, saltStage + 1, what, () =>
+            {
+                if (Directory.Exists(cache)) Directory.Delete(cache, true);   // built by an interrupted run, never marked finished
+                Whittle(["cache-teacher", "--teacher", Path.Combine(small, "final"), "--data", data, "--top-k", SaltCacheTopK.ToString(),
+                    "--temperature", "1", "--batch-size", ps.Batch.ToString(), "--seq-len", ps.SeqLen.ToString(),
+                    "--steps", ps.SaltKdSteps.ToString(), "--seed", Seed(1), "--out", cache, .. dev]);
+            });
+            Stage(D("salt-cached"), saltStage + 2, "SALT again, its KD phase reading the cache instead of running the small model", () =>
+                Whittle(["salt", "--teacher-cache", cache, .. Salt(D("salt-cached"))]));
+        }
 
         Console.WriteLine($"\n== [{stages}/{stages}] report");
-        var results = Collect(root, ps, device, started, timings.Sum(t => t.Seconds), timings, small);
+        var results = Collect(root, ps, device, started, timings.Sum(t => t.Seconds), timings, small, saltCache);
         DemoReport.Write(results, root);
         Console.WriteLine($"wrote {D("report.md")}, {D("report.html")} and {D("results.json")} ({total.Elapsed.TotalMinutes:F1} min)");
         return 0;
@@ -257,13 +286,13 @@ static class DemoCommand
 
     // ---------------------------------------------------------------- results
 
-    static DemoResults Collect(
-        string root, DemoPreset ps, string device, DateTimeOffset started, double seconds, List<StageTiming> timings, string small)
+    static DemoResults Collect(string root, DemoPreset ps, string device, DateTimeOffset started, double seconds, List<StageTiming> timings,
+        string small, bool saltCache)
     {
         string D(params string[] parts) => Path.Combine([root, .. parts]);
         var teacherCfg = GptNeoXConfig.Load(D("teacher", "final"));
         var teacherCount = ParameterCount.Of(teacherCfg);
-        var teacherCurve = Curve(D("teacher", "metrics.jsonl"));
+        var teacherCurve = RunMetrics.Curve(D("teacher", "metrics.jsonl"));
         var summary = JsonNode.Parse(File.ReadAllText(D("search", "summary.json")))!;
         bool ownSmall = ps.SaltSmallSteps > 0;
         long smallParams = ParameterCount.Of(GptNeoXConfig.Load(Path.Combine(small, "final"))).Total;
@@ -275,7 +304,19 @@ static class DemoCommand
                     c["spec"]!.ToJsonString()));
         Arm Student(string dir, string name, string description) =>
             new(name, description, ParameterCount.Of(GptNeoXConfig.Load(D("students", dir, "final"))).Total,
-                Curve(D("students", dir, "metrics.jsonl")));
+                RunMetrics.Curve(D("students", dir, "metrics.jsonl")));
+        Arm SaltArm(string dir, string name, string description) =>
+            new(name, description, teacherCount.Total, RunMetrics.Curve(D(dir, "metrics.jsonl")),
+                RunMetrics.Clock(D(dir, "metrics.jsonl")));
+        string helper = ownSmall ? "the small model" : "the random-init student";
+        var saltArms = new List<Arm>
+        {
+            SaltArm("salt", DemoFindings.SaltArm, $"helped by {helper} for the first {ps.SaltKdSteps} steps (ω = {ps.Omega})"),
+            SaltArm("teacher", DemoFindings.SaltBaseline, "the same model, seed, data and schedule without help (the teacher's own run)"),
+        };
+        if (saltCache)
+            saltArms.Add(SaltArm("salt-cached", DemoFindings.SaltCached,
+                $"as salt, the KD phase reading {helper}'s top-{SaltCacheTopK} soft labels from a cache"));
         return new DemoResults
         {
             Preset = ps.Name, Device = device, Started = started, Seconds = seconds,
@@ -291,27 +332,17 @@ static class DemoCommand
                 Student("subnet-init", "subnet-init", "initialised with the searched sub-network's weights"),
                 Student("subnet-init-kd", "subnet-init+kd", "sub-network weights + distillation from the teacher (0.5·CE + 0.5·KL)"),
             ],
-            Salt =
-            [
-                new Arm("salt",
-                    $"helped by {(ownSmall ? "the small model" : "the random-init student")} for the first {ps.SaltKdSteps} steps (ω = " +
-                    $"{ps.Omega})", teacherCount.Total, Curve(D("salt", "metrics.jsonl"))),
-                new Arm("baseline", "the same model, seed, data and schedule without help (the teacher's own run)", teacherCount.Total,
-                    teacherCurve),
-            ],
+            Salt = saltArms,
             SaltKdSteps = ps.SaltKdSteps, SaltTotalSteps = ps.TeacherSteps,
+            SaltSmallSeconds = RunMetrics.Clock(Path.Combine(small, "metrics.jsonl"))?.Seconds,
+            SaltCacheSeconds = saltCache ? timings.First(t => t.Stage == "salt-cache").Seconds : null,
+            SaltCacheTopK = saltCache ? SaltCacheTopK : null,
             SaltSmallModel = ownSmall
-                ? $"a small model (random-init's architecture trained from random initialisation for {ps.SaltSmallSteps} steps; " +
-                    $"{smallParams:N0} parameters; validation perplexity " +
-                    $"{Math.Exp(Curve(Path.Combine(small, "metrics.jsonl"))[^1].ValLoss):F1})"
+                ? $"a small model (random-init's architecture trained from random initialisation for {ps.SaltSmallSteps} steps; "
+                    + $"{smallParams:N0} parameters; validation perplexity "
+                    + $"{Math.Exp(RunMetrics.Curve(Path.Combine(small, "metrics.jsonl"))[^1].ValLoss):F1})"
                 : $"random-init student, {smallParams:N0} parameters",
             Stages = timings,
         };
     }
-
-    /// <summary>The validation points of a run's metrics.jsonl.</summary>
-    static List<CurvePoint> Curve(string metrics) =>
-        File.ReadLines(metrics).Select(l => JsonNode.Parse(l)!).Where(o => o["val_loss"] is not null)
-            .Select(o =>
-                new CurvePoint(o["step"]!.GetValue<int>(), o["tokens"]!.GetValue<long>(), o["val_loss"]!.GetValue<double>())).ToList();
 }

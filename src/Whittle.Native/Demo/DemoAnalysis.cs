@@ -1,8 +1,8 @@
 // Policy: the report's numbers are computed here, from DemoResults only, by small pure functions that tests check on
 // hand-made data. "Reaching" a perplexity means the curve's perplexity is at or below it; between two evaluations the
-// log-perplexity (the validation loss) is taken as linear in tokens (or steps), the same assumption the paper's
-// "×-fewer-tokens" reading of a loss curve makes. A point whose loss is not finite never reaches anything. Nothing here
-// decides wording; DemoFindings turns these numbers into sentences.
+// log-perplexity (the validation loss) is taken as linear in tokens (or steps, or training seconds), the same
+// assumption the paper's "×-fewer-tokens" reading of a loss curve makes. A point whose loss is not finite never reaches
+// anything. Nothing here decides wording; DemoFindings turns these numbers into sentences.
 namespace Whittle.Native.Demo;
 
 public static class DemoAnalysis
@@ -21,6 +21,32 @@ public static class DemoAnalysis
     /// <summary>As <see cref="TokensToReach"/>, in optimizer steps.</summary>
     public static double? StepToReach(IReadOnlyList<CurvePoint> curve, double targetPerplexity) =>
         FirstReach(curve, p => p.Step, targetPerplexity);
+
+    /// <summary>
+    /// As <see cref="TokensToReach"/>, in training seconds (the points' <see cref="CurvePoint.Seconds"/>, by the same rule);
+    /// null unless every point has its seconds.
+    /// </summary>
+    public static double? SecondsToReach(IReadOnlyList<CurvePoint> curve, double targetPerplexity)
+    {
+        ArgumentNullException.ThrowIfNull(curve);
+        return curve.All(p => p.Seconds is not null) ? FirstReach(curve, p => p.Seconds!.Value, targetPerplexity) : null;
+    }
+
+    /// <summary>The median (the mean of the middle two for an even count); null for no values.</summary>
+    public static double? Median(IEnumerable<double> values)
+    {
+        var v = values.Order().ToList();
+        return v.Count == 0 ? null : v.Count % 2 == 1 ? v[v.Count / 2] : (v[v.Count / 2 - 1] + v[v.Count / 2]) / 2;
+    }
+
+    /// <summary>The mean and the sample standard deviation (n − 1 in the denominator; null below two values); null for no values.</summary>
+    public static (double Mean, double? Sd)? MeanSd(IEnumerable<double> values)
+    {
+        var v = values.ToList();
+        if (v.Count == 0) return null;
+        double mean = v.Average();
+        return (mean, v.Count < 2 ? null : Math.Sqrt(v.Sum(x => (x - mean) * (x - mean)) / (v.Count - 1)));
+    }
 
     static double? FirstReach(IReadOnlyList<CurvePoint> curve, Func<CurvePoint, double> x, double targetPerplexity)
     {

@@ -10,13 +10,35 @@ namespace Whittle.Native.Demo;
 /// <summary>A training arm with its final evaluation and how soon it reached the reference's final perplexity.</summary>
 public sealed record ArmSummary(string Name, string Description, long Parameters, CurvePoint? Final, double? ToTarget, double? SpeedUp);
 
+/// <summary>
+/// A SALT arm against the clock: steps and training seconds to the baseline's final perplexity, its total training
+/// seconds, its median step times in the KD phase and after it, the teacher's share of a KD step (the small model's
+/// forward, or the cache read), and the KD phase's overhead per step, KdStepMs / PlainStepMs − 1 (one run's own steps).
+/// </summary>
+public sealed record ArmClock(string Name, double? StepToTarget, double? SecondsToTarget, double? TotalSeconds, double? KdStepMs,
+    double? PlainStepMs, double? TeacherMsPerKdStep, double? Overhead);
+
+/// <summary>
+/// SALT's wall-clock findings. Savings are fractions of the baseline's total training seconds: Saving with the small model
+/// taken as given (the paper's convention), SavingWithSmall counting its own training; for the cached arm, with the cache
+/// taken as given, counting its build, and counting the small model's training too. The StepTime savings time both
+/// sides by one run's own median steps (<see cref="DemoFindings.StepTimeSaving"/>), so load that differs between runs
+/// (a shared machine, the first run's JIT warm-up) drops out.
+/// </summary>
+public sealed record SaltClockFindings(IReadOnlyList<ArmClock> Arms, double? Saving, double? SavingWithSmall, double? StepTimeSaving,
+    double? CachedSaving, double? CachedSavingWithBuild, double? CachedSavingWithAll, double? CachedStepTimeSaving,
+    double? BreakEvenOverhead, IReadOnlyList<string> Sentences)
+{
+    public ArmClock? Arm(string name) => Arms.FirstOrDefault(a => a.Name == name);
+}
+
 /// <summary>One search strategy: how many candidates it evaluated and its best.</summary>
 public sealed record StrategySummary(string Strategy, int Evaluated, SearchPoint? Best);
 
 public sealed record DemoFindings
 {
     public const string RandomInit = "random-init", SubnetInit = "subnet-init", SubnetInitKd = "subnet-init+kd";
-    public const string SaltArm = "salt", SaltBaseline = "baseline";
+    public const string SaltArm = "salt", SaltBaseline = "baseline", SaltCached = "salt-cached";
     public const string Evolution = "evolution", RandomSearch = "random", Importance = "importance";
     public const string NotReproduced = "Not reproduced in this run: ";
 
@@ -42,6 +64,7 @@ public sealed record DemoFindings
     public double? SaltFraction { get; init; }
     public double? KdFraction { get; init; }
     public required IReadOnlyList<string> SaltSentences { get; init; }
+    public required SaltClockFindings SaltClock { get; init; }
 
     public static DemoFindings Of(DemoResults r)
     {
@@ -54,7 +77,7 @@ public sealed record DemoFindings
             StudentTarget = target, ReferenceTokens = refTokens, Students = students, StudentSentences = studentSentences,
             Strategies = strategies, Pareto = pareto, EvolutionGain = gain, SearchSentences = searchSentences,
             SaltTarget = saltTarget, Salt = salt, SaltStep = step, SaltFraction = fraction, KdFraction = kdFraction,
-                SaltSentences = saltSentences,
+                SaltSentences = saltSentences, SaltClock = SaltClockOf(r, saltTarget),
         };
     }
 
@@ -201,5 +224,106 @@ public sealed record DemoFindings
                 : $"{NotReproduced}SALT does not end below the baseline (perplexity {Perplexity(saltFinal.Perplexity)} vs " +
                     $"{Perplexity(baseFinal.Perplexity)}).");
         return (target, arms, step, fraction, kdFraction, sentences);
+    }
+
+    /// <summary>
+    /// The saving an arm shows when every step is timed at its own run's medians: reaching the target at step s costs
+    /// min(s, n)·kd + max(0, s − n)·plain, the baseline's N plain steps N·plain (the same computation as the arm's plain
+    /// steps), so saving = 1 − (min(s, n)·kd + max(0, s − n)·plain) / (N·plain); null without both medians or a step.
+    /// </summary>
+    public static double? StepTimeSaving(ArmClock arm, int kdSteps, int totalSteps) =>
+        arm is { StepToTarget: { } s, KdStepMs: { } kd, PlainStepMs: { } plain } && plain > 0 && totalSteps > 0
+            ? 1 - (Math.Min(s, kdSteps) * kd + Math.Max(0, s - kdSteps) * plain) / (totalSteps * plain) : null;
+
+    /// <summary>
+    /// The KD overhead per step at which SALT's steps to the target cost as much as the baseline's N plain steps:
+    /// min(s, n)·(1 + o) + max(0, s − n) = N, so o* = (N − max(0, s − n)) / min(s, n) − 1; below it SALT saves wall-clock.
+    /// It depends on steps alone, so no machine load enters it.
+    /// </summary>
+    public static double? BreakEvenOverhead(double? stepToTarget, int kdSteps, int totalSteps) =>
+        stepToTarget is { } s && Math.Min(s, kdSteps) > 0 ? (totalSteps - Math.Max(0, s - kdSteps)) / Math.Min(s, kdSteps) - 1 : null;
+
+    static SaltClockFindings SaltClockOf(DemoResults r, double? target)
+    {
+        var sentences = new List<string>();
+        var arms = r.Salt.Select(a =>
+        {
+            var c = a.Clock;
+            double? total = c?.Seconds ?? DemoAnalysis.Final(a.Curve)?.Seconds;
+            double? overhead = c is { KdStepMs: { } kd, PlainStepMs: { } plain } && plain > 0 ? kd / plain - 1 : null;
+            double? teacherMs = c is { KdSteps: > 0 } ? 1000 * c.TeacherSeconds / c.KdSteps : null;
+            return new ArmClock(a.Name, target is { } t ? DemoAnalysis.StepToReach(a.Curve, t) : null,
+                target is { } t2 ? DemoAnalysis.SecondsToReach(a.Curve, t2) : null, total, c?.KdStepMs, c?.PlainStepMs, teacherMs,
+                overhead);
+        }).ToList();
+        var salt = arms.FirstOrDefault(a => a.Name == SaltArm);
+        var baseline = arms.FirstOrDefault(a => a.Name == SaltBaseline);
+        var cached = arms.FirstOrDefault(a => a.Name == SaltCached);
+        double? baseSeconds = baseline?.TotalSeconds is > 0 ? baseline.TotalSeconds : null;
+        // 1 − (seconds to the target + what else is counted) / the baseline's seconds; null when a term is unknown.
+        double? Saving(ArmClock? arm, params double?[] counted) =>
+            arm?.SecondsToTarget is { } st && baseSeconds is { } b && counted.All(c => c is not null)
+                ? 1 - (st + counted.Sum(c => c!.Value)) / b : null;
+        double? StepTime(ArmClock? arm) => arm is null ? null : StepTimeSaving(arm, r.SaltKdSteps, r.SaltTotalSteps);
+        var clock = new SaltClockFindings(arms, Saving(salt), Saving(salt, r.SaltSmallSeconds), StepTime(salt),
+            Saving(cached), Saving(cached, r.SaltCacheSeconds), Saving(cached, r.SaltCacheSeconds, r.SaltSmallSeconds), StepTime(cached),
+            BreakEvenOverhead(salt?.StepToTarget, r.SaltKdSteps, r.SaltTotalSteps), sentences);
+
+        if (salt is null || baseline is null || target is null)
+        {
+            sentences.Add("No SALT wall-clock comparison: the run lacks the SALT arm, its baseline or a finite target.");
+            return clock;
+        }
+        if (salt.TotalSeconds is null || baseSeconds is null)
+        {
+            sentences.Add("No SALT wall-clock comparison: the runs' metrics.jsonl hold no training wall-clock (elapsed_s); "
+                + "they predate it.");
+            return clock;
+        }
+        string t = Perplexity(target.Value);
+        if (salt.SecondsToTarget is not { } st)
+            sentences.Add($"{NotReproduced}SALT did not reach the baseline's final perplexity ({t}), so it saves no wall-clock "
+                + $"(it trained for {Seconds(salt.TotalSeconds.Value)}, the baseline for {Seconds(baseSeconds.Value)}).");
+        else
+            sentences.Add((clock.Saving is > 0 ? "" : NotReproduced)
+                + $"SALT reaches the baseline's final perplexity ({t}) after {Seconds(st)} of training"
+                + (salt.StepToTarget is { } step ? $" (step {Step(step)})" : "")
+                + $"; the baseline ends after {Seconds(baseSeconds.Value)}: "
+                + $"{LessOrMore(clock.Saving ?? double.NaN)} wall-clock with the small model taken as given (the paper's convention)"
+                + (clock.SavingWithSmall is { } w
+                    ? $", {LessOrMore(w)} counting the small model's own training ({Seconds(r.SaltSmallSeconds!.Value)})." : "."));
+        if (salt.Overhead is { } o)
+            sentences.Add($"A KD-phase step takes {Ms(salt.KdStepMs!.Value)} (median), "
+                + $"a plain step after it {Ms(salt.PlainStepMs!.Value)}: "
+                + $"the KD phase costs {LessOrMore(-o)} per step"
+                + (salt.TeacherMsPerKdStep is { } tm ? $"; the small model's forward pass is {Ms(tm)} of each KD-phase step." : "."));
+        if (clock.BreakEvenOverhead is { } be)
+            sentences.Add($"Reaching the target at step {Step(salt.StepToTarget!.Value)} of {Count(r.SaltTotalSteps)}, SALT saves "
+                + $"wall-clock as long as a KD-phase step costs less than {Percent(be)} more than a plain one (a count of steps, free of "
+                + "machine load).");
+        if (clock.StepTimeSaving is { } sts)
+            sentences.Add((sts > 0 ? "" : NotReproduced)
+                + "Timed by the SALT run's own medians instead (its steps to the target, those of the KD phase at the KD-phase median "
+                + $"and the rest at the plain one, against {Count(r.SaltTotalSteps)} plain steps for the baseline, so load that differs "
+                + $"between runs drops out), SALT takes {LessOrMore(sts)} wall-clock than the baseline"
+                + (sts > 0 ? "." : ": the KD phase's overhead outweighs the steps it saves."));
+        if (cached is null)
+            sentences.Add("The cached variant (`salt --teacher-cache`: no small-model forward in the KD phase) was not run; "
+                + "`whittle demo --salt-cache` adds it.");
+        else if (cached.SecondsToTarget is not { } ct)
+            sentences.Add($"{NotReproduced}SALT from the small model's top-{r.SaltCacheTopK} cache did not reach the baseline's "
+                + $"final perplexity ({t}).");
+        else
+            sentences.Add($"From a top-{r.SaltCacheTopK} cache of the small model's soft labels"
+                + (r.SaltCacheSeconds is { } cs ? $" (built in {Seconds(cs)})" : "")
+                + (cached.Overhead is { } co ? $", a KD-phase step costs {LessOrMore(-co)} than a plain one" : "")
+                + (cached.TeacherMsPerKdStep is { } cr ? $" ({Ms(cr)} of it reading the cache)" : "")
+                + $"; the cached run reaches the target after {Seconds(ct)}"
+                + (cached.StepToTarget is { } cs2 ? $" (step {Step(cs2)})" : "")
+                + $": {LessOrMore(clock.CachedSaving ?? double.NaN)} wall-clock than the baseline with the cache taken as given"
+                + (clock.CachedSavingWithBuild is { } cb ? $", {LessOrMore(cb)} counting its build" : "")
+                + (clock.CachedSavingWithAll is { } ca ? $", {LessOrMore(ca)} counting the small model's training too" : "")
+                + (clock.CachedStepTimeSaving is { } cst ? $"; by its own step times, {LessOrMore(cst)}." : "."));
+        return clock;
     }
 }

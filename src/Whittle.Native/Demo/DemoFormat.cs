@@ -48,6 +48,12 @@ static class DemoFormat
         return pct.ToString(Math.Abs(pct) < 10 ? "F1" : "F0", Inv) + "%";
     }
 
+    /// <summary>A saving as a reader says it: 0.25 → "25% less", −0.05 → "5.0% more".</summary>
+    public static string LessOrMore(double fraction) =>
+        !double.IsFinite(fraction) ? "—" : fraction >= 0 ? Percent(fraction) + " less" : Percent(-fraction) + " more";
+
+    public static string Ms(double ms) => ms.ToString(ms < 100 ? "F1" : "F0", Inv) + " ms";
+
     public static string Seconds(double s) => s.ToString(s < 100 ? "F1" : "F0", Inv) + " s";
 
     /// <summary>A duration a person reads at a glance: "42.0 s", "3 min 05 s", "1 h 02 min".</summary>

@@ -38,12 +38,15 @@ static class DemoJson
             ["kd_steps"] = r.SaltKdSteps,
             ["total_steps"] = r.SaltTotalSteps,
             ["small_model"] = r.SaltSmallModel,
+            ["small_model_seconds"] = Num(r.SaltSmallSeconds),
+            ["cache_seconds"] = Num(r.SaltCacheSeconds),
+            ["cache_top_k"] = r.SaltCacheTopK,
             ["arms"] = Arms(r.Salt),
         },
         ["stages"] = new JsonArray(
             r.Stages.Select(
             s => (JsonNode)new JsonObject { ["stage"] = s.Stage, ["seconds"] = Num(s.Seconds), ["cached"] = s.Cached }).ToArray()),
-        ["analysis"] = Analysis(f),
+        ["analysis"] = Analysis(f, r.SaltTotalSteps),
     };
 
     static JsonObject SearchPointJson(SearchPoint p) => new()
@@ -60,10 +63,16 @@ static class DemoJson
         ["curve"] = new JsonArray(a.Curve.Select(p => (JsonNode)new JsonObject
         {
             ["step"] = p.Step, ["tokens"] = p.Tokens, ["val_loss"] = Num(p.ValLoss), ["perplexity"] = Num(p.Perplexity),
+            ["seconds"] = Num(p.Seconds),
         }).ToArray()),
+        ["clock"] = a.Clock is not { } c ? null : new JsonObject
+        {
+            ["seconds"] = Num(c.Seconds), ["kd_steps"] = c.KdSteps, ["kd_step_ms"] = Num(c.KdStepMs),
+            ["plain_step_ms"] = Num(c.PlainStepMs), ["teacher_seconds"] = Num(c.TeacherSeconds),
+        },
     }).ToArray());
 
-    static JsonObject Analysis(DemoFindings f) => new()
+    static JsonObject Analysis(DemoFindings f, int saltTotalSteps) => new()
     {
         ["students"] = new JsonObject
         {
@@ -88,8 +97,31 @@ static class DemoJson
             ["step_to_target"] = Num(f.SaltStep),
             ["fraction_of_steps"] = Num(f.SaltFraction),
             ["kd_fraction"] = Num(f.KdFraction),
-            ["arms"] = new JsonArray(f.Salt.Select(a => (JsonNode)ArmAnalysis(a, "step_to_target")).ToArray()),
+            ["arms"] = new JsonArray(f.Salt.Select(a =>
+            {
+                var o = ArmAnalysis(a, "step_to_target");
+                o["fraction_of_steps"] = Num(saltTotalSteps > 0 ? a.ToTarget / saltTotalSteps : null);
+                return (JsonNode)o;
+            }).ToArray()),
             ["findings"] = Strings(f.SaltSentences),
+        },
+        ["salt_clock"] = new JsonObject
+        {
+            ["arms"] = new JsonArray(f.SaltClock.Arms.Select(a => (JsonNode)new JsonObject
+            {
+                ["name"] = a.Name, ["step_to_target"] = Num(a.StepToTarget), ["seconds_to_target"] = Num(a.SecondsToTarget),
+                ["total_seconds"] = Num(a.TotalSeconds), ["kd_step_ms"] = Num(a.KdStepMs), ["plain_step_ms"] = Num(a.PlainStepMs),
+                ["teacher_ms_per_kd_step"] = Num(a.TeacherMsPerKdStep), ["kd_overhead"] = Num(a.Overhead),
+            }).ToArray()),
+            ["saving"] = Num(f.SaltClock.Saving),
+            ["saving_with_small_model"] = Num(f.SaltClock.SavingWithSmall),
+            ["step_time_saving"] = Num(f.SaltClock.StepTimeSaving),
+            ["break_even_kd_overhead"] = Num(f.SaltClock.BreakEvenOverhead),
+            ["cached_saving"] = Num(f.SaltClock.CachedSaving),
+            ["cached_saving_with_build"] = Num(f.SaltClock.CachedSavingWithBuild),
+            ["cached_saving_with_build_and_small_model"] = Num(f.SaltClock.CachedSavingWithAll),
+            ["cached_step_time_saving"] = Num(f.SaltClock.CachedStepTimeSaving),
+            ["findings"] = Strings(f.SaltClock.Sentences),
         },
     };
 
@@ -151,6 +183,9 @@ static class DemoJson
                 SaltKdSteps = (int)Long(salt, "kd_steps"),
                 SaltTotalSteps = (int)Long(salt, "total_steps"),
                 SaltSmallModel = Str(salt, "small_model"),
+                SaltSmallSeconds = OptDbl(salt, "small_model_seconds"),
+                SaltCacheSeconds = OptDbl(salt, "cache_seconds"),
+                SaltCacheTopK = salt["cache_top_k"]?.GetValue<int>(),
                 Stages = Arr(o, "stages").Select(n => n!.AsObject()).Select(
                     s => new StageTiming(Str(s, "stage"), Dbl(s, "seconds"), Req(s, "cached").GetValue<bool>())).ToList(),
             };
@@ -163,10 +198,17 @@ static class DemoJson
     static SearchPoint ReadSearchPoint(JsonObject p) =>
         new((int)Long(p, "index"), Str(p, "strategy"), Long(p, "parameters"), Dbl(p, "perplexity"), Str(p, "spec"));
 
+    // "seconds" and "clock" are absent from files written before the wall-clock was recorded: they load as null.
     static List<Arm> ReadArms(JsonArray arms) =>
         arms.Select(n => n!.AsObject()).Select(a => new Arm(Str(a, "name"), Str(a, "description"), Long(a, "parameters"),
-        Arr(a, "curve").Select(c => c!.AsObject()).Select(
-            c => new CurvePoint((int)Long(c, "step"), Long(c, "tokens"), Dbl(c, "val_loss"))).ToList())).ToList();
+            Arr(a, "curve").Select(c => c!.AsObject())
+                .Select(c => new CurvePoint((int)Long(c, "step"), Long(c, "tokens"), Dbl(c, "val_loss"), OptDbl(c, "seconds"))).ToList(),
+            a["clock"] is JsonObject c
+                ? new RunClock(Dbl(c, "seconds"), (int)Long(c, "kd_steps"), OptDbl(c, "kd_step_ms"), OptDbl(c, "plain_step_ms"),
+                    Dbl(c, "teacher_seconds"))
+                : null)).ToList();
+
+    static double? OptDbl(JsonObject o, string key) => o[key] is null ? null : Dbl(o, key);
 
     static JsonNode Req(JsonObject o, string key) => o[key] ?? throw new KeyNotFoundException($"missing \"{key}\"");
     static JsonObject Obj(JsonObject o, string key) => Req(o, key).AsObject();

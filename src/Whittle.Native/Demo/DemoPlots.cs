@@ -1,4 +1,4 @@
-// Policy: the four plots of the demo report, each built from DemoResults and DemoFindings alone. Colours are fixed per
+// Policy: the five plots of the demo report, each built from DemoResults and DemoFindings alone. Colours are fixed per
 // arm and strategy name so the same thing has the same colour in every plot and every run; unknown names take the
 // next palette colour. Perplexity axes are logarithmic (the early evaluations sit far above the late ones).
 using static Whittle.Native.Demo.DemoFormat;
@@ -17,14 +17,15 @@ static class DemoPlots
     {
         [DemoFindings.RandomInit] = "#000000", [DemoFindings.SubnetInit] = "#0072B2", [DemoFindings.SubnetInitKd] = "#D55E00",
         [DemoFindings.Evolution] = "#0072B2", [DemoFindings.RandomSearch] = "#E69F00", [DemoFindings.Importance] = "#009E73",
-        [DemoFindings.SaltArm] = "#D55E00", [DemoFindings.SaltBaseline] = "#000000",
+        [DemoFindings.SaltArm] = "#D55E00", [DemoFindings.SaltBaseline] = "#000000", [DemoFindings.SaltCached] = "#009E73",
     };
 
     static string ColorOf(string name, int index) =>
         Colors.TryGetValue(name, out var c) ? c : SvgPlot.Palette[index % SvgPlot.Palette.Length];
     static Marker MarkerOf(int index) => SvgPlot.Markers[index % SvgPlot.Markers.Length];
 
-    public static IReadOnlyList<DemoPlot> Of(DemoResults r, DemoFindings f) => [Students(r, f), Search(r, f), Progress(r), Salt(r, f)];
+    public static IReadOnlyList<DemoPlot> Of(DemoResults r, DemoFindings f) =>
+        [Students(r, f), Search(r, f), Progress(r), Salt(r, f), SaltClock(r, f)];
 
     /// <summary>
     /// A y cap for learning curves: the first evaluation (often untrained, perplexity near the vocabulary size) would
@@ -109,5 +110,21 @@ static class DemoPlots
         return new DemoPlot("salt.svg",
             "SALT (knowledge distillation from the small model for the first steps, then plain training) against the baseline trained on " +
             "the data alone.", plot);
+    }
+
+    static DemoPlot SaltClock(DemoResults r, DemoFindings f)
+    {
+        var plot = new SvgPlot("SALT vs baseline: validation perplexity vs training wall-clock", "training seconds",
+            "validation perplexity", false, true, Tick, Tick) { YCap = CurveCap(r.Salt) };
+        for (int i = 0; i < r.Salt.Count; i++)
+        {
+            var a = r.Salt[i];
+            // A run logged before elapsed_s existed has no seconds: it is left out rather than drawn at made-up times.
+            if (a.Curve.Any(p => p.Seconds is null)) continue;
+            plot.Line(a.Name, ColorOf(a.Name, i), a.Curve.OrderBy(p => p.Step).Select(p => (p.Seconds!.Value, p.Perplexity)), MarkerOf(i));
+        }
+        if (f.SaltTarget is { } t) plot.HorizontalLine(t, $"baseline final ({Perplexity(t)})");
+        return new DemoPlot("salt-clock.svg",
+            "The same runs against their training wall-clock (the steps' own times; evaluations and checkpoint saves excluded).", plot);
     }
 }

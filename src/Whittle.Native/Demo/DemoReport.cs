@@ -92,6 +92,18 @@ public static class DemoReport
                 a.ToTarget is { } s2 && r.SaltTotalSteps > 0 ? Percent(s2 / r.SaltTotalSteps) : "—",
             }).ToList());
 
+        var clock = new Table(
+            ["Arm", $"Steps to the baseline's final perplexity ({saltTarget})", "Training seconds to it", "Total training seconds",
+                "KD-phase step (median)", "of which soft labels (forward or cache read)", "Plain step (median)", "KD overhead per step"],
+            [false, true, true, true, true, true, true, true],
+            f.SaltClock.Arms.Select(a => new[]
+            {
+                a.Name, a.StepToTarget is { } st2 ? Step(st2) : "—", a.SecondsToTarget is { } ts ? Seconds(ts) : "—",
+                a.TotalSeconds is { } tt2 ? Seconds(tt2) : "—", a.KdStepMs is { } k ? Ms(k) : "—",
+                a.TeacherMsPerKdStep is { } tm ? Ms(tm) : "—",
+                a.PlainStepMs is { } pm ? Ms(pm) : "—", a.Overhead is { } o ? (o >= 0 ? "+" : "−") + Percent(Math.Abs(o)) : "—",
+            }).ToList());
+
         var stages = new Table(["Stage", "Time", "Cached"], [false, true, false],
             r.Stages.Select(
                 s => new[] { s.Stage, Seconds(s.Seconds),
@@ -114,6 +126,15 @@ public static class DemoReport
                 + (f.KdFraction is { } kf ? $" ({Percent(kf)})" : "") + ", then on the data alone; the baseline trains on the data alone " +
                     "for all the steps.",
                 [Plot("salt.svg")], [salt], f.SaltSentences),
+            new("SALT against the clock",
+                "Training wall-clock is the sum of a run's step times (metrics.jsonl's elapsed_s; evaluations and checkpoint saves are "
+                + "not counted). Steps and seconds to a perplexity are interpolated between evaluations by one rule: the log-perplexity "
+                + "is taken as linear in steps (or seconds) between two evaluations, and the first crossing counts. Savings are fractions "
+                + "of the baseline's total training seconds. The KD overhead per step (median KD-phase step over median plain step) and "
+                + "the savings by step times use one run's own steps, so they hold up better than times across runs: the runs ran one "
+                + "after another on "
+                + $"{r.Device}, the baseline first (it is the teacher's run), and each saw whatever else the machine was doing.",
+                [Plot("salt-clock.svg")], [clock], f.SaltClock.Sentences),
             new("Stage times", null, [], [stages], []),
         };
         return new Doc($"Whittle demo report: {r.Preset}", header, sections);

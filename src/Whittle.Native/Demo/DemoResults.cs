@@ -1,13 +1,26 @@
 namespace Whittle.Native.Demo;
 
-/// <summary>One validation measurement of a training arm: perplexity = exp(ValLoss).</summary>
-public sealed record CurvePoint(int Step, long Tokens, double ValLoss)
+/// <summary>
+/// One validation measurement of a training arm: perplexity = exp(ValLoss). Seconds: the run's training wall-clock at
+/// this evaluation (metrics.jsonl's elapsed_s), null for a run logged before that was recorded.
+/// </summary>
+public sealed record CurvePoint(int Step, long Tokens, double ValLoss, double? Seconds = null)
 {
     public double Perplexity => Math.Exp(ValLoss);
 }
 
-/// <summary>A training run compared in the report (a student arm, SALT, its baseline).</summary>
-public sealed record Arm(string Name, string Description, long Parameters, IReadOnlyList<CurvePoint> Curve);
+/// <summary>
+/// A run's training wall-clock, from its metrics.jsonl: Seconds over all its steps (evaluations and checkpoint saves
+/// excluded); KdSteps, the steps that consulted a teacher (SALT's KD phase), and the median time of those steps and of
+/// the others (null where there are none); TeacherSeconds, what those steps spent obtaining the teacher's soft labels
+/// (the small model's forward pass, or the cache read).
+/// </summary>
+public sealed record RunClock(double Seconds, int KdSteps, double? KdStepMs, double? PlainStepMs, double TeacherSeconds);
+
+/// <summary>
+/// A training run compared in the report (a student arm, SALT, its baseline); Clock is null when its metrics hold no wall-clock.
+/// </summary>
+public sealed record Arm(string Name, string Description, long Parameters, IReadOnlyList<CurvePoint> Curve, RunClock? Clock = null);
 
 /// <summary>One sub-network evaluated by the search, in evaluation order; Parameters counts what the budget counts
 /// (non-embedding).</summary>
@@ -36,10 +49,20 @@ public sealed record DemoResults
     public required IReadOnlyList<SearchPoint> Search { get; init; }
     /// <summary>Students trained for the same token budget: "random-init", "subnet-init", "subnet-init+kd".</summary>
     public required IReadOnlyList<Arm> Students { get; init; }
-    /// <summary>SALT arms: "salt" (small model helps for the first SaltKdSteps steps) and "baseline".</summary>
+    /// <summary>
+    /// SALT arms: "salt" (small model helps for the first SaltKdSteps steps), "baseline", and, when the demo ran it,
+    /// "salt-cached" (the same with the small model's soft labels read from a top-SaltCacheTopK cache).
+    /// </summary>
     public required IReadOnlyList<Arm> Salt { get; init; }
     public required int SaltKdSteps { get; init; }
     public required int SaltTotalSteps { get; init; }
     public required string SaltSmallModel { get; init; }
+    /// <summary>The small model's own training wall-clock (its run's elapsed_s), null when unknown.</summary>
+    public double? SaltSmallSeconds { get; init; }
+    /// <summary>
+    /// The time `cache-teacher` took to build the salt-cached arm's cache (its stage time), and the cache's k; null without that arm.
+    /// </summary>
+    public double? SaltCacheSeconds { get; init; }
+    public int? SaltCacheTopK { get; init; }
     public required IReadOnlyList<StageTiming> Stages { get; init; }
 }

@@ -2,6 +2,7 @@
 // seed exactly when its section of the report has no "Not reproduced" sentence, so the table and the reports cannot
 // disagree. The margins beside each verdict are the numbers those sentences are built from, so a reader sees how close
 // a seed came, not only whether it passed.
+using System.Globalization;
 using System.Text;
 using static Whittle.Native.Demo.DemoFormat;
 
@@ -70,8 +71,58 @@ public static class DemoSweep
         sb.AppendLine();
         sb.AppendLine($"Seeds showing the effect: students {nStudents}/{runs.Count}, search {nSearch}/{runs.Count}, SALT " +
             $"{nSalt}/{runs.Count}; all three {nAll}/{runs.Count}.");
+        sb.AppendLine();
+        sb.Append(ClockTable(runs));
         return sb.ToString();
     }
+
+    /// <summary>
+    /// SALT against the clock, one row per seed and a last row of mean ± sample sd over the seeds that have the number:
+    /// steps and training seconds to the baseline's final perplexity, the baseline's seconds, the KD overhead per step
+    /// and the savings (small model given / counted; the cached arm's with the cache given / its build counted).
+    /// </summary>
+    public static string ClockTable(IReadOnlyList<SweepRun> runs)
+    {
+        ArgumentNullException.ThrowIfNull(runs);
+        var columns = new (string Header, Func<DemoFindings, double?> Value, Func<double, string> Show)[]
+        {
+            ("SALT steps to the target", f => f.SaltClock.Arm(DemoFindings.SaltArm)?.StepToTarget,
+                x => x.ToString("F0", CultureInfo.InvariantCulture)),
+            ("SALT seconds to the target", f => f.SaltClock.Arm(DemoFindings.SaltArm)?.SecondsToTarget, Seconds),
+            ("baseline seconds", f => f.SaltClock.Arm(DemoFindings.SaltBaseline)?.TotalSeconds, Seconds),
+            ("KD overhead per step", f => f.SaltClock.Arm(DemoFindings.SaltArm)?.Overhead, Signed),
+            ("break-even KD overhead", f => f.SaltClock.BreakEvenOverhead, Signed),
+            ("saving, small model given", f => f.SaltClock.Saving, Signed),
+            ("saving, small model counted", f => f.SaltClock.SavingWithSmall, Signed),
+            ("saving by SALT's own step times", f => f.SaltClock.StepTimeSaving, Signed),
+            ("cached: KD overhead per step", f => f.SaltClock.Arm(DemoFindings.SaltCached)?.Overhead, Signed),
+            ("cached: saving, cache given", f => f.SaltClock.CachedSaving, Signed),
+            ("cached: saving, build counted", f => f.SaltClock.CachedSavingWithBuild, Signed),
+            ("cached: saving by its own step times", f => f.SaltClock.CachedStepTimeSaving, Signed),
+        };
+        var values = runs.Select(run => DemoFindings.Of(run.Results)).Select(f => columns.Select(c => c.Value(f)).ToArray()).ToList();
+        var sb = new StringBuilder();
+        sb.AppendLine("SALT against the clock (training seconds; a saving is a fraction of the baseline's training seconds, negative " +
+            "when SALT took longer; KD overhead: median KD-phase step over median plain step of the same run, minus 1):");
+        sb.AppendLine();
+        sb.AppendLine("| seed | " + string.Join(" | ", columns.Select(c => c.Header)) + " |");
+        sb.AppendLine("|---:|" + string.Concat(columns.Select(_ => "---:|")));
+        for (int i = 0; i < runs.Count; i++)
+            sb.AppendLine($"| {runs[i].Seed} | "
+                + string.Join(" | ", values[i].Select((v, j) => v is { } x && double.IsFinite(x) ? columns[j].Show(x) : "—")) + " |");
+        var summary = columns.Select((c, j) =>
+        {
+            var have = values.Select(v => v[j]).Where(v => v is { } x && double.IsFinite(x)).Select(v => v!.Value).ToList();
+            if (DemoAnalysis.MeanSd(have) is not { } ms) return "—";
+            var (mean, sd) = ms;
+            string n = have.Count < runs.Count ? $" (n = {have.Count})" : "";
+            return c.Show(mean) + (sd is { } d ? " ± " + c.Show(d).TrimStart('+') : "") + n;
+        });
+        sb.AppendLine("| mean ± sd | " + string.Join(" | ", summary) + " |");
+        return sb.ToString();
+    }
+
+    static string Signed(double fraction) => (fraction > 0 ? "+" : fraction < 0 ? "−" : "") + Percent(Math.Abs(fraction));
 
     static string Ppl(CurvePoint? p) => p is null ? "—" : Perplexity(p.Perplexity);
     static string P(SearchPoint? p) => p is null ? "—" : Perplexity(p.Perplexity);

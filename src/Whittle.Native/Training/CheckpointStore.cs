@@ -5,7 +5,11 @@ using Whittle.Native.Tensors;
 
 namespace Whittle.Native.Training;
 
-/// <summary>Everything besides the weights that a run needs to continue exactly where it stopped.</summary>
+/// <summary>
+/// Everything besides the weights that a run needs to continue exactly where it stopped. ElapsedSeconds is the run's
+/// training wall-clock up to Step (the steps' own times; see <see cref="StepRecord"/>), so a resumed run's clock goes on
+/// from it instead of from 0.
+/// </summary>
 public sealed record TrainingState(int Step, long TokensSeen, long DataCursor, ulong Seed, double ElapsedSeconds, long SelectedCursor = 0)
 {
     public JsonObject ToJson() => new()

@@ -56,19 +56,31 @@ public sealed record TrainOptions
     }
 }
 
-/// <summary>One optimizer step as the log sees it.</summary>
+/// <summary>
+/// One optimizer step as the log sees it. Milliseconds: this step's wall-clock; ElapsedSeconds: the run's training
+/// wall-clock so far (the steps' own times summed, carried across resumes; evaluations and checkpoint saves are not
+/// training and are left out); TeacherMilliseconds: the part of this step spent obtaining a frozen teacher's soft
+/// labels (its forward pass, or reading them from a cache), null for a step that consulted no teacher.
+/// </summary>
 public sealed record StepRecord(
     int Step, int Steps, double Loss, float Lr, double GradNorm, double Milliseconds, double TokensPerSecond, long TokensSeen,
-    IReadOnlyDictionary<string, double> Extra);
+    IReadOnlyDictionary<string, double> Extra, double ElapsedSeconds = 0, double? TeacherMilliseconds = null);
 
-public sealed record EvalRecord(int Step, long TokensSeen, double ValLoss, double Seconds)
+/// <summary>
+/// A validation measurement; Seconds is the evaluation's own time, ElapsedSeconds the run's training wall-clock at that step.
+/// </summary>
+public sealed record EvalRecord(int Step, long TokensSeen, double ValLoss, double Seconds, double ElapsedSeconds = 0)
 {
     public double Perplexity => Math.Exp(ValLoss);
 }
 
-/// <summary>A loss for one micro-batch: inputs (B, T) and targets (B·T) on the model's device; Extra holds parts to log (e.g. ce,
-/// kd).</summary>
-public delegate (Var Loss, IReadOnlyDictionary<string, double>? Extra) LossFunction(Tape tape, Tensor inputs, Tensor targets, int step);
+/// <summary>
+/// A loss for one micro-batch: inputs (B, T) and targets (B·T) on the model's device. Extra holds parts to log (e.g. ce,
+/// kd), averaged over the step's micro-batches; TeacherSeconds is the wall-clock spent obtaining a frozen teacher's soft
+/// labels (its forward pass or a cache read), summed over the step's micro-batches, or null when no teacher was consulted.
+/// </summary>
+public delegate (Var Loss, IReadOnlyDictionary<string, double>? Extra, double? TeacherSeconds) LossFunction(
+    Tape tape, Tensor inputs, Tensor targets, int step);
 
 /// <summary>NaN or Inf appeared: the run stops at this step, the last good checkpoint is kept.</summary>
 public sealed class TrainingDivergedException(string message) : WhittleException(message);
@@ -170,11 +182,9 @@ public sealed class Trainer : IDisposable
     public IReadOnlyList<EvalRecord> Run(
         LossFunction? loss = null, Action<StepRecord>? onStep = null, Action<EvalRecord>? onEval = null, CancellationToken cancel = default)
     {
-        loss ??= (tape, inputs, targets, _) => (_model.Loss(tape, inputs, targets), null);
+        loss ??= (tape, inputs, targets, _) => (_model.Loss(tape, inputs, targets), null, null);
         var backend = _model.Backend;
         var evals = new List<EvalRecord>();
-        var clock = Stopwatch.StartNew();
-        double elapsedBefore = _state.ElapsedSeconds;
         int B = _o.MicroBatch, T = _o.SeqLen;
         var inputs = new int[B * T]; var targets = new int[B * T];
         if (_o.RunInfo.Count > 0 && _state.Step < _o.Steps)
@@ -191,6 +201,7 @@ public sealed class Trainer : IDisposable
             var sw = Stopwatch.StartNew();
             _model.Parameters.ZeroGrad();
             double lossSum = 0;
+            double? teacherSeconds = null;
             var extraSum = new Dictionary<string, double>();
             for (int micro = 0; micro < _o.GradAccum; micro++)
             {
@@ -200,7 +211,8 @@ public sealed class Trainer : IDisposable
                 using var dIn = backend.FromHost(hIn);
                 using var dTg = backend.FromHost(hTg);
                 using var tape = new Tape(backend);
-                var (l, extra) = loss(tape, dIn, dTg, step);
+                var (l, extra, teacher) = loss(tape, dIn, dTg, step);
+                if (teacher is { } ts) teacherSeconds = (teacherSeconds ?? 0) + ts;
                 double value = l.Data.ToFloatArray()[0];
                 if (!double.IsFinite(value))
                     throw Diverged(step, $"the loss is {value}");
@@ -215,16 +227,18 @@ public sealed class Trainer : IDisposable
             float lr = _o.Schedule.At(step);
             _opt.Update(lr, _o.ClipNorm, norm);
             backend.Synchronize();
-            double ms = sw.Elapsed.TotalMilliseconds;
+            double seconds = sw.Elapsed.TotalSeconds, ms = 1000 * seconds;
+            // Training wall-clock is the sum of the steps' own times, so it grows with every step and a resume continues it
+            // from the checkpoint's value; the time spent evaluating, saving or loading is not training and stays out.
             _state = _state with
             {
                 Step = step, TokensSeen = _state.TokensSeen + _o.TokensPerStep, DataCursor = _loader.Cursor,
                     SelectedCursor = _selectedCursor,
-                ElapsedSeconds = elapsedBefore + clock.Elapsed.TotalSeconds,
+                ElapsedSeconds = _state.ElapsedSeconds + seconds,
             };
             var record = new StepRecord(
-                step, _o.Steps, lossSum / _o.GradAccum, lr, norm, ms, _o.TokensPerStep / (ms / 1000), _state.TokensSeen,
-                extraSum.ToDictionary(kv => kv.Key, kv => kv.Value / _o.GradAccum));
+                step, _o.Steps, lossSum / _o.GradAccum, lr, norm, ms, _o.TokensPerStep / seconds, _state.TokensSeen,
+                extraSum.ToDictionary(kv => kv.Key, kv => kv.Value / _o.GradAccum), _state.ElapsedSeconds, 1000 * teacherSeconds);
             AppendMetrics(StepJson(record));
             onStep?.Invoke(record);
 
@@ -233,9 +247,11 @@ public sealed class Trainer : IDisposable
             {
                 var ev = Evaluate(step);
                 evals.Add(ev);
-                AppendMetrics(
-                    new JsonObject { ["step"] = step, ["tokens"] = ev.TokensSeen, ["val_loss"] = ev.ValLoss,
-                    ["val_perplexity"] = ev.Perplexity, ["eval_seconds"] = ev.Seconds });
+                AppendMetrics(new JsonObject
+                {
+                    ["step"] = step, ["tokens"] = ev.TokensSeen, ["val_loss"] = ev.ValLoss, ["val_perplexity"] = ev.Perplexity,
+                    ["eval_seconds"] = ev.Seconds, ["elapsed_s"] = Math.Round(ev.ElapsedSeconds, 6),
+                });
                 onEval?.Invoke(ev);
             }
             bool milestone = _o.MilestoneSteps.Contains(step);
@@ -267,7 +283,7 @@ public sealed class Trainer : IDisposable
     public EvalRecord Evaluate(int step)
     {
         var r = Perplexity.Evaluate(_model, _data.Val, _o.SeqLen + 1, _o.MicroBatch, _o.EvalTokens);
-        return new EvalRecord(step, _state.TokensSeen, r.Loss, r.Seconds);
+        return new EvalRecord(step, _state.TokensSeen, r.Loss, r.Seconds, _state.ElapsedSeconds);
     }
 
     TrainingDivergedException Diverged(int step, string what)
@@ -289,8 +305,13 @@ public sealed class Trainer : IDisposable
 
     static JsonObject StepJson(StepRecord r)
     {
-        var o = new JsonObject { ["step"] = r.Step, ["tokens"] = r.TokensSeen, ["loss"] = r.Loss, ["lr"] = r.Lr, ["grad_norm"] = r.GradNorm,
-            ["ms"] = Math.Round(r.Milliseconds, 2), ["tokens_per_second"] = Math.Round(r.TokensPerSecond, 1) };
+        var o = new JsonObject
+        {
+            ["step"] = r.Step, ["tokens"] = r.TokensSeen, ["loss"] = r.Loss, ["lr"] = r.Lr, ["grad_norm"] = r.GradNorm,
+            ["ms"] = Math.Round(r.Milliseconds, 2), ["tokens_per_second"] = Math.Round(r.TokensPerSecond, 1),
+            ["elapsed_s"] = Math.Round(r.ElapsedSeconds, 6),
+        };
+        if (r.TeacherMilliseconds is { } t) o["teacher_ms"] = Math.Round(t, 2);
         foreach (var (k, v) in r.Extra) o[k] = v;
         return o;
     }

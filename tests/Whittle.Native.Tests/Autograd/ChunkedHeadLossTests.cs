@@ -118,9 +118,9 @@ public class ChunkedHeadLossTests
         using var _x = x; using var _y = y;
         var loss = DistillationLoss.Create(student, teacher, new DistillSettings(kind, 2f, 0.3f, 0.7f), topK, _ => (0.3f, 0.7f));
         IReadOnlyDictionary<string, double>? partsWhole = null, partsChunked = null;
-        var whole = Step(student, tape => { var (l, p) = loss(tape, x, y, 1); partsWhole = p; return l; });
+        var whole = Step(student, tape => { var (l, p, _) = loss(tape, x, y, 1); partsWhole = p; return l; });
         student.LossChunkRows = 6;
-        var chunked = Step(student, tape => { var (l, p) = loss(tape, x, y, 1); partsChunked = p; return l; });
+        var chunked = Step(student, tape => { var (l, p, _) = loss(tape, x, y, 1); partsChunked = p; return l; });
         AssertSame(chunked, whole, $"{kind} top-{topK}");
         // The parts are double means of per-row f32 values that are bit-identical here (pinned GEMM, same per-row
         // kernels); only the double summation order over chunks differs: ~27·2^-53 relative, far below 1e-8.

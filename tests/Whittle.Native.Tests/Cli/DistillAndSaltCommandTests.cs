@@ -145,7 +145,7 @@ public class DistillAndSaltCommandTests
         {
             var ids = inputs.ToIntArray();
             for (int r = 0; r < 3; r++) seen.Add((step, ids[(r * 16)..((r + 1) * 16)]));
-            return (model.Loss(tape, inputs, targets), null);
+            return (model.Loss(tape, inputs, targets), null, null);
         });
         foreach (var (step, row) in seen.Where(s => s.Step <= 2))
             Assert.That(windows.Any(w => w.SequenceEqual(row)), $"step {step}: a row outside the selection");

@@ -42,14 +42,7 @@ public class TeacherCacheCommandTests
     public void MakeTeacherAndCache()
     {
         _root = Directory.CreateTempSubdirectory("whittle-kdcache-").FullName;
-        using (var m = GptNeoX.CreateRandom(Tiny, CpuBackend.Instance, 9))
-        {
-            // A random init is nearly uniform over 4096 tokens (KD ~ 1e-4); a 100× output projection makes a teacher with
-            // opinions (logits of std ~10), so the top-k carry real mass and KD is large enough to compare.
-            var info = m.Parameters.Info(GptNeoX.EmbedOut);
-            foreach (ref float w in m.Parameters.Flat.AsSpan<float>().Slice((int)info.Offset, (int)info.Count)) w *= 100f;
-            GptNeoXCheckpoint.Save(m, Teacher, extraFiles: [TestData.TokenizerPath]);
-        }
+        OpinionatedTeacher.Save(Tiny, 9, Teacher);
         BuildCache(Cache, 4);
     }
 

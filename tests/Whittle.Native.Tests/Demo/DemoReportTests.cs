@@ -141,7 +141,9 @@ public class DemoReportTests
         Assert.That(DemoSweep.Table([new SweepRun(2, tie)]), Does.Contain("| **no**: 70.00 vs 70.00 (0.0%) / 75.00 (−6.7%) |"));
 
         string table = DemoSweep.Table([new SweepRun(0, good, 61.2), new SweepRun(1, bad)]);
-        var rows = table.Split('\n').Where(l => l.StartsWith("| 0 ") || l.StartsWith("| 1 ")).ToArray();
+        // The effects table comes first; the wall-clock table after it has rows per seed of its own.
+        var rows = table[..table.IndexOf("SALT against the clock", StringComparison.Ordinal)].Split('\n')
+            .Where(l => l.StartsWith("| 0 ") || l.StartsWith("| 1 ")).ToArray();
         Assert.That(rows, Has.Length.EqualTo(2));
         // kd reaches random-init's 40 inside its first segment, (ln 55 − ln 40) / (ln 55 − ln 38) of the way to 1M tokens.
         double kdTokens = 1_000_000 * (Math.Log(55) - Math.Log(40)) / (Math.Log(55) - Math.Log(38));
@@ -171,6 +173,83 @@ public class DemoReportTests
             Is.EqualTo(new[] { "No random-init arm in this run, so there is no reference for the tokens-to-reach comparison." }));
     }
 
+    /// <summary>
+    /// SaltFast and the baseline with training seconds: the baseline's 1000 plain steps at 100 ms (100 s); SALT's 200 KD
+    /// steps at kdMs (20 ms of each the small model's forward) and the rest at 100 ms, so its evaluations at steps 350, 700
+    /// and 1000 fall at 0.2·kdMs + 15, + 50 and + 80 s; the small model trained for 10 s.
+    /// </summary>
+    static DemoResults Clocked(double kdMs)
+    {
+        var r = HandMade(Slow, Fast, SaltFast, 50, 55);
+        CurvePoint[] Timed(IReadOnlyList<CurvePoint> c, int kd, double ms) =>
+            [.. c.Select(p => p with { Seconds = (Math.Min(p.Step, kd) * ms + Math.Max(0, p.Step - kd) * 100) / 1000 })];
+        return r with
+        {
+            Salt =
+            [
+                r.Salt[0] with
+                {
+                    Curve = Timed(r.Salt[0].Curve, 200, kdMs), Clock = new RunClock(0.2 * kdMs + 80, 200, kdMs, 100, 200 * 0.020),
+                },
+                r.Salt[1] with { Curve = Timed(r.Salt[1].Curve, 0, 0), Clock = new RunClock(100, 0, null, 100, 0) },
+            ],
+            SaltSmallSeconds = 10,
+        };
+    }
+
+    [Test]
+    public void SaltAgainstTheClockStatesStepsSecondsOverheadAndSavings()
+    {
+        // kd 150 ms: the target (30) is SALT's evaluation at step 700, 30 + 50 = 80 s, against the baseline's 100 s.
+        var f = DemoFindings.Of(Clocked(150)).SaltClock;
+        var salt = f.Arm("salt")!;
+        Assert.That((salt.StepToTarget, salt.SecondsToTarget, salt.TotalSeconds), Is.EqualTo(((double?)700, (double?)80, (double?)110)));
+        Assert.That(salt.Overhead, Is.EqualTo(0.5).Within(1e-15), "150 ms over 100 ms");
+        Assert.That(salt.TeacherMsPerKdStep, Is.EqualTo(20).Within(1e-12));
+        Assert.That(f.Saving, Is.EqualTo(0.2).Within(1e-12), "1 − 80/100");
+        Assert.That(f.SavingWithSmall, Is.EqualTo(0.1).Within(1e-12), "1 − (80 + 10)/100");
+        Assert.That(f.StepTimeSaving, Is.EqualTo(0.2).Within(1e-12), "1 − (200·150 + 500·100)/(1000·100)");
+        Assert.That(f.Sentences, Is.EqualTo(new[]
+        {
+            "SALT reaches the baseline's final perplexity (30.00) after 80.0 s of training (step 700); the baseline ends after 100 s: "
+                + "20% less wall-clock with the small model taken as given (the paper's convention), 10.0% less counting the small "
+                + "model's own training (10.0 s).",
+            "A KD-phase step takes 150 ms (median), a plain step after it 100 ms: the KD phase costs 50% more per step; the small "
+                + "model's forward pass is 20.0 ms of each KD-phase step.",
+            // (1000 − 500) / 200 − 1: 200 KD-phase steps may cost what 500 plain ones save.
+            "Reaching the target at step 700 of 1,000, SALT saves wall-clock as long as a KD-phase step costs less than 150% more than "
+                + "a plain one (a count of steps, free of machine load).",
+            "Timed by the SALT run's own medians instead (its steps to the target, those of the KD phase at the KD-phase median and "
+                + "the rest at the plain one, against 1,000 plain steps for the baseline, so load that differs between runs drops out), "
+                + "SALT takes 20% less wall-clock than the baseline.",
+            "The cached variant (`salt --teacher-cache`: no small-model forward in the KD phase) was not run; "
+                + "`whittle demo --salt-cache` adds it.",
+        }));
+
+        // kd 400 ms: 80 + 50 = 130 s to the target, 30% more than the baseline, by either measure.
+        var slow = DemoFindings.Of(Clocked(400)).SaltClock;
+        Assert.That(slow.Saving, Is.EqualTo(-0.3).Within(1e-12));
+        Assert.That(slow.StepTimeSaving, Is.EqualTo(-0.3).Within(1e-12));
+        Assert.That(slow.Sentences[0],
+            Does.StartWith("Not reproduced in this run: SALT reaches the baseline's final perplexity (30.00) after 130 s")
+            .And.Contain("30% more wall-clock"));
+        Assert.That(slow.Sentences[3], Does.StartWith("Not reproduced in this run: Timed by")
+            .And.EndWith("the KD phase's overhead outweighs the steps it saves."));
+        // The steps verdict of the sweep stays about steps; the clock has a table of its own.
+        Assert.That(DemoSweep.Verdicts(DemoFindings.Of(Clocked(400))).Salt, Is.True);
+
+        var table = DemoSweep.ClockTable([new SweepRun(0, Clocked(150)), new SweepRun(1, Clocked(400))]);
+        TestContext.Out.WriteLine(table);
+        // Savings +20% and −30%: mean −5.0%, sample sd √(2·0.25²) = 35%.
+        Assert.That(table, Does.Contain("| 0 | 700 | 80.0 s | 100 s | +50% | +150% | +20% | +10.0% | +20% | — | — | — | — |"));
+        Assert.That(table,
+            Does.Contain("| mean ± sd | 700 ± 0 | 105 s ± 35.4 s | 100 s ± 0.0 s | +175% ± 177% | +150% ± 0.0% | −5.0% ± 35% |"));
+        var noClock = DemoFindings.Of(HandMade(Slow, Fast, SaltFast, 50, 55)).SaltClock;
+        Assert.That(noClock.Sentences,
+            Is.EqualTo(new[] { "No SALT wall-clock comparison: the runs' metrics.jsonl hold no training wall-clock (elapsed_s); "
+                + "they predate it." }));
+    }
+
     [Test]
     public void ResultsJsonRoundTrips()
     {
@@ -195,9 +274,14 @@ public class DemoReportTests
         foreach (var (a, b) in r.Students.Concat(r.Salt).Zip(back.Students.Concat(back.Salt)))
         {
             Assert.That((b.Name, b.Description, b.Parameters), Is.EqualTo((a.Name, a.Description, a.Parameters)));
-            Assert.That(b.Curve.Select(p => (p.Step, p.Tokens, BitConverter.DoubleToInt64Bits(p.ValLoss))),
-                Is.EqualTo(a.Curve.Select(p => (p.Step, p.Tokens, BitConverter.DoubleToInt64Bits(p.ValLoss)))));
+            Assert.That(b.Curve.Select(p => (p.Step, p.Tokens, BitConverter.DoubleToInt64Bits(p.ValLoss), p.Seconds)),
+                Is.EqualTo(a.Curve.Select(p => (p.Step, p.Tokens, BitConverter.DoubleToInt64Bits(p.ValLoss), p.Seconds))));
+            Assert.That(b.Clock, Is.EqualTo(a.Clock));
         }
+        Assert.That((back.SaltSmallSeconds, back.SaltCacheSeconds, back.SaltCacheTopK),
+            Is.EqualTo((r.SaltSmallSeconds, r.SaltCacheSeconds, r.SaltCacheTopK)));
+        Assert.That(DemoSamples.Plausible().Salt.All(a => a.Clock is not null && a.Curve.All(p => p.Seconds is not null)),
+            "the sample carries wall-clock to round-trip");
         Assert.That(back.Students.Count + back.Salt.Count, Is.EqualTo(r.Students.Count + r.Salt.Count));
 
         File.WriteAllText(Path.Combine(_dir, "bad.json"), "{\"format\": \"something else\"}");
@@ -212,8 +296,12 @@ public class DemoReportTests
     {
         DemoReport.Write(DemoSamples.Plausible() with { Preset = "small <&> \"quoted\"" }, _dir);
         Assert.That(Directory.GetFiles(_dir).Select(Path.GetFileName).Order(),
-            Is.EqualTo(new[] { "report.html", "report.md", "results.json", "salt.svg", "search-progress.svg", "search.svg",
-                "students.svg" }), "no temporary files left behind");
+            Is.EqualTo(new[]
+            {
+                "report.html", "report.md", "results.json", "salt-clock.svg", "salt.svg", "search-progress.svg", "search.svg",
+                "students.svg",
+            }),
+            "no temporary files left behind");
         string html = File.ReadAllText(Path.Combine(_dir, DemoReport.HtmlFile));
         foreach (var forbidden in new[] { "http", "src=", "<script", "@import", "<link", "href=", "<img", "<iframe", "<object" })
             Assert.That(
@@ -222,7 +310,7 @@ public class DemoReportTests
             Regex.IsMatch(html, @"url\((?!#)", RegexOptions.IgnoreCase), Is.False,
             "url(...) may only name an element of the page (url(#id))");
         var svgs = SvgBlocks(html).ToList();
-        Assert.That(svgs, Has.Count.EqualTo(4));
+        Assert.That(svgs, Has.Count.EqualTo(5));
         foreach (var svg in svgs)
         {
             var doc = XDocument.Parse(svg);
@@ -260,7 +348,10 @@ public class DemoReportTests
                 case JsonObject o: foreach (var kv in o) Walk(kv.Value); break;
                 case JsonArray a: foreach (var x in a) Walk(x); break;
                 case JsonValue v when v.TryGetValue<string>(out var s): strings.Add(s); break;
-                case JsonValue v when v.GetValueKind() == System.Text.Json.JsonValueKind.Number: numbers.Add(v.GetValue<double>()); break;
+                // The report prints a signed quantity's sign as a word ("5.0% more") or a − before the digits, which are its magnitude.
+                case JsonValue v when v.GetValueKind() == System.Text.Json.JsonValueKind.Number:
+                    numbers.Add(Math.Abs(v.GetValue<double>()));
+                    break;
             }
         }
         Walk(json);
@@ -302,8 +393,12 @@ public class DemoReportTests
         string dir = Environment.GetEnvironmentVariable("WHITTLE_SAMPLE_REPORT") is { Length: > 0 } keep ? keep : _dir;
         DemoReport.Write(DemoSamples.Plausible(), dir);
         string md = File.ReadAllText(Path.Combine(dir, DemoReport.MarkdownFile));
-        foreach (var heading in new[] { "## Students trained for the same token budget", "## Sub-network search", "## SALT",
-            "## Stage times" })
+        string[] headings =
+        [
+            "## Students trained for the same token budget", "## Sub-network search", "## SALT", "## SALT against the clock",
+            "## Stage times",
+        ];
+        foreach (var heading in headings)
             Assert.That(md, Does.Contain(heading));
         Assert.That(md, Does.Contain("![").And.Contain("(students.svg)"));
         TestContext.Out.WriteLine(md);

@@ -22,6 +22,18 @@ static class DemoSamples
         return curve;
     }
 
+    /// <summary>A curve's evaluations timed as a run logs them, the first kdSteps steps at msKd each and the rest at msPlain.</summary>
+    public static List<CurvePoint> Timed(List<CurvePoint> curve, int kdSteps, double msKd, double msPlain) =>
+        curve.Select(p => p with { Seconds = (Math.Min(p.Step, kdSteps) * msKd + Math.Max(0, p.Step - kdSteps) * msPlain) / 1000 })
+            .ToList();
+
+    /// <summary>
+    /// The clock of a run timed as <see cref="Timed"/> over totalSteps steps, its KD steps spending teacherMs each on the teacher.
+    /// </summary>
+    public static RunClock Clock(int totalSteps, int kdSteps, double msKd, double msPlain, double teacherMs) =>
+        new((kdSteps * msKd + (totalSteps - kdSteps) * msPlain) / 1000, kdSteps, kdSteps > 0 ? msKd : null,
+            totalSteps > kdSteps ? msPlain : null, kdSteps * teacherMs / 1000);
+
     public static DemoResults Plausible()
     {
         const long tokensPerStep = 8 * 256;
@@ -70,12 +82,21 @@ static class DemoSamples
             Salt =
             [
                 new Arm("salt", "KD from the small model, then data alone", 7_340_032,
-                    PowerCurve(1500, 75, tokensPerStep, 3.20, 5.0, 45_000, 0.6, 0.015, 4)),
-                new Arm("baseline", "data alone", 7_340_032, PowerCurve(1500, 75, tokensPerStep, 3.25, 5.0, 60_000, 0.55, 0.015, 5)),
+                    Timed(PowerCurve(1500, 75, tokensPerStep, 3.20, 5.0, 45_000, 0.6, 0.015, 4), 300, 183.4, 121.7),
+                    Clock(1500, 300, 183.4, 121.7, 38.2)),
+                new Arm("baseline", "data alone", 7_340_032,
+                    Timed(PowerCurve(1500, 75, tokensPerStep, 3.25, 5.0, 60_000, 0.55, 0.015, 5), 0, 0, 123.1),
+                    Clock(1500, 0, 0, 123.1, 0)),
+                new Arm("salt-cached", "KD from a top-64 cache of the small model, then data alone", 7_340_032,
+                    Timed(PowerCurve(1500, 75, tokensPerStep, 3.21, 5.0, 46_000, 0.6, 0.015, 6), 300, 141.9, 122.4),
+                    Clock(1500, 300, 141.9, 122.4, 3.3)),
             ],
             SaltKdSteps = 300,
             SaltTotalSteps = 1500,
             SaltSmallModel = "subnet-init+kd",
+            SaltSmallSeconds = 96.3,
+            SaltCacheSeconds = 14.8,
+            SaltCacheTopK = 64,
             Stages =
             [
                 new StageTiming("pretrain teacher", 812.4, true),

@@ -11,7 +11,7 @@ public class Gpt2OracleTests
 
     public static IEnumerable<TestCaseData> Cases()
     {
-        foreach (var file in new[] { "oracle-edge.jsonl", "oracle-austen.jsonl" })
+        foreach (var file in new[] { "oracle-edge.jsonl", "oracle-austen.jsonl", "oracle-astral.jsonl" })
         {
             int line = 0;
             foreach (var (text, ids) in Fixtures.Oracle(Fixtures.Dir("tokenizers", "gpt2", file)))

@@ -64,6 +64,44 @@ public class TrainerTests
         Assert.That(second.Weights, Is.EqualTo(straight.Weights), "the same final weights, bit for bit");
     }
 
+    /// <summary>
+    /// metrics.jsonl's elapsed_s is the run's training wall-clock: each step adds its own ms, so it grows with every step,
+    /// and a resumed run carries on from the checkpoint's value (not from 0). Both numbers are logged rounded (elapsed_s
+    /// to 1e-6 s, ms to 1e-2 ms), so a step's increment matches its ms to 2·0.5e-6 + 0.5e-5 s = 6e-6 s.
+    /// </summary>
+    [Test]
+    public void ElapsedSecondsGrowWithEveryStepAndAResumeContinuesThem()
+    {
+        var run = Path.Combine(_root, "clock");
+        Train(run, steps: 8, saveEvery: 4, stopAfter: 5);   // stops after step 5: the metrics past the step-4 checkpoint go on resume
+        var checkpoint4 = new CheckpointStore(run).List().Single(c => c.Step == 4).Path;
+        var stateAt4 = TrainingState.Load(Path.Combine(checkpoint4, CheckpointStore.StateFile));
+        Train(run, steps: 8, saveEvery: 4, resume: true);
+        var lines = File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!).ToList();
+        var steps = lines.Where(o => o["loss"] is not null).ToList();
+        Assert.That(steps.Select(o => o["step"]!.GetValue<int>()), Is.EqualTo(Enumerable.Range(1, 8)),
+            "one line per step, the re-run step 5 once");
+        const double Rounding = 6e-6;
+        double previous = 0;
+        foreach (var o in steps)
+        {
+            double elapsed = o["elapsed_s"]!.GetValue<double>(), ms = o["ms"]!.GetValue<double>();
+            Assert.That(elapsed, Is.GreaterThan(previous), $"step {o["step"]}: elapsed_s grows");
+            Assert.That(elapsed - previous, Is.EqualTo(ms / 1000).Within(Rounding), $"step {o["step"]}: its increment is its own time");
+            previous = elapsed;
+        }
+        double at4 = steps[3]["elapsed_s"]!.GetValue<double>();
+        Assert.That(stateAt4.ElapsedSeconds, Is.EqualTo(at4).Within(0.5e-6), "the checkpoint stores the clock");
+        Assert.That(steps[4]["elapsed_s"]!.GetValue<double>(), Is.GreaterThan(at4),
+            "step 5, after the resume, continues from step 4's clock");
+        // Evaluations carry the clock of the step they follow.
+        foreach (var e in lines.Where(o => o["val_loss"] is not null))
+        {
+            var step = steps.Single(o => o["step"]!.GetValue<int>() == e["step"]!.GetValue<int>());
+            Assert.That(e["elapsed_s"]!.GetValue<double>(), Is.EqualTo(step["elapsed_s"]!.GetValue<double>()));
+        }
+    }
+
     [Test]
     public void LearnsWellBelowTheUnigramEntropyOfTheData()
     {
