@@ -42,15 +42,7 @@ static class DemoPlots
 
     static DemoPlot Students(DemoResults r, DemoFindings f)
     {
-        var plot = new SvgPlot("Students: validation perplexity vs training tokens", "training tokens", "validation perplexity", false,
-            true, Tick, Tick)
-            { YCap = CurveCap(r.Students) };
-        for (int i = 0; i < r.Students.Count; i++)
-        {
-            var a = r.Students[i];
-            plot.Line(a.Name, ColorOf(a.Name, i), a.Curve.OrderBy(p => p.Tokens).Select(p => ((double)p.Tokens, p.Perplexity)),
-                MarkerOf(i));
-        }
+        var plot = ArmCurves("Students: validation perplexity vs training tokens", "training tokens", r.Students, p => p.Tokens);
         if (f.StudentTarget is { } t) plot.HorizontalLine(t, $"{DemoFindings.RandomInit} final ({Perplexity(t)})");
         return new DemoPlot("students.svg",
             "Validation perplexity of every student arm against the tokens it has trained on; the dashed line is random-init's final " +
@@ -97,14 +89,7 @@ static class DemoPlots
 
     static DemoPlot Salt(DemoResults r, DemoFindings f)
     {
-        var plot = new SvgPlot("SALT vs baseline: validation perplexity vs step", "optimizer step", "validation perplexity", false,
-            true, Tick, Tick)
-            { YCap = CurveCap(r.Salt) };
-        for (int i = 0; i < r.Salt.Count; i++)
-        {
-            var a = r.Salt[i];
-            plot.Line(a.Name, ColorOf(a.Name, i), a.Curve.OrderBy(p => p.Step).Select(p => ((double)p.Step, p.Perplexity)), MarkerOf(i));
-        }
+        var plot = ArmCurves("SALT vs baseline: validation perplexity vs step", "optimizer step", r.Salt, p => p.Step);
         if (r.Salt.Count > 0 && r.SaltKdSteps > 0) plot.VerticalLine(r.SaltKdSteps, $"KD ends: step {Count(r.SaltKdSteps)}");
         if (f.SaltTarget is { } t) plot.HorizontalLine(t, $"baseline final ({Perplexity(t)})");
         return new DemoPlot("salt.svg",
@@ -114,17 +99,26 @@ static class DemoPlots
 
     static DemoPlot SaltClock(DemoResults r, DemoFindings f)
     {
-        var plot = new SvgPlot("SALT vs baseline: validation perplexity vs training wall-clock", "training seconds",
-            "validation perplexity", false, true, Tick, Tick) { YCap = CurveCap(r.Salt) };
-        for (int i = 0; i < r.Salt.Count; i++)
-        {
-            var a = r.Salt[i];
-            // A run logged before elapsed_s existed has no seconds: it is left out rather than drawn at made-up times.
-            if (a.Curve.Any(p => p.Seconds is null)) continue;
-            plot.Line(a.Name, ColorOf(a.Name, i), a.Curve.OrderBy(p => p.Step).Select(p => (p.Seconds!.Value, p.Perplexity)), MarkerOf(i));
-        }
+        var plot = ArmCurves("SALT vs baseline: validation perplexity vs training wall-clock", "training seconds", r.Salt,
+            p => p.Seconds);
         if (f.SaltTarget is { } t) plot.HorizontalLine(t, $"baseline final ({Perplexity(t)})");
         return new DemoPlot("salt-clock.svg",
             "The same runs against their training wall-clock (the steps' own times; evaluations and checkpoint saves excluded).", plot);
+    }
+
+    /// <summary>
+    /// Validation perplexity of each arm against x (tokens, steps or seconds), points in step order. An arm with a point
+    /// that has no x is left out rather than drawn at made-up places (a run logged before elapsed_s existed has no seconds).
+    /// </summary>
+    static SvgPlot ArmCurves(string title, string xLabel, IReadOnlyList<Arm> arms, Func<CurvePoint, double?> x)
+    {
+        var plot = new SvgPlot(title, xLabel, "validation perplexity", false, true, Tick, Tick) { YCap = CurveCap(arms) };
+        for (int i = 0; i < arms.Count; i++)
+        {
+            var a = arms[i];
+            if (a.Curve.Any(p => x(p) is null)) continue;
+            plot.Line(a.Name, ColorOf(a.Name, i), a.Curve.OrderBy(p => p.Step).Select(p => (x(p)!.Value, p.Perplexity)), MarkerOf(i));
+        }
+        return plot;
     }
 }
