@@ -1,4 +1,5 @@
 using Whittle.Native.Cpu;
+using Whittle.Native.Cuda;
 
 namespace Whittle.Native.Tests;
 
@@ -24,5 +25,12 @@ static class TestBackends
     {
         var env = CpuGemmChoice.FromEnvironment();
         return env is CpuGemm.OursScalar or CpuGemm.OursAvx2 or CpuGemm.OursAvx512 ? env : CpuGemm.Ours;
+    }
+
+    /// <summary>A CUDA backend for a fixture's OneTimeSetUp, or the fixture is ignored naming why there is no device.</summary>
+    public static CudaBackend CudaOrIgnore()
+    {
+        if (CudaBackend.DeviceCount(out var why) == 0) Assert.Ignore($"no CUDA device: {why}");
+        return new CudaBackend();
     }
 }

@@ -24,8 +24,7 @@ public class CudaFixtureTests(string fixture)
     [OneTimeSetUp]
     public void Open()
     {
-        if (CudaBackend.DeviceCount(out var problem) == 0) Assert.Ignore($"no CUDA device: {problem}");
-        _gpu = new CudaBackend();
+        _gpu = TestBackends.CudaOrIgnore();
     }
 
     [OneTimeTearDown]

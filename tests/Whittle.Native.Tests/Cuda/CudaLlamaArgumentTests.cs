@@ -15,8 +15,7 @@ public class CudaLlamaArgumentTests
     [OneTimeSetUp]
     public void Open()
     {
-        if (CudaBackend.DeviceCount(out var problem) == 0) Assert.Ignore($"no CUDA device: {problem}");
-        _gpu = new CudaBackend();
+        _gpu = TestBackends.CudaOrIgnore();
     }
 
     [OneTimeTearDown]

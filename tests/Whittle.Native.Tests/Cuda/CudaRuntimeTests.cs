@@ -193,8 +193,7 @@ public class CudaDeviceTests
     [OneTimeSetUp]
     public void OpenDevice()
     {
-        if (CudaBackend.DeviceCount(out var why) == 0) Assert.Ignore($"no CUDA device: {why}");
-        _gpu = new CudaBackend();
+        _gpu = TestBackends.CudaOrIgnore();
     }
 
     [OneTimeTearDown]
