@@ -8,6 +8,7 @@
 # Needs g++, perl and addr2line (installed with apt when missing and running as root) and NVRTC (tools/install-nvrtc.sh).
 # Rebuilds only when a source is newer than the library. Usage: bash softgpu/build.sh [--force]
 set -euo pipefail
+PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"   # ldconfig (and dpkg, under apt) live there; a bare PATH may lack them
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 out=${SOFTGPU_BUILD_DIR:-$here/build}

@@ -12,6 +12,7 @@
 # Needs a build: `dotnet build -c Release tests/Whittle.Native.Tests` (CI's test run does it). Prints, per run, the path
 # and `dotnet test`'s summary line; exits non-zero when any run fails or prints no summary.
 set -uo pipefail
+PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"   # ldconfig (and dpkg, under apt) live there; a bare PATH may lack them
 cd "$(dirname "$0")/.."
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 

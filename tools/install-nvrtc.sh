@@ -2,6 +2,7 @@
 # Installs NVRTC 11.8 (libnvrtc11.2) and libcuda1 from Debian bookworm's non-free component through a private
 # apt sources list, without touching the machine's own sources. Idempotent; needs root.
 set -euo pipefail
+PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"   # ldconfig (and dpkg, under apt) live there; a bare PATH may lack them
 if ldconfig -p | grep -q 'libnvrtc.so.11.2' && ldconfig -p | grep -q 'libcuda.so.1'; then exit 0; fi
 src=$(mktemp -d)
 echo 'deb http://deb.debian.org/debian bookworm main contrib non-free' > "$src/nonfree.list"
