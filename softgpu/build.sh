@@ -21,7 +21,9 @@ if ! command -v g++ >/dev/null || ! command -v addr2line >/dev/null || ! command
     echo "softgpu: needs g++, binutils (addr2line) and perl" >&2; exit 1
   fi
 fi
-nvrtc=$(ldconfig -p | awk '/libnvrtc\.so\.[0-9]/ {print $NF; exit}')
+# awk reads to the end: an early exit would SIGPIPE ldconfig (its list is ~64 KiB, a pipe's size) and, under pipefail,
+# fail this line silently on some runs
+nvrtc=$(ldconfig -p | awk '/libnvrtc\.so\.[0-9]/ && !found {print $NF; found = 1}')
 if [ -z "$nvrtc" ]; then echo "softgpu: NVRTC not found (run tools/install-nvrtc.sh)" >&2; exit 1; fi
 
 kernels=("$root"/kernels/*.cu "$root"/tests/Whittle.Native.Tests/SoftGpu/kernels/*.cu)

@@ -19,7 +19,8 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 flags=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true)
 has() { [[ " $flags " == *" $1 "* ]]; }
 avx512_off() { [ "${DOTNET_EnableAVX512:-1}" = 0 ] || [ "${DOTNET_EnableAVX512F:-1}" = 0 ]; }
-openblas() { ldconfig -p 2>/dev/null | grep -q 'libopenblas.so.0' || [ -n "${WHITTLE_OPENBLAS:-}" ]; }
+# no `ldconfig -p | grep -q`: grep's early exit SIGPIPEs ldconfig and pipefail turns that into a false "not installed"
+openblas() { [[ $(ldconfig -p 2>/dev/null) == *libopenblas.so.0* ]] || [ -n "${WHITTLE_OPENBLAS:-}" ]; }
 
 runs=("WHITTLE_CPU_GEMM=ours-scalar")
 if has avx && has avx2; then runs+=("WHITTLE_CPU_GEMM=ours-avx2"); fi

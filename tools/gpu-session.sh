@@ -149,7 +149,7 @@ for p in nvidia.__path__:
   first_dir() { for d in "${dirs[@]}"; do compgen -G "$d/$1" >/dev/null && { echo "$d"; return; }; done; }
   local nvrtc cublas driver
   nvrtc=$(first_dir 'libnvrtc.so.1[0-9]*'); cublas=$(first_dir 'libcublasLt.so.1[0-9]*')
-  driver=$(ldconfig -p 2>/dev/null | awk '/libcuda\.so\.1 /{print $NF; exit}')
+  driver=$(ldconfig -p 2>/dev/null | awk '/libcuda\.so\.1 / && !found {print $NF; found = 1}')   # no early exit: see softgpu/build.sh
   for f in /usr/local/nvidia/lib64/libcuda.so.1 /usr/lib/x86_64-linux-gnu/libcuda.so.1 /usr/lib64/libcuda.so.1; do
     [ -z "$driver" ] && [ -e "$f" ] && driver=$f
   done
