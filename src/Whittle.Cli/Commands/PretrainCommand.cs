@@ -44,24 +44,14 @@ static class PretrainCommand
         }
         var c = p.GetValue(config) is { } file ? ModelConfig.Load(file) : arch.FamilyConfig(p, data.Meta.VocabSize, data.Meta.EosId,
             seqLen);
-        if (c.VocabSize < data.Meta.VocabSize)
-            throw new WhittleException($"vocab_size {c.VocabSize} is smaller than the dataset's vocabulary ({data.Meta.VocabSize})");
-        // The parameters live in one buffer indexed by int (as loading a checkpoint requires too).
-        if (c.CountParameters().Total is var total && total > int.MaxValue)
-            throw new WhittleException($"the model would have {total:N0} parameters; this engine holds at most {int.MaxValue:N0}");
-        return c switch
-        {
-            GptNeoXConfig neox => GptNeoX.CreateRandom(neox, backend, seed),
-            LlamaConfig llama => Llama.CreateRandom(llama, backend, seed),
-            _ => throw new ArgumentException($"no model for {c.GetType().Name}"),
-        };
+        return ArchitectureOptions.NewModel(c, data, backend, seed);
     }
 }
 
 /// <summary>
-/// Flags describing a new model (defaults: a small GPT-NeoX that trains on a CPU in minutes). The family flags
-/// (<see cref="AddFamilyTo"/>: --family, --kv-heads, --head-dim, --tie-embeddings) are pretrain's so far; distill and salt
-/// build GPT-NeoX students from the rest.
+/// Flags describing a new model (defaults: a small GPT-NeoX that trains on a CPU in minutes), shared by pretrain, distill
+/// (a new student) and salt (a new large model); <see cref="AddFamilyTo"/> adds --family, --kv-heads, --head-dim and
+/// --tie-embeddings for the Llama family.
 /// </summary>
 sealed class ArchitectureOptions
 {
@@ -124,6 +114,25 @@ sealed class ArchitectureOptions
             IntermediateSize = p.GetValue(Intermediate) ?? (int)Math.Min(int.MaxValue, (8L * hidden / 3 + 7) / 8 * 8),
             TieWordEmbeddings = p.GetValue(Tie), MaxPositionEmbeddings = Math.Max(seqLen + 1, 2048), BosTokenId = eos, EosTokenId = eos,
         }.Validate("architecture flags");
+    }
+
+    /// <summary>
+    /// A randomly initialised model of any family for <paramref name="c"/> (from the flags or a config.json), refused
+    /// before any allocation when it cannot read the dataset's ids or would not fit the engine's one int-indexed buffer.
+    /// </summary>
+    public static LanguageModel NewModel(ModelConfig c, TokenDataset data, IBackend backend, ulong seed)
+    {
+        if (c.VocabSize < data.Meta.VocabSize)
+            throw new WhittleException($"vocab_size {c.VocabSize} is smaller than the dataset's vocabulary ({data.Meta.VocabSize})");
+        // The parameters live in one buffer indexed by int (as loading a checkpoint requires too).
+        if (c.CountParameters().Total is var total && total > int.MaxValue)
+            throw new WhittleException($"the model would have {total:N0} parameters; this engine holds at most {int.MaxValue:N0}");
+        return c switch
+        {
+            GptNeoXConfig neox => GptNeoX.CreateRandom(neox, backend, seed),
+            LlamaConfig llama => Llama.CreateRandom(llama, backend, seed),
+            _ => throw new ArgumentException($"no model for {c.GetType().Name}"),
+        };
     }
 
     public GptNeoXConfig Config(ParseResult p, int vocab, int eos, int seqLen) => new GptNeoXConfig
