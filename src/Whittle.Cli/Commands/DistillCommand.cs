@@ -68,7 +68,8 @@ static class DistillCommand
             teacherConfig.RequireContext(options.SeqLen, "the teacher's");
             TrainingCli.RequireModelFitsData(teacherDir, teacherConfig, "teacher", data);
             var studentConfig = StudentConfig(
-                p, student, initSubnet, arch, teacherDir, teacherConfig, teacherConfig.VocabSize, teacherConfig.EosTokenId, data, options);
+                p, student, initSubnet, arch, teacherDir, teacherConfig, teacherConfig.VocabSize, teacherConfig.BosTokenId,
+                teacherConfig.EosTokenId, data, options);
             using var backend = Backends.Create(p.GetValue(t.Device)!);
             using var teacherModel = ModelCheckpoint.Load(teacherConfig, teacherDir, backend);
             options = t.WithTeacherPrecision(p, teacherModel, options);
@@ -119,7 +120,9 @@ static class DistillCommand
                     "longer exists");
             teacherConfig = ModelConfig.Load(m.Teacher);
         }
-        var studentConfig = StudentConfig(p, student, initSubnet, arch, m.Teacher, teacherConfig, m.Vocab, m.EosId, data, options);
+        // The cache records the teacher's end-of-text id; a new student's BOS is the dataset's (what its documents start with).
+        var studentConfig = StudentConfig(
+            p, student, initSubnet, arch, m.Teacher, teacherConfig, m.Vocab, data.Meta.BosId, m.EosId, data, options);
         using var backend = Backends.Create(p.GetValue(t.Device)!);
         LanguageModel studentModel;
         // extraction copies the weights
@@ -140,11 +143,11 @@ static class DistillCommand
     /// <summary>
     /// The student's config, checked against the teacher's vocabulary (<paramref name="teacherVocab"/>) and the dataset
     /// before any weight is read: that of --student, or a new one from the architecture flags (any family; the teacher's
-    /// vocabulary and end-of-text id). Null for --init-subnet, whose config follows from the spec and the teacher.
+    /// vocabulary, BOS and end-of-text ids). Null for --init-subnet, whose config follows from the spec and the teacher.
     /// </summary>
     static ModelConfig? StudentConfig(
         ParseResult p, Option<string?> student, Option<string?> initSubnet, ArchitectureOptions arch, string teacherDir,
-        ModelConfig? teacherConfig, int teacherVocab, int eos, TokenDataset data, TrainOptions options)
+        ModelConfig? teacherConfig, int teacherVocab, int bos, int eos, TokenDataset data, TrainOptions options)
     {
         if (p.GetValue(student) is { } dir)
         {
@@ -162,7 +165,7 @@ static class DistillCommand
                     $"{teacherDir} is model_type '{teacherConfig!.ModelType}' (start from --student or the architecture flags)");
             return null;
         }
-        return arch.FamilyConfig(p, teacherVocab, eos, options.SeqLen);
+        return arch.FamilyConfig(p, teacherVocab, bos, eos, options.SeqLen);
     }
 
     /// <param name="config">From <see cref="StudentConfig"/>: null for --init-subnet.</param>

@@ -158,6 +158,6 @@ static class SaltCommand
             return c;
         }
         return p.GetValue(largeConfig) is { } f ? ModelConfig.Load(f)
-            : arch.FamilyConfig(p, data.Meta.VocabSize, data.Meta.EosId, o.SeqLen);
+            : arch.FamilyConfig(p, data.Meta.VocabSize, data.Meta.BosId, data.Meta.EosId, o.SeqLen);
     }
 }

@@ -221,4 +221,34 @@ public class LlamaDistillCommandTests
         Assert.That(line, Does.Contain("--init-subnet").And.Contain("model_type 'llama'"));
         Assert.That(Directory.Exists(run), Is.False);
     }
+
+    /// <summary>
+    /// A new model's bos_token_id is what the dataset's documents start with: the Llama 3 template's BOS for a dataset
+    /// tokenized with it (meta.json's document_prefix), EOS for the Austen (GPT-2 style) one, whose template adds none.
+    /// </summary>
+    [Test]
+    public void NewModelsTakeTheBosTheirDatasetsDocumentsStartWith()
+    {
+        var tok = Tokenization.LlamaFamilyOracleTests.Load("llama3-like");
+        var text = Path.Combine(_root, "llama3.txt");
+        File.WriteAllText(text, string.Concat(Enumerable.Range(0, 60).Select(i => $"CHAPTER {i}\nIt is a truth universally acknowledged, " +
+            $"number {i}, that a single man in possession of a good fortune must be in want of a wife.\n")));
+        var data = Path.Combine(_root, "llama3-data");
+        DatasetWriter.Write(tok, new TokenizeOptions([text], data, ValFraction: 0.2, Seed: 1, DocStart: "^CHAPTER "));
+        int bos = tok.SpecialPrefix.Single();
+        var run = Path.Combine(_root, "llama3-pretrain");
+        var (exit, _, err) = InProcessCli.Run("pretrain", "--family", "llama", "--data", data, "--out", run, "--steps", "1", "--seq-len",
+            "16", "--batch-size", "2", "--layers", "1", "--hidden", "32", "--heads", "2", "--eval-tokens", "64");
+        Assert.That(exit, Is.EqualTo(0), err);
+        var config = ModelConfig.Load(Path.Combine(run, "final"));
+        Assert.That((config.BosTokenId, config.EosTokenId), Is.EqualTo((bos, tok.EosId!.Value)));
+        Assert.That(bos, Is.Not.EqualTo(tok.EosId));
+
+        var neox = Path.Combine(_root, "austen-pretrain");
+        var (e2, _, err2) = InProcessCli.Run("pretrain", "--data", TestData.AustenSlice, "--out", neox, "--steps", "1", "--seq-len", "16",
+            "--batch-size", "2", "--layers", "1", "--hidden", "32", "--heads", "2", "--eval-tokens", "64");
+        Assert.That(e2, Is.EqualTo(0), err2);
+        var austen = ModelConfig.Load(Path.Combine(neox, "final"));
+        Assert.That(austen.BosTokenId, Is.EqualTo(austen.EosTokenId));
+    }
 }
