@@ -31,17 +31,23 @@ public class LlamaDistillationLossTests
         IntermediateSize = 40, MaxPositionEmbeddings = 32, TieWordEmbeddings = true,
     };
 
+    /// <summary>A teacher with opinions (head ×50: a KD term worth comparing), a student, and a random batch.</summary>
+    static (Llama Teacher, Llama Student, int[] Ids, int[] Targets) Pair(int seed)
+    {
+        var teacher = Llama.CreateRandom(Teacher, Cpu, (ulong)seed);
+        var head = teacher.Parameters.Info(teacher.HeadName);
+        foreach (ref float w in teacher.Parameters.Flat.AsSpan<float>().Slice((int)head.Offset, (int)head.Count)) w *= 50f;
+        var rng = new Random(seed);
+        return (teacher, Llama.CreateRandom(Student, Cpu, (ulong)seed + 1), Enumerable.Range(0, B * T).Select(_ => rng.Next(V)).ToArray(),
+            Enumerable.Range(0, B * T).Select(_ => rng.Next(V)).ToArray());
+    }
+
     [TestCase(0)] [TestCase(5)]
     public void SaltLossOfALlamaPairIsTheFloat64Reference(int chunkRows)
     {
-        using var teacher = Llama.CreateRandom(Teacher, Cpu, 2);
-        var head = teacher.Parameters.Info(teacher.HeadName);
-        foreach (ref float w in teacher.Parameters.Flat.AsSpan<float>().Slice((int)head.Offset, (int)head.Count)) w *= 50f;
-        using var student = Llama.CreateRandom(Student, Cpu, 3);
+        var (teacher, student, ids, targets) = Pair(2);
+        using var _t = teacher; using var _s = student;
         student.LossChunkRows = chunkRows;
-        var rng = new Random(4);
-        var ids = Enumerable.Range(0, B * T).Select(_ => rng.Next(V)).ToArray();
-        var targets = Enumerable.Range(0, B * T).Select(_ => rng.Next(V)).ToArray();
         using var x = Tensor.FromArray(ids, B, T);
         using var y = Tensor.FromArray(targets, B * T);
 
@@ -71,13 +77,8 @@ public class LlamaDistillationLossTests
     [Test]
     public void DistillAtATemperatureOfALlamaPairIsTheFloat64Reference()
     {
-        using var teacher = Llama.CreateRandom(Teacher, Cpu, 5);
-        var head = teacher.Parameters.Info(teacher.HeadName);
-        foreach (ref float w in teacher.Parameters.Flat.AsSpan<float>().Slice((int)head.Offset, (int)head.Count)) w *= 50f;
-        using var student = Llama.CreateRandom(Student, Cpu, 6);
-        var rng = new Random(7);
-        var ids = Enumerable.Range(0, B * T).Select(_ => rng.Next(V)).ToArray();
-        var targets = Enumerable.Range(0, B * T).Select(_ => rng.Next(V)).ToArray();
+        var (teacher, student, ids, targets) = Pair(5);
+        using var _t = teacher; using var _s = student;
         using var x = Tensor.FromArray(ids, B, T);
         using var y = Tensor.FromArray(targets, B * T);
         const float tau = 2f, alpha = 0.3f, beta = 0.7f;
