@@ -129,7 +129,7 @@ sealed class TrainingCli
     /// Puts the frozen teacher at --teacher-precision (default bf16 on CUDA, fp32 on the CPU, where bf16 is an emulation
     /// and only slower) and records it in the run's metadata.
     /// </summary>
-    public TrainOptions WithTeacherPrecision(ParseResult p, GptNeoX teacher, TrainOptions o)
+    public TrainOptions WithTeacherPrecision(ParseResult p, LanguageModel teacher, TrainOptions o)
     {
         var precision = p.GetValue(TeacherPrecision) is { } s ? PrecisionNames.Parse(s, "--teacher-precision")
             : teacher.Backend.Device == Native.Tensors.Device.Cuda ? Native.Model.Precision.Bf16 : Native.Model.Precision.F32;
@@ -146,6 +146,18 @@ sealed class TrainingCli
     {
         var tok = Path.Combine(modelDir, "tokenizer.json");
         if (File.Exists(tok)) data.RequireTokenizer(Native.Tokenization.Tokenizer.FromFile(tok).Sha256, tok);
+    }
+
+    /// <summary>
+    /// Refuses, before any weight is read, a model directory (<paramref name="role"/>: "teacher", "student", ...) that
+    /// cannot read the dataset's tokens: another tokenizer.json, or a vocab_size below the dataset tokenizer's size.
+    /// </summary>
+    public static void RequireModelFitsData(string modelDir, ModelConfig config, string role, TokenDataset data)
+    {
+        RequireSameTokenizer(modelDir, data);
+        if (data.Meta.VocabSize > config.VocabSize)
+            throw new WhittleException($"{modelDir}: the {role}'s vocab_size is {config.VocabSize}, smaller than the vocabulary of the " +
+                $"dataset's tokenizer ({data.Meta.VocabSize}, {data.Directory}); the model needs the dataset's tokenizer");
     }
 
     /// <summary>

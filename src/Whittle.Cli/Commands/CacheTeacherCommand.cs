@@ -53,16 +53,13 @@ static class CacheTeacherCommand
                 throw new WhittleException($"--out {outDir} already exists; a cache is written whole into a new directory (delete it or " +
                 $"choose another)");
             if (!Directory.Exists(teacherDir)) throw new WhittleException($"{teacherDir}: no such model directory (--teacher)");
-            var config = GptNeoXConfig.Load(teacherDir);
+            var config = ModelConfig.Load(teacherDir);
             if (k < 1 || k > config.VocabSize)
                 throw new WhittleException($"--top-k must be in [1, {config.VocabSize}] (the teacher's vocabulary), got {k}");
             if (t > config.MaxPositionEmbeddings)
                 throw new WhittleException($"--seq-len {t} exceeds the teacher's context ({config.MaxPositionEmbeddings})");
             using var dataset = TokenDataset.Open(p.GetValue(data)!);
-            TrainingCli.RequireSameTokenizer(teacherDir, dataset);
-            if (dataset.Meta.VocabSize > config.VocabSize)
-                throw new WhittleException($"{dataset.Directory}: dataset vocabulary ({dataset.Meta.VocabSize}) is larger than the " +
-                    $"teacher's vocab_size ({config.VocabSize})");
+            TrainingCli.RequireModelFitsData(teacherDir, config, "teacher", dataset);
             if (dataset.Train.Length < t + 1)
                 throw new WhittleException($"{dataset.Directory}: the training split has {dataset.Train.Length} tokens, fewer than one " +
                 $"window of {t + 1}");
@@ -71,11 +68,11 @@ static class CacheTeacherCommand
                 TeacherCacheManifest.HashDataset(dataset), b, t, p.GetValue(seed), n, accum);
 
             using var backend = Backends.Create(p.GetValue(device)!);
-            using var model = GptNeoXCheckpoint.Load(teacherDir, backend);
+            using var model = ModelCheckpoint.Load(config, teacherDir, backend);
             CliCommon.SetPrecision(model, chosen ?? (backend.Device == Device.Cuda ? Precision.Bf16 : Precision.F32));
             var log = json ? Console.Error : Console.Out;
             log.WriteLine($"cache-teacher: {manifest.Batches} micro-batches of {b}×{t} tokens, top-{k} at τ = {tau}, " +
-                $"{model.Precision.Name()} teacher on {backend.Name}");
+                $"{model.Precision.Name()} {config.ModelType} teacher on {backend.Name}");
             using var cancel = new CancellationTokenSource();
             ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); };
             Console.CancelKeyPress += onCancel;

@@ -28,7 +28,7 @@ static class DistillCommand
         var arch = new ArchitectureOptions();
         foreach (var o in new Option[] { teacher, cache, student, initSubnet, loss, topK, temperature, alpha, beta, t.TeacherPrecision })
             cmd.Options.Add(o);
-        arch.AddTo(cmd);
+        arch.AddTo(cmd); arch.AddFamilyTo(cmd);
         cmd.SetAction(p =>
         {
             // Every check before any work.
@@ -64,22 +64,25 @@ static class DistillCommand
                 return FromCache(p, t, student, initSubnet, arch, manifest, cacheDir!, data, options, settings);
             }
             string teacherDir = p.GetValue(teacher)!;
-            TrainingCli.RequireSameTokenizer(teacherDir, data);
+            var teacherConfig = ModelConfig.Load(teacherDir);
+            teacherConfig.RequireContext(options.SeqLen, "the teacher's");
+            TrainingCli.RequireModelFitsData(teacherDir, teacherConfig, "teacher", data);
+            var studentConfig = StudentConfig(
+                p, student, initSubnet, arch, teacherDir, teacherConfig, teacherConfig.VocabSize, teacherConfig.BosTokenId,
+                teacherConfig.EosTokenId, data, options);
             using var backend = Backends.Create(p.GetValue(t.Device)!);
-            GptNeoXConfig.Load(teacherDir).RequireContext(options.SeqLen, "the teacher's");
-            using var teacherModel = GptNeoXCheckpoint.Load(teacherDir, backend);
+            using var teacherModel = ModelCheckpoint.Load(teacherConfig, teacherDir, backend);
             options = t.WithTeacherPrecision(p, teacherModel, options);
-            using var studentModel = BuildStudent(
-                p, student, initSubnet, arch, teacherModel.Config.VocabSize, teacherModel.Config.EosTokenId, teacherModel, data,
-                backend, options);
+            using var studentModel = BuildStudent(p, student, initSubnet, studentConfig, teacherModel, data, backend, options.Seed);
             if (k > studentModel.Config.VocabSize)
                 throw new WhittleException($"--top-k {k} exceeds the vocabulary ({studentModel.Config.VocabSize})");
             var lossFn = DistillationLoss.Create(studentModel, teacherModel, settings, k, _ => (settings.Alpha, settings.Beta));
 
             using var trainer = new Trainer(studentModel, data, options);
-            var sc = ParameterCount.Of(studentModel.Config); var tc = ParameterCount.Of(teacherModel.Config);
+            var sc = studentModel.Config.CountParameters(); var tc = teacherModel.Config.CountParameters();
             return t.Train(p, trainer, studentModel, options, backend, "distill",
-                $"distill: student {sc.Total:N0} parameters, teacher {tc.Total:N0}; loss {settings.Alpha}·CE + " +
+                $"distill: {Describe(studentModel.Config)} student {sc.Total:N0} parameters, {Describe(teacherModel.Config)} teacher " +
+                    $"{tc.Total:N0}; loss {settings.Alpha}·CE + " +
                     $"{settings.Beta}·{p.GetValue(loss)} (τ = {tau}) on {backend.Name}", lossFn);
         });
         return cmd;
@@ -107,38 +110,68 @@ static class DistillCommand
 
     static int FromCache(
         ParseResult p, TrainingCli t, Option<string?> student, Option<string?> initSubnet, ArchitectureOptions arch, TeacherCacheManifest m,
-        string cacheDir,
-        TokenDataset data, TrainOptions options, DistillSettings settings)
+        string cacheDir, TokenDataset data, TrainOptions options, DistillSettings settings)
     {
-        if (p.GetValue(initSubnet) is not null && !Directory.Exists(m.Teacher))
-            throw new WhittleException($"--init-subnet extracts from the teacher the cache was built from, {m.Teacher}, which no longer " +
-                $"exists");
+        ModelConfig? teacherConfig = null;
+        if (p.GetValue(initSubnet) is not null)
+        {
+            if (!Directory.Exists(m.Teacher))
+                throw new WhittleException($"--init-subnet extracts from the teacher the cache was built from, {m.Teacher}, which no " +
+                    "longer exists");
+            teacherConfig = ModelConfig.Load(m.Teacher);
+        }
+        // The cache records the teacher's end-of-text id; a new student's BOS is the dataset's (what its documents start with).
+        var studentConfig = StudentConfig(
+            p, student, initSubnet, arch, m.Teacher, teacherConfig, m.Vocab, data.Meta.BosId, m.EosId, data, options);
         using var backend = Backends.Create(p.GetValue(t.Device)!);
-        GptNeoX studentModel;
+        LanguageModel studentModel;
         // extraction copies the weights
-        using (var teacherForInit = p.GetValue(initSubnet) is null ? null : GptNeoXCheckpoint.Load(m.Teacher, backend))
-            studentModel = BuildStudent(p, student, initSubnet, arch, m.Vocab, m.EosId, teacherForInit, data, backend, options);
+        using (var teacherForInit = teacherConfig is null ? null : ModelCheckpoint.Load(teacherConfig, m.Teacher, backend))
+            studentModel = BuildStudent(p, student, initSubnet, studentConfig, teacherForInit, data, backend, options.Seed);
         using var _ = studentModel;
         var lossFn = DistillationLoss.FromCache(studentModel, cacheDir, m, settings, options.GradAccum);
         using var trainer = new Trainer(studentModel, data, options);
         return t.Train(p, trainer, studentModel, options, backend, "distill",
-            $"distill: student {ParameterCount.Of(studentModel.Config).Total:N0} parameters; loss {settings.Alpha}·CE + " +
-                $"{settings.Beta}·top-{m.TopK} (τ = {settings.Temperature}) from the teacher cache {cacheDir} on {backend.Name}", lossFn);
+            $"distill: {Describe(studentModel.Config)} student {studentModel.Config.CountParameters().Total:N0} parameters; loss " +
+                $"{settings.Alpha}·CE + {settings.Beta}·top-{m.TopK} (τ = {settings.Temperature}) from the teacher cache {cacheDir} on " +
+                $"{backend.Name}", lossFn);
     }
 
-    /// <param name="teacher">The teacher; needed (not null) for --init-subnet only.</param>
-    static GptNeoX BuildStudent(
-        ParseResult p, Option<string?> student, Option<string?> initSubnet, ArchitectureOptions arch, int vocab, int eos, GptNeoX? teacher,
-        TokenDataset data, IBackend backend, TrainOptions options)
+    static string Describe(ModelConfig c) => c is LlamaConfig l ? $"{l.Family} ({l.NumHeads} query / {l.NumKeyValueHeads} kv heads)"
+        : c.ModelType;
+
+    /// <summary>
+    /// The student's config, checked against the teacher's vocabulary (<paramref name="teacherVocab"/>) and the dataset
+    /// before any weight is read: that of --student, or a new one from the architecture flags (any family; the teacher's
+    /// vocabulary, BOS and end-of-text ids). Null for --init-subnet, whose config follows from the spec and the teacher.
+    /// </summary>
+    static ModelConfig? StudentConfig(
+        ParseResult p, Option<string?> student, Option<string?> initSubnet, ArchitectureOptions arch, string teacherDir,
+        ModelConfig? teacherConfig, int teacherVocab, int bos, int eos, TokenDataset data, TrainOptions options)
     {
         if (p.GetValue(student) is { } dir)
         {
-            TrainingCli.RequireSameTokenizer(dir, data);
-            return GptNeoXCheckpoint.Load(dir, backend);
+            var c = ModelConfig.Load(dir);
+            DistillationLoss.RequireSameVocabulary(teacherVocab, c.VocabSize);
+            TrainingCli.RequireModelFitsData(dir, c, "student", data);
+            c.RequireContext(options.SeqLen, "the student's");
+            return c;
         }
+        if (p.GetValue(initSubnet) is not null) return null;
+        return arch.FamilyConfig(p, teacherVocab, bos, eos, options.SeqLen);
+    }
+
+    /// <param name="config">From <see cref="StudentConfig"/>: null for --init-subnet.</param>
+    /// <param name="teacher">The teacher; needed (not null) for --init-subnet only.</param>
+    static LanguageModel BuildStudent(ParseResult p, Option<string?> student, Option<string?> initSubnet, ModelConfig? config,
+        LanguageModel? teacher, TokenDataset data, IBackend backend, ulong seed)
+    {
+        if (p.GetValue(student) is { } dir) return ModelCheckpoint.Load(config!, dir, backend);
         if (p.GetValue(initSubnet) is { } spec)
-            return Whittle.Native.Search.Extraction.Extract(teacher!, Whittle.Native.Search.SubnetSpec.Load(spec, teacher!.Config));
-        var c = arch.Config(p, vocab, eos, options.SeqLen);
-        return GptNeoX.CreateRandom(c, backend, options.Seed);
+        {
+            var parent = teacher!;
+            return Whittle.Native.Search.Extraction.Extract(parent, Whittle.Native.Search.SubnetSpec.Load(spec, parent.Config));
+        }
+        return ArchitectureOptions.NewModel(config!, data, backend, seed);
     }
 }

@@ -42,26 +42,16 @@ static class PretrainCommand
             TrainingCli.RequireSameTokenizer(dir, data);
             return ModelCheckpoint.Load(dir, backend);
         }
-        var c = p.GetValue(config) is { } file ? ModelConfig.Load(file) : arch.FamilyConfig(p, data.Meta.VocabSize, data.Meta.EosId,
-            seqLen);
-        if (c.VocabSize < data.Meta.VocabSize)
-            throw new WhittleException($"vocab_size {c.VocabSize} is smaller than the dataset's vocabulary ({data.Meta.VocabSize})");
-        // The parameters live in one buffer indexed by int (as loading a checkpoint requires too).
-        if (c.CountParameters().Total is var total && total > int.MaxValue)
-            throw new WhittleException($"the model would have {total:N0} parameters; this engine holds at most {int.MaxValue:N0}");
-        return c switch
-        {
-            GptNeoXConfig neox => GptNeoX.CreateRandom(neox, backend, seed),
-            LlamaConfig llama => Llama.CreateRandom(llama, backend, seed),
-            _ => throw new ArgumentException($"no model for {c.GetType().Name}"),
-        };
+        var c = p.GetValue(config) is { } file ? ModelConfig.Load(file) : arch.FamilyConfig(p, data.Meta.VocabSize, data.Meta.BosId,
+            data.Meta.EosId, seqLen);
+        return ArchitectureOptions.NewModel(c, data, backend, seed);
     }
 }
 
 /// <summary>
-/// Flags describing a new model (defaults: a small GPT-NeoX that trains on a CPU in minutes). The family flags
-/// (<see cref="AddFamilyTo"/>: --family, --kv-heads, --head-dim, --tie-embeddings) are pretrain's so far; distill and salt
-/// build GPT-NeoX students from the rest.
+/// Flags describing a new model (defaults: a small GPT-NeoX that trains on a CPU in minutes), shared by pretrain, distill
+/// (a new student) and salt (a new large model); <see cref="AddFamilyTo"/> adds --family, --kv-heads, --head-dim and
+/// --tie-embeddings for the Llama family.
 /// </summary>
 sealed class ArchitectureOptions
 {
@@ -95,9 +85,10 @@ sealed class ArchitectureOptions
     /// <summary>
     /// The new model's config for --family: GPT-NeoX (<see cref="Config"/>) or the Llama family, whose gated MLP defaults
     /// to 8/3 × hidden rounded up to a multiple of 8 (about the parameters of a 4 × hidden ungated MLP). A flag of the
-    /// other family given explicitly is an error naming it.
+    /// other family given explicitly is an error naming it. <paramref name="bos"/> and <paramref name="eos"/> are the
+    /// dataset's (<see cref="DatasetMeta.BosId"/>) or the teacher's.
     /// </summary>
-    public ModelConfig FamilyConfig(ParseResult p, int vocab, int eos, int seqLen)
+    public ModelConfig FamilyConfig(ParseResult p, int vocab, int bos, int eos, int seqLen)
     {
         string family = p.GetValue(Family)!;
         bool Given(Option o) => p.GetResult(o) is { Implicit: false };
@@ -105,7 +96,7 @@ sealed class ArchitectureOptions
         {
             foreach (var o in new Option[] { KvHeads, HeadDim, Tie })
                 if (Given(o)) throw new WhittleException($"{o.Name} applies to Llama-family models, not --family gpt_neox");
-            return Config(p, vocab, eos, seqLen);
+            return Config(p, vocab, bos, eos, seqLen);
         }
         if (!LlamaConfig.Families.Contains(family))
             throw new WhittleException($"--family must be gpt_neox, {string.Join(", ", LlamaConfig.Families)}; " +
@@ -122,15 +113,34 @@ sealed class ArchitectureOptions
             Family = family, VocabSize = vocab, HiddenSize = hidden, NumLayers = p.GetValue(Layers), NumHeads = heads,
             NumKeyValueHeads = p.GetValue(KvHeads) ?? heads, ExplicitHeadDim = headDim ?? (family == "qwen3" ? hidden / heads : null),
             IntermediateSize = p.GetValue(Intermediate) ?? (int)Math.Min(int.MaxValue, (8L * hidden / 3 + 7) / 8 * 8),
-            TieWordEmbeddings = p.GetValue(Tie), MaxPositionEmbeddings = Math.Max(seqLen + 1, 2048), BosTokenId = eos, EosTokenId = eos,
+            TieWordEmbeddings = p.GetValue(Tie), MaxPositionEmbeddings = Math.Max(seqLen + 1, 2048), BosTokenId = bos, EosTokenId = eos,
         }.Validate("architecture flags");
     }
 
-    public GptNeoXConfig Config(ParseResult p, int vocab, int eos, int seqLen) => new GptNeoXConfig
+    /// <summary>
+    /// A randomly initialised model of any family for <paramref name="c"/> (from the flags or a config.json), refused
+    /// before any allocation when it cannot read the dataset's ids or would not fit the engine's one int-indexed buffer.
+    /// </summary>
+    public static LanguageModel NewModel(ModelConfig c, TokenDataset data, IBackend backend, ulong seed)
+    {
+        if (c.VocabSize < data.Meta.VocabSize)
+            throw new WhittleException($"vocab_size {c.VocabSize} is smaller than the dataset's vocabulary ({data.Meta.VocabSize})");
+        // The parameters live in one buffer indexed by int (as loading a checkpoint requires too).
+        if (c.CountParameters().Total is var total && total > int.MaxValue)
+            throw new WhittleException($"the model would have {total:N0} parameters; this engine holds at most {int.MaxValue:N0}");
+        return c switch
+        {
+            GptNeoXConfig neox => GptNeoX.CreateRandom(neox, backend, seed),
+            LlamaConfig llama => Llama.CreateRandom(llama, backend, seed),
+            _ => throw new ArgumentException($"no model for {c.GetType().Name}"),
+        };
+    }
+
+    public GptNeoXConfig Config(ParseResult p, int vocab, int bos, int eos, int seqLen) => new GptNeoXConfig
     {
         VocabSize = vocab, HiddenSize = p.GetValue(Hidden), NumLayers = p.GetValue(Layers), NumHeads = p.GetValue(Heads),
         IntermediateSize = p.GetValue(Intermediate) ?? 4 * p.GetValue(Hidden), RotaryPct = p.GetValue(RotaryPct),
         UseParallelResidual = !p.GetValue(Sequential), HiddenAct = p.GetValue(Act)!, MaxPositionEmbeddings = Math.Max(seqLen + 1, 2048),
-        BosTokenId = eos, EosTokenId = eos,
+        BosTokenId = bos, EosTokenId = eos,
     }.Validate("architecture flags");
 }

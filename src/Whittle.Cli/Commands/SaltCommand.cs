@@ -42,7 +42,7 @@ static class SaltCommand
         foreach (var o in new Option[] { small, cache, topK, large, largeConfig, kdSteps, omega, schedule, select, baseline })
             cmd.Options.Add(o);
         cmd.Options.Add(t.TeacherPrecision);
-        arch.AddTo(cmd);
+        arch.AddTo(cmd); arch.AddFamilyTo(cmd);
         cmd.SetAction(p =>
         {
             bool isBaseline = p.GetValue(baseline);
@@ -83,15 +83,23 @@ static class SaltCommand
                         $"dataset's training split); run salt-select on {data.Directory}");
                 o = o with { SelectedWindows = starts, SelectedUntilStep = n };
             }
-            if (smallDir is not null && !isBaseline)
+            var smallConfig = smallDir is null || isBaseline ? null : ModelConfig.Load(smallDir);
+            if (smallConfig is not null)
             {
-                GptNeoXConfig.Load(smallDir).RequireContext(o.SeqLen, "the small model's");
-                TrainingCli.RequireSameTokenizer(smallDir, data);
+                smallConfig.RequireContext(o.SeqLen, "the small model's");
+                TrainingCli.RequireModelFitsData(smallDir!, smallConfig, "small model", data);
             }
+            var largeCfg = LargeConfig(p, large, largeConfig, arch, data, o);
+            // The KD term compares the two distributions id by id: one vocabulary (the cache's is checked by FromCache).
+            if (smallConfig is not null)
+                DistillationLoss.RequireSameVocabulary(smallConfig.VocabSize, largeCfg.VocabSize, "small model", "large model");
+            if (manifest is not null)
+                DistillationLoss.RequireSameVocabulary(manifest.Vocab, largeCfg.VocabSize, "cached small model", "large model");
             using var backend = Backends.Create(p.GetValue(t.Device)!);
-            using var smallModel = isBaseline || manifest is not null ? null : GptNeoXCheckpoint.Load(smallDir!, backend);
+            using var smallModel = smallConfig is null ? null : ModelCheckpoint.Load(smallConfig, smallDir!, backend);
             if (smallModel is not null) o = t.WithTeacherPrecision(p, smallModel, o);
-            using var largeModel = BuildLarge(p, large, largeConfig, arch, data, backend, o);
+            using var largeModel = p.GetValue(large) is { } largeDir ? ModelCheckpoint.Load(largeCfg, largeDir, backend)
+                : ArchitectureOptions.NewModel(largeCfg, data, backend, o.Seed);
             // SALT's KD term: forward KL at τ = 1; the weights per step come from the schedule (null after n_KD: plain CE).
             var settings = new DistillSettings(DistillKind.ForwardKl, 1f, 1f, 0f);
             LossFunction? loss = isBaseline ? null
@@ -101,10 +109,12 @@ static class SaltCommand
             using var trainer = new Trainer(largeModel, data, o);
             string helper = manifest is not null ? $"the top-{manifest.TopK} cache {cacheDir} of {manifest.Teacher}"
                 : smallModel is null ? ""   // --baseline: no helper to name
-                : $"{ParameterCount.Of(smallModel.Config).Total:N0}" + (p.GetValue(topK) is { } k ? $" (top-{k})" : "");
+                : $"{smallModel.Config.ModelType} {smallModel.Config.CountParameters().Total:N0}"
+                    + (p.GetValue(topK) is { } k ? $" (top-{k})" : "");
+            string largeText = $"{largeModel.Config.ModelType} large model {largeModel.Config.CountParameters().Total:N0} parameters";
             string header = isBaseline
-                ? $"salt baseline: large model {ParameterCount.Of(largeModel.Config).Total:N0} parameters, {o.Steps} steps, no small model"
-                : $"salt: large model {ParameterCount.Of(largeModel.Config).Total:N0} parameters helped by {helper} for {n} of {o.Steps} "
+                ? $"salt baseline: {largeText}, {o.Steps} steps, no small model"
+                : $"salt: {largeText} helped by {helper} for {n} of {o.Steps} "
                     + $"steps (ω = {p.GetValue(omega)}, {p.GetValue(schedule)})"
                     + (o.SelectedWindows is { } s ? $" on {s.Count} selected windows" : "");
             return t.Train(p, trainer, largeModel, o, backend, isBaseline ? "baseline" : "salt", header, loss, summary =>
@@ -134,12 +144,20 @@ static class SaltCommand
                 + "(it walks the run's ordinary batches); use --small with --select");
     }
 
-    static GptNeoX BuildLarge(
-        ParseResult p, Option<string?> large, Option<string?> largeConfig, ArchitectureOptions arch, TokenDataset data, IBackend backend,
-        TrainOptions o)
+    /// <summary>
+    /// The large model's config, checked against the dataset before any weight is read: that of --large, of --large-config,
+    /// or of the architecture flags (any family, the dataset's vocabulary).
+    /// </summary>
+    static ModelConfig LargeConfig(
+        ParseResult p, Option<string?> large, Option<string?> largeConfig, ArchitectureOptions arch, TokenDataset data, TrainOptions o)
     {
-        if (p.GetValue(large) is { } dir) { TrainingCli.RequireSameTokenizer(dir, data); return GptNeoXCheckpoint.Load(dir, backend); }
-        var c = p.GetValue(largeConfig) is { } f ? GptNeoXConfig.Load(f) : arch.Config(p, data.Meta.VocabSize, data.Meta.EosId, o.SeqLen);
-        return GptNeoX.CreateRandom(c, backend, o.Seed);
+        if (p.GetValue(large) is { } dir)
+        {
+            var c = ModelConfig.Load(dir);
+            TrainingCli.RequireModelFitsData(dir, c, "large model", data);
+            return c;
+        }
+        return p.GetValue(largeConfig) is { } f ? ModelConfig.Load(f)
+            : arch.FamilyConfig(p, data.Meta.VocabSize, data.Meta.BosId, data.Meta.EosId, o.SeqLen);
     }
 }

@@ -18,7 +18,8 @@ static class SaltSelectCommand
 
     public static Command Create()
     {
-        var small = new Option<string>("--small") { Description = "The small model's directory (Hugging Face GPT-NeoX).", Required = true };
+        var small = new Option<string>("--small") { Description = "The small model's directory (Hugging Face GPT-NeoX or Llama family).",
+            Required = true };
         var data = new Option<string>("--data") { Description = "Token dataset directory (from `whittle tokenize`); its train split is " +
             "scored.", Required = true };
         var topK = new Option<int>("--top-k") { Description = "Keep a token when its true next token is in the small model's top-k.",
@@ -47,7 +48,7 @@ static class SaltSelectCommand
             SaltSelection.CheckKeep(f);
             if (dev is not ("cpu" or "cuda")) throw new WhittleException($"--device must be cpu or cuda, got '{dev}'");
             if (!Directory.Exists(modelDir)) throw new WhittleException($"{modelDir}: no such model directory (--small)");
-            var config = GptNeoXConfig.Load(modelDir);
+            var config = ModelConfig.Load(modelDir);
             SaltSelection.CheckTopK(k, config.VocabSize);
             if (t < 1 || t > config.MaxPositionEmbeddings)
                 throw new WhittleException($"--seq-len must be in [1, {config.MaxPositionEmbeddings}] (the model's context), got {t}");
@@ -56,14 +57,10 @@ static class SaltSelectCommand
             var outDir = Path.GetDirectoryName(Path.GetFullPath(outPath))!;
             if (!Directory.Exists(outDir)) throw new WhittleException($"{outPath}: the directory {outDir} does not exist (--out)");
             using var dataset = TokenDataset.Open(dataDir);
-            if (dataset.Meta.VocabSize > config.VocabSize)
-                throw new WhittleException($"{dataDir}: the dataset's tokenizer has {dataset.Meta.VocabSize} tokens but the model " +
-                    $"{modelDir} has a vocabulary of {config.VocabSize}");
-            var tokenizerPath = Path.Combine(modelDir, "tokenizer.json");
-            if (File.Exists(tokenizerPath)) dataset.RequireTokenizer(Tokenizer.FromFile(tokenizerPath).Sha256, tokenizerPath);
+            TrainingCli.RequireModelFitsData(modelDir, config, "small model", dataset);
 
             using IBackend backend = dev == "cuda" ? Backends.Cuda() : CpuBackend.Instance;
-            using var model = GptNeoXCheckpoint.Load(modelDir, backend);
+            using var model = ModelCheckpoint.Load(config, modelDir, backend);
             int lastDecile = -1;
             var result = SaltSelection.Run(model, new SplitSource(dataset.Train), t, k, f, max, b, (done, total) =>
             {

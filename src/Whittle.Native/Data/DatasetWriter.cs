@@ -200,7 +200,7 @@ public static class DatasetWriter
             var valInfo = val.Finish();
             var meta = new DatasetMeta(
                 DatasetMeta.CurrentVersion, tokenizer.Sha256, Path.GetFileName(tokenizer.Path), tokenizer.VocabSize, eos,
-                wide ? "uint32" : "uint16", o.ValFraction, o.Seed, o.DocStart, trainInfo, valInfo);
+                wide ? "uint32" : "uint16", o.ValFraction, o.Seed, o.DocStart, trainInfo, valInfo, prefix, suffix);
             // The dataset carries its tokenizer, so models trained on it can carry it on (and hashes can be checked) wherever it moves.
             File.Copy(tokenizer.Path, Path.Combine(tmp, TokenizerCopyName));
             using (var fs = File.Create(Path.Combine(tmp, "meta.json")))

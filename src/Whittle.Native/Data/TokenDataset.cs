@@ -12,12 +12,23 @@ public sealed record ShardInfo(string File, long Tokens);
 
 public sealed record SplitInfo(long Documents, long Tokens, IReadOnlyList<ShardInfo> Shards);
 
-/// <summary>The contents of meta.json.</summary>
+/// <summary>
+/// The contents of meta.json. <see cref="DocumentPrefix"/> and <see cref="DocumentSuffix"/> are the ids `tokenize` put
+/// before and after every document: the tokenizer's template around a single sequence (BOS for Llama 3, Llama 2,
+/// Mistral), then EOS unless the template ends with it. Null for datasets written before they were recorded.
+/// </summary>
 public sealed record DatasetMeta(int Version, string TokenizerSha256, string TokenizerFile, int VocabSize, int EosId,
-    string DType, double ValFraction, ulong Seed, string? DocStart, SplitInfo Train, SplitInfo Val)
+    string DType, double ValFraction, ulong Seed, string? DocStart, SplitInfo Train, SplitInfo Val, int[]? DocumentPrefix = null,
+    int[]? DocumentSuffix = null)
 {
     public const int CurrentVersion = 1;
     public int BytesPerToken => DType == "uint16" ? 2 : 4;
+
+    /// <summary>
+    /// The bos_token_id of a new model trained on this dataset: the token every document starts with when the template
+    /// puts one there (Llama's BOS), else EOS, the GPT-2 / GPT-NeoX convention (their configs name &lt;|endoftext|&gt; for both).
+    /// </summary>
+    public int BosId => DocumentPrefix is [var first, ..] ? first : EosId;
 
     internal void WriteTo(Utf8JsonWriter w)
     {
@@ -32,6 +43,13 @@ public sealed record DatasetMeta(int Version, string TokenizerSha256, string Tok
         w.WriteNumber("val_fraction", ValFraction);
         w.WriteNumber("seed", Seed);
         if (DocStart is null) w.WriteNull("doc_start"); else w.WriteString("doc_start", DocStart);
+        foreach (var (name, ids) in new[] { ("document_prefix", DocumentPrefix), ("document_suffix", DocumentSuffix) })
+        {
+            if (ids is null) continue;
+            w.WriteStartArray(name);
+            foreach (var id in ids) w.WriteNumberValue(id);
+            w.WriteEndArray();
+        }
         foreach (var (name, s) in new[] { ("train", Train), ("val", Val) })
         {
             w.WriteStartObject(name);
@@ -72,7 +90,11 @@ public sealed record DatasetMeta(int Version, string TokenizerSha256, string Tok
         }
         return new DatasetMeta(version, r["tokenizer_sha256"].Sha256Hex(), r["tokenizer_file"].String(), vocab, eos, dtype,
             r["val_fraction"].Double(), r["seed"].ULong(),
-            r["doc_start"].StringOrNull(), Split("train"), Split("val"));
+            r["doc_start"].StringOrNull(), Split("train"), Split("val"), Ids("document_prefix"), Ids("document_suffix"));
+        // Optional (absent before they were recorded); at most a template's worth of ids, each in the vocabulary.
+        int[]? Ids(string key) => r[key].IsAbsent ? null
+            : r[key].Items().Take(65).Select(e => e.Int(0, vocab - 1)).ToArray() is { Length: <= 64 } ids ? ids
+            : throw r[key].Error("holds more than 64 ids; a document's special tokens are a handful");
     }
 }
 

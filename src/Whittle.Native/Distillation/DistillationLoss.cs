@@ -18,11 +18,10 @@ namespace Whittle.Native.Distillation;
 public static class DistillationLoss
 {
     public static LossFunction Create(
-        GptNeoX student, GptNeoX teacher, DistillSettings settings, int topK, Func<int, (float Alpha, float Beta)?> weightsAt)
+        LanguageModel student, LanguageModel teacher, DistillSettings settings, int topK,
+        Func<int, (float Alpha, float Beta)?> weightsAt)
     {
-        if (student.Config.VocabSize != teacher.Config.VocabSize)
-            throw new WhittleException($"teacher and student vocabularies differ ({teacher.Config.VocabSize} vs " +
-                $"{student.Config.VocabSize}): they must share the tokenizer");
+        RequireSameVocabulary(teacher.Config.VocabSize, student.Config.VocabSize);
         if (topK < 0 || topK > student.Config.VocabSize)
             throw new WhittleException($"--top-k must be in [1, {student.Config.VocabSize}], got {topK}");
         settings.Validate();
@@ -49,6 +48,17 @@ public static class DistillationLoss
         };
     }
 
+    /// <summary>
+    /// Refuses a teacher and a student (of any families) whose vocab_size differs: the KD term compares their
+    /// distributions id by id, which means nothing unless both index one tokenizer's vocabulary. The message names both.
+    /// </summary>
+    public static void RequireSameVocabulary(int teacherVocab, int studentVocab, string teacher = "teacher", string student = "student")
+    {
+        if (teacherVocab != studentVocab)
+            throw new WhittleException($"{teacher} and {student} vocabularies differ: the {teacher}'s vocab_size is {teacherVocab}, " +
+                $"the {student}'s {studentVocab}; distillation needs both on one tokenizer");
+    }
+
     /// <summary>Seconds since <paramref name="start"/> once the backend has finished the work queued so far.</summary>
     static double TeacherSeconds(IBackend backend, long start)
     {
@@ -64,12 +74,12 @@ public static class DistillationLoss
     /// <paramref name="weightsAt"/> (SALT) gives (α, β) per step or null for a plain cross-entropy step, which reads no
     /// file; without it every step uses the settings' α and β (distill).
     /// </summary>
-    public static LossFunction FromCache(GptNeoX student, string cacheDir, TeacherCacheManifest cache, DistillSettings settings,
+    public static LossFunction FromCache(LanguageModel student, string cacheDir, TeacherCacheManifest cache, DistillSettings settings,
         int gradAccum, Func<int, (float Alpha, float Beta)?>? weightsAt = null)
     {
         if (student.Config.VocabSize != cache.Vocab)
-            throw new WhittleException($"{cacheDir}: the cache is for a vocabulary of {cache.Vocab}, the student has " +
-                $"{student.Config.VocabSize}");
+            throw new WhittleException($"{cacheDir}: the cache is for a vocabulary of {cache.Vocab} (its teacher's vocab_size), " +
+                $"but the student's vocab_size is {student.Config.VocabSize}; distillation needs both on one tokenizer");
         settings.Validate();
         int lastStep = -1, micro = 0;
         return (tape, inputs, targets, step) =>
@@ -111,10 +121,11 @@ public static class DistillationLoss
     }
 
     /// <summary>
-    /// The chunked form (<see cref="GptNeoX.LossChunkRows"/>): the teacher's final hidden state is computed whole (N, d_T),
+    /// The chunked form (<see cref="LanguageModel.LossChunkRows"/>): the teacher's final hidden state is computed whole (N, d_T),
     /// its logits one chunk of rows at a time, right before the student's chunk, so neither model's (N, V) logits exist.
     /// </summary>
-    static (Var, IReadOnlyDictionary<string, double>, double?) Chunked(Tape tape, GptNeoX student, GptNeoX teacher, Tensor inputs,
+    static (Var, IReadOnlyDictionary<string, double>, double?) Chunked(Tape tape, LanguageModel student, LanguageModel teacher,
+        Tensor inputs,
         Tensor targets, DistillSettings s, int topK)
     {
         var final = student.ForwardHidden(tape, inputs);
@@ -141,7 +152,7 @@ public static class DistillationLoss
 
     /// <summary>The loss against a top-k summary held on the host (freed here), moved to the student's device for the fused op.</summary>
     static (Var, IReadOnlyDictionary<string, double>) TopK(
-        Tape tape, GptNeoX student, Var logits, (Tensor LogProbs, Tensor Ids, Tensor Tail) summary, Tensor targets, DistillSettings s)
+        Tape tape, LanguageModel student, Var logits, (Tensor LogProbs, Tensor Ids, Tensor Tail) summary, Tensor targets, DistillSettings s)
     {
         var (lp, ids, tail) = summary;
         Var loss;

@@ -90,10 +90,6 @@ public static class SaltSelection
         if (k <= 0 || k > vocab) throw new WhittleException($"--top-k must be in [1, {vocab}] (the model's vocabulary), got {k}");
     }
 
-    /// <summary>
-    /// Scores every window of <paramref name="tokens"/> (at most maxWindows) with the small model, B windows per forward
-    /// in no-grad mode, logits read to the host 64 rows at a time. progress(windows done, total).
-    /// </summary>
     /// <summary>The dataset hash a selection records: SHA-256 of the first <paramref name="windows"/> (T+1)-token windows' ids (int32,
     /// little-endian).</summary>
     public static string DatasetHash(ITokenSource tokens, int seqLen, long windows)
@@ -108,7 +104,11 @@ public static class SaltSelection
         return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 
-    public static SaltResult Run(GptNeoX small, ITokenSource tokens, int seqLen, int k, double keep, long maxWindows = long.MaxValue,
+    /// <summary>
+    /// Scores every window of <paramref name="tokens"/> (at most maxWindows) with the small model (of any family), B windows per forward
+    /// in no-grad mode, logits read to the host 64 rows at a time. progress(windows done, total).
+    /// </summary>
+    public static SaltResult Run(LanguageModel small, ITokenSource tokens, int seqLen, int k, double keep, long maxWindows = long.MaxValue,
         int batchSize = 4, Action<long, long>? progress = null)
     {
         int vocab = small.Config.VocabSize;

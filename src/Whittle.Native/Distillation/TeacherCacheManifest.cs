@@ -97,7 +97,7 @@ public static class TeacherCacheBuilder
 {
     /// <summary>progress(done, total, tokens/s) after each micro-batch.</summary>
     public static void Build(
-        string outDir, GptNeoX teacher, TeacherCacheManifest m, TokenDataset data, Action<long, long, double>? progress = null,
+        string outDir, LanguageModel teacher, TeacherCacheManifest m, TokenDataset data, Action<long, long, double>? progress = null,
         CancellationToken cancel = default)
     {
         int B = m.BatchSize, T = m.SeqLen;

@@ -65,10 +65,9 @@ public sealed class Llama(LlamaConfig config, IBackend backend) : LanguageModel(
     // ---------------------------------------------------------------- initialisation
 
     /// <summary>
-    /// A new model, initialised as this engine initialises GPT-NeoX (GPT-2 style): every weight matrix and the embedding
-    /// ~ N(0, 0.02), the two projections that write into the residual stream (o_proj, down_proj) ~ N(0, 0.02/sqrt(2·layers));
-    /// biases 0; norm weights 1. (HF's Llama init draws o_proj and down_proj at 0.02 too; the scaled residual is the choice
-    /// the engine's pretraining runs are made with.)
+    /// A new model, initialised as Hugging Face initialises the Llama family (its _init_weights): every Linear weight
+    /// (q, k, v, o, gate, up, down, lm_head) and the embedding ~ N(0, initializer_range), with no depth scaling of the
+    /// projections into the residual stream; biases 0; RMSNorm weights (layer norms, QK-norms, the final norm) 1.
     /// </summary>
     public static Llama CreateRandom(LlamaConfig config, IBackend backend, ulong seed)
     {
@@ -81,8 +80,7 @@ public sealed class Llama(LlamaConfig config, IBackend backend) : LanguageModel(
     {
         if (p.Name.EndsWith("norm.weight")) return InitRule.Fill(1f);
         if (p.Shape.Length == 1) return InitRule.Fill(0f);
-        bool residual = p.Name.EndsWith("o_proj.weight") || p.Name.EndsWith("down_proj.weight");
-        return InitRule.Normal(residual ? 0.02 / Math.Sqrt(2.0 * Config.NumLayers) : 0.02);
+        return InitRule.Normal(Config.InitializerRange);
     }
 
     protected override double[] RotaryInverseFrequencies() => Config.RotaryInverseFrequencies();

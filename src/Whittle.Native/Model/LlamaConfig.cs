@@ -74,6 +74,9 @@ public sealed record LlamaConfig : ModelConfig
     public int[]? LayerKvHeads { get; init; }
     /// <summary>Per-layer MLP widths (whittle_layer_intermediate_sizes; null: intermediate_size everywhere).</summary>
     public int[]? LayerIntermediateSizes { get; init; }
+    /// <summary>initializer_range: the standard deviation of a new model's weights (<see cref="Llama.CreateRandom"/>; HF's default
+    /// 0.02).</summary>
+    public double InitializerRange { get; init; } = 0.02;
 
     public static readonly string[] Families = ["llama", "qwen2", "qwen3", "mistral"];
 
@@ -137,6 +140,8 @@ public sealed record LlamaConfig : ModelConfig
         Require(RmsNormEps > 0 && float.IsFinite(RmsNormEps), $"rms_norm_eps must be positive, got {RmsNormEps}");
         Require(RopeTheta > 0 && double.IsFinite(RopeTheta), $"rope_theta must be a positive number, got {RopeTheta}");
         Require(MaxPositionEmbeddings > 0, "max_position_embeddings must be positive");
+        Require(InitializerRange > 0 && double.IsFinite(InitializerRange), $"initializer_range must be a positive number, got " +
+            $"{InitializerRange}");
         // Shapes are int and one tensor's elements must fit an int: a product that overflows would wrap to a small shape.
         long C = HiddenSize;
         Require((long)VocabSize * C <= int.MaxValue,
@@ -211,6 +216,7 @@ public sealed record LlamaConfig : ModelConfig
             MlpBias = family == "llama" && o["mlp_bias"].BoolOr(false),
             LayerKvHeads = PerLayer("whittle_layer_kv_heads"),
             LayerIntermediateSizes = PerLayer("whittle_layer_intermediate_sizes"),
+            InitializerRange = o["initializer_range"].DoubleOr(0.02),
             MaxPositionEmbeddings = maxPositions,
             // HF allows a list of ids here (several end tokens); only a single id is used by this engine.
             BosTokenId = o["bos_token_id"].Kind == JsonValueKind.Number ? o["bos_token_id"].Int() : 0,
@@ -286,7 +292,7 @@ public sealed record LlamaConfig : ModelConfig
             ["rope_theta"] = RopeTheta,
             ["max_position_embeddings"] = MaxPositionEmbeddings,
             ["tie_word_embeddings"] = TieWordEmbeddings,
-            ["initializer_range"] = 0.02,
+            ["initializer_range"] = InitializerRange,
             ["attention_dropout"] = 0.0,
             ["bos_token_id"] = BosTokenId,
             ["eos_token_id"] = EosTokenId,

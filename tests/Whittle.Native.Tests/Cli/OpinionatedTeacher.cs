@@ -10,12 +10,20 @@ namespace Whittle.Native.Tests.Cli;
 /// </summary>
 static class OpinionatedTeacher
 {
-    /// <summary>Saves the random model of <paramref name="config"/> and <paramref name="seed"/>, output projection ×100.</summary>
-    public static void Save(GptNeoXConfig config, ulong seed, string dir)
+    /// <summary>The random model of <paramref name="config"/> (either family) and <paramref name="seed"/>, as a new run makes it.</summary>
+    public static LanguageModel Random(ModelConfig config, ulong seed) => config switch
     {
-        using var m = GptNeoX.CreateRandom(config, CpuBackend.Instance, seed);
-        var info = m.Parameters.Info(GptNeoX.EmbedOut);
+        GptNeoXConfig g => GptNeoX.CreateRandom(g, CpuBackend.Instance, seed),
+        LlamaConfig l => Llama.CreateRandom(l, CpuBackend.Instance, seed),
+        _ => throw new ArgumentException(config.GetType().Name),
+    };
+
+    /// <summary>Saves the random model of <paramref name="config"/> and <paramref name="seed"/>, output projection ×100.</summary>
+    public static void Save(ModelConfig config, ulong seed, string dir)
+    {
+        using var m = Random(config, seed);
+        var info = m.Parameters.Info(m.HeadName);
         foreach (ref float w in m.Parameters.Flat.AsSpan<float>().Slice((int)info.Offset, (int)info.Count)) w *= 100f;
-        GptNeoXCheckpoint.Save(m, dir, extraFiles: [TestData.TokenizerPath]);
+        ModelCheckpoint.Save(m, dir, extraFiles: [TestData.TokenizerPath]);
     }
 }

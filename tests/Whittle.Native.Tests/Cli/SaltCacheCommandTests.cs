@@ -5,6 +5,7 @@ using Whittle.Native.Data;
 using Whittle.Native.Model;
 using Whittle.Native.Tensors;
 using Whittle.Native.Training;
+using Whittle.Native.Tests.Distillation;
 
 namespace Whittle.Native.Tests.Cli;
 
@@ -74,59 +75,10 @@ public class SaltCacheCommandTests
     /// </summary>
     static (double[] LogQ, double[] LogP) StepOneLogProbs()
     {
-        using var data = TokenDataset.Open(TestData.AustenSlice);
-        var loader = Trainer.TrainingBatches(data, B, T, Seed);
-        loader.TryNext(out var batch);
-        var inputs = new int[B * T]; var targets = new int[B * T];
-        Trainer.SplitBatch(batch, B, T, inputs, targets);
-        double[] LogSoftmax(string dir)
-        {
-            using var model = GptNeoXCheckpoint.Load(dir, CpuBackend.Instance);
-            using var x = Tensor.FromArray(inputs, B, T);
-            using var tape = new Tape(CpuBackend.Instance, recording: false);
-            var logits = model.Forward(tape, x).Data.ToFloatArray();
-            var l = new double[logits.Length];
-            for (int r = 0; r < B * T; r++)
-            {
-                var row = logits.AsSpan(r * Vocab, Vocab);
-                double max = double.NegativeInfinity, sum = 0;
-                foreach (var v in row) max = Math.Max(max, v);
-                foreach (var v in row) sum += Math.Exp(v - max);
-                double lse = max + Math.Log(sum);
-                for (int i = 0; i < Vocab; i++) l[r * Vocab + i] = row[i] - lse;
-            }
-            return l;
-        }
-        return (LogSoftmax(Small), LogSoftmax(Large));
-    }
-
-    /// <summary>
-    /// How far step 1's KD from the cache can be from the live one. The cache stores each log-probability ℓ (f32) as f16:
-    /// |ℓ̃ − ℓ| ≤ ε = (2^-11 + 2^-24)·|ℓ| + 2^-25 (f16's unit roundoff, the f32 rounding before it, and half of f16's subnormal
-    /// spacing). A row's KD is Σ_i g(ℓ_i) with g(x) = e^x·(x − log p_i), g'(x) = e^x·(x − log p_i + 1), so by the mean value
-    /// theorem each term moves by at most ε·e^(ℓ+ε)·(|ℓ − log p_i + 1| + ε); the logged KD is the mean over the rows.
-    /// <paramref name="topK"/> &lt; V adds the tail bucket's term t·(ln t − ln p_t), whose f32-rounded t (2^-24 relative)
-    /// moves it by at most 2^-24·t·(|ln t − ln p_t| + 1); only the top-k terms are summed then.
-    /// </summary>
-    static double F16Bound(double[] logQ, double[] logP, int topK)
-    {
-        double total = 0;
-        for (int r = 0; r < B * T; r++)
-        {
-            var q = logQ[(r * Vocab)..((r + 1) * Vocab)]; var p = logP[(r * Vocab)..((r + 1) * Vocab)];
-            var ids = Enumerable.Range(0, Vocab).OrderByDescending(i => q[i]).ToArray();
-            double row = 0, tail = 0, pTail = 0;
-            for (int j = 0; j < Vocab; j++)
-            {
-                int i = ids[j];
-                if (j >= topK) { tail += Math.Exp(q[i]); pTail += Math.Exp(p[i]); continue; }
-                double eps = (Math.Pow(2, -11) + Math.Pow(2, -24)) * Math.Abs(q[i]) + Math.Pow(2, -25);
-                row += eps * Math.Exp(q[i] + eps) * (Math.Abs(q[i] - p[i] + 1) + eps);
-            }
-            if (tail > 0) row += Math.Pow(2, -24) * tail * (Math.Abs(Math.Log(tail) - Math.Log(pTail)) + 1);
-            total += row;
-        }
-        return total / (B * T);
+        var (inputs, _) = KdReference.FirstBatch(TestData.AustenSlice, B, T, Seed);
+        using var small = KdReference.Load(Small);
+        using var large = KdReference.Load(Large);
+        return (KdReference.LogSoftmax(small, inputs, B, T), KdReference.LogSoftmax(large, inputs, B, T));
     }
 
     [Test]
@@ -146,7 +98,7 @@ public class SaltCacheCommandTests
         }
 
         var (logQ, logP) = StepOneLogProbs();
-        double bound = F16Bound(logQ, logP, Vocab), bound16 = F16Bound(logQ, logP, 16);
+        double bound = KdReference.F16Bound(logQ, logP, Vocab, Vocab), bound16 = KdReference.F16Bound(logQ, logP, 16, Vocab);
         double kdLive = live[0]["kd"]!.GetValue<double>(), kdAll = cached[0]["kd"]!.GetValue<double>();
         double kd16 = top16[0]["kd"]!.GetValue<double>();
         // The logged KD is a mean of per-row values the fused loss writes as f32: 1e-6 relative (16 of f32's 2^-24) covers
@@ -230,6 +182,6 @@ public class SaltCacheCommandTests
         wideArgs[wideArgs.IndexOf("--large") + 1] = wide;
         var v = CliRunner.Run([.. wideArgs, "--teacher-cache", Cache16]);
         Assert.That(v.Exit, Is.EqualTo(1));
-        Assert.That(v.Stderr, Does.Contain("the cache is for a vocabulary of 4096").And.Contain("5000"));
+        Assert.That(v.Stderr, Does.Contain("the cached small model's vocab_size is 4096, the large model's 5000"));
     }
 }

@@ -204,7 +204,7 @@ public class TeacherCacheCommandTests
         var run2 = Path.Combine(_root, "vocab-run");
         var v = CliRunner.Run(["distill", "--teacher-cache", Cache, "--student", student, .. Student(run2, 2)]);
         Assert.That(v.Exit, Is.EqualTo(1));
-        Assert.That(v.Stderr, Does.Contain("the cache is for a vocabulary of 4096, the student has 5000"));
+        Assert.That(v.Stderr, Does.Contain("the teacher's vocab_size is 4096, the student's 5000"));
         Assert.That(Directory.Exists(run2), Is.False);
     }
 

@@ -72,4 +72,50 @@ public class LlamaDatasetTests
         Assert.That(got.Length, Is.EqualTo(expected.Length));
         Assert.That(got, Is.EqualTo(expected));
     }
+
+    /// <summary>
+    /// meta.json records the ids around every document as the writer put them (the template's prefix, BOS for Llama 3 and
+    /// Mistral, and its suffix then EOS), checked here against the tokenizer's template and the shard itself; BosId, the
+    /// bos_token_id new models get, is that BOS, or EOS where the template adds none. A meta.json written before the
+    /// fields existed still loads (BOS = EOS, as before); ids outside the vocabulary are refused naming the key.
+    /// </summary>
+    [TestCase("llama3-like")]
+    [TestCase("qwen2-like")]
+    [TestCase("mistral-like")]
+    [TestCase("austen")]
+    public void MetaJsonRecordsTheIdsAroundEachDocument(string name)
+    {
+        var tok = name == "austen" ? Tokenizer.FromFile(Fixtures.AustenTokenizer) : LlamaFamilyOracleTests.Load(name);
+        var input = Path.Combine(_dir, "in.txt");
+        File.WriteAllText(input, "CHAPTER 1\nIt is a truth.\nCHAPTER 2\nUniversally acknowledged.\n", new UTF8Encoding(false));
+        var outDir = Path.Combine(_dir, "ds");
+        DatasetWriter.Write(tok, new TokenizeOptions([input], outDir, DocStart: "^CHAPTER "));
+        int eos = tok.EosId!.Value;
+        int[] suffix = tok.SpecialSuffix is [.., var last] && last == eos ? [.. tok.SpecialSuffix] : [.. tok.SpecialSuffix, eos];
+        int[] tokens;
+        using (var ds = TokenDataset.Open(outDir))
+        {
+            Assert.That(ds.Meta.DocumentPrefix, Is.EqualTo(tok.SpecialPrefix));
+            Assert.That(ds.Meta.DocumentSuffix, Is.EqualTo(suffix));
+            Assert.That(ds.Meta.BosId, Is.EqualTo(tok.SpecialPrefix.Count > 0 ? tok.SpecialPrefix[0] : eos));
+            Assert.That(ds.Meta.EosId, Is.EqualTo(eos));
+            tokens = ReadAll(ds.Train);
+        }
+        var first = tok.Encode("CHAPTER 1\nIt is a truth.\n");
+        Assert.That(tokens[..(tok.SpecialPrefix.Count + first.Length + suffix.Length)],
+            Is.EqualTo(tok.SpecialPrefix.Concat(first).Concat(suffix)), "the shard holds what meta.json says");
+
+        var meta = Path.Combine(outDir, "meta.json");
+        var o = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(meta))!.AsObject();
+        o.Remove("document_prefix"); o.Remove("document_suffix");
+        File.WriteAllText(meta, o.ToJsonString());
+        using (var old = TokenDataset.Open(outDir))
+        {
+            Assert.That(old.Meta.DocumentPrefix, Is.Null);
+            Assert.That(old.Meta.BosId, Is.EqualTo(eos), "an older dataset: EOS, as new models were given before");
+        }
+        o["document_prefix"] = new System.Text.Json.Nodes.JsonArray(tok.VocabSize);
+        File.WriteAllText(meta, o.ToJsonString());
+        Assert.That(() => TokenDataset.Open(outDir), Throws.InstanceOf<InvalidFileException>().With.Message.Contains("document_prefix"));
+    }
 }

@@ -205,7 +205,7 @@ public class SaltSelectionTests
             (["--keep", "0"], "--keep must be a fraction in (0, 1]"),
             (["--keep", "1.5"], "--keep must be a fraction in (0, 1]"),
             (["--seq-len", "33"], "--seq-len must be in [1, 32]"),
-            (["--small", CliRunner.Fixture("tiny-neox")], "vocabulary of 96"),
+            (["--small", CliRunner.Fixture("tiny-neox")], "small model's vocab_size is 96"),
         })
         {
             var r = CliRunner.Run(Args(over));
