@@ -83,7 +83,8 @@ public class LlamaWhittleCommandTests
         using var child = ModelCheckpoint.Load(small, Host);
         Assert.That(child, Is.TypeOf<Llama>());
         Assert.That(ScaledError(Logits(child, ids), Logits(parent, ids, best)), Is.LessThanOrEqualTo(1e-5));
-        Assert.That(JsonNode.Parse(ext.Stdout)!["huggingface_compatible"]!.GetValue<bool>(), Is.EqualTo(child.Config.IsHuggingFaceCompatible));
+        Assert.That(JsonNode.Parse(ext.Stdout)!["huggingface_compatible"]!.GetValue<bool>(),
+            Is.EqualTo(child.Config.IsHuggingFaceCompatible));
         Assert.That(JsonNode.Parse(ext.Stdout)!["parameters"]!["total"]!.GetValue<long>(), Is.EqualTo(child.Parameters.Count));
 
         // eval --subnet in place and eval of the extracted child: the same predictions, the same loss. The two differ only in

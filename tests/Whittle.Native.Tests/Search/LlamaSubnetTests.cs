@@ -255,6 +255,25 @@ public class LlamaSubnetTests
         }
     }
 
+    /// <summary>The same sub-network on CUDA (the software GPU in CI) against the CPU: logits, loss and every gradient, by the
+    /// whole-model harness `doctor --model` uses (ModelParity's tolerances).</summary>
+    [Test]
+    public void ASubnetworkOnCudaMatchesTheCpu()
+    {
+        using var gpu = TestBackends.CudaOrIgnore();
+        using var cpu = new Whittle.Native.Cpu.CpuBackend();
+        var config = new LlamaConfig
+        {
+            Family = "llama", VocabSize = 131, HiddenSize = 64, NumLayers = 2, NumHeads = 4, NumKeyValueHeads = 2,
+            IntermediateSize = 72, MaxPositionEmbeddings = 64, TieWordEmbeddings = true, AttentionBias = true, MlpBias = true,
+        };
+        var subnet = new Whittle.Native.Verification.ModelParityCase("llama sub-network d48, layers [1,0], query groups [1,2] of 2",
+            config, new ActiveArchitecture(48, [1, 0], [2, 4], [40, 72], [1, 2]), 2, 37);
+        var results = new Whittle.Native.Verification.ModelParity(cpu, gpu, gpu.AllowTf32).Run([subnet]);
+        Assert.That(results, Has.Count.EqualTo(2 + 2 * config.Layout().Count()));
+        Assert.That(results.Where(r => !r.Passed), Is.Empty, string.Join("\n", results));
+    }
+
     static float[] Gradients(LanguageModel model, int[,] tokens, ActiveArchitecture? a)
     {
         int B = tokens.GetLength(0), T = tokens.GetLength(1) - 1;
