@@ -94,7 +94,8 @@ public class LlamaWhittleCommandTests
         var inPlace = InProcessCli.Run("eval", "--model", ranked, "--subnet", bestFile, "--ids", evalIds, "--seq-len", "16", "--json");
         var dense = InProcessCli.Run("eval", "--model", small, "--ids", evalIds, "--seq-len", "16", "--json");
         Assert.That((inPlace.Exit, dense.Exit), Is.EqualTo((0, 0)), inPlace.Stderr + dense.Stderr);
-        double l1 = JsonNode.Parse(inPlace.Stdout)!["loss"]!.GetValue<double>(), l2 = JsonNode.Parse(dense.Stdout)!["loss"]!.GetValue<double>();
+        double l1 = JsonNode.Parse(inPlace.Stdout)!["loss"]!.GetValue<double>();
+        double l2 = JsonNode.Parse(dense.Stdout)!["loss"]!.GetValue<double>();
         Assert.That(Math.Abs(l1 / l2 - 1), Is.LessThan(1e-5));
     }
 
