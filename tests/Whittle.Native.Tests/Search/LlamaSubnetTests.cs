@@ -60,7 +60,8 @@ public class LlamaSubnetTests
     [Test]
     public void GptNeoXRefusesKvHeadsOtherThanHeads()
     {
-        var e = Assert.Throws<WhittleException>(() => SubnetSpec.Parse("""{"heads": 2, "kv_heads": 1}""", SearchTestModels.Shapes().First()))!;
+        var neox = SearchTestModels.Shapes().First();
+        var e = Assert.Throws<WhittleException>(() => SubnetSpec.Parse("""{"heads": 2, "kv_heads": 1}""", neox))!;
         Assert.That(e.Message, Does.Contain("'kv_heads'").And.Contain("equals heads"));
     }
 
@@ -239,7 +240,8 @@ public class LlamaSubnetTests
             foreach (var e in child.Parameters.Entries)
             {
                 var m = layerName.Match(e.Name);
-                var pe = parent.Parameters.Info(m.Success ? Llama.LayerPrefix(a.Layers[int.Parse(m.Groups[1].Value)]) + m.Groups[2].Value : e.Name);
+                var pe = parent.Parameters.Info(
+                    m.Success ? Llama.LayerPrefix(a.Layers[int.Parse(m.Groups[1].Value)]) + m.Groups[2].Value : e.Name);
                 int R = e.Shape[0], C = e.Shape.Length == 2 ? e.Shape[1] : 1, parentCols = pe.Shape.Length == 2 ? pe.Shape[1] : 1;
                 for (int r = 0; r < R; r++)
                     for (int col = 0; col < C; col++)
