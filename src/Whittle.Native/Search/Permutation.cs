@@ -48,8 +48,8 @@ public sealed record UnitPermutation(int[] Embed, int[][] Heads, int[][] Neurons
             int g = c.QueryHeadsPerGroup(l);
             for (int h = 0; h < Heads[l].Length; h++)
                 if (Heads[l][h] / g != Heads[l][h - h % g] / g)
-                    throw new ArgumentException($"layer {l} heads: new heads {h - h % g}..{h - h % g + g - 1} must all come from one query " +
-                        $"group of {g} (old heads {Heads[l][h - h % g]} and {Heads[l][h]} are in different groups)");
+                    throw new ArgumentException($"layer {l} heads: new heads {h - h % g}..{h - h % g + g - 1} must all come from one " +
+                        $"query group of {g} (old heads {Heads[l][h - h % g]} and {Heads[l][h]} are in different groups)");
         }
         return this;
     }

@@ -70,7 +70,8 @@ public sealed class SearchSpace
     }
 
     /// <summary>What the embedding parameters of a sub-network are: one tied matrix or two.</summary>
-    static string EmbeddingFormula(ModelConfig c) => c is LlamaConfig { TieWordEmbeddings: true } ? "vocab·embed_dim (tied)" : "2·vocab·embed_dim";
+    static string EmbeddingFormula(ModelConfig c) =>
+        c is LlamaConfig { TieWordEmbeddings: true } ? "vocab·embed_dim (tied)" : "2·vocab·embed_dim";
 
     public ModelConfig Parent { get; }
     public SpaceKind Kind { get; }

@@ -135,11 +135,11 @@ public static class SubnetSpec
             heads = o.ContainsKey("heads") ? PerLayer("heads", parent.HeadsOf, "heads") : derived;
             for (int i = 0; i < layers.Length; i++)
                 if (heads[i] != derived[i] && parent.QueryHeadsPerGroup(layers[i]) == 1)
-                    throw Err("kv_heads", $"{kvHeads[i]} in layer {layers[i]} differs from heads {heads[i]}; this parent has one query head " +
-                        "per kv head (no grouped-query attention), so kv_heads, if given, equals heads");
+                    throw Err("kv_heads", $"{kvHeads[i]} in layer {layers[i]} differs from heads {heads[i]}; this parent has one " +
+                        "query head per kv head (no grouped-query attention), so kv_heads, if given, equals heads");
                 else if (heads[i] != derived[i])
-                    throw Err("heads", $"{heads[i]} heads in layer {layers[i]} disagree with kv_heads {kvHeads[i]}: whole query groups are " +
-                        $"kept, so heads must be kv_heads × {parent.QueryHeadsPerGroup(layers[i])} = {derived[i]}");
+                    throw Err("heads", $"{heads[i]} heads in layer {layers[i]} disagree with kv_heads {kvHeads[i]}: whole query groups " +
+                        $"are kept, so heads must be kv_heads × {parent.QueryHeadsPerGroup(layers[i])} = {derived[i]}");
         }
         var inter = PerLayer("intermediate_size", parent.IntermediateOf, "neurons");
         return new ActiveArchitecture(embed, layers, heads, inter, kvHeads).Validate(parent);

@@ -60,7 +60,8 @@ public class LlamaSubnetTests
     [Test]
     public void GptNeoXRefusesKvHeadsOtherThanHeads()
     {
-        var e = Assert.Throws<WhittleException>(() => SubnetSpec.Parse("""{"heads": 2, "kv_heads": 1}""", SearchTestModels.Shapes().First()))!;
+        var neox = SearchTestModels.Shapes().First();
+        var e = Assert.Throws<WhittleException>(() => SubnetSpec.Parse("""{"heads": 2, "kv_heads": 1}""", neox))!;
         Assert.That(e.Message, Does.Contain("'kv_heads'").And.Contain("equals heads"));
     }
 
@@ -239,7 +240,8 @@ public class LlamaSubnetTests
             foreach (var e in child.Parameters.Entries)
             {
                 var m = layerName.Match(e.Name);
-                var pe = parent.Parameters.Info(m.Success ? Llama.LayerPrefix(a.Layers[int.Parse(m.Groups[1].Value)]) + m.Groups[2].Value : e.Name);
+                var pe = parent.Parameters.Info(
+                    m.Success ? Llama.LayerPrefix(a.Layers[int.Parse(m.Groups[1].Value)]) + m.Groups[2].Value : e.Name);
                 int R = e.Shape[0], C = e.Shape.Length == 2 ? e.Shape[1] : 1, parentCols = pe.Shape.Length == 2 ? pe.Shape[1] : 1;
                 for (int r = 0; r < R; r++)
                     for (int col = 0; col < C; col++)
@@ -253,6 +255,25 @@ public class LlamaSubnetTests
             int outside = Enumerable.Range(0, parentGrad.Length).Count(i => !covered[i] && parentGrad[i] != 0);
             Assert.That(outside, Is.Zero, $"{what}: gradients outside the sub-network's slices");
         }
+    }
+
+    /// <summary>The same sub-network on CUDA (the software GPU in CI) against the CPU: logits, loss and every gradient, by the
+    /// whole-model harness `doctor --model` uses (ModelParity's tolerances).</summary>
+    [Test]
+    public void ASubnetworkOnCudaMatchesTheCpu()
+    {
+        using var gpu = TestBackends.CudaOrIgnore();
+        using var cpu = new Whittle.Native.Cpu.CpuBackend();
+        var config = new LlamaConfig
+        {
+            Family = "llama", VocabSize = 131, HiddenSize = 64, NumLayers = 2, NumHeads = 4, NumKeyValueHeads = 2,
+            IntermediateSize = 72, MaxPositionEmbeddings = 64, TieWordEmbeddings = true, AttentionBias = true, MlpBias = true,
+        };
+        var subnet = new Whittle.Native.Verification.ModelParityCase("llama sub-network d48, layers [1,0], query groups [1,2] of 2",
+            config, new ActiveArchitecture(48, [1, 0], [2, 4], [40, 72], [1, 2]), 2, 37);
+        var results = new Whittle.Native.Verification.ModelParity(cpu, gpu, gpu.AllowTf32).Run([subnet]);
+        Assert.That(results, Has.Count.EqualTo(2 + 2 * config.Layout().Count()));
+        Assert.That(results.Where(r => !r.Passed), Is.Empty, string.Join("\n", results));
     }
 
     static float[] Gradients(LanguageModel model, int[,] tokens, ActiveArchitecture? a)
