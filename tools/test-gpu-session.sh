@@ -21,7 +21,7 @@ check "behind schedule: this step keeps its plan"        60  "$(step_limit 60 20
 check "never more than is left"                          30  "$(step_limit 85 20 30 0)"
 check "below the minimum: skipped"                       0   "$(step_limit 85 60 59 0)"
 check "nothing left"                                     0   "$(step_limit 20 5 0 430)"
-check "later_planned after doctor (index 1)"             370 "$(later_planned 1)"
+check "later_planned after doctor (index 1)"             375 "$(later_planned 1)"
 check "later_planned after the last step"                0   "$(later_planned $(( ${#FIRST_PLAN[@]} - 1 )))"
 # the planned times of the default plan are exactly the default deadline, so on schedule every step gets its plan
 total=0; for s in "${FIRST_PLAN[@]}"; do read -r -a f <<<"$s"; total=$((total + f[1])); done
@@ -72,7 +72,7 @@ esac
 EOF
 chmod +x "$stub"
 OUT=$work/first
-OUT=$OUT WHITTLE=$stub PYTHON=$PY STUB_DOCTOR_SLEEP=8 DEADLINE=120 KILL_GRACE=1 MODEL=tiny KD_TEACHER=tiny BATCH=1 SEQ_LEN=16 \
+OUT=$OUT WHITTLE=$stub PYTHON=$PY STUB_DOCTOR_SLEEP=8 DEADLINE=120 KILL_GRACE=1 MODEL=tiny LLAMA_MODEL=tiny-llama KD_TEACHER=tiny BATCH=1 SEQ_LEN=16 \
   WHITTLE_CUDA_LIB_DIR=/nonexistent bash tools/gpu-session.sh first >/dev/null 2>&1
 check "first: 8 files at the top of OUT" 8 "$(find "$OUT" -maxdepth 1 -type f | wc -l)"
 for f in session.log doctor.json doctor-model.json fixtures.log hf_compare-eval.json hf_compare-train.json kernels.json hf_compare-compile.json; do
@@ -85,6 +85,11 @@ check "first: doctor ran (first steps keep their plan when the deadline is short
 check "first: every whittle call had --verbose" 0 "$(grep -vc -- --verbose "$work/calls")"
 check "first: model runs doctor --model --skip-ops" 1 "$(grep -c -- 'doctor --model --skip-ops' "$work/calls")"
 check "first: ours ran in the eval step" "10.0" "$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"]["tiny/eval"]["ours"]["tokens_per_second"])' "$OUT/hf_compare-eval.json")"
+for pair in tiny-llama/eval tiny-llama/train tiny/kd; do
+  f=$OUT/hf_compare-eval.json; [ "$pair" = tiny-llama/eval ] || f=$OUT/hf_compare-train.json
+  check "first: ours ran for $pair" "10.0" "$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][sys.argv[2]]["ours"]["tokens_per_second"])' "$f" "$pair")"
+done
+check "first: the Llama model's bench was called by name" 2 "$(grep -c -- '--config tiny-llama ' "$work/calls")"
 check "first: HF skipped with the reason (no torch here)" 1 "$($PY -c 'import json,sys; print(int("not importable" in json.load(open(sys.argv[1]))["results"]["tiny/eval"]["hf_eager"]["skipped"]))' "$OUT/hf_compare-eval.json")"
 check "first: fixtures skipped with the reason" 1 "$(grep -c '^skipped: torch/transformers not importable' "$OUT/fixtures.log")"
 check "first: the plan's summary is logged" 1 "$(grep -c '^== first plan done' "$OUT/session.log")"

@@ -18,7 +18,7 @@ namespace Whittle.Native.Distillation;
 public static class DistillationLoss
 {
     public static LossFunction Create(
-        GptNeoX student, GptNeoX teacher, DistillSettings settings, int topK, Func<int, (float Alpha, float Beta)?> weightsAt)
+        LanguageModel student, LanguageModel teacher, DistillSettings settings, int topK, Func<int, (float Alpha, float Beta)?> weightsAt)
     {
         if (student.Config.VocabSize != teacher.Config.VocabSize)
             throw new WhittleException($"teacher and student vocabularies differ ({teacher.Config.VocabSize} vs " +
@@ -114,8 +114,8 @@ public static class DistillationLoss
     /// The chunked form (<see cref="GptNeoX.LossChunkRows"/>): the teacher's final hidden state is computed whole (N, d_T),
     /// its logits one chunk of rows at a time, right before the student's chunk, so neither model's (N, V) logits exist.
     /// </summary>
-    static (Var, IReadOnlyDictionary<string, double>, double?) Chunked(Tape tape, GptNeoX student, GptNeoX teacher, Tensor inputs,
-        Tensor targets, DistillSettings s, int topK)
+    static (Var, IReadOnlyDictionary<string, double>, double?) Chunked(Tape tape, LanguageModel student, LanguageModel teacher,
+        Tensor inputs, Tensor targets, DistillSettings s, int topK)
     {
         var final = student.ForwardHidden(tape, inputs);
         long start = Stopwatch.GetTimestamp();
@@ -141,7 +141,7 @@ public static class DistillationLoss
 
     /// <summary>The loss against a top-k summary held on the host (freed here), moved to the student's device for the fused op.</summary>
     static (Var, IReadOnlyDictionary<string, double>) TopK(
-        Tape tape, GptNeoX student, Var logits, (Tensor LogProbs, Tensor Ids, Tensor Tail) summary, Tensor targets, DistillSettings s)
+        Tape tape, LanguageModel student, Var logits, (Tensor LogProbs, Tensor Ids, Tensor Tail) summary, Tensor targets, DistillSettings s)
     {
         var (lp, ids, tail) = summary;
         Var loss;
