@@ -58,13 +58,13 @@ export PYTHONUNBUFFERED=1
 # the CPU and the GPU with eager and SDPA attention; compile: one cold torch.compile, 1-4 minutes).
 FIRST_PLAN=(
   "probe 20 5 session.log"
-  "doctor 55 20 doctor.json"
-  "model 40 15 doctor-model.json"
-  "fixtures 40 10 fixtures.log"
-  "eval 80 30 hf_compare-eval.json"
-  "train 110 40 hf_compare-train.json"
+  "doctor 60 20 doctor.json"
+  "model 45 15 doctor-model.json"
+  "fixtures 35 10 fixtures.log"
+  "eval 75 30 hf_compare-eval.json"
+  "train 105 40 hf_compare-train.json"
   "kernels 35 20 kernels.json"
-  "compile 70 60 hf_compare-compile.json"
+  "compile 75 60 hf_compare-compile.json"
 )
 
 log() { echo "$*" | tee -a "$LOG"; }

@@ -171,11 +171,17 @@ class Deadline:
 
 
 def plan(modes, models, kd_student):
-    """The (model, mode) pairs in run order; kd runs once, for the KD student."""
+    """The (model, mode) pairs in run order, model by model: a deadline cuts the later models (the Llama one after
+    GPT-NeoX in the session), never an earlier model's runs. kd runs once, for the KD student, right after that model's
+    other modes (after the first model's when the student is not among the models)."""
     pairs = []
-    for mode in modes:
-        for name in ([kd_student] if mode == "kd" else models):
-            pairs.append((name, mode))
+    anchor = kd_student if kd_student in models else (models[0] if models else None)
+    for name in models:
+        pairs += [(name, mode) for mode in modes if mode != "kd"]
+        if name == anchor and "kd" in modes:
+            pairs.append((kd_student, "kd"))
+    if not models and "kd" in modes:
+        pairs.append((kd_student, "kd"))
     return pairs
 
 

@@ -63,6 +63,13 @@ class Helpers(unittest.TestCase):
         args = h.parse_args(["--models", "tiny-llama", "--modes", "kd", "--kd-teacher", "tiny", "--kd-student", "tiny-llama"])
         self.assertEqual(h.ours_command("tiny-llama", "kd", args)[3:5], ["--config", "tiny-llama"])
 
+    def test_plan_runs_model_by_model_with_kd_after_its_student(self):
+        self.assertEqual(h.plan(["train", "kd"], ["pythia-160m", "smollm2-135m"], "pythia-160m"),
+                         [("pythia-160m", "train"), ("pythia-160m", "kd"), ("smollm2-135m", "train")])
+        self.assertEqual(h.plan(["eval", "train", "kd"], ["tiny", "tiny-llama"], "small"),
+                         [("tiny", "eval"), ("tiny", "train"), ("small", "kd"), ("tiny-llama", "eval"), ("tiny-llama", "train")])
+        self.assertEqual(h.plan(["kd"], [], "tiny"), [("tiny", "kd")])
+
     def test_mfu_and_peaks(self):
         self.assertEqual(h.datasheet_peak("NVIDIA H100 80GB HBM3"), 989e12)
         self.assertIsNone(h.datasheet_peak("Tesla T4"))

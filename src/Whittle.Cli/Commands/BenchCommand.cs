@@ -174,12 +174,18 @@ static class BenchCommand
         return (backend.FromHost(hi), backend.FromHost(ht));
     }
 
-    /// <summary>Median seconds of <paramref name="n"/> timed calls after <paramref name="warmup"/> untimed ones.</summary>
-    static double Median(IBackend backend, int n, int warmup, Action step)
+    /// <summary>
+    /// Median wall seconds of <paramref name="n"/> timed calls after <paramref name="warmup"/> untimed ones, and the process's
+    /// CPU seconds (all threads) per timed call: on a shared machine a step's wall time grows with the other jobs' load,
+    /// its CPU time much less, so comparisons between runs are made on both.
+    /// </summary>
+    static (double Wall, double Cpu) Median(IBackend backend, int n, int warmup, Action step)
     {
         for (int i = 0; i < warmup; i++) step();
         backend.Synchronize();
         (backend as ProfilingBackend)?.Reset();   // count the timed steps only
+        var process = Process.GetCurrentProcess();
+        var cpu0 = process.TotalProcessorTime;
         var times = new double[n];
         for (int i = 0; i < n; i++)
         {
@@ -188,8 +194,10 @@ static class BenchCommand
             backend.Synchronize();
             times[i] = sw.Elapsed.TotalSeconds;
         }
+        process.Refresh();
+        double cpu = (process.TotalProcessorTime - cpu0).TotalSeconds / n;
         Array.Sort(times);
-        return times[n / 2];
+        return (times[n / 2], cpu);
     }
 
     static JsonObject BenchOne(IBackend backend, ModelConfig c, bool train, int b, int t, int n, int w, Precision precision)
@@ -204,7 +212,7 @@ static class BenchCommand
         using var __ = opt;
         MemoryMeter.Reset(backend);
         using var losses = new StepLosses(backend);
-        double s = Median(backend, n, w, () =>
+        var (s, cpu) = Median(backend, n, w, () =>
         {
             if (train)
             {
@@ -222,6 +230,7 @@ static class BenchCommand
             }
         });
         var r = Report(backend, train ? "train" : "eval", c, b, t, s, FlopsPerToken(c, t, train), MemoryMeter.Peak(backend));
+        r["step_cpu_seconds"] = Math.Round(cpu, 5);
         r["loss_initial"] = losses.First();
         r["loss"] = losses.Last();
         return r;
@@ -241,7 +250,7 @@ static class BenchCommand
         using var opt = new AdamWOptimizer(s.Parameters, new AdamWSettings(1e-4f));
         using var ceLosses = new StepLosses(backend);   // the first CE step's is the student's loss at initialisation
         MemoryMeter.Reset(backend);
-        double ce = Median(backend, n, w, () =>
+        var (ce, ceCpu) = Median(backend, n, w, () =>
         {
             s.Parameters.ZeroGrad();
             using var tape = new Tape(backend);
@@ -260,7 +269,7 @@ static class BenchCommand
             s, teach, new DistillSettings(DistillKind.ForwardKl, 1f, 0.5f, 0.5f), 0, _ => (0.5f, 0.5f));
         MemoryMeter.Reset(backend);
         using var kdLosses = new StepLosses(backend);
-        double kd = Median(backend, n, w, () =>
+        var (kd, kdCpu) = Median(backend, n, w, () =>
         {
             s.Parameters.ZeroGrad();
             using var tape = new Tape(backend);
@@ -273,7 +282,9 @@ static class BenchCommand
         var r = Report(backend, "kd", student, b, t, kd, FlopsPerToken(student, t, true) + FlopsPerToken(teacher, t, false), kdPeak);
         r["loss_initial"] = ceLosses.First();
         r["loss"] = kdLosses.Last();
+        r["step_cpu_seconds"] = Math.Round(kdCpu, 5);
         r["ce_step_seconds"] = Math.Round(ce, 5);
+        r["ce_step_cpu_seconds"] = Math.Round(ceCpu, 5);
         r["ce_peak_bytes"] = cePeak;
         r["teacher_weight_bytes"] = teacherBytes;
         r["teacher_precision"] = teacherPrecision.Name();
