@@ -85,11 +85,9 @@ check "first: doctor ran (first steps keep their plan when the deadline is short
 check "first: every whittle call had --verbose" 0 "$(grep -vc -- --verbose "$work/calls")"
 check "first: model runs doctor --model --skip-ops" 1 "$(grep -c -- 'doctor --model --skip-ops' "$work/calls")"
 check "first: ours ran in the eval step" "10.0" "$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"]["tiny/eval"]["ours"]["tokens_per_second"])' "$OUT/hf_compare-eval.json")"
-for pair in tiny-llama/eval tiny-llama/train tiny/kd; do
-  f=$OUT/hf_compare-eval.json; [ "$pair" = tiny-llama/eval ] || f=$OUT/hf_compare-train.json
-  check "first: ours ran for $pair" "10.0" "$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][sys.argv[2]]["ours"]["tokens_per_second"])' "$f" "$pair")"
-done
-check "first: the Llama model's bench was called by name" 2 "$(grep -c -- '--config tiny-llama ' "$work/calls")"
+# the Llama model runs after GPT-NeoX in each step (its train run is the first cut on a loaded machine: eval only here)
+check "first: ours ran for tiny-llama/eval" "10.0" "$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"]["tiny-llama/eval"]["ours"]["tokens_per_second"])' "$OUT/hf_compare-eval.json")"
+check "first: the Llama model's bench eval was called by name" 1 "$(grep -c -- '^bench eval --config tiny-llama ' "$work/calls")"
 check "first: HF skipped with the reason (no torch here)" 1 "$($PY -c 'import json,sys; print(int("not importable" in json.load(open(sys.argv[1]))["results"]["tiny/eval"]["hf_eager"]["skipped"]))' "$OUT/hf_compare-eval.json")"
 check "first: fixtures skipped with the reason" 1 "$(grep -c '^skipped: torch/transformers not importable' "$OUT/fixtures.log")"
 check "first: the plan's summary is logged" 1 "$(grep -c '^== first plan done' "$OUT/session.log")"
