@@ -35,9 +35,7 @@ static class EvalCommand
             config.RequireContext(T);
             if (p.GetValue(maxTokens) is { } mt) OptionCheck.AtLeast("--max-tokens", mt, 1);
             OptionCheck.AtLeast("--loss-chunk-rows", p.GetValue(chunkRows), 0, " (0: off)");
-            ActiveArchitecture? active = p.GetValue(subnet) is not { } sf ? null
-                : config is GptNeoXConfig neox ? Whittle.Native.Search.SubnetSpec.Load(sf, neox)
-                : throw new WhittleException($"--subnet: sub-networks of {config.ModelType} models are not supported yet (GPT-NeoX only)");
+            ActiveArchitecture? active = p.GetValue(subnet) is { } sf ? Whittle.Native.Search.SubnetSpec.Load(sf, config) : null;
             using var inputs = inputOptions.Open(p, dir, config.VocabSize);
             var (source, what) = (inputs.Tokens, inputs.Description);
             using var backend = Backends.Create(p.GetValue(device)!);

@@ -20,15 +20,15 @@ static class ExtractCommand
         cmd.SetAction(parse =>
         {
             string modelDir = parse.GetValue(model)!, outDir = parse.GetValue(output)!;
-            var config = GptNeoXConfig.Load(modelDir);
+            var config = ModelConfig.Load(modelDir);
             var spec = SubnetSpec.Load(parse.GetValue(subnet)!, config);
             var childConfig = Extraction.ChildConfig(config, spec);
             if (Path.GetFullPath(outDir) == Path.GetFullPath(modelDir)) throw new WhittleException("--out must differ from --model");
 
-            using var parent = GptNeoXCheckpoint.Load(modelDir, CpuBackend.Instance);
+            using var parent = ModelCheckpoint.Load(config, modelDir, CpuBackend.Instance);
             using var child = Extraction.Extract(parent, spec);
             var extra = new[] { "tokenizer.json" }.Select(f => Path.Combine(modelDir, f)).Where(File.Exists).ToList();
-            GptNeoXCheckpoint.Save(child, outDir, extraFiles: extra);
+            ModelCheckpoint.Save(child, outDir, extraFiles: extra);
             var counts = ParameterCount.Of(childConfig);
             bool hf = childConfig.IsHuggingFaceCompatible;
 
@@ -51,7 +51,7 @@ static class ExtractCommand
             Console.WriteLine($"wrote          {Path.GetFullPath(outDir)}" +
                 $"{(extra.Count > 0 ? " with the parent's tokenizer.json" : " (the parent has no tokenizer.json)")}");
             Console.WriteLine(hf
-                ? "format         standard Hugging Face GPT-NeoX checkpoint: transformers can load it"
+                ? $"format         standard Hugging Face {childConfig.ModelType} checkpoint: transformers can load it"
                 : "format         non-uniform (config.json has whittle_* per-layer fields): whittle loads it, transformers cannot");
             return 0;
         });

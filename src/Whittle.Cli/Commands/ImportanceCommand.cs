@@ -9,7 +9,8 @@ static class ImportanceCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Parent model directory (Hugging Face GPT-NeoX).", Required = true };
+        var model = new Option<string>("--model") { Description = "Parent model directory (Hugging Face GPT-NeoX or Llama family).",
+            Required = true };
         var seqLen = new Option<int?>("--seq-len") { Description = "Tokens per calibration window (default: min(128, " +
             "max_position_embeddings))." };
         var batchSize = new Option<int>("--batch-size") { Description = "Windows per forward pass.", DefaultValueFactory = _ => 8 };
@@ -19,14 +20,15 @@ static class ImportanceCommand
         var output = new Option<string>("--out") { Description = "Output directory for the permuted model and importance.json.",
             Required = true };
         var cmd = new Command("importance",
-            "Score embedding channels, heads, MLP neurons and layers on calibration text; write the parent permuted by importance.")
+            "Score embedding channels, heads (and query groups), MLP neurons and layers on calibration text; write the parent permuted " +
+            "by importance.")
         { model, seqLen, batchSize, batches, device, output, CliCommon.Json };
         var inputOptions = new TokenInputOptions();
         inputOptions.AddTo(cmd);
         cmd.SetAction(parse =>
         {
             string modelDir = parse.GetValue(model)!, outDir = parse.GetValue(output)!;
-            var config = GptNeoXConfig.Load(modelDir);
+            var config = ModelConfig.Load(modelDir);
             int T = parse.GetValue(seqLen) ?? Math.Min(128, config.MaxPositionEmbeddings);
             int B = parse.GetValue(batchSize), N = parse.GetValue(batches);
             if (T < 1 || T > config.MaxPositionEmbeddings)
@@ -41,7 +43,7 @@ static class ImportanceCommand
                 throw new WhittleException($"{source.Description}: {source.Tokens.Length} tokens, fewer than one window of --seq-len {T}");
 
             using var backend = Backends.Create(parse.GetValue(device)!);
-            using var parent = GptNeoXCheckpoint.Load(modelDir, backend);
+            using var parent = ModelCheckpoint.Load(config, modelDir, backend);
             var sw = System.Diagnostics.Stopwatch.StartNew();
             var scores = Importance.Score(
                 parent, calibration, done => Console.Error.WriteLine($"importance: batch {done}/{calibration.Count}"));
@@ -60,7 +62,7 @@ static class ImportanceCommand
                 var extra = new List<string> { importanceFile };
                 var tok = Path.Combine(modelDir, "tokenizer.json");
                 if (File.Exists(tok)) extra.Add(tok);
-                GptNeoXCheckpoint.Save(parent, outDir, extraFiles: extra);
+                ModelCheckpoint.Save(parent, outDir, extraFiles: extra);
             }
             finally { Directory.Delete(scratch, true); }
 

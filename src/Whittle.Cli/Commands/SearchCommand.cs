@@ -46,7 +46,8 @@ static class SearchCommand
             DefaultValueFactory = _ => 0.5 };
         var embedStep = new Option<int>("--embed-step") { Description = "embed_dim is a multiple of this (or the parent's).",
             DefaultValueFactory = _ => 8 };
-        var headStep = new Option<int>("--head-step") { Description = "Head counts are multiples of this (or the parent's).",
+        var headStep = new Option<int>("--head-step") { Description = "Head counts (query groups, i.e. kv heads, for Llama-family " +
+            "models) are multiples of this (or the parent's).",
             DefaultValueFactory = _ => 1 };
         var interStep = new Option<int>("--intermediate-step") { Description = "MLP widths are multiples of this (or the parent's).",
             DefaultValueFactory = _ => 8 };
@@ -65,7 +66,7 @@ static class SearchCommand
         cmd.SetAction(parse =>
         {
             string modelDir = parse.GetValue(model)!, outDir = parse.GetValue(output)!;
-            var config = GptNeoXConfig.Load(modelDir);
+            var config = ModelConfig.Load(modelDir);
             var measure = parse.GetValue(budgetOn) switch
             {
                 "total" => BudgetMeasure.Total,
@@ -126,7 +127,7 @@ static class SearchCommand
             bool json = parse.GetValue(CliCommon.Json);
 
             using var backend = Backends.Create(parse.GetValue(device)!);
-            using var parent = GptNeoXCheckpoint.Load(modelDir, backend);
+            using var parent = ModelCheckpoint.Load(config, modelDir, backend);
             ulong s = parse.GetValue(seed);
             var wall = Stopwatch.StartNew();
             int shown = 0;

@@ -115,7 +115,7 @@ public sealed record GptNeoXConfig : ModelConfig
             case null: throw Unsupported(o, source);
             case var family:
                 throw new InvalidFileException(source, $"model_type '{family}': this command supports GPT-NeoX models only so far " +
-                    "(Llama-family models work with info, eval and pretrain)");
+                    "(Llama-family models work with info, eval, pretrain, importance, search and extract)");
         }
         if (o["tie_word_embeddings"].BoolOr(false))
             throw new InvalidFileException(source, "tie_word_embeddings = true is not supported (GPT-NeoX/Pythia use an untied embed_out)");

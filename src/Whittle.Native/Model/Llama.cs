@@ -10,7 +10,12 @@ namespace Whittle.Native.Model;
 /// whole head, scaled frequencies) → causal grouped-query attention, scale 1/sqrt(D), query head h reading kv head
 /// h / (H / KV) → o_proj → + residual] and [post_attention_layernorm → down(silu(gate(x)) ⊙ up(x)) → + residual] → norm →
 /// lm_head, or embed_tokens again when tie_word_embeddings (one tensor: the gradients of both uses add up in it).
-/// Sub-networks (<see cref="ActiveArchitecture"/>) of this family are not computed yet: only the whole model runs.
+/// The forward pass runs over an <see cref="ActiveArchitecture"/> (the full model is its trivial case) through leading views
+/// of the parent's weights, as GPT-NeoX's does: the first d channels everywhere (RMSNorm then normalises over those d channels:
+/// it is not mean-centred, so nothing else changes), and per layer the first kv·G·D rows of q_proj (its rows are group-major
+/// [KV][G][D], so the first kv whole query groups), the first kv·D rows of k_proj and v_proj, o_proj's first d rows × h·D
+/// columns, the first m rows of gate_proj and up_proj and m columns of down_proj; the LM head (tied or not) sliced to d columns.
+/// Gradients land in the same slices of the parent's gradient buffer.
 /// </summary>
 public sealed class Llama(LlamaConfig config, IBackend backend) : LanguageModel(config.Validate(), backend)
 {
@@ -27,11 +32,12 @@ public sealed class Llama(LlamaConfig config, IBackend backend) : LanguageModel(
 
     public static IEnumerable<(string Name, int[] Shape)> Layout(LlamaConfig c)
     {
-        int C = c.HiddenSize, D = c.HeadSize, H = c.NumHeads, KV = c.NumKeyValueHeads, m = c.IntermediateSize;
+        int C = c.HiddenSize, D = c.HeadSize;
         yield return (EmbedTokens, [c.VocabSize, C]);
         for (int l = 0; l < c.NumLayers; l++)
         {
             string p = LayerPrefix(l);
+            int H = c.HeadsOf(l), KV = c.KvHeadsOf(l), m = c.IntermediateOf(l);
             yield return (p + "input_layernorm.weight", [C]);
             yield return (p + "post_attention_layernorm.weight", [C]);
             foreach (var (proj, rows) in new[] { ("q_proj", H * D), ("k_proj", KV * D), ("v_proj", KV * D) })
@@ -87,11 +93,9 @@ public sealed class Llama(LlamaConfig config, IBackend backend) : LanguageModel(
     public override Var ForwardHidden(Tape tape, Tensor ids, ActiveArchitecture? active = null, ForwardObserver? observe = null)
     {
         var c = Config;
-        var a = ActiveArchitecture.Full(c);
-        if (active is not null && !SameArchitecture(active.Validate(c), a))
-            throw new WhittleException("sub-network: Llama-family models run whole so far (sub-networks are computed for GPT-NeoX only)");
+        var a = (active ?? ActiveArchitecture.Full(c)).Validate(c);
         if (ids.Rank != 2 || ids.DType != DType.I32) throw new ArgumentException($"ids must be an i32 (B, T) tensor, got {ids.Describe()}");
-        int B = ids.Size(0), T = ids.Size(1), N = B * T, d = a.EmbedDim, D = c.HeadSize, KV = c.NumKeyValueHeads;
+        int B = ids.Size(0), T = ids.Size(1), N = B * T, d = a.EmbedDim, D = c.HeadSize;
         var (cos, sin) = RotaryTables(T);
         float scale = 1f / MathF.Sqrt(D), eps = c.RmsNormEps;
 
@@ -99,7 +103,7 @@ public sealed class Llama(LlamaConfig config, IBackend backend) : LanguageModel(
         foreach (var (l, i) in a.Layers.Select((l, i) => (l, i)))
         {
             string p = LayerPrefix(l), at = p + "self_attn.", mlp = p + "mlp.";
-            int h = a.Heads[i], m = a.Intermediate[i];
+            int h = a.Heads[i], KV = a.KvHeads[i], m = a.Intermediate[i];
             observe?.Invoke(ForwardTap.LayerInput, i, x.Data);
             var ln1 = tape.RmsNorm(x, Param(tape, p + "input_layernorm.weight", d), eps);
             string? Bias(string proj, bool has) => has ? at + proj + ".bias" : null;
@@ -144,8 +148,4 @@ public sealed class Llama(LlamaConfig config, IBackend backend) : LanguageModel(
         tape.Release(x);
         return final;
     }
-
-    static bool SameArchitecture(ActiveArchitecture a, ActiveArchitecture b) =>
-        a.EmbedDim == b.EmbedDim && a.Layers.SequenceEqual(b.Layers) && a.Heads.SequenceEqual(b.Heads)
-            && a.Intermediate.SequenceEqual(b.Intermediate);
 }

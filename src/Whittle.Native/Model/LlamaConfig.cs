@@ -49,6 +49,11 @@ public sealed record RopeScaling(RopeScalingKind Kind, double Factor, double Low
 /// A key that asks for a feature this engine lacks is refused by name, never read as a different model: sliding
 /// windows in use, mixture-of-experts keys, other rope_scaling types, partial rotary, logit softcapping, a hidden_act
 /// other than silu.
+/// <para>Models extracted from a sub-network of non-uniform size carry two documented fields of this engine's own, which
+/// transformers ignores (so such a config is only loadable by this engine, and <see cref="IsHuggingFaceCompatible"/> says so):
+/// <c>whittle_layer_kv_heads</c> (key/value heads, i.e. query groups, per layer; each layer has that many × num_attention_heads /
+/// num_key_value_heads query heads) and <c>whittle_layer_intermediate_sizes</c> (MLP widths per layer). A head size other
+/// than hidden_size / num_attention_heads is Hugging Face's own head_dim.</para>
 /// </summary>
 public sealed record LlamaConfig : ModelConfig
 {
@@ -65,6 +70,10 @@ public sealed record LlamaConfig : ModelConfig
     public bool AttentionBias { get; init; }
     /// <summary>mlp_bias (llama only).</summary>
     public bool MlpBias { get; init; }
+    /// <summary>Per-layer key/value heads (whittle_layer_kv_heads; null: num_key_value_heads everywhere).</summary>
+    public int[]? LayerKvHeads { get; init; }
+    /// <summary>Per-layer MLP widths (whittle_layer_intermediate_sizes; null: intermediate_size everywhere).</summary>
+    public int[]? LayerIntermediateSizes { get; init; }
 
     public static readonly string[] Families = ["llama", "qwen2", "qwen3", "mistral"];
 
@@ -78,7 +87,12 @@ public sealed record LlamaConfig : ModelConfig
     public bool GatedMlpBias => MlpBias && Family == "llama";
     /// <summary>RMSNorm on each head of q and k before the rotary (Qwen3).</summary>
     public bool QkNorm => Family == "qwen3";
-    public override bool IsHuggingFaceCompatible => true;
+    public override bool IsHuggingFaceCompatible => LayerKvHeads is null && LayerIntermediateSizes is null;
+    /// <summary>Query heads per key/value head, the same in every layer.</summary>
+    public int GroupSize => NumHeads / NumKeyValueHeads;
+    public override int KvHeadsOf(int layer) => LayerKvHeads?[layer] ?? NumKeyValueHeads;
+    public override int HeadsOf(int layer) => KvHeadsOf(layer) * GroupSize;
+    public override int IntermediateOf(int layer) => LayerIntermediateSizes?[layer] ?? IntermediateSize;
     public override bool IsIgnoredTensor(string name) =>
         name.EndsWith(".rotary_emb.inv_freq") || (TieWordEmbeddings && name == Llama.LmHead);
     public override IEnumerable<(string Name, int[] Shape)> Layout() => Llama.Layout(this);
@@ -132,6 +146,14 @@ public sealed record LlamaConfig : ModelConfig
             $"holds ({int.MaxValue})");
         Require((long)IntermediateSize * C <= int.MaxValue,
             $"intermediate_size {IntermediateSize} × hidden_size {HiddenSize} is more elements than one tensor holds ({int.MaxValue})");
+        Require(LayerKvHeads is null || LayerKvHeads.Length == NumLayers,
+            $"whittle_layer_kv_heads has {LayerKvHeads?.Length} entries for {NumLayers} layers");
+        Require(LayerIntermediateSizes is null || LayerIntermediateSizes.Length == NumLayers,
+            $"whittle_layer_intermediate_sizes has {LayerIntermediateSizes?.Length} entries for {NumLayers} layers");
+        Require(LayerKvHeads is null || LayerKvHeads.All(k => k > 0 && k <= NumKeyValueHeads),
+            $"whittle_layer_kv_heads must be in [1, num_key_value_heads {NumKeyValueHeads}]");
+        Require(LayerIntermediateSizes is null || LayerIntermediateSizes.All(m => m > 0 && m <= IntermediateSize),
+            $"whittle_layer_intermediate_sizes must be in [1, intermediate_size {IntermediateSize}]");
         return this;
     }
 
@@ -169,6 +191,7 @@ public sealed record LlamaConfig : ModelConfig
         RefuseSlidingWindow(o, family, maxPositions);
 
         int heads = Size("num_attention_heads");
+        int[]? PerLayer(string key) => o[key].IsAbsent ? null : o[key].Items().Select(x => x.Int(1, MaxSize)).ToArray();
         var (ropeTheta, scaling) = ReadRope(o);
         return new LlamaConfig
         {
@@ -186,6 +209,8 @@ public sealed record LlamaConfig : ModelConfig
             TieWordEmbeddings = o["tie_word_embeddings"].BoolOr(false),
             AttentionBias = family is "llama" or "qwen3" && o["attention_bias"].BoolOr(false),
             MlpBias = family == "llama" && o["mlp_bias"].BoolOr(false),
+            LayerKvHeads = PerLayer("whittle_layer_kv_heads"),
+            LayerIntermediateSizes = PerLayer("whittle_layer_intermediate_sizes"),
             MaxPositionEmbeddings = maxPositions,
             // HF allows a list of ids here (several end tokens); only a single id is used by this engine.
             BosTokenId = o["bos_token_id"].Kind == JsonValueKind.Number ? o["bos_token_id"].Int() : 0,
@@ -273,6 +298,8 @@ public sealed record LlamaConfig : ModelConfig
         if (Family == "llama") o["mlp_bias"] = MlpBias;
         if (Family is "qwen2" or "qwen3") o["use_sliding_window"] = false;
         if (Family == "mistral") o["sliding_window"] = null;
+        if (LayerKvHeads is { } kv) o["whittle_layer_kv_heads"] = new JsonArray(kv.Select(x => (JsonNode)x).ToArray());
+        if (LayerIntermediateSizes is { } li) o["whittle_layer_intermediate_sizes"] = new JsonArray(li.Select(x => (JsonNode)x).ToArray());
         if (RopeScaling is { } r)
             o["rope_scaling"] = r.Kind == RopeScalingKind.Linear
                 ? new JsonObject { ["rope_type"] = "linear", ["factor"] = r.Factor }

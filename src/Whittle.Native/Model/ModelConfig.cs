@@ -25,6 +25,10 @@ public abstract record ModelConfig
     public abstract string ModelType { get; }
     public abstract int HeadSize { get; }
     public virtual int HeadsOf(int layer) => NumHeads;
+    /// <summary>Key/value heads (query groups) of a layer; equal to <see cref="HeadsOf"/> for multi-head attention.</summary>
+    public virtual int KvHeadsOf(int layer) => HeadsOf(layer);
+    /// <summary>Query heads that share one key/value head in a layer (1 for multi-head attention).</summary>
+    public int QueryHeadsPerGroup(int layer) => HeadsOf(layer) / KvHeadsOf(layer);
     public virtual int IntermediateOf(int layer) => IntermediateSize;
     /// <summary>Whether Hugging Face transformers loads this config as it is (no whittle-only per-layer fields).</summary>
     public abstract bool IsHuggingFaceCompatible { get; }

@@ -1,10 +1,12 @@
 // Policy: importance is activation-based (no gradients), measured on a few calibration batches with no tape, read
-// through GptNeoX's forward observer. Scores are means over every calibration token, accumulated in double:
+// through the model's forward observer (any family). Scores are means over every calibration token, accumulated in double:
 //   embedding channel c : mean |x_c| of the residual stream entering each layer, summed over layers;
-//   head j of layer l   : mean L2 norm of the head's attention context (its D outputs before attention.dense);
-//   neuron k of layer l : mean |GELU(h_k)|;
+//   head j of layer l   : mean L2 norm of the head's attention context (its D outputs before the output projection);
+//   query group of l    : the sum of its heads' scores (grouped-query attention; a group is one head otherwise);
+//   neuron k of layer l : mean |activation| feeding the down projection: |GELU(h_k)| (GPT-NeoX), |silu(gate_k)·up_k| (Llama);
 //   layer l             : block influence, mean over tokens of 1 − cos(residual in, residual out) (ShortGPT).
-// Ranking units by these scores and permuting the parent puts the most important units first in every prefix.
+// Ranking units by these scores and permuting the parent puts the most important units first in every prefix; query
+// groups are ranked as wholes (a sub-network keeps whole groups) and heads within their group.
 using System.Text.Json.Nodes;
 using Whittle.Native.Autograd;
 using Whittle.Native.Model;
@@ -14,10 +16,27 @@ namespace Whittle.Native.Search;
 
 public sealed record ImportanceScores(double[] Embed, double[][] Heads, double[][] Neurons, double[] Layers, long Tokens)
 {
-    /// <summary>The permutation that sorts every unit family by descending score.</summary>
+    /// <summary>Query heads per key/value head in each layer (null: 1 everywhere, multi-head attention).</summary>
+    public int[]? QueryHeadsPerGroup { get; init; }
+
+    int GroupSize(int layer) => QueryHeadsPerGroup?[layer] ?? 1;
+
+    /// <summary>Each query group's score (the sum of its heads'), per layer.</summary>
+    public double[][] Groups => Heads.Select((h, l) =>
+        Enumerable.Range(0, h.Length / GroupSize(l)).Select(g => h.Skip(g * GroupSize(l)).Take(GroupSize(l)).Sum()).ToArray()).ToArray();
+
+    /// <summary>
+    /// The permutation that sorts every unit family by descending score: query groups by their score, and the heads of
+    /// each group (kept together) by theirs (with groups of one, simply heads by descending score).
+    /// </summary>
     public UnitPermutation ToPermutation() => new(
         UnitPermutation.ByDescendingScore(Embed),
-        Heads.Select(UnitPermutation.ByDescendingScore).ToArray(),
+        Heads.Select((h, l) =>
+        {
+            int g = GroupSize(l);
+            return UnitPermutation.ByDescendingScore(Groups[l])
+                .SelectMany(k => UnitPermutation.ByDescendingScore(h[(k * g)..(k * g + g)]).Select(j => k * g + j)).ToArray();
+        }).ToArray(),
         Neurons.Select(UnitPermutation.ByDescendingScore).ToArray());
 
     /// <summary>Layer indices from most to least influential.</summary>
@@ -29,7 +48,7 @@ public sealed record ImportanceScores(double[] Embed, double[][] Heads, double[]
         static JsonArray Arr(IEnumerable<double> v) => new(v.Select(x => (JsonNode)x).ToArray());
         static JsonArray IntArr(IEnumerable<int> v) => new(v.Select(x => (JsonNode)x).ToArray());
         static double[] Gather(double[] s, int[] p) => p.Select(i => s[i]).ToArray();
-        return new JsonObject
+        var o = new JsonObject
         {
             ["format"] = "whittle-importance",
             ["version"] = 1,
@@ -48,6 +67,14 @@ public sealed record ImportanceScores(double[] Embed, double[][] Heads, double[]
                 ["neurons"] = new JsonArray(applied.Neurons.Select(n => (JsonNode)IntArr(n)).ToArray()),
             },
         };
+        if (QueryHeadsPerGroup is { } group && group.Any(g => g > 1))
+        {
+            // Grouped-query attention: the groups' scores too (sum of their heads'), in the permuted model's group order.
+            var groups = Groups;
+            o["query_groups"] = new JsonArray(groups.Select((s, l) =>
+                (JsonNode)Arr(Enumerable.Range(0, s.Length).Select(k => s[applied.Heads[l][k * group[l]] / group[l]]))).ToArray());
+        }
+        return o;
     }
 
     /// <summary>The layer ranking stored by `whittle importance` in a model directory (importance.json), or null.</summary>
@@ -64,7 +91,7 @@ public sealed record ImportanceScores(double[] Embed, double[][] Heads, double[]
 public static class Importance
 {
     /// <summary>Scores every unit of <paramref name="model"/> over the (B, T) i32 host batches <paramref name="batches"/>.</summary>
-    public static ImportanceScores Score(GptNeoX model, IEnumerable<int[,]> batches, Action<int>? progress = null)
+    public static ImportanceScores Score(LanguageModel model, IEnumerable<int[,]> batches, Action<int>? progress = null)
     {
         var c = model.Config;
         int C = c.HiddenSize, L = c.NumLayers, D = c.HeadSize;
@@ -138,6 +165,9 @@ public static class Importance
         Scale(embed, n); Scale(layers, n);
         foreach (var h in heads) Scale(h, n);
         foreach (var m in neurons) Scale(m, n);
-        return new ImportanceScores(embed, heads, neurons, layers, tokens);
+        return new ImportanceScores(embed, heads, neurons, layers, tokens)
+        {
+            QueryHeadsPerGroup = Enumerable.Range(0, L).Select(c.QueryHeadsPerGroup).ToArray(),
+        };
     }
 }

@@ -69,7 +69,7 @@ public sealed class SearchLog
 
     /// <summary>The fitness function strategies see: the cached loss, or evaluate, record and append.</summary>
     public double Fitness(
-        ActiveArchitecture a, string strategy, GptNeoXConfig parent, int context, Func<ActiveArchitecture, double> evaluateLoss,
+        ActiveArchitecture a, string strategy, ModelConfig parent, int context, Func<ActiveArchitecture, double> evaluateLoss,
         Action<HistoryEntry, bool>? report = null)
     {
         string key = SubnetSpec.Key(a);

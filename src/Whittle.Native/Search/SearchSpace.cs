@@ -3,6 +3,8 @@
 // canonicalised to its space and repaired to the parameter budget window [budget·(1−t), budget]: sizes are stepped
 // down while it is too big and up while it is too small; a candidate that cannot be brought into the window is
 // rejected (null), never evaluated. Parameter counts are monotone in every gene, which is what makes repair work.
+// The head gene counts query groups (key/value heads): a sub-network keeps whole groups, so a layer with k groups has
+// k × (the parent's query heads per group) query heads. Without grouped-query attention (GPT-NeoX) a group is one head.
 using Whittle.Native.Model;
 using Whittle.Native.Tensors;
 
@@ -18,6 +20,7 @@ public enum SpaceKind
     Layers,
 }
 
+/// <summary>Grid steps: embed_dim, query groups (heads for multi-head attention), MLP width.</summary>
 public sealed record StepSizes(int Embed = 8, int Heads = 1, int Intermediate = 8);
 
 /// <summary>A point of a search space: grid indices (per parent layer where the space is per layer).</summary>
@@ -32,10 +35,10 @@ public enum BudgetMeasure { Total, NonEmbedding }
 public sealed class SearchSpace
 {
     readonly int[] _embedGrid;
-    readonly int[][] _headGrid, _interGrid;   // per parent layer
+    readonly int[][] _headGrid, _interGrid;   // per parent layer; _headGrid counts query groups (kv heads)
 
     public SearchSpace(
-        GptNeoXConfig parent, SpaceKind kind, long budget, double tolerance, StepSizes? steps = null,
+        ModelConfig parent, SpaceKind kind, long budget, double tolerance, StepSizes? steps = null,
         BudgetMeasure measure = BudgetMeasure.Total)
     {
         Measure = measure;
@@ -47,10 +50,10 @@ public sealed class SearchSpace
         High = budget; Low = (long)Math.Ceiling(budget * (1 - tolerance));
         int L = parent.NumLayers;
         // Uniform sizes must fit every layer, so a uniform gene's grid is capped by the smallest layer.
-        int minHeads = Enumerable.Range(0, L).Min(parent.HeadsOf), minInter = Enumerable.Range(0, L).Min(parent.IntermediateOf);
+        int minHeads = Enumerable.Range(0, L).Min(parent.KvHeadsOf), minInter = Enumerable.Range(0, L).Min(parent.IntermediateOf);
         _embedGrid = Grid(parent.HiddenSize, steps.Embed);
         _headGrid = Enumerable.Range(0, L).Select(
-            l => Grid(kind == SpaceKind.PerLayer ? parent.HeadsOf(l) : minHeads, steps.Heads)).ToArray();
+            l => Grid(kind == SpaceKind.PerLayer ? parent.KvHeadsOf(l) : minHeads, steps.Heads)).ToArray();
         _interGrid = Enumerable.Range(0, L).Select(
             l => Grid(kind == SpaceKind.PerLayer ? parent.IntermediateOf(l) : minInter, steps.Intermediate)).ToArray();
 
@@ -59,14 +62,17 @@ public sealed class SearchSpace
         if (smallest > High)
             throw new WhittleException($"impossible budget: {budget:N0} {MeasureName} parameters, but the smallest sub-network of the " +
                 $"{Name(kind)} space has " +
-                $"{smallest:N0}{(measure == BudgetMeasure.Total ? " (the embeddings alone are 2·vocab·embed_dim)" : "")}; raise the " +
-                $"budget or lower the step sizes");
+                $"{smallest:N0}{(measure == BudgetMeasure.Total ? $" (the embeddings alone are {EmbeddingFormula(parent)})" : "")}; " +
+                "raise the budget or lower the step sizes");
         if (largest < Low)
             throw new WhittleException($"impossible budget: the window [{Low:N0}, {High:N0}] is above the largest sub-network of the " +
                 $"{Name(kind)} space ({largest:N0} {MeasureName} parameters, the parent has {Count(ParameterCount.Of(parent)):N0})");
     }
 
-    public GptNeoXConfig Parent { get; }
+    /// <summary>What the embedding parameters of a sub-network are: one tied matrix or two.</summary>
+    static string EmbeddingFormula(ModelConfig c) => c is LlamaConfig { TieWordEmbeddings: true } ? "vocab·embed_dim (tied)" : "2·vocab·embed_dim";
+
+    public ModelConfig Parent { get; }
     public SpaceKind Kind { get; }
     public StepSizes Steps { get; }
     public long Low { get; }
@@ -122,9 +128,10 @@ public sealed class SearchSpace
     public ActiveArchitecture ToArchitecture(Genome g)
     {
         var layers = Enumerable.Range(0, L).Where(l => g.Keep[l]).ToArray();
+        var kvHeads = layers.Select(l => _headGrid[l][g.Heads[l]]).ToArray();
         return new ActiveArchitecture(_embedGrid[g.Embed], layers,
-            layers.Select(l => _headGrid[l][g.Heads[l]]).ToArray(),
-            layers.Select(l => _interGrid[l][g.Inter[l]]).ToArray());
+            layers.Select((l, i) => kvHeads[i] * Parent.QueryHeadsPerGroup(l)).ToArray(),
+            layers.Select(l => _interGrid[l][g.Inter[l]]).ToArray(), kvHeads);
     }
 
     public BudgetMeasure Measure { get; }
@@ -232,7 +239,7 @@ public sealed class SearchSpace
 
     /// <summary>
     /// The importance baseline: no evaluations, only the importance order. All sizes shrink together by one factor s
-    /// (embed_dim, heads and MLP width of every layer ≈ s × the parent's, rounded down to the grid, kept layers = the
+    /// (embed_dim, query groups and MLP width of every layer ≈ s × the parent's, rounded down to the grid, kept layers = the
     /// first n or, with a layer ranking, the n most influential in parent order); the largest such candidate within the
     /// budget window, or, when no uniform shrink lands in the window (coarse grids), the largest under the budget.
     /// </summary>
@@ -248,7 +255,7 @@ public sealed class SearchSpace
                 double s = k / 1000.0;
                 static int Idx(int[] grid, double target) { int i = 0; while (i + 1 < grid.Length && grid[i + 1] <= target) i++; return i; }
                 var g = new Genome(Idx(_embedGrid, s * Parent.HiddenSize), n, keep,
-                    Enumerable.Range(0, L).Select(l => Idx(_headGrid[l], s * Parent.HeadsOf(l))).ToArray(),
+                    Enumerable.Range(0, L).Select(l => Idx(_headGrid[l], s * Parent.KvHeadsOf(l))).ToArray(),
                     Enumerable.Range(0, L).Select(l => Idx(_interGrid[l], s * Parent.IntermediateOf(l))).ToArray());
                 var a = ToArchitecture(g);
                 long p = Count(ParameterCount.Of(Parent, a));

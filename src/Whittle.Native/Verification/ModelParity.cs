@@ -54,7 +54,7 @@ public sealed class ModelParity(IBackend reference, IBackend candidate, bool tf3
     public const double LogitsTolerance = 1e-5, LossTolerance = 1e-5, GradientTolerance = 1e-4, AdamWTolerance = 1e-6, Tf32Factor = 10;
 
     /// <summary>Both residual forms, both GELUs, partial rotary at 25% and 50%, sizes off the multiples of 32, and a sub-network that skips
-    /// a layer.</summary>
+    /// a layer, for GPT-NeoX and (whole query groups) for Llama.</summary>
     public static IReadOnlyList<ModelParityCase> Cases { get; } =
     [
         new("parallel residual, exact GELU, rotary 25%",
@@ -84,6 +84,13 @@ public sealed class ModelParity(IBackend reference, IBackend candidate, bool tf3
                 ExplicitHeadDim = 24,
                 IntermediateSize = 72, MaxPositionEmbeddings = 64, RopeScaling = new RopeScaling(RopeScalingKind.Linear, 2),
             }, null, 2, 37),
+        new("llama sub-network d48 of 64, layers [1,0], query groups [1,2] of 2 (heads [2,4]), MLP [40,72], tied, biases",
+            new LlamaConfig
+            {
+                Family = "llama", VocabSize = 131, HiddenSize = 64, NumLayers = 2, NumHeads = 4, NumKeyValueHeads = 2,
+                IntermediateSize = 72, MaxPositionEmbeddings = 64, TieWordEmbeddings = true, AttentionBias = true, MlpBias = true,
+            },
+            new ActiveArchitecture(48, [1, 0], [2, 4], [40, 72], [1, 2]), 2, 37),
         new("qwen3 bf16 tensor-core attention (f32 GEMMs), head_dim 64, GQA KV=1 of H=2, T=130",
             new LlamaConfig
             {

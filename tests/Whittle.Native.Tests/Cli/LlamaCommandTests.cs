@@ -97,14 +97,6 @@ public class LlamaCommandTests
         }
     }
 
-    [Test]
-    public void CommandsNotYetPortedNameTheModelType()
-    {
-        var line = InProcessCli.UserError(InProcessCli.Run("importance", "--model", CliRunner.Fixture("tiny-llama"), "--data", _root,
-            "--out", Path.Combine(_root, "imp")));
-        Assert.That(line, Does.Contain("model_type 'llama'").And.Contain("GPT-NeoX"));
-    }
-
     /// <summary>
     /// pretrain --family qwen3 --kv-heads 1: a GQA model with QK-norm from scratch; the loss falls, final/ is a Hugging Face
     /// directory `info` and `eval` read, and a bad --kv-heads or a flag of the other family is refused before any work.

@@ -5,7 +5,7 @@ using Whittle.Native.Tensors;
 
 namespace Whittle.Native.Tests.Search;
 
-/// <summary>Random GPT-NeoX models of several shapes with EVERY parameter random (biases and layernorms too, so
+/// <summary>Random GPT-NeoX and Llama-family models of several shapes with EVERY parameter random (biases and norms too, so
 /// permutation and extraction mistakes in any tensor change the logits), and a logits helper.</summary>
 static class SearchTestModels
 {
@@ -23,13 +23,38 @@ static class SearchTestModels
             MaxPositionEmbeddings = 32 };
     }
 
-    public static GptNeoX RandomModel(GptNeoXConfig c, ulong seed)
+    /// <summary>
+    /// Llama-family parents that exercise every permutation and slicing rule: MQA (KV = 1) with a tied head and every bias
+    /// llama has; qwen2's q/k/v biases with KV = H/2 and an untied head; qwen3's QK-norm with head_dim ≠ hidden/heads and
+    /// a tied head; mistral; and a non-uniform qwen2 parent (per-layer kv heads and widths, as an extracted child has).
+    /// </summary>
+    public static IEnumerable<LlamaConfig> LlamaShapes()
     {
-        var model = new GptNeoX(c, Host);
+        yield return new LlamaConfig { Family = "llama", VocabSize = 50, HiddenSize = 32, NumLayers = 2, NumHeads = 4,
+            NumKeyValueHeads = 1, IntermediateSize = 40, TieWordEmbeddings = true, AttentionBias = true, MlpBias = true,
+            MaxPositionEmbeddings = 32 };
+        yield return new LlamaConfig { Family = "qwen2", VocabSize = 40, HiddenSize = 32, NumLayers = 3, NumHeads = 4,
+            NumKeyValueHeads = 2, IntermediateSize = 40, RopeTheta = 1e6, MaxPositionEmbeddings = 32 };
+        yield return new LlamaConfig { Family = "qwen3", VocabSize = 30, HiddenSize = 24, NumLayers = 2, NumHeads = 4,
+            NumKeyValueHeads = 2, ExplicitHeadDim = 10, IntermediateSize = 36, TieWordEmbeddings = true, MaxPositionEmbeddings = 32 };
+        yield return new LlamaConfig { Family = "mistral", VocabSize = 30, HiddenSize = 32, NumLayers = 2, NumHeads = 4,
+            NumKeyValueHeads = 2, IntermediateSize = 24, MaxPositionEmbeddings = 32 };
+        yield return new LlamaConfig { Family = "qwen2", VocabSize = 30, HiddenSize = 24, NumLayers = 2, NumHeads = 6,
+            NumKeyValueHeads = 3, ExplicitHeadDim = 6, IntermediateSize = 40, LayerKvHeads = [2, 3], LayerIntermediateSizes = [24, 40],
+            MaxPositionEmbeddings = 32 };
+    }
+
+    public static GptNeoX RandomModel(GptNeoXConfig c, ulong seed) => Randomised(new GptNeoX(c, Host), seed);
+
+    public static Llama RandomModel(LlamaConfig c, ulong seed) => Randomised(new Llama(c, Host), seed);
+
+    /// <summary>Every parameter ~ N(0, 0.3), norm weights ~ N(1, 0.3).</summary>
+    static T Randomised<T>(T model, ulong seed) where T : LanguageModel
+    {
         var values = new float[model.Parameters.Count];
         new Rng(seed).FillNormal(values, 0, 0.3);
         foreach (var p in model.Parameters.Entries)
-            if (p.Name.EndsWith("layernorm.weight") || p.Name == GptNeoX.FinalNormWeight)
+            if (p.Name.EndsWith("norm.weight"))
                 for (long i = p.Offset; i < p.Offset + p.Count; i++) values[i] += 1f;
         using var host = Tensor.FromArray(values, values.Length);
         model.LoadFlat(host);
@@ -44,7 +69,7 @@ static class SearchTestModels
         return ids;
     }
 
-    public static float[] Logits(GptNeoX model, int[,] ids, ActiveArchitecture? active = null)
+    public static float[] Logits(LanguageModel model, int[,] ids, ActiveArchitecture? active = null)
     {
         var flat = new int[ids.Length];
         Buffer.BlockCopy(ids, 0, flat, 0, flat.Length * sizeof(int));
