@@ -18,8 +18,8 @@
 #   doctor    whittle doctor --json: versions, mapped libraries, kernels compiled, op parity      -> doctor.json
 #   model     whittle doctor --model --skip-ops --json: whole-model parity, allocator             -> doctor-model.json
 #   fixtures  tools/fixtures/check_with_transformers.py (our fixtures against HF itself)          -> fixtures.log
-#   eval      bench/gpu/hf_compare.py --modes eval --no-compile (ours first)                      -> hf_compare-eval.json
-#   train     bench/gpu/hf_compare.py --modes train,kd --no-compile (ours first)                  -> hf_compare-train.json
+#   eval      bench/gpu/hf_compare.py --modes eval --no-compile, MODEL then LLAMA_MODEL (ours first) -> hf_compare-eval.json
+#   train     bench/gpu/hf_compare.py --modes train,kd --no-compile, both models (ours first)     -> hf_compare-train.json
 #   kernels   whittle bench kernels at the model's shape (KERNELS_ARGS adds options)             -> kernels.json
 #   compile   bench/gpu/hf_compare.py --modes eval --compile-only --skip-ours                    -> hf_compare-compile.json
 #   bench     (not in first) whittle bench eval|train for BENCH_MODELS and kd 410M -> 160M         -> bench.json
@@ -27,6 +27,7 @@
 #
 # Environment: OUT, DEADLINE (first: seconds of work, default 450), COMMAND_LIMIT (the device command's timeout,
 # default 560), KILL_GRACE (timeout -k, default 10), MODEL/BATCH/SEQ_LEN (first's shape, default pythia-160m 8 x 2048),
+# LLAMA_MODEL (the Llama-family model measured beside it in eval and train, default smollm2-135m; empty: none),
 # KD_TEACHER (default pythia-410m), BENCH_STEPS, BENCH_WARMUP, STEP_TIMEOUT (named steps, default 540), BENCH_MODELS,
 # KERNELS_ARGS, HF_ARGS, WHITTLE (default ./publish/whittle), PYTHON, LONG_SEQ_LEN (doctor --long-seq-len).
 set -uo pipefail
@@ -39,29 +40,31 @@ DEADLINE=${DEADLINE:-450}
 COMMAND_LIMIT=${COMMAND_LIMIT:-560}
 KILL_GRACE=${KILL_GRACE:-10}
 MODEL=${MODEL:-pythia-160m}
+LLAMA_MODEL=${LLAMA_MODEL-smollm2-135m}
 KD_TEACHER=${KD_TEACHER:-pythia-410m}
 BATCH=${BATCH:-8}
 SEQ_LEN=${SEQ_LEN:-2048}
 BENCH_STEPS=${BENCH_STEPS:-10}
 PRECISION=${PRECISION:-bf16}   # whittle bench --precision for kernels and bench (bf16: like-for-like with HF bf16)
 BENCH_WARMUP=${BENCH_WARMUP:-3}
-BENCH_MODELS=${BENCH_MODELS:-pythia-70m pythia-160m pythia-410m}
+BENCH_MODELS=${BENCH_MODELS:-pythia-70m pythia-160m pythia-410m smollm2-135m qwen3-0.6b}
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
 
 # The first plan: "step planned_seconds minimum_seconds output_file". Planned seconds sum to the default DEADLINE;
 # the minimum is what makes a step worth starting (below it the step is skipped and its file says so). Estimates
 # for an H200 (doctor: 10 kernel files compiled by NVRTC plus ~100 parity cases; eval/train: one whittle bench and one
-# eager HF run of 13 steps each per mode; compile: one cold torch.compile, 1-4 minutes).
+# eager HF run of 13 steps each per mode and model, GPT-NeoX then the Llama model; fixtures: 6 model directories, each on
+# the CPU and the GPU with eager and SDPA attention; compile: one cold torch.compile, 1-4 minutes).
 FIRST_PLAN=(
   "probe 20 5 session.log"
   "doctor 60 20 doctor.json"
   "model 45 15 doctor-model.json"
-  "fixtures 30 10 fixtures.log"
-  "eval 60 30 hf_compare-eval.json"
-  "train 90 40 hf_compare-train.json"
-  "kernels 60 20 kernels.json"
-  "compile 85 60 hf_compare-compile.json"
+  "fixtures 35 10 fixtures.log"
+  "eval 75 30 hf_compare-eval.json"
+  "train 105 40 hf_compare-train.json"
+  "kernels 35 20 kernels.json"
+  "compile 75 60 hf_compare-compile.json"
 )
 
 log() { echo "$*" | tee -a "$LOG"; }
@@ -100,7 +103,7 @@ dry_run() {
   done
   total=$cum
   local files; files=$(printf '%s\n' "${FIRST_PLAN[@]}" | awk '{print $4}' | sort -u | wc -l)
-  echo "shape: $MODEL, batch $BATCH x seq $SEQ_LEN, KD teacher $KD_TEACHER"
+  echo "shape: $MODEL${LLAMA_MODEL:+ and $LLAMA_MODEL}, batch $BATCH x seq $SEQ_LEN, KD teacher $KD_TEACHER"
   echo "budget: plan $total s of work, deadline $DEADLINE s; worst case with a ${KILL_GRACE} s kill grace per step $(worst_case) s; command limit $COMMAND_LIMIT s; $files output files (at most 8)"
   (( total <= DEADLINE )) || { echo "DOES NOT FIT: the plan needs $total s, the deadline is $DEADLINE s"; ok=1; }
   (( $(worst_case) <= COMMAND_LIMIT )) || { echo "DOES NOT FIT: the worst case $(worst_case) s exceeds the command limit $COMMAND_LIMIT s"; ok=1; }
@@ -227,19 +230,21 @@ do_fixtures() {
   mark_text "$2" fixtures "$(status_of $RC)"
 }
 
-# hf_step NAME LIMIT FILE TAG ARGS...: hf_compare with its own deadline a little inside the step's limit, so it ends
-# itself (and its JSON says what was cut) before timeout kills it.
+# hf_step NAME LIMIT FILE TAG MODELS ARGS...: hf_compare with its own deadline a little inside the step's limit, so it
+# ends itself (and its JSON says what was cut) before timeout kills it. MODELS: comma-separated, in run order.
 hf_step() {
-  local name=$1 limit=$2 file=$3 tag=$4; shift 4
+  local name=$1 limit=$2 file=$3 tag=$4 models=$5; shift 5
   run_bounded "$limit" "$name" "" "$PY" bench/gpu/hf_compare.py --out "$OUT" --tag "$tag" --no-markdown --whittle "$WHITTLE" \
-    --models "$MODEL" --batch "$BATCH" --seq-len "$SEQ_LEN" --kd-teacher "$KD_TEACHER" --kd-student "$MODEL" \
+    --models "$models" --batch "$BATCH" --seq-len "$SEQ_LEN" --kd-teacher "$KD_TEACHER" --kd-student "$MODEL" \
     --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" --deadline "$(( limit > 20 ? limit - 10 : limit ))" "$@"
   mark_json "$file" "$name" "$(status_of $RC)" "$limit" $RC
 }
 
-do_eval() { hf_step eval "$1" "$2" eval --modes eval --no-compile; }
-do_train() { hf_step train "$1" "$2" train --modes train,kd --no-compile; }
-do_compile() { hf_step compile "$1" "$2" compile --modes eval --compile-only --skip-ours; }
+# GPT-NeoX first (the longer-standing comparison), then the Llama-family model; kd runs once, GPT-NeoX teacher -> MODEL.
+both_models() { echo "$MODEL${LLAMA_MODEL:+,$LLAMA_MODEL}"; }
+do_eval() { hf_step eval "$1" "$2" eval "$(both_models)" --modes eval --no-compile; }
+do_train() { hf_step train "$1" "$2" train "$(both_models)" --modes train,kd --no-compile; }
+do_compile() { hf_step compile "$1" "$2" compile "$(both_models)" --modes eval --compile-only --skip-ours; }
 
 do_kernels() {
   need_whittle || { mark_json "$2" kernels "skipped: $WHITTLE missing" "$1" 127; return; }

@@ -72,7 +72,7 @@ esac
 EOF
 chmod +x "$stub"
 OUT=$work/first
-OUT=$OUT WHITTLE=$stub PYTHON=$PY STUB_DOCTOR_SLEEP=8 DEADLINE=120 KILL_GRACE=1 MODEL=tiny KD_TEACHER=tiny BATCH=1 SEQ_LEN=16 \
+OUT=$OUT WHITTLE=$stub PYTHON=$PY STUB_DOCTOR_SLEEP=8 DEADLINE=120 KILL_GRACE=1 MODEL=tiny LLAMA_MODEL=tiny-llama KD_TEACHER=tiny BATCH=1 SEQ_LEN=16 \
   WHITTLE_CUDA_LIB_DIR=/nonexistent bash tools/gpu-session.sh first >/dev/null 2>&1
 check "first: 8 files at the top of OUT" 8 "$(find "$OUT" -maxdepth 1 -type f | wc -l)"
 for f in session.log doctor.json doctor-model.json fixtures.log hf_compare-eval.json hf_compare-train.json kernels.json hf_compare-compile.json; do
@@ -85,6 +85,9 @@ check "first: doctor ran (first steps keep their plan when the deadline is short
 check "first: every whittle call had --verbose" 0 "$(grep -vc -- --verbose "$work/calls")"
 check "first: model runs doctor --model --skip-ops" 1 "$(grep -c -- 'doctor --model --skip-ops' "$work/calls")"
 check "first: ours ran in the eval step" "10.0" "$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"]["tiny/eval"]["ours"]["tokens_per_second"])' "$OUT/hf_compare-eval.json")"
+# the Llama model runs after GPT-NeoX in each step (its train run is the first cut on a loaded machine: eval only here)
+check "first: ours ran for tiny-llama/eval" "10.0" "$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"]["tiny-llama/eval"]["ours"]["tokens_per_second"])' "$OUT/hf_compare-eval.json")"
+check "first: the Llama model's bench eval was called by name" 1 "$(grep -c -- '^bench eval --config tiny-llama ' "$work/calls")"
 check "first: HF skipped with the reason (no torch here)" 1 "$($PY -c 'import json,sys; print(int("not importable" in json.load(open(sys.argv[1]))["results"]["tiny/eval"]["hf_eager"]["skipped"]))' "$OUT/hf_compare-eval.json")"
 check "first: fixtures skipped with the reason" 1 "$(grep -c '^skipped: torch/transformers not importable' "$OUT/fixtures.log")"
 check "first: the plan's summary is logged" 1 "$(grep -c '^== first plan done' "$OUT/session.log")"

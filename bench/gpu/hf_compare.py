@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-# Policy: one run on one GPU machine measures Hugging Face transformers' GPTNeoXForCausalLM and this engine
-# (`whittle bench`) on identical shapes, so every ratio compares two programs on the same device in the same session.
-#  - Models are Pythia-70M/160M/410M-shaped GPTNeoXConfig objects with random weights (no download, no network).
+# Policy: one run on one GPU machine measures Hugging Face transformers' GPTNeoXForCausalLM, LlamaForCausalLM and
+# Qwen3ForCausalLM and this engine (`whittle bench`) on identical shapes, so every ratio compares two programs on the same
+# device in the same session.
+#  - Models are built from a config with random weights (no download, no network): Pythia-70M/160M/410M-shaped
+#    GPTNeoXConfig objects, and SmolLM2-135M (LlamaForCausalLM) and Qwen3-0.6B (Qwen3ForCausalLM) with Hugging Face's
+#    published shapes (the same values as `whittle bench --config smollm2-135m|qwen3-0.6b`).
 #  - HF eval: bf16 weights, eval mode, inference_mode, SDPA attention; logits then cross-entropy over all B*T rows
 #    (what `whittle bench eval` computes). HF train: fp32 master weights, bf16 autocast, cross-entropy, backward,
 #    gradient-norm clipping at 1, fused AdamW (lr 1e-4, betas (0.9, 0.95), weight decay 0.1), as `whittle bench train`.
@@ -17,9 +20,10 @@
 #  - Times are CUDA-event medians after warm-up; tokens/s = B*T / median step time. Peak memory is
 #    torch.cuda.max_memory_allocated (and _reserved) from before the model is built; ours reports its caching
 #    allocator's reserved bytes (peak_bytes), which is comparable to max_memory_reserved.
-#  - FLOPs per token (MFU): train 6N + 6*L*T*d, eval 2N + 2*L*T*d, N = non-embedding + output-projection parameters,
-#    the formula `whittle bench` uses. MFU is given against the datasheet dense bf16 peak (989 TFLOP/s for H100/H200
-#    SXM, ours uses the same number) and against the bf16 GEMM rate measured here (8192^3, torch.matmul).
+#  - FLOPs per token (MFU): train 6N + 6*L*T*a, eval 2N + 2*L*T*a, N = non-embedding + output-projection parameters,
+#    a = heads * head size (d, except Qwen3-0.6B's 2d), the formula `whittle bench` uses. MFU is given against the
+#    datasheet dense bf16 peak (989 TFLOP/s for H100/H200 SXM, ours uses the same number) and against the bf16 GEMM
+#    rate measured here (8192^3, torch.matmul).
 #
 #   python3 bench/gpu/hf_compare.py [--models pythia-160m] [--modes eval,train,kd] [--no-compile | --compile-only]
 #                                   [--skip-ours] [--deadline S] [--out DIR] [--tag T] [--no-markdown]
@@ -34,36 +38,79 @@ import subprocess
 import sys
 import time
 
+# A shape without model_type is GPT-NeoX. The Llama-family shapes are Hugging Face's config.json values (the sources are
+# cited where whittle bench defines the same names, src/Whittle.Cli/Commands/BenchCommand.cs).
 SHAPES = {
     "pythia-70m": dict(vocab_size=50304, hidden_size=512, num_hidden_layers=6, num_attention_heads=8, intermediate_size=2048),
     "pythia-160m": dict(vocab_size=50304, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
     "pythia-410m": dict(vocab_size=50304, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
+    "smollm2-135m": dict(model_type="llama", vocab_size=49152, hidden_size=576, num_hidden_layers=30, num_attention_heads=9,
+                         num_key_value_heads=3, head_dim=64, intermediate_size=1536, tie_word_embeddings=True,
+                         rope_theta=100000.0, rms_norm_eps=1e-5, max_position_embeddings=8192),
+    "qwen3-0.6b": dict(model_type="qwen3", vocab_size=151936, hidden_size=1024, num_hidden_layers=28, num_attention_heads=16,
+                       num_key_value_heads=8, head_dim=128, intermediate_size=3072, tie_word_embeddings=True,
+                       rope_theta=1000000.0, rms_norm_eps=1e-6, max_position_embeddings=40960),
     # whittle bench's small shapes, for trying the kit end to end on the software GPU
     "small": dict(vocab_size=4096, hidden_size=256, num_hidden_layers=4, num_attention_heads=8, intermediate_size=1024),
     "tiny": dict(vocab_size=4096, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256),
+    "tiny-llama": dict(model_type="llama", vocab_size=4096, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, head_dim=16, intermediate_size=176, tie_word_embeddings=True, rope_theta=10000.0,
+                       rms_norm_eps=1e-6, max_position_embeddings=2048),
 }
 COMMON = dict(rotary_pct=0.25, rotary_emb_base=10000, max_position_embeddings=2048, use_parallel_residual=True,
               hidden_act="gelu", layer_norm_eps=1e-5, tie_word_embeddings=False, attention_dropout=0.0, hidden_dropout=0.0)
+# What each family's config adds to a shape: no biases, no dropout, SwiGLU; Qwen3 without its sliding window.
+FAMILY_COMMON = {
+    "gpt_neox": COMMON,
+    "llama": dict(hidden_act="silu", attention_bias=False, mlp_bias=False, attention_dropout=0.0),
+    "qwen3": dict(hidden_act="silu", attention_bias=False, attention_dropout=0.0, use_sliding_window=False, sliding_window=None),
+}
 DATASHEET_BF16 = {"H100": 989e12, "H200": 989e12, "H800": 989e12, "A100": 312e12, "A800": 312e12}
 KD_TEACHER, KD_STUDENT = "pythia-410m", "pythia-160m"
 
 
 # ---------------------------------------------------------------- pure helpers (no torch; tested by test_hf_compare.py)
 
+def family(shape):
+    return shape.get("model_type", "gpt_neox")
+
+
+def attention_width(shape):
+    """Query heads * head size: hidden_size for GPT-NeoX and most Llamas, 2 * hidden_size for Qwen3-0.6B."""
+    heads = shape["num_attention_heads"]
+    return heads * shape.get("head_dim", shape["hidden_size"] // heads)
+
+
 def param_counts(shape):
-    """(embedding, non_embedding) parameters of a GPT-NeoX shape, as whittle's ParameterCount: embedding = embed_in +
-    embed_out (V*d each); non-embedding = the layers (two layernorms, qkv, dense, MLP, all with biases) + final layernorm."""
+    """(embedding, non_embedding) parameters, as whittle's ParameterCount / LlamaConfig.CountParameters.
+    GPT-NeoX: embedding = embed_in + embed_out (V*d each); non-embedding = the layers (two layernorms, qkv, dense, MLP, all
+    with biases) + final layernorm. Llama family (no biases): embedding = embed_tokens (+ lm_head when untied); the layers
+    are two RMSNorms, q (d x H*D), k and v (d x KV*D each), o (H*D x d), gate, up, down (3 * m * d) and, for Qwen3, the
+    per-head q_norm and k_norm (D each); plus the final norm."""
     V, d, L, m = shape["vocab_size"], shape["hidden_size"], shape["num_hidden_layers"], shape["intermediate_size"]
-    per_layer = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (m * d + m + d * m + d)
-    return 2 * V * d, L * per_layer + 2 * d
+    if family(shape) == "gpt_neox":
+        per_layer = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (m * d + m + d * m + d)
+        return 2 * V * d, L * per_layer + 2 * d
+    a = attention_width(shape)
+    head = a // shape["num_attention_heads"]
+    kv = shape["num_key_value_heads"] * head
+    per_layer = 2 * d + d * a + 2 * d * kv + a * d + 3 * m * d + (2 * head if family(shape) == "qwen3" else 0)
+    return (1 if shape["tie_word_embeddings"] else 2) * V * d, L * per_layer + d
 
 
 def flops_per_token(shape, seq_len, train):
-    """Training 6N + 6*L*T*d, evaluation 2N + 2*L*T*d; N = non-embedding + output projection (V*d)."""
+    """Training 6N + 6*L*T*a, evaluation 2N + 2*L*T*a; N = non-embedding + output projection (V*d), a = heads * head size."""
     _, non_embedding = param_counts(shape)
     n = non_embedding + shape["vocab_size"] * shape["hidden_size"]
-    attention = shape["num_hidden_layers"] * seq_len * shape["hidden_size"]
+    attention = shape["num_hidden_layers"] * seq_len * attention_width(shape)
     return (6 if train else 2) * (n + attention)
+
+
+def hf_config_args(name):
+    """(model_type, keyword arguments) of the transformers config for a shape: AutoConfig.for_model(model_type, **kwargs)."""
+    shape = dict(SHAPES[name])
+    model_type = shape.pop("model_type", "gpt_neox")
+    return model_type, {**FAMILY_COMMON[model_type], **shape}
 
 
 def kd_flops_per_token(seq_len, student=KD_STUDENT, teacher=KD_TEACHER):
@@ -124,11 +171,17 @@ class Deadline:
 
 
 def plan(modes, models, kd_student):
-    """The (model, mode) pairs in run order; kd runs once, for the KD student."""
+    """The (model, mode) pairs in run order, model by model: a deadline cuts the later models (the Llama one after
+    GPT-NeoX in the session), never an earlier model's runs. kd runs once, for the KD student, right after that model's
+    other modes (after the first model's when the student is not among the models)."""
     pairs = []
-    for mode in modes:
-        for name in ([kd_student] if mode == "kd" else models):
-            pairs.append((name, mode))
+    anchor = kd_student if kd_student in models else (models[0] if models else None)
+    for name in models:
+        pairs += [(name, mode) for mode in modes if mode != "kd"]
+        if name == anchor and "kd" in modes:
+            pairs.append((kd_student, "kd"))
+    if not models and "kd" in modes:
+        pairs.append((kd_student, "kd"))
     return pairs
 
 
@@ -226,15 +279,17 @@ def _torch():
 
 
 def build(name, dtype, device):
+    """GPTNeoXForCausalLM, LlamaForCausalLM or Qwen3ForCausalLM of the shape, with transformers' own random init."""
     torch = _torch()
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
-    cfg = GPTNeoXConfig(**SHAPES[name], **COMMON)
+    from transformers import AutoConfig, AutoModelForCausalLM
+    model_type, kwargs = hf_config_args(name)
+    cfg = AutoConfig.for_model(model_type, **kwargs)
     with torch.device(device):
         try:
-            model = GPTNeoXForCausalLM._from_config(cfg, attn_implementation="sdpa", torch_dtype=dtype)
+            model = AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa", torch_dtype=dtype)
         except TypeError:  # signatures moved between transformers versions
             cfg._attn_implementation = "sdpa"
-            model = GPTNeoXForCausalLM(cfg).to(dtype)
+            model = AutoModelForCausalLM.from_config(cfg).to(dtype)
     return model.to(device=device, dtype=dtype)
 
 
@@ -378,7 +433,7 @@ def ours_run(model_name, mode, args, timeout):
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description="Hugging Face transformers vs whittle on the same GPU, same shapes.")
-    ap.add_argument("--models", default="pythia-70m,pythia-160m,pythia-410m")
+    ap.add_argument("--models", default="pythia-70m,pythia-160m,pythia-410m,smollm2-135m,qwen3-0.6b")
     ap.add_argument("--modes", default="eval,train,kd", help="eval, train, kd (kd: --kd-teacher -> --kd-student)")
     ap.add_argument("--kd-teacher", default=KD_TEACHER, choices=sorted(SHAPES))
     ap.add_argument("--kd-student", default=KD_STUDENT, choices=sorted(SHAPES))
@@ -399,7 +454,13 @@ def parse_args(argv=None):
     ap.add_argument("--out", default=os.environ.get("OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "out"))
     ap.add_argument("--tag", default="", help="suffix of the output files, for runs split over several calls")
     ap.add_argument("--no-markdown", action="store_true", help="write the JSON only (the GPU session returns at most 8 files)")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    unknown = [m for m in args.models.split(",") if m and m not in SHAPES]
+    if unknown:
+        ap.error(f"--models: unknown {', '.join(unknown)} (known: {', '.join(SHAPES)})")
+    if "kd" in args.modes.split(",") and SHAPES[args.kd_teacher]["vocab_size"] != SHAPES[args.kd_student]["vocab_size"]:
+        ap.error(f"--kd-teacher {args.kd_teacher} and --kd-student {args.kd_student} have different vocabularies")
+    return args
 
 
 def main(argv=None, clock=time.monotonic):

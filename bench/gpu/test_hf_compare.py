@@ -27,6 +27,49 @@ class Helpers(unittest.TestCase):
         self.assertEqual(h.flops_per_token(s, 2048, False), 2 * n + 2 * att)
         self.assertEqual(h.kd_flops_per_token(2048), 6 * n + 6 * att + h.flops_per_token(h.SHAPES["pythia-410m"], 2048, False))
 
+    def test_llama_family_parameter_counts(self):
+        # SmolLM2-135M: 134,515,008 (the "135M" of its name); Qwen3-0.6B: 0.44B non-embedding, 0.6B in all (its model card)
+        emb, non = h.param_counts(h.SHAPES["smollm2-135m"])
+        self.assertEqual((emb, non), (49152 * 576, 30 * (2 * 576 + 576 * 576 * 2 + 2 * 576 * 192 + 3 * 1536 * 576) + 576))
+        self.assertEqual(emb + non, 134_515_008)
+        emb, non = h.param_counts(h.SHAPES["qwen3-0.6b"])
+        self.assertEqual(non, 28 * (2 * 1024 + 2 * 1024 * 2048 + 2 * 1024 * 1024 + 3 * 3072 * 1024 + 2 * 128) + 1024)
+        self.assertEqual((round(non / 1e9, 2), round((emb + non) / 1e9, 1)), (0.44, 0.6))
+        self.assertEqual(emb, 151936 * 1024, "tied: the head is the embedding, counted once")
+
+    def test_llama_flops_use_the_attention_width(self):
+        s = h.SHAPES["qwen3-0.6b"]
+        n = h.param_counts(s)[1] + 151936 * 1024
+        self.assertEqual(h.flops_per_token(s, 2048, True), 6 * n + 6 * 28 * 2048 * 2048, "16 heads x 128 = 2048 = 2d")
+        s = h.SHAPES["smollm2-135m"]
+        self.assertEqual(h.flops_per_token(s, 1024, False), 2 * (h.param_counts(s)[1] + 49152 * 576) + 2 * 30 * 1024 * 576)
+
+    def test_hf_config_args_per_family(self):
+        model_type, kw = h.hf_config_args("smollm2-135m")
+        self.assertEqual(model_type, "llama")
+        self.assertEqual((kw["num_key_value_heads"], kw["tie_word_embeddings"], kw["hidden_act"], kw["rope_theta"]),
+                         (3, True, "silu", 100000.0))
+        self.assertNotIn("rotary_pct", kw)
+        model_type, kw = h.hf_config_args("qwen3-0.6b")
+        self.assertEqual((model_type, kw["head_dim"], kw["use_sliding_window"]), ("qwen3", 128, False))
+        model_type, kw = h.hf_config_args("pythia-160m")
+        self.assertEqual((model_type, kw["rotary_pct"], kw["tie_word_embeddings"]), ("gpt_neox", 0.25, False))
+
+    def test_kd_pairs_must_share_the_vocabulary(self):
+        with self.assertRaises(SystemExit):
+            h.parse_args(["--modes", "kd", "--kd-teacher", "qwen3-0.6b", "--kd-student", "smollm2-135m"])
+        with self.assertRaises(SystemExit):
+            h.parse_args(["--models", "llama-7b"])
+        args = h.parse_args(["--models", "tiny-llama", "--modes", "kd", "--kd-teacher", "tiny", "--kd-student", "tiny-llama"])
+        self.assertEqual(h.ours_command("tiny-llama", "kd", args)[3:5], ["--config", "tiny-llama"])
+
+    def test_plan_runs_model_by_model_with_kd_after_its_student(self):
+        self.assertEqual(h.plan(["train", "kd"], ["pythia-160m", "smollm2-135m"], "pythia-160m"),
+                         [("pythia-160m", "train"), ("pythia-160m", "kd"), ("smollm2-135m", "train")])
+        self.assertEqual(h.plan(["eval", "train", "kd"], ["tiny", "tiny-llama"], "small"),
+                         [("tiny", "eval"), ("tiny", "train"), ("small", "kd"), ("tiny-llama", "eval"), ("tiny-llama", "train")])
+        self.assertEqual(h.plan(["kd"], [], "tiny"), [("tiny", "kd")])
+
     def test_mfu_and_peaks(self):
         self.assertEqual(h.datasheet_peak("NVIDIA H100 80GB HBM3"), 989e12)
         self.assertIsNone(h.datasheet_peak("Tesla T4"))

@@ -107,6 +107,15 @@ public abstract class LanguageModel : IDisposable
     /// </summary>
     public const long SequentialInitLimit = 16L << 20;
 
+    /// <summary>A new model of <paramref name="config"/>'s family, initialised from <paramref name="seed"/> by that family's
+    /// rule.</summary>
+    public static LanguageModel CreateRandom(ModelConfig config, IBackend backend, ulong seed) => config switch
+    {
+        GptNeoXConfig neox => GptNeoX.CreateRandom(neox, backend, seed),
+        LlamaConfig llama => Llama.CreateRandom(llama, backend, seed),
+        _ => throw new ArgumentException($"no model for {config.GetType().Name}"),
+    };
+
     /// <summary>Fills a new model's parameters by <see cref="InitOf"/> from <paramref name="seed"/>.</summary>
     protected void Initialise(ulong seed)
     {

@@ -54,6 +54,47 @@ public class GpuSessionToolsTests
         Assert.That(long.Parse(py.Trim()), Is.EqualTo(ours));
     }
 
+    /// <summary>
+    /// The Llama-family shapes the kit measures are counted alike on both sides: tiny-llama's FLOPs per token from a real
+    /// `whittle bench` run, and SmolLM2-135M's and Qwen3-0.6B's parameters and FLOPs from whittle's shape definitions
+    /// (too large to build in a test) against hf_compare's, which builds transformers' models from the same values.
+    /// </summary>
+    [Test]
+    public void HfCompareCountsLlamaShapesAsWhittleBenchDoes()
+    {
+        if (!File.Exists(Python)) Assert.Ignore($"{Python} not found");
+        var (exit, stdout, stderr) = CliRunner.Run("bench", "eval", "--config", "tiny-llama", "--batch-size", "1", "--seq-len", "16",
+            "--steps", "1", "--warmup", "0", "--json");
+        Assert.That(exit, Is.EqualTo(0), stderr);
+        long tiny = JsonNode.Parse(stdout)!["flops_per_token"]!.GetValue<long>();
+        var (pyExit, py) = Run(Python, "-c", "import sys; sys.path.insert(0, 'bench/gpu'); import hf_compare as h; " +
+            "print(h.flops_per_token(h.SHAPES['tiny-llama'], 16, False)); " +
+            "[print(sum(h.param_counts(h.SHAPES[m])), h.flops_per_token(h.SHAPES[m], 2048, True)) " +
+            "for m in ('smollm2-135m', 'qwen3-0.6b')]");
+        Assert.That(pyExit, Is.EqualTo(0), py);
+        var lines = py.Trim().Split('\n');
+        Assert.That(long.Parse(lines[0]), Is.EqualTo(tiny));
+        foreach (var (name, line) in new[] { ("smollm2-135m", lines[1]), ("qwen3-0.6b", lines[2]) })
+        {
+            var shape = Whittle.Cli.BenchCommand.Shape(name);
+            long flops = Whittle.Cli.BenchCommand.FlopsPerToken(shape, 2048, true);
+            Assert.That(line, Is.EqualTo($"{shape.CountParameters().Total} {flops}"), name);
+        }
+    }
+
+    /// <summary>check_with_transformers.py's comparison logic, with the fixtures' own reference model standing in for
+    /// transformers (tools/fixtures/test_check_with_transformers.py): it must pass a faithful model and fail a wrong one.</summary>
+    [Test]
+    public void TheTransformersFixtureCheckPassesAFaithfulModelAndFailsAWrongOne()
+    {
+        if (!File.Exists(Python)) Assert.Ignore($"{Python} not found");
+        var (probe, _) = Run(Python, "-c", "import torch");
+        if (probe != 0) Assert.Ignore("Debian's python3-torch is not installed");
+        var (exit, output) = Run(Python, "-m", "unittest", "discover", "-s", "tools/fixtures", "-p", "test_*.py");
+        Assert.That(exit, Is.EqualTo(0), output);
+        Assert.That(output, Does.Contain("Ran 5 tests"));
+    }
+
     [Test]
     public void TheSessionScriptParses()
     {
@@ -75,7 +116,8 @@ public class GpuSessionToolsTests
     {
         var (exit, output) = Run("bash", "tools/gpu-session.sh", "first", "--dry-run");
         Assert.That(exit, Is.EqualTo(0), output);
-        // 450 s of work inside a 560 s command; with 8 steps each killed at most 10 s late: 530 s
+        // 450 s of work inside a 560 s command; with 8 steps each killed at most 10 s late: 530 s; GPT-NeoX and a Llama model
+        Assert.That(output, Does.Contain("shape: pythia-160m and smollm2-135m, batch 8 x seq 2048"));
         Assert.That(
             output, Does.Contain("budget: plan 450 s of work, deadline 450 s; worst case with a 10 s kill grace per step 530 s; command " +
             "limit 560 s; 8 output files"));
@@ -113,8 +155,8 @@ public class GpuSessionToolsTests
 
     /// <summary>
     /// The first plan on the CPU machine with the software GPU standing in: every promised file exists, the whittle
-    /// steps succeed, HF steps skip with the reason. A small shape (tiny, 1 × 64) and a 300 s deadline, since the
-    /// software GPU is ~100× slower than the CPU backend.
+    /// steps succeed, HF steps skip with the reason. Small shapes (tiny and tiny-llama, 1 × 64) and the default 450 s
+    /// deadline, since the software GPU is ~100× slower than the CPU backend (at 300 s a loaded machine cut the last runs).
     /// </summary>
     [Test]
     public void TheFirstPlanRunsEndToEndOnTheSoftwareGpu()
@@ -132,8 +174,8 @@ public class GpuSessionToolsTests
             var outDir = Path.Combine(dir, "out");
             var env = new Dictionary<string, string?>
             {
-                ["OUT"] = outDir, ["WHITTLE"] = whittle, ["PYTHON"] = Python, ["DEADLINE"] = "300", ["MODEL"] = "tiny",
-                    ["KD_TEACHER"] = "tiny",
+                ["OUT"] = outDir, ["WHITTLE"] = whittle, ["PYTHON"] = Python, ["DEADLINE"] = "450", ["MODEL"] = "tiny",
+                    ["LLAMA_MODEL"] = "tiny-llama", ["KD_TEACHER"] = "tiny",
                 ["BATCH"] = "1", ["SEQ_LEN"] = "64", ["BENCH_STEPS"] = "1", ["BENCH_WARMUP"] = "0",
                 ["WHITTLE_CACHE_DIR"] = Path.Combine(Path.GetTempPath(), "whittle-softgpu-doctor-cache"),
             };
@@ -152,9 +194,14 @@ public class GpuSessionToolsTests
                 Json("doctor-model.json")["parity"]!.ToString(), Does.StartWith("skipped"), "--skip-ops: doctor already ran the op parity");
             Assert.That(Json("kernels.json")["ops"]!.AsArray(), Is.Not.Empty, log);
             foreach (var (f, pair) in new[] { ("hf_compare-eval.json", "tiny/eval"), ("hf_compare-train.json", "tiny/train"),
-                ("hf_compare-train.json", "tiny/kd") })
+                ("hf_compare-train.json", "tiny/kd"), ("hf_compare-eval.json", "tiny-llama/eval"),
+                ("hf_compare-train.json", "tiny-llama/train") })
             {
                 var r = Json(f)["results"]![pair]!;
+                // The Llama model's train run is the last of its step: on a loaded machine the step's deadline may cut it
+                // (hf_compare then records why: skipped, or timed out); a run that finished must pass its loss check.
+                string cut = $"{r["ours"]!["skipped"]}{r["ours"]!["error"]}";
+                if (pair == "tiny-llama/train" && (cut.StartsWith("deadline") || cut.StartsWith("timed out"))) continue;
                 Assert.That((string?)r["ours"]!["loss_check"], Is.EqualTo("ok"), $"{f} {pair}: {r}\n{log}");
                 Assert.That(r["hf_eager"]!["skipped"]!.ToString(), Does.Contain("not importable"), $"{f} {pair}");
             }
