@@ -18,7 +18,7 @@ namespace Whittle.Native.Cpu;
 //    task; exp, max and scaling are TensorPrimitives (Vector512/Vector256 where the CPU has them); row sums and delta
 //    accumulate in double. An output element is one fixed chain of operations whichever thread runs its task, so
 //    results are bit-identical run to run and for any thread count (they depend only on the micro-kernel in use).
-//  - Memory: per task a (QueryTile, KeyTile) score tile (two in the backward pass) and delta (B, H, T): O(T·D) per
+//  - Memory: per thread two (QueryTile, KeyTile) tiles, allocated once; per backward call delta (B, H, T): O(T·D) per
 //    head, not O(T²).
 public sealed unsafe partial class CpuBackend
 {
@@ -38,8 +38,9 @@ public sealed unsafe partial class CpuBackend
         var oa = new HeadAccess(output);
         float* pl = (float*)lse.Pointer;
         int queryTiles = (t + AttentionQueryTile - 1) / AttentionQueryTile;
-        Parallel.For(0, checked(b * h * queryTiles), () => new float[AttentionQueryTile * AttentionKeyTile], (task, _, scores) =>
+        Parallel.For(0, checked(b * h * queryTiles), task =>
         {
+            var scores = AttentionScratch();
             int qt = task % queryTiles, bi = task / queryTiles / h, hi = task / queryTiles % h, kvh = hi / group;
             int q0 = qt * AttentionQueryTile, rows = Math.Min(AttentionQueryTile, t - q0);
             float* o = oa.Head(bi, hi) + q0 * oa.Ld;   // (rows, D), leading dimension oa.Ld
@@ -82,8 +83,7 @@ public sealed unsafe partial class CpuBackend
                 TensorPrimitives.Multiply(orow, (float)(1.0 / rowSum[i]), orow);
                 rowLse[i] = (float)(rowMax[i] + Math.Log(rowSum[i]));
             }
-            return scores;
-        }, _ => { });
+        });
     }
 
     public void AttentionBackward(
@@ -118,8 +118,9 @@ public sealed unsafe partial class CpuBackend
             var rows = new BackwardRows(heads, ga, pl, deltaP, h, t);
             int tiles = (t + AttentionKeyTile - 1) / AttentionKeyTile;
             // dk, dv: one task per (batch, kv head, key tile) over the queries at or after the tile's first key.
-            Parallel.For(0, checked(b * kv * tiles), () => new float[2 * AttentionQueryTile * AttentionKeyTile], (task, _, scratch) =>
+            Parallel.For(0, checked(b * kv * tiles), task =>
             {
+                var scratch = AttentionScratch();
                 int kt = task % tiles, bi = task / tiles / kv, kvh = task / tiles % kv;
                 int k0 = kt * AttentionKeyTile, w = Math.Min(AttentionKeyTile, t - k0);
                 float* dkTile = dka.Head(bi, kvh) + k0 * dka.Ld, dvTile = dva.Head(bi, kvh) + k0 * dva.Ld;
@@ -138,12 +139,12 @@ public sealed unsafe partial class CpuBackend
                                 dkTile, dka.Ld, serial: true, kernel: heads.Kernel);
                         }
                 }
-                return scratch;
-            }, _ => { });
+            });
             // dq: one task per (batch, query head, query tile) over the key tiles up to its diagonal.
             int queryTiles = (t + AttentionQueryTile - 1) / AttentionQueryTile;
-            Parallel.For(0, checked(b * h * queryTiles), () => new float[2 * AttentionQueryTile * AttentionKeyTile], (task, _, scratch) =>
+            Parallel.For(0, checked(b * h * queryTiles), task =>
             {
+                var scratch = AttentionScratch();
                 int qt = task % queryTiles, bi = task / queryTiles / h, hi = task / queryTiles % h, kvh = hi / group;
                 int q0 = qt * AttentionQueryTile, n = Math.Min(AttentionQueryTile, t - q0);
                 float* dqTile = dqa.Head(bi, hi) + q0 * dqa.Ld;
@@ -159,10 +160,16 @@ public sealed unsafe partial class CpuBackend
                             dqTile, dqa.Ld, serial: true, kernel: heads.Kernel);
                     }
                 }
-                return scratch;
-            }, _ => { });
+            });
         }
     }
+
+    /// <summary>This thread's two (QueryTile, KeyTile) tiles, allocated once per thread (as Gemm's pack buffers), so the
+    /// steady state allocates nothing but Parallel.For's bookkeeping. A task uses them only while it runs.</summary>
+    static float[] AttentionScratch() => t_attentionScratch ??= GC.AllocateArray<float>(2 * AttentionQueryTile * AttentionKeyTile,
+        pinned: true);
+
+    [ThreadStatic] static float[]? t_attentionScratch;
 
     /// <summary>KV, the kv heads of k and v (B, T, KV, D) for q (B, T, H, D): the same B, T, D, and KV dividing H.</summary>
     static int KvHeads(Tensor q, Tensor k, Tensor v)
