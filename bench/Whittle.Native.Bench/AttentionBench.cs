@@ -16,8 +16,10 @@ static class AttentionBench
     public static void Quick(int rounds = 7)
     {
         var cpu = new CpuBackend(CpuGemm.Ours);
-        Console.WriteLine($"{Environment.ProcessorCount} threads; {cpu.Name}; H 8, D 32, B·T = 2048; median of {rounds} interleaved calls");
-        Console.WriteLine($"{"B×T",-8} {"pass",-9} {"dense tok/s",12} {"tiled tok/s",12} {"tiled/dense",12} {"dense MiB",10} {"tiled MiB",10}");
+        Console.WriteLine(
+            $"{Environment.ProcessorCount} threads; {cpu.Name}; H 8, D 32, B·T = 2048; median of {rounds} interleaved calls");
+        Console.WriteLine($"{"B×T",-8} {"pass",-9} {"dense tok/s",12} {"tiled tok/s",12} {"tiled/dense",12} " +
+            $"{"dense MiB",10} {"tiled MiB",10}");
         foreach (int t in new[] { 256, 512, 1024, 2048 })
         {
             int b = 2048 / t, h = 8, d = 32;
