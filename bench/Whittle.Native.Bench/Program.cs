@@ -1,6 +1,11 @@
 using BenchmarkDotNet.Running;
 
 // CPU benchmarks (BenchmarkDotNet). Run: dotnet run -c Release --project bench/Whittle.Native.Bench -- --filter '*'
+if (args is ["attention-quick", .. var attentionArgs])
+{
+    Whittle.Native.Bench.AttentionBench.Quick(attentionArgs is [var r] ? int.Parse(r) : 7);
+    return;
+}
 if (args is ["tokenizer-quick"]) { TokenizerBench.Quick(); return; }
 if (args is ["tokenizers-compare", .. var compareArgs]) { TokenizerCompare.Run(compareArgs); return; }
 if (args is ["gemm-quick", .. var rest])

@@ -10,7 +10,7 @@ namespace Whittle.Native.Cpu;
 /// <summary>
 /// The CPU implementation of every op: the ground truth the CUDA kernels are checked against.
 /// Policy: exactness and determinism before speed. Reductions accumulate in double, except the GEMM-shaped ones
-/// (matmul, and attention's per-head products, which run through the same GEMM) that are f32 FMA chains; work is split
+/// (matmul, and attention's tile products, which run through the same GEMM) that are f32 FMA chains; work is split
 /// across threads only along dimensions whose outputs are disjoint, and cross-row reductions (bias and norm gradients,
 /// sums) use a fixed chunking (or fixed SIMD lanes) that does not depend on the thread count, so results are
 /// bit-identical from run to run. Small ops (under about 32K element-operations) run on the calling thread.
@@ -25,8 +25,8 @@ public sealed unsafe partial class CpuBackend : IBackend
 
     public static CpuBackend Instance { get; } = new();
 
-    /// <summary>The GEMM MatMul runs (Auto resolved): ours (possibly a forced micro-kernel) or OpenBLAS. Attention's per-head products
-    /// always run ours, serially inside their own per-head parallel loop.</summary>
+    /// <summary>The GEMM MatMul runs (Auto resolved): ours (possibly a forced micro-kernel) or OpenBLAS. Attention's tile products
+    /// always run ours, serially inside their own parallel loop over (batch, head, tile).</summary>
     public CpuGemm GemmChoice { get; }
 
     /// <summary>A backend whose MatMul uses the GEMM chosen by WHITTLE_CPU_GEMM (auto | ours | openblas | ours-scalar | ours-avx2 |
@@ -40,7 +40,7 @@ public sealed unsafe partial class CpuBackend : IBackend
     }
 
     /// <summary>The micro-kernel of our GEMM when a path is forced (ours-scalar | ours-avx2 | ours-avx512), else null
-    /// (the widest). Attention's per-head products use it too, so a forced path covers every GEMM the backend runs.</summary>
+    /// (the widest). Attention's tile products use it too, so a forced path covers every GEMM the backend runs.</summary>
     readonly Gemm.Kernel? _kernel;
 
     public Device Device => Device.Cpu;
@@ -286,127 +286,6 @@ public sealed unsafe partial class CpuBackend : IBackend
                 }
             }
         });
-    }
-
-    // ---------------------------------------------------------------- attention
-
-    // Attention runs per (b, h) as small GEMMs on the (T, D) head slices, addressed in place through their row stride
-    // (a head of a (B, T, H, D) view is a row-dense (T, D) matrix with leading dimension Stride(1)): the full (T, T) score
-    // block is computed and the causal part kept (twice the needed multiply-adds, but at GEMM speed rather than one short
-    // dot product per score). Softmax in f32 (TensorPrimitives.Exp, ~1 ulp) with the row sum in double; P @ V and the
-    // gradient products accumulate in f32 FMA chains of length T: relative error ~1e-7·sqrt(T), far below the 1e-5 parity
-    // and 1e-3 gradient-check tolerances. Each (b, h) is one task that owns its output slices, so there is no cross-thread
-    // reduction and the result does not depend on the thread count.
-
-    public void AttentionForward(Tensor q, Tensor k, Tensor v, float scale, Tensor output, Tensor lse, AttentionPrecision precision)
-    {
-        var (b, t, h, d) = ArgCheck.Heads(q, nameof(q));
-        int group = h / KvHeads(q, k, v);   // query heads per kv head
-        ArgCheck.SameShape(q, output, "attention output");
-        ArgCheck.Contiguous(output, nameof(output));
-        ArgCheck.Shape(lse, nameof(lse), b, h, t); ArgCheck.Contiguous(lse, nameof(lse));
-        var qa = new HeadAccess(q); var ka = new HeadAccess(k); var va = new HeadAccess(v); var oa = new HeadAccess(output);
-        float* pl = (float*)lse.Pointer;
-        var kern = _kernel;
-        Parallel.For(0, b * h, () => new float[(long)t * t], (bh, _, probs) =>
-        {
-            int bi = bh / h, hi = bh % h, kvh = hi / group;
-            fixed (float* p = probs)   // (T, T): scores, then probabilities (zero above the diagonal)
-            {
-                Gemm.Sgemm(false, true, t, t, d, scale, qa.Head(bi, hi), qa.Ld, ka.Head(bi, kvh), ka.Ld, 0f, p, t, serial: true,
-                    kernel: kern);
-                for (int ti = 0; ti < t; ti++)
-                {
-                    var row = new Span<float>(p + (long)ti * t, ti + 1);
-                    float max = TensorPrimitives.Max(row);
-                    TensorPrimitives.Subtract(row, max, row);
-                    TensorPrimitives.Exp(row, row);
-                    double sum = 0; foreach (var e in row) sum += e;
-                    TensorPrimitives.Multiply(row, (float)(1.0 / sum), row);
-                    new Span<float>(p + (long)ti * t + ti + 1, t - ti - 1).Clear();
-                    pl[((long)bi * h + hi) * t + ti] = (float)(max + Math.Log(sum));
-                }
-                // O = P V
-                Gemm.Sgemm(false, false, t, d, t, 1f, p, t, va.Head(bi, kvh), va.Ld, 0f, oa.Head(bi, hi), oa.Ld, serial: true,
-                    kernel: kern);
-            }
-            return probs;
-        }, _ => { });
-    }
-
-    public void AttentionBackward(
-        Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale, Tensor dq, Tensor dk, Tensor dv,
-        AttentionPrecision precision)
-    {
-        var (b, t, h, d) = ArgCheck.Heads(q, nameof(q));
-        int kv = KvHeads(q, k, v), group = h / kv;
-        foreach (var (x, name) in new[] { (dOut, nameof(dOut)), (output, nameof(output)), (dq, nameof(dq)) })
-            ArgCheck.SameShape(q, x, "attention backward " + name);
-        ArgCheck.SameShape(k, dk, "attention backward dk"); ArgCheck.SameShape(k, dv, "attention backward dv");
-        ArgCheck.Shape(lse, nameof(lse), b, h, t);
-        var qa = new HeadAccess(q); var ka = new HeadAccess(k); var va = new HeadAccess(v); var oa = new HeadAccess(output);
-        var ga = new HeadAccess(dOut);
-        var dqa = new HeadAccess(dq); var dka = new HeadAccess(dk); var dva = new HeadAccess(dv);
-        float* pl = (float*)lse.Pointer;
-        var kern = _kernel;
-        // Each (b, kv head) task owns its slices of dk, dv and the dq slices of the query heads of its group, which it
-        // visits in order: the group's sum into dk and dv has a fixed order and needs no atomics or cross-thread reduction.
-        Parallel.For(0, b * kv, () => new float[2L * t * t], (bg, _, scratch) =>
-        {
-            int bi = bg / kv, kvh = bg % kv;
-            fixed (float* p = scratch)
-                for (int hi = kvh * group; hi < (kvh + 1) * group; hi++)
-                {
-                    float* ds = p + (long)t * t;   // (T, T) probabilities P, then (T, T) dP and dS = P ⊙ (dP − rowsum(dO ⊙ O))
-                    Gemm.Sgemm(false, true, t, t, d, scale, qa.Head(bi, hi), qa.Ld, ka.Head(bi, kvh), ka.Ld, 0f, p, t, serial: true,
-                        kernel: kern);
-                    // dP = dO V^T
-                    Gemm.Sgemm(false, true, t, t, d, 1f, ga.Head(bi, hi), ga.Ld, va.Head(bi, kvh), va.Ld, 0f, ds, t, serial: true,
-                        kernel: kern);
-                    for (int ti = 0; ti < t; ti++)
-                    {
-                        var prow = new Span<float>(p + (long)ti * t, ti + 1);
-                        var drow = new Span<float>(ds + (long)ti * t, ti + 1);
-                        TensorPrimitives.Subtract(prow, pl[((long)bi * h + hi) * t + ti], prow);
-                        TensorPrimitives.Exp(prow, prow);
-                        float delta = TensorPrimitives.Dot(ga.Row(bi, ti, hi, d), oa.Row(bi, ti, hi, d));   // Σ_s p_s dP_s
-                        TensorPrimitives.Subtract(drow, delta, drow);
-                        TensorPrimitives.Multiply(drow, prow, drow);
-                        new Span<float>(p + (long)ti * t + ti + 1, t - ti - 1).Clear();
-                        new Span<float>(ds + (long)ti * t + ti + 1, t - ti - 1).Clear();
-                    }
-                    // dQ += scale dS K, dK += scale dS^T Q, dV += P^T dO
-                    Gemm.Sgemm(false, false, t, d, t, scale, ds, t, ka.Head(bi, kvh), ka.Ld, 1f, dqa.Head(bi, hi), dqa.Ld, serial: true,
-                        kernel: kern);
-                    Gemm.Sgemm(true, false, t, d, t, scale, ds, t, qa.Head(bi, hi), qa.Ld, 1f, dka.Head(bi, kvh), dka.Ld, serial: true,
-                        kernel: kern);
-                    Gemm.Sgemm(true, false, t, d, t, 1f, p, t, ga.Head(bi, hi), ga.Ld, 1f, dva.Head(bi, kvh), dva.Ld, serial: true,
-                        kernel: kern);
-                }
-            return scratch;
-        }, _ => { });
-    }
-
-    /// <summary>KV, the kv heads of k and v (B, T, KV, D) for q (B, T, H, D): the same B, T, D, and KV dividing H.</summary>
-    static int KvHeads(Tensor q, Tensor k, Tensor v)
-    {
-        var (b, t, h, d) = ArgCheck.Heads(q, nameof(q));
-        var (kb, kt, kv, kd) = ArgCheck.Heads(k, nameof(k));
-        ArgCheck.SameShape(k, v, "attention v");
-        if (kb != b || kt != t || kd != d || kv < 1 || h % kv != 0)
-            throw new ArgumentException($"attention: k {k.Describe()} must be (B, T, KV, D) for q {q.Describe()}, with KV dividing H");
-        return kv;
-    }
-
-    /// <summary>Pointer arithmetic for one (B, T, H, D) view whose last dimension is dense.</summary>
-    readonly struct HeadAccess(Tensor x)
-    {
-        readonly float* _p = (float*)x.Pointer;
-        readonly long _sb = x.Stride(0), _st = x.Stride(1), _sh = x.Stride(2);
-        public ReadOnlySpan<float> Row(int b, int t, int h, int d) => new(_p + b * _sb + t * _st + h * _sh, d);
-        /// <summary>Head (b, h) as a row-dense (T, D) matrix starting here, with leading dimension <see cref="Ld"/>.</summary>
-        public float* Head(int b, int h) => _p + b * _sb + h * _sh;
-        public long Ld => _st;
     }
 
     // ---------------------------------------------------------------- gelu

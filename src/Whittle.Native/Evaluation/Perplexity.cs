@@ -6,61 +6,87 @@ using Whittle.Native.Tensors;
 
 namespace Whittle.Native.Evaluation;
 
-public sealed record EvalResult(double Loss, long Tokens, long Windows, double Seconds)
+/// <summary>An evaluation's outcome. Stride: the windows' step S (T for non-overlapping windows).</summary>
+public sealed record EvalResult(double Loss, long Tokens, long Windows, double Seconds, int Stride)
 {
     public double Perplexity => Math.Exp(Loss);
     public double TokensPerSecond => Seconds > 0 ? Tokens / Seconds : 0;
 }
 
 /// <summary>
-/// Perplexity, defined as: the token stream is cut into consecutive non-overlapping windows of T tokens (a trailing
-/// remainder shorter than T is dropped); in each window every token after the first is predicted from the tokens
-/// before it; perplexity = exp(mean negative log-likelihood over those predictions). So each window contributes T − 1
-/// predictions, and <see cref="EvalResult.Tokens"/> counts predictions.
-/// Runs with no tape (nothing recorded, activations freed layer by layer), B windows per forward, the fused
-/// cross-entropy (no probability buffer) and log-sum-exp accumulated in double.
+/// Perplexity over windows of T tokens that start every S tokens (S = stride, 1 ≤ S ≤ T; by default S = T):
+/// window i holds tokens [i·S, i·S + T), for i = 0 .. W − 1 with W = 1 + ⌊(N − T) / S⌋ (only whole windows, so up to S − 1
+/// trailing tokens are not scored). Window 0 scores each of its tokens after the first; every later window scores only
+/// its last min(S, T − 1) tokens, which the windows before it did not score, each predicted from the tokens of its own
+/// window before it. Perplexity = exp(mean negative log-likelihood over the scored tokens).
+///  - S = T: consecutive non-overlapping windows, T − 1 predictions each (a trailing remainder shorter than T dropped).
+///  - S &lt; T: Hugging Face's strided sliding-window perplexity (the "Perplexity of fixed-length models" guide): every
+///    token from position T on is predicted with at least T − S tokens of context, tokens 1 .. T + (W − 1)·S − 1 are
+///    each scored exactly once. HF also scores the tail in a final shorter window; this definition stops at the last
+///    whole window, so that S = T is exactly the non-overlapping definition above.
+/// <see cref="EvalResult.Tokens"/> counts scored tokens. Runs with no tape (nothing recorded, activations freed layer by
+/// layer), B windows per forward, the fused cross-entropy (no probability buffer; unscored positions carry the ignore
+/// index) and log-sum-exp accumulated in double.
 /// </summary>
 public static class Perplexity
 {
+    const int Unscored = -100;
+
     public static EvalResult Evaluate(LanguageModel model, ITokenSource tokens, int seqLen, int batchSize, long maxTokens = long.MaxValue,
-        ActiveArchitecture? active = null, Action<long, long>? progress = null)
+        ActiveArchitecture? active = null, Action<long, long>? progress = null, int? stride = null)
     {
         if (seqLen < 2) throw new WhittleException($"--seq-len must be at least 2 (one context token and one prediction), got {seqLen}");
         if (batchSize < 1) throw new WhittleException($"--batch-size must be at least 1, got {batchSize}");
-        long windows = tokens.Length / seqLen;
-        if (maxTokens < long.MaxValue) windows = Math.Min(windows, Math.Max(1, maxTokens / (seqLen - 1)));
-        if (windows == 0) throw new WhittleException($"the evaluation text has {tokens.Length} tokens, fewer than one window of {seqLen}");
+        int step = stride ?? seqLen;
+        CheckStride(step, seqLen);
+        if (tokens.Length < seqLen)
+            throw new WhittleException($"the evaluation text has {tokens.Length} tokens, fewer than one window of {seqLen}");
+        int later = Math.Min(step, seqLen - 1);   // tokens scored by each window after the first
+        long windows = 1 + (tokens.Length - seqLen) / step;
+        if (maxTokens < long.MaxValue) windows = Math.Min(windows, 1 + Math.Max(0, (maxTokens - (seqLen - 1)) / later));
         var backend = model.Backend;
         var sw = Stopwatch.StartNew();
         double nll = 0; long predictions = 0;
         var window = new int[seqLen];
         for (long w0 = 0; w0 < windows; w0 += batchSize)
         {
-            int b = (int)Math.Min(batchSize, windows - w0);
-            var inputs = new int[b * (seqLen - 1)]; var targets = new int[b * (seqLen - 1)];
+            int b = (int)Math.Min(batchSize, windows - w0), n = seqLen - 1;
+            var inputs = new int[b * n]; var targets = new int[b * n];   // (b, T − 1) each
+            int scored = 0;
             for (int i = 0; i < b; i++)
             {
-                tokens.Read((w0 + i) * seqLen, window);
-                window.AsSpan(0, seqLen - 1).CopyTo(inputs.AsSpan(i * (seqLen - 1)));
-                window.AsSpan(1).CopyTo(targets.AsSpan(i * (seqLen - 1)));
+                tokens.Read((w0 + i) * step, window);
+                window.AsSpan(0, n).CopyTo(inputs.AsSpan(i * n));
+                window.AsSpan(1).CopyTo(targets.AsSpan(i * n));
+                int keep = w0 + i == 0 ? n : later;   // the window's last `keep` targets are scored
+                targets.AsSpan(i * n, n - keep).Fill(Unscored);
+                scored += keep;
             }
-            using var hIn = Tensor.FromArray(inputs, b, seqLen - 1);
-            using var hTg = Tensor.FromArray(targets, b * (seqLen - 1));
+            using var hIn = Tensor.FromArray(inputs, b, n);
+            using var hTg = Tensor.FromArray(targets, b * n);
             using var dIn = backend.FromHost(hIn);
             using var dTg = backend.FromHost(hTg);
             using var tape = new Tape(backend, recording: false);
             if (model.ChunksLoss(targets.Length))   // the (N, V) logits never whole; the mean comes back as f32 (relative 6e-8)
-                nll += (double)model.Loss(tape, dIn, dTg, active).Data.ToFloatArray()[0] * targets.Length;
+                nll += (double)model.Loss(tape, dIn, dTg, active, Unscored).Data.ToFloatArray()[0] * scored;
             else
             {
                 var logits = model.Forward(tape, dIn, active);
                 using var losses = backend.Empty(DType.F32, targets.Length);
-                backend.CrossEntropy(logits.Data, dTg, -100, losses, null, 0f);
+                backend.CrossEntropy(logits.Data, dTg, Unscored, losses, null, 0f);   // unscored rows: loss 0
                 nll += backend.Sum(losses);
             }
-            predictions += targets.Length;
+            predictions += scored;
             progress?.Invoke(w0 + b, windows);
         }
-        return new EvalResult(nll / predictions, predictions, windows, sw.Elapsed.TotalSeconds);
+        return new EvalResult(nll / predictions, predictions, windows, sw.Elapsed.TotalSeconds, step);
+    }
+
+    /// <summary>A window's step S must be in [1, T].</summary>
+    public static void CheckStride(int stride, int seqLen)
+    {
+        if (stride < 1 || stride > seqLen)
+            throw new WhittleException($"--stride must be in [1, --seq-len] = [1, {seqLen}] (the step between windows of {seqLen} " +
+                $"tokens), got {stride}");
     }
 }

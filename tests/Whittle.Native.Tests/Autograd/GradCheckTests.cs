@@ -167,6 +167,23 @@ public class GradCheckTests
         }, Rand(rng, 1, B, T, width));
     }
 
+    /// <summary>T = 100 crosses the CPU kernel's tiles (96 queries, 64 keys: a partial query tile, a partial key tile,
+    /// a diagonal tile with fully masked rows), with two query heads sharing one kv head.</summary>
+    [Test]
+    public void AttentionAcrossTiles()
+    {
+        var rng = new Rng(21);
+        int B = 1, T = CpuBackend.AttentionQueryTile + 4, Hq = 2, D = 3, width = (Hq + 2) * D;
+        long[] strides = [(long)T * width, width, D, 1];
+        Check("attention across tiles", (t, v) =>
+        {
+            var q = t.View(v[0], x => x.AsStrided([B, T, Hq, D], strides, 0));
+            var k = t.View(v[0], x => x.AsStrided([B, T, 1, D], strides, Hq * D));
+            var vv = t.View(v[0], x => x.AsStrided([B, T, 1, D], strides, (Hq + 1) * D));
+            return t.Attention(q, k, vv, 1f / MathF.Sqrt(D));
+        }, Rand(rng, 1, B, T, width));
+    }
+
     [Test]
     public void RmsNormRows()
     {
