@@ -22,7 +22,7 @@ public class SearchCliTests
     [TearDown] public void TearDown() { if (Directory.Exists(_tmp)) Directory.Delete(_tmp, true); }
 
     /// <summary>A token dataset directory written by hand in the documented format (meta.json + uint16 shards).</summary>
-    static string WriteDataset(string dir, int vocab, int trainTokens, int valTokens, ulong seed)
+    internal static string WriteDataset(string dir, int vocab, int trainTokens, int valTokens, ulong seed)
     {
         Directory.CreateDirectory(dir);
         var rng = new Rng(seed);
