@@ -2,6 +2,7 @@ using BenchmarkDotNet.Running;
 
 // CPU benchmarks (BenchmarkDotNet). Run: dotnet run -c Release --project bench/Whittle.Native.Bench -- --filter '*'
 if (args is ["tokenizer-quick"]) { TokenizerBench.Quick(); return; }
+if (args is ["search-speed", .. var searchArgs]) { Whittle.Native.Bench.SearchSpeedBench.Run(searchArgs); return; }
 if (args is ["tokenizers-compare", .. var compareArgs]) { TokenizerCompare.Run(compareArgs); return; }
 if (args is ["gemm-quick", .. var rest])
 {

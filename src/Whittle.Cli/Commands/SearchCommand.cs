@@ -78,10 +78,10 @@ static class SearchCommand
         var cmd = new Command("search",
             "Search sub-networks of a parent under a parameter budget (evolution, NSGA-II, stratified random, local search, random " +
             "search, importance baseline) for the Pareto front of perplexity against parameters, FLOPs or latency.");
-        foreach (var o in new Option[] { model, data, budgetParams, budgetRatio, budgetOn, tolerance, space, strategy, objectives, evaluations,
-                     output, resume, baselines, seed, population, elites, tournament, mutation, crossover, bins, binSpacing, embedStep,
-                     headStep, interStep, seqLen, batchSize, evalTokens, latencyBatch, latencySeqLen, latencyWarmup, latencyRuns, device,
-                     CliCommon.Json })
+        foreach (var o in new Option[] { model, data, budgetParams, budgetRatio, budgetOn, tolerance, space, strategy, objectives,
+                     evaluations, output, resume, baselines, seed, population, elites, tournament, mutation, crossover, bins, binSpacing,
+                     embedStep, headStep, interStep, seqLen, batchSize, evalTokens, latencyBatch, latencySeqLen, latencyWarmup, latencyRuns,
+                     device, CliCommon.Json })
             cmd.Options.Add(o);
 
         cmd.SetAction(parse =>
@@ -105,7 +105,8 @@ static class SearchCommand
             var kind = SearchSpace.ParseKind(parse.GetValue(space)!);
             string primary = parse.GetValue(strategy)!;
             if (primary is not ("evolution" or "random" or "importance" or "nsga2" or "stratified" or "local"))
-                throw new WhittleException($"--strategy must be evolution, random, importance, nsga2, stratified or local, got '{primary}'");
+                throw new WhittleException(
+                    $"--strategy must be evolution, random, importance, nsga2, stratified or local, got '{primary}'");
             var goals = ObjectiveSet.Parse(parse.GetValue(objectives)!);
             var spacing = ParameterBins.ParseSpacing(parse.GetValue(binSpacing)!);
             int K = parse.GetValue(evaluations);
@@ -136,7 +137,8 @@ static class SearchCommand
                 if (LT < 1 || LT > config.MaxPositionEmbeddings)
                     throw new WhittleException($"--latency-seq-len {LT} must be in [1, {config.MaxPositionEmbeddings}]");
                 if (warmup is < 0 or > 1000 || runs is < 1 or > 1000)
-                    throw new WhittleException($"--latency-warmup must be in [0, 1000] and --latency-runs in [1, 1000], got {warmup} and {runs}");
+                    throw new WhittleException(
+                        $"--latency-warmup must be in [0, 1000] and --latency-runs in [1, 1000], got {warmup} and {runs}");
             }
             using var dataset = TokenDataset.Open(parse.GetValue(data)!);
             if (dataset.Meta.VocabSize > config.VocabSize)
@@ -324,7 +326,8 @@ static class SearchCommand
     }
 
     /// <summary>pareto-&lt;objective&gt;.svg for each size objective: perplexity against it, by strategy (SearchFrontPlot).</summary>
-    static void WritePlots(string outDir, ObjectiveSet goals, Dictionary<string, List<string>> byStrategy, Dictionary<string, double[]> byKey)
+    static void WritePlots(
+        string outDir, ObjectiveSet goals, Dictionary<string, List<string>> byStrategy, Dictionary<string, double[]> byKey)
     {
         int ppl = Array.IndexOf(goals.Items, Objective.Perplexity);
         for (int k = 0; k < goals.Items.Length; k++)

@@ -15,7 +15,8 @@ public static class SearchFrontPlot
         {
             var (name, points) = strategies[i];
             string color = SvgPlot.Palette[i % SvgPlot.Palette.Length];
-            plot.Scatter($"{name} ({points.Count})", color, points, SvgPlot.Markers[i % SvgPlot.Markers.Length], points.Count <= 3 ? 6 : 3.5);
+            var marker = SvgPlot.Markers[i % SvgPlot.Markers.Length];
+            plot.Scatter($"{name} ({points.Count})", color, points, marker, points.Count <= 3 ? 6 : 3.5);   // a lone baseline drawn large
             var front = new List<(double X, double Ppl)>();
             foreach (var p in points.OrderBy(p => p.X).ThenBy(p => p.Ppl))
                 if (front.Count == 0 || p.Ppl < front[^1].Ppl) front.Add(p);

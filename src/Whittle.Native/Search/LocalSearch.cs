@@ -79,7 +79,11 @@ public static class LocalSearch
             }
             explored.Add(SubnetSpec.Key(space.ToArchitecture(g)));
             var neighbours = LocalSearch.Neighbours(space, g);
-            for (int i = neighbours.Count - 1; i > 0; i--) { int j = rng.NextInt(i + 1); (neighbours[i], neighbours[j]) = (neighbours[j], neighbours[i]); }
+            for (int i = neighbours.Count - 1; i > 0; i--)   // Fisher–Yates: a seeded random order
+            {
+                int j = rng.NextInt(i + 1);
+                (neighbours[i], neighbours[j]) = (neighbours[j], neighbours[i]);
+            }
             foreach (var n in neighbours)
             {
                 if (seen.Count >= evaluations) break;

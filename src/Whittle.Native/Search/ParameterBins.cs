@@ -25,7 +25,8 @@ public sealed class ParameterBins
         for (int i = 0; i <= count; i++)
         {
             double f = (double)i / count;
-            double edge = spacing == BinSpacing.Linear ? low + f * (high - low) : Math.Exp(Math.Log(low) + f * (Math.Log(high) - Math.Log(low)));
+            double edge = spacing == BinSpacing.Linear ? low + f * (high - low)
+                : Math.Exp(Math.Log(low) + f * (Math.Log(high) - Math.Log(low)));
             Edges[i] = Math.Clamp((long)Math.Round(edge), low, high);
         }
         Edges[0] = low; Edges[count] = high;

@@ -77,6 +77,7 @@ public class LatencyTests
             MaxPositionEmbeddings = 16 };
         using var parent = SearchTestModels.RandomModel(c, 1);
         Assert.That(LatencyProbe.ExtractedForwardMs(parent, A, 2, 8, 1, 3), Is.GreaterThanOrEqualTo(0));
-        Assert.Throws<WhittleException>(() => LatencyProbe.ExtractedForwardMs(parent, new ActiveArchitecture(32, [0], [2], [24]), 2, 8, 1, 1));
+        var tooWide = new ActiveArchitecture(32, [0], [2], [24]);
+        Assert.Throws<WhittleException>(() => LatencyProbe.ExtractedForwardMs(parent, tooWide, 2, 8, 1, 1));
     }
 }
