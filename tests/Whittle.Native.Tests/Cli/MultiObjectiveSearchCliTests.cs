@@ -116,8 +116,9 @@ public class MultiObjectiveSearchCliTests
     public void StratifiedSearchFillsEveryLogBin()
     {
         var outDir = Path.Combine(_tmp, "stratified");
-        var r = CliRunner.Run([.. Common(outDir), "--strategy", "stratified", "--bins", "3", "--bin-spacing", "log", "--evaluations", "6",
-            "--baselines", "false"]);
+        string[] run = [.. Common(outDir), "--strategy", "stratified", "--bins", "3", "--bin-spacing", "log", "--evaluations", "6",
+            "--baselines", "false"];
+        var r = CliRunner.Run(run);
         Assert.That(r.Exit, Is.EqualTo(0), r.Stderr);
         var node = JsonNode.Parse(r.Stdout)!["strategies"]!["stratified"]!;
         var bins = node["bins"]!;
@@ -133,6 +134,11 @@ public class MultiObjectiveSearchCliTests
             .Select(c => ParameterCount.Of(config, SubnetSpec.FromJson(c!["spec"]!.AsObject(), config)).Total).ToList();
         // Round-robin: the i-th candidate comes from bin i mod 3 (its window reaches one parameter below the edge).
         for (int i = 0; i < counts.Count; i++) Assert.That(counts[i], Is.InRange(edges[i % 3] - 1, edges[i % 3 + 1]), $"candidate {i}");
+        // Resume: the same seed draws the same candidates, all answered from history.jsonl.
+        var again = CliRunner.Run([.. run, "--resume"]);
+        Assert.That(again.Exit, Is.EqualTo(0), again.Stderr);
+        var summary2 = JsonNode.Parse(again.Stdout)!.AsObject();
+        Assert.That((summary2["evaluated"]!.GetValue<int>(), summary2["from_history"]!.GetValue<int>()), Is.EqualTo((0, 6)));
     }
 
     [Test]

@@ -112,6 +112,22 @@ public class MultiObjectiveSearchTests
     }
 
     [Test]
+    public void TheFlopsObjectiveOfAPerLayerSubNetworkIsAHandCount()
+    {
+        // d = 8, V = 10, head size 4, T = 5. Layer 0 with 2 heads and 16 neurons: the projections are d×3hD (8×24), hD×d
+        // (8×8), d×m and m×d (8×16 twice): 2·(192 + 64 + 256) = 1024, attention q·kᵀ and a·v 2·2·T·h·D = 160. Layer 1
+        // with 1 head and 8 neurons: 2·(96 + 32 + 128) = 512, attention 80. The unembedding 2·V·d = 160.
+        var c = new GptNeoXConfig { VocabSize = 10, HiddenSize = 8, NumLayers = 2, NumHeads = 2, IntermediateSize = 16 };
+        var a = new ActiveArchitecture(8, [0, 1], [2, 1], [16, 8]);
+        var f = SubnetCosts.FlopsPerToken(c, a, context: 5);
+        Assert.That((f.NonEmbedding, f.Embedding), Is.EqualTo((1184L + 592L, 160L)));
+        var entry = new HistoryEntry("x", SubnetSpec.Key(a), SubnetSpec.ToJson(a), ParameterCount.Of(c, a), f, Math.Log(20), 0);
+        var goals = ObjectiveSet.Parse("ppl,flops,params");
+        Assert.That(goals.Vector(entry, p => p.NonEmbedding, () => throw new AssertionException("no latency asked for")),
+            Is.EqualTo(new[] { 20, 1936, ParameterCount.Of(c, a).NonEmbedding }).Within(1e-9));
+    }
+
+    [Test]
     public void BinEdgesAreLinearOrGeometric()
     {
         Assert.That(new ParameterBins(100, 200, 4, BinSpacing.Linear).Edges, Is.EqualTo(new long[] { 100, 125, 150, 175, 200 }));
