@@ -7,6 +7,7 @@ if (args is ["attention-quick", .. var attentionArgs])
     return;
 }
 if (args is ["tokenizer-quick"]) { TokenizerBench.Quick(); return; }
+if (args is ["search-speed", .. var searchArgs]) { Whittle.Native.Bench.SearchSpeedBench.Run(searchArgs); return; }
 if (args is ["tokenizers-compare", .. var compareArgs]) { TokenizerCompare.Run(compareArgs); return; }
 if (args is ["gemm-quick", .. var rest])
 {

@@ -9,23 +9,36 @@ using Whittle.Native.Model;
 namespace Whittle.Native.Search;
 
 public sealed record HistoryEntry(
-    string Strategy, string Key, JsonObject Spec, ParameterCount Parameters, FlopCount Flops, double Loss, double Seconds)
+    string Strategy, string Key, JsonObject Spec, ParameterCount Parameters, FlopCount Flops, double Loss, double Seconds,
+    LatencyRecord? Latency = null)
 {
     public double Perplexity => Math.Exp(Loss);
 
-    public JsonObject ToJson() => new()
+    public JsonObject ToJson()
     {
-        ["strategy"] = Strategy,
-        ["spec"] = JsonNode.Parse(Spec.ToJsonString()),
-        ["params"] = new JsonObject { ["embedding"] = Parameters.Embedding, ["non_embedding"] = Parameters.NonEmbedding,
-            ["total"] = Parameters.Total },
-        ["flops_per_token"] = new JsonObject { ["embedding"] = Flops.Embedding, ["non_embedding"] = Flops.NonEmbedding,
-            ["total"] = Flops.Total },
-        ["loss"] = Loss,
-        ["perplexity"] = Perplexity,
-        ["seconds"] = Seconds,
-    };
+        var o = new JsonObject
+        {
+            ["strategy"] = Strategy,
+            ["spec"] = JsonNode.Parse(Spec.ToJsonString()),
+            ["params"] = new JsonObject { ["embedding"] = Parameters.Embedding, ["non_embedding"] = Parameters.NonEmbedding,
+                ["total"] = Parameters.Total },
+            ["flops_per_token"] = new JsonObject { ["embedding"] = Flops.Embedding, ["non_embedding"] = Flops.NonEmbedding,
+                ["total"] = Flops.Total },
+            ["loss"] = Loss,
+            ["perplexity"] = Perplexity,
+            ["seconds"] = Seconds,
+        };
+        if (Latency is { } l)
+            o["latency"] = new JsonObject
+            {
+                ["ms"] = l.Ms, ["device"] = l.Shape.Device, ["batch"] = l.Shape.Batch, ["seq_len"] = l.Shape.SeqLen,
+            };
+        return o;
+    }
 }
+
+/// <summary>A measured latency and where it was measured (Latency.cs).</summary>
+public sealed record LatencyRecord(double Ms, LatencyShape Shape);
 
 public sealed class SearchLog
 {
@@ -50,7 +63,9 @@ public sealed class SearchLog
                 var e = new HistoryEntry(o["strategy"]!.GetValue<string>(), spec.ToJsonString(), spec,
                     new ParameterCount(p["embedding"]!.GetValue<long>(), p["non_embedding"]!.GetValue<long>()),
                     new FlopCount(f["embedding"]!.GetValue<long>(), f["non_embedding"]!.GetValue<long>()),
-                    o["loss"]!.GetValue<double>(), o["seconds"]!.GetValue<double>());
+                    o["loss"]!.GetValue<double>(), o["seconds"]!.GetValue<double>(),
+                    o["latency"] is JsonObject l ? new LatencyRecord(l["ms"]!.GetValue<double>(), new LatencyShape(
+                        l["device"]!.GetValue<string>(), l["batch"]!.GetValue<int>(), l["seq_len"]!.GetValue<int>())) : null);
                 _byKey.TryAdd(e.Key, e);
                 _entries.Add(e);
             }
@@ -67,10 +82,13 @@ public sealed class SearchLog
     public int Evaluated { get; private set; }
     public double EvaluationSeconds { get; private set; }
 
-    /// <summary>The fitness function strategies see: the cached loss, or evaluate, record and append.</summary>
+    /// <summary>
+    /// The fitness function strategies see: the cached loss, or evaluate, record and append. With a latency cache the
+    /// new entry also records the candidate's latency (history.jsonl then holds every objective of it).
+    /// </summary>
     public double Fitness(
         ActiveArchitecture a, string strategy, ModelConfig parent, int context, Func<ActiveArchitecture, double> evaluateLoss,
-        Action<HistoryEntry, bool>? report = null)
+        Action<HistoryEntry, bool>? report = null, LatencyCache? latency = null)
     {
         string key = SubnetSpec.Key(a);
         if (_byKey.TryGetValue(key, out var known)) { Resumed++; report?.Invoke(known, true); return known.Loss; }
@@ -78,7 +96,8 @@ public sealed class SearchLog
         double loss = evaluateLoss(a);
         double seconds = sw.Elapsed.TotalSeconds;
         var cost = SubnetCosts.Of(parent, a, context);
-        var e = new HistoryEntry(strategy, key, SubnetSpec.ToJson(a), cost.Parameters, cost.Flops, loss, seconds);
+        var measured = latency is null ? null : new LatencyRecord(latency.Milliseconds(a), latency.Shape);
+        var e = new HistoryEntry(strategy, key, SubnetSpec.ToJson(a), cost.Parameters, cost.Flops, loss, seconds, measured);
         _byKey[key] = e;
         _entries.Add(e);
         Evaluated++;
@@ -89,15 +108,6 @@ public sealed class SearchLog
     }
 
     public HistoryEntry Get(string key) => _byKey[key];
-
-    /// <summary>Candidates not dominated in (fewer parameters, lower loss), sorted by parameters.</summary>
-    public static List<HistoryEntry> ParetoFront(IEnumerable<HistoryEntry> entries)
-    {
-        var front = new List<HistoryEntry>();
-        foreach (var e in entries.DistinctBy(x => x.Key).OrderBy(x => x.Parameters.Total).ThenBy(x => x.Loss))
-            if (front.Count == 0 || e.Loss < front[^1].Loss) front.Add(e);
-        return front;
-    }
 
     public static void WriteJson(string path, JsonNode node) =>
         AtomicFile.WriteAllText(path, node.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
