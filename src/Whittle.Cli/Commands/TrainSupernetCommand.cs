@@ -43,14 +43,9 @@ static class TrainSupernetCommand
         var bins = new Option<int>("--stratify-bins") { Description = "Draw random sub-networks stratified: a parameter bin first " +
             "(N equal-width bins between the smallest and largest sub-network's total parameters), then a sub-network in it (0: off).",
             DefaultValueFactory = _ => 0 };
-        var embedStep = new Option<int>("--embed-step") { Description = "embed_dim is a multiple of this (or the parent's).",
-            DefaultValueFactory = _ => 8 };
-        var headStep = new Option<int>("--head-step") { Description = "Head counts are multiples of this (or the parent's).",
-            DefaultValueFactory = _ => 1 };
-        var interStep = new Option<int>("--intermediate-step") { Description = "MLP widths are multiples of this (or the parent's).",
-            DefaultValueFactory = _ => 8 };
-        foreach (var o in new Option[] { model, space, strategy, randomSubnets, inplaceKd, alpha, beta, temperature, bins, embedStep,
-                     headStep, interStep })
+        var stepSizes = new StepSizeOptions();
+        foreach (var o in new Option[] { model, space, strategy, randomSubnets, inplaceKd, alpha, beta, temperature, bins, stepSizes.Embed,
+                     stepSizes.Heads, stepSizes.Intermediate })
             cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
@@ -77,7 +72,7 @@ static class TrainSupernetCommand
             if (ModelConfig.Load(modelDir) is not GptNeoXConfig config)
                 throw new WhittleException($"{Path.Combine(modelDir, "config.json")}: train-supernet handles GPT-NeoX models so far " +
                     "(Llama-family sub-networks come with the family-generic search space)");
-            var steps = new StepSizes(p.GetValue(embedStep), p.GetValue(headStep), p.GetValue(interStep));
+            var steps = stepSizes.Parse(p);
             // The space's budget window is not used by sampling: the whole parent, any tolerance.
             var searchSpace = new SearchSpace(config, kind, ParameterCount.Of(config).Total, 0.5, steps);
             var sampler = new SubnetSampler(searchSpace, strat, k, options.Seed, p.GetValue(bins));

@@ -1,7 +1,9 @@
 // Policy: the sub-networks a supernet training step trains are a pure function of (seed, step, strategy): each random
 // draw has its own generator seeded by (seed, step, index), so a resumed run samples exactly what an uninterrupted run
 // samples without any sampler state in the checkpoint. Stratified sampling (whittle's parameter bins) picks a bin
-// uniformly first, then draws points of the space until one falls in it.
+// uniformly first, then draws points of the space until one falls in it. Which bins hold points is learned once, from a
+// fixed pool of uniform draws (a function of the seed), so an empty bin is never drawn and a rare one costs a bounded
+// number of tries before a pool point of it is taken.
 using Whittle.Native.Model;
 using Whittle.Native.Tensors;
 
@@ -26,14 +28,16 @@ public sealed record SampledSubnet(SubnetRole Role, int Index, ActiveArchitectur
 
 public sealed class SubnetSampler
 {
-    /// <summary>Random points tried per chosen bin before another bin is drawn (a bin may hold no point of the space).</summary>
-    public const int TriesPerBin = 10_000;
-    /// <summary>Bins drawn before giving up on stratification for one draw (then the last point tried is taken).</summary>
-    public const int BinDraws = 16;
+    /// <summary>Uniform draws that find out which bins hold points (and keep some points of each).</summary>
+    public const int PoolSize = 4096;
+    /// <summary>Random points tried in the chosen bin before one of the pool's points in it is taken instead.</summary>
+    public const int TriesPerBin = 1000;
 
     readonly SearchSpace _space;
     readonly ulong _seed;
     readonly long _low, _high;
+    readonly List<Genome>[] _pool;   // per bin: the pool draws that fell in it
+    readonly int[] _occupied;        // the bins with at least one pool draw
 
     /// <param name="bins">0: uniform draws from the space; N ≥ 1: N equal-width parameter bins between the smallest and the
     /// largest sub-network's total parameter count.</param>
@@ -47,7 +51,17 @@ public sealed class SubnetSampler
             throw new WhittleException("--strategy standard trains the whole network only; drop --random-subnets");
         _space = space; Strategy = strategy; RandomSubnets = randomSubnets; _seed = seed; Bins = bins;
         _low = Total(space.Smallest()); _high = Total(space.Largest());
+        _pool = Enumerable.Range(0, bins).Select(_ => new List<Genome>()).ToArray();
+        if (bins == 0) { _occupied = []; return; }
+        var rng = new Rng(seed ^ 0x504F_4F4C_5F42_494EUL);
+        for (int i = 0; i < PoolSize; i++) { var g = space.Sample(rng); _pool[BinOf(Total(g))].Add(g); }
+        // The smallest and the largest are points of the space too (uniform draws rarely reach them).
+        _pool[BinOf(_low)].Add(space.Smallest()); _pool[BinOf(_high)].Add(space.Largest());
+        _occupied = Enumerable.Range(0, bins).Where(b => _pool[b].Count > 0).ToArray();
     }
+
+    /// <summary>The bins a stratified draw chooses among: those with a point among the pool's draws.</summary>
+    public IReadOnlyList<int> OccupiedBins => _occupied;
 
     public SupernetStrategy Strategy { get; }
     public int RandomSubnets { get; }
@@ -78,18 +92,15 @@ public sealed class SubnetSampler
         ulong key = (_seed * 0x9E3779B97F4A7C15UL + (ulong)step) * 0xBF58476D1CE4E5B9UL + (ulong)index;
         var rng = new Rng(key ^ 0x5355_5045_524E_4554UL);
         if (Bins == 0) return _space.Sample(rng);
-        Genome last = _space.Sample(rng);
-        for (int b = 0; b < BinDraws; b++)
+        int bin = _occupied[rng.NextInt(_occupied.Length)];
+        var (lo, hi) = BinRange(bin);
+        for (int t = 0; t < TriesPerBin; t++)
         {
-            var (lo, hi) = BinRange(rng.NextInt(Bins));
-            for (int t = 0; t < TriesPerBin; t++)
-            {
-                long p = Total(last);
-                if (p >= lo && p <= hi) return last;
-                last = _space.Sample(rng);
-            }
+            var g = _space.Sample(rng);
+            long p = Total(g);
+            if (p >= lo && p <= hi) return g;
         }
-        return last;
+        return _pool[bin][rng.NextInt(_pool[bin].Count)];
     }
 
     /// <summary>Bin <paramref name="bin"/>'s inclusive range [Lo, Hi] of total parameter counts (the last bin ends at the
