@@ -166,7 +166,7 @@ sealed class TrainingCli
     /// (text, or JSON with <paramref name="extraJson"/>'s fields added).
     /// </summary>
     public int Train(ParseResult p, Trainer trainer, LanguageModel model, TrainOptions o, IBackend backend, string label, string header,
-        LossFunction? loss = null, Action<JsonObject>? extraJson = null)
+        LossFunction? loss = null, Action<JsonObject>? extraJson = null, StepRunner? runner = null)
     {
         bool json = p.GetValue(CliCommon.Json);
         var log = json ? Console.Error : Console.Out;
@@ -178,7 +178,7 @@ sealed class TrainingCli
         if (!p.GetValue(Resume)) trainer.RequireFreshRunDirectory();
         else if (trainer.TryResume()) log.WriteLine($"resumed at step {trainer.Step} from {trainer.Checkpoints.Latest()!.Value.Path}");
         log.WriteLine(header + "; " + string.Join(", ", o.RunInfo.Select(kv => $"{kv.Key.Replace('_', ' ')} {kv.Value}")));
-        var evals = RunWithProgress(trainer, label, json, backend, DevicePeak.TrainFlopsPerToken(model.Config, o.SeqLen), loss);
+        var evals = RunWithProgress(trainer, label, json, backend, DevicePeak.TrainFlopsPerToken(model.Config, o.SeqLen), loss, runner);
         if (evals.Count == 0) evals = [trainer.Evaluate(trainer.Step)];   // --resume found the run complete
         var final = Path.Combine(o.RunDir, "final");
         ModelCheckpoint.Save(model, final, extraFiles: o.TokenizerFile is { } tf ? [tf] : null);
@@ -209,8 +209,10 @@ sealed class TrainingCli
     /// progress bar carrying the same line when it is; with --json a final JSON summary. Returns the evaluations.
     /// </summary>
     public static IReadOnlyList<EvalRecord> RunWithProgress(
-        Trainer trainer, string label, bool json, IBackend backend, long flopsPerToken, LossFunction? loss = null)
+        Trainer trainer, string label, bool json, IBackend backend, long flopsPerToken, LossFunction? loss = null,
+        StepRunner? runner = null)
     {
+        runner ??= (onStep, onEval) => trainer.Run(loss, onStep, onEval);
         double peak = DevicePeak.Flops(backend);
         string Line(StepRecord r)
         {
@@ -230,7 +232,7 @@ sealed class TrainingCli
                 .Start(ctx =>
                 {
                     var task = ctx.AddTask(label);
-                    result = trainer.Run(loss, r =>
+                    result = runner(r =>
                     {
                         task.MaxValue = r.Steps; task.Value = r.Step;
                         task.Description = Markup.Escape(Line(r));
@@ -238,9 +240,13 @@ sealed class TrainingCli
                 });
             return result;
         }
-        return trainer.Run(loss, r => log.WriteLine(Line(r)), e => log.WriteLine(EvalLine(e)));
+        return runner(r => log.WriteLine(Line(r)), e => log.WriteLine(EvalLine(e)));
     }
 }
+
+/// <summary>How a command runs its trainer with the progress callbacks (default: <see cref="Trainer.Run(LossFunction?,
+/// Action{StepRecord}?, Action{EvalRecord}?, CancellationToken)"/> with the command's loss).</summary>
+delegate IReadOnlyList<EvalRecord> StepRunner(Action<StepRecord> onStep, Action<EvalRecord> onEval);
 
 /// <summary>
 /// Range checks for numeric options, each naming the option and what it accepts. NaN fails every comparison, so each

@@ -14,6 +14,7 @@ static class WhittleCli
         root.Subcommands.Add(EvalCommand.Create());
         root.Subcommands.Add(ImportanceCommand.Create());
         root.Subcommands.Add(SearchCommand.Create());
+        root.Subcommands.Add(TrainSupernetCommand.Create());
         root.Subcommands.Add(ExtractCommand.Create());
         root.Subcommands.Add(EncodeCommand.Create());
         root.Subcommands.Add(DecodeCommand.Create());

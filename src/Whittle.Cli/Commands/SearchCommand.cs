@@ -64,13 +64,8 @@ static class SearchCommand
         var crossover = new Option<double>("--crossover-rate") { Description = "Evolution, NSGA-II: probability a child has two " +
             "parents.",
             DefaultValueFactory = _ => 0.5 };
-        var embedStep = new Option<int>("--embed-step") { Description = "embed_dim is a multiple of this (or the parent's).",
-            DefaultValueFactory = _ => 8 };
-        var headStep = new Option<int>("--head-step") { Description = "Head counts (query groups, i.e. kv heads, for Llama-family " +
-            "models) are multiples of this (or the parent's).",
-            DefaultValueFactory = _ => 1 };
-        var interStep = new Option<int>("--intermediate-step") { Description = "MLP widths are multiples of this (or the parent's).",
-            DefaultValueFactory = _ => 8 };
+        var stepSizes = new StepSizeOptions();
+        var (embedStep, headStep, interStep) = (stepSizes.Embed, stepSizes.Heads, stepSizes.Intermediate);
         var seqLen = new Option<int?>("--seq-len") { Description = "Evaluation window (default: min(128, max_position_embeddings))." };
         var batchSize = new Option<int>("--batch-size") { Description = "Windows per forward pass.", DefaultValueFactory = _ => 8 };
         var evalTokens = new Option<long>("--eval-tokens") { Description = "Predictions per fitness evaluation (the first windows of the " +

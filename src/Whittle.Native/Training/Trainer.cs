@@ -82,6 +82,15 @@ public sealed record EvalRecord(int Step, long TokensSeen, double ValLoss, doubl
 public delegate (Var Loss, IReadOnlyDictionary<string, double>? Extra, double? TeacherSeconds) LossFunction(
     Tape tape, Tensor inputs, Tensor targets, int step);
 
+/// <summary>
+/// A micro-batch's forward and backward passes run by the caller (several losses per micro-batch: a supernet's sampled
+/// sub-networks): every loss's gradient, times <paramref name="gradScale"/> (1 / accum, the mean over micro-batches),
+/// accumulates into the parameters' gradients. Loss is the value logged; a non-finite one must be returned before any
+/// backward pass (the trainer then stops at this step). Extra and TeacherSeconds as for <see cref="LossFunction"/>.
+/// </summary>
+public delegate (double Loss, IReadOnlyDictionary<string, double>? Extra, double? TeacherSeconds) MicroBatchStep(
+    Tensor inputs, Tensor targets, int step, float gradScale);
+
 /// <summary>NaN or Inf appeared: the run stops at this step, the last good checkpoint is kept.</summary>
 public sealed class TrainingDivergedException(string message) : WhittleException(message);
 
@@ -183,6 +192,16 @@ public sealed class Trainer : IDisposable
         LossFunction? loss = null, Action<StepRecord>? onStep = null, Action<EvalRecord>? onEval = null, CancellationToken cancel = default)
     {
         loss ??= (tape, inputs, targets, _) => (_model.Loss(tape, inputs, targets), null, null);
+        return Run(Backpropagating(loss), onStep, onEval, cancel);
+    }
+
+    /// <summary>
+    /// The loop with the caller's own forward and backward passes per micro-batch. <paramref name="annotate"/> may add
+    /// fields to (or remove them from) each step's metrics.jsonl line before it is written.
+    /// </summary>
+    public IReadOnlyList<EvalRecord> Run(MicroBatchStep microStep, Action<StepRecord>? onStep = null, Action<EvalRecord>? onEval = null,
+        CancellationToken cancel = default, Action<StepRecord, JsonObject>? annotate = null)
+    {
         var backend = _model.Backend;
         var evals = new List<EvalRecord>();
         int B = _o.MicroBatch, T = _o.SeqLen;
@@ -210,14 +229,11 @@ public sealed class Trainer : IDisposable
                 using var hTg = Tensor.FromArray(targets, B * T);
                 using var dIn = backend.FromHost(hIn);
                 using var dTg = backend.FromHost(hTg);
-                using var tape = new Tape(backend);
-                var (l, extra, teacher) = loss(tape, dIn, dTg, step);
+                // Each micro-batch's loss is a mean over its tokens; the step's gradient is the mean over micro-batches.
+                var (value, extra, teacher) = microStep(dIn, dTg, step, 1f / _o.GradAccum);
                 if (teacher is { } ts) teacherSeconds = (teacherSeconds ?? 0) + ts;
-                double value = l.Data.ToFloatArray()[0];
                 if (!double.IsFinite(value))
                     throw Diverged(step, $"the loss is {value}");
-                // Each micro-batch's loss is a mean over its tokens; the step's gradient is the mean over micro-batches.
-                using (var seed = backend.Zeros(DType.F32, 1)) { backend.Fill(seed, 1f / _o.GradAccum); tape.Backward(l, seed); }
                 lossSum += value;
                 foreach (var (k, v) in extra ?? new Dictionary<string, double>()) extraSum[k] = extraSum.GetValueOrDefault(k) + v;
             }
@@ -239,7 +255,9 @@ public sealed class Trainer : IDisposable
             var record = new StepRecord(
                 step, _o.Steps, lossSum / _o.GradAccum, lr, norm, ms, _o.TokensPerStep / seconds, _state.TokensSeen,
                 extraSum.ToDictionary(kv => kv.Key, kv => kv.Value / _o.GradAccum), _state.ElapsedSeconds, 1000 * teacherSeconds);
-            AppendMetrics(StepJson(record));
+            var line = StepJson(record);
+            annotate?.Invoke(record, line);
+            AppendMetrics(line);
             onStep?.Invoke(record);
 
             bool last = step == _o.Steps;
@@ -260,6 +278,19 @@ public sealed class Trainer : IDisposable
         }
         return evals;
     }
+
+    /// <summary>A loss function as a micro-batch step: one tape, one backward pass seeded with the gradient scale (none for a
+    /// non-finite loss).</summary>
+    MicroBatchStep Backpropagating(LossFunction loss) => (inputs, targets, step, gradScale) =>
+    {
+        var backend = _model.Backend;
+        using var tape = new Tape(backend);
+        var (l, extra, teacher) = loss(tape, inputs, targets, step);
+        double value = l.Data.ToFloatArray()[0];
+        if (!double.IsFinite(value)) return (value, extra, teacher);
+        using (var seed = backend.Zeros(DType.F32, 1)) { backend.Fill(seed, gradScale); tape.Backward(l, seed); }
+        return (value, extra, teacher);
+    };
 
     int[] NextBatch(int step)
     {

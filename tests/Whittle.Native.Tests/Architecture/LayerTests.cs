@@ -34,7 +34,7 @@ public class LayerTests
     };
 
     // Same-rank dependencies that are part of the design (the backends' own sub-namespaces; distillation trains with
-    // the trainer; everything of rank 5 may evaluate perplexity).
+    // the trainer, and so does supernet training; everything of rank 5 may evaluate perplexity).
     static readonly HashSet<(string From, string To)> Siblings = new()
     {
         ("Whittle.Native.Cuda", "Whittle.Native.Cuda.Native"), ("Whittle.Native.Cuda", "Whittle.Native.Cuda.Launchers"),
@@ -43,6 +43,7 @@ public class LayerTests
         ("Whittle.Native.Distillation", "Whittle.Native.Training"), ("Whittle.Native.Distillation", "Whittle.Native.Evaluation"),
         ("Whittle.Native.Training", "Whittle.Native.Evaluation"), ("Whittle.Native.Search", "Whittle.Native.Evaluation"),
         ("Whittle.Native.Demo", "Whittle.Native.Verification"),
+        ("Whittle.Native.Search", "Whittle.Native.Training"),   // supernet training trains with the trainer
     };
 
     static readonly Assembly Engine = typeof(WhittleException).Assembly;
