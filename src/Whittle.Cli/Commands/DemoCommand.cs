@@ -56,8 +56,9 @@ static class DemoCommand
     public static Command Create()
     {
         var device = CliCommon.DeviceOption();
-        var preset = new Option<string>("--preset") { Description = "quick (34.9 s on 2 shared CPU cores; all three effects in each of " +
-            "seeds 0-9, the search not in 3 of seeds 10-14: bench/RESULTS.md) | default (3 min 44 s on 2 CPU cores) | large (a GPU).",
+        var preset = new Option<string>("--preset") { Description = "quick (one seed, 34.9 s on 2 shared CPU cores; all three effects " +
+            "in each of seeds 0-9, the search not in 3 of seeds 10-14: bench/RESULTS.md) | default (three seeds, the teacher once; " +
+            "3 min 44 s for one seed on 2 idle CPU cores, about 9.5 min for three, estimated: README) | large (three seeds; a GPU).",
             DefaultValueFactory = _ => "default" };
         var outDir = new Option<string>("--out") { Description = "Run directory (reused: finished stages are not run again).",
             DefaultValueFactory = _ => "runs/demo" };
@@ -137,7 +138,7 @@ static class DemoCommand
         string data = D("data");
         string TeacherSeed(int stageSeed) => (stageSeed + teacherSeed).ToString(CultureInfo.InvariantCulture);
         bool ownSmall = ps.SaltSmallSteps > 0;
-        int perSeed = (ownSmall ? 8 : 7) + (saltCache ? 2 : 0);
+        int perSeed = (ownSmall ? 7 : 6) + (saltCache ? 2 : 0);   // search, extract, 3 students, [small model], SALT, [cache, cached]
         int stages = 3 + perSeed * seeds.Count + 1, index = 0;
         void Stage(List<StageTiming> timings, string dir, string what, Action run) =>
             DemoCommand.Stage(timings, dir, ++index, stages, what, run);

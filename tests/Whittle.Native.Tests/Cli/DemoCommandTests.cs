@@ -62,14 +62,14 @@ public class DemoCommandTests
 
             var again = CliRunner.RunIn(Path.GetTempPath(), null, "demo", "--preset", "quick", "--seeds", "2", "--out", dir);
             Assert.That(again.Exit, Is.EqualTo(0), again.Stderr);
-            // Three shared stages and eight per seed (the quick preset trains SALT's small model in a stage of its own).
+            // Three shared stages and seven per seed (the quick preset trains SALT's small model in a stage of its own).
             Assert.That(
-                again.Stdout.Split('\n').Count(l => l.Contains("done in an earlier run")), Is.EqualTo(3 + 2 * 8),
+                again.Stdout.Split('\n').Count(l => l.Contains("done in an earlier run")), Is.EqualTo(3 + 2 * 7),
                 "every stage is skipped on a rerun");
             Assert.That(again.Stdout, Does.Not.Contain("$ whittle"));
             var one = CliRunner.RunIn(Path.GetTempPath(), null, "demo", "--preset", "quick", "--out", dir);
             Assert.That(one.Exit, Is.EqualTo(0), one.Stderr);
-            Assert.That(one.Stdout.Split('\n').Count(l => l.Contains("done in an earlier run")), Is.EqualTo(3 + 8));
+            Assert.That(one.Stdout.Split('\n').Count(l => l.Contains("done in an earlier run")), Is.EqualTo(3 + 7));
             Assert.That(File.ReadAllText(Path.Combine(dir, "report.md")), Does.Contain("## Claims across one seed"));
         }
         finally { Directory.Delete(dir, true); }
