@@ -169,7 +169,6 @@ static class DemoCommand
         {
             string dir = seed == teacherSeed ? root : D($"seed-{seed}");
             var timings = new List<StageTiming>(shared);
-            var stageSum = Stopwatch.StartNew();
             RunSeed(ps, dev, root, dir, seed, seeds.Count > 1 ? $"seed {seed}: " : "", teacherRun, saltCache,
                 (d, what, run) => Stage(timings, d, what, run));
             var results = Collect(root, dir, ps, device, started, timings.Sum(t => t.Seconds), timings, saltCache);

@@ -190,7 +190,7 @@ public static class DemoReport
             ]).ToList());
         string one = n == 1 ? " With one seed there is no standard deviation: `whittle demo --seeds 3` gives error bars." : "";
         yield return new Section($"Claims across {(n == 1 ? "one seed" : $"{n} seeds")}",
-            $"The rule: {DemoSeeds.Rule} Each seed's number is its own report's. The search, the students and SALT's small model "
+            $"{DemoSeeds.Rule} Each seed's number is its own report's. The search, the students and SALT's small model "
             + "take the seed; SALT itself keeps the teacher's initialisation and data order, so it is compared with the one baseline "
             + "(the teacher's run) like for like, and its seeds differ by their small model." + one,
             [], [effects], sentences);
