@@ -28,7 +28,8 @@ public static class DemoReport
         Directory.CreateDirectory(dir);
         var json = DemoJson.ToJson(r, f);
         if (across is not null) json["across_seeds"] = DemoJson.AcrossSeeds(across.Seeds, across.Effects, across.Quantities);
-        AtomicFile.WriteAllText(Path.Combine(dir, ResultsFile), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        AtomicFile.WriteAllText(
+            Path.Combine(dir, ResultsFile), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
         foreach (var p in plots) AtomicFile.WriteAllText(Path.Combine(dir, p.File), p.Plot.Render(p.Id, standalone: true));
         var doc = Document(r, f, plots, across);
         AtomicFile.WriteAllText(Path.Combine(dir, MarkdownFile), Markdown(doc));
