@@ -16,7 +16,7 @@ namespace Whittle.Cli;
 sealed record DemoPreset(string Name, int Layers, int Hidden, int Heads, int Intermediate, int SeqLen, int Batch, float Lr,
     int TeacherSteps, int EvalEvery, long EvalTokens, int SearchEvaluations, long SearchEvalTokens, double BudgetRatio, int StudentSteps,
     int StudentEvalEvery, double SaltKdFraction, float Omega, string SearchSpace = "uniform", int SearchPopulation = 16,
-        double SearchMutation = 0.3, int EmbedStep = 16, int IntermediateStep = 32, int SaltSmallSteps = 0)
+        double SearchMutation = 0.3, int EmbedStep = 16, int IntermediateStep = 32, int SaltSmallSteps = 0, int Seeds = 1)
 {
     public static DemoPreset Get(string name) => name switch
     {
@@ -26,8 +26,9 @@ sealed record DemoPreset(string Name, int Layers, int Hidden, int Heads, int Int
         // (population 8, so 32 of the 40 are bred) climbs to it; SALT's small model trained 160 steps.
         "quick" => new("quick", 2, 64, 4, 256, 64, 8, 3e-3f, 120, 12, 4096, 40, 2048, 0.25, 40, 4, 0.3, 0.5f,
             SearchSpace: "per-layer", SearchPopulation: 8, SearchMutation: 0.5, EmbedStep: 8, IntermediateStep: 8, SaltSmallSteps: 160),
-        "default" => new("default", 3, 96, 4, 384, 128, 8, 3e-3f, 400, 20, 8192, 24, 8192, 0.25, 300, 20, 0.3, 0.5f),
-        "large" => new("large", 6, 512, 8, 2048, 256, 16, 1e-3f, 2000, 100, 65536, 50, 32768, 0.25, 1500, 100, 0.3, 0.5f),
+        // Three seeds of the stochastic arms (the teacher once), so every claim has an error bar.
+        "default" => new("default", 3, 96, 4, 384, 128, 8, 3e-3f, 400, 20, 8192, 24, 8192, 0.25, 300, 20, 0.3, 0.5f, Seeds: 3),
+        "large" => new("large", 6, 512, 8, 2048, 256, 16, 1e-3f, 2000, 100, 65536, 50, 32768, 0.25, 1500, 100, 0.3, 0.5f, Seeds: 3),
         _ => throw new WhittleException($"unknown --preset '{name}' (expected quick, default or large)"),
     };
 
@@ -55,15 +56,18 @@ static class DemoCommand
     public static Command Create()
     {
         var device = CliCommon.DeviceOption();
-        var preset = new Option<string>("--preset") { Description = "quick (34.9 s on 2 shared CPU cores; all three effects in each of " +
-            "seeds 0-9, the search not in 3 of seeds 10-14: bench/RESULTS.md) | default (3 min 44 s on 2 CPU cores) | large (a GPU).",
+        var preset = new Option<string>("--preset") { Description = "quick (one seed, 34.9 s on 2 shared CPU cores; all three effects " +
+            "in each of seeds 0-9, the search not in 3 of seeds 10-14: bench/RESULTS.md) | default (three seeds, the teacher once; " +
+            "3 min 44 s for one seed on 2 idle CPU cores, about 9.5 min for three, estimated: README) | large (three seeds; a GPU).",
             DefaultValueFactory = _ => "default" };
         var outDir = new Option<string>("--out") { Description = "Run directory (reused: finished stages are not run again).",
             DefaultValueFactory = _ => "runs/demo" };
-        var seed = new Option<int>("--seed") { Description = "Added to every stage's seed (data split, initialisations, data order, " +
-            "search), to see whether the effects hold beyond one draw.", DefaultValueFactory = _ => 0 };
-        var seeds = new Option<string?>("--seeds") { Description = "A seed sweep: run the demo once per seed (a range 0-4 or a list " +
-            "0,3,7) into --out/seed-N and print a table of the three effects in every seed." };
+        var seed = new Option<int>("--seed") { Description = "Added to every stage's seed (data split, teacher, initialisations, data " +
+            "order, search): the teacher's seed, and the first of the arms' seeds.", DefaultValueFactory = _ => 0 };
+        var seeds = new Option<string?>("--seeds") { Description = "The stochastic arms' seeds (the search, the students, SALT's small " +
+            "model and SALT), the teacher trained once: a count N (seeds --seed .. --seed+N-1; default: the preset's, 1 for quick, 3 " +
+            "for default and large) or a list or range (0,3,7 or 0-4). The report gives mean ± sd per arm and effect; an effect " +
+            "counts as reproduced only when it holds in every seed." };
         var saltCache = new Option<bool>("--salt-cache")
         {
             Description = $"Add a SALT arm whose KD phase reads the small model's soft labels from a top-{SaltCacheTopK} " +
@@ -81,17 +85,25 @@ static class DemoCommand
             var ps = DemoPreset.Get(p.GetValue(preset)!);
             int s = p.GetValue(seed);
             if (s < 0) throw new WhittleException($"--seed must be 0 or more, got {s}");
-            bool cached = p.GetValue(saltCache);
-            if (p.GetValue(seeds) is not { } list) return Run(ps, p.GetValue(device)!, p.GetValue(outDir)!, s, cached);
-            if (p.GetResult(seed) is { Implicit: false }) throw new WhittleException("give --seed or --seeds, not both");
-            return Sweep(ps, p.GetValue(device)!, p.GetValue(outDir)!, ParseSeeds(list), cached);
+            var list = p.GetValue(seeds) is { } text ? ParseSeeds(text, s) : [.. Enumerable.Range(s, ps.Seeds)];
+            return Run(ps, p.GetValue(device)!, p.GetValue(outDir)!, s, list, p.GetValue(saltCache));
         });
         return cmd;
     }
 
-    /// <summary>"0-4" or "0,3,7" (or a mix, "0-2,9"): distinct non-negative seeds in the order given.</summary>
-    internal static List<int> ParseSeeds(string text)
+    /// <summary>
+    /// A count "3" (that many seeds from <paramref name="first"/> on), or a list and ranges "0-4", "0,3,7", "0-2,9": distinct
+    /// non-negative seeds in the order given.
+    /// </summary>
+    internal static List<int> ParseSeeds(string text, int first)
     {
+        if (text.Trim() is var t && t.Length > 0 && t.All(char.IsAsciiDigit))
+        {
+            if (!int.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out int n) || n < 1 || n > 1000)
+                throw new WhittleException($"--seeds: a count of seeds must be 1 to 1000, got '{t}'");
+            if ((long)first + n - 1 > int.MaxValue) throw new WhittleException($"--seeds: --seed {first} + {n} seeds overflows");
+            return [.. Enumerable.Range(first, n)];
+        }
         var seeds = new List<int>();
         foreach (var part in text.Split(',', StringSplitOptions.TrimEntries))
         {
@@ -100,81 +112,99 @@ static class DemoCommand
             int lo = ok ? int.Parse(ends[0], CultureInfo.InvariantCulture) : 0,
                 hi = ok ? int.Parse(ends[^1], CultureInfo.InvariantCulture) : -1;
             if (!ok || hi < lo || hi - lo >= 1000)
-                throw new WhittleException($"--seeds: '{part}' is not a seed or a range of seeds (expected e.g. 0-4 or 0,3,7)");
+                throw new WhittleException($"--seeds: '{part}' is not a seed or a range of seeds (expected e.g. 3, 0-4 or 0,3,7)");
             for (int x = lo; x <= hi; x++) if (!seeds.Contains(x)) seeds.Add(x);
         }
+        if (seeds.Count > 1000) throw new WhittleException($"--seeds: {seeds.Count} seeds; at most 1000");
         return seeds;
     }
 
     /// <summary>
-    /// Runs the demo once per seed (each in its own run directory, so a sweep resumes like a demo does) and prints the
-    /// table of DemoSweep: the three effects per seed, judged by each run's own report, with their margins. The table is
-    /// also written to OUT/sweep.md.
+    /// The demo: the shared stages once (tokenize, teacher, importance; seeds shifted by <paramref name="teacherSeed"/>), then
+    /// the stochastic arms once per seed, each seed's stages shifted by that seed. The teacher's seed's arms live beside the
+    /// teacher (as a one-seed demo always had them), every other seed's in OUT/seed-N with a report of its own; the
+    /// top-level report shows the claims across all seeds and the first seed in detail.
     /// </summary>
-    static int Sweep(DemoPreset ps, string device, string outRoot, List<int> seeds, bool saltCache)
-    {
-        var runs = new List<SweepRun>();
-        foreach (var s in seeds)
-        {
-            Console.WriteLine($"\n======== seed {s} ({runs.Count + 1} of {seeds.Count})");
-            string dir = Path.Combine(outRoot, $"seed-{s}");
-            var sw = Stopwatch.StartNew();
-            Run(ps, device, dir, s, saltCache);
-            var results = DemoReport.Load(Path.Combine(dir, DemoReport.ResultsFile));
-            // A resumed run's wall time would be the resume's, not the run's: report the stages' own times then.
-            runs.Add(new SweepRun(s, results, results.Stages.Any(t => t.Cached) ? null : sw.Elapsed.TotalSeconds));
-        }
-        string table = $"Seed sweep of `whittle demo --preset {ps.Name}` ({device}), seeds " +
-            $"{string.Join(", ", seeds)}:\n\n" + DemoSweep.Table(runs);
-        Directory.CreateDirectory(outRoot);
-        AtomicFile.WriteAllText(Path.Combine(outRoot, "sweep.md"), table);
-        Console.WriteLine("\n" + table);
-        Console.WriteLine($"wrote {Path.Combine(Path.GetFullPath(outRoot), "sweep.md")}");
-        return 0;
-    }
-
-    static int Run(DemoPreset ps, string device, string outRoot, int seed, bool saltCache)
+    static int Run(DemoPreset ps, string device, string outRoot, int teacherSeed, List<int> seeds, bool saltCache)
     {
         var started = DateTimeOffset.UtcNow;
         var total = Stopwatch.StartNew();
         string root = Path.GetFullPath(outRoot);
         CliCommon.TakeRunDirectory(root, "demo");
-        CheckPresetOfRun(root, seed == 0 ? ps.Name : $"{ps.Name} --seed {seed}");
+        CheckPresetOfRun(root, teacherSeed == 0 ? ps.Name : $"{ps.Name} --seed {teacherSeed}");
         string D(params string[] parts) => Path.Combine([root, .. parts]);
-        var timings = new List<StageTiming>();
+        var shared = new List<StageTiming>();
         string[] dev = ["--device", device];
         string data = D("data");
-        // --seed shifts every stage's seed by the same amount; seed 0 is the demo as it always ran.
-        string Seed(int stageSeed) => (stageSeed + seed).ToString(CultureInfo.InvariantCulture);
+        string TeacherSeed(int stageSeed) => (stageSeed + teacherSeed).ToString(CultureInfo.InvariantCulture);
         bool ownSmall = ps.SaltSmallSteps > 0;
-        int stages = (ownSmall ? 11 : 10) + (saltCache ? 2 : 0);
-        void Stage(string dir, int index, string what, Action run) => DemoCommand.Stage(timings, dir, index, stages, what, run);
+        int perSeed = (ownSmall ? 7 : 6) + (saltCache ? 2 : 0);   // search, extract, 3 students, [small model], SALT, [cache, cached]
+        int stages = 3 + perSeed * seeds.Count + 1, index = 0;
+        void Stage(List<StageTiming> timings, string dir, string what, Action run) =>
+            DemoCommand.Stage(timings, dir, ++index, stages, what, run);
 
-        Stage(D("data"), 1, "tokenize the bundled corpus (six Austen novels), one document per chapter", () =>
+        Stage(shared, D("data"), "tokenize the bundled corpus (six Austen novels), one document per chapter", () =>
         {
             var corpus = D("corpus");
             Directory.CreateDirectory(corpus);
             foreach (var name in new[] { "austen.txt.gz", "tokenizer.json" }) ExtractResource("data/" + name, Path.Combine(corpus, name));
             if (Directory.Exists(data)) Directory.Delete(data, true);   // a half-made dataset from an interrupted run
             Whittle("tokenize", "--tokenizer", Path.Combine(corpus, "tokenizer.json"), "--input", Path.Combine(corpus, "austen.txt.gz"),
-                "--out", data, "--doc-start", "^(CHAPTER|Chapter) ", "--val-fraction", "0.05", "--seed", Seed(0));
+                "--out", data, "--doc-start", "^(CHAPTER|Chapter) ", "--val-fraction", "0.05", "--seed", TeacherSeed(0));
         });
 
         // The teacher's run is also SALT's baseline: SALT trains the same architecture, seed, data order and schedule.
         string[] teacherRun = ["--data", data, .. ps.Architecture, .. ps.Batch_, "--steps", ps.TeacherSteps.ToString(), "--eval-every",
             ps.EvalEvery.ToString(),
-            "--save-every", (ps.EvalEvery * 5).ToString(), "--seed", Seed(1), .. dev];
-        Stage(D("teacher"), 2, "pretrain the teacher (also SALT's baseline run)", () =>
+            "--save-every", (ps.EvalEvery * 5).ToString(), "--seed", TeacherSeed(1), .. dev];
+        Stage(shared, D("teacher"), "pretrain the teacher (also SALT's baseline run)", () =>
             Whittle(["pretrain", "--out", D("teacher"), "--resume", .. teacherRun]));
 
-        Stage(D("importance"), 3, "rank channels, heads, neurons and layers; permute the teacher (same function)", () =>
+        Stage(shared, D("importance"), "rank channels, heads, neurons and layers; permute the teacher (same function)", () =>
             Whittle(["importance", "--model", D("teacher", "final"), "--data", data, "--seq-len", ps.SeqLen.ToString(), "--batches", "8",
                 "--out", D("importance"), .. dev]));
 
-        Stage(D("search"), 4,
+        var runs = new List<SeedRun>();
+        foreach (int seed in seeds)
+        {
+            string dir = seed == teacherSeed ? root : D($"seed-{seed}");
+            var timings = new List<StageTiming>(shared);
+            RunSeed(ps, dev, root, dir, seed, seeds.Count > 1 ? $"seed {seed}: " : "", teacherRun, saltCache,
+                (d, what, run) => Stage(timings, d, what, run));
+            var results = Collect(root, dir, ps, device, started, timings.Sum(t => t.Seconds), timings, saltCache);
+            // Every seed but the one beside the teacher has its own full report; the top-level one is written last.
+            if (dir != root) DemoReport.Write(results, dir);
+            runs.Add(new SeedRun(seed, results));
+        }
+
+        Console.WriteLine($"\n== [{stages}/{stages}] report");
+        var detail = runs.FirstOrDefault(r => r.Seed == teacherSeed) ?? runs[0];
+        DemoReport.Write(detail.Results, root, new SeedSet(runs, teacherSeed, detail.Seed, total.Elapsed.TotalSeconds));
+        Console.WriteLine($"wrote {D("report.md")}, {D("report.html")} and {D("results.json")} ({total.Elapsed.TotalMinutes:F1} min)");
+        foreach (var e in DemoSeeds.EffectsOf(runs))
+            Console.WriteLine($"  {(e.Reproduced ? "reproduced    " : "NOT reproduced")}  {e.HoldsIn}/{runs.Count} seeds  " +
+                $"{DemoSeeds.MeanPlusMinus(e.Kind, e.Mean, e.Sd, e.N, runs.Count),-22}  {e.Claim}");
+        return 0;
+    }
+
+    /// <summary>
+    /// One seed's stochastic arms in <paramref name="dir"/>: the search, the extraction, the three students, SALT's small
+    /// model (when the preset trains one) and SALT; every stage's seed shifted by <paramref name="seed"/>, except SALT's and
+    /// its cache's, which keep the teacher's (same initialisation and data order as the baseline it is compared with).
+    /// </summary>
+    static void RunSeed(DemoPreset ps, string[] dev, string root, string dir, int seed, string label, string[] teacherRun,
+        bool saltCache, Action<string, string, Action> stage)
+    {
+        string D(params string[] parts) => Path.Combine([dir, .. parts]);
+        string data = Path.Combine(root, "data"), importance = Path.Combine(root, "importance");
+        string Seed(int stageSeed) => (stageSeed + seed).ToString(CultureInfo.InvariantCulture);
+        bool ownSmall = ps.SaltSmallSteps > 0;
+        void Stage(string d, string what, Action run) => stage(d, label + what, run);
+
+        Stage(D("search"),
             $"evolutionary search at {ps.BudgetRatio:P0} of the teacher's non-embedding parameters, with random search and the " +
             $"importance baseline", () =>
-            Whittle(["search", "--model", D("importance"), "--data", data, "--budget-ratio",
+            Whittle(["search", "--model", importance, "--data", data, "--budget-ratio",
                 ps.BudgetRatio.ToString(CultureInfo.InvariantCulture), "--budget-on", "non-embedding", "--tolerance", "0.1",
                 "--space", ps.SearchSpace, "--strategy", "evolution", "--baselines", "--evaluations", ps.SearchEvaluations.ToString(),
                     "--population", ps.SearchPopulation.ToString(), "--mutation-rate",
@@ -183,59 +213,53 @@ static class DemoCommand
                     "--seed", Seed(0),
                 "--embed-step", ps.EmbedStep.ToString(), "--intermediate-step", ps.IntermediateStep.ToString(), .. dev]));
 
-        Stage(D("subnet"), 5, "extract the best sub-network as a standalone model", () =>
-            Whittle("extract", "--model", D("importance"), "--subnet", D("search", "best.json"), "--out", D("subnet")));
+        Stage(D("subnet"), "extract the best sub-network as a standalone model", () =>
+            Whittle("extract", "--model", importance, "--subnet", D("search", "best.json"), "--out", D("subnet")));
 
         string[] studentRun = ["--data", data, .. ps.Batch_, "--steps", ps.StudentSteps.ToString(), "--eval-every",
             ps.StudentEvalEvery.ToString(),
             "--save-every", (ps.StudentEvalEvery * 5).ToString(), "--seed", Seed(2), "--resume", .. dev];
-        Stage(D("students", "random-init"), 6, "student 1/3: the searched architecture from random initialisation", () =>
+        Stage(D("students", "random-init"), "student 1/3: the searched architecture from random initialisation", () =>
             Whittle(["pretrain", "--config", D("subnet", "config.json"), "--out", D("students", "random-init"), .. studentRun]));
-        Stage(D("students", "subnet-init"), 7, "student 2/3: initialised with the sub-network's weights", () =>
+        Stage(D("students", "subnet-init"), "student 2/3: initialised with the sub-network's weights", () =>
             Whittle(["pretrain", "--init", D("subnet"), "--out", D("students", "subnet-init"), .. studentRun]));
-        Stage(D("students", "subnet-init-kd"), 8, "student 3/3: sub-network weights + distillation from the teacher", () =>
-            Whittle(["distill", "--teacher", D("importance"), "--student", D("subnet"), "--alpha", "0.5", "--beta", "0.5", "--out",
+        Stage(D("students", "subnet-init-kd"), "student 3/3: sub-network weights + distillation from the teacher", () =>
+            Whittle(["distill", "--teacher", importance, "--student", D("subnet"), "--alpha", "0.5", "--beta", "0.5", "--out",
                 D("students", "subnet-init-kd"), .. studentRun]));
 
         // SALT's small model: its own run of the random-init student (same architecture, initialisation and data order),
         // only longer, when the preset asks for one; otherwise the random-init student itself.
-        string small = ownSmall ? D("salt-small") : D("students", "random-init");
+        string small = SmallModel(ps, dir);
         if (ownSmall)
-            Stage(small, 9,
-                $"SALT's small model: student 1's architecture from random initialisation, trained for {ps.SaltSmallSteps} steps", () =>
-                Whittle(["pretrain", "--config", D("subnet", "config.json"), "--out", small, "--data", data, .. ps.Batch_, "--steps",
+            Stage(small, $"SALT's small model: student 1's architecture from random initialisation, trained for {ps.SaltSmallSteps} steps",
+                () => Whittle(["pretrain", "--config", D("subnet", "config.json"), "--out", small, "--data", data, .. ps.Batch_, "--steps",
                     ps.SaltSmallSteps.ToString(),
                     "--eval-every", ps.SaltSmallSteps.ToString(), "--save-every", (ps.SaltSmallSteps / 2).ToString(), "--seed", Seed(2),
                         "--resume", .. dev]));
 
         string[] Salt(string run) => ["--out", run, "--kd-steps", ps.SaltKdSteps.ToString(),
             "--omega", ps.Omega.ToString(CultureInfo.InvariantCulture), "--schedule", "step", "--resume", .. teacherRun];
-        int saltStage = ownSmall ? 10 : 9;
         string helped = $"helped by {(ownSmall ? "the small model" : "student 1")} for the first {ps.SaltKdSteps} steps";
-        Stage(D("salt"), saltStage, $"SALT: the teacher's architecture from scratch, {helped}", () =>
+        Stage(D("salt"), $"SALT: the teacher's architecture from scratch, {helped}", () =>
             Whittle(["salt", "--small", Path.Combine(small, "final"), .. Salt(D("salt"))]));
-        if (saltCache)
+        if (!saltCache) return;
+        // The cache covers the KD phase's batches (the baseline's data order: SALT's seed and batch shape) at τ = 1.
+        string cache = D("salt-cache");
+        string saltSeed = teacherRun[Array.IndexOf(teacherRun, "--seed") + 1];
+        Stage(cache, $"cache the small model's top-{SaltCacheTopK} soft labels for SALT's {ps.SaltKdSteps} KD steps", () =>
         {
-            // The cache covers the KD phase's batches (the baseline's data order: SALT's seed and batch shape) at τ = 1.
-            string cache = D("salt-cache");
-            string what = $"cache the small model's top-{SaltCacheTopK} soft labels for SALT's {ps.SaltKdSteps} KD steps";
-            Stage(cache, saltStage + 1, what, () =>
-            {
-                if (Directory.Exists(cache)) Directory.Delete(cache, true);   // built by an interrupted run, never marked finished
-                Whittle(["cache-teacher", "--teacher", Path.Combine(small, "final"), "--data", data, "--top-k", SaltCacheTopK.ToString(),
-                    "--temperature", "1", "--batch-size", ps.Batch.ToString(), "--seq-len", ps.SeqLen.ToString(),
-                    "--steps", ps.SaltKdSteps.ToString(), "--seed", Seed(1), "--out", cache, .. dev]);
-            });
-            Stage(D("salt-cached"), saltStage + 2, "SALT again, its KD phase reading the cache instead of running the small model", () =>
-                Whittle(["salt", "--teacher-cache", cache, .. Salt(D("salt-cached"))]));
-        }
-
-        Console.WriteLine($"\n== [{stages}/{stages}] report");
-        var results = Collect(root, ps, device, started, timings.Sum(t => t.Seconds), timings, small, saltCache);
-        DemoReport.Write(results, root);
-        Console.WriteLine($"wrote {D("report.md")}, {D("report.html")} and {D("results.json")} ({total.Elapsed.TotalMinutes:F1} min)");
-        return 0;
+            if (Directory.Exists(cache)) Directory.Delete(cache, true);   // built by an interrupted run, never marked finished
+            Whittle(["cache-teacher", "--teacher", Path.Combine(small, "final"), "--data", data, "--top-k", SaltCacheTopK.ToString(),
+                "--temperature", "1", "--batch-size", ps.Batch.ToString(), "--seq-len", ps.SeqLen.ToString(),
+                "--steps", ps.SaltKdSteps.ToString(), "--seed", saltSeed, "--out", cache, .. dev]);
+        });
+        Stage(D("salt-cached"), "SALT again, its KD phase reading the cache instead of running the small model", () =>
+            Whittle(["salt", "--teacher-cache", cache, .. Salt(D("salt-cached"))]));
     }
+
+    /// <summary>SALT's small model of a seed: its own run when the preset trains one, else that seed's random-init student.</summary>
+    static string SmallModel(DemoPreset ps, string dir) =>
+        ps.SaltSmallSteps > 0 ? Path.Combine(dir, "salt-small") : Path.Combine(dir, "students", "random-init");
 
     // ---------------------------------------------------------------- stages
 
@@ -286,13 +310,15 @@ static class DemoCommand
 
     // ---------------------------------------------------------------- results
 
-    static DemoResults Collect(string root, DemoPreset ps, string device, DateTimeOffset started, double seconds, List<StageTiming> timings,
-        string small, bool saltCache)
+    /// <summary>One seed's results: the shared teacher from <paramref name="root"/>, the seed's arms from <paramref name="dir"/>.</summary>
+    static DemoResults Collect(string root, string dir, DemoPreset ps, string device, DateTimeOffset started, double seconds,
+        List<StageTiming> timings, bool saltCache)
     {
-        string D(params string[] parts) => Path.Combine([root, .. parts]);
-        var teacherCfg = GptNeoXConfig.Load(D("teacher", "final"));
+        string D(params string[] parts) => Path.Combine([dir, .. parts]);
+        string small = SmallModel(ps, dir);
+        var teacherCfg = GptNeoXConfig.Load(Path.Combine(root, "teacher", "final"));
         var teacherCount = ParameterCount.Of(teacherCfg);
-        var teacherCurve = RunMetrics.Curve(D("teacher", "metrics.jsonl"));
+        var teacherCurve = RunMetrics.Curve(Path.Combine(root, "teacher", "metrics.jsonl"));
         var summary = JsonNode.Parse(File.ReadAllText(D("search", "summary.json")))!;
         bool ownSmall = ps.SaltSmallSteps > 0;
         long smallParams = ParameterCount.Of(GptNeoXConfig.Load(Path.Combine(small, "final"))).Total;
@@ -312,7 +338,9 @@ static class DemoCommand
         var saltArms = new List<Arm>
         {
             SaltArm("salt", DemoFindings.SaltArm, $"helped by {helper} for the first {ps.SaltKdSteps} steps (ω = {ps.Omega})"),
-            SaltArm("teacher", DemoFindings.SaltBaseline, "the same model, seed, data and schedule without help (the teacher's own run)"),
+            // An absolute path: D leaves it as it is (Path.Combine restarts at a rooted part).
+            SaltArm(Path.Combine(root, "teacher"), DemoFindings.SaltBaseline,
+                "the same model, seed, data and schedule without help (the teacher's own run)"),
         };
         if (saltCache)
             saltArms.Add(SaltArm("salt-cached", DemoFindings.SaltCached,

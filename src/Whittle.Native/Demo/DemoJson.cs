@@ -49,6 +49,31 @@ static class DemoJson
         ["analysis"] = Analysis(f, r.SaltTotalSteps),
     };
 
+    /// <summary>The "across_seeds" object of a top-level results.json: the seeds, the rule, every effect and quantity per seed.</summary>
+    public static JsonObject AcrossSeeds(SeedSet s, IReadOnlyList<EffectAcross> effects, IReadOnlyList<QuantityAcross> quantities) => new()
+    {
+        ["rule"] = DemoSeeds.Rule,
+        ["teacher_seed"] = s.TeacherSeed,
+        ["detail_seed"] = s.DetailSeed,
+        ["seconds"] = Num(s.Seconds),
+        ["count"] = s.Runs.Count,
+        ["seeds"] = new JsonArray(s.Runs.Select(r => (JsonNode)JsonValue.Create(r.Seed)).ToArray()),
+        ["effects"] = new JsonArray(effects.Select(e => (JsonNode)new JsonObject
+        {
+            ["key"] = e.Key, ["claim"] = e.Claim,
+            ["values"] = new JsonArray(e.Values.Select(v =>
+                (JsonNode)new JsonObject { ["seed"] = v.Seed, ["value"] = Num(v.Value), ["holds"] = v.Holds }).ToArray()),
+            ["mean"] = Num(e.Mean), ["sd"] = Num(e.Sd), ["n"] = e.N, ["holds_in"] = e.HoldsIn, ["reproduced"] = e.Reproduced,
+        }).ToArray()),
+        ["quantities"] = new JsonArray(quantities.Select(q => (JsonNode)new JsonObject
+        {
+            ["arm"] = q.Arm, ["quantity"] = q.Quantity,
+            ["values"] = new JsonArray(q.Values.Select(v => (JsonNode)new JsonObject { ["seed"] = v.Seed, ["value"] = Num(v.Value) })
+                .ToArray()),
+            ["mean"] = Num(q.Mean), ["sd"] = Num(q.Sd), ["n"] = q.N,
+        }).ToArray()),
+    };
+
     static JsonObject SearchPointJson(SearchPoint p) => new()
     {
         ["index"] = p.Index, ["strategy"] = p.Strategy, ["parameters"] = p.Parameters, ["perplexity"] = Num(p.Perplexity),

@@ -14,17 +14,24 @@ public static class DemoReport
 {
     public const string ResultsFile = "results.json", MarkdownFile = "report.md", HtmlFile = "report.html";
 
-    /// <summary>Writes results.json, the plots as .svg files, report.md and report.html into <paramref name="dir"/>.</summary>
-    public static void Write(DemoResults r, string dir)
+    /// <summary>
+    /// Writes results.json, the plots as .svg files, report.md and report.html into <paramref name="dir"/>. With
+    /// <paramref name="seeds"/> (the top-level report of a demo run) the report opens with the claims and arms across the
+    /// seeds, and results.json gains "across_seeds"; <paramref name="r"/> is then the seed shown in detail.
+    /// </summary>
+    public static void Write(DemoResults r, string dir, SeedSet? seeds = null)
     {
         ArgumentNullException.ThrowIfNull(r);
         var f = DemoFindings.Of(r);
         var plots = DemoPlots.Of(r, f);
+        var across = seeds is null ? null : new Across(seeds, DemoSeeds.EffectsOf(seeds.Runs), DemoSeeds.QuantitiesOf(seeds.Runs));
         Directory.CreateDirectory(dir);
+        var json = DemoJson.ToJson(r, f);
+        if (across is not null) json["across_seeds"] = DemoJson.AcrossSeeds(across.Seeds, across.Effects, across.Quantities);
         AtomicFile.WriteAllText(
-            Path.Combine(dir, ResultsFile), DemoJson.ToJson(r, f).ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+            Path.Combine(dir, ResultsFile), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
         foreach (var p in plots) AtomicFile.WriteAllText(Path.Combine(dir, p.File), p.Plot.Render(p.Id, standalone: true));
-        var doc = Document(r, f, plots);
+        var doc = Document(r, f, plots, across);
         AtomicFile.WriteAllText(Path.Combine(dir, MarkdownFile), Markdown(doc));
         AtomicFile.WriteAllText(Path.Combine(dir, HtmlFile), Html(doc));
     }
@@ -38,8 +45,9 @@ public static class DemoReport
     sealed record Section(
         string Title, string? Intro, IReadOnlyList<DemoPlot> Plots, IReadOnlyList<Table> Tables, IReadOnlyList<string> Sentences);
     sealed record Doc(string Title, IReadOnlyList<(string Key, string Value)> Header, IReadOnlyList<Section> Sections);
+    sealed record Across(SeedSet Seeds, IReadOnlyList<EffectAcross> Effects, IReadOnlyList<QuantityAcross> Quantities);
 
-    static Doc Document(DemoResults r, DemoFindings f, IReadOnlyList<DemoPlot> plots)
+    static Doc Document(DemoResults r, DemoFindings f, IReadOnlyList<DemoPlot> plots, Across? across)
     {
         DemoPlot Plot(string file) => plots.First(p => p.File == file);
         var header = new List<(string, string)>
@@ -109,7 +117,13 @@ public static class DemoReport
                 s => new[] { s.Stage, Seconds(s.Seconds),
                 s.Cached ? "cached (time of the run that computed it)" : "computed in this run" }).ToList());
 
-        var sections = new List<Section>
+        var sections = new List<Section>();
+        if (across is not null)
+        {
+            header.AddRange(SeedsHeader(across.Seeds));
+            sections.AddRange(SeedsSections(across));
+        }
+        sections.AddRange(new List<Section>
         {
             new("Students trained for the same token budget",
                 "Students of the searched architecture, each trained on the same number of tokens; the Initialisation column says how " +
@@ -136,8 +150,52 @@ public static class DemoReport
                 + $"{r.Device}, the baseline first (it is the teacher's run), and each saw whatever else the machine was doing.",
                 [Plot("salt-clock.svg")], [clock], f.SaltClock.Sentences),
             new("Stage times", null, [], [stages], []),
-        };
+        });
         return new Doc($"Whittle demo report: {r.Preset}", header, sections);
+    }
+
+    static IEnumerable<(string, string)> SeedsHeader(SeedSet s)
+    {
+        string list = string.Join(", ", s.Runs.Select(x => x.Seed));
+        yield return ("Seeds", $"{s.Runs.Count} ({list}): the teacher trained once (seed {s.TeacherSeed}), the search, students, "
+            + $"SALT's small model and SALT once per seed; all seeds took {Seconds(s.Seconds)} ({Duration(s.Seconds)})");
+        if (s.Runs.Count > 1)
+            yield return ("Detail", $"the sections after the claims show seed {s.DetailSeed}; every other seed's report is in "
+                + "seed-N/report.html");
+    }
+
+    static IEnumerable<Section> SeedsSections(Across a)
+    {
+        var seeds = a.Seeds.Runs.Select(x => x.Seed).ToList();
+        string[] seedHeaders = [.. seeds.Select(s => $"seed {s}")];
+        int n = seeds.Count;
+        var effects = new Table(
+            ["Effect", .. seedHeaders, "Mean ± sd", "Holds in", "Verdict"],
+            [false, .. seeds.Select(_ => true), true, true, false],
+            a.Effects.Select(e => (string[])[
+                e.Claim, .. e.Values.Select(v => DemoSeeds.Show(e.Kind, v.Value) + (v.Holds ? "" : " (no)")),
+                DemoSeeds.MeanPlusMinus(e.Kind, e.Mean, e.Sd, e.N, n), $"{e.HoldsIn} of {n}",
+                e.Reproduced ? "reproduced" : "not reproduced",
+            ]).ToList());
+        var sentences = a.Effects.Select(e => e.Reproduced
+            ? $"Reproduced ({(n == 1 ? "its one seed" : $"all {n} seeds")}): {e.Claim}; "
+                + $"{DemoSeeds.MeanPlusMinus(e.Kind, e.Mean, e.Sd, e.N, n)}."
+            : $"{DemoFindings.NotReproduced}{e.Claim}: it holds in {e.HoldsIn} of {n} seed{(n == 1 ? "" : "s")}; "
+                + $"{DemoSeeds.MeanPlusMinus(e.Kind, e.Mean, e.Sd, e.N, n)}.").ToList();
+        var quantities = new Table(
+            ["Arm", "Quantity", .. seedHeaders, "Mean ± sd"],
+            [false, false, .. seeds.Select(_ => true), true],
+            a.Quantities.Select(q => (string[])[
+                q.Arm, q.Quantity, .. q.Values.Select(v => DemoSeeds.Show(q.Kind, v.Value)),
+                DemoSeeds.MeanPlusMinus(q.Kind, q.Mean, q.Sd, q.N, n),
+            ]).ToList());
+        string one = n == 1 ? " With one seed there is no standard deviation: `whittle demo --seeds 3` gives error bars." : "";
+        yield return new Section($"Claims across {(n == 1 ? "one seed" : $"{n} seeds")}",
+            $"{DemoSeeds.Rule} Each seed's number is its own report's. The search, the students and SALT's small model "
+            + "take the seed; SALT itself keeps the teacher's initialisation and data order, so it is compared with the one baseline "
+            + "(the teacher's run) like for like, and its seeds differ by their small model." + one,
+            [], [effects], sentences);
+        yield return new Section("Arms across seeds", null, [], [quantities], []);
     }
 
     // ---------------------------------------------------------------- Markdown

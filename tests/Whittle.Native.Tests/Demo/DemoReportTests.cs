@@ -17,11 +17,12 @@ public class DemoReportTests
     [TearDown]
     public void TearDown() { try { Directory.Delete(_dir, recursive: true); } catch (IOException) { } }
 
-    static CurvePoint[] Curve(params (int Step, long Tokens, double Ppl)[] points) =>
+    internal static CurvePoint[] Curve(params (int Step, long Tokens, double Ppl)[] points) =>
         points.Select(p => new CurvePoint(p.Step, p.Tokens, Math.Log(p.Ppl))).ToArray();
 
     /// <summary>A run small enough to work out by hand; the arms' curves are given by the caller.</summary>
-    static DemoResults HandMade(CurvePoint[] subnet, CurvePoint[] kd, CurvePoint[] salt, double evolutionBest, double importance) => new()
+    internal static DemoResults HandMade(
+        CurvePoint[] subnet, CurvePoint[] kd, CurvePoint[] salt, double evolutionBest, double importance) => new()
     {
         Preset = "hand", Device = "cpu", Started = new DateTimeOffset(2025, 1, 2, 3, 4, 5, TimeSpan.Zero), Seconds = 12.5,
         TeacherParameters = 1000, TeacherNonEmbedding = 800, TeacherArchitecture = "toy", TeacherValLoss = Math.Log(20),
@@ -49,9 +50,9 @@ public class DemoReportTests
         Stages = [new("pretrain", 10, true), new("search", 2.5, false)],
     };
 
-    static readonly CurvePoint[] Slow = Curve((0, 0, 90), (200, 2_000_000, 60), (400, 4_000_000, 45));
-    static readonly CurvePoint[] Fast = Curve((0, 0, 60), (100, 1_000_000, 40), (400, 4_000_000, 30));
-    static readonly CurvePoint[] SaltFast = Curve((0, 0, 100), (350, 350_000, 35), (700, 700_000, 30), (1000, 1_000_000, 28));
+    internal static readonly CurvePoint[] Slow = Curve((0, 0, 90), (200, 2_000_000, 60), (400, 4_000_000, 45));
+    internal static readonly CurvePoint[] Fast = Curve((0, 0, 60), (100, 1_000_000, 40), (400, 4_000_000, 30));
+    internal static readonly CurvePoint[] SaltFast = Curve((0, 0, 100), (350, 350_000, 35), (700, 700_000, 30), (1000, 1_000_000, 28));
 
     [Test]
     public void SentencesStateTheEffectWithThisRunsNumbers()
@@ -122,39 +123,6 @@ public class DemoReportTests
         Assert.That(
             md, Does.Contain("SALT trains the large model with distillation from subnet-init+kd for the first 200 of 1,000 steps (20%), " +
             "then on the data alone"));
-    }
-
-    [Test]
-    public void ASeedSweepJudgesEachSeedByItsOwnReport()
-    {
-        // Seed 0 shows all three effects; seed 1 none (the runs of AbsentEffectsAreSaidPlainly).
-        var kdBetter = Curve((0, 0, 55), (100, 1_000_000, 38), (400, 4_000_000, 28));
-        var late = Curve((0, 0, 90), (200, 2_000_000, 60), (400, 4_000_000, 40));
-        var saltSlow = Curve((0, 0, 100), (500, 500_000, 45), (1000, 1_000_000, 32));
-        var good = HandMade(Fast, kdBetter, SaltFast, evolutionBest: 50, importance: 55);
-        var bad = HandMade(Slow, late, saltSlow, evolutionBest: 56, importance: 55);
-        Assert.That(DemoSweep.Verdicts(DemoFindings.Of(good)), Is.EqualTo((true, true, true)));
-        Assert.That(DemoSweep.Verdicts(DemoFindings.Of(bad)), Is.EqualTo((false, false, false)));
-        // A tie with random search is not a win, whatever the other effects do.
-        var tie = HandMade(Fast, kdBetter, SaltFast, evolutionBest: 70, importance: 75);
-        Assert.That(DemoSweep.Verdicts(DemoFindings.Of(tie)), Is.EqualTo((true, false, true)));
-        Assert.That(DemoSweep.Table([new SweepRun(2, tie)]), Does.Contain("| **no**: 70.00 vs 70.00 (0.0%) / 75.00 (−6.7%) |"));
-
-        string table = DemoSweep.Table([new SweepRun(0, good, 61.2), new SweepRun(1, bad)]);
-        // The effects table comes first; the wall-clock table after it has rows per seed of its own.
-        var rows = table[..table.IndexOf("SALT against the clock", StringComparison.Ordinal)].Split('\n')
-            .Where(l => l.StartsWith("| 0 ") || l.StartsWith("| 1 ")).ToArray();
-        Assert.That(rows, Has.Length.EqualTo(2));
-        // kd reaches random-init's 40 inside its first segment, (ln 55 − ln 40) / (ln 55 − ln 38) of the way to 1M tokens.
-        double kdTokens = 1_000_000 * (Math.Log(55) - Math.Log(40)) / (Math.Log(55) - Math.Log(38));
-        string speedUp = (4_000_000 / kdTokens).ToString("F1", CultureInfo.InvariantCulture) + "×";
-        Assert.That(
-            rows[0], Is.EqualTo($"| 0 | yes: {speedUp} (28.00 / 30.00) | yes: 50.00 vs 70.00 (−29%) / 55.00 (−9.1%) | yes: 700 of 1,000 " +
-            $"(70%) (28.00 / 30.00) | yes | 61.2 s |"));
-        Assert.That(
-            rows[1], Is.EqualTo("| 1 | **no**: 1.0× (40.00 / 45.00) | **no**: 56.00 vs 70.00 (−20%) / 55.00 (+1.8%) | **no**: not " +
-            "reached (32.00 / 30.00) | **no** | — |"));
-        Assert.That(table, Does.Contain("Seeds showing the effect: students 1/2, search 1/2, SALT 1/2; all three 1/2."));
     }
 
     [Test]
@@ -235,15 +203,15 @@ public class DemoReportTests
             .And.Contain("30% more wall-clock"));
         Assert.That(slow.Sentences[3], Does.StartWith("Not reproduced in this run: Timed by")
             .And.EndWith("the KD phase's overhead outweighs the steps it saves."));
-        // The steps verdict of the sweep stays about steps; the clock has a table of its own.
-        Assert.That(DemoSweep.Verdicts(DemoFindings.Of(Clocked(400))).Salt, Is.True);
-
-        var table = DemoSweep.ClockTable([new SweepRun(0, Clocked(150)), new SweepRun(1, Clocked(400))]);
-        TestContext.Out.WriteLine(table);
+        // Across seeds the steps effect stays about steps; the clock is an effect of its own.
+        var effects = DemoSeeds.EffectsOf([new SeedRun(0, Clocked(150)), new SeedRun(1, Clocked(400))]).ToDictionary(e => e.Key);
+        Assert.That((effects["salt_steps"].Reproduced, effects["salt_step_time_saving"].HoldsIn), Is.EqualTo((true, 1)));
         // Savings +20% and −30%: mean −5.0%, sample sd √(2·0.25²) = 35%.
-        Assert.That(table, Does.Contain("| 0 | 700 | 80.0 s | 100 s | +50% | +150% | +20% | +10.0% | +20% | — | — | — | — |"));
-        Assert.That(table,
-            Does.Contain("| mean ± sd | 700 ± 0 | 105 s ± 35.4 s | 100 s ± 0.0 s | +175% ± 177% | +150% ± 0.0% | −5.0% ± 35% |"));
+        Assert.That(effects["salt_step_time_saving"].Mean, Is.EqualTo(-0.05).Within(1e-12));
+        Assert.That(effects["salt_step_time_saving"].Sd, Is.EqualTo(Math.Sqrt(2 * 0.25 * 0.25)).Within(1e-12));
+        var seconds = DemoSeeds.QuantitiesOf([new SeedRun(0, Clocked(150)), new SeedRun(1, Clocked(400))])
+            .Single(q => q.Arm == "salt" && q.Quantity == "training seconds to it");
+        Assert.That(DemoSeeds.MeanPlusMinus(seconds.Kind, seconds.Mean, seconds.Sd, seconds.N, 2), Is.EqualTo("105 s ± 35.4 s"));
         var noClock = DemoFindings.Of(HandMade(Slow, Fast, SaltFast, 50, 55)).SaltClock;
         Assert.That(noClock.Sentences,
             Is.EqualTo(new[] { "No SALT wall-clock comparison: the runs' metrics.jsonl hold no training wall-clock (elapsed_s); "
@@ -334,10 +302,17 @@ public class DemoReportTests
         Assert.That(DemoAnalysis.ParetoFront(r.Search).Select(p => p.Index).Order(), Is.EqualTo(brute.Select(p => p.Index).Order()));
     }
 
-    [Test]
-    public void EveryNumberInTheMarkdownIsInResultsJson()   // except the start date and the duration spelled out
+    [TestCase(false)]
+    [TestCase(true)]
+    public void EveryNumberInTheMarkdownIsInResultsJson(bool seeds)   // except the start date and the duration spelled out
     {
-        DemoReport.Write(DemoSamples.Plausible(), _dir);
+        // With seeds: the top-level report of a three-seed run (the same sample thrice, its search shifted in two).
+        var r = DemoSamples.Plausible();
+        var runs = new[] { 0, 1, 2 }.Select(s => new SeedRun(s, r with
+        {
+            Search = [.. r.Search.Select(p => p with { Perplexity = p.Perplexity * (1 + 0.01 * s) })],
+        })).ToList();
+        DemoReport.Write(r, _dir, seeds ? new SeedSet(runs, 0, 0, 123.4) : null);
         var json = JsonNode.Parse(File.ReadAllText(Path.Combine(_dir, DemoReport.ResultsFile)))!;
         var numbers = new List<double>();
         var strings = new List<string>();
@@ -360,6 +335,7 @@ public class DemoReportTests
 
         var lines = File.ReadAllLines(Path.Combine(_dir, DemoReport.MarkdownFile))
             .Where(l => l.Trim().Length > 0 && !l.StartsWith("| Started") && !l.StartsWith("| Total time") && !l.StartsWith("|---"))
+            .Select(l => l.StartsWith("| Seeds") ? l[..l.IndexOf(" (", StringComparison.Ordinal)] : l)   // the duration spelled out
             .ToList();
         Assert.That(lines, Has.Count.GreaterThan(20));
         int checkedNumbers = 0;
