@@ -155,8 +155,10 @@ public class GpuSessionToolsTests
 
     /// <summary>
     /// The first plan on the CPU machine with the software GPU standing in: every promised file exists, the whittle
-    /// steps succeed, HF steps skip with the reason. Small shapes (tiny and tiny-llama, 1 × 64) and the default 450 s
-    /// deadline, since the software GPU is ~100× slower than the CPU backend (at 300 s a loaded machine cut the last runs).
+    /// steps succeed, HF steps skip with the reason. Small shapes (tiny and tiny-llama, 1 × 64). The deadline is an hour,
+    /// not the H200's 450 s: this test checks what the plan produces, not how fast a CPU emulating a GPU runs it (the step
+    /// limits are derived from the deadline, and at 450 s a loaded CI machine cut doctor --model and the last runs). The
+    /// deadline arithmetic itself is tested by tools/test-gpu-session.sh.
     /// </summary>
     [Test]
     public void TheFirstPlanRunsEndToEndOnTheSoftwareGpu()
@@ -174,7 +176,7 @@ public class GpuSessionToolsTests
             var outDir = Path.Combine(dir, "out");
             var env = new Dictionary<string, string?>
             {
-                ["OUT"] = outDir, ["WHITTLE"] = whittle, ["PYTHON"] = Python, ["DEADLINE"] = "450", ["MODEL"] = "tiny",
+                ["OUT"] = outDir, ["WHITTLE"] = whittle, ["PYTHON"] = Python, ["DEADLINE"] = "3600", ["COMMAND_LIMIT"] = "4000", ["MODEL"] = "tiny",
                     ["LLAMA_MODEL"] = "tiny-llama", ["KD_TEACHER"] = "tiny",
                 ["BATCH"] = "1", ["SEQ_LEN"] = "64", ["BENCH_STEPS"] = "1", ["BENCH_WARMUP"] = "0",
                 ["WHITTLE_CACHE_DIR"] = Path.Combine(Path.GetTempPath(), "whittle-softgpu-doctor-cache"),
@@ -198,10 +200,6 @@ public class GpuSessionToolsTests
                 ("hf_compare-train.json", "tiny-llama/train") })
             {
                 var r = Json(f)["results"]![pair]!;
-                // The Llama model's train run is the last of its step: on a loaded machine the step's deadline may cut it
-                // (hf_compare then records why: skipped, or timed out); a run that finished must pass its loss check.
-                string cut = $"{r["ours"]!["skipped"]}{r["ours"]!["error"]}";
-                if (pair == "tiny-llama/train" && (cut.StartsWith("deadline") || cut.StartsWith("timed out"))) continue;
                 Assert.That((string?)r["ours"]!["loss_check"], Is.EqualTo("ok"), $"{f} {pair}: {r}\n{log}");
                 Assert.That(r["hf_eager"]!["skipped"]!.ToString(), Does.Contain("not importable"), $"{f} {pair}");
             }

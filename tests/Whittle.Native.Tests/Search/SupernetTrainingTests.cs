@@ -301,4 +301,37 @@ public class SupernetTrainingTests
         Assert.That(standardKd, Does.Contain("--inplace-kd"));
         Assert.That(Directory.Exists(Path.Combine(_root, "cli-other")), Is.False, "a refused run leaves nothing on disk");
     }
+
+    /// <summary>
+    /// A Llama GQA parent (4 query heads in 2 groups): sandwich training with in-place KD runs, and the sampled
+    /// sub-networks keep whole query groups (the smallest has one kv head and its 2 query heads).
+    /// </summary>
+    [Test]
+    public void CommandTrainsALlamaSupernetOfWholeQueryGroups()
+    {
+        var modelDir = Path.Combine(_root, "cli-llama");
+        var config = new LlamaConfig
+        {
+            Family = "llama", VocabSize = 4096, HiddenSize = 32, NumLayers = 2, NumHeads = 4, NumKeyValueHeads = 2,
+            IntermediateSize = 64, MaxPositionEmbeddings = 64,
+        };
+        using (var m = Llama.CreateRandom(config, CpuBackend.Instance, 3)) ModelCheckpoint.Save(m, modelDir);
+        var run = Path.Combine(_root, "cli-llama-run");
+        var r = InProcessCli.Run("train-supernet", "--model", modelDir, "--data", TestData.AustenSlice, "--out", run, "--seq-len", "16",
+            "--batch-size", "2", "--steps", "2", "--eval-tokens", "64", "--space", "uniform", "--inplace-kd", "--json");
+        Assert.That(r.Exit, Is.EqualTo(0), r.Stderr);
+        var steps = File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!)
+            .Where(o => o["subnets"] is not null).ToList();
+        Assert.That(steps, Has.Count.EqualTo(2));
+        foreach (var sub in steps.SelectMany(o => o["subnets"]!.AsArray()))
+        {
+            Assert.That(double.IsFinite(sub!["loss"]!.GetValue<double>()), Is.True, sub.ToJsonString());
+            var a = SubnetSpec.FromJson(sub["architecture"]!.AsObject(), config);
+            for (int i = 0; i < a.Layers.Length; i++) Assert.That(a.Heads[i], Is.EqualTo(2 * a.KvHeads[i]), sub.ToJsonString());
+        }
+        var smallest = SubnetSpec.FromJson(steps[0]["subnets"]!.AsArray().Last()!["architecture"]!.AsObject(), config);
+        Assert.That(smallest.KvHeads, Is.All.EqualTo(1));
+        static string Shapes(ModelConfig c) => string.Join(';', c.Layout().Select(e => $"{e.Name}:{string.Join(',', e.Shape)}"));
+        Assert.That(Shapes(ModelConfig.Load(Path.Combine(run, "final"))), Is.EqualTo(Shapes(config)), "the whole parent is saved");
+    }
 }
