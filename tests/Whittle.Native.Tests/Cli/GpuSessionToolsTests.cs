@@ -176,8 +176,8 @@ public class GpuSessionToolsTests
             var outDir = Path.Combine(dir, "out");
             var env = new Dictionary<string, string?>
             {
-                ["OUT"] = outDir, ["WHITTLE"] = whittle, ["PYTHON"] = Python, ["DEADLINE"] = "3600", ["COMMAND_LIMIT"] = "4000", ["MODEL"] = "tiny",
-                    ["LLAMA_MODEL"] = "tiny-llama", ["KD_TEACHER"] = "tiny",
+                ["OUT"] = outDir, ["WHITTLE"] = whittle, ["PYTHON"] = Python, ["DEADLINE"] = "3600", ["COMMAND_LIMIT"] = "4000",
+                ["MODEL"] = "tiny", ["LLAMA_MODEL"] = "tiny-llama", ["KD_TEACHER"] = "tiny",
                 ["BATCH"] = "1", ["SEQ_LEN"] = "64", ["BENCH_STEPS"] = "1", ["BENCH_WARMUP"] = "0",
                 ["WHITTLE_CACHE_DIR"] = Path.Combine(Path.GetTempPath(), "whittle-softgpu-doctor-cache"),
             };
