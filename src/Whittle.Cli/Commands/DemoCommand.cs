@@ -12,13 +12,39 @@ namespace Whittle.Cli;
 /// SaltSmallSteps > 0 trains SALT's small model in a stage of its own (the searched architecture from random
 /// initialisation, for that many steps) instead of lending it the random-init student: as in the paper, the small model
 /// is trained to the end, so it is ahead of the large model early.
+/// Family: the teacher's (gpt-neox, or llama with KvHeads key/value heads: grouped-query attention); every later stage
+/// takes its family from the model it starts from, so only the teacher's and SALT's architecture flags name it.
 /// </summary>
 sealed record DemoPreset(string Name, int Layers, int Hidden, int Heads, int Intermediate, int SeqLen, int Batch, float Lr,
     int TeacherSteps, int EvalEvery, long EvalTokens, int SearchEvaluations, long SearchEvalTokens, double BudgetRatio, int StudentSteps,
     int StudentEvalEvery, double SaltKdFraction, float Omega, string SearchSpace = "uniform", int SearchPopulation = 16,
-        double SearchMutation = 0.3, int EmbedStep = 16, int IntermediateStep = 32, int SaltSmallSteps = 0, int Seeds = 1)
+        double SearchMutation = 0.3, int EmbedStep = 16, int IntermediateStep = 32, int SaltSmallSteps = 0, int Seeds = 1,
+        string Family = DemoPreset.GptNeoX, int KvHeads = 0)
 {
-    public static DemoPreset Get(string name) => name switch
+    public const string GptNeoX = "gpt-neox", Llama = "llama";
+
+    /// <summary>The preset <paramref name="name"/> for a teacher of <paramref name="family"/> (gpt-neox, gpt_neox or llama).</summary>
+    public static DemoPreset Get(string name, string family)
+    {
+        var ps = Get(name);
+        return family switch
+        {
+            GptNeoX or "gpt_neox" => ps,
+            // A Llama teacher with the GPT-NeoX preset's non-embedding parameters, so the same FLOPs per token (6N + 6·L·T·a,
+            // a = the same query heads × head size) and about the same time: grouped-query attention with half as many kv
+            // heads has 2H² + 2H·(H/2) = 3H² weights against GPT-NeoX's 4H², and the SwiGLU MLP three H × I matrices against
+            // GPT-NeoX's two, so 3H² + 3H·I = 4H² + 2H·I_neox gives I = (H + 2·I_neox) / 3: quick 192 (GPT-NeoX 256), default
+            // 288 (384), large 1536 (2048), each on its search grid (biases and norms, under 1%, left out).
+            Llama => ps with
+            {
+                Family = Llama, KvHeads = ps.Heads / 2,
+                Intermediate = (ps.Hidden + 2 * ps.Intermediate) / 3 / ps.IntermediateStep * ps.IntermediateStep,
+            },
+            _ => throw new WhittleException($"unknown --family '{ErrorText.Clip(family, 40)}' (expected gpt-neox or llama)"),
+        };
+    }
+
+    static DemoPreset Get(string name) => name switch
     {
         // Sized by the seed sweep in bench/RESULTS.md (`whittle demo --preset quick --seeds 0-4`): students trained for 40
         // steps (longer, they pass the 120-step teacher and distilling from it stops helping); a per-layer search space
@@ -32,7 +58,11 @@ sealed record DemoPreset(string Name, int Layers, int Hidden, int Heads, int Int
         _ => throw new WhittleException($"unknown --preset '{name}' (expected quick, default or large)"),
     };
 
-    public string[] Architecture => ["--layers", I(Layers), "--hidden", I(Hidden), "--heads", I(Heads), "--intermediate", I(Intermediate)];
+    public string[] Architecture => ["--layers", I(Layers), "--hidden", I(Hidden), "--heads", I(Heads), "--intermediate", I(Intermediate),
+        .. Family == GptNeoX ? Array.Empty<string>() : ["--family", Family, "--kv-heads", I(KvHeads)]];
+    /// <summary>What the run directory records (preset.txt): the preset, and the family and seed where not the defaults.</summary>
+    public string RunKey(int teacherSeed) =>
+        Name + (Family == GptNeoX ? "" : $" --family {Family}") + (teacherSeed == 0 ? "" : $" --seed {teacherSeed}");
     public string[] Batch_ => ["--seq-len", I(SeqLen), "--batch-size", I(Batch), "--lr", F(Lr), "--eval-tokens", I(EvalTokens)];
     public int SaltKdSteps => (int)Math.Round(TeacherSteps * SaltKdFraction / EvalEvery) * EvalEvery;   // on the evaluation grid
     static string I(long x) => x.ToString(CultureInfo.InvariantCulture);
@@ -68,6 +98,13 @@ static class DemoCommand
             "model and SALT), the teacher trained once: a count N (seeds --seed .. --seed+N-1; default: the preset's, 1 for quick, 3 " +
             "for default and large) or a list or range (0,3,7 or 0-4). The report gives mean ± sd per arm and effect; an effect " +
             "counts as reproduced only when it holds in every seed." };
+        var family = new Option<string>("--family")
+        {
+            Description = "The teacher's family: gpt-neox (Pythia's architecture) or llama (RMSNorm, SwiGLU MLP, grouped-query " +
+                "attention with half as many key/value heads as query heads; the GPT-NeoX preset's non-embedding parameters). A run " +
+                "directory holds one family.",
+            DefaultValueFactory = _ => DemoPreset.GptNeoX,
+        };
         var saltCache = new Option<bool>("--salt-cache")
         {
             Description = $"Add a SALT arm whose KD phase reads the small model's soft labels from a top-{SaltCacheTopK} " +
@@ -79,10 +116,10 @@ static class DemoCommand
             search a sub-network under a parameter budget (evolution vs random search vs the importance-only baseline), train
             students for the same token budget (random init; sub-network init; sub-network init + distillation), train a large
             model with and without SALT, and write report.md / report.html with every number measured in this run.
-            """) { device, preset, outDir, seed, seeds, saltCache };
+            """) { device, preset, family, outDir, seed, seeds, saltCache };
         cmd.SetAction(p =>
         {
-            var ps = DemoPreset.Get(p.GetValue(preset)!);
+            var ps = DemoPreset.Get(p.GetValue(preset)!, p.GetValue(family)!);
             int s = p.GetValue(seed);
             if (s < 0) throw new WhittleException($"--seed must be 0 or more, got {s}");
             var list = p.GetValue(seeds) is { } text ? ParseSeeds(text, s) : [.. Enumerable.Range(s, ps.Seeds)];
@@ -131,7 +168,7 @@ static class DemoCommand
         var total = Stopwatch.StartNew();
         string root = Path.GetFullPath(outRoot);
         CliCommon.TakeRunDirectory(root, "demo");
-        CheckPresetOfRun(root, teacherSeed == 0 ? ps.Name : $"{ps.Name} --seed {teacherSeed}");
+        CheckPresetOfRun(root, ps.RunKey(teacherSeed));
         string D(params string[] parts) => Path.Combine([root, .. parts]);
         var shared = new List<StageTiming>();
         string[] dev = ["--device", device];
@@ -310,18 +347,32 @@ static class DemoCommand
 
     // ---------------------------------------------------------------- results
 
+    /// <summary>
+    /// The teacher in one line, its family first (results.json's teacher.architecture; the GPT-NeoX line is the one the demo
+    /// always wrote); a Llama teacher's adds its key/value heads and what sets the family apart.
+    /// </summary>
+    internal static string Architecture(ModelConfig c, int seqLen) => c switch
+    {
+        LlamaConfig l => $"{(l.Family == "llama" ? "Llama" : $"Llama family ({l.Family})")}, {l.NumLayers} layers, hidden " +
+            $"{l.HiddenSize}, {l.NumHeads} heads, {l.NumKeyValueHeads} kv heads " +
+            $"({(l.NumKeyValueHeads < l.NumHeads ? "grouped-query" : "multi-head")} attention), SwiGLU MLP {l.IntermediateSize}, " +
+            $"RMSNorm, vocab {l.VocabSize}, context {seqLen}",
+        _ => $"GPT-NeoX, {c.NumLayers} layers, hidden {c.HiddenSize}, {c.NumHeads} heads, MLP {c.IntermediateSize}, vocab " +
+            $"{c.VocabSize}, context {seqLen}",
+    };
+
     /// <summary>One seed's results: the shared teacher from <paramref name="root"/>, the seed's arms from <paramref name="dir"/>.</summary>
     static DemoResults Collect(string root, string dir, DemoPreset ps, string device, DateTimeOffset started, double seconds,
         List<StageTiming> timings, bool saltCache)
     {
         string D(params string[] parts) => Path.Combine([dir, .. parts]);
         string small = SmallModel(ps, dir);
-        var teacherCfg = GptNeoXConfig.Load(Path.Combine(root, "teacher", "final"));
+        var teacherCfg = ModelConfig.Load(Path.Combine(root, "teacher", "final"));
         var teacherCount = ParameterCount.Of(teacherCfg);
         var teacherCurve = RunMetrics.Curve(Path.Combine(root, "teacher", "metrics.jsonl"));
         var summary = JsonNode.Parse(File.ReadAllText(D("search", "summary.json")))!;
         bool ownSmall = ps.SaltSmallSteps > 0;
-        long smallParams = ParameterCount.Of(GptNeoXConfig.Load(Path.Combine(small, "final"))).Total;
+        long smallParams = ParameterCount.Of(ModelConfig.Load(Path.Combine(small, "final"))).Total;
         var search = new List<SearchPoint>();
         foreach (var (strategy, node) in summary["strategies"]!.AsObject())
             foreach (var c in node!["candidates_evaluated"]!.AsArray())
@@ -329,7 +380,7 @@ static class DemoCommand
                     search.Count, strategy, c!["non_embedding_params"]!.GetValue<long>(), c["perplexity"]!.GetValue<double>(),
                     c["spec"]!.ToJsonString()));
         Arm Student(string dir, string name, string description) =>
-            new(name, description, ParameterCount.Of(GptNeoXConfig.Load(D("students", dir, "final"))).Total,
+            new(name, description, ParameterCount.Of(ModelConfig.Load(D("students", dir, "final"))).Total,
                 RunMetrics.Curve(D("students", dir, "metrics.jsonl")));
         Arm SaltArm(string dir, string name, string description) =>
             new(name, description, teacherCount.Total, RunMetrics.Curve(D(dir, "metrics.jsonl")),
@@ -349,8 +400,7 @@ static class DemoCommand
         {
             Preset = ps.Name, Device = device, Started = started, Seconds = seconds,
             TeacherParameters = teacherCount.Total, TeacherNonEmbedding = teacherCount.NonEmbedding,
-            TeacherArchitecture = $"GPT-NeoX, {teacherCfg.NumLayers} layers, hidden {teacherCfg.HiddenSize}, {teacherCfg.NumHeads} " +
-                $"heads, MLP {teacherCfg.IntermediateSize}, vocab {teacherCfg.VocabSize}, context {ps.SeqLen}",
+            TeacherArchitecture = Architecture(teacherCfg, ps.SeqLen),
             TeacherValLoss = teacherCurve[^1].ValLoss, TeacherTokens = teacherCurve[^1].Tokens,
             BudgetParams = summary["budget"]!["params"]!.GetValue<long>(), BudgetRatio = ps.BudgetRatio,
             Search = search,

@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using Whittle.Cli;
 using Whittle.Native.Demo;
+using Whittle.Native.Model;
 
 namespace Whittle.Native.Tests.Cli;
 
@@ -75,6 +76,91 @@ public class DemoCommandTests
         finally { Directory.Delete(dir, true); }
     }
 
+    /// <summary>
+    /// `whittle demo --family llama --preset quick`: every stage on a grouped-query Llama teacher (4 query heads, 2 kv heads),
+    /// the models each stage made of the Llama family, the report naming the family, the teacher's kv heads and the
+    /// sub-networks' kv_heads; then the run directory refused to the GPT-NeoX demo, in one line, nothing changed.
+    /// </summary>
+    [Test]
+    public void QuickLlamaDemoRunsEveryStageOnAGroupedQueryTeacherAndItsRunDirectoryIsRefusedToAnotherFamily()
+    {
+        var dir = Directory.CreateTempSubdirectory("whittle-demo-llama-").FullName;
+        try
+        {
+            var (exit, stdout, stderr) =
+                CliRunner.RunIn(Path.GetTempPath(), null, "demo", "--family", "llama", "--preset", "quick", "--out", dir);
+            Assert.That(exit, Is.EqualTo(0), stderr);
+            Assert.That(stdout, Does.Contain("--family llama --kv-heads 2"), "the teacher's and SALT's commands name the family");
+            // Every model the stages wrote is a Llama-family checkpoint; the sub-network keeps whole query groups (2 query heads
+            // a kv head, as the teacher), and the students, SALT's small model and the extracted sub-network share it.
+            var teacher = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "teacher", "final", "config.json")))!;
+            Assert.That(teacher["model_type"]!.GetValue<string>(), Is.EqualTo("llama"));
+            Assert.That(teacher["num_attention_heads"]!.GetValue<int>(), Is.EqualTo(4));
+            Assert.That(teacher["num_key_value_heads"]!.GetValue<int>(), Is.EqualTo(2));
+            var subnet = ModelConfig.Load(Path.Combine(dir, "subnet"));
+            foreach (var model in new[] { "importance", "subnet", "students/random-init/final", "students/subnet-init/final",
+                "students/subnet-init-kd/final", "salt-small/final", "salt/final" })
+            {
+                var c = ModelConfig.Load(Path.Combine(dir, model));
+                Assert.That(c.ModelType, Is.EqualTo("llama"), model);
+                var json = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, model, "config.json")))!;
+                Assert.That(json["num_key_value_heads"], Is.Not.Null, model);
+                for (int layer = 0; layer < c.NumLayers; layer++)
+                {
+                    Assert.That(c.QueryHeadsPerGroup(layer), Is.EqualTo(2), $"{model} layer {layer}");
+                    if (model.StartsWith("students") || model.StartsWith("salt-small"))
+                        Assert.That(c.KvHeadsOf(layer), Is.EqualTo(subnet.KvHeadsOf(layer)), $"{model} layer {layer}");
+                }
+            }
+            Assert.That(ModelConfig.Load(Path.Combine(dir, "salt", "final")).KvHeadsOf(0), Is.EqualTo(2),
+                "SALT trains the teacher's shape");
+            var r = DemoReport.Load(Path.Combine(dir, "results.json"));
+            Assert.That(r.TeacherArchitecture, Does.StartWith("Llama, 2 layers, hidden 64, 4 heads, 2 kv heads (grouped-query attention)"));
+            var report = File.ReadAllText(Path.Combine(dir, "report.md"));
+            Assert.That(report, Does.Contain(r.TeacherArchitecture), "the report names the family and the teacher's kv heads");
+            Assert.That(report, Does.Contain("\"kv_heads\""), "the report's sub-networks name their kv heads");
+            Assert.That(File.ReadAllText(Path.Combine(dir, "preset.txt")).Trim(), Is.EqualTo("quick --family llama"));
+
+            var before = Directory.GetFiles(dir, "*", SearchOption.AllDirectories).ToDictionary(f => f, File.GetLastWriteTimeUtc);
+            var neox = CliRunner.RunIn(Path.GetTempPath(), null, "demo", "--preset", "quick", "--out", dir);
+            Assert.That(neox.Exit, Is.EqualTo(1), neox.Stderr);
+            Assert.That(neox.Stderr.Trim().Split('\n'), Has.Length.EqualTo(1));
+            Assert.That(neox.Stderr, Does.Contain($"{dir} holds a 'quick --family llama' demo; use another --out for 'quick'"));
+            Assert.That(Directory.GetFiles(dir, "*", SearchOption.AllDirectories).ToDictionary(f => f, File.GetLastWriteTimeUtc),
+                Is.EquivalentTo(before), "nothing in the run directory changed");
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    /// <summary>
+    /// The Llama presets' teacher has the GPT-NeoX one's non-embedding parameters (so its FLOPs per token), as their
+    /// comment says, counted by ParameterCount's formulas, with grouped-query attention (half the kv heads).
+    /// </summary>
+    [TestCase("quick")]
+    [TestCase("default")]
+    [TestCase("large")]
+    public void LlamaPresetMatchesTheGptNeoXTeachersNonEmbeddingParameters(string name)
+    {
+        var neox = DemoPreset.Get(name, "gpt-neox");
+        var llama = DemoPreset.Get(name, "llama");
+        Assert.That(llama with { Family = neox.Family, KvHeads = neox.KvHeads, Intermediate = neox.Intermediate }, Is.EqualTo(neox),
+            "only the family, kv heads and MLP width differ");
+        Assert.That(llama.KvHeads, Is.LessThan(llama.Heads).And.GreaterThan(0));
+        Assert.That(llama.Intermediate % llama.IntermediateStep, Is.Zero, "the MLP width is on the search's grid");
+        long n = ParameterCount.Of(new GptNeoXConfig
+        {
+            VocabSize = 4096, HiddenSize = neox.Hidden, NumLayers = neox.Layers, NumHeads = neox.Heads,
+            IntermediateSize = neox.Intermediate,
+        }).NonEmbedding;
+        long l = ParameterCount.Of(new LlamaConfig
+        {
+            Family = "llama", VocabSize = 4096, HiddenSize = llama.Hidden, NumLayers = llama.Layers, NumHeads = llama.Heads,
+            NumKeyValueHeads = llama.KvHeads, IntermediateSize = llama.Intermediate,
+        }).NonEmbedding;
+        // GPT-NeoX's biases and second layernorm per layer are what the Llama teacher lacks: about 1% at the quick preset.
+        Assert.That((double)l / n, Is.InRange(0.97, 1.0), $"Llama {l:N0} against GPT-NeoX {n:N0} non-embedding parameters");
+    }
+
     static int SaltSmallSteps(string dir) =>
         System.Text.Json.Nodes.JsonNode.Parse(
             File.ReadLines(Path.Combine(dir, "salt-small", "metrics.jsonl")).Last(l => l.Contains("val_loss")))!["step"]!.GetValue<int>();
@@ -90,6 +176,7 @@ public class DemoCommandTests
             (new[] { "--seeds", "0,x" }, "--seeds: 'x' is not a seed or a range of seeds"),
             (new[] { "--seeds", "0" }, "--seeds: a count of seeds must be 1 to 1000, got '0'"),
             (new[] { "--seeds", "99999999999" }, "--seeds: a count of seeds must be 1 to 1000"),
+            (new[] { "--family", "mamba" }, "unknown --family 'mamba' (expected gpt-neox or llama)"),
         })
         {
             var (exit, _, stderr) = CliRunner.Run(["demo", "--preset", "quick", "--out", dir, .. args]);
