@@ -4,7 +4,6 @@
 # (per round: the GEMM ceiling, then each case PyTorch then Whittle) for ROUNDS rounds so machine noise hits both sides.
 # Cases: train step and eval at 8×256, eval at 1×512, 1×1024, 1×2048. Prints a markdown table (date, CPU, load): medians
 # and ranges of tokens/s, Whittle / PyTorch, each side's fraction of the measured GEMM ceiling, peak RSS of each process.
-# About 4 minutes at ROUNDS=3 on 2 idle cores.
 #   bash bench/cpu-compare.sh                    # 3 rounds, 2 threads, Whittle's default GEMM (auto)
 #   THREADS=1 ROUNDS=5 GEMM=ours bash bench/cpu-compare.sh --json
 set -euo pipefail
