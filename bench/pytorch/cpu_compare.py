@@ -8,7 +8,7 @@
 # Train step: zero grads, forward, cross-entropy, backward, clip to norm 1, AdamW (lr 1e-4, betas (0.9, 0.95), eps 1e-8,
 # weight decay 0.1 on matrices only: what `whittle bench train` does); eval: no_grad forward + loss. Each measurement is
 # the median of --steps timed steps after --warmup untimed ones, in a process of its own (PyTorch: this script in
-# --worker mode; Whittle: `whittle bench`), so its peak resident set (ru_maxrss from wait4) is that case's alone.
+# --worker mode; Whittle: `whittle bench`), so its peak resident set (VmHWM, reported by the process) is that case's alone.
 # Interleaving: per round, the GEMM ceiling (`whittle bench gemm`), then every case PyTorch then Whittle, so load from
 # other processes hits both sides alike; per side the median over rounds is reported with its range.
 # The ceiling: the f32 GEMM rate this machine sustains, measured each round through the GEMM both sides run (OpenBLAS:
@@ -31,7 +31,6 @@ import shlex
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 CONFIG = {"vocab": 4096, "d": 256, "layers": 4, "heads": 8, "mlp": 1024, "rotary_pct": 0.25, "eps": 1e-5}
@@ -187,7 +186,13 @@ def worker(mode, b, t):
 
     n, w = steps_for(b, t)
     seconds = median_seconds(train_step if mode == "train" else eval_step, n, w)
-    print(json.dumps({"tokens_per_second": b * t / seconds, "parameters": params}))
+    print(json.dumps({"tokens_per_second": b * t / seconds, "parameters": params, "peak_rss_bytes": peak_rss_bytes()}))
+
+
+def peak_rss_bytes():
+    """This process's peak resident set since its exec (VmHWM; ru_maxrss would also count the forked driver's pages)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 
 
 def steps_for(b, t):
@@ -195,16 +200,12 @@ def steps_for(b, t):
 
 
 def run_measured(cmd, env):
-    """Runs cmd; its stdout and its peak resident set in MiB (wait4's ru_maxrss: this process alone, not its parent)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        p = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
-        _, status, usage = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0); err.seek(0)
-        stdout, stderr = out.read().decode(), err.read().decode()
-    if p.returncode != 0:
-        sys.exit(f"failed ({' '.join(cmd)}), exit {p.returncode}:\n{stderr}")
-    return stdout, usage.ru_maxrss / 1024
+    """Runs cmd, which prints one JSON object with peak_rss_bytes (its VmHWM); that object and the peak in MiB."""
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"failed ({' '.join(cmd)}), exit {out.returncode}:\n{out.stderr}")
+    r = json.loads(out.stdout)
+    return r, r.get("peak_rss_bytes", 0) / 2 ** 20
 
 
 def whittle_cmd(*args):
@@ -218,24 +219,22 @@ def whittle_env():
 
 def measure_whittle(mode, b, t):
     n, w = steps_for(b, t)
-    out, rss = run_measured(whittle_cmd(mode, "--batch-size", str(b), "--seq-len", str(t), "--steps", str(n), "--warmup", str(w)),
-                            whittle_env())
-    r = json.loads(out)
+    r, rss = run_measured(whittle_cmd(mode, "--batch-size", str(b), "--seq-len", str(t), "--steps", str(n), "--warmup", str(w)),
+                          whittle_env())
     if r["threads"] != ARGS.threads:
         sys.exit(f"whittle ran on {r['threads']} threads, expected {ARGS.threads}")
     return r, rss
 
 
 def measure_torch(mode, b, t):
-    out, rss = run_measured([sys.executable, os.path.abspath(__file__), "--threads", str(ARGS.threads), "--steps", str(ARGS.steps),
-                             "--warmup", str(ARGS.warmup), "--long-steps", str(ARGS.long_steps), "--long-warmup",
-                             str(ARGS.long_warmup), "--worker", mode, str(b), str(t)], dict(os.environ))
-    return json.loads(out), rss
+    return run_measured([sys.executable, os.path.abspath(__file__), "--threads", str(ARGS.threads), "--steps", str(ARGS.steps),
+                         "--warmup", str(ARGS.warmup), "--long-steps", str(ARGS.long_steps), "--long-warmup",
+                         str(ARGS.long_warmup), "--worker", mode, str(b), str(t)], dict(os.environ))
 
 
 def measure_ceiling():
-    out, _ = run_measured(whittle_cmd("gemm", "--batch-size", "8", "--seq-len", "256"), whittle_env())
-    return json.loads(out)["gemm_ceiling"]
+    r, _ = run_measured(whittle_cmd("gemm", "--batch-size", "8", "--seq-len", "256"), whittle_env())
+    return r["gemm_ceiling"]
 
 
 def stats(values):

@@ -212,7 +212,7 @@ public sealed class KernelBench : IDisposable
         double squareFlops = 2.0 * squareSize * squareSize * squareSize, square;
         using (var a = Random(squareSize, squareSize)) using (var b = Random(squareSize, squareSize))
         using (var y = _backend.Empty(DType.F32, squareSize, squareSize))
-            square = squareFlops / (Time(() => _backend.MatMul(a, false, b, true, y)) * 1e9);
+            square = squareFlops / (Time(() => _backend.MatMul(a, false, b, true, y)) * 1e6);   // Time is in ms
         var shapes = new List<GemmShapeRate>();
         var linears = new (string Name, int Out, int In, bool Bias, int Calls)[]
         {
