@@ -31,6 +31,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 
 CONFIG = {"vocab": 4096, "d": 256, "layers": 4, "heads": 8, "mlp": 1024, "rotary_pct": 0.25, "eps": 1e-5}
@@ -306,14 +307,19 @@ def main():
     print_markdown(summary)
 
 
+def say(text):
+    """Prose lines of the report, wrapped at 120 columns (the tables are not)."""
+    print("\n".join(textwrap.fill(part, 120) for part in text.split("\n")))
+
+
 def print_markdown(s):
     c = s["gemm_ceiling_gflops"]
-    print(f"\n{s['date']}, `{s['cpu']}`, {s['threads']} threads, {s['rounds']} interleaved rounds, load average (1/5/15 min) "
+    say(f"\n{s['date']}, `{s['cpu']}`, {s['threads']} threads, {s['rounds']} interleaved rounds, load average (1/5/15 min) "
           f"{s['load_average_start']} at the start, {s['load_average_end']} at the end; torch {s['torch']}, Whittle GEMM "
           f"{s['whittle'].get('gemm') if s['whittle'] else '-'}.")
     if c:
         last = s["gemm_ceiling_rounds"][-1]
-        print(f"GEMM ceiling (median of rounds, range): **{c['median']:.1f} GFLOP/s** ({c['min']:.1f}–{c['max']:.1f}); last round: "
+        say(f"GEMM ceiling (median of rounds, range): **{c['median']:.1f} GFLOP/s** ({c['min']:.1f}–{c['max']:.1f}); last round: "
               f"square {last['square_size']}³ {last['square_gflops']:.1f}, "
               f"the 8×256 step's linear GEMMs {last['model_shapes_gflops']:.1f}, "
               f"ceiling = {last['source']}.\n")
@@ -335,11 +341,11 @@ def print_markdown(s):
     if all(long.values()) and short and short.get("whittle"):
         for side in ("pytorch", "whittle"):
             rss = [long[t][f"{side}_rss"]["median"] for t in (512, 1024, 2048)]
-            print(f"\n{side}: peak RSS +{rss[1] - rss[0]:.0f} MiB from T 512 to 1024, +{rss[2] - rss[1]:.0f} MiB from 1024 to 2048 "
-                  f"(linear in T: the second step twice the first); eval tok/s at 1×2048 = "
-                  f"{long[2048][side]['median'] / short[side]['median']:.0%} of 8×256.", end="")
+            say(f"\n{side}: peak RSS +{rss[1] - rss[0]:.0f} MiB from T 512 to 1024, +{rss[2] - rss[1]:.0f} MiB from 1024 to 2048 "
+                f"(linear in T makes the second step twice the first); eval tok/s at 1×2048 = "
+                f"{long[2048][side]['median'] / short[side]['median']:.0%} of 8×256.")
         tp = [long[t]["whittle_tensor_peak"]["median"] for t in (512, 1024, 2048)]
-        print(f"\nwhittle peak tensor memory +{tp[1] - tp[0]:.1f} MiB, then +{tp[2] - tp[1]:.1f} MiB.")
+        say(f"whittle peak tensor memory +{tp[1] - tp[0]:.1f} MiB, then +{tp[2] - tp[1]:.1f} MiB.")
 
 
 if __name__ == "__main__":
