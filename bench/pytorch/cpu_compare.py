@@ -1,21 +1,29 @@
 #!/usr/bin/python3
-# Policy: the CPU side-by-side of issue 9. The same GPT-NeoX model (written here in plain PyTorch, from the architecture's
-# description, not from Whittle code: fused qkv with rows per head [H, 3, D], partial rotary (rotate-half on the first
-# rotary_pct·D dims of q and k), causal attention with scale 1/sqrt(D), exact GELU, parallel residual, untied output
-# head without bias; init N(0, 0.02), the two residual-writing projections N(0, 0.02/sqrt(2L)), biases 0, layernorms 1/0)
-# on the `small` config (V 4096, d 256, L 4, H 8, MLP 1024, ≈5.3M parameters), B × T = 8 × 256 random tokens, same
-# thread count on both sides. Measured: train step (zero grads, forward, cross-entropy, backward, clip to norm 1, AdamW
-# lr 1e-4 betas (0.9, 0.95) eps 1e-8 weight decay 0.1 on matrices only: what `whittle bench train` does) and eval
-# (no_grad forward + loss), each the median of --steps timed steps after --warmup untimed ones.
-# With --whittle CMD the rounds are interleaved (torch train, whittle train, torch eval, whittle eval, per round), so
-# load from other processes hits both sides alike; per side the median over rounds is reported, with the ratio
-# ours / PyTorch in tokens/s (> 1: Whittle is faster).
+# Policy: the CPU side-by-side of issues 9 and 18. The same GPT-NeoX model (written here in plain PyTorch, from the
+# architecture's description, not from Whittle code: fused qkv with rows per head [H, 3, D], partial rotary (rotate-half on
+# the first rotary_pct·D dims of q and k), causal attention with scale 1/sqrt(D), exact GELU, parallel residual, untied
+# output head without bias; init N(0, 0.02), the two residual-writing projections N(0, 0.02/sqrt(2L)), biases 0, layernorms
+# 1/0) on the `small` config (V 4096, d 256, L 4, H 8, MLP 1024, ≈5.3M parameters), random tokens, the same thread count
+# on both sides. Cases: train step and eval at B × T = 8 × 256, eval at one long sequence 1 × 512, 1 × 1024, 1 × 2048.
+# Train step: zero grads, forward, cross-entropy, backward, clip to norm 1, AdamW (lr 1e-4, betas (0.9, 0.95), eps 1e-8,
+# weight decay 0.1 on matrices only: what `whittle bench train` does); eval: no_grad forward + loss. Each measurement is
+# the median of --steps timed steps after --warmup untimed ones, in a process of its own (PyTorch: this script in
+# --worker mode; Whittle: `whittle bench`), so its peak resident set (VmHWM, reported by the process) is that case's alone.
+# Interleaving: per round, the GEMM ceiling (`whittle bench gemm`), then every case PyTorch then Whittle, so load from
+# other processes hits both sides alike; per side the median over rounds is reported with its range.
+# The ceiling: the f32 GEMM rate this machine sustains, measured each round through the GEMM both sides run (OpenBLAS:
+# Whittle's `auto`, and Debian torch's libblas.so.3): the larger of a 2048³ square sgemm and the `small` 8×256 step's
+# linear-layer GEMMs taken together (`whittle bench gemm`, KernelBench.MeasureGemmCeiling); the median over rounds is used.
+# A case's fraction of it = tokens/s × FLOPs per token / ceiling, FLOPs per token as `whittle bench` counts them (and
+# bench/RESULTS.md): 6N + 6·L·T·d for a train step, 2N + 2·L·T·d for eval, N = non-embedding + output-head parameters.
+# The output is a markdown table (pasteable into bench/RESULTS.md) with the date, CPU model and load averages.
 #
 # PyTorch must run on an optimised BLAS: Debian's torch links libblas.so.3, which the alternatives system points at
 # libopenblas0-pthread when that is installed (else at reference BLAS, ~2 GFLOP/s). The script prints the BLAS mapped
 # into the process and a 1024³ matmul's GFLOP/s, and refuses to compare below --min-gflops.
 #   /usr/bin/python3 bench/pytorch/cpu_compare.py --threads 2 --whittle "dotnet src/Whittle.Cli/bin/Release/net10.0/whittle.dll"
 import argparse
+import datetime
 import json
 import math
 import os
@@ -23,23 +31,29 @@ import shlex
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 
 CONFIG = {"vocab": 4096, "d": 256, "layers": 4, "heads": 8, "mlp": 1024, "rotary_pct": 0.25, "eps": 1e-5}
+# (mode, B, T): the `small` 8×256 train step and eval, and eval at one long sequence of growing T (memory must grow
+# linearly in T on Whittle's side; tokens/s at 1×2048 is compared with 8×256's).
+CASES = [("train", 8, 256), ("eval", 8, 256), ("eval", 1, 512), ("eval", 1, 1024), ("eval", 1, 2048)]
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__ if __doc__ else "PyTorch CPU vs whittle bench")
-    p.add_argument("--threads", type=int, default=2, help="threads for both sides (torch.set_num_threads, OpenBLAS, DOTNET_PROCESSOR_COUNT)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--seq-len", type=int, default=256)
-    p.add_argument("--steps", type=int, default=5, help="timed steps per measurement (median)")
+    p = argparse.ArgumentParser(description="PyTorch CPU vs whittle bench, interleaved, with the GEMM ceiling and peak memory")
+    p.add_argument("--threads", type=int, default=2,
+                   help="threads for both sides (torch.set_num_threads, OpenBLAS, DOTNET_PROCESSOR_COUNT)")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per 8×256 measurement (median)")
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--long-steps", type=int, default=3, help="timed steps per long-context (1×T) measurement")
+    p.add_argument("--long-warmup", type=int, default=1)
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median over rounds)")
     p.add_argument("--whittle", default=None, help="command that runs whittle (e.g. 'dotnet .../whittle.dll'); omit for PyTorch only")
     p.add_argument("--gemm", default=None, help="whittle --gemm (ours | openblas | auto)")
     p.add_argument("--min-gflops", type=float, default=20.0, help="refuse to compare when torch's 1024^3 matmul is slower (reference BLAS)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--worker", nargs=3, metavar=("MODE", "B", "T"), help=argparse.SUPPRESS)   # one PyTorch measurement, as JSON
     return p.parse_args()
 
 
@@ -146,53 +160,104 @@ def blas_check():
     return sorted(libs), 2 * 1024 ** 3 / s / 1e9
 
 
-class Torch:
-    def __init__(self):
-        torch.manual_seed(1)
-        B, T = ARGS.batch_size, ARGS.seq_len
-        self.tokens = B * T
-        self.model = GptNeoX(CONFIG, T)
-        self.params = sum(p.numel() for p in self.model.parameters())
-        decay = [p for p in self.model.parameters() if p.dim() == 2]
-        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
-        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                                     lr=1e-4, betas=(0.9, 0.95), eps=1e-8)
-        g = torch.Generator().manual_seed(2)
-        self.ids = torch.randint(0, CONFIG["vocab"], (B, T), generator=g)
-        self.targets = torch.randint(0, CONFIG["vocab"], (B, T), generator=g)
+def worker(mode, b, t):
+    """One PyTorch measurement in this process: tokens/s of the median step, printed as JSON."""
+    torch.set_num_threads(ARGS.threads)
+    torch.manual_seed(1)
+    model = GptNeoX(CONFIG, t)
+    params = sum(p.numel() for p in model.parameters())
+    decay = [p for p in model.parameters() if p.dim() == 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=1e-4, betas=(0.9, 0.95), eps=1e-8)
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(0, CONFIG["vocab"], (b, t), generator=g)
+    targets = torch.randint(0, CONFIG["vocab"], (b, t), generator=g)
 
-    def train_step(self):
-        self.opt.zero_grad()
-        loss = self.model(self.ids, self.targets)
+    def train_step():
+        opt.zero_grad()
+        loss = model(ids, targets)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.opt.step()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
 
-    def eval_step(self):
+    def eval_step():
         with torch.no_grad():
-            self.model(self.ids, self.targets)
+            model(ids, targets)
 
-    def measure(self, mode):
-        step = self.train_step if mode == "train" else self.eval_step
-        return self.tokens / median_seconds(step, ARGS.steps, ARGS.warmup)
+    n, w = steps_for(b, t)
+    seconds = median_seconds(train_step if mode == "train" else eval_step, n, w)
+    print(json.dumps({"tokens_per_second": b * t / seconds, "parameters": params, "peak_rss_bytes": peak_rss_bytes()}))
 
 
-def whittle(mode):
-    cmd = shlex.split(ARGS.whittle) + ["bench", mode, "--config", "small", "--device", "cpu", "--batch-size", str(ARGS.batch_size),
-                                       "--seq-len", str(ARGS.seq_len), "--steps", str(ARGS.steps), "--warmup", str(ARGS.warmup), "--json"]
-    if ARGS.gemm:
-        cmd += ["--gemm", ARGS.gemm]
-    env = dict(os.environ, DOTNET_PROCESSOR_COUNT=str(ARGS.threads))
+def peak_rss_bytes():
+    """This process's peak resident set since its exec (VmHWM; ru_maxrss would also count the forked driver's pages)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+
+
+def steps_for(b, t):
+    return (ARGS.steps, ARGS.warmup) if (b, t) == (8, 256) else (ARGS.long_steps, ARGS.long_warmup)
+
+
+def run_measured(cmd, env):
+    """Runs cmd, which prints one JSON object with peak_rss_bytes (its VmHWM); that object and the peak in MiB."""
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode != 0:
-        sys.exit(f"whittle failed ({' '.join(cmd)}):\n{out.stderr}")
+        sys.exit(f"failed ({' '.join(cmd)}), exit {out.returncode}:\n{out.stderr}")
     r = json.loads(out.stdout)
+    return r, r.get("peak_rss_bytes", 0) / 2 ** 20
+
+
+def whittle_cmd(*args):
+    cmd = shlex.split(ARGS.whittle) + ["bench", *args, "--config", "small", "--device", "cpu", "--json"]
+    return cmd + (["--gemm", ARGS.gemm] if ARGS.gemm else [])
+
+
+def whittle_env():
+    return dict(os.environ, DOTNET_PROCESSOR_COUNT=str(ARGS.threads))
+
+
+def measure_whittle(mode, b, t):
+    n, w = steps_for(b, t)
+    r, rss = run_measured(whittle_cmd(mode, "--batch-size", str(b), "--seq-len", str(t), "--steps", str(n), "--warmup", str(w)),
+                          whittle_env())
     if r["threads"] != ARGS.threads:
         sys.exit(f"whittle ran on {r['threads']} threads, expected {ARGS.threads}")
-    return r
+    return r, rss
+
+
+def measure_torch(mode, b, t):
+    return run_measured([sys.executable, os.path.abspath(__file__), "--threads", str(ARGS.threads), "--steps", str(ARGS.steps),
+                         "--warmup", str(ARGS.warmup), "--long-steps", str(ARGS.long_steps), "--long-warmup",
+                         str(ARGS.long_warmup), "--worker", mode, str(b), str(t)], dict(os.environ))
+
+
+def measure_ceiling():
+    r, _ = run_measured(whittle_cmd("gemm", "--batch-size", "8", "--seq-len", "256"), whittle_env())
+    return r["gemm_ceiling"]
+
+
+def stats(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)} if values else None
+
+
+def load_average():
+    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def cpu_model():
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        return next((l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name")), "unknown")
+    except OSError:
+        return "unknown"
 
 
 def main():
+    if ARGS.worker:
+        mode, b, t = ARGS.worker
+        return worker(mode, int(b), int(t))
     torch.set_num_threads(ARGS.threads)
     libs, gflops = blas_check()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, BLAS: {', '.join(libs) or 'none mapped'}; "
@@ -200,45 +265,87 @@ def main():
     if gflops < ARGS.min_gflops:
         sys.exit(f"torch's matmul runs at {gflops:.1f} GFLOP/s: reference BLAS? Install libopenblas0-pthread "
                  "(update-alternatives --display libblas.so.3-x86_64-linux-gnu should point at openblas-pthread).")
-    t = Torch()
-    results = {m: {"pytorch": [], "whittle": []} for m in ("train", "eval")}
-    info = {}
+    started, load_start = datetime.datetime.now(datetime.timezone.utc), load_average()
+    keys = [f"{m} {b}x{t}" for m, b, t in CASES]
+    res = {k: {"pytorch": [], "whittle": [], "pytorch_rss": [], "whittle_rss": [], "whittle_tensor_peak": []} for k in keys}
+    ceilings, flops, info = [], {}, {}
     for r in range(ARGS.rounds):
-        for mode in ("train", "eval"):
-            results[mode]["pytorch"].append(t.measure(mode))
+        if ARGS.whittle:
+            ceilings.append(measure_ceiling())
+        for key, (mode, b, t) in zip(keys, CASES):
+            tr, rss = measure_torch(mode, b, t)
+            res[key]["pytorch"].append(tr["tokens_per_second"]); res[key]["pytorch_rss"].append(rss)
             if ARGS.whittle:
-                w = whittle(mode)
-                if w["parameters"] != t.params:
-                    sys.exit(f"parameter counts differ: whittle {w['parameters']}, pytorch {t.params}")
-                results[mode]["whittle"].append(w["tokens_per_second"])
+                w, rss = measure_whittle(mode, b, t)
+                if w["parameters"] != tr["parameters"]:
+                    sys.exit(f"parameter counts differ: whittle {w['parameters']}, pytorch {tr['parameters']}")
+                res[key]["whittle"].append(w["tokens_per_second"]); res[key]["whittle_rss"].append(rss)
+                res[key]["whittle_tensor_peak"].append(w["peak_bytes"] / 2 ** 20)
+                flops[key] = w["flops_per_token"]
                 info = {k: w.get(k) for k in ("device", "gemm", "openblas", "threads")}
-        print(f"round {r + 1}/{ARGS.rounds}: " + ", ".join(
-            f"{m} torch {results[m]['pytorch'][-1]:.0f}" + (f" whittle {results[m]['whittle'][-1]:.0f}" if ARGS.whittle else "")
-            + " tok/s" for m in results), file=sys.stderr)
+        ceiling_text = f": ceiling {ceilings[-1]['gflops']:.1f} GFLOP/s" if ceilings else ""
+        print(f"round {r + 1}/{ARGS.rounds}{ceiling_text}; " + ", ".join(
+            f"{k} torch {res[k]['pytorch'][-1]:.0f}" + (f" whittle {res[k]['whittle'][-1]:.0f}" if ARGS.whittle else "")
+            for k in keys) + " tok/s", file=sys.stderr)
 
-    summary = {"config": dict(CONFIG, batch=ARGS.batch_size, seq_len=ARGS.seq_len, parameters=t.params), "threads": ARGS.threads,
-               "torch": torch.__version__, "torch_blas": libs, "torch_sgemm_1024_gflops": round(gflops, 1), "whittle": info, "modes": {}}
-    for mode, sides in results.items():
-        row = {}
-        for side, values in sides.items():
-            if values:
-                row[side] = {"median_tokens_per_second": round(statistics.median(values), 1),
-                             "min": round(min(values), 1), "max": round(max(values), 1)}
-        if "whittle" in row:
-            row["ratio_whittle_over_pytorch"] = round(row["whittle"]["median_tokens_per_second"] / row["pytorch"]["median_tokens_per_second"], 3)
-        summary["modes"][mode] = row
+    ceiling = stats([c["gflops"] for c in ceilings])
+    summary = {"date": started.strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu_model(), "load_average_start": load_start,
+               "load_average_end": load_average(), "threads": ARGS.threads, "rounds": ARGS.rounds, "torch": torch.__version__,
+               "torch_blas": libs, "torch_sgemm_1024_gflops": round(gflops, 1), "whittle": info, "gemm_ceiling_gflops": ceiling,
+               "gemm_ceiling_rounds": ceilings, "cases": {}}
+    for key in keys:
+        row = {side: stats(res[key][side]) for side in res[key]}
+        if ARGS.whittle:
+            row["flops_per_token"] = flops[key]
+            row["ratio_whittle_over_pytorch"] = row["whittle"]["median"] / row["pytorch"]["median"]
+            for side in ("pytorch", "whittle"):
+                row[f"{side}_fraction_of_ceiling"] = row[side]["median"] * flops[key] / (ceiling["median"] * 1e9)
+        summary["cases"][key] = row
     if ARGS.json:
         print(json.dumps(summary, indent=2))
         return
-    print(f"\nsmall config ({t.params:,} parameters), B×T = {ARGS.batch_size}×{ARGS.seq_len}, {ARGS.threads} threads, "
-          f"{ARGS.rounds} interleaved rounds (median tokens/s, min–max)")
-    print(f"{'mode':<6} {'PyTorch':>22} {'Whittle':>22} {'Whittle/PyTorch':>16}")
-    for mode, row in summary["modes"].items():
-        def cell(side):
-            s = row.get(side)
-            return f"{s['median_tokens_per_second']:.0f} ({s['min']:.0f}–{s['max']:.0f})" if s else "-"
+    print_markdown(summary)
+
+
+def say(text):
+    """Prose lines of the report, wrapped at 120 columns (the tables are not)."""
+    print("\n".join(textwrap.fill(part, 120) for part in text.split("\n")))
+
+
+def print_markdown(s):
+    c = s["gemm_ceiling_gflops"]
+    say(f"\n{s['date']}, `{s['cpu']}`, {s['threads']} threads, {s['rounds']} interleaved rounds, load average (1/5/15 min) "
+          f"{s['load_average_start']} at the start, {s['load_average_end']} at the end; torch {s['torch']}, Whittle GEMM "
+          f"{s['whittle'].get('gemm') if s['whittle'] else '-'}.")
+    if c:
+        last = s["gemm_ceiling_rounds"][-1]
+        say(f"GEMM ceiling (median of rounds, range): **{c['median']:.1f} GFLOP/s** ({c['min']:.1f}–{c['max']:.1f}); last round: "
+              f"square {last['square_size']}³ {last['square_gflops']:.1f}, "
+              f"the 8×256 step's linear GEMMs {last['model_shapes_gflops']:.1f}, "
+              f"ceiling = {last['source']}.\n")
+    print("| case | PyTorch tok/s (range) | Whittle tok/s (range) | Whittle / PyTorch | PyTorch of ceiling | Whittle of ceiling "
+          "| PyTorch peak RSS MiB | Whittle peak RSS MiB | Whittle peak tensor MiB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+    def cell(x, fmt="{:,.0f}"):
+        return f"{fmt.format(x['median'])} ({fmt.format(x['min'])}–{fmt.format(x['max'])})" if x else "-"
+
+    for key, row in s["cases"].items():
         ratio = row.get("ratio_whittle_over_pytorch")
-        print(f"{mode:<6} {cell('pytorch'):>22} {cell('whittle'):>22} {(f'{ratio:.2f}×' if ratio else '-'):>16}")
+        frac = [f"{row[f'{side}_fraction_of_ceiling']:.0%}" if ratio else "-" for side in ("pytorch", "whittle")]
+        print(f"| {key} | {cell(row['pytorch'])} | {cell(row['whittle'])} | {f'**{ratio:.2f}×**' if ratio else '-'} | {frac[0]} | "
+              f"{frac[1]} | {cell(row['pytorch_rss'], '{:.0f}')} | {cell(row['whittle_rss'], '{:.0f}')} | "
+              f"{cell(row['whittle_tensor_peak'], '{:.1f}')} |")
+    long = {t: s["cases"].get(f"eval 1x{t}") for t in (512, 1024, 2048)}
+    short = s["cases"].get("eval 8x256")
+    if all(long.values()) and short and short.get("whittle"):
+        for side in ("pytorch", "whittle"):
+            rss = [long[t][f"{side}_rss"]["median"] for t in (512, 1024, 2048)]
+            say(f"\n{side}: peak RSS +{rss[1] - rss[0]:.0f} MiB from T 512 to 1024, +{rss[2] - rss[1]:.0f} MiB from 1024 to 2048 "
+                f"(linear in T makes the second step twice the first); eval tok/s at 1×2048 = "
+                f"{long[2048][side]['median'] / short[side]['median']:.0%} of 8×256.")
+        tp = [long[t]["whittle_tensor_peak"]["median"] for t in (512, 1024, 2048)]
+        say(f"whittle peak tensor memory +{tp[1] - tp[0]:.1f} MiB, then +{tp[2] - tp[1]:.1f} MiB.")
 
 
 if __name__ == "__main__":

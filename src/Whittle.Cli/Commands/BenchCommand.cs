@@ -10,7 +10,9 @@ namespace Whittle.Cli;
 /// `whittle bench train|eval|kd`: steps of a randomly initialised model of a named shape (Pythia-70M/160M/410M, SmolLM2-135M,
 /// Qwen3-0.6B, the small CPU configs, or any family's config.json) on random tokens, timed after warm-up, with tokens/s,
 /// MFU on a known GPU and peak tensor memory. `whittle bench kernels`: every backend op at a GPT-NeoX shape's training-step
-/// sizes against the device's measured ceilings (<see cref="KernelBench"/>).
+/// sizes against the device's measured ceilings (<see cref="KernelBench"/>). `whittle bench gemm`: the f32 GEMM ceiling alone
+/// (<see cref="KernelBench.MeasureGemmCeiling"/>: a square GEMM and the shape's linear-layer GEMMs through the backend's MatMul);
+/// `bench train|eval --ceiling` measures it in the same process after the timed steps and reports the step's fraction of it.
 /// FLOPs per token (for MFU): training 6N + 6·L·T·a, evaluation 2N + 2·L·T·a, N = non-embedding + output-projection
 /// parameters, a = heads × head size (the attention width: d for GPT-NeoX, 2d for Qwen3-0.6B).
 /// The kd mode times a distillation step (teacher forward in no-grad + student forward/backward + fused KD loss + AdamW)
@@ -68,7 +70,8 @@ static class BenchCommand
     public static Command Create()
     {
         var mode = new Argument<string>("mode") { Description = "train | eval | kd | kernels (every backend op at the shape's " +
-            "training-step sizes, against the device's measured copy bandwidth and GEMM rates)." };
+            "training-step sizes, against the device's measured copy bandwidth and GEMM rates) | gemm (the f32 GEMM ceiling: a " +
+            "square GEMM and the shape's linear-layer GEMMs; the larger rate is the ceiling)." };
         var config = new Option<string>("--config") { Description = "Model shape: pythia-70m | pythia-160m | pythia-410m | " +
             "smollm2-135m | qwen3-0.6b (Hugging Face's shapes, random weights) | small (GPT-NeoX, V 4096, d 256, 4 layers) | tiny | " +
             "tiny-llama | a config.json of any supported family.", DefaultValueFactory = _ => "small" };
@@ -97,17 +100,24 @@ static class BenchCommand
         };
         var profile = new Option<bool>("--profile") { Description = "Also report each backend op's time per timed step (ops synchronised " +
             "one by one, so the step itself is slightly slower)." };
+        var ceiling = new Option<bool>("--ceiling") { Description = "train | eval: also measure the f32 GEMM ceiling (as `bench gemm`) " +
+            "after the timed steps and report the step's fraction of it (tokens/s × FLOPs per token / ceiling)." };
+        var square = new Option<int>("--square") { DefaultValueFactory = _ => 2048,
+            Description = "gemm, --ceiling: the square GEMM's size n (n×n×n)." };
         var tf32 = new Option<bool>("--tf32") { Description = "CUDA: let f32 matmuls use TF32 tensor cores (about 1e-3 relative error)." };
         var cmd = new Command("bench",
             "Time training, evaluation or distillation steps of a model shape on random tokens (tokens/s, MFU on a known GPU, peak " +
             "memory), or every backend op at that shape (kernels).")
-            { mode, config, teacher, batch, seqLen, steps, warmup, device, precision, teacherPrecision, lossChunkRows, gemm, profile, tf32,
-                CliCommon.Json };
+            { mode, config, teacher, batch, seqLen, steps, warmup, device, precision, teacherPrecision, lossChunkRows, gemm, profile,
+                ceiling, square, tf32, CliCommon.Json };
         cmd.SetAction(p =>
         {
             string m = p.GetValue(mode)!;
-            if (m is not ("train" or "eval" or "kd" or "kernels"))
-                throw new WhittleException($"mode must be train, eval, kd or kernels, got '{m}'");
+            if (m is not ("train" or "eval" or "kd" or "kernels" or "gemm"))
+                throw new WhittleException($"mode must be train, eval, kd, kernels or gemm, got '{m}'");
+            if (p.GetValue(square) is < 1 or > 16384)
+                throw new WhittleException($"--square must be in [1, 16384], got {p.GetValue(square)}");
+            if (p.GetValue(ceiling) && m is not ("train" or "eval")) throw new WhittleException("--ceiling applies to train and eval only");
             int B = p.GetValue(batch), T = p.GetValue(seqLen), n = p.GetValue(steps), w = p.GetValue(warmup);
             if (B < 1 || T < 2 || n < 1 || w < 0)
                 throw new WhittleException("--batch-size, --steps must be ≥ 1, --seq-len ≥ 2, --warmup ≥ 0");
@@ -129,6 +139,7 @@ static class BenchCommand
                 "kernels" => KernelsReport.Run(backend, shape as GptNeoXConfig ?? throw new WhittleException(
                     $"bench kernels: --config must be a GPT-NeoX shape so far, got model_type {shape.ModelType}"), B, T, n, w),
                 "kd" => BenchKd(backend, shape, teacherShape!, B, T, n, w, pr, teacherPr),
+                "gemm" => new JsonObject { ["mode"] = "gemm", ["gemm_ceiling"] = Ceiling(created, shape, B, T, p.GetValue(square)) },
                 _ => BenchOne(backend, shape, m == "train", B, T, n, w, pr),
             };
             result["precision"] = pr.Name();
@@ -140,9 +151,17 @@ static class BenchCommand
                 result["openblas"] = $"{OpenBlas.LoadedPath}: {OpenBlas.Config}, {OpenBlas.Threads} threads";
             if (backend is ProfilingBackend prof && result["step_seconds"] is { } stepSeconds)
                 result["profile"] = prof.Report(n, stepSeconds.GetValue<double>());
+            if (p.GetValue(ceiling))
+            {
+                var measured = Ceiling(created, shape, B, T, p.GetValue(square));
+                result["gemm_ceiling"] = measured;
+                double achieved = result["tokens_per_second"]!.GetValue<double>() * result["flops_per_token"]!.GetValue<long>() / 1e9;
+                result["fraction_of_gemm_ceiling"] = Math.Round(achieved / measured["gflops"]!.GetValue<double>(), 4);
+            }
+            result["peak_rss_bytes"] = Process.GetCurrentProcess().PeakWorkingSet64;
             result["config"] = p.GetValue(config);
             result["batch"] = B; result["seq_len"] = T; result["steps"] = n;
-            string? lossProblem = m == "kernels" ? null : LossCheck.Apply(result, shape, teacherShape, (long)B * T);
+            string? lossProblem = m is "kernels" or "gemm" ? null : LossCheck.Apply(result, shape, teacherShape, (long)B * T);
             if (p.GetValue(CliCommon.Json)) Console.WriteLine(result.ToJsonString(CliCommon.JsonOptions));
             else if (m == "kernels") KernelsReport.Print(result);
             else foreach (var (k, v) in result) Console.WriteLine($"{k,-26} {v}");
@@ -151,6 +170,34 @@ static class BenchCommand
             return 2;
         });
         return cmd;
+    }
+
+    /// <summary>The f32 GEMM ceiling at <paramref name="shape"/>'s step (<see cref="KernelBench.MeasureGemmCeiling"/>), as JSON:
+    /// gflops (the ceiling), source, square_gflops, model_shapes_gflops and each shape's rate. On the software GPU speed means
+    /// nothing, so the square is 128³ there (a check that the path runs).</summary>
+    static JsonObject Ceiling(IBackend backend, ModelConfig shape, int b, int t, int square)
+    {
+        var neox = shape as GptNeoXConfig
+            ?? throw new WhittleException(
+                $"bench gemm / --ceiling: --config must be a GPT-NeoX shape so far, got model_type {shape.ModelType}");
+        using var bench = new KernelBench(backend, repeats: 5, warmup: 1);
+        var c = bench.MeasureGemmCeiling(KernelShape.Of(neox, b, t), SoftwareGpu.IsActive ? Math.Min(square, 128) : square);
+        var shapes = new JsonArray();
+        foreach (var r in c.Shapes)
+            shapes.Add((JsonNode)new JsonObject
+                {
+                    ["case"] = r.Case, ["calls_per_train_step"] = r.Calls, ["ms"] = Math.Round(r.Milliseconds, 3),
+                    ["gflops"] = Math.Round(r.Gflops, 1),
+                });
+        return new JsonObject
+        {
+            ["gflops"] = Math.Round(c.Gflops, 1),
+            ["source"] = c.Source,
+            ["square_gflops"] = Math.Round(c.SquareGflops, 1),
+            ["square_size"] = c.SquareSize,
+            ["model_shapes_gflops"] = Math.Round(c.ModelShapesGflops, 1),
+            ["shapes"] = shapes,
+        };
     }
 
     /// <summary>The shape with room for <paramref name="t"/> positions (random weights: the context is only the rotary tables'

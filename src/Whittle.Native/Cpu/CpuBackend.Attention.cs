@@ -9,7 +9,9 @@ namespace Whittle.Native.Cpu;
 //    online softmax (running row max m and row sum l; the output accumulates unnormalised and is rescaled by
 //    exp(m_old - m_new) when the max moves, then divided by l). Key tiles that lie wholly after the tile's last query are
 //    never visited; keys after a row's own position inside the diagonal tile get probability zero.
-//  - Backward: delta = rowsum(dO ⊙ O) per row first; then one task per (batch, kv head, key tile) owns that tile's rows
+//  - Backward: delta = rowsum(dO ⊙ O) per row first. With B·KV ≥ FusedBackwardTasks, one task per (batch, kv head) owns
+//    dk, dv and the group's dq and computes each block's probabilities once for all three. Otherwise (few tasks: B = 1,
+//    few kv heads) two passes: one task per (batch, kv head, key tile) owns that tile's rows
 //    of dk and dv and adds the contributions of the group's query heads, head by head and query tile by query tile in
 //    increasing order; then one task per (batch, query head, query tile) owns its rows of dq. Both recompute the
 //    probabilities from the saved lse, so nothing is shared between tasks: no atomics, no cross-thread reduction.
@@ -26,6 +28,10 @@ public sealed unsafe partial class CpuBackend
     internal const int AttentionQueryTile = 96;
     /// <summary>Keys per tile: a multiple of both micro-tile widths (16 and 32); (96, 64) floats = 24 KiB stays in L1/L2.</summary>
     internal const int AttentionKeyTile = 64;
+    /// <summary>From this many (batch, kv head) pairs on, the backward pass runs one task per pair (each block's P and dS
+    /// computed once) instead of two passes over finer tasks (each computed twice, but B·KV·T/64 tasks, for a B = 1 or
+    /// few-kv-head call on many cores). The choice depends on the shape only, never on the thread count.</summary>
+    internal const int FusedBackwardTasks = 8;
 
     public void AttentionForward(Tensor q, Tensor k, Tensor v, float scale, Tensor output, Tensor lse, AttentionPrecision precision)
     {
@@ -116,6 +122,42 @@ public sealed unsafe partial class CpuBackend
                 }
             });
             var rows = new BackwardRows(heads, ga, pl, deltaP, h, t);
+            if ((long)b * kv >= FusedBackwardTasks)
+            {
+                // One task per (batch, kv head) owns dk and dv of that kv head and dq of its query heads, so each block's
+                // P and dS are computed once and feed all three products. Key tiles in increasing order outside, the
+                // group's heads and the query tiles (aligned at multiples of QueryTile, as the dq pass below) inside: each
+                // dq tile receives its key tiles in the same order as there, so dq is bit-identical to the two-pass path.
+                Parallel.For(0, b * kv, task =>
+                {
+                    var scratch = AttentionScratch();
+                    int bi = task / kv, kvh = task % kv;
+                    fixed (float* p = scratch)
+                    {
+                        float* ds = p + AttentionQueryTile * AttentionKeyTile;
+                        for (int k0 = 0; k0 < t; k0 += AttentionKeyTile)
+                        {
+                            int w = Math.Min(AttentionKeyTile, t - k0);
+                            float* kTile = heads.K.Head(bi, kvh) + k0 * heads.K.Ld;
+                            float* dkTile = dka.Head(bi, kvh) + k0 * dka.Ld, dvTile = dva.Head(bi, kvh) + k0 * dva.Ld;
+                            for (int hi = kvh * group; hi < (kvh + 1) * group; hi++)
+                                for (int q0 = k0 / AttentionQueryTile * AttentionQueryTile; q0 < t; q0 += AttentionQueryTile)
+                                {
+                                    int n = Math.Min(AttentionQueryTile, t - q0);
+                                    rows.ProbabilitiesAndScoreGradients(bi, hi, kvh, q0, n, k0, w, p, ds);
+                                    // dV += P^T dO, dK += scale dS^T Q, dQ += scale dS K
+                                    Gemm.Sgemm(true, false, w, d, n, 1f, p, w, ga.Head(bi, hi) + q0 * ga.Ld, ga.Ld, 1f, dvTile, dva.Ld,
+                                        serial: true, kernel: heads.Kernel);
+                                    Gemm.Sgemm(true, false, w, d, n, scale, ds, w, heads.Q.Head(bi, hi) + q0 * heads.Q.Ld, heads.Q.Ld,
+                                        1f, dkTile, dka.Ld, serial: true, kernel: heads.Kernel);
+                                    Gemm.Sgemm(false, false, n, d, w, scale, ds, w, kTile, heads.K.Ld, 1f, dqa.Head(bi, hi) + q0 * dqa.Ld,
+                                        dqa.Ld, serial: true, kernel: heads.Kernel);
+                                }
+                        }
+                    }
+                });
+                return;
+            }
             int tiles = (t + AttentionKeyTile - 1) / AttentionKeyTile;
             // dk, dv: one task per (batch, kv head, key tile) over the queries at or after the tile's first key.
             Parallel.For(0, checked(b * kv * tiles), task =>

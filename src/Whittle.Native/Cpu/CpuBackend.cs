@@ -141,15 +141,16 @@ public sealed unsafe partial class CpuBackend : IBackend
             pm = (float*)mean.Pointer, pr = (float*)rstd.Pointer;
         ParallelRows(n, c, i =>
         {
-            var row = new ReadOnlySpan<float>(px + (long)i * c, c);
-            double sum = 0; for (int j = 0; j < c; j++) sum += row[j];
-            double mu = sum / c, sq = 0;
-            for (int j = 0; j < c; j++) { double d = row[j] - mu; sq += d * d; }
-            float r = (float)(1.0 / Math.Sqrt(sq / c + eps));
+            float* row = px + (long)i * c, o = py + (long)i * c;
+            double mu = SumWidened(row, c) / c;
+            float r = (float)(1.0 / Math.Sqrt(SquaredDeviations(row, c, mu) / c + eps));
             float m = (float)mu;
             pm[i] = m; pr[i] = r;
-            float* o = py + (long)i * c;
-            for (int j = 0; j < c; j++) o[j] = (row[j] - m) * r * pw[j] + pb[j];
+            int j = 0;
+            if (Vector256.IsHardwareAccelerated)   // the scalar expression, lane by lane: the same float results
+                for (; j + 8 <= c; j += 8)
+                    ((Vector256.Load(row + j) - Vector256.Create(m)) * r * Vector256.Load(pw + j) + Vector256.Load(pb + j)).Store(o + j);
+            for (; j < c; j++) o[j] = (row[j] - m) * r * pw[j] + pb[j];
         });
     }
 
@@ -165,26 +166,101 @@ public sealed unsafe partial class CpuBackend : IBackend
         var partW = new double[chunks * c]; var partB = new double[chunks * c];
         Parallel.For(0, chunks, ch =>
         {
-            var xhat = new float[c];
+            var xhatRow = new float[c];
+            fixed (float* xhat = xhatRow)   // (c): this row's normalised x
+            fixed (double* dw = &partW[ch * c], dbias = &partB[ch * c])   // (c) each: this chunk's sums
             for (int i = ch * ReductionChunk, end = Math.Min(n, i + ReductionChunk); i < end; i++)
             {
                 float* xr = px + (long)i * c, dyr = pdy + (long)i * c, dxr = pdx + (long)i * c;
                 float m = pm[i], r = pr[i];
+                // Vectorised across columns: dWeight's and dBias's partial sums keep each element's chain (bit-identical to
+                // a scalar loop); the two row sums run in four double lanes, added up at the end of the row.
+                var sumGv = Vector256<double>.Zero; var sumGxv = Vector256<double>.Zero;
                 double sumG = 0, sumGx = 0;
-                for (int j = 0; j < c; j++)
+                int j = 0;
+                if (Vector256.IsHardwareAccelerated)
+                    for (; j + 8 <= c; j += 8)
+                    {
+                        var xh = (Vector256.Load(xr + j) - Vector256.Create(m)) * r;
+                        xh.Store(xhat + j);
+                        var (dyLo, dyHi) = Vector256.Widen(Vector256.Load(dyr + j));
+                        var (wLo, wHi) = Vector256.Widen(Vector256.Load(pw + j));
+                        var (xhLo, xhHi) = Vector256.Widen(xh);
+                        var gLo = dyLo * wLo; var gHi = dyHi * wHi;
+                        sumGv += gLo + gHi; sumGxv += gLo * xhLo + gHi * xhHi;
+                        (Vector256.Load(dw + j) + dyLo * xhLo).Store(dw + j);
+                        (Vector256.Load(dw + j + 4) + dyHi * xhHi).Store(dw + j + 4);
+                        (Vector256.Load(dbias + j) + dyLo).Store(dbias + j);
+                        (Vector256.Load(dbias + j + 4) + dyHi).Store(dbias + j + 4);
+                    }
+                for (; j < c; j++)
                 {
                     float xh = (xr[j] - m) * r; xhat[j] = xh;
                     double g = (double)dyr[j] * pw[j];
                     sumG += g; sumGx += g * xh;
-                    partW[ch * c + j] += (double)dyr[j] * xh;
-                    partB[ch * c + j] += dyr[j];
+                    dw[j] += (double)dyr[j] * xh;
+                    dbias[j] += dyr[j];
                 }
-                double meanG = sumG / c, meanGx = sumGx / c;
-                for (int j = 0; j < c; j++) dxr[j] += (float)(r * (dyr[j] * pw[j] - meanG - xhat[j] * meanGx));
+                double meanG = (sumG + Vector256.Sum(sumGv)) / c, meanGx = (sumGx + Vector256.Sum(sumGxv)) / c;
+                j = 0;
+                if (Vector256.IsHardwareAccelerated)   // the scalar expression below, lane by lane
+                    for (; j + 8 <= c; j += 8)
+                    {
+                        var (gLo, gHi) = Vector256.Widen(Vector256.Load(dyr + j) * Vector256.Load(pw + j));
+                        var (xhLo, xhHi) = Vector256.Widen(Vector256.Load(xhat + j));
+                        var mg = Vector256.Create(meanG);
+                        var inc = Vector256.Narrow((double)r * (gLo - mg - xhLo * meanGx), (double)r * (gHi - mg - xhHi * meanGx));
+                        (Vector256.Load(dxr + j) + inc).Store(dxr + j);
+                    }
+                for (; j < c; j++) dxr[j] += (float)(r * (dyr[j] * pw[j] - meanG - xhat[j] * meanGx));
             }
         });
         AccumulateChunks(partW, chunks, c, (float*)dWeight.Pointer);
         AccumulateChunks(partB, chunks, c, (float*)dBias.Pointer);
+    }
+
+    /// <summary>Σ row[j] in double (four lanes, then the tail).</summary>
+    static double SumWidened(float* row, int n)
+    {
+        var acc = Vector256<double>.Zero; double tail = 0; int j = 0;
+        if (Vector256.IsHardwareAccelerated)
+            for (; j + 8 <= n; j += 8)
+            {
+                var (lo, hi) = Vector256.Widen(Vector256.Load(row + j));
+                acc += lo + hi;
+            }
+        for (; j < n; j++) tail += row[j];
+        return Vector256.Sum(acc) + tail;
+    }
+
+    /// <summary>Σ (row[j] − mu)² in double (four lanes, then the tail).</summary>
+    static double SquaredDeviations(float* row, int n, double mu)
+    {
+        var acc = Vector256<double>.Zero; double tail = 0; int j = 0;
+        if (Vector256.IsHardwareAccelerated)
+            for (; j + 8 <= n; j += 8)
+            {
+                var (lo, hi) = Vector256.Widen(Vector256.Load(row + j));
+                lo -= Vector256.Create(mu); hi -= Vector256.Create(mu);
+                acc += lo * lo + hi * hi;
+            }
+        for (; j < n; j++) { double d = row[j] - mu; tail += d * d; }
+        return Vector256.Sum(acc) + tail;
+    }
+
+    /// <summary>acc[j] += (double)row[j] for j in [0, n): each element's own chain of additions, vectorised across j only,
+    /// so the sums are bit-identical to the scalar loop's.</summary>
+    static void AddWidened(float* row, double* acc, int n)
+    {
+        int j = 0;
+        if (Vector256.IsHardwareAccelerated)
+            for (; j + 8 <= n; j += 8)
+            {
+                var (lo, hi) = Vector256.Widen(Vector256.Load(row + j));
+                (Vector256.Load(acc + j) + lo).Store(acc + j);
+                (Vector256.Load(acc + j + 4) + hi).Store(acc + j + 4);
+            }
+        for (; j < n; j++) acc[j] += row[j];
     }
 
     static void AccumulateChunks(double[] parts, int chunks, int c, float* dst)
@@ -251,8 +327,9 @@ public sealed unsafe partial class CpuBackend : IBackend
         var parts = new double[chunks * n];
         Parallel.For(0, chunks, ch =>
         {
-            for (int i = ch * ReductionChunk, end = Math.Min(m, i + ReductionChunk); i < end; i++)
-                for (int j = 0; j < n; j++) parts[ch * n + j] += p[i * ld + j];
+            fixed (double* part = &parts[ch * n])   // (n): this chunk's column sums
+                for (int i = ch * ReductionChunk, end = Math.Min(m, i + ReductionChunk); i < end; i++)
+                    AddWidened(p + i * ld, part, n);
         });
         AccumulateChunks(parts, chunks, n, (float*)dBias.Pointer);
     }
@@ -337,7 +414,12 @@ public sealed unsafe partial class CpuBackend : IBackend
                     grad = 0.5 * (Vector256<double>.One + th) +
                         0.5 * v * (Vector256<double>.One - th * th) * TanhK * (Vector256<double>.One + 3 * TanhC * v * v);
                 }
-                else grad = 0.5 * (Vector256<double>.One + ErfFast(v * SqrtHalf)) + v * InvSqrt2Pi * Vector256.Exp(-0.5 * v * v);
+                else
+                {
+                    // one exp for both terms: erf's Gaussian factor exp(-(v/√2)²) is the density's exp(-v²/2)
+                    var gauss = Vector256.Exp(-0.5 * v * v);
+                    grad = 0.5 * (Vector256<double>.One + ErfWithGaussian(v * SqrtHalf, gauss)) + v * InvSqrt2Pi * gauss;
+                }
                 var dyv = Vector256.WidenLower(Vector128.Load(pdy + i).ToVector256Unsafe());
                 var inc = Vector256.Narrow(dyv * grad, dyv * grad).GetLower();
                 (Vector128.Load(pdx + i) + inc).Store(pdx + i);
@@ -357,7 +439,10 @@ public sealed unsafe partial class CpuBackend : IBackend
     }
 
     /// <summary><see cref="SpecialFunctions.ErfFast"/> on four lanes (the same polynomial, in double).</summary>
-    static Vector256<double> ErfFast(Vector256<double> x)
+    static Vector256<double> ErfFast(Vector256<double> x) => ErfWithGaussian(x, Vector256.Exp(-(x * x)));
+
+    /// <summary><see cref="ErfFast"/> given <paramref name="gauss"/> = exp(−x²).</summary>
+    static Vector256<double> ErfWithGaussian(Vector256<double> x, Vector256<double> gauss)
     {
         var ax = Vector256.Abs(x);
         var t = Vector256<double>.One / (Vector256<double>.One + 0.3275911 * ax);
@@ -365,7 +450,7 @@ public sealed unsafe partial class CpuBackend : IBackend
             Vector256.Create(0.254829592) +
             t * (Vector256.Create(-0.284496736) +
             t * (Vector256.Create(1.421413741) + t * (Vector256.Create(-1.453152027) + t * 1.061405429))));
-        var r = Vector256<double>.One - poly * Vector256.Exp(-(ax * ax));
+        var r = Vector256<double>.One - poly * gauss;
         return Vector256.ConditionalSelect(Vector256.LessThan(x, Vector256<double>.Zero), -r, r);
     }
 

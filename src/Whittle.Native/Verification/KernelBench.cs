@@ -20,6 +20,22 @@ public sealed record KernelShape(
 /// <summary>A measured ceiling of the device: a large copy (GB/s, bytes read + written) or a large GEMM (TFLOP/s).</summary>
 public sealed record DeviceCeiling(string Name, double Value, string Unit, string How);
 
+/// <summary>One GEMM of a step: its FLOPs, calls per training step and median milliseconds.</summary>
+public sealed record GemmShapeRate(string Case, double Flops, int Calls, double Milliseconds)
+{
+    public double Gflops => Flops / (Milliseconds * 1e6);
+}
+
+/// <summary>
+/// The measured f32 GEMM ceiling (<see cref="KernelBench.MeasureGemmCeiling"/>): a square GEMM's GFLOP/s, the step's linear
+/// GEMMs' GFLOP/s (total FLOPs over total time), and the ceiling, the larger of the two.
+/// </summary>
+public sealed record GemmCeiling(double SquareGflops, int SquareSize, double ModelShapesGflops, IReadOnlyList<GemmShapeRate> Shapes)
+{
+    public double Gflops => Math.Max(SquareGflops, ModelShapesGflops);
+    public string Source => SquareGflops >= ModelShapesGflops ? $"square {SquareSize}³" : "the model's GEMM shapes";
+}
+
 /// <summary>
 /// One op at one shape: median time, the bytes it must move or the FLOPs it must do (<see cref="Formula"/> says which
 /// and how they are counted), the ceiling it is compared with and how often a training step calls it.
@@ -179,6 +195,46 @@ public sealed class KernelBench : IDisposable
         }
         else list.Add(Gemm(Fp32Gemm, () => _backend.MatMul(a, false, b, true, c), flops, $"our f32 GEMM {n}³ (Cpu/Gemm.cs)"));
         return list;
+    }
+
+    /// <summary>
+    /// The f32 GEMM ceiling of this device through the backend's own MatMul (the GEMM a step runs: OpenBLAS or ours on
+    /// the CPU, cuBLAS on CUDA), for the fraction-of-ceiling figures of <c>whittle bench</c>: a square
+    /// <paramref name="squareSize"/>³ GEMM, and every linear-layer GEMM of one step of <paramref name="s"/> (forward x Wᵀ + b,
+    /// input gradient g W, weight gradient gᵀ x; each timed once and weighted by its calls per step) as one rate, total
+    /// FLOPs over total time. The ceiling is the larger of the two: the best rate the GEMM sustained in this run, so a
+    /// step's fraction of it is never flattered by a slow square or by the model's narrow shapes.
+    /// </summary>
+    public GemmCeiling MeasureGemmCeiling(KernelShape s, int squareSize)
+    {
+        if (squareSize < 1) throw new ArgumentOutOfRangeException(nameof(squareSize), "must be ≥ 1");
+        int n = s.Rows, c = s.Hidden, hd = s.Heads * s.HeadSize;
+        double squareFlops = 2.0 * squareSize * squareSize * squareSize, square;
+        using (var a = Random(squareSize, squareSize)) using (var b = Random(squareSize, squareSize))
+        using (var y = _backend.Empty(DType.F32, squareSize, squareSize))
+            square = squareFlops / (Time(() => _backend.MatMul(a, false, b, true, y)) * 1e6);   // Time is in ms
+        var shapes = new List<GemmShapeRate>();
+        var linears = new (string Name, int Out, int In, bool Bias, int Calls)[]
+        {
+            ("query_key_value", 3 * hd, c, true, s.Layers), ("attention.dense", c, hd, true, s.Layers),
+            ("dense_h_to_4h", s.Intermediate, c, true, s.Layers), ("dense_4h_to_h", c, s.Intermediate, true, s.Layers),
+            ("embed_out", s.Vocab, c, false, 1),
+        };
+        foreach (var (name, outF, inF, hasBias, calls) in linears)
+        {
+            double flops = 2.0 * n * outF * inF;
+            using var x = Random(n, inF); using var w = Random(0.02f, 0f, outF, inF); using var bias = Random(outF);
+            using var y = _backend.Empty(DType.F32, n, outF);   // (n, outF)
+            using var g = Random(n, outF); using var dx = Random(n, inF); using var dw = Random(outF, inF);
+            shapes.Add(new($"{name} forward ({n}×{outF}×{inF}, NT)", flops, calls,
+                Time(() => _backend.MatMul(x, false, w, true, y, bias: hasBias ? bias : null))));
+            shapes.Add(new($"{name} dx ({n}×{inF}×{outF}, NN)", flops, calls,
+                Time(() => _backend.MatMul(g, false, w, false, dx, beta: 1f))));
+            shapes.Add(new($"{name} dW ({outF}×{inF}×{n}, TN)", flops, calls,
+                Time(() => _backend.MatMul(g, true, x, false, dw, beta: 1f))));
+        }
+        double totalFlops = shapes.Sum(r => r.Flops * r.Calls), totalMs = shapes.Sum(r => r.Milliseconds * r.Calls);
+        return new GemmCeiling(square, squareSize, totalFlops / (totalMs * 1e6), shapes);
     }
 
     DeviceCeiling Gemm(string name, Action op, double flops, string how) =>

@@ -36,6 +36,9 @@ public class FlashAttentionTests
         new(2, 97, 2, 1, 128, SpareHeads: 2),
         new(1, 300, 2, 2, 32),
         new(1, 64, 4, 2, 64),                   // exactly one key tile
+        // B·KV ≥ FusedBackwardTasks: the one-pass backward (a task per batch and kv head)
+        new(4, 161, 4, 2, 80, SpareHeads: 1),
+        new(8, 100, 2, 1, 32),                  // multi-query, one tile and a partial one
     ];
 
     static IEnumerable<TestCaseData> All() => Cases.Select(c => new TestCaseData(c).SetName(
@@ -56,11 +59,14 @@ public class FlashAttentionTests
     }
 
     /// <summary>The same inputs on one thread and on all of them give the same bits (each element is computed by one task
-    /// in a fixed order), and the tiled kernel is at least as accurate as the dense one it replaced.</summary>
-    [Test]
-    public void ResultsDoNotDependOnTheThreadCountAndAreAsAccurateAsTheDenseKernel()
+    /// in a fixed order), and the tiled kernel is at least as accurate as the dense one it replaced; B = 2 runs the
+    /// two-pass backward, B = 4 (B·KV = 8) the one-pass one.</summary>
+    [TestCase(2)]
+    [TestCase(4)]
+    public void ResultsDoNotDependOnTheThreadCountAndAreAsAccurateAsTheDenseKernel(int batch)
     {
-        var c = new Case(2, 161, 4, 2, 80, SpareHeads: 1);
+        Assert.That(batch * 2 >= CpuBackend.FusedBackwardTasks, Is.EqualTo(batch == 4), "the two cases cover both backward paths");
+        var c = new Case(batch, 161, 4, 2, 80, SpareHeads: 1);
         using var inputs = new Inputs(c, seed: 5);
         var cpu = CpuBackend.Instance;
         var all = inputs.Run(cpu.AttentionForward, cpu.AttentionBackward);
