@@ -88,7 +88,8 @@ static class DemoCommand
             Reproduce Whittle and SALT end to end on the bundled Austen corpus, no download: pretrain a teacher, rank its units,
             search a sub-network under a parameter budget (evolution vs random search vs the importance-only baseline), train
             students for the same token budget (random init; sub-network init; sub-network init + distillation), train a large
-            model with and without SALT, and write report.md / report.html with every number measured in this run.
+            model with and without SALT, train the teacher on as a sandwich supernet (and, as its control, with standard training)
+            and search each again, and write report.md / report.html with every number measured in this run.
             """) { device, preset, outDir, seed, seeds, saltCache };
         cmd.SetAction(p =>
         {
