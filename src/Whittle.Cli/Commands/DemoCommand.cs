@@ -19,7 +19,7 @@ sealed record DemoPreset(string Name, int Layers, int Hidden, int Heads, int Int
     int TeacherSteps, int EvalEvery, long EvalTokens, int SearchEvaluations, long SearchEvalTokens, double BudgetRatio, int StudentSteps,
     int StudentEvalEvery, double SaltKdFraction, float Omega, string SearchSpace = "uniform", int SearchPopulation = 16,
         double SearchMutation = 0.3, int EmbedStep = 16, int IntermediateStep = 32, int SaltSmallSteps = 0, int Seeds = 1,
-        string Family = DemoPreset.GptNeoX, int KvHeads = 0)
+        int SupernetSteps = 0, string Family = DemoPreset.GptNeoX, int KvHeads = 0)
 {
     public const string GptNeoX = "gpt-neox", Llama = "llama";
 
@@ -51,10 +51,13 @@ sealed record DemoPreset(string Name, int Layers, int Hidden, int Heads, int Int
         // with fine grids and 40 evaluations, where random search rarely lands on the best sub-network but evolution
         // (population 8, so 32 of the 40 are bred) climbs to it; SALT's small model trained 160 steps.
         "quick" => new("quick", 2, 64, 4, 256, 64, 8, 3e-3f, 120, 12, 4096, 40, 2048, 0.25, 40, 4, 0.3, 0.5f,
-            SearchSpace: "per-layer", SearchPopulation: 8, SearchMutation: 0.5, EmbedStep: 8, IntermediateStep: 8, SaltSmallSteps: 160),
+            SearchSpace: "per-layer", SearchPopulation: 8, SearchMutation: 0.5, EmbedStep: 8, IntermediateStep: 8, SaltSmallSteps: 160,
+            SupernetSteps: 40),
         // Three seeds of the stochastic arms (the teacher once), so every claim has an error bar.
-        "default" => new("default", 3, 96, 4, 384, 128, 8, 3e-3f, 400, 20, 8192, 24, 8192, 0.25, 300, 20, 0.3, 0.5f, Seeds: 3),
-        "large" => new("large", 6, 512, 8, 2048, 256, 16, 1e-3f, 2000, 100, 65536, 50, 32768, 0.25, 1500, 100, 0.3, 0.5f, Seeds: 3),
+        "default" => new("default", 3, 96, 4, 384, 128, 8, 3e-3f, 400, 20, 8192, 24, 8192, 0.25, 300, 20, 0.3, 0.5f, Seeds: 3,
+            SupernetSteps: 100),
+        "large" => new("large", 6, 512, 8, 2048, 256, 16, 1e-3f, 2000, 100, 65536, 50, 32768, 0.25, 1500, 100, 0.3, 0.5f, Seeds: 3,
+            SupernetSteps: 500),
         _ => throw new WhittleException($"unknown --preset '{name}' (expected quick, default or large)"),
     };
 
@@ -65,6 +68,12 @@ sealed record DemoPreset(string Name, int Layers, int Hidden, int Heads, int Int
         Name + (Family == GptNeoX ? "" : $" --family {Family}") + (teacherSeed == 0 ? "" : $" --seed {teacherSeed}");
     public string[] Batch_ => ["--seq-len", I(SeqLen), "--batch-size", I(Batch), "--lr", F(Lr), "--eval-tokens", I(EvalTokens)];
     public int SaltKdSteps => (int)Math.Round(TeacherSteps * SaltKdFraction / EvalEvery) * EvalEvery;   // on the evaluation grid
+    /// <summary>
+    /// The supernet stage's peak learning rate: a third of the teacher's. Continued training from a trained model wants less
+    /// than pretraining's peak, and sandwich steps sum four networks' gradients under one clip, so the teacher's final lr
+    /// (a tenth) barely moves the sub-networks (quick, seed 0: the searched best 409 at 3e-4 against 377 at 1e-3).
+    /// </summary>
+    public float SupernetLr => Lr / 3;
     static string I(long x) => x.ToString(CultureInfo.InvariantCulture);
     static string F(float x) => x.ToString(CultureInfo.InvariantCulture);
 }
@@ -86,9 +95,10 @@ static class DemoCommand
     public static Command Create()
     {
         var device = CliCommon.DeviceOption();
-        var preset = new Option<string>("--preset") { Description = "quick (one seed, 34.9 s on 2 shared CPU cores; all three effects " +
-            "in each of seeds 0-9, the search not in 3 of seeds 10-14: bench/RESULTS.md) | default (three seeds, the teacher once; " +
-            "3 min 44 s for one seed on 2 idle CPU cores, about 9.5 min for three, estimated: README) | large (three seeds; a GPU).",
+        var preset = new Option<string>("--preset") { Description = "quick (one seed, 18.8 s on 2 idle CPU cores before the supernet " +
+            "stage, about 28 s with it, estimated; the search not reproduced in 3 of seeds 10-14: bench/RESULTS.md) | default (three " +
+            "seeds, the teacher once; 4 min 28 s idle before the supernet stage, about 7.5 min with it, estimated: README) | large " +
+            "(three seeds; a GPU).",
             DefaultValueFactory = _ => "default" };
         var outDir = new Option<string>("--out") { Description = "Run directory (reused: finished stages are not run again).",
             DefaultValueFactory = _ => "runs/demo" };
@@ -115,7 +125,8 @@ static class DemoCommand
             Reproduce Whittle and SALT end to end on the bundled Austen corpus, no download: pretrain a teacher, rank its units,
             search a sub-network under a parameter budget (evolution vs random search vs the importance-only baseline), train
             students for the same token budget (random init; sub-network init; sub-network init + distillation), train a large
-            model with and without SALT, and write report.md / report.html with every number measured in this run.
+            model with and without SALT, train the teacher on as a sandwich supernet (and, as its control, with standard training)
+            and search each again, and write report.md / report.html with every number measured in this run.
             """) { device, preset, family, outDir, seed, seeds, saltCache };
         cmd.SetAction(p =>
         {
@@ -175,7 +186,8 @@ static class DemoCommand
         string data = D("data");
         string TeacherSeed(int stageSeed) => (stageSeed + teacherSeed).ToString(CultureInfo.InvariantCulture);
         bool ownSmall = ps.SaltSmallSteps > 0;
-        int perSeed = (ownSmall ? 7 : 6) + (saltCache ? 2 : 0);   // search, extract, 3 students, [small model], SALT, [cache, cached]
+        int perSeed = (ownSmall ? 7 : 6) + (saltCache ? 2 : 0)   // search, extract, 3 students, [small model], SALT, [cache, cached]
+            + (ps.SupernetSteps > 0 ? 4 : 0);                      // sandwich and standard training, a search on each
         int stages = 3 + perSeed * seeds.Count + 1, index = 0;
         void Stage(List<StageTiming> timings, string dir, string what, Action run) =>
             DemoCommand.Stage(timings, dir, ++index, stages, what, run);
@@ -208,6 +220,9 @@ static class DemoCommand
             var timings = new List<StageTiming>(shared);
             RunSeed(ps, dev, root, dir, seed, seeds.Count > 1 ? $"seed {seed}: " : "", teacherRun, saltCache,
                 (d, what, run) => Stage(timings, d, what, run));
+            if (ps.SupernetSteps > 0)
+                RunSupernet(ps, dev, root, dir, seed, seeds.Count > 1 ? $"seed {seed}: " : "",
+                    (d, what, run) => Stage(timings, d, what, run));
             var results = Collect(root, dir, ps, device, started, timings.Sum(t => t.Seconds), timings, saltCache);
             // Every seed but the one beside the teacher has its own full report; the top-level one is written last.
             if (dir != root) DemoReport.Write(results, dir);
@@ -241,14 +256,7 @@ static class DemoCommand
         Stage(D("search"),
             $"evolutionary search at {ps.BudgetRatio:P0} of the teacher's non-embedding parameters, with random search and the " +
             $"importance baseline", () =>
-            Whittle(["search", "--model", importance, "--data", data, "--budget-ratio",
-                ps.BudgetRatio.ToString(CultureInfo.InvariantCulture), "--budget-on", "non-embedding", "--tolerance", "0.1",
-                "--space", ps.SearchSpace, "--strategy", "evolution", "--baselines", "--evaluations", ps.SearchEvaluations.ToString(),
-                    "--population", ps.SearchPopulation.ToString(), "--mutation-rate",
-                    ps.SearchMutation.ToString(CultureInfo.InvariantCulture),
-                "--eval-tokens", ps.SearchEvalTokens.ToString(), "--seq-len", ps.SeqLen.ToString(), "--out", D("search"), "--resume",
-                    "--seed", Seed(0),
-                "--embed-step", ps.EmbedStep.ToString(), "--intermediate-step", ps.IntermediateStep.ToString(), .. dev]));
+            Whittle([.. Search(ps, importance, data, D("search"), Seed(0)), "--baselines", "--objectives", "ppl,params,flops", .. dev]));
 
         Stage(D("subnet"), "extract the best sub-network as a standalone model", () =>
             Whittle("extract", "--model", importance, "--subnet", D("search", "best.json"), "--out", D("subnet")));
@@ -292,6 +300,57 @@ static class DemoCommand
         });
         Stage(D("salt-cached"), "SALT again, its KD phase reading the cache instead of running the small model", () =>
             Whittle(["salt", "--teacher-cache", cache, .. Salt(D("salt-cached"))]));
+    }
+
+    /// <summary>
+    /// The demo's evolutionary search of <paramref name="model"/> into <paramref name="outDir"/>: the preset's budget, space,
+    /// grids, evaluations, population and mutation rate, and the seed given; the caller adds baselines, objectives, device.
+    /// </summary>
+    static string[] Search(DemoPreset ps, string model, string data, string outDir, string seed) =>
+        ["search", "--model", model, "--data", data, "--budget-ratio",
+            ps.BudgetRatio.ToString(CultureInfo.InvariantCulture), "--budget-on", "non-embedding", "--tolerance", "0.1",
+            "--space", ps.SearchSpace, "--strategy", "evolution", "--evaluations", ps.SearchEvaluations.ToString(),
+            "--population", ps.SearchPopulation.ToString(), "--mutation-rate", ps.SearchMutation.ToString(CultureInfo.InvariantCulture),
+            "--eval-tokens", ps.SearchEvalTokens.ToString(), "--seq-len", ps.SeqLen.ToString(), "--out", outDir, "--resume",
+            "--seed", seed, "--embed-step", ps.EmbedStep.ToString(), "--intermediate-step", ps.IntermediateStep.ToString()];
+
+    /// <summary>Where a seed's supernet stage keeps its two parents and their searches.</summary>
+    static string SupernetDir(string dir, string arm, bool search = false) =>
+        Path.Combine(dir, "supernet", search ? arm + "-search" : arm);
+
+    /// <summary>
+    /// whittle's first stage, per seed: the importance-permuted teacher trained on for the preset's supernet steps with the
+    /// sandwich rule (`train-supernet --strategy sandwich`: the whole network, two random sub-networks and the smallest every
+    /// step, sampled from the search's space), and, as the control that separates the sandwich rule from the extra training,
+    /// the same steps, data order and schedule with `--strategy standard` (the whole network alone); then the seed's
+    /// evolutionary search again on each (same budget, space, evaluations and seed as on the plain teacher, so the three
+    /// searches start from the same candidates). Training is per seed: its sampling and data order take the seed, so the
+    /// seed rule judges the whole two-stage pipeline, not one supernet.
+    /// </summary>
+    static void RunSupernet(DemoPreset ps, string[] dev, string root, string dir, int seed, string label,
+        Action<string, string, Action> stage)
+    {
+        string data = Path.Combine(root, "data"), importance = Path.Combine(root, "importance");
+        string Seed(int stageSeed) => (stageSeed + seed).ToString(CultureInfo.InvariantCulture);
+        foreach (var (arm, what) in new[]
+        {
+            ("sandwich", "the whole network, 2 random sub-networks and the smallest every step"),
+            ("standard", "the whole network alone, the sandwich run's control"),
+        })
+        {
+            string run = SupernetDir(dir, arm);
+            stage(run, $"{label}supernet ({arm}): the teacher trained on for {ps.SupernetSteps} steps, {what}", () =>
+                Whittle(["train-supernet", "--model", importance, "--data", data, "--out", run, "--strategy", arm,
+                    "--space", ps.SearchSpace, "--embed-step", ps.EmbedStep.ToString(),
+                    "--intermediate-step", ps.IntermediateStep.ToString(),
+                    "--steps", ps.SupernetSteps.ToString(), "--lr", ps.SupernetLr.ToString(CultureInfo.InvariantCulture),
+                    "--seq-len", ps.SeqLen.ToString(), "--batch-size", ps.Batch.ToString(), "--eval-tokens", ps.EvalTokens.ToString(),
+                    "--eval-every", (ps.SupernetSteps / 2).ToString(), "--save-every", (ps.SupernetSteps / 2).ToString(),
+                    "--seed", Seed(3), "--resume", .. dev]));
+            stage(SupernetDir(dir, arm, search: true), $"{label}the same evolutionary search on the {arm}-trained parent", () =>
+                Whittle([.. Search(ps, Path.Combine(run, "final"), data, SupernetDir(dir, arm, search: true), Seed(0)),
+                    "--baselines", "false", .. dev]));
+        }
     }
 
     /// <summary>SALT's small model of a seed: its own run when the preset trains one, else that seed's random-init student.</summary>
@@ -378,7 +437,7 @@ static class DemoCommand
             foreach (var c in node!["candidates_evaluated"]!.AsArray())
                 search.Add(new SearchPoint(
                     search.Count, strategy, c!["non_embedding_params"]!.GetValue<long>(), c["perplexity"]!.GetValue<double>(),
-                    c["spec"]!.ToJsonString()));
+                    c["spec"]!.ToJsonString(), c["objectives"]?["flops"]?.GetValue<double>()));
         Arm Student(string dir, string name, string description) =>
             new(name, description, ParameterCount.Of(ModelConfig.Load(D("students", dir, "final"))).Total,
                 RunMetrics.Curve(D("students", dir, "metrics.jsonl")));
@@ -421,6 +480,49 @@ static class DemoCommand
                     + $"{Math.Exp(RunMetrics.Curve(Path.Combine(small, "metrics.jsonl"))[^1].ValLoss):F1})"
                 : $"random-init student, {smallParams:N0} parameters",
             Stages = timings,
+            SearchFront = SearchFrontOf(D("search")),
+            Supernet = ps.SupernetSteps > 0 ? SupernetOf(dir, ps) : null,
         };
+    }
+
+    /// <summary>
+    /// The search's (ppl, params, FLOPs) view from its summary.json and pareto.json; null when it ran without the flops
+    /// objective (a run directory whose search stage finished before the demo asked for it).
+    /// </summary>
+    static SearchObjectives? SearchFrontOf(string searchDir)
+    {
+        var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(searchDir, "summary.json")))!;
+        var objectives = summary["objectives"]!.AsArray().Select(o => o!.GetValue<string>()).ToList();
+        if (!objectives.Contains("flops")) return null;
+        var hv = summary["hypervolume"]!;
+        var pareto = JsonNode.Parse(File.ReadAllText(Path.Combine(searchDir, "pareto.json")))!.AsArray().Select(n => new ParetoPoint(
+            n!["strategy"]!.GetValue<string>(), (long)n["objectives"]!["params"]!.GetValue<double>(),
+            n["objectives"]!["flops"]!.GetValue<double>(),
+            n["perplexity"]!.GetValue<double>(), n["spec"]!.ToJsonString())).ToList();
+        return new SearchObjectives(objectives, pareto,
+            summary["strategies"]!.AsObject().ToDictionary(kv => kv.Key, kv => kv.Value!["hypervolume"]!.GetValue<double>()),
+            hv["reference_point"]!.AsObject().ToDictionary(kv => kv.Key, kv => kv.Value!.GetValue<double>()),
+            hv["maximum"]!.GetValue<double>());
+    }
+
+    /// <summary>A seed's supernet stage: each trained parent's whole-network perplexity and its search's best.</summary>
+    static SupernetResults SupernetOf(string dir, DemoPreset ps)
+    {
+        SupernetArm Arm(string arm, string description)
+        {
+            var evolution = JsonNode.Parse(File.ReadAllText(Path.Combine(SupernetDir(dir, arm, search: true), "summary.json")))!
+                ["strategies"]!["evolution"]!;
+            var best = evolution["candidates_evaluated"]!.AsArray().MinBy(c => c!["perplexity"]!.GetValue<double>())!;
+            return new SupernetArm(arm, description, RunMetrics.Curve(Path.Combine(SupernetDir(dir, arm), "metrics.jsonl"))[^1].Perplexity,
+                evolution["candidates"]!.GetValue<int>(), best["non_embedding_params"]!.GetValue<long>(),
+                best["perplexity"]!.GetValue<double>(), best["spec"]!.ToJsonString());
+        }
+        return new SupernetResults(ps.SupernetSteps,
+        [
+            Arm(DemoSupernet.Sandwich, $"train-supernet --strategy sandwich, {ps.SupernetSteps} steps from the teacher: the whole " +
+                "network, 2 random sub-networks and the smallest every step"),
+            Arm(DemoSupernet.Standard, $"train-supernet --strategy standard, {ps.SupernetSteps} steps from the teacher: the whole " +
+                "network alone (plain training; same data order and schedule)"),
+        ]);
     }
 }

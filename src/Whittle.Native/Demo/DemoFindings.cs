@@ -65,6 +65,10 @@ public sealed record DemoFindings
     public double? KdFraction { get; init; }
     public required IReadOnlyList<string> SaltSentences { get; init; }
     public required SaltClockFindings SaltClock { get; init; }
+    /// <summary>The supernet stage: the searched best on the sandwich parent against the plain teacher and the standard control.</summary>
+    public SupernetFindings? Supernet { get; init; }
+    /// <summary>The search's (ppl, params, FLOPs) view as measured (DemoResults.SearchFront), null without it.</summary>
+    public SearchObjectives? SearchFront { get; init; }
 
     public static DemoFindings Of(DemoResults r)
     {
@@ -78,6 +82,7 @@ public sealed record DemoFindings
             Strategies = strategies, Pareto = pareto, EvolutionGain = gain, SearchSentences = searchSentences,
             SaltTarget = saltTarget, Salt = salt, SaltStep = step, SaltFraction = fraction, KdFraction = kdFraction,
                 SaltSentences = saltSentences, SaltClock = SaltClockOf(r, saltTarget),
+            Supernet = DemoSupernet.Of(r), SearchFront = r.SearchFront,
         };
     }
 

@@ -46,8 +46,58 @@ static class DemoJson
         ["stages"] = new JsonArray(
             r.Stages.Select(
             s => (JsonNode)new JsonObject { ["stage"] = s.Stage, ["seconds"] = Num(s.Seconds), ["cached"] = s.Cached }).ToArray()),
+        ["search_objectives"] = r.SearchFront is { } front ? SearchObjectivesJson(front, r) : null,
+        ["supernet"] = r.Supernet is { } sn ? SupernetJson(sn, f.Supernet) : null,
         ["analysis"] = Analysis(f, r.SaltTotalSteps),
     };
+
+    // "search_objectives" and "supernet" are absent from files written before the demo had them: they load as null.
+    static JsonObject SearchObjectivesJson(SearchObjectives s, DemoResults r) => new()
+    {
+        // Derived (ignored on load): what the report's sentences count and the reference point's scaled value.
+        ["pareto_size"] = s.Pareto.Count,
+        ["distinct_evaluated"] = DemoObjectives.DistinctEvaluated(r),
+        ["reference_point_scaled"] = Num(DemoObjectives.ReferenceScaled(s)),
+        ["hypervolume_share_of_maximum"] =
+            new JsonObject(s.Hypervolume.Select(kv => KeyValuePair.Create(kv.Key, Num(kv.Value / s.Maximum)))),
+        ["objectives"] = Strings(s.Objectives),
+        ["pareto"] = new JsonArray(s.Pareto.Select(p => (JsonNode)new JsonObject
+        {
+            ["strategy"] = p.Strategy, ["parameters"] = p.Parameters, ["flops"] = Num(p.Flops), ["perplexity"] = Num(p.Perplexity),
+            ["spec"] = p.Spec,
+        }).ToArray()),
+        ["hypervolume"] = new JsonObject(s.Hypervolume.Select(kv => KeyValuePair.Create(kv.Key, Num(kv.Value)))),
+        ["reference_point"] = new JsonObject(s.ReferencePoint.Select(kv => KeyValuePair.Create(kv.Key, Num(kv.Value)))),
+        ["maximum"] = Num(s.Maximum),
+    };
+
+    static SearchObjectives ReadSearchObjectives(JsonObject o) => new(
+        Arr(o, "objectives").Select(n => n!.GetValue<string>()).ToList(),
+        Arr(o, "pareto").Select(n => n!.AsObject()).Select(p =>
+            new ParetoPoint(Str(p, "strategy"), Long(p, "parameters"), Dbl(p, "flops"), Dbl(p, "perplexity"), Str(p, "spec"))).ToList(),
+        Obj(o, "hypervolume").ToDictionary(kv => kv.Key, kv => Dbl(o["hypervolume"]!.AsObject(), kv.Key)),
+        Obj(o, "reference_point").ToDictionary(kv => kv.Key, kv => Dbl(o["reference_point"]!.AsObject(), kv.Key)),
+        Dbl(o, "maximum"));
+
+    static JsonObject SupernetJson(SupernetResults s, SupernetFindings? f) => new()
+    {
+        ["steps"] = s.Steps,
+        ["arms"] = new JsonArray(s.Arms.Select(a => (JsonNode)new JsonObject
+        {
+            ["name"] = a.Name, ["description"] = a.Description, ["whole_perplexity"] = Num(a.WholePerplexity), ["evaluated"] = a.Evaluated,
+            ["best_parameters"] = a.BestParameters, ["best_perplexity"] = Num(a.BestPerplexity), ["best_spec"] = a.BestSpec,
+        }).ToArray()),
+        // Derived (ignored on load): the plain teacher's searched best and the sandwich parent's gaps below it and the control.
+        ["plain_teacher_best_perplexity"] = Num(f?.PlainBest),
+        ["gain_over_plain_teacher"] = Num(f?.GainOverPlain),
+        ["gain_over_standard"] = Num(f?.GainOverStandard),
+        ["findings"] = f is null ? null : Strings(f.Sentences),
+    };
+
+    static SupernetResults ReadSupernet(JsonObject o) => new((int)Long(o, "steps"),
+        Arr(o, "arms").Select(n => n!.AsObject()).Select(a => new SupernetArm(Str(a, "name"), Str(a, "description"),
+            Dbl(a, "whole_perplexity"), (int)Long(a, "evaluated"), Long(a, "best_parameters"), Dbl(a, "best_perplexity"),
+            Str(a, "best_spec"))).ToList());
 
     /// <summary>The "across_seeds" object of a top-level results.json: the seeds, the rule, every effect and quantity per seed.</summary>
     public static JsonObject AcrossSeeds(SeedSet s, IReadOnlyList<EffectAcross> effects, IReadOnlyList<QuantityAcross> quantities) => new()
@@ -77,7 +127,7 @@ static class DemoJson
     static JsonObject SearchPointJson(SearchPoint p) => new()
     {
         ["index"] = p.Index, ["strategy"] = p.Strategy, ["parameters"] = p.Parameters, ["perplexity"] = Num(p.Perplexity),
-            ["spec"] = p.Spec,
+            ["spec"] = p.Spec, ["flops"] = Num(p.Flops),
     };
 
     static JsonArray Arms(IReadOnlyList<Arm> arms) => new(arms.Select(a => (JsonNode)new JsonObject
@@ -213,6 +263,8 @@ static class DemoJson
                 SaltCacheTopK = salt["cache_top_k"]?.GetValue<int>(),
                 Stages = Arr(o, "stages").Select(n => n!.AsObject()).Select(
                     s => new StageTiming(Str(s, "stage"), Dbl(s, "seconds"), Req(s, "cached").GetValue<bool>())).ToList(),
+                SearchFront = o["search_objectives"] is JsonObject so ? ReadSearchObjectives(so) : null,
+                Supernet = o["supernet"] is JsonObject sn ? ReadSupernet(sn) : null,
             };
         }
         catch (Exception ex)
@@ -221,7 +273,7 @@ static class DemoJson
     }
 
     static SearchPoint ReadSearchPoint(JsonObject p) =>
-        new((int)Long(p, "index"), Str(p, "strategy"), Long(p, "parameters"), Dbl(p, "perplexity"), Str(p, "spec"));
+        new((int)Long(p, "index"), Str(p, "strategy"), Long(p, "parameters"), Dbl(p, "perplexity"), Str(p, "spec"), OptDbl(p, "flops"));
 
     // "seconds" and "clock" are absent from files written before the wall-clock was recorded: they load as null.
     static List<Arm> ReadArms(JsonArray arms) =>

@@ -6,7 +6,7 @@ using static Whittle.Native.Demo.DemoFormat;
 namespace Whittle.Native.Demo;
 
 /// <summary>A plot of the report: the file it is also written to, a caption, and the element.</summary>
-sealed record DemoPlot(string File, string Caption, SvgPlot Plot)
+sealed record DemoPlot(string File, string Caption, ISvgFigure Plot)
 {
     public string Id => Path.GetFileNameWithoutExtension(File);
 }
@@ -25,7 +25,44 @@ static class DemoPlots
     static Marker MarkerOf(int index) => SvgPlot.Markers[index % SvgPlot.Markers.Length];
 
     public static IReadOnlyList<DemoPlot> Of(DemoResults r, DemoFindings f) =>
-        [Students(r, f), Search(r, f), Progress(r), Salt(r, f), SaltClock(r, f)];
+        [Students(r, f), Search(r, f), Progress(r), Salt(r, f), SaltClock(r, f), .. Objectives(r)];
+
+    public const string ObjectivesFile = "search-objectives.svg", ParetoSetSeries = "Pareto set (ppl, params, FLOPs)";
+
+    /// <summary>
+    /// The search over (perplexity, parameters, FLOPs) as two panels sharing the perplexity axis: perplexity against
+    /// parameters, then against FLOPs per token; every candidate by strategy, and the three-objective Pareto set of
+    /// pareto.json drawn over them as large rings of one colour, the same sub-networks in both panels. No plot when the
+    /// search ran without the flops objective.
+    /// </summary>
+    static IEnumerable<DemoPlot> Objectives(DemoResults r)
+    {
+        if (r.SearchFront is not { } front) yield break;
+        SvgPlot Panel(string title, string xLabel, Func<SearchPoint, double?> x, Func<ParetoPoint, double> px)
+        {
+            var plot = new SvgPlot(title, xLabel, "validation perplexity", false, true, Tick, Tick);
+            int i = 0;
+            foreach (var g in r.Search.GroupBy(p => p.Strategy))
+            {
+                var points = g.Where(p => x(p) is not null).Select(p => (x(p)!.Value, p.Perplexity)).ToList();
+                plot.Scatter($"{g.Key} ({points.Count})", ColorOf(g.Key, i), points, MarkerOf(i), points.Count <= 3 ? 6 : 3);
+                i++;
+            }
+            plot.Scatter($"{ParetoSetSeries} ({front.Pareto.Count})", "#CC79A7", front.Pareto.Select(p => (px(p), p.Perplexity)),
+                Marker.Ring, 7);
+            return plot;
+        }
+        var figure = new SvgPanels("Search over perplexity, parameters and FLOPs",
+        [
+            Panel("Perplexity vs parameters (non-embedding)", "non-embedding parameters", p => p.Parameters, p => p.Parameters),
+            Panel("Perplexity vs forward FLOPs per token", "forward FLOPs per token", p => p.Flops, p => p.Flops),
+        ]);
+        yield return new DemoPlot(ObjectivesFile,
+            "Every sub-network the search evaluated, by strategy, against its two costs: parameters (top) and forward FLOPs per token " +
+            "at the search's sequence length (bottom), sharing the perplexity axis. Rings mark the Pareto set over all three objectives " +
+            "(pareto.json), the same sub-networks in both panels: a ring off a panel's lower-left edge is beaten in that plane but not " +
+            "in the other cost.", figure);
+    }
 
     /// <summary>
     /// A y cap for learning curves: the first evaluation (often untrained, perplexity near the vocabulary size) would

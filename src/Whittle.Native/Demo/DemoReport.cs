@@ -134,6 +134,8 @@ public static class DemoReport
                     "importance-only baseline (every dimension shrunk uniformly, keeping the most important units).",
                 [Plot("search.svg"), Plot("search-progress.svg")], pareto.Rows.Count > 0 ? [strategies, pareto] : [strategies],
                     f.SearchSentences),
+            ObjectivesSection(r, plots),
+            SupernetSection(r, f),
             new("SALT: distillation from a small model early in training",
                 $"SALT trains the large model with distillation from {r.SaltSmallModel} for the first {Count(r.SaltKdSteps)} of " +
                     $"{Count(r.SaltTotalSteps)} steps"
@@ -152,6 +154,65 @@ public static class DemoReport
             new("Stage times", null, [], [stages], []),
         });
         return new Doc($"Whittle demo report: {r.Preset}", header, sections);
+    }
+
+    /// <summary>The search over (ppl, params, FLOPs): the two-panel plot, each strategy's hypervolume, the Pareto set.</summary>
+    static Section ObjectivesSection(DemoResults r, IReadOnlyList<DemoPlot> plots)
+    {
+        const string title = "Search objectives: perplexity, parameters and FLOPs";
+        if (r.SearchFront is not { } s) return new Section(title, null, [], [], DemoObjectives.Sentences(r));
+        var hypervolume = new Table(["Strategy", "Candidates evaluated", "Hypervolume", "Share of the maximum"], [false, true, true, true],
+            s.Hypervolume.Select(kv => new[]
+            {
+                kv.Key, Count(r.Search.Count(p => p.Strategy == kv.Key)), DemoSeeds.Show(SeedValueKind.Hypervolume, kv.Value),
+                Percent(kv.Value / s.Maximum),
+            }).ToList());
+        var set = new Table(["Parameters", "FLOPs per token", "Perplexity", "Found by", "Sub-network"], [true, true, true, false, false],
+            s.Pareto.Select(p => new[] { Count(p.Parameters), Si(p.Flops), Perplexity(p.Perplexity), p.Strategy, p.Spec }).ToList(),
+            CodeLastColumn: true);
+        return new Section(title,
+            "The search recorded three objectives for every candidate (`search --objectives ppl,params,flops`), all minimised: validation "
+            + "perplexity, non-embedding parameters (what the budget counts) and forward FLOPs per token (analytic, matrix products "
+            + "only, attention at the full context). Evolution and random search still choose by perplexity inside the budget window; "
+            + "the Pareto set and the hypervolumes are over all three.",
+            [plots.First(p => p.File == DemoPlots.ObjectivesFile)], [hypervolume, set], DemoObjectives.Sentences(r));
+    }
+
+    /// <summary>The supernet stage: the searched best on the plain teacher, the sandwich supernet and the standard control.</summary>
+    static Section SupernetSection(DemoResults r, DemoFindings f)
+    {
+        const string title = "Supernet training (whittle's first stage)";
+        var sn = f.Supernet!;
+        if (r.Supernet is not { } s) return new Section(title, null, [], [], sn.Sentences);
+        var evolution = f.Strategies.FirstOrDefault(x => x.Strategy == DemoFindings.Evolution);
+        string Gap(double? best) => DemoSeeds.Show(SeedValueKind.Signed, DemoSupernet.Gain(best, sn.SandwichBest));
+        var rows = new List<string[]>
+        {
+            new[]
+            {
+                "plain teacher", "the importance-permuted teacher, not trained further", Perplexity(Math.Exp(r.TeacherValLoss)),
+                evolution is null ? "—" : Count(evolution.Evaluated), sn.PlainBest is { } pb ? Perplexity(pb) : "—",
+                evolution?.Best is { } b ? Si(b.Parameters) : "—", Gap(sn.PlainBest), evolution?.Best?.Spec ?? "—",
+            },
+        };
+        rows.AddRange(s.Arms.Select(a => new[]
+        {
+            a.Name, a.Description, Perplexity(a.WholePerplexity), Count(a.Evaluated), Perplexity(a.BestPerplexity), Si(a.BestParameters),
+            a.Name == DemoSupernet.Sandwich ? "—" : Gap(a.BestPerplexity), a.BestSpec,
+        }));
+        var table = new Table(
+            ["Parent", "How it was trained", "Whole-network perplexity", "Candidates evaluated", "Searched best perplexity",
+                "Parameters of the best", "Sandwich's best below it", "Best sub-network"],
+            [false, false, true, true, true, true, true, false], rows, CodeLastColumn: true);
+        return new Section(title,
+            $"whittle trains the pretrained model as a weight-sharing supernet before searching it. Here the importance-permuted "
+            + $"teacher is trained {Count(s.Steps)} more steps with the sandwich rule (`train-supernet --strategy sandwich`: the whole "
+            + "network, two random sub-networks of the search space and its smallest, each step), and, as the control for those extra "
+            + "steps, the same steps, data order and schedule with standard training. The evolutionary search then runs on each "
+            + "parent with the budget, space, evaluations and seed of the search on the plain teacher, so all three start from the "
+            + "same candidates; each sub-network is evaluated in place, without fine-tuning. Per seed: the supernet training's "
+            + "sampling and data order take the seed too, so the claims across seeds judge the whole two-stage pipeline.",
+            [], [table], sn.Sentences);
     }
 
     static IEnumerable<(string, string)> SeedsHeader(SeedSet s)

@@ -24,7 +24,8 @@ public sealed record Arm(string Name, string Description, long Parameters, IRead
 
 /// <summary>One sub-network evaluated by the search, in evaluation order; Parameters counts what the budget counts
 /// (non-embedding).</summary>
-public sealed record SearchPoint(int Index, string Strategy, long Parameters, double Perplexity, string Spec);
+/// <summary>Flops: forward FLOPs per token (the search's `flops` objective), null for a search run without it.</summary>
+public sealed record SearchPoint(int Index, string Strategy, long Parameters, double Perplexity, string Spec, double? Flops = null);
 
 /// <summary>How long a stage of the demo took (cached stages report the time of the run that computed them).</summary>
 public sealed record StageTiming(string Stage, double Seconds, bool Cached);
@@ -65,4 +66,37 @@ public sealed record DemoResults
     public double? SaltCacheSeconds { get; init; }
     public int? SaltCacheTopK { get; init; }
     public required IReadOnlyList<StageTiming> Stages { get; init; }
+    /// <summary>
+    /// The search's (ppl, params, FLOPs) view from its summary.json and pareto.json; null for a search run without the
+    /// flops objective (a run directory from before the demo asked for it).
+    /// </summary>
+    public SearchObjectives? SearchFront { get; init; }
+    /// <summary>Sub-networks searched on a sandwich-trained supernet and on its standard-trained control; null when not run.</summary>
+    public SupernetResults? Supernet { get; init; }
 }
+
+/// <summary>
+/// A member of the search's n-dimensional Pareto set (pareto.json): its strategy, non-embedding parameters, forward FLOPs
+/// per token (SubnetCosts.FlopsPerToken, at the search's sequence length), validation perplexity and spec.
+/// </summary>
+public sealed record ParetoPoint(string Strategy, long Parameters, double Flops, double Perplexity, string Spec);
+
+/// <summary>
+/// The demo search's multi-objective view (`search --objectives ppl,params,flops`): the objectives, the n-dimensional
+/// Pareto set of everything evaluated, each strategy's hypervolume in the search's common frame, the reference point in
+/// the objectives' units (1.1 in each objective rescaled to [0, 1] by the best and worst value any strategy reached) and
+/// the largest hypervolume possible (1.1^d).
+/// </summary>
+public sealed record SearchObjectives(IReadOnlyList<string> Objectives, IReadOnlyList<ParetoPoint> Pareto,
+    IReadOnlyDictionary<string, double> Hypervolume, IReadOnlyDictionary<string, double> ReferencePoint, double Maximum);
+
+/// <summary>
+/// One parent the supernet stage searched: how it was trained after the teacher (sandwich or standard, `train-supernet`),
+/// its whole network's final validation perplexity, and the evolutionary search's best sub-network on it (in place, the
+/// same budget, space, evaluations and seed as the search on the plain teacher).
+/// </summary>
+public sealed record SupernetArm(string Name, string Description, double WholePerplexity, int Evaluated, long BestParameters,
+    double BestPerplexity, string BestSpec);
+
+/// <summary>The supernet stage of one seed: the steps each parent was trained after the teacher, and its arms.</summary>
+public sealed record SupernetResults(int Steps, IReadOnlyList<SupernetArm> Arms);

@@ -14,7 +14,7 @@ public sealed record SeedRun(int Seed, DemoResults Results);
 
 /// <summary>How a number across seeds is printed: a speed-up factor, a fraction (of steps), a signed relative gap, a
 /// perplexity, a count (tokens, parameters, steps) or seconds.</summary>
-public enum SeedValueKind { Factor, Fraction, Signed, Perplexity, Count, Seconds }
+public enum SeedValueKind { Factor, Fraction, Signed, Perplexity, Count, Seconds, Hypervolume }
 
 /// <summary>One seed's number for an effect (null: it could not be measured in that seed) and whether the effect holds.</summary>
 public sealed record SeedValue(int Seed, double? Value, bool Holds);
@@ -38,7 +38,10 @@ public static class DemoSeeds
         "have the number.";
 
     /// <summary>An effect: its key, its claim, how its number prints, the number in one seed's findings and when it holds.</summary>
-    sealed record EffectDef(string Key, string Claim, SeedValueKind Kind, Func<DemoFindings, double?> Value, Func<double, bool> Holds);
+    /// <summary>OnlyWhenRun: an arm a run may leave out (the supernet stage of results from before it existed); the effect is
+    /// listed only when some seed measured it.</summary>
+    sealed record EffectDef(string Key, string Claim, SeedValueKind Kind, Func<DemoFindings, double?> Value, Func<double, bool> Holds,
+        bool OnlyWhenRun = false);
 
     static ArmSummary? Student(DemoFindings f, string name) => f.Students.FirstOrDefault(a => a.Name == name);
     static ArmSummary? SaltArm(DemoFindings f, string name) => f.Salt.FirstOrDefault(a => a.Name == name);
@@ -67,6 +70,12 @@ public static class DemoSeeds
             f => Gap(SaltArm(f, DemoFindings.SaltBaseline)?.Final, SaltArm(f, DemoFindings.SaltArm)?.Final), v => v > 0),
         new("salt_step_time_saving", "SALT takes less training wall-clock than the baseline to its final perplexity, timed by the " +
             "SALT run's own median steps (saving > 0)", SeedValueKind.Signed, f => f.SaltClock.StepTimeSaving, v => v > 0),
+        new("supernet_vs_plain", "the evolutionary search's best sub-network on the sandwich-trained supernet beats its best on the " +
+            "plain teacher, same budget and search (perplexity gap > 0)", SeedValueKind.Signed, f => f.Supernet?.GainOverPlain, v => v > 0,
+            OnlyWhenRun: true),
+        new("supernet_vs_standard", "it also beats its best on the teacher trained the same steps with standard training, the " +
+            "control for the extra steps (perplexity gap > 0)", SeedValueKind.Signed, f => f.Supernet?.GainOverStandard, v => v > 0,
+            OnlyWhenRun: true),
     ];
 
     static double? Gain(DemoFindings f, string strategy) => f.EvolutionGain.TryGetValue(strategy, out var g) ? g : null;
@@ -76,7 +85,7 @@ public static class DemoSeeds
     {
         ArgumentNullException.ThrowIfNull(runs);
         var findings = runs.Select(r => (r.Seed, F: DemoFindings.Of(r.Results))).ToList();
-        return Effects.Select(e => Judge(e.Key, e.Claim, e.Kind,
+        return Effects.Where(e => !e.OnlyWhenRun || findings.Any(x => e.Value(x.F) is not null)).Select(e => Judge(e.Key, e.Claim, e.Kind,
             findings.Select(x => (x.Seed, e.Value(x.F))).ToList(), e.Holds)).ToList();
     }
 
@@ -137,6 +146,16 @@ public static class DemoSeeds
         Add(DemoFindings.SaltArm, "break-even KD overhead", SeedValueKind.Signed, f => f.SaltClock.BreakEvenOverhead);
         Add(DemoFindings.SaltArm, "wall-clock saving, small model given", SeedValueKind.Signed, f => f.SaltClock.Saving);
         Add(DemoFindings.SaltArm, "wall-clock saving, small model counted", SeedValueKind.Signed, f => f.SaltClock.SavingWithSmall);
+        foreach (var name in new[] { DemoSupernet.Sandwich, DemoSupernet.Standard })
+        {
+            Add($"supernet: {name}", "searched best perplexity", SeedValueKind.Perplexity,
+                f => name == DemoSupernet.Sandwich ? f.Supernet?.SandwichBest : f.Supernet?.StandardBest);
+            Add($"supernet: {name}", "whole-network perplexity", SeedValueKind.Perplexity,
+                f => name == DemoSupernet.Sandwich ? f.Supernet?.SandwichWhole : f.Supernet?.StandardWhole);
+        }
+        foreach (var name in new[] { DemoFindings.Evolution, DemoFindings.RandomSearch, DemoFindings.Importance })
+            Add(name, "hypervolume (ppl, params, FLOPs)", SeedValueKind.Hypervolume,
+                f => f.SearchFront?.Hypervolume.TryGetValue(name, out var hv) == true ? hv : null);
         return list;
     }
 
@@ -150,6 +169,7 @@ public static class DemoSeeds
         SeedValueKind.Signed => (v > 0 ? "+" : v < 0 ? "−" : "") + Percent(Math.Abs(v)),
         SeedValueKind.Perplexity => Perplexity(v),
         SeedValueKind.Count => Si(v),
+        SeedValueKind.Hypervolume => v.ToString("F4", System.Globalization.CultureInfo.InvariantCulture),
         _ => Seconds(v),
     };
 

@@ -10,9 +10,10 @@ using System.Text;
 
 namespace Whittle.Native.Demo;
 
-enum Marker { Circle, Square, Triangle, Diamond, Cross, None }
+/// <summary>Ring: an open circle, drawn over filled markers to mark a subset of them (a Pareto set).</summary>
+enum Marker { Circle, Square, Triangle, Diamond, Cross, None, Ring }
 
-sealed class SvgPlot
+sealed class SvgPlot : ISvgFigure
 {
     /// <summary>Okabe & Ito's colour-blind-safe palette, minus yellow (too faint on white).</summary>
     public static readonly string[] Palette = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"];
@@ -176,6 +177,8 @@ sealed class SvgPlot
     static string MarkerSvg(Marker m, double x, double y, string color, double r) => m switch
     {
         Marker.Circle => $"<circle cx=\"{F(x)}\" cy=\"{F(y)}\" r=\"{F(r)}\" fill=\"{color}\" stroke=\"#ffffff\" stroke-width=\"0.8\"/>\n",
+        Marker.Ring => $"<circle class=\"ring\" cx=\"{F(x)}\" cy=\"{F(y)}\" r=\"{F(r)}\" fill=\"none\" stroke=\"{color}\" " +
+            $"stroke-width=\"2\"/>\n",
         Marker.Square =>
             $"<rect x=\"{F(x - r)}\" y=\"{F(y - r)}\" width=\"{F(2 * r)}\" height=\"{F(2 * r)}\" fill=\"{color}\" stroke=\"#ffffff\" " +
             $"stroke-width=\"0.8\"/>\n",

@@ -60,17 +60,19 @@ public class DemoCommandTests
             Assert.That(salt.Select(v => v!["value"]?.GetValue<double>()),
                 Is.EqualTo(new[] { DemoFindings.Of(r).SaltFraction, DemoFindings.Of(r1).SaltFraction }));
             Assert.That(File.ReadAllText(Path.Combine(dir, "report.md")), Does.Contain("## Claims across 2 seeds"));
+            SupernetStageAndParetoPlotAreInTheReport(dir, stdout, r, across);
 
             var again = CliRunner.RunIn(Path.GetTempPath(), null, "demo", "--preset", "quick", "--seeds", "2", "--out", dir);
             Assert.That(again.Exit, Is.EqualTo(0), again.Stderr);
-            // Three shared stages and seven per seed (the quick preset trains SALT's small model in a stage of its own).
+            // Three shared stages and eleven per seed (the quick preset trains SALT's small model in a stage of its own; the
+            // supernet stage trains two parents and searches each).
             Assert.That(
-                again.Stdout.Split('\n').Count(l => l.Contains("done in an earlier run")), Is.EqualTo(3 + 2 * 7),
+                again.Stdout.Split('\n').Count(l => l.Contains("done in an earlier run")), Is.EqualTo(3 + 2 * 11),
                 "every stage is skipped on a rerun");
             Assert.That(again.Stdout, Does.Not.Contain("$ whittle"));
             var one = CliRunner.RunIn(Path.GetTempPath(), null, "demo", "--preset", "quick", "--out", dir);
             Assert.That(one.Exit, Is.EqualTo(0), one.Stderr);
-            Assert.That(one.Stdout.Split('\n').Count(l => l.Contains("done in an earlier run")), Is.EqualTo(3 + 7));
+            Assert.That(one.Stdout.Split('\n').Count(l => l.Contains("done in an earlier run")), Is.EqualTo(3 + 11));
             Assert.That(File.ReadAllText(Path.Combine(dir, "report.md")), Does.Contain("## Claims across one seed"));
         }
         finally { Directory.Delete(dir, true); }
@@ -161,6 +163,56 @@ public class DemoCommandTests
         }).NonEmbedding;
         // GPT-NeoX's biases and second layernorm per layer are what the Llama teacher lacks: about 1% at the quick preset.
         Assert.That((double)l / n, Is.InRange(0.97, 1.0), $"Llama {l:N0} against GPT-NeoX {n:N0} non-embedding parameters");
+    }
+
+    /// <summary>
+    /// The supernet stage of a finished two-seed quick demo: per seed a sandwich and a standard parent trained from the
+    /// importance-permuted teacher and searched like it; the report's section and its per-seed claims; and the search's
+    /// (ppl, params, FLOPs) figure, whose rings are exactly the members of the search's pareto.json, in both panels.
+    /// </summary>
+    static void SupernetStageAndParetoPlotAreInTheReport(string dir, string stdout, DemoResults r, JsonNode across)
+    {
+        foreach (var seedDir in new[] { dir, Path.Combine(dir, "seed-1") })
+            foreach (var arm in new[] { "sandwich", "standard" })
+            {
+                Assert.That(stdout, Does.Contain($"$ whittle train-supernet --model {Path.Combine(dir, "importance")} "));
+                Assert.That(stdout, Does.Contain($"--out {Path.Combine(seedDir, "supernet", arm)} --strategy {arm} "));
+                Assert.That(stdout, Does.Contain($"--model {Path.Combine(seedDir, "supernet", arm, "final")} "));
+                var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(seedDir, "supernet", arm + "-search", "summary.json")))!;
+                Assert.That(summary["strategies"]!.AsObject().Select(kv => kv.Key), Is.EqualTo(new[] { "evolution" }));
+            }
+        Assert.That(r.Supernet!.Arms.Select(a => a.Name), Is.EqualTo(new[] { "sandwich", "standard" }));
+        // The plain teacher's search and the supernet searches start from the same candidates (same space and seed).
+        string First(string searchDir) => File.ReadLines(Path.Combine(searchDir, "history.jsonl")).First();
+        string Spec(string line) => JsonNode.Parse(line)!["spec"]!.ToJsonString();
+        Assert.That(Spec(First(Path.Combine(dir, "supernet", "sandwich-search"))), Is.EqualTo(Spec(First(Path.Combine(dir, "search")))));
+        var effects = across["effects"]!.AsArray().Select(e => e!["key"]!.GetValue<string>()).ToList();
+        Assert.That(effects, Does.Contain("supernet_vs_plain").And.Contain("supernet_vs_standard"));
+        var plain = across["effects"]!.AsArray().Single(e => e!["key"]!.GetValue<string>() == "supernet_vs_plain")!["values"]!.AsArray();
+        Assert.That(plain.Select(v => v!["value"]?.GetValue<double>()), Is.EqualTo(new[]
+        {
+            DemoFindings.Of(r).Supernet!.GainOverPlain,
+            DemoFindings.Of(DemoReport.Load(Path.Combine(dir, "seed-1", "results.json"))).Supernet!.GainOverPlain,
+        }));
+        string md = File.ReadAllText(Path.Combine(dir, "report.md"));
+        Assert.That(md, Does.Contain("## Supernet training (whittle's first stage)").And.Contain("| supernet: sandwich |"));
+
+        var pareto = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "search", "pareto.json")))!.AsArray();
+        Assert.That(pareto[0]!["objectives"]!.AsObject().Select(kv => kv.Key), Is.EqualTo(new[] { "ppl", "params", "flops" }));
+        var svg = System.Xml.Linq.XDocument.Load(Path.Combine(dir, "search-objectives.svg"));
+        var panels = svg.Root!.Elements().Where(e => e.Name.LocalName == "svg").ToList();
+        Assert.That(panels, Has.Count.EqualTo(2));
+        // The Pareto set's series in each panel (its legend entry, outside the plot area, draws one more ring).
+        var sets = panels.Select(p => p.Descendants().Single(e => e.Name.LocalName == "g"
+            && e.Elements().Any(t => t.Name.LocalName == "title" && t.Value.StartsWith(DemoPlots.ParetoSetSeries)))).ToList();
+        foreach (var set in sets)
+            Assert.That(set.Elements().Count(e => e.Name.LocalName == "circle" && (string?)e.Attribute("class") == "ring"),
+                Is.EqualTo(pareto.Count), "one ring per member of pareto.json in each panel");
+        // The rings sit at the members' perplexities: the panels share the perplexity axis, so both list the same heights.
+        var heights = sets.Select(p => p.Elements().Where(e => (string?)e.Attribute("class") == "ring")
+            .Select(e => (string?)e.Attribute("cy")).Order().ToList()).ToList();
+        Assert.That(heights[1], Is.EqualTo(heights[0]));
+        Assert.That(r.SearchFront!.Pareto, Has.Count.EqualTo(pareto.Count));
     }
 
     static int SaltSmallSteps(string dir) =>

@@ -266,8 +266,8 @@ public class DemoReportTests
         Assert.That(Directory.GetFiles(_dir).Select(Path.GetFileName).Order(),
             Is.EqualTo(new[]
             {
-                "report.html", "report.md", "results.json", "salt-clock.svg", "salt.svg", "search-progress.svg", "search.svg",
-                "students.svg",
+                "report.html", "report.md", "results.json", "salt-clock.svg", "salt.svg", "search-objectives.svg", "search-progress.svg",
+                "search.svg", "students.svg",
             }),
             "no temporary files left behind");
         string html = File.ReadAllText(Path.Combine(_dir, DemoReport.HtmlFile));
@@ -278,7 +278,7 @@ public class DemoReportTests
             Regex.IsMatch(html, @"url\((?!#)", RegexOptions.IgnoreCase), Is.False,
             "url(...) may only name an element of the page (url(#id))");
         var svgs = SvgBlocks(html).ToList();
-        Assert.That(svgs, Has.Count.EqualTo(5));
+        Assert.That(svgs, Has.Count.EqualTo(6));
         foreach (var svg in svgs)
         {
             var doc = XDocument.Parse(svg);
@@ -372,7 +372,7 @@ public class DemoReportTests
         string[] headings =
         [
             "## Students trained for the same token budget", "## Sub-network search", "## SALT", "## SALT against the clock",
-            "## Stage times",
+            "## Stage times", "## Search objectives: perplexity, parameters and FLOPs", "## Supernet training (whittle's first stage)",
         ];
         foreach (var heading in headings)
             Assert.That(md, Does.Contain(heading));
@@ -380,15 +380,23 @@ public class DemoReportTests
         TestContext.Out.WriteLine(md);
     }
 
-    static IEnumerable<string> SvgBlocks(string html)
+    /// <summary>The page's top-level &lt;svg&gt; elements (a figure of panels nests one &lt;svg&gt; per panel inside its own).</summary>
+    internal static IEnumerable<string> SvgBlocks(string html)
     {
         int at = 0;
         while ((at = html.IndexOf("<svg", at, StringComparison.Ordinal)) >= 0)
         {
-            int end = html.IndexOf("</svg>", at, StringComparison.Ordinal);
-            Assert.That(end, Is.GreaterThan(at), "an <svg> without </svg>");
-            yield return html[at..(end + "</svg>".Length)];
-            at = end;
+            int depth = 0, i = at;
+            do
+            {
+                int open = html.IndexOf("<svg", i + 1, StringComparison.Ordinal);
+                int close = html.IndexOf("</svg>", i + 1, StringComparison.Ordinal);
+                Assert.That(close, Is.GreaterThan(at), "an <svg> without </svg>");
+                if (open >= 0 && open < close) { depth++; i = open; }
+                else { depth--; i = close; }
+            } while (depth >= 0);
+            yield return html[at..(i + "</svg>".Length)];
+            at = i;
         }
     }
 }

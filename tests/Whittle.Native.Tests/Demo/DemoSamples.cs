@@ -55,6 +55,8 @@ static class DemoSamples
             search.Add(new SearchPoint(index++, "random", p, ppl, $"{{\"embed\":160,\"heads\":\"<{i}>\"}}"));
         }
         search.Add(new SearchPoint(index++, "importance", 3_150_000, 55.8, "{\"embed\":224,\"uniform\":true}"));
+        // FLOPs per token: about twice the parameters, plus an attention term that varies with the heads kept.
+        search = search.Select(p => p with { Flops = 2.0 * p.Parameters + 40_000 * (p.Index % 5) }).ToList();
 
         return new DemoResults
         {
@@ -105,6 +107,28 @@ static class DemoSamples
                 new StageTiming("students", 540.3, false),
                 new StageTiming("salt", 245.8, false),
             ],
+            SearchFront = FrontOf(search),
+            Supernet = new SupernetResults(500,
+            [
+                new SupernetArm("sandwich", "sandwich, 500 steps", 32.46, 64, 3_181_000, 47.13, "{\"embed_dim\":192}"),
+                new SupernetArm("standard", "standard, 500 steps", 31.92, 64, 3_190_500, 49.02, "{\"embed_dim\":200}"),
+            ]),
         };
+    }
+
+    /// <summary>
+    /// The (ppl, params, FLOPs) view of a search as `whittle search` would record it: the non-dominated set over the three
+    /// (by brute force), hypervolumes and a reference point made up (the report only prints them).
+    /// </summary>
+    public static SearchObjectives FrontOf(IReadOnlyList<SearchPoint> search)
+    {
+        static bool Dominates(SearchPoint q, SearchPoint p) =>
+            q.Parameters <= p.Parameters && q.Flops <= p.Flops && q.Perplexity <= p.Perplexity
+            && (q.Parameters < p.Parameters || q.Flops < p.Flops || q.Perplexity < p.Perplexity);
+        var set = search.Where(p => !search.Any(q => Dominates(q, p))).DistinctBy(p => p.Spec)
+            .Select(p => new ParetoPoint(p.Strategy, p.Parameters, p.Flops!.Value, p.Perplexity, p.Spec)).ToList();
+        return new SearchObjectives(["ppl", "params", "flops"], set,
+            new Dictionary<string, double> { ["evolution"] = 0.8123, ["random"] = 0.7011, ["importance"] = 0.4512 },
+            new Dictionary<string, double> { ["ppl"] = 70.1, ["params"] = 3_260_000, ["flops"] = 6_720_000 }, 1.331);
     }
 }
