@@ -139,18 +139,20 @@ public sealed unsafe partial class CpuBackend : IBackend
         ArgCheck.Vector(mean, n, nameof(mean)); ArgCheck.Vector(rstd, n, nameof(rstd));
         float* px = (float*)x.Pointer, py = (float*)y.Pointer, pw = (float*)weight.Pointer, pb = (float*)bias.Pointer,
             pm = (float*)mean.Pointer, pr = (float*)rstd.Pointer;
-        ParallelRows(n, c, i =>
-        {
-            var row = new ReadOnlySpan<float>(px + (long)i * c, c);
-            double sum = 0; for (int j = 0; j < c; j++) sum += row[j];
-            double mu = sum / c, sq = 0;
-            for (int j = 0; j < c; j++) { double d = row[j] - mu; sq += d * d; }
-            float r = (float)(1.0 / Math.Sqrt(sq / c + eps));
-            float m = (float)mu;
-            pm[i] = m; pr[i] = r;
-            float* o = py + (long)i * c;
-            for (int j = 0; j < c; j++) o[j] = (row[j] - m) * r * pw[j] + pb[j];
-        });
+        ParallelRows(n, c, i => LayerNormRow(px + (long)i * c, c, pw, pb, eps, py + (long)i * c, pm + i, pr + i));
+    }
+
+    /// <summary>One row of <see cref="LayerNormForward"/>: mean and centred variance in double, then o = x̂ · w + b.</summary>
+    static void LayerNormRow(float* x, int c, float* pw, float* pb, float eps, float* o, float* mean, float* rstd)
+    {
+        var row = new ReadOnlySpan<float>(x, c);
+        double sum = 0; for (int j = 0; j < c; j++) sum += row[j];
+        double mu = sum / c, sq = 0;
+        for (int j = 0; j < c; j++) { double d = row[j] - mu; sq += d * d; }
+        float r = (float)(1.0 / Math.Sqrt(sq / c + eps));
+        float m = (float)mu;
+        *mean = m; *rstd = r;
+        for (int j = 0; j < c; j++) o[j] = (row[j] - m) * r * pw[j] + pb[j];
     }
 
     public void LayerNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor mean, Tensor rstd, Tensor dx, Tensor dWeight, Tensor dBias)
@@ -229,9 +231,12 @@ public sealed unsafe partial class CpuBackend : IBackend
         if (bias is not null)
         {
             ArgCheck.Vector(bias, n, nameof(bias));
-            var pb = new ReadOnlySpan<float>((float*)bias.Pointer, n).ToArray();
-            float* pc = (float*)c.Pointer; long ldc = c.Stride(0);
-            ParallelRows(m, n, i => { var row = new Span<float>(pc + i * ldc, n); TensorPrimitives.Add(row, pb, row); });
+            float* pb = (float*)bias.Pointer, pc = (float*)c.Pointer; long ldc = c.Stride(0);
+            ParallelRows(m, n, i =>
+            {
+                var row = new Span<float>(pc + i * ldc, n);
+                TensorPrimitives.Add(row, new ReadOnlySpan<float>(pb, n), row);
+            });
         }
     }
 
@@ -299,24 +304,27 @@ public sealed unsafe partial class CpuBackend : IBackend
     {
         ArgCheck.SameShape(x, y, "gelu"); ArgCheck.Contiguous(x, nameof(x)); ArgCheck.Contiguous(y, nameof(y));
         float* px = (float*)x.Pointer, py = (float*)y.Pointer;
-        ParallelRange(x.Count, (lo, hi) =>
+        ParallelRange(x.Count, (lo, hi) => GeluSpan(px, py, lo, hi, tanhApproximation));
+    }
+
+    /// <summary>py[i] = gelu(px[i]) for i in [lo, hi) (py may be px).</summary>
+    static void GeluSpan(float* px, float* py, long lo, long hi, bool tanhApproximation)
+    {
+        long i = lo;
+        for (; i + 4 <= hi; i += 4)
         {
-            long i = lo;
-            for (; i + 4 <= hi; i += 4)
-            {
-                var v = Vector256.WidenLower(Vector128.Load(px + i).ToVector256Unsafe());
-                var g = tanhApproximation ? 0.5 * v * (Vector256<double>.One + Tanh(TanhK * (v + TanhC * v * v * v)))
-                    : 0.5 * v * (Vector256<double>.One + ErfFast(v * SqrtHalf));
-                Vector256.Narrow(g, g).GetLower().Store(py + i);
-            }
-            for (; i < hi; i++)
-            {
-                double v = px[i];
-                py[i] = tanhApproximation
-                    ? (float)(0.5 * v * (1 + Math.Tanh(TanhK * (v + TanhC * v * v * v))))
-                    : (float)(0.5 * v * (1 + SpecialFunctions.ErfFast(v * SqrtHalf)));
-            }
-        });
+            var v = Vector256.WidenLower(Vector128.Load(px + i).ToVector256Unsafe());
+            var g = tanhApproximation ? 0.5 * v * (Vector256<double>.One + Tanh(TanhK * (v + TanhC * v * v * v)))
+                : 0.5 * v * (Vector256<double>.One + ErfFast(v * SqrtHalf));
+            Vector256.Narrow(g, g).GetLower().Store(py + i);
+        }
+        for (; i < hi; i++)
+        {
+            double v = px[i];
+            py[i] = tanhApproximation
+                ? (float)(0.5 * v * (1 + Math.Tanh(TanhK * (v + TanhC * v * v * v))))
+                : (float)(0.5 * v * (1 + SpecialFunctions.ErfFast(v * SqrtHalf)));
+        }
     }
 
     public void GeluBackward(Tensor dy, Tensor x, Tensor dx, bool tanhApproximation)
@@ -420,7 +428,7 @@ public sealed unsafe partial class CpuBackend : IBackend
                 nameof(targets), $"target {pt[i]} at row {i} is outside [0, {v}) and is not the ignore index {ignoreIndex}");
         // One exponential pass per row, vectorised in f32 (TensorPrimitives.Exp is accurate to ~1 ulp), sums in double:
         // e = exp(x - max) into a scratch row, loss = log(sum e) + max - x[target], dlogits += scale * e / sum.
-        Parallel.For(0, n, () => new float[v], (i, _, scratch) =>
+        Parallel.For(0, n, () => ExpScratch(v), (i, _, scratch) =>
         {
             int target = pt[i];
             if (target == ignoreIndex) { po[i] = 0; return scratch; }
@@ -437,6 +445,12 @@ public sealed unsafe partial class CpuBackend : IBackend
             return scratch;
         }, _ => { });
     }
+
+    [ThreadStatic] static float[]? _expScratch;
+
+    /// <summary>A (V) scratch row of the calling thread, kept between calls of the same V: evaluation's chunks of rows
+    /// allocate nothing in the steady state (the loop reads the row whole, so its length is exactly V).</summary>
+    static float[] ExpScratch(int v) => _expScratch is { } s && s.Length == v ? s : _expScratch = new float[v];
 
     // ---------------------------------------------------------------- optimizer
 
