@@ -103,7 +103,8 @@ public interface IBackend : IDisposable
     void GeluBackward(Tensor dy, Tensor x, Tensor dx, bool tanhApproximation);
 
     // ---------------------------------------------------------------- swiglu  (Llama family; kernels/swiglu.cu)
-    /// <summary>The gated MLP's activation y = silu(gate) ⊙ up, silu(g) = g · σ(g); gate, up, y (N, M) contiguous; y may be gate.</summary>
+    /// <summary>The gated MLP's activation y = silu(gate) ⊙ up, silu(g) = g · σ(g); gate, up, y (N, M) contiguous; y may be
+    /// gate.</summary>
     void SwiGluForward(Tensor gate, Tensor up, Tensor y);
     /// <summary>dGate += dy ⊙ up ⊙ σ(g)(1 + g(1 − σ(g))), dUp += dy ⊙ silu(g), with g = gate; all (N, M) contiguous.</summary>
     void SwiGluBackward(Tensor dy, Tensor gate, Tensor up, Tensor dGate, Tensor dUp);
