@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Whittle.Native.Verification;
 using Whittle.Native.Autograd;
+using Whittle.Native.Evaluation;
 using Whittle.Native.Cpu;
 using Whittle.Native.Cuda;
 
@@ -143,7 +144,7 @@ static class BenchCommand
                 _ => BenchOne(backend, shape, m == "train", B, T, n, w, pr),
             };
             result["precision"] = pr.Name();
-            result["loss_chunk_rows"] = ChunkRows;
+            if (!result.ContainsKey("loss_chunk_rows")) result["loss_chunk_rows"] = ChunkRows;   // eval reports the rows it used
             result["device"] = backend.Name;
             result["threads"] = Environment.ProcessorCount;
             if (created is CpuBackend cpu) result["gemm"] = CpuGemmChoice.Name(cpu.GemmChoice);
@@ -226,7 +227,7 @@ static class BenchCommand
     /// CPU seconds (all threads) per timed call: on a shared machine a step's wall time grows with the other jobs' load,
     /// its CPU time much less, so comparisons between runs are made on both.
     /// </summary>
-    static (double Wall, double Cpu) Median(IBackend backend, int n, int warmup, Action step)
+    static (double Wall, double Cpu, long AllocatedBytes) Median(IBackend backend, int n, int warmup, Action step)
     {
         for (int i = 0; i < warmup; i++) step();
         backend.Synchronize();
@@ -234,17 +235,24 @@ static class BenchCommand
         var process = Process.GetCurrentProcess();
         var cpu0 = process.TotalProcessorTime;
         var times = new double[n];
+        var allocatedBytes = new long[n];
         for (int i = 0; i < n; i++)
         {
+            long allocated0 = GC.GetTotalAllocatedBytes(precise: true);
             var sw = Stopwatch.StartNew();
             step();
             backend.Synchronize();
             times[i] = sw.Elapsed.TotalSeconds;
+            allocatedBytes[i] = GC.GetTotalAllocatedBytes(precise: true) - allocated0;
         }
+        // Managed bytes a step allocates (all threads), the median step: a thread-pool thread that joins mid-run allocates
+        // its GEMM pack buffers once (~2.3 MB), a per-thread cost that lands in whichever step it joins.
+        Array.Sort(allocatedBytes);
+        long allocated = allocatedBytes[n / 2];
         process.Refresh();
         double cpu = (process.TotalProcessorTime - cpu0).TotalSeconds / n;
         Array.Sort(times);
-        return (times[n / 2], cpu);
+        return (times[n / 2], cpu, allocated);
     }
 
     static JsonObject BenchOne(IBackend backend, ModelConfig c, bool train, int b, int t, int n, int w, Precision precision)
@@ -259,7 +267,11 @@ static class BenchCommand
         using var __ = opt;
         MemoryMeter.Reset(backend);
         using var losses = new StepLosses(backend);
-        var (s, cpu) = Median(backend, n, w, () =>
+        // eval: what `whittle eval` runs (Evaluation/EvalForward.cs): buffers made here, once, as eval makes them per run
+        using var eval = train || !EvalForward.Supports(model) ? null
+            : new EvalForward(model, b, t, chunkRows: ChunkRows > 0 ? ChunkRows : EvalForward.DefaultChunkRows);
+        var evalSteps = new List<double>(n + w);
+        var (s, cpu, allocated) = Median(backend, n, w, () =>
         {
             if (train)
             {
@@ -270,16 +282,19 @@ static class BenchCommand
                 tape.Backward(loss);
                 opt!.Update(1e-4f, 1f);
             }
+            else if (eval is not null) evalSteps.Add(eval.LossSum(inputs, targets, -100) / ((long)b * t));
             else
             {
-                using var tape = new Tape(backend, recording: false);
+                using var tape = new Tape(backend, recording: false);   // bf16: the tape's no-grad forward
                 losses.Keep(model.Loss(tape, inputs, targets));
             }
         });
         var r = Report(backend, train ? "train" : "eval", c, b, t, s, FlopsPerToken(c, t, train), MemoryMeter.Peak(backend));
         r["step_cpu_seconds"] = Math.Round(cpu, 5);
-        r["loss_initial"] = losses.First();
-        r["loss"] = losses.Last();
+        r["allocated_bytes_per_step"] = allocated;
+        if (eval is not null) r["loss_chunk_rows"] = eval.ChunkRows;
+        r["loss_initial"] = eval is null ? losses.First() : evalSteps[0];
+        r["loss"] = eval is null ? losses.Last() : evalSteps[^1];
         return r;
     }
 
@@ -297,7 +312,7 @@ static class BenchCommand
         using var opt = new AdamWOptimizer(s.Parameters, new AdamWSettings(1e-4f));
         using var ceLosses = new StepLosses(backend);   // the first CE step's is the student's loss at initialisation
         MemoryMeter.Reset(backend);
-        var (ce, ceCpu) = Median(backend, n, w, () =>
+        var (ce, ceCpu, _) = Median(backend, n, w, () =>
         {
             s.Parameters.ZeroGrad();
             using var tape = new Tape(backend);
@@ -316,7 +331,7 @@ static class BenchCommand
             s, teach, new DistillSettings(DistillKind.ForwardKl, 1f, 0.5f, 0.5f), 0, _ => (0.5f, 0.5f));
         MemoryMeter.Reset(backend);
         using var kdLosses = new StepLosses(backend);
-        var (kd, kdCpu) = Median(backend, n, w, () =>
+        var (kd, kdCpu, _) = Median(backend, n, w, () =>
         {
             s.Parameters.ZeroGrad();
             using var tape = new Tape(backend);

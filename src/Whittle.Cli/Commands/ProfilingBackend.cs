@@ -83,6 +83,12 @@ sealed class ProfilingBackend(IBackend inner) : IBackend
         Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale, Tensor dq, Tensor dk, Tensor dv,
         AttentionPrecision precision) =>
         Time("AttentionBackward", () => inner.AttentionBackward(dOut, q, k, v, output, lse, scale, dq, dk, dv, precision));
+    public void AddLayerNormForward(Tensor x, Tensor? delta, Tensor? deltaBias, Tensor weight, Tensor bias, float eps, Tensor y) =>
+        Time("AddLayerNormForward", () => inner.AddLayerNormForward(x, delta, deltaBias, weight, bias, eps, y));
+    public void AddRmsNormForward(Tensor x, Tensor? delta, Tensor? deltaBias, Tensor weight, float eps, Tensor y) =>
+        Time("AddRmsNormForward", () => inner.AddRmsNormForward(x, delta, deltaBias, weight, eps, y));
+    public void BiasGeluForward(Tensor x, Tensor? bias, Tensor y, bool tanhApproximation) =>
+        Time("BiasGeluForward", () => inner.BiasGeluForward(x, bias, y, tanhApproximation));
     public void GeluForward(Tensor x, Tensor y, bool tanhApproximation) =>
         Time("GeluForward", () => inner.GeluForward(x, y, tanhApproximation));
     public void GeluBackward(Tensor dy, Tensor x, Tensor dx, bool tanhApproximation) =>

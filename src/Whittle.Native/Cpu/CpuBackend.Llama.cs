@@ -19,15 +19,17 @@ public sealed unsafe partial class CpuBackend
         ArgCheck.SameShape(x, y, "rmsnorm y"); ArgCheck.Contiguous(y, nameof(y));
         ArgCheck.Vector(rstd, xs.Rows, nameof(rstd));
         float* pw = (float*)weight.Pointer, py = (float*)y.Pointer, pr = (float*)rstd.Pointer;
-        ParallelRows(xs.Rows, c, i =>
-        {
-            float* row = xs.Row(i), o = py + (long)i * c;
-            double sq = 0;
-            for (int j = 0; j < c; j++) sq += (double)row[j] * row[j];
-            float r = (float)(1.0 / Math.Sqrt(sq / c + eps));
-            pr[i] = r;
-            for (int j = 0; j < c; j++) o[j] = pw[j] * (row[j] * r);   // HF: weight * (x * rsqrt(var + eps))
-        });
+        ParallelRows(xs.Rows, c, i => pr[i] = RmsNormRow(xs.Row(i), c, pw, eps, py + (long)i * c));
+    }
+
+    /// <summary>One row of <see cref="RmsNormForward"/>: o = w ⊙ (x · rstd); returns rstd.</summary>
+    static float RmsNormRow(float* row, int c, float* pw, float eps, float* o)
+    {
+        double sq = 0;
+        for (int j = 0; j < c; j++) sq += (double)row[j] * row[j];
+        float r = (float)(1.0 / Math.Sqrt(sq / c + eps));
+        for (int j = 0; j < c; j++) o[j] = pw[j] * (row[j] * r);   // HF: weight * (x * rsqrt(var + eps))
+        return r;
     }
 
     public void RmsNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor dx, Tensor dWeight)

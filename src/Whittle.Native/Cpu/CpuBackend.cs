@@ -139,19 +139,21 @@ public sealed unsafe partial class CpuBackend : IBackend
         ArgCheck.Vector(mean, n, nameof(mean)); ArgCheck.Vector(rstd, n, nameof(rstd));
         float* px = (float*)x.Pointer, py = (float*)y.Pointer, pw = (float*)weight.Pointer, pb = (float*)bias.Pointer,
             pm = (float*)mean.Pointer, pr = (float*)rstd.Pointer;
-        ParallelRows(n, c, i =>
-        {
-            float* row = px + (long)i * c, o = py + (long)i * c;
-            double mu = SumWidened(row, c) / c;
-            float r = (float)(1.0 / Math.Sqrt(SquaredDeviations(row, c, mu) / c + eps));
-            float m = (float)mu;
-            pm[i] = m; pr[i] = r;
-            int j = 0;
-            if (Vector256.IsHardwareAccelerated)   // the scalar expression, lane by lane: the same float results
-                for (; j + 8 <= c; j += 8)
-                    ((Vector256.Load(row + j) - Vector256.Create(m)) * r * Vector256.Load(pw + j) + Vector256.Load(pb + j)).Store(o + j);
-            for (; j < c; j++) o[j] = (row[j] - m) * r * pw[j] + pb[j];
-        });
+        ParallelRows(n, c, i => LayerNormRow(px + (long)i * c, c, pw, pb, eps, py + (long)i * c, pm + i, pr + i));
+    }
+
+    /// <summary>One row of <see cref="LayerNormForward"/>: mean and centred variance in double, then o = x̂ · w + b.</summary>
+    static void LayerNormRow(float* row, int c, float* pw, float* pb, float eps, float* o, float* mean, float* rstd)
+    {
+        double mu = SumWidened(row, c) / c;
+        float r = (float)(1.0 / Math.Sqrt(SquaredDeviations(row, c, mu) / c + eps));
+        float m = (float)mu;
+        *mean = m; *rstd = r;
+        int j = 0;
+        if (Vector256.IsHardwareAccelerated)   // the scalar expression, lane by lane: the same float results
+            for (; j + 8 <= c; j += 8)
+                ((Vector256.Load(row + j) - Vector256.Create(m)) * r * Vector256.Load(pw + j) + Vector256.Load(pb + j)).Store(o + j);
+        for (; j < c; j++) o[j] = (row[j] - m) * r * pw[j] + pb[j];
     }
 
     public void LayerNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor mean, Tensor rstd, Tensor dx, Tensor dWeight, Tensor dBias)
@@ -305,9 +307,12 @@ public sealed unsafe partial class CpuBackend : IBackend
         if (bias is not null)
         {
             ArgCheck.Vector(bias, n, nameof(bias));
-            var pb = new ReadOnlySpan<float>((float*)bias.Pointer, n).ToArray();
-            float* pc = (float*)c.Pointer; long ldc = c.Stride(0);
-            ParallelRows(m, n, i => { var row = new Span<float>(pc + i * ldc, n); TensorPrimitives.Add(row, pb, row); });
+            float* pb = (float*)bias.Pointer, pc = (float*)c.Pointer; long ldc = c.Stride(0);
+            ParallelRows(m, n, i =>
+            {
+                var row = new Span<float>(pc + i * ldc, n);
+                TensorPrimitives.Add(row, new ReadOnlySpan<float>(pb, n), row);
+            });
         }
     }
 
@@ -376,24 +381,27 @@ public sealed unsafe partial class CpuBackend : IBackend
     {
         ArgCheck.SameShape(x, y, "gelu"); ArgCheck.Contiguous(x, nameof(x)); ArgCheck.Contiguous(y, nameof(y));
         float* px = (float*)x.Pointer, py = (float*)y.Pointer;
-        ParallelRange(x.Count, (lo, hi) =>
+        ParallelRange(x.Count, (lo, hi) => GeluSpan(px, py, lo, hi, tanhApproximation));
+    }
+
+    /// <summary>py[i] = gelu(px[i]) for i in [lo, hi) (py may be px).</summary>
+    static void GeluSpan(float* px, float* py, long lo, long hi, bool tanhApproximation)
+    {
+        long i = lo;
+        for (; i + 4 <= hi; i += 4)
         {
-            long i = lo;
-            for (; i + 4 <= hi; i += 4)
-            {
-                var v = Vector256.WidenLower(Vector128.Load(px + i).ToVector256Unsafe());
-                var g = tanhApproximation ? 0.5 * v * (Vector256<double>.One + Tanh(TanhK * (v + TanhC * v * v * v)))
-                    : 0.5 * v * (Vector256<double>.One + ErfFast(v * SqrtHalf));
-                Vector256.Narrow(g, g).GetLower().Store(py + i);
-            }
-            for (; i < hi; i++)
-            {
-                double v = px[i];
-                py[i] = tanhApproximation
-                    ? (float)(0.5 * v * (1 + Math.Tanh(TanhK * (v + TanhC * v * v * v))))
-                    : (float)(0.5 * v * (1 + SpecialFunctions.ErfFast(v * SqrtHalf)));
-            }
-        });
+            var v = Vector256.WidenLower(Vector128.Load(px + i).ToVector256Unsafe());
+            var g = tanhApproximation ? 0.5 * v * (Vector256<double>.One + Tanh(TanhK * (v + TanhC * v * v * v)))
+                : 0.5 * v * (Vector256<double>.One + ErfFast(v * SqrtHalf));
+            Vector256.Narrow(g, g).GetLower().Store(py + i);
+        }
+        for (; i < hi; i++)
+        {
+            double v = px[i];
+            py[i] = tanhApproximation
+                ? (float)(0.5 * v * (1 + Math.Tanh(TanhK * (v + TanhC * v * v * v))))
+                : (float)(0.5 * v * (1 + SpecialFunctions.ErfFast(v * SqrtHalf)));
+        }
     }
 
     public void GeluBackward(Tensor dy, Tensor x, Tensor dx, bool tanhApproximation)
@@ -505,7 +513,7 @@ public sealed unsafe partial class CpuBackend : IBackend
                 nameof(targets), $"target {pt[i]} at row {i} is outside [0, {v}) and is not the ignore index {ignoreIndex}");
         // One exponential pass per row, vectorised in f32 (TensorPrimitives.Exp is accurate to ~1 ulp), sums in double:
         // e = exp(x - max) into a scratch row, loss = log(sum e) + max - x[target], dlogits += scale * e / sum.
-        Parallel.For(0, n, () => new float[v], (i, _, scratch) =>
+        Parallel.For(0, n, () => ExpScratch(v), (i, _, scratch) =>
         {
             int target = pt[i];
             if (target == ignoreIndex) { po[i] = 0; return scratch; }
@@ -522,6 +530,12 @@ public sealed unsafe partial class CpuBackend : IBackend
             return scratch;
         }, _ => { });
     }
+
+    [ThreadStatic] static float[]? _expScratch;
+
+    /// <summary>A (V) scratch row of the calling thread, kept between calls of the same V: evaluation's chunks of rows
+    /// allocate nothing in the steady state (the loop reads the row whole, so its length is exactly V).</summary>
+    static float[] ExpScratch(int v) => _expScratch is { } s && s.Length == v ? s : _expScratch = new float[v];
 
     // ---------------------------------------------------------------- optimizer
 

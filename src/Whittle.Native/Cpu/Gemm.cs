@@ -104,6 +104,15 @@ internal static unsafe class Gemm
             job.Run(0, m, 0, n);
             return;
         }
+        RunChunks(job, m, n, splitM, dim, chunk, chunks, threads);
+    }
+
+    /// <summary>
+    /// The parallel loop over chunks, in a method of its own: its closure (which copies the Job) would otherwise be
+    /// allocated on entry to <see cref="Sgemm"/>, on every call, serial ones included (attention's tiles: 120 bytes each).
+    /// </summary>
+    static void RunChunks(Job job, int m, int n, bool splitM, int dim, int chunk, int chunks, int threads)
+    {
         Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = threads }, i =>
         {
             int lo = i * chunk, hi = Math.Min(dim, lo + chunk);

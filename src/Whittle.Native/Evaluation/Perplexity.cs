@@ -24,9 +24,9 @@ public sealed record EvalResult(double Loss, long Tokens, long Windows, double S
 ///    token from position T on is predicted with at least T − S tokens of context, tokens 1 .. T + (W − 1)·S − 1 are
 ///    each scored exactly once. HF also scores the tail in a final shorter window; this definition stops at the last
 ///    whole window, so that S = T is exactly the non-overlapping definition above.
-/// <see cref="EvalResult.Tokens"/> counts scored tokens. Runs with no tape (nothing recorded, activations freed layer by
-/// layer), B windows per forward, the fused cross-entropy (no probability buffer; unscored positions carry the ignore
-/// index) and log-sum-exp accumulated in double.
+/// <see cref="EvalResult.Tokens"/> counts scored tokens. Runs B windows per forward through <see cref="EvalForward"/>
+/// (no tape, buffers made once and reused for every batch, the LM head and the fused cross-entropy in chunks of rows:
+/// no (N, V) logits, no probability buffer; unscored positions carry the ignore index; log-sum-exp accumulated in double).
 /// </summary>
 public static class Perplexity
 {
@@ -47,39 +47,62 @@ public static class Perplexity
         var backend = model.Backend;
         var sw = Stopwatch.StartNew();
         double nll = 0; long predictions = 0;
+        int n = seqLen - 1, rows = (int)Math.Min(batchSize, windows);
         var window = new int[seqLen];
+        using var hIn = Tensor.Empty(DType.I32, rows, n);       // (B, T − 1) host, reused for every batch
+        using var hTg = Tensor.Empty(DType.I32, rows * n);      // (B·(T − 1)) host
+        using var fused = EvalForward.Supports(model)
+            ? new EvalForward(model, rows, n, active, model.LossChunkRows > 0 ? model.LossChunkRows : EvalForward.DefaultChunkRows)
+            : null;
         for (long w0 = 0; w0 < windows; w0 += batchSize)
         {
-            int b = (int)Math.Min(batchSize, windows - w0), n = seqLen - 1;
-            var inputs = new int[b * n]; var targets = new int[b * n];   // (b, T − 1) each
+            int b = (int)Math.Min(batchSize, windows - w0);
+            Span<int> inputs = hIn.AsSpan<int>(), targets = hTg.AsSpan<int>();
             int scored = 0;
             for (int i = 0; i < b; i++)
             {
                 tokens.Read((w0 + i) * step, window);
-                window.AsSpan(0, n).CopyTo(inputs.AsSpan(i * n));
-                window.AsSpan(1).CopyTo(targets.AsSpan(i * n));
+                window.AsSpan(0, n).CopyTo(inputs[(i * n)..]);
+                window.AsSpan(1).CopyTo(targets[(i * n)..]);
                 int keep = w0 + i == 0 ? n : later;   // the window's last `keep` targets are scored
-                targets.AsSpan(i * n, n - keep).Fill(Unscored);
+                targets.Slice(i * n, n - keep).Fill(Unscored);
                 scored += keep;
             }
-            using var hIn = Tensor.FromArray(inputs, b, n);
-            using var hTg = Tensor.FromArray(targets, b * n);
-            using var dIn = backend.FromHost(hIn);
-            using var dTg = backend.FromHost(hTg);
-            using var tape = new Tape(backend, recording: false);
-            if (model.ChunksLoss(targets.Length))   // the (N, V) logits never whole; the mean comes back as f32 (relative 6e-8)
-                nll += (double)model.Loss(tape, dIn, dTg, active, Unscored).Data.ToFloatArray()[0] * scored;
-            else
-            {
-                var logits = model.Forward(tape, dIn, active);
-                using var losses = backend.Empty(DType.F32, targets.Length);
-                backend.CrossEntropy(logits.Data, dTg, Unscored, losses, null, 0f);   // unscored rows: loss 0
-                nll += backend.Sum(losses);
-            }
+            var bIn = b == rows ? hIn : hIn.Narrow(0, 0, b);
+            var bTg = b == rows ? hTg : hTg.Narrow(0, 0, b * n);
+            nll += BatchLossSum(model, fused, bIn, bTg, active, scored);
             predictions += scored;
             progress?.Invoke(w0 + b, windows);
         }
         return new EvalResult(nll / predictions, predictions, windows, sw.Elapsed.TotalSeconds, step);
+    }
+
+    /// <summary>
+    /// The summed loss of one batch (ids (b, T − 1), targets (b·(T − 1)) on the host): through <see cref="EvalForward"/> when
+    /// the model has one (on the CPU the host tensors are the backend's: nothing is copied or allocated), else the tape's
+    /// no-grad forward (bf16 models).
+    /// </summary>
+    static double BatchLossSum(LanguageModel model, EvalForward? fused, Tensor hIn, Tensor hTg, ActiveArchitecture? active, int scored)
+    {
+        var backend = model.Backend;
+        bool cpu = backend.Device == Device.Cpu;
+        var dIn = cpu ? hIn : backend.FromHost(hIn);
+        var dTg = cpu ? hTg : backend.FromHost(hTg);
+        try
+        {
+            if (fused is not null) return fused.LossSum(dIn, dTg, Unscored);
+            using var tape = new Tape(backend, recording: false);
+            if (model.ChunksLoss((int)hTg.Count))   // the (N, V) logits never whole; the mean comes back as f32 (relative 6e-8)
+                return (double)model.Loss(tape, dIn, dTg, active, Unscored).Data.ToFloatArray()[0] * scored;
+            var logits = model.Forward(tape, dIn, active);
+            using var losses = backend.Empty(DType.F32, (int)hTg.Count);
+            backend.CrossEntropy(logits.Data, dTg, Unscored, losses, null, 0f);   // unscored rows: loss 0
+            return backend.Sum(losses);
+        }
+        finally
+        {
+            if (!cpu) { dIn.Dispose(); dTg.Dispose(); }
+        }
     }
 
     /// <summary>A window's step S must be in [1, T].</summary>

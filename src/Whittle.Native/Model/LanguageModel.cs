@@ -274,7 +274,7 @@ public abstract class LanguageModel : IDisposable
     protected Var Param(Tape tape, string name, int length) => Param(tape, name, rows: length, cols: null);
 
     /// <summary>The leading (rows, cols) block of a parameter, a view with the parent's row stride (rows alone for vectors).</summary>
-    protected static Tensor Slice(Tensor t, int? rows, int? cols)
+    protected internal static Tensor Slice(Tensor t, int? rows, int? cols)
     {
         if (t.Rank == 1) return rows is { } n && n != t.Size(0) ? t.Narrow(0, 0, n) : t;
         if (rows is { } r && r != t.Size(0)) t = t.Narrow(0, 0, r);
@@ -288,7 +288,7 @@ public abstract class LanguageModel : IDisposable
     /// cos and sin (T, R/2) of t·inv_freq for positions [0, t), from tables kept on the backend for at least
     /// min(max_position_embeddings, 4096) positions (computed in double, then f32).
     /// </summary>
-    protected (Tensor Cos, Tensor Sin) RotaryTables(int t)
+    protected internal (Tensor Cos, Tensor Sin) RotaryTables(int t)
     {
         if (_cos is null || _cos.Size(0) < t)
         {

@@ -103,7 +103,8 @@ public interface IBackend : IDisposable
     void GeluBackward(Tensor dy, Tensor x, Tensor dx, bool tanhApproximation);
 
     // ---------------------------------------------------------------- swiglu  (Llama family; kernels/swiglu.cu)
-    /// <summary>The gated MLP's activation y = silu(gate) ⊙ up, silu(g) = g · σ(g); gate, up, y (N, M) contiguous.</summary>
+    /// <summary>The gated MLP's activation y = silu(gate) ⊙ up, silu(g) = g · σ(g); gate, up, y (N, M) contiguous; y may be
+    /// gate.</summary>
     void SwiGluForward(Tensor gate, Tensor up, Tensor y);
     /// <summary>dGate += dy ⊙ up ⊙ σ(g)(1 + g(1 − σ(g))), dUp += dy ⊙ silu(g), with g = gate; all (N, M) contiguous.</summary>
     void SwiGluBackward(Tensor dy, Tensor gate, Tensor up, Tensor dGate, Tensor dUp);
@@ -115,6 +116,21 @@ public interface IBackend : IDisposable
     void Axpy(float alpha, Tensor x, Tensor y);
     /// <summary>x *= alpha in place.</summary>
     void Scale(Tensor x, float alpha);
+
+    // ---------------------------------------------------------------- fused no-grad ops  (evaluation; CPU: Cpu/CpuBackend.Fused.cs)
+    // One pass over each row where the unfused forward makes two or three, for the no-grad path (Evaluation/EvalForward.cs):
+    // nothing is saved for a backward pass. CUDA composes them from the kernels of the ops they fuse.
+
+    /// <summary>
+    /// The residual stream's add fused with the next norm: x (N, C) contiguous += delta (N, C) + deltaBias (C) in place
+    /// (x + (delta + deltaBias), the unfused order; either may be null), then y (N, C) = layernorm(x) · weight + bias as
+    /// <see cref="LayerNormForward"/> computes it (statistics not saved).
+    /// </summary>
+    void AddLayerNormForward(Tensor x, Tensor? delta, Tensor? deltaBias, Tensor weight, Tensor bias, float eps, Tensor y);
+    /// <summary>As <see cref="AddLayerNormForward"/>, with y = RMSNorm(x) as <see cref="RmsNormForward"/> (x a matrix).</summary>
+    void AddRmsNormForward(Tensor x, Tensor? delta, Tensor? deltaBias, Tensor weight, float eps, Tensor y);
+    /// <summary>y (N, M) = gelu(x + bias) with bias (M) on every row (null: none), x and y contiguous; y may be x.</summary>
+    void BiasGeluForward(Tensor x, Tensor? bias, Tensor y, bool tanhApproximation);
 
     // ---------------------------------------------------------------- cross-entropy  (kernels/crossentropy.cu)
     /// <summary>

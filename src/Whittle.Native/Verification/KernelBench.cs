@@ -402,6 +402,21 @@ public sealed class KernelBench : IDisposable
                 () => _backend.GeluBackward(dy, x, y, false));
         }
 
+        // evaluation's fused no-grad ops (0 calls in a training step): the residual add with the next norm, bias + GELU
+        using (var x = Random(2f, 1f, n, c)) using (var delta = Random(n, c)) using (var bias = Random(c))
+        using (var w = Random(0.1f, 1f, c)) using (var b = Random(c)) using (var y = _backend.Empty(DType.F32, n, c))
+        {
+            Memory("AddLayerNormForward", nc, 4.0 * (4L * n * c + 3L * c), "4·(2NC x (+=) + NC delta + NC y + 3C bias, weight, bias)",
+                0, () => _backend.AddLayerNormForward(x, delta, bias, w, b, 1e-5f, y));
+            Memory("AddRmsNormForward", nc, 4.0 * (4L * n * c + 2L * c), "4·(2NC x (+=) + NC delta + NC y + 2C bias, weight)", 0,
+                () => _backend.AddRmsNormForward(x, delta, bias, w, 1e-6f, y));
+        }
+        using (var x = Random(3f, 0f, n, s.Intermediate)) using (var bias = Random(s.Intermediate))
+        {
+            Memory("BiasGeluForward", $"({n}, {s.Intermediate}) exact, in place", 8.0 * ni, "4n (x) + 4n (y = x)", 0,
+                () => _backend.BiasGeluForward(x, bias, x, false));
+        }
+
         // the Llama family's RMSNorm (rows, and per head on k inside the fused (B, T, H, 3D) buffer: Qwen3's QK-norm) and
         // gated activation at the same row and MLP widths (0 calls: a GPT-NeoX step runs neither)
         using (var x = Random(2f, 1f, n, c)) using (var w = Random(0.1f, 1f, c))

@@ -97,6 +97,9 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         foreach (var tanh in new[] { false, true }) { Gelu(37, tanh); Gelu(4099, tanh); }
         RmsNorm(5, 37, 37); RmsNorm(64, 256, 300); RmsNormHeads(2, 13, 3, 16); RmsNormHeads(1, 9, 4, 128);
         SwiGlu(7, 33); SwiGlu(64, 4099);
+        FusedNorms(5, 37, 37, withDelta: true, withBias: true); FusedNorms(64, 256, 300, withDelta: true, withBias: false);
+        FusedNorms(9, 70, 70, withDelta: false, withBias: false);
+        foreach (var tanh in new[] { false, true }) { BiasGelu(7, 33, tanh, bias: true); BiasGelu(64, 300, tanh, bias: false); }
         Elementwise(1029);
         CrossEntropy(9, 131, withGrad: true); CrossEntropy(16, 1000, withGrad: true); CrossEntropy(5, 77, withGrad: false);
         foreach (var kind in Enum.GetValues<DistillKind>())
@@ -410,6 +413,47 @@ public sealed class ParityHarness(IBackend reference, IBackend candidate, int se
         reference.GeluBackward(dy.R, x.R, dx.R, tanh); candidate.GeluBackward(dy.C, x.C, dx.C, tanh);
         Compare("GeluBackward", name, dx);
         Free(x, y, dy, dx);
+    }
+
+    /// <summary>
+    /// The fused no-grad norms (evaluation): x (N, C) += delta + deltaBias in place, then the norm into y; both x and y are
+    /// compared. Weights are the first C of the full width (a sub-network's); delta and its bias each optional.
+    /// </summary>
+    void FusedNorms(int n, int c, int fullC, bool withDelta, bool withBias)
+    {
+        string name = $"N={n} C={c}{(fullC > c ? $" weights of C={fullC}" : "")}{(withDelta ? " +delta" : "")}{(withBias ? " +bias" : "")}";
+        var w = Pair(Random(fullC, 0.5f, 1f), fullC); var b = Pair(Random(fullC), fullC);
+        var delta = Pair(Random((long)n * c), n, c); var deltaBias = Pair(Random(c), c);
+        foreach (bool rms in new[] { false, true })
+        {
+            var x = Pair(Random((long)n * c, 2f, 3f), n, c);
+            var y = Poisoned(n, c);
+            Tensor? D(Tensor t) => withDelta ? t : null;
+            Tensor? DB(Tensor t) => withBias ? t : null;
+            if (rms)
+            {
+                reference.AddRmsNormForward(x.R, D(delta.R), DB(deltaBias.R), w.R.Narrow(0, 0, c), 1e-6f, y.R);
+                candidate.AddRmsNormForward(x.C, D(delta.C), DB(deltaBias.C), w.C.Narrow(0, 0, c), 1e-6f, y.C);
+            }
+            else
+            {
+                reference.AddLayerNormForward(x.R, D(delta.R), DB(deltaBias.R), w.R.Narrow(0, 0, c), b.R.Narrow(0, 0, c), 1e-5f, y.R);
+                candidate.AddLayerNormForward(x.C, D(delta.C), DB(deltaBias.C), w.C.Narrow(0, 0, c), b.C.Narrow(0, 0, c), 1e-5f, y.C);
+            }
+            Compare(rms ? "AddRmsNormForward" : "AddLayerNormForward", name, x, y);
+            Free(x, y);
+        }
+        Free(w, b, delta, deltaBias);
+    }
+
+    /// <summary>gelu(x + bias) over (N, M), in place as evaluation runs it; inputs over [-5, 5] as the GELU cases.</summary>
+    void BiasGelu(int n, int m, bool tanh, bool bias)
+    {
+        string name = $"N={n} M={m} {(tanh ? "tanh" : "exact")}{(bias ? " +bias" : "")}";
+        var x = Pair(Random((long)n * m, 4f), n, m); var bv = Pair(Random(m), m);
+        reference.BiasGeluForward(x.R, bias ? bv.R : null, x.R, tanh); candidate.BiasGeluForward(x.C, bias ? bv.C : null, x.C, tanh);
+        Compare("BiasGeluForward", name, x);
+        Free(x, bv);
     }
 
     void Elementwise(int n)

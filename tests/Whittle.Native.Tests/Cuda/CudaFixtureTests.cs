@@ -1,6 +1,7 @@
 using Whittle.Native.Verification;
 using Whittle.Native.Autograd;
 using Whittle.Native.Cuda;
+using Whittle.Native.Evaluation;
 using Whittle.Native.Model;
 using Whittle.Native.Tensors;
 
@@ -29,6 +30,26 @@ public class CudaFixtureTests(string fixture)
 
     [OneTimeTearDown]
     public void Close() => _gpu?.Dispose();
+
+    /// <summary>
+    /// Evaluation's path (EvalForward: the fused no-grad ops as CUDA composes them, the chunked head) on the GPU: the loss
+    /// against PyTorch's float64, at the tolerance of the logits and loss above.
+    /// </summary>
+    [Test]
+    public void EvalForwardLossMatchesPyTorch()
+    {
+        var dir = Path.Combine(TestContext.CurrentContext.TestDirectory, "fixtures", fixture);
+        using var model = ModelCheckpoint.Load(dir, _gpu!);
+        using var expected = new SafeTensorsFile(Path.Combine(dir, "expected.safetensors"));
+        var (cpuModel, _, hIn, hTg) = Whittle.Native.Tests.Model.FixtureParityTests.Load(fixture);
+        using var _m = cpuModel; using var _i = hIn; using var _t = hTg;
+        using var dIn = _gpu!.FromHost(hIn); using var dTg = _gpu.FromHost(hTg);
+        int n = (int)hTg.Count;
+        using var eval = new EvalForward(model, hIn.Size(0), hIn.Size(1), chunkRows: 5);
+        double loss = eval.LossSum(dIn, dTg, -100) / n;
+        double tol = ModelParity.GradientTolerance * (_gpu.AllowTf32 ? ModelParity.Tf32Factor : 1) / 10;
+        Assert.That(Math.Abs(loss / expected.ReadFloats("loss")[0] - 1), Is.LessThan(tol), "loss");
+    }
 
     [Test]
     public void ForwardBackwardAndAdamWMatchPyTorch()
