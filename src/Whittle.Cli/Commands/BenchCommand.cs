@@ -135,7 +135,11 @@ static class BenchCommand
             result["loss_chunk_rows"] = ChunkRows;
             result["device"] = backend.Name;
             result["threads"] = Environment.ProcessorCount;
-            if (created is CpuBackend cpu) result["gemm"] = CpuGemmChoice.Name(cpu.GemmChoice);
+            if (created is CpuBackend cpu)
+            {
+                result["gemm"] = CpuGemmChoice.Name(cpu.GemmChoice);
+                if (pr == Precision.Bf16) result["bf16_gemm"] = CpuGemmChoice.Name(cpu.Bf16Gemm);
+            }
             if (created is CpuBackend { GemmChoice: CpuGemm.OpenBlas })
                 result["openblas"] = $"{OpenBlas.LoadedPath}: {OpenBlas.Config}, {OpenBlas.Threads} threads";
             if (backend is ProfilingBackend prof && result["step_seconds"] is { } stepSeconds)
