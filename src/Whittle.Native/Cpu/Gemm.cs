@@ -24,6 +24,10 @@ namespace Whittle.Native.Cpu;
 //    (no inlining of the SIMD helpers) for the first calls of a run.
 //  - Pack buffers are thread-static pinned arrays sized for the largest blocks, allocated once per thread, so the
 //    steady state allocates nothing but Parallel.For's small bookkeeping.
+//  - bf16 operands (Bf16Gemm, for --precision bf16) are widened to f32 while packing (a 16-bit shift, exact), so the
+//    micro-kernels, and every C element, are those of Sgemm on the widened values; no widened copy of A or B exists and
+//    the operands are read at half the bytes. There are no bf16 dot products (AVX512-BF16 vdpbf16ps, AMX): .NET 10 has
+//    no intrinsics for them, and a native helper would need a native build step (bench/RESULTS.md, "CPU bf16 GEMM").
 internal static unsafe class Gemm
 {
     /// <summary>Micro-kernels, all over the same packed layout; each C element is the same fused multiply-add chain in
