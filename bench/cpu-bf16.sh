@@ -12,7 +12,8 @@ ROUNDS=${ROUNDS:-3} GEMM_ROUNDS=${GEMM_ROUNDS:-15}
 dotnet build src/Whittle.Cli -c Release -v quiet -nologo >/dev/null
 dotnet build bench/Whittle.Native.Bench -c Release -v quiet -nologo >/dev/null
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); $(lscpu | grep -m1 'Model name' | tr -s ' '); $(nproc) CPUs"
-echo "bf16-related CPU flags: $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx512f|avx512_bf16|amx_bf16|amx_tile)$' | tr '\n' ' ')"
+flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx512f|avx512_bf16|amx_bf16|amx_tile)$' | tr '\n' ' ')
+echo "bf16-related CPU flags: $flags"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 dotnet bench/Whittle.Native.Bench/bin/Release/net10.0/Whittle.Native.Bench.dll gemm-bf16-quick "$GEMM_ROUNDS"
 combos=("fp32 ours" "bf16 ours" "fp32 openblas" "bf16 openblas")

@@ -77,7 +77,7 @@ public static class CpuGemmChoice
     /// The bf16 GEMM for a requested and a resolved f32 choice: ours packed, unless OpenBLAS was requested by name (then
     /// every GEMM is OpenBLAS's, as a forced path must be: tools/gemm-matrix.sh). Auto takes ours packed even where it
     /// resolves to OpenBLAS, because OpenBLAS has no bf16 GEMM here and its widened copies cost more than they save:
-    /// at the small config's eval shapes ours packed ran 1.1× our f32 GEMM and ~1.9× OpenBLAS on widened copies
+    /// at the small config's eval shapes ours packed ran 0.95–1.14× our f32 GEMM and ~2× OpenBLAS on widened copies
     /// (bench/RESULTS.md, "CPU bf16 GEMM", AMD EPYC with AVX-512, OpenBLAS on its Haswell kernels).
     /// </summary>
     public static CpuBf16Gemm ResolveBf16(CpuGemm requested, CpuGemm resolved) =>

@@ -155,8 +155,8 @@ internal static unsafe class Gemm
 
     /// <summary>One Sgemm call's arguments; Run computes a rectangle of C with this thread's pack buffers.</summary>
     readonly struct Job(
-        Kernel kernel, int MR, int NR, Operands operands, bool transA, bool transB, int k, float alpha, void* a, long lda, void* b, long ldb,
-        float beta, float* c, long ldc)
+        Kernel kernel, int MR, int NR, Operands operands, bool transA, bool transB, int k, float alpha, void* a, long lda, void* b,
+        long ldb, float beta, float* c, long ldc)
     {
         /// <summary>C[m0..m1, n0..n1): jc over nc, pc over kc (pack B once), ic over mc (pack A), then micro-tiles.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -83,7 +83,8 @@ public unsafe class Bf16GemmTests
                     Assert.That(want.Take(m * ldc).Where((_, i) => i % ldc < n).All(float.IsFinite), $"{what}: a NaN was read");
                     for (int i = 0; i < want.Length; i++)
                         if (BitConverter.SingleToInt32Bits(got[i]) != BitConverter.SingleToInt32Bits(want[i]))
-                            Assert.Fail($"{what}: c[{i / ldc}, {i % ldc}] = {got[i]:R}, the f32 GEMM of the widened operands gives {want[i]:R}");
+                            Assert.Fail($"{what}: c[{i / ldc}, {i % ldc}] = {got[i]:R}, the f32 GEMM of the widened operands gives " +
+                                $"{want[i]:R}");
                 }
     }
 
@@ -121,7 +122,8 @@ public unsafe class Bf16GemmTests
                 diff2 += d * d; ref2 += (double)c32[i * n + j] * c32[i * n + j];
             }
         double relativeRms = Math.Sqrt(diff2 / ref2);
-        TestContext.Out.WriteLine($"{kernel} k={k}: relative RMS bf16 vs f32 {relativeRms:0.00e+00} (sqrt(2/3)·u = {Math.Sqrt(2.0 / 3) * U:0.00e+00})");
+        TestContext.Out.WriteLine(
+            $"{kernel} k={k}: relative RMS bf16 vs f32 {relativeRms:0.00e+00} (sqrt(2/3)·u = {Math.Sqrt(2.0 / 3) * U:0.00e+00})");
         Assert.That(relativeRms, Is.GreaterThan(U / 16), "the operands were rounded to bf16");
     }
 
