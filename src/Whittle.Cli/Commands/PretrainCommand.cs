@@ -128,12 +128,7 @@ sealed class ArchitectureOptions
         // The parameters live in one buffer indexed by int (as loading a checkpoint requires too).
         if (c.CountParameters().Total is var total && total > int.MaxValue)
             throw new WhittleException($"the model would have {total:N0} parameters; this engine holds at most {int.MaxValue:N0}");
-        return c switch
-        {
-            GptNeoXConfig neox => GptNeoX.CreateRandom(neox, backend, seed),
-            LlamaConfig llama => Llama.CreateRandom(llama, backend, seed),
-            _ => throw new ArgumentException($"no model for {c.GetType().Name}"),
-        };
+        return LanguageModel.CreateRandom(c, backend, seed);
     }
 
     public GptNeoXConfig Config(ParseResult p, int vocab, int bos, int eos, int seqLen) => new GptNeoXConfig

@@ -205,7 +205,7 @@ public sealed class ModelParity(IBackend reference, IBackend candidate, bool tf3
     public static ParityResult SteadyStateAllocations(CudaBackend gpu, int warmup = 2, int steps = 3)
     {
         var pc = Cases[0];
-        using var model = GptNeoX.CreateRandom((GptNeoXConfig)pc.Config, gpu, 5);
+        using var model = LanguageModel.CreateRandom(pc.Config, gpu, 5);
         model.Parameters.EnsureGrad();
         using var opt = new AdamWOptimizer(model.Parameters, new AdamWSettings(1e-3f));
         var rng = new Rng(6);
