@@ -147,7 +147,11 @@ static class BenchCommand
             if (!result.ContainsKey("loss_chunk_rows")) result["loss_chunk_rows"] = ChunkRows;   // eval reports the rows it used
             result["device"] = backend.Name;
             result["threads"] = Environment.ProcessorCount;
-            if (created is CpuBackend cpu) result["gemm"] = CpuGemmChoice.Name(cpu.GemmChoice);
+            if (created is CpuBackend cpu)
+            {
+                result["gemm"] = CpuGemmChoice.Name(cpu.GemmChoice);
+                if (pr == Precision.Bf16) result["bf16_gemm"] = CpuGemmChoice.Name(cpu.Bf16Gemm);
+            }
             if (created is CpuBackend { GemmChoice: CpuGemm.OpenBlas })
                 result["openblas"] = $"{OpenBlas.LoadedPath}: {OpenBlas.Config}, {OpenBlas.Threads} threads";
             if (backend is ProfilingBackend prof && result["step_seconds"] is { } stepSeconds)

@@ -37,7 +37,12 @@ public sealed unsafe partial class CpuBackend : IBackend
     {
         GemmChoice = CpuGemmChoice.Resolve(gemm, Environment.ProcessorCount);
         _kernel = CpuGemmChoice.KernelOf(GemmChoice);
+        Bf16Gemm = CpuGemmChoice.ResolveBf16(gemm, GemmChoice);
     }
+
+    /// <summary>The GEMM MatMul runs on bf16 operands (--precision bf16): ours packing bf16 directly, or OpenBLAS's sgemm on
+    /// widened copies when OpenBLAS was asked for by name (see <see cref="CpuGemmChoice.ResolveBf16"/>).</summary>
+    public CpuBf16Gemm Bf16Gemm { get; }
 
     /// <summary>The micro-kernel of our GEMM when a path is forced (ours-scalar | ours-avx2 | ours-avx512), else null
     /// (the widest). Attention's tile products use it too, so a forced path covers every GEMM the backend runs.</summary>
@@ -46,7 +51,7 @@ public sealed unsafe partial class CpuBackend : IBackend
     public Device Device => Device.Cpu;
     public string Name =>
         $"cpu ({Environment.ProcessorCount} threads{(Avx2.IsSupported ? ", AVX2" : "")}{(Fma.IsSupported ? "+FMA" : "")}, gemm " +
-        $"{CpuGemmChoice.Name(GemmChoice)})";
+        $"{CpuGemmChoice.Name(GemmChoice)}, bf16 gemm {CpuGemmChoice.Name(Bf16Gemm)})";
 
     // ---------------------------------------------------------------- memory
 
@@ -279,25 +284,31 @@ public sealed unsafe partial class CpuBackend : IBackend
 
     public void MatMul(Tensor a, bool transA, Tensor b, bool transB, Tensor c, float alpha = 1f, float beta = 0f, Tensor? bias = null)
     {
-        if (a.DType == DType.BF16 || b.DType == DType.BF16)
+        bool bf16 = a.DType == DType.BF16 || b.DType == DType.BF16;
+        if (bf16 && a.DType != b.DType)
+            throw new ArgumentException($"MatMul: a {a.Describe()} and b {b.Describe()} must both be f32 or both bf16");
+        if (bf16 && Bf16Gemm == CpuBf16Gemm.OpenBlasWidened)
         {
             // bf16 operands (Model/Precision.cs): widening is exact and so is every product of two bf16 values in f32, so
             // the f32 GEMM of the widened operands differs from a tensor-core GEMM (f32 accumulate) only in addition order.
-            if (a.DType != b.DType)
-                throw new ArgumentException($"MatMul: a {a.Describe()} and b {b.Describe()} must both be f32 or both bf16");
             using var a32 = Widen(a); using var b32 = Widen(b);
             MatMul(a32, transA, b32, transB, c, alpha, beta, bias);
             return;
         }
-        var (ar, ac) = ArgCheck.Matrix(a, nameof(a));
-        var (br, bc) = ArgCheck.Matrix(b, nameof(b));
+        var operands = bf16 ? DType.BF16 : DType.F32;
+        var (ar, ac) = ArgCheck.Matrix(a, nameof(a), operands);
+        var (br, bc) = ArgCheck.Matrix(b, nameof(b), operands);
         var (m, n) = ArgCheck.Matrix(c, nameof(c));
         int k = transA ? ar : ac;
         int am = transA ? ac : ar, bk = transB ? bc : br, bn = transB ? br : bc;
         if (am != m || bk != k || bn != n)
             throw new ArgumentException($"MatMul shapes: op(a) is ({am}, {k}), op(b) is ({bk}, {bn}), c is ({m}, {n}) [a " +
                 $"{a.Describe()}{(transA ? "ᵀ" : "")}, b {b.Describe()}{(transB ? "ᵀ" : "")}]");
-        if (GemmChoice == CpuGemm.OpenBlas)
+        if (bf16)
+            // Our GEMM packs bf16 directly (widening while packing): the same C, bit for bit, as on widened copies.
+            Gemm.Bf16Gemm(transA, transB, m, n, k, alpha, (ushort*)a.Pointer, a.Stride(0), (ushort*)b.Pointer, b.Stride(0), beta,
+                (float*)c.Pointer, c.Stride(0), kernel: _kernel);
+        else if (GemmChoice == CpuGemm.OpenBlas)
             OpenBlas.Sgemm(
                 transA, transB, m, n, k, alpha, (float*)a.Pointer, a.Stride(0), (float*)b.Pointer, b.Stride(0), beta, (float*)c.Pointer,
                 c.Stride(0));

@@ -21,6 +21,20 @@ public enum CpuGemm
 }
 
 /// <summary>
+/// Which GEMM <see cref="CpuBackend.MatMul"/> runs on bf16 operands (--precision bf16: bf16 inputs, f32 accumulation and
+/// output). Both compute the f32 FMA chain of the exactly widened values; neither uses bf16 dot-product instructions
+/// (AVX512-BF16's vdpbf16ps, AMX), which .NET 10 exposes no intrinsics for (bench/RESULTS.md, "CPU bf16 GEMM").
+/// </summary>
+public enum CpuBf16Gemm
+{
+    /// <summary>Gemm.Bf16Gemm: bf16 widened while packing, on the micro-kernel of the f32 choice (bit-identical to our
+    /// f32 GEMM of widened copies, without making them).</summary>
+    OursPacked,
+    /// <summary>f32 copies of both operands, then OpenBLAS's cblas_sgemm (Debian's OpenBLAS exports no cblas_sbgemm).</summary>
+    OpenBlasWidened,
+}
+
+/// <summary>
 /// Parsing and resolving the GEMM choice (constructor argument, or WHITTLE_CPU_GEMM = auto | ours | openblas |
 /// ours-scalar | ours-avx2 | ours-avx512). The forced paths exist so CI can run the numerics-sensitive tests under every
 /// GEMM this CPU has (tools/gemm-matrix.sh): a path the CPU lacks is refused, never silently replaced by another.
@@ -55,6 +69,19 @@ public static class CpuGemmChoice
         CpuGemm.OursAvx2 => "ours-avx2",
         _ => "ours-avx512",
     };
+
+    /// <summary>The option-style name of a bf16 GEMM: ours-packed or openblas-widened.</summary>
+    public static string Name(CpuBf16Gemm gemm) => gemm == CpuBf16Gemm.OursPacked ? "ours-packed" : "openblas-widened";
+
+    /// <summary>
+    /// The bf16 GEMM for a requested and a resolved f32 choice: ours packed, unless OpenBLAS was requested by name (then
+    /// every GEMM is OpenBLAS's, as a forced path must be: tools/gemm-matrix.sh). Auto takes ours packed even where it
+    /// resolves to OpenBLAS, because OpenBLAS has no bf16 GEMM here and its widened copies cost more than they save:
+    /// at the small config's eval shapes ours packed ran 0.95–1.14× our f32 GEMM and ~2× OpenBLAS on widened copies
+    /// (bench/RESULTS.md, "CPU bf16 GEMM", AMD EPYC with AVX-512, OpenBLAS on its Haswell kernels).
+    /// </summary>
+    public static CpuBf16Gemm ResolveBf16(CpuGemm requested, CpuGemm resolved) =>
+        requested == CpuGemm.OpenBlas && resolved == CpuGemm.OpenBlas ? CpuBf16Gemm.OpenBlasWidened : CpuBf16Gemm.OursPacked;
 
     /// <summary>The micro-kernel a forced ours-* path pins (null: Gemm.Best, or not ours at all).</summary>
     internal static Gemm.Kernel? KernelOf(CpuGemm gemm) => gemm switch

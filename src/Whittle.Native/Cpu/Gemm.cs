@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Whittle.Native.Tensors;
 
 namespace Whittle.Native.Cpu;
 
@@ -23,6 +24,10 @@ namespace Whittle.Native.Cpu;
 //    (no inlining of the SIMD helpers) for the first calls of a run.
 //  - Pack buffers are thread-static pinned arrays sized for the largest blocks, allocated once per thread, so the
 //    steady state allocates nothing but Parallel.For's small bookkeeping.
+//  - bf16 operands (Bf16Gemm, for --precision bf16) are widened to f32 while packing (a 16-bit shift, exact), so the
+//    micro-kernels, and every C element, are those of Sgemm on the widened values; no widened copy of A or B exists and
+//    the operands are read at half the bytes. There are no bf16 dot products (AVX512-BF16 vdpbf16ps, AMX): .NET 10 has
+//    no intrinsics for them, and a native helper would need a native build step (bench/RESULTS.md, "CPU bf16 GEMM").
 internal static unsafe class Gemm
 {
     /// <summary>Micro-kernels, all over the same packed layout; each C element is the same fused multiply-add chain in
@@ -60,7 +65,26 @@ internal static unsafe class Gemm
     /// CpuGemmChoice.Resolve); null means ForceKernel, else Best.
     public static void Sgemm(
         bool transA, bool transB, int m, int n, int k, float alpha, float* a, long lda, float* b, long ldb, float beta, float* c, long ldc,
-        bool serial = false, Kernel? kernel = null)
+        bool serial = false, Kernel? kernel = null) =>
+        Run(Operands.F32, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, serial, kernel);
+
+    /// <summary>
+    /// <see cref="Sgemm"/> with bf16 A and B (raw bf16 bits; leading dimensions in elements) and f32 C: the CPU's bf16
+    /// GEMM (Model/Precision.cs). Packing widens each bf16 value to the f32 it denotes (exact: a 16-bit shift), so the
+    /// panels, and therefore every C element, are bit for bit those of Sgemm on the widened operands with the same
+    /// kernel; what changes is that no widened copy of A or B is ever made (half the bytes read from memory).
+    /// </summary>
+    public static void Bf16Gemm(
+        bool transA, bool transB, int m, int n, int k, float alpha, ushort* a, long lda, ushort* b, long ldb, float beta, float* c,
+        long ldc, bool serial = false, Kernel? kernel = null) =>
+        Run(Operands.Bf16, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, serial, kernel);
+
+    /// <summary>How A and B are stored: f32, or bf16 bits widened to f32 while packing.</summary>
+    enum Operands { F32, Bf16 }
+
+    static void Run(
+        Operands operands, bool transA, bool transB, int m, int n, int k, float alpha, void* a, long lda, void* b, long ldb, float beta,
+        float* c, long ldc, bool serial, Kernel? kernel)
     {
         if (m < 0 || n < 0 || k < 0)
             throw new ArgumentOutOfRangeException(nameof(m), $"Sgemm: sizes must be non-negative, got m={m}, n={n}, k={k}");
@@ -79,7 +103,7 @@ internal static unsafe class Gemm
 
         var use = kernel ?? ForceKernel ?? Best;
         var (mr, nr) = TileOf(use);
-        var job = new Job(use, mr, nr, transA, transB, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        var job = new Job(use, mr, nr, operands, transA, transB, k, alpha, a, lda, b, ldb, beta, c, ldc);
         int threads = ThreadCountOverride > 0 ? ThreadCountOverride : Environment.ProcessorCount;
         if (serial || threads <= 1 || (long)m * n * k < ParallelThreshold)
         {
@@ -140,15 +164,15 @@ internal static unsafe class Gemm
 
     /// <summary>One Sgemm call's arguments; Run computes a rectangle of C with this thread's pack buffers.</summary>
     readonly struct Job(
-        Kernel kernel, int MR, int NR, bool transA, bool transB, int k, float alpha, float* a, long lda, float* b, long ldb, float beta,
-        float* c, long ldc)
+        Kernel kernel, int MR, int NR, Operands operands, bool transA, bool transB, int k, float alpha, void* a, long lda, void* b,
+        long ldb, float beta, float* c, long ldc)
     {
         /// <summary>C[m0..m1, n0..n1): jc over nc, pc over kc (pack B once), ic over mc (pack A), then micro-tiles.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int m0, int m1, int n0, int n1)
         {
             var buffers = PackBuffers.ForThisThread();
-            float* aPack = buffers.A, bPack = buffers.B, edge = buffers.Edge;
+            float* aPack = buffers.A, bPack = buffers.B, edge = buffers.Edge, widened = buffers.Widened;
             for (int jc = n0; jc < n1; jc += NC)
             {
                 int nc = Math.Min(NC, n1 - jc);
@@ -156,11 +180,13 @@ internal static unsafe class Gemm
                 {
                     int kc = Math.Min(KC, k - pc);
                     float betaHere = pc == 0 ? beta : 1f;
-                    PackB(transB, b, ldb, pc, kc, jc, nc, NR, bPack);
+                    if (operands == Operands.Bf16) PackPanelsBf16(!transB, (ushort*)b, ldb, pc, kc, jc, nc, NR, bPack, widened);
+                    else PackB(transB, (float*)b, ldb, pc, kc, jc, nc, NR, bPack);
                     for (int ic = m0; ic < m1; ic += MC)
                     {
                         int mc = Math.Min(MC, m1 - ic);
-                        PackA(transA, a, lda, ic, mc, pc, kc, MR, aPack);
+                        if (operands == Operands.Bf16) PackPanelsBf16(transA, (ushort*)a, lda, pc, kc, ic, mc, MR, aPack, widened);
+                        else PackA(transA, (float*)a, lda, ic, mc, pc, kc, MR, aPack);
                         // jr outer, ir inner: one B micro-panel (kc, NR) stays in L1 while the A block streams from L2.
                         for (int jr = 0; jr < nc; jr += NR)
                         {
@@ -256,6 +282,67 @@ internal static unsafe class Gemm
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// <see cref="PackPanels"/> for bf16 bits: the same panels, each value widened to its f32 (exact). A gathered full
+    /// panel widens its R rows' kc values into <paramref name="widened"/> (R, kc) first, then transposes them as the f32
+    /// path does, so the vectorised transpose serves both.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void PackPanelsBf16(bool rowsAlongK, ushort* x, long ld, int p0, int kc, int i0, int count, int R, float* dst, float* widened)
+    {
+        for (int ir = 0; ir < count; ir += R)
+        {
+            int r = Math.Min(R, count - ir);
+            float* panel = dst + (long)ir * kc; // (kc, R)
+            if (rowsAlongK)
+            {
+                ushort* src = x + (long)p0 * ld + i0 + ir;
+                for (int p = 0; p < kc; p++, src += ld)
+                {
+                    float* d = panel + p * R;
+                    WidenBf16(src, d, r);
+                    for (int j = r; j < R; j++) d[j] = 0f;
+                }
+            }
+            else if (r == R && R % 8 == 0 && Avx.IsSupported)
+            {
+                for (int j = 0; j < R; j++) WidenBf16(x + (i0 + ir + j) * ld + p0, widened + j * kc, kc);
+                PackTransposedFull(widened, kc, 0, kc, 0, R, panel);
+            }
+            else
+            {
+                for (int j = 0; j < R; j++)
+                {
+                    float* d = panel + j;
+                    if (j < r)
+                    {
+                        ushort* src = x + (i0 + ir + j) * ld + p0;
+                        for (int p = 0; p < kc; p++) d[p * R] = Bf16.ToFloat(src[p]);
+                    }
+                    else
+                    {
+                        for (int p = 0; p < kc; p++) d[p * R] = 0f;
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>dst[0..n) = the f32 values of the bf16 bits src[0..n): zero-extend to 32 bits, shift left by 16.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void WidenBf16(ushort* src, float* dst, int n)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+            for (; i + 16 <= n; i += 16)
+            {
+                var bits = Vector256.Load(src + i);
+                Vector256.Store(Vector256.ShiftLeft(Vector256.WidenLower(bits), 16).AsSingle(), dst + i);
+                Vector256.Store(Vector256.ShiftLeft(Vector256.WidenUpper(bits), 16).AsSingle(), dst + i + 8);
+            }
+        for (; i < n; i++) dst[i] = Bf16.ToFloat(src[i]);
     }
 
     /// <summary>
@@ -461,10 +548,12 @@ internal static unsafe class Gemm
         readonly float[] _a = GC.AllocateUninitializedArray<float>(MC * KC + 16, pinned: true); // MC/MR panels of (KC, MR)
         readonly float[] _b = GC.AllocateUninitializedArray<float>(NC * KC + 16, pinned: true); // NC/NR panels of (KC, NR)
         readonly float[] _edge = GC.AllocateUninitializedArray<float>(MaxMR * MaxNR + 16, pinned: true); // (MR, NR)
+        readonly float[] _widened = GC.AllocateUninitializedArray<float>(MaxNR * KC + 16, pinned: true); // (NR, KC) bf16 rows as f32
 
         public float* A => Aligned(_a);
         public float* B => Aligned(_b);
         public float* Edge => Aligned(_edge);
+        public float* Widened => Aligned(_widened);
 
         public static PackBuffers ForThisThread() => _current ??= new PackBuffers();
 

@@ -25,7 +25,8 @@ namespace Whittle.Native.Model;
 ///   </list></item>
 /// </list>
 /// On CUDA the bf16 GEMMs are cuBLAS(Lt) calls with bf16 A/B, f32 C/D and CUBLAS_COMPUTE_32F (tensor cores), the bias
-/// as a cuBLASLt epilogue; on the CPU they are the f32 GEMM of the widened bf16 values (an exact emulation).
+/// as a cuBLASLt epilogue; on the CPU they are the f32 GEMM of the widened bf16 values (an exact emulation): our GEMM
+/// widens while packing (Cpu/Gemm.cs Bf16Gemm), or, with --gemm openblas, OpenBLAS's sgemm runs on widened copies.
 /// </summary>
 public enum Precision { F32, Bf16 }
 

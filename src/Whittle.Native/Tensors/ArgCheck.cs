@@ -19,7 +19,10 @@ public static class ArgCheck
         if (!t.IsContiguous) throw new ArgumentException($"{name}: a contiguous tensor is required, got the strided view {t.Describe()}");
     }
 
-    public static (int Rows, int Cols) Matrix(Tensor t, string name)
+    public static (int Rows, int Cols) Matrix(Tensor t, string name) => Matrix(t, name, DType.F32);
+
+    /// <summary>A matrix of <paramref name="dtype"/> with dense rows and a row stride that holds a row.</summary>
+    public static (int Rows, int Cols) Matrix(Tensor t, string name, DType dtype)
     {
         if (t.Rank != 2) throw new ArgumentException($"{name}: expected a matrix, got {t.Describe()}");
         if (!t.IsRowDense)
@@ -27,7 +30,7 @@ public static class ArgCheck
             $"({string.Join(", ", t.Strides.ToArray())})");
         if (t.Size(0) > 1 && t.Stride(0) < t.Size(1))
             throw new ArgumentException($"{name}: row stride {t.Stride(0)} is smaller than the row length {t.Size(1)}");
-        if (t.DType != DType.F32) throw new ArgumentException($"{name}: f32 expected, got {t.Describe()}");
+        if (t.DType != dtype) throw new ArgumentException($"{name}: {dtype.Name()} expected, got {t.Describe()}");
         return (t.Size(0), t.Size(1));
     }
 
