@@ -95,10 +95,9 @@ static class DemoCommand
     public static Command Create()
     {
         var device = CliCommon.DeviceOption();
-        var preset = new Option<string>("--preset") { Description = "quick (one seed, 18.8 s on 2 idle CPU cores before the supernet " +
-            "stage, about 28 s with it, estimated; the search not reproduced in 3 of seeds 10-14: bench/RESULTS.md) | default (three " +
-            "seeds, the teacher once; 4 min 28 s idle before the supernet stage, about 7.5 min with it, estimated: README) | large " +
-            "(three seeds; a GPU).",
+        var preset = new Option<string>("--preset") { Description = "quick (one seed, 22.9 s on 2 idle CPU cores; the search not " +
+            "reproduced in 3 of seeds 10-14: bench/RESULTS.md) | default (three seeds, the teacher once: 5 min 19 s on 2 idle " +
+            "CPU cores, 5 min 59.8 s with --family llama) | large (three seeds; a GPU).",
             DefaultValueFactory = _ => "default" };
         var outDir = new Option<string>("--out") { Description = "Run directory (reused: finished stages are not run again).",
             DefaultValueFactory = _ => "runs/demo" };
