@@ -95,7 +95,7 @@ static class BenchCommand
             Description = "LM head + loss this many rows at a time (0: all at once), as the training commands' option." };
         var gemm = new Option<string?>("--gemm")
         {
-            Description = $"cpu: the GEMM MatMul runs: ours | openblas | auto (OpenBLAS when installed) | ours-scalar | ours-avx2 | " +
+            Description = $"cpu: the GEMM MatMul runs: ours | openblas | auto (OpenBLAS when installed, unless it runs AVX2 kernels where ours runs AVX-512) | ours-scalar | ours-avx2 | " +
                 $"ours-avx512 (our GEMM on one micro-kernel). Default: ${CpuGemmChoice.Variable}, else auto. " +
                           "Threads: the .NET processor count (set DOTNET_PROCESSOR_COUNT=N to change it); OpenBLAS is given the same.",
         };

@@ -15,8 +15,8 @@ namespace Whittle.Native.Cpu;
 /// sums) use a fixed chunking (or fixed SIMD lanes) that does not depend on the thread count, so results are
 /// bit-identical from run to run. Small ops (under about 32K element-operations) run on the calling thread.
 /// Speed comes from SIMD (System.Numerics.Tensors, Vector256) on contiguous rows and a blocked GEMM: MatMul runs
-/// OpenBLAS's sgemm when it is installed (faster here; CpuGemm.Auto) or ours (Gemm.cs; CpuGemm.Ours, which is also
-/// bit-identical for any thread count).
+/// OpenBLAS's sgemm when it is installed and faster (CpuGemm.Auto: CpuGemmChoice.Resolve says when) or ours (Gemm.cs;
+/// CpuGemm.Ours, which is also bit-identical for any thread count).
 /// </summary>
 public sealed unsafe partial class CpuBackend : IBackend
 {

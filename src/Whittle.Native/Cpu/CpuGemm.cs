@@ -97,6 +97,19 @@ public static class CpuGemmChoice
         _ => CpuBf16Gemm.OursPacked,
     };
 
+    /// <summary>OpenBLAS core names (openblas_get_corename) whose sgemm kernels are AVX2 or older: known, so that an
+    /// unknown or newer core keeps OpenBLAS (Zen is left out: newer OpenBLAS builds run AVX-512 kernels for Zen 4).</summary>
+    static readonly string[] PreAvx512Cores =
+        ["haswell", "sandybridge", "nehalem", "core2", "penryn", "dunnington", "atom", "prescott", "barcelona", "bulldozer",
+            "piledriver", "steamroller", "excavator", "opteron"];
+
+    /// <summary>
+    /// Whether Auto takes ours over a loadable OpenBLAS: when our AVX-512 micro-kernel runs here and OpenBLAS names a core
+    /// whose kernels are AVX2 or older (see <see cref="Resolve"/> for the measurements).
+    /// </summary>
+    public static bool PrefersOurs(bool oursHasAvx512, string? openBlasCore) =>
+        oursHasAvx512 && openBlasCore is not null && PreAvx512Cores.Contains(openBlasCore.ToLowerInvariant());
+
     /// <summary>The micro-kernel a forced ours-* path pins (null: Gemm.Best, or not ours at all).</summary>
     internal static Gemm.Kernel? KernelOf(CpuGemm gemm) => gemm switch
     {
@@ -131,12 +144,15 @@ public static class CpuGemmChoice
     /// The GEMM a backend will actually run: Ours, OursScalar/Avx2/Avx512 or OpenBlas (Auto resolved). An explicit
     /// OpenBlas that cannot load, or a forced micro-kernel the CPU lacks, is an error naming what was tried; Auto
     /// without the library is ours, silently (absence is normal).
-    /// What Auto means comes from measurements (bench/RESULTS.md, 2-core AVX-512 Xeon, 2026-11-22): OpenBLAS 0.3.21's
-    /// sgemm is faster than ours on the small config's training shapes (ours/OpenBLAS 0.71-0.95, geometric mean ~0.8 in BenchmarkDotNet)
-    /// and the whole train step ran ~10% faster with it (once its workers no longer spin between calls, see
-    /// OpenBlas.ShortenSpinWait); without AVX ours is a scalar loop at ~2% of OpenBLAS. So Auto takes OpenBLAS when it
-    /// loads. Ours stays the choice for exact reproducibility: it is bit-identical for any thread count by construction,
-    /// which OpenBLAS does not promise.
+    /// What Auto means comes from measurements. On a 2-core AVX-512 Xeon (bench/RESULTS.md, 2026-11-22) OpenBLAS 0.3.21's
+    /// sgemm was faster than ours on the small config's training shapes (ours/OpenBLAS 0.71-0.95, geometric mean ~0.8 in
+    /// BenchmarkDotNet) and the whole train step ran ~10% faster with it (once its workers no longer spin between calls,
+    /// see OpenBlas.ShortenSpinWait); without AVX ours is a scalar loop at ~2% of OpenBLAS. So Auto takes OpenBLAS when it
+    /// loads, except where OpenBLAS runs the kernels of an AVX2-or-older core on a CPU where ours runs AVX-512
+    /// (<see cref="PrefersOurs"/>): on the AMD EPYC machines of this workplace, whose environment pins
+    /// OPENBLAS_CORETYPE=Haswell, ours ran the same shapes at 1.2–1.7× OpenBLAS and the train step and eval at 1.27× and
+    /// 1.48× (bench/RESULTS.md, 2026-12-01). Ours stays the choice for exact reproducibility: it is bit-identical for
+    /// any thread count by construction, which OpenBLAS does not promise.
     /// </summary>
     public static CpuGemm Resolve(CpuGemm choice, int threads)
     {
@@ -153,6 +169,7 @@ public static class CpuGemmChoice
             if (choice == CpuGemm.OpenBlas) throw new WhittleException($"CPU GEMM 'openblas' requested but {problem}");
             return CpuGemm.Ours;
         }
+        if (choice == CpuGemm.Auto && PrefersOurs(Supports(Gemm.Kernel.Avx512), OpenBlas.CoreName)) return CpuGemm.Ours;
         // One pool size for the process: OpenBLAS's workers and ours (the .NET pool) then share the cores evenly.
         OpenBlas.SetThreads(threads);
         return CpuGemm.OpenBlas;

@@ -27,6 +27,7 @@ public static unsafe class OpenBlas
     static delegate* unmanaged[Cdecl]<int, void> _setThreads;
     static delegate* unmanaged[Cdecl]<int> _getThreads;
     static delegate* unmanaged[Cdecl]<byte*> _getConfig;
+    static delegate* unmanaged[Cdecl]<byte*> _getCoreName;
 
     /// <summary>Candidate library paths in search order (a bare name is resolved by the system loader).</summary>
     internal static string[] Candidates()
@@ -82,6 +83,8 @@ public static unsafe class OpenBlas
             if (NativeLibrary.TryGetExport(handle, "openblas_get_num_threads", out var get))
                 _getThreads = (delegate* unmanaged[Cdecl]<int>)get;
             if (NativeLibrary.TryGetExport(handle, "openblas_get_config", out var cfg)) _getConfig = (delegate* unmanaged[Cdecl]<byte*>)cfg;
+            if (NativeLibrary.TryGetExport(handle, "openblas_get_corename", out var core))
+                _getCoreName = (delegate* unmanaged[Cdecl]<byte*>)core;
             _path = candidate;
             return;
         }
@@ -129,6 +132,17 @@ public static unsafe class OpenBlas
         {
             Require();
             return _getConfig != null ? Marshal.PtrToStringUTF8((nint)_getConfig())?.Trim() : null;
+        }
+    }
+
+    /// <summary>The core whose kernels this OpenBLAS runs ("Haswell", "SkylakeX"; OPENBLAS_CORETYPE can pin it), or null
+    /// when the build does not say.</summary>
+    public static string? CoreName
+    {
+        get
+        {
+            Require();
+            return _getCoreName != null ? Marshal.PtrToStringUTF8((nint)_getCoreName())?.Trim() : null;
         }
     }
 

@@ -128,8 +128,28 @@ public unsafe class OpenBlasTests
         Assert.That(viaBlas, Is.Not.EqualTo(new float[viaBlas.Length]), "a zero result would match trivially");
     }
 
+    /// <summary>Auto takes OpenBLAS when it loads, unless it runs a pre-AVX-512 core's kernels where ours runs AVX-512.</summary>
     [Test]
-    public void AutoTakesOpenBlasWhenItLoads() => Assert.That(new CpuBackend(CpuGemm.Auto).GemmChoice, Is.EqualTo(CpuGemm.OpenBlas));
+    public void AutoTakesOpenBlasWhenItLoadsUnlessItsCoreIsOlderThanOurKernel()
+    {
+        string? core = OpenBlas.CoreName;
+        bool ours = CpuGemmChoice.Supports(Gemm.Kernel.Avx512) && core is not null &&
+            new[] { "haswell", "sandybridge", "nehalem" }.Contains(core.ToLowerInvariant());
+        TestContext.Out.WriteLine(
+            $"OpenBLAS core {core ?? "(not reported)"}; our AVX-512 kernel {CpuGemmChoice.Supports(Gemm.Kernel.Avx512)}");
+        Assert.That(new CpuBackend(CpuGemm.Auto).GemmChoice, Is.EqualTo(ours ? CpuGemm.Ours : CpuGemm.OpenBlas));
+    }
+
+    [TestCase(true, "Haswell", true)]
+    [TestCase(true, "SANDYBRIDGE", true)]
+    [TestCase(false, "Haswell", false)]   // ours without AVX-512 is no faster than OpenBLAS's AVX2 kernels
+    [TestCase(true, "SkylakeX", false)]
+    [TestCase(true, "Cooperlake", false)]
+    [TestCase(true, "SapphireRapids", false)]
+    [TestCase(true, "Zen", false)]        // Zen 4 runs AVX-512 kernels in newer OpenBLAS builds
+    [TestCase(true, null, false)]
+    public void AutoPrefersOursOnlyOverPreAvx512Cores(bool oursHasAvx512, string? core, bool expected) =>
+        Assert.That(CpuGemmChoice.PrefersOurs(oursHasAvx512, core), Is.EqualTo(expected));
 
     [Test]
     public void ThreadCountFollowsTheBackend()
