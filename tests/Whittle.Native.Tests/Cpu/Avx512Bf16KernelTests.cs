@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using Whittle.Native.Cpu;
-using Whittle.Native.Tests.Model;
 
 namespace Whittle.Native.Tests.Cpu;
 
@@ -22,25 +21,12 @@ namespace Whittle.Native.Tests.Cpu;
 [NonParallelizable] // Gemm.ThreadCountOverride is a process-wide switch.
 public unsafe class Avx512Bf16KernelTests
 {
-    const ushort Bf16NaN = 0x7FC0;
-
     static void RequireKernel()
     {
         if (!Avx512Bf16Kernel.TryGet(out var problem)) Assert.Ignore($"the AVX512-BF16 kernel cannot run here: {problem}");
     }
 
     static float Widen(ushort bits) => BitConverter.UInt32BitsToSingle((uint)bits << 16);
-
-    /// <summary>(rows, cols) bf16 bits with row stride ld, values in (-1, 1); the padding holds NaN.</summary>
-    static ushort[] RandomBf16(Random rng, int rows, int cols, int ld)
-    {
-        var data = new ushort[(rows - 1) * ld + cols];
-        Array.Fill(data, Bf16NaN);
-        for (int i = 0; i < rows; i++)
-            for (int j = 0; j < cols; j++)
-                data[i * ld + j] = Bf16Tests.ReferenceRne((float)(rng.NextDouble() * 2 - 1));
-        return data;
-    }
 
     [Test]
     public void DetectionAgreesWithProcCpuinfo()
@@ -85,8 +71,8 @@ public unsafe class Avx512Bf16KernelTests
                     {
                         int aRows = ta ? k : m, aCols = ta ? m : k, bRows = tb ? n : k, bCols = tb ? k : n;
                         int lda = aCols + pad, ldb = bCols + pad + 2, ldc = n + 2;
-                        var a = RandomBf16(rng, aRows, aCols, lda);
-                        var b = RandomBf16(rng, bRows, bCols, ldb);
+                        var a = Bf16GemmTests.RandomBf16(rng, aRows, aCols, lda);
+                        var b = Bf16GemmTests.RandomBf16(rng, bRows, bCols, ldb);
                         var c0 = Enumerable.Range(0, m * ldc).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
                         float alpha = 0.75f, beta = k % 2 == 0 ? 0.5f : 0f;
                         var got = (float[])c0.Clone();
@@ -127,8 +113,8 @@ public unsafe class Avx512Bf16KernelTests
         foreach (var (m, n, k) in new[] { (517, 70, 300), (40, 613, 290) })
         {
             var rng = new Random(m);
-            var a = RandomBf16(rng, m, k, k + 1);
-            var b = RandomBf16(rng, n, k, k);
+            var a = Bf16GemmTests.RandomBf16(rng, m, k, k + 1);
+            var b = Bf16GemmTests.RandomBf16(rng, n, k, k);
             float[] Once(int threads)
             {
                 Gemm.ThreadCountOverride = threads;

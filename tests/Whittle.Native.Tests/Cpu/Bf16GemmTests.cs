@@ -40,7 +40,7 @@ public unsafe class Bf16GemmTests
     }
 
     /// <summary>(rows, cols) bf16 bits in a buffer with row stride ld; the padding holds NaN.</summary>
-    static ushort[] RandomBf16(Random rng, int rows, int cols, int ld)
+    internal static ushort[] RandomBf16(Random rng, int rows, int cols, int ld)
     {
         var data = new ushort[(rows - 1) * ld + cols];
         Array.Fill(data, Bf16NaN);
