@@ -24,7 +24,7 @@ static class TestBackends
     static CpuGemm PinnedChoice()
     {
         var env = CpuGemmChoice.FromEnvironment();
-        return env is CpuGemm.OursScalar or CpuGemm.OursAvx2 or CpuGemm.OursAvx512 ? env : CpuGemm.Ours;
+        return env is CpuGemm.OursScalar or CpuGemm.OursAvx2 or CpuGemm.OursAvx512 or CpuGemm.OursAvx512Bf16 ? env : CpuGemm.Ours;
     }
 
     /// <summary>A CUDA backend for a fixture's OneTimeSetUp, or the fixture is ignored naming why there is no device.</summary>

@@ -95,8 +95,10 @@ static class BenchCommand
             Description = "LM head + loss this many rows at a time (0: all at once), as the training commands' option." };
         var gemm = new Option<string?>("--gemm")
         {
-            Description = $"cpu: the GEMM MatMul runs: ours | openblas | auto (OpenBLAS when installed, unless it runs AVX2 kernels where ours runs AVX-512) | ours-scalar | ours-avx2 | " +
-                $"ours-avx512 (our GEMM on one micro-kernel). Default: ${CpuGemmChoice.Variable}, else auto. " +
+            Description = "cpu: the GEMM MatMul runs: ours | openblas | auto (OpenBLAS when installed, unless it runs AVX2 kernels " +
+                "where ours runs AVX-512) | ours-scalar | ours-avx2 | ours-avx512 (our GEMM on one micro-kernel; bf16 widened to f32, " +
+                "the same bits on every CPU) | ours-avx512bf16 (bf16 on AVX512-BF16 dot products, which auto and ours also pick " +
+                $"where the CPU has them). Default: ${CpuGemmChoice.Variable}, else auto. " +
                           "Threads: the .NET processor count (set DOTNET_PROCESSOR_COUNT=N to change it); OpenBLAS is given the same.",
         };
         var profile = new Option<bool>("--profile") { Description = "Also report each backend op's time per timed step (ops synchronised " +

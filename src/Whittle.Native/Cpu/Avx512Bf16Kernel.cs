@@ -11,16 +11,19 @@ namespace Whittle.Native.Cpu;
 ///    build step per platform. The kernel is one leaf function of ~600 bytes; its source is Avx512Bf16Kernel.S beside
 ///    this file, and tools/avx512bf16-kernel.sh regenerates the bytes below from it (Avx512Bf16KernelTests assembles
 ///    the source and compares, so the bytes cannot drift from what is reviewed).
-///  - Where it runs: Linux on x86-64 (the System V calling convention of the source), when the runtime accelerates
-///    AVX-512F (so the OS saves zmm state) and CPUID leaf 7 sub-leaf 1 reports AVX512_BF16 (EAX bit 5). Anything else,
-///    or a failure to map the code (a kernel forbidding executable mappings), leaves <see cref="IsAvailable"/> false
-///    with the reason, and the bf16 GEMM stays on the f32 kernels (Gemm.Bf16Gemm).
+///  - Where it runs: Linux on x86-64 (the System V calling convention of the source) with glibc, when the runtime
+///    supports AVX-512F (which includes the OS saving zmm state) and runs Vector512 code natively (the tile write-back
+///    is Vector512 code; .NET reports Vector512 unaccelerated by default on some older Intel AVX-512 parts, where
+///    DOTNET_PreferredVectorBitWidth=512 turns it on), and CPUID leaf 7 sub-leaf 1 reports AVX512_BF16 (EAX bit 5).
+///    Anything else, or a failure to map the code (a kernel forbidding executable mappings), leaves
+///    <see cref="IsAvailable"/> false with the reason, and the bf16 GEMM stays on the f32 kernels (Gemm.Bf16Gemm).
 ///  - The mapping is made once, written while writable, then made read+execute (never writable and executable at once),
 ///    and kept for the life of the process.
 ///  - Numerics (Intel SDM, VDPBF16PS): each lane adds its pair's two products, exact in f32 (8-bit significands), to the
-///    f32 accumulator with round-to-nearest-even, bf16 inputs that are denormal read as zero and denormal results flush
-///    to zero; no exceptions. So a C element is a chain of f32 additions of exact products, like the FMA chain of the
-///    widened values, in another association (pairs); tests bound it, never assume the bits.
+///    f32 accumulator with round-to-nearest-even; bf16 inputs that are subnormal (|x| < 2^-126) read as zero and
+///    subnormal results flush to zero, whatever MXCSR says; no exceptions. So a C element is a chain of f32 additions of
+///    exact products, like the FMA chain of the widened values, in another association (pairs), minus the products of
+///    subnormal inputs; tests bound both, never assume the bits.
 /// </summary>
 internal static unsafe class Avx512Bf16Kernel
 {
@@ -32,7 +35,8 @@ internal static unsafe class Avx512Bf16Kernel
     /// <summary>Whether the CPU, OS and runtime allow the kernel (what <see cref="IsAvailable"/> adds is the mapping).</summary>
     public static bool CpuSupports =>
         OperatingSystem.IsLinux() && RuntimeInformation.ProcessArchitecture == Architecture.X64
-        && Vector512.IsHardwareAccelerated && Avx512F.IsSupported && (X86Base.CpuId(7, 1).Eax & (1 << 5)) != 0;
+        && Vector512.IsHardwareAccelerated && Avx512F.IsSupported
+        && X86Base.CpuId(7, 0).Eax >= 1 && (X86Base.CpuId(7, 1).Eax & (1 << 5)) != 0;   // sub-leaf 1 exists, then its bit
 
     /// <summary>True when the kernel can run in this process; otherwise <paramref name="problem"/> says why not.</summary>
     public static bool TryGet(out string? problem)
@@ -60,17 +64,25 @@ internal static unsafe class Avx512Bf16Kernel
             return (0, "it needs Linux on x86-64 with AVX-512F enabled in the runtime and a CPU reporting AVX512_BF16");
         if (!NativeLibrary.TryLoad("libc.so.6", out var libc)
             || !NativeLibrary.TryGetExport(libc, "mmap", out var mmapExport)
-            || !NativeLibrary.TryGetExport(libc, "mprotect", out var mprotectExport))
-            return (0, "libc.so.6's mmap and mprotect were not found");
+            || !NativeLibrary.TryGetExport(libc, "mprotect", out var mprotectExport)
+            || !NativeLibrary.TryGetExport(libc, "munmap", out var munmapExport)
+            || !NativeLibrary.TryGetExport(libc, "__errno_location", out var errnoExport))
+            return (0, "glibc's libc.so.6 (mmap, mprotect, munmap) was not found");
         var mmap = (delegate* unmanaged<nint, nuint, int, int, int, nint, nint>)mmapExport;
         var mprotect = (delegate* unmanaged<nint, nuint, int, int>)mprotectExport;
+        var munmap = (delegate* unmanaged<nint, nuint, int>)munmapExport;
+        var errno = (delegate* unmanaged<int*>)errnoExport;   // read right after the failing call, before anything else runs
         const int ProtRead = 1, ProtWrite = 2, ProtExec = 4, MapPrivate = 2, MapAnonymous = 0x20;
         var size = (nuint)Code.Length;
         nint page = mmap(0, size, ProtRead | ProtWrite, MapPrivate | MapAnonymous, -1, 0);
-        if (page == -1) return (0, $"mmap of {size} bytes failed (errno {Marshal.GetLastSystemError()})");
+        if (page == -1) return (0, $"mmap of {size} bytes failed (errno {*errno()})");
         Code.CopyTo(new Span<byte>((void*)page, Code.Length));
         if (mprotect(page, size, ProtRead | ProtExec) != 0)
-            return (0, $"mprotect(PROT_READ | PROT_EXEC) failed (errno {Marshal.GetLastSystemError()}): executable mappings refused");
+        {
+            int error = *errno();
+            munmap(page, size);
+            return (0, $"mprotect(PROT_READ | PROT_EXEC) failed (errno {error}): executable mappings are refused here");
+        }
         return (page, null);
     }
 

@@ -30,7 +30,7 @@ public sealed unsafe partial class CpuBackend : IBackend
     public CpuGemm GemmChoice { get; }
 
     /// <summary>A backend whose MatMul uses the GEMM chosen by WHITTLE_CPU_GEMM (auto | ours | openblas | ours-scalar | ours-avx2 |
-    /// ours-avx512; default auto).</summary>
+    /// ours-avx512 | ours-avx512bf16; default auto).</summary>
     public CpuBackend() : this(CpuGemmChoice.FromEnvironment()) { }
 
     public CpuBackend(CpuGemm gemm)
@@ -40,8 +40,8 @@ public sealed unsafe partial class CpuBackend : IBackend
         Bf16Gemm = CpuGemmChoice.ResolveBf16(gemm, GemmChoice);
     }
 
-    /// <summary>The GEMM MatMul runs on bf16 operands (--precision bf16): ours packing bf16 directly, or OpenBLAS's sgemm on
-    /// widened copies when OpenBLAS was asked for by name (see <see cref="CpuGemmChoice.ResolveBf16"/>).</summary>
+    /// <summary>The GEMM MatMul runs on bf16 operands (--precision bf16): the AVX512-BF16 kernel, ours packing bf16 widened,
+    /// or OpenBLAS's sgemm on widened copies (see <see cref="CpuGemmChoice.ResolveBf16"/>).</summary>
     public CpuBf16Gemm Bf16Gemm { get; }
 
     /// <summary>The micro-kernel of our GEMM when a path is forced (ours-scalar | ours-avx2 | ours-avx512), else null

@@ -16,8 +16,12 @@ public enum CpuGemm
     OursScalar,
     /// <summary>Gemm.cs forced onto its 6x16 Vector256 micro-kernel; an error on a CPU without AVX.</summary>
     OursAvx2,
-    /// <summary>Gemm.cs forced onto its 12x32 Vector512 micro-kernel; an error on a CPU without AVX-512F.</summary>
+    /// <summary>Gemm.cs forced onto its 12x32 Vector512 micro-kernel; an error on a CPU without AVX-512F. bf16 operands are
+    /// widened while packing (bit-identical on every CPU that runs it).</summary>
     OursAvx512,
+    /// <summary>As <see cref="OursAvx512"/> for f32, and bf16 operands on the AVX512-BF16 kernel (Avx512Bf16Kernel); an
+    /// error where that kernel cannot run.</summary>
+    OursAvx512Bf16,
 }
 
 /// <summary>
@@ -33,7 +37,7 @@ public enum CpuBf16Gemm
     /// <summary>f32 copies of both operands, then OpenBLAS's cblas_sgemm (Debian's OpenBLAS exports no cblas_sbgemm).</summary>
     OpenBlasWidened,
     /// <summary>Gemm.Bf16DotGemm: bf16 pairs on vdpbf16ps (Avx512Bf16Kernel), f32 accumulation in another association
-    /// than the FMA chain; chosen by auto and ours when the CPU reports AVX512_BF16.</summary>
+    /// than the FMA chain; chosen by auto and ours when the CPU reports AVX512_BF16, forced by ours-avx512bf16.</summary>
     OursAvx512Bf16,
 }
 
@@ -47,7 +51,8 @@ public static class CpuGemmChoice
     public const string Variable = "WHITTLE_CPU_GEMM";
 
     /// <summary>Every value <see cref="Parse"/> accepts, in the order tools/gemm-matrix.sh tries them.</summary>
-    public static readonly IReadOnlyList<string> Names = ["auto", "ours", "openblas", "ours-scalar", "ours-avx2", "ours-avx512"];
+    public static readonly IReadOnlyList<string> Names =
+        ["auto", "ours", "openblas", "ours-scalar", "ours-avx2", "ours-avx512", "ours-avx512bf16"];
 
     public static CpuGemm Parse(string? text, string source) => text?.Trim().ToLowerInvariant() switch
     {
@@ -57,6 +62,7 @@ public static class CpuGemmChoice
         "ours-scalar" => CpuGemm.OursScalar,
         "ours-avx2" => CpuGemm.OursAvx2,
         "ours-avx512" => CpuGemm.OursAvx512,
+        "ours-avx512bf16" => CpuGemm.OursAvx512Bf16,
         _ => throw new WhittleException($"{source}: unknown CPU GEMM '{ErrorText.Clip(text)}' (expected {string.Join(", ", Names)})"),
     };
 
@@ -70,7 +76,8 @@ public static class CpuGemmChoice
         CpuGemm.OpenBlas => "openblas",
         CpuGemm.OursScalar => "ours-scalar",
         CpuGemm.OursAvx2 => "ours-avx2",
-        _ => "ours-avx512",
+        CpuGemm.OursAvx512 => "ours-avx512",
+        _ => "ours-avx512bf16",
     };
 
     /// <summary>The option-style name of a bf16 GEMM: ours-packed, openblas-widened or ours-avx512bf16.</summary>
@@ -93,6 +100,7 @@ public static class CpuGemmChoice
     public static CpuBf16Gemm ResolveBf16(CpuGemm requested, CpuGemm resolved) => requested switch
     {
         CpuGemm.OpenBlas when resolved == CpuGemm.OpenBlas => CpuBf16Gemm.OpenBlasWidened,
+        CpuGemm.OursAvx512Bf16 => CpuBf16Gemm.OursAvx512Bf16,   // Resolve refused it where the kernel cannot run
         CpuGemm.Auto or CpuGemm.Ours when Avx512Bf16Kernel.IsAvailable => CpuBf16Gemm.OursAvx512Bf16,
         _ => CpuBf16Gemm.OursPacked,
     };
@@ -115,7 +123,7 @@ public static class CpuGemmChoice
     {
         CpuGemm.OursScalar => Gemm.Kernel.Scalar,
         CpuGemm.OursAvx2 => Gemm.Kernel.Avx256,
-        CpuGemm.OursAvx512 => Gemm.Kernel.Avx512,
+        CpuGemm.OursAvx512 or CpuGemm.OursAvx512Bf16 => Gemm.Kernel.Avx512,
         _ => null,
     };
 
@@ -136,6 +144,7 @@ public static class CpuGemmChoice
         var paths = new List<string> { "ours-scalar" };
         if (Supports(Gemm.Kernel.Avx256)) paths.Add("ours-avx2");
         if (Supports(Gemm.Kernel.Avx512)) paths.Add("ours-avx512");
+        if (Supports(Gemm.Kernel.Avx512) && Avx512Bf16Kernel.IsAvailable) paths.Add("ours-avx512bf16");
         if (OpenBlas.TryLoad(out _)) paths.Add("openblas");
         return paths;
     }
@@ -161,6 +170,9 @@ public static class CpuGemmChoice
             if (!Supports(kernel))
                 throw new WhittleException($"CPU GEMM '{Name(choice)}' requested but this CPU (or the .NET runtime's settings) lacks " +
                     $"{(kernel == Gemm.Kernel.Avx512 ? "AVX-512F" : "AVX")}; this machine supports {string.Join(", ", SupportedPaths())}");
+            if (choice == CpuGemm.OursAvx512Bf16 && !Avx512Bf16Kernel.TryGet(out var why))
+                throw new WhittleException($"CPU GEMM '{Name(choice)}' requested but the AVX512-BF16 kernel cannot run: {why}; this " +
+                    $"machine supports {string.Join(", ", SupportedPaths())}");
             return choice;
         }
         if (choice == CpuGemm.Ours) return CpuGemm.Ours;

@@ -158,6 +158,7 @@ public class BenchCommandTests
         var (exit, _, stderr) = CliRunner.Run("bench", "eval", "--config", "tiny", "--gemm", "mkl");
         Assert.That(exit, Is.EqualTo(1));
         Assert.That(
-            stderr, Does.Contain("--gemm").And.Contain("mkl").And.Contain("auto, ours, openblas, ours-scalar, ours-avx2, ours-avx512"));
+            stderr, Does.Contain("--gemm").And.Contain("mkl")
+                .And.Contain("auto, ours, openblas, ours-scalar, ours-avx2, ours-avx512, ours-avx512bf16"));
     }
 }

@@ -73,15 +73,26 @@ public class EvalForwardTests
         bf16.Precision = Precision.Bf16;
         using var emulated = ModelCheckpoint.Load(dir, Bf16Tests.EmulatingBackend.Create(backend));
         int b = inputs.Size(0), t = inputs.Size(1);
-        double Loss(LanguageModel model)
+        // The full model, and a sub-network in place (leading views of the bf16 copies).
+        // Sub-network: the layers reversed, in each half the kv heads (whole query groups, at least one) and half the MLP.
+        var c = f32.Config;
+        int[] layers = Enumerable.Range(0, c.NumLayers).Reverse().ToArray();
+        int[] kv = layers.Select(l => Math.Max(1, c.KvHeadsOf(l) / 2)).ToArray();
+        var sub = new ActiveArchitecture(c.HiddenSize, layers, layers.Select((l, i) => kv[i] * c.QueryHeadsPerGroup(l)).ToArray(),
+            layers.Select(l => c.IntermediateOf(l) / 2).ToArray(), kv);
+        foreach (var active in new[] { null, sub })
         {
-            using var eval = new EvalForward(model, b, t, chunkRows: 5);
-            return eval.LossSum(inputs, targets, -100) / (b * t);
+            double Loss(LanguageModel model)
+            {
+                using var eval = new EvalForward(model, b, t, active, chunkRows: 5);
+                return eval.LossSum(inputs, targets, -100) / (b * t);
+            }
+            double l16 = Loss(bf16), emu = Loss(emulated), l32 = Loss(f32);
+            string what = $"{fixture}{(active is null ? "" : " sub-network")}";
+            TestContext.Out.WriteLine($"{what}: bf16 {l16:R}, emulation {emu:R}, f32 {l32:R}");
+            Assert.That(Math.Abs(l16 / emu - 1), Is.LessThan(1e-5), $"{what}: bf16 = the emulation up to f32 round-off");
+            Assert.That(l16, Is.Not.EqualTo(l32), $"{what}: the bf16 path is in use (the same code at f32 gives these bits)");
         }
-        double l16 = Loss(bf16), emu = Loss(emulated), l32 = Loss(f32);
-        TestContext.Out.WriteLine($"{fixture}: bf16 {l16:R}, emulation {emu:R}, f32 {l32:R}");
-        Assert.That(Math.Abs(l16 / emu - 1), Is.LessThan(1e-5), "bf16 = the emulation up to f32 round-off");
-        Assert.That(l16, Is.Not.EqualTo(l32), "the bf16 path is in use (the same code at f32 gives these bits)");
     }
 
     [TestCase("tiny-neox")]
