@@ -25,11 +25,12 @@ namespace Whittle.Native.Model;
 ///   </list></item>
 /// </list>
 /// On CUDA the bf16 GEMMs are cuBLAS(Lt) calls with bf16 A/B, f32 C/D and CUBLAS_COMPUTE_32F (tensor cores), the bias
-/// as a cuBLASLt epilogue. On the CPU, where it reports AVX512_BF16 (and --gemm is auto or ours), they run on vdpbf16ps
-/// (Cpu/Avx512Bf16Kernel.cs: two exact products per lane and instruction, f32 accumulation, like tensor cores up to the
-/// order of additions, except that subnormal bf16 inputs, |x| &lt; 2^-126, count as zero); elsewhere they are the f32 GEMM of the widened bf16 values (an exact emulation): our GEMM widens
-/// while packing (Cpu/Gemm.cs Bf16Gemm; also every forced ours-* path), or, with --gemm openblas, OpenBLAS's sgemm runs
-/// on widened copies.
+/// as a cuBLASLt epilogue. On the CPU, where it reports AVX512_BF16 (and --gemm is auto, ours or ours-avx512bf16), they
+/// run on vdpbf16ps (Cpu/Avx512Bf16Kernel.cs: two exact products per lane and instruction, f32 accumulation, like tensor
+/// cores up to the order of additions, except that subnormal bf16 inputs, |x| &lt; 2^-126, count as zero); elsewhere
+/// they are the f32 GEMM of the widened bf16 values (an exact emulation): our GEMM widens while packing (Cpu/Gemm.cs
+/// Bf16Gemm; also the forced ours-scalar/avx2/avx512 paths), or, with --gemm openblas, OpenBLAS's sgemm runs on widened
+/// copies.
 /// </summary>
 public enum Precision { F32, Bf16 }
 
