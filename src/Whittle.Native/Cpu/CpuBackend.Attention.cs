@@ -69,7 +69,7 @@ public sealed unsafe partial class CpuBackend
                         row[visible..].Clear();
                         float mOld = k0 == 0 ? float.NegativeInfinity : rowMax[i];
                         float mNew = Math.Max(mOld, TensorPrimitives.Max(p));
-                        double sum = ExpShiftedSum(s + i * w, visible, mNew);
+                        double sum = ExpShiftedSum(s + i * w, s + i * w, visible, mNew);
                         if (k0 == 0) rowSum[i] = sum;
                         else
                         {
@@ -204,37 +204,6 @@ public sealed unsafe partial class CpuBackend
                 }
             });
         }
-    }
-
-    /// <summary>
-    /// p[j] = exp(p[j] − shift) for j in [0, n), returning Σ p[j] in double: one pass over the row (the subtraction, the
-    /// f32 exponential of Vector256.Exp, the same per-lane algorithm as TensorPrimitives.Exp, and the sum), where the three
-    /// TensorPrimitives calls and a scalar double chain cost more than the arithmetic on a 64-key row. The tail is padded
-    /// with −∞ (exp = 0), so every element goes through the same vector exponential. The sum runs over 8 fixed lanes
-    /// (element j in lane j mod 8), added in a fixed order: the same result on every run and for any thread count.
-    /// </summary>
-    static double ExpShiftedSum(float* p, int n, float shift)
-    {
-        var m = Vector256.Create(shift);
-        var lo = Vector256<double>.Zero; var hi = lo;
-        int j = 0;
-        for (; j + 8 <= n; j += 8)
-        {
-            var e = Vector256.Exp(Vector256.Load(p + j) - m);
-            e.Store(p + j);
-            lo += Vector256.WidenLower(e); hi += Vector256.WidenUpper(e);
-        }
-        if (j < n)
-        {
-            float* tail = stackalloc float[8];
-            for (int t = 0; t < 8; t++) tail[t] = j + t < n ? p[j + t] : float.NegativeInfinity;
-            var e = Vector256.Exp(Vector256.Load(tail) - m);
-            e.Store(tail);
-            for (int t = 0; j + t < n; t++) p[j + t] = tail[t];
-            lo += Vector256.WidenLower(e); hi += Vector256.WidenUpper(e);
-        }
-        var lanes = lo + hi;
-        return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
     }
 
     /// <summary>This thread's two (QueryTile, KeyTile) tiles, allocated once per thread (as Gemm's pack buffers), so the

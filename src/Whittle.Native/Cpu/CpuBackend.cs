@@ -546,7 +546,7 @@ public sealed unsafe partial class CpuBackend : IBackend
             if (pt[i] != ignoreIndex && (uint)pt[i] >= (uint)v)
                 throw new ArgumentOutOfRangeException(
                 nameof(targets), $"target {pt[i]} at row {i} is outside [0, {v}) and is not the ignore index {ignoreIndex}");
-        // One exponential pass per row, vectorised in f32 (TensorPrimitives.Exp is accurate to ~1 ulp), sums in double:
+        // One exponential pass per row (ExpShiftedSum: f32 exp accurate to ~1 ulp, summed in double in the same pass):
         // e = exp(x - max) into a scratch row, loss = log(sum e) + max - x[target], dlogits += scale * e / sum.
         Parallel.For(0, n, () => ExpScratch(v), (i, _, scratch) =>
         {
@@ -554,9 +554,8 @@ public sealed unsafe partial class CpuBackend : IBackend
             if (target == ignoreIndex) { po[i] = 0; return scratch; }
             var row = new ReadOnlySpan<float>(pl + (long)i * v, v);
             float max = TensorPrimitives.Max(row);
-            TensorPrimitives.Subtract(row, max, scratch);
-            TensorPrimitives.Exp(scratch, scratch);
-            double sum = SumAsDouble(scratch);
+            double sum;
+            fixed (float* e = scratch) sum = ExpShiftedSum(pl + (long)i * v, e, v, max);
             po[i] = (float)(Math.Log(sum) + max - row[target]);
             if (pd == null) return scratch;
             var drow = new Span<float>(pd + (long)i * v, v);
@@ -655,6 +654,37 @@ public sealed unsafe partial class CpuBackend : IBackend
         double sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
         for (; i < x.Length; i++) sum += squares ? (double)x[i] * x[i] : x[i];
         return sum;
+    }
+
+    /// <summary>
+    /// dst[j] = exp(src[j] − shift) for j in [0, n) (dst may be src), returning Σ dst[j] in double: one pass (the
+    /// subtraction, the f32 exponential of Vector256.Exp, the same per-lane algorithm as TensorPrimitives.Exp, and the sum)
+    /// where separate TensorPrimitives passes and a scalar double chain cost more than the arithmetic on short rows
+    /// (attention's 64-key tiles) and re-read long ones (cross-entropy's V logits). The tail is padded with −∞ (exp = 0),
+    /// so every element goes through the same vector exponential. The sum runs over 8 fixed lanes (element j in lane
+    /// j mod 8), added in a fixed order: the same result on every run and for any thread count.
+    /// </summary>
+    internal static double ExpShiftedSum(float* src, float* dst, int n, float shift)
+    {
+        var m = Vector256.Create(shift);
+        var lo = Vector256<double>.Zero; var hi = lo;
+        int j = 0;
+        for (; j + 8 <= n; j += 8)
+        {
+            var e = Vector256.Exp(Vector256.Load(src + j) - m);
+            e.Store(dst + j);
+            lo += Vector256.WidenLower(e); hi += Vector256.WidenUpper(e);
+        }
+        if (j < n)
+        {
+            float* tail = stackalloc float[8];
+            for (int t = 0; t < 8; t++) tail[t] = j + t < n ? src[j + t] : float.NegativeInfinity;
+            var e = Vector256.Exp(Vector256.Load(tail) - m);
+            for (int t = 0; j + t < n; t++) dst[j + t] = e[t];
+            lo += Vector256.WidenLower(e); hi += Vector256.WidenUpper(e);
+        }
+        var lanes = lo + hi;
+        return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
     }
 
     // ---------------------------------------------------------------- helpers
