@@ -304,7 +304,10 @@ public sealed unsafe partial class CpuBackend : IBackend
         if (am != m || bk != k || bn != n)
             throw new ArgumentException($"MatMul shapes: op(a) is ({am}, {k}), op(b) is ({bk}, {bn}), c is ({m}, {n}) [a " +
                 $"{a.Describe()}{(transA ? "ᵀ" : "")}, b {b.Describe()}{(transB ? "ᵀ" : "")}]");
-        if (bf16)
+        if (bf16 && Bf16Gemm == CpuBf16Gemm.OursAvx512Bf16)
+            Gemm.Bf16DotGemm(transA, transB, m, n, k, alpha, (ushort*)a.Pointer, a.Stride(0), (ushort*)b.Pointer, b.Stride(0), beta,
+                (float*)c.Pointer, c.Stride(0));
+        else if (bf16)
             // Our GEMM packs bf16 directly (widening while packing): the same C, bit for bit, as on widened copies.
             Gemm.Bf16Gemm(transA, transB, m, n, k, alpha, (ushort*)a.Pointer, a.Stride(0), (ushort*)b.Pointer, b.Stride(0), beta,
                 (float*)c.Pointer, c.Stride(0), kernel: _kernel);

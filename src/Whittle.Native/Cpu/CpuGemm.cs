@@ -22,8 +22,8 @@ public enum CpuGemm
 
 /// <summary>
 /// Which GEMM <see cref="CpuBackend.MatMul"/> runs on bf16 operands (--precision bf16: bf16 inputs, f32 accumulation and
-/// output). Both compute the f32 FMA chain of the exactly widened values; neither uses bf16 dot-product instructions
-/// (AVX512-BF16's vdpbf16ps, AMX), which .NET 10 exposes no intrinsics for (bench/RESULTS.md, "CPU bf16 GEMM").
+/// output). The first two compute the f32 FMA chain of the exactly widened values; the third uses AVX512-BF16's
+/// vdpbf16ps where the CPU has it (bench/RESULTS.md, "CPU bf16 GEMM"). AMX is not used (no machine here to test it on).
 /// </summary>
 public enum CpuBf16Gemm
 {
@@ -32,6 +32,9 @@ public enum CpuBf16Gemm
     OursPacked,
     /// <summary>f32 copies of both operands, then OpenBLAS's cblas_sgemm (Debian's OpenBLAS exports no cblas_sbgemm).</summary>
     OpenBlasWidened,
+    /// <summary>Gemm.Bf16DotGemm: bf16 pairs on vdpbf16ps (Avx512Bf16Kernel), f32 accumulation in another association
+    /// than the FMA chain; chosen by auto and ours when the CPU reports AVX512_BF16.</summary>
+    OursAvx512Bf16,
 }
 
 /// <summary>
@@ -70,18 +73,29 @@ public static class CpuGemmChoice
         _ => "ours-avx512",
     };
 
-    /// <summary>The option-style name of a bf16 GEMM: ours-packed or openblas-widened.</summary>
-    public static string Name(CpuBf16Gemm gemm) => gemm == CpuBf16Gemm.OursPacked ? "ours-packed" : "openblas-widened";
+    /// <summary>The option-style name of a bf16 GEMM: ours-packed, openblas-widened or ours-avx512bf16.</summary>
+    public static string Name(CpuBf16Gemm gemm) => gemm switch
+    {
+        CpuBf16Gemm.OursPacked => "ours-packed",
+        CpuBf16Gemm.OpenBlasWidened => "openblas-widened",
+        _ => "ours-avx512bf16",
+    };
 
     /// <summary>
-    /// The bf16 GEMM for a requested and a resolved f32 choice: ours packed, unless OpenBLAS was requested by name (then
-    /// every GEMM is OpenBLAS's, as a forced path must be: tools/gemm-matrix.sh). Auto takes ours packed even where it
-    /// resolves to OpenBLAS, because OpenBLAS has no bf16 GEMM here and its widened copies cost more than they save:
-    /// at the small config's eval shapes ours packed ran 0.95–1.14× our f32 GEMM and ~2× OpenBLAS on widened copies
-    /// (bench/RESULTS.md, "CPU bf16 GEMM", AMD EPYC with AVX-512, OpenBLAS on its Haswell kernels).
+    /// The bf16 GEMM for a requested and a resolved f32 choice. Auto and ours take the AVX512-BF16 dot-product kernel
+    /// when this process can run it (Avx512Bf16Kernel.IsAvailable), ours packed otherwise; a forced path runs what it
+    /// names (tools/gemm-matrix.sh): ours-scalar/avx2/avx512 their f32 kernel on widened panels, openblas its sgemm on
+    /// widened copies. Auto takes ours even where it resolves to OpenBLAS, because OpenBLAS has no bf16 GEMM here and its
+    /// widened copies cost more than they save: at the small config's eval shapes ours packed ran 0.95–1.14× our f32
+    /// GEMM and ~2× OpenBLAS on widened copies (bench/RESULTS.md, "CPU bf16 GEMM", AMD EPYC with AVX-512, OpenBLAS on its
+    /// Haswell kernels).
     /// </summary>
-    public static CpuBf16Gemm ResolveBf16(CpuGemm requested, CpuGemm resolved) =>
-        requested == CpuGemm.OpenBlas && resolved == CpuGemm.OpenBlas ? CpuBf16Gemm.OpenBlasWidened : CpuBf16Gemm.OursPacked;
+    public static CpuBf16Gemm ResolveBf16(CpuGemm requested, CpuGemm resolved) => requested switch
+    {
+        CpuGemm.OpenBlas when resolved == CpuGemm.OpenBlas => CpuBf16Gemm.OpenBlasWidened,
+        CpuGemm.Auto or CpuGemm.Ours when Avx512Bf16Kernel.IsAvailable => CpuBf16Gemm.OursAvx512Bf16,
+        _ => CpuBf16Gemm.OursPacked,
+    };
 
     /// <summary>The micro-kernel a forced ours-* path pins (null: Gemm.Best, or not ours at all).</summary>
     internal static Gemm.Kernel? KernelOf(CpuGemm gemm) => gemm switch

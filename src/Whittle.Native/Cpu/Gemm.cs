@@ -24,10 +24,13 @@ namespace Whittle.Native.Cpu;
 //    (no inlining of the SIMD helpers) for the first calls of a run.
 //  - Pack buffers are thread-static pinned arrays sized for the largest blocks, allocated once per thread, so the
 //    steady state allocates nothing but Parallel.For's small bookkeeping.
-//  - bf16 operands (Bf16Gemm, for --precision bf16) are widened to f32 while packing (a 16-bit shift, exact), so the
-//    micro-kernels, and every C element, are those of Sgemm on the widened values; no widened copy of A or B exists and
-//    the operands are read at half the bytes. There are no bf16 dot products (AVX512-BF16 vdpbf16ps, AMX): .NET 10 has
-//    no intrinsics for them, and a native helper would need a native build step (bench/RESULTS.md, "CPU bf16 GEMM").
+//  - bf16 operands (for --precision bf16) take one of two routes. Bf16Gemm widens them to f32 while packing (a 16-bit
+//    shift, exact), so the micro-kernels, and every C element, are those of Sgemm on the widened values; no widened copy
+//    of A or B exists and the operands are read at half the bytes. Bf16DotGemm, where the CPU has AVX512-BF16, packs
+//    k pairs of bf16 into 32-bit panel entries and runs Avx512Bf16Kernel (vdpbf16ps, machine code: .NET 10 has no
+//    intrinsics for it): two products per lane and instruction, f32 accumulation, a different association than the FMA
+//    chain (so bounded by tests, not bit-compared). Its tile is always 12x32 and goes through the edge scratch, then
+//    C = alpha * acc + beta * C is written as the other kernels write it. The same blocking and determinism apply.
 internal static unsafe class Gemm
 {
     /// <summary>Micro-kernels, all over the same packed layout; each C element is the same fused multiply-add chain in
@@ -79,8 +82,23 @@ internal static unsafe class Gemm
         long ldc, bool serial = false, Kernel? kernel = null) =>
         Run(Operands.Bf16, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, serial, kernel);
 
-    /// <summary>How A and B are stored: f32, or bf16 bits widened to f32 while packing.</summary>
-    enum Operands { F32, Bf16 }
+    /// <summary>
+    /// <see cref="Bf16Gemm"/> on AVX512-BF16 dot products (Avx512Bf16Kernel): the same operands and result contract, f32
+    /// accumulation, but each lane adds two exact products per instruction, so C differs from Bf16Gemm's in the last bits
+    /// (an f32 summation-order difference). Throws when <see cref="Avx512Bf16Kernel.IsAvailable"/> is false.
+    /// </summary>
+    public static void Bf16DotGemm(
+        bool transA, bool transB, int m, int n, int k, float alpha, ushort* a, long lda, ushort* b, long ldb, float beta, float* c,
+        long ldc, bool serial = false)
+    {
+        if (!Avx512Bf16Kernel.TryGet(out var problem))
+            throw new InvalidOperationException($"Bf16DotGemm: the AVX512-BF16 kernel is not available: {problem}");
+        Run(Operands.Bf16Pairs, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, serial, Kernel.Avx512);
+    }
+
+    /// <summary>How A and B are stored and packed: f32; bf16 bits widened to f32 panels; bf16 bits packed as k pairs
+    /// (one 32-bit panel entry holds elements 2q and 2q+1) for the AVX512-BF16 kernel.</summary>
+    enum Operands { F32, Bf16, Bf16Pairs }
 
     static void Run(
         Operands operands, bool transA, bool transB, int m, int n, int k, float alpha, void* a, long lda, void* b, long ldb, float beta,
@@ -102,7 +120,7 @@ internal static unsafe class Gemm
         if (b == null) throw new ArgumentNullException(nameof(b));
 
         var use = kernel ?? ForceKernel ?? Best;
-        var (mr, nr) = TileOf(use);
+        var (mr, nr) = operands == Operands.Bf16Pairs ? (Avx512Bf16Kernel.MR, Avx512Bf16Kernel.NR) : TileOf(use);
         var job = new Job(use, mr, nr, operands, transA, transB, k, alpha, a, lda, b, ldb, beta, c, ldc);
         int threads = ThreadCountOverride > 0 ? ThreadCountOverride : Environment.ProcessorCount;
         if (serial || threads <= 1 || (long)m * n * k < ParallelThreshold)
@@ -179,24 +197,35 @@ internal static unsafe class Gemm
                 for (int pc = 0; pc < k; pc += KC)
                 {
                     int kc = Math.Min(KC, k - pc);
+                    // A panel's length along k: kc values, or kc/2 rounded up pairs (a 32-bit entry each, in the same floats).
+                    int depth = operands == Operands.Bf16Pairs ? (kc + 1) / 2 : kc;
                     float betaHere = pc == 0 ? beta : 1f;
                     if (operands == Operands.Bf16) PackPanelsBf16(!transB, (ushort*)b, ldb, pc, kc, jc, nc, NR, bPack, widened);
+                    else if (operands == Operands.Bf16Pairs) PackPairs(!transB, (ushort*)b, ldb, pc, kc, jc, nc, NR, (uint*)bPack);
                     else PackB(transB, (float*)b, ldb, pc, kc, jc, nc, NR, bPack);
                     for (int ic = m0; ic < m1; ic += MC)
                     {
                         int mc = Math.Min(MC, m1 - ic);
                         if (operands == Operands.Bf16) PackPanelsBf16(transA, (ushort*)a, lda, pc, kc, ic, mc, MR, aPack, widened);
+                        else if (operands == Operands.Bf16Pairs) PackPairs(transA, (ushort*)a, lda, pc, kc, ic, mc, MR, (uint*)aPack);
                         else PackA(transA, (float*)a, lda, ic, mc, pc, kc, MR, aPack);
                         // jr outer, ir inner: one B micro-panel (kc, NR) stays in L1 while the A block streams from L2.
                         for (int jr = 0; jr < nc; jr += NR)
                         {
                             int nr = Math.Min(NR, nc - jr);
-                            float* bPanel = bPack + (long)jr * kc;
+                            float* bPanel = bPack + (long)jr * depth;
                             for (int ir = 0; ir < mc; ir += MR)
                             {
                                 int mr = Math.Min(MR, mc - ir);
-                                float* aPanel = aPack + (long)ir * kc;
+                                float* aPanel = aPack + (long)ir * depth;
                                 float* cTile = c + (ic + ir) * ldc + jc + jr;
+                                if (operands == Operands.Bf16Pairs)
+                                {
+                                    // The kernel overwrites scratch (12, 32) with the raw sums; alpha and beta are applied here.
+                                    Avx512Bf16Kernel.Run(depth, (uint*)aPanel, (uint*)bPanel, edge);
+                                    WriteTile(edge, cTile, ldc, mr, nr, alpha, betaHere);
+                                    continue;
+                                }
                                 bool full = mr == MR && nr == NR;
                                 // An edge tile is computed into scratch (MR, NR) with beta = 0, then merged element-wise with the
                                 // same formula, so its valid elements round exactly as an interior tile's would.
@@ -327,6 +356,86 @@ internal static unsafe class Gemm
                     }
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// Packs bf16 bits as k pairs: the panels of <see cref="PackPanels"/> with (kc + 1) / 2 rows, entry (q, i) holding
+    /// elements (2q, i) in its low and (2q + 1, i) in its high 16 bits (p counted from p0; an odd kc's last pair has a
+    /// zero high half, which adds nothing to the dot product). Gathered panels (element (p, i) at x[i * ld + p]) are
+    /// 32-bit copies when ld and p0 are even (then a pair is one aligned-to-2 word of the row), so the f32 routine does
+    /// them; panels along k (x[p * ld + i]) interleave two rows.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void PackPairs(bool rowsAlongK, ushort* x, long ld, int p0, int kc, int i0, int count, int R, uint* dst)
+    {
+        int pairs = (kc + 1) / 2;
+        if (!rowsAlongK && kc % 2 == 0 && ld % 2 == 0 && p0 % 2 == 0)
+        {
+            PackPanels(rowsAlongK: false, (float*)x, ld / 2, p0 / 2, pairs, i0, count, R, (float*)dst);
+            return;
+        }
+        for (int ir = 0; ir < count; ir += R)
+        {
+            int r = Math.Min(R, count - ir);
+            uint* panel = dst + (long)ir * pairs; // (pairs, R)
+            for (int q = 0; q < pairs; q++)
+            {
+                uint* d = panel + q * R;
+                int p = p0 + 2 * q;
+                bool hasHigh = 2 * q + 1 < kc;
+                if (rowsAlongK)
+                {
+                    ushort* lo = x + p * ld + i0 + ir, hi = lo + ld;
+                    int j = 0;
+                    if (hasHigh && Vector256.IsHardwareAccelerated)
+                        for (; j + 16 <= r; j += 16)
+                        {
+                            Vector256<ushort> l = Vector256.Load(lo + j), h = Vector256.Load(hi + j);
+                            Vector256.Store(Vector256.WidenLower(l) | Vector256.ShiftLeft(Vector256.WidenLower(h), 16), d + j);
+                            Vector256.Store(Vector256.WidenUpper(l) | Vector256.ShiftLeft(Vector256.WidenUpper(h), 16), d + j + 8);
+                        }
+                    for (; j < r; j++) d[j] = lo[j] | (hasHigh ? (uint)hi[j] << 16 : 0u);
+                    for (; j < R; j++) d[j] = 0u;
+                }
+                else
+                {
+                    for (int j = 0; j < R; j++)
+                    {
+                        if (j >= r) { d[j] = 0u; continue; }
+                        ushort* row = x + (i0 + ir + j) * ld + p;
+                        d[j] = row[0] | (hasHigh ? (uint)row[1] << 16 : 0u);
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// C's valid (mr, nr) corner = alpha * acc + beta * C (C not read when beta == 0), acc the (12, 32) scratch of the
+    /// AVX512-BF16 kernel; full tiles with vectors, the same unfused formula as <see cref="Write(float*, Vector512{float},
+    /// Vector512{float}, Vector512{float}, bool)"/> either way.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void WriteTile(float* acc, float* c, long ldc, int mr, int nr, float alpha, float beta)
+    {
+        const int NR = Avx512Bf16Kernel.NR;
+        bool read = beta != 0f;
+        if (nr == NR)
+        {
+            var va = Vector512.Create(alpha);
+            var vb = Vector512.Create(beta);
+            for (int r = 0; r < mr; r++)
+            {
+                Write(c + r * ldc, Vector512.Load(acc + r * NR), va, vb, read);
+                Write(c + r * ldc + 16, Vector512.Load(acc + r * NR + 16), va, vb, read);
+            }
+            return;
+        }
+        for (int r = 0; r < mr; r++)
+        {
+            float* src = acc + r * NR, dst = c + r * ldc;
+            for (int j = 0; j < nr; j++) dst[j] = read ? alpha * src[j] + beta * dst[j] : alpha * src[j];
         }
     }
 

@@ -20,8 +20,9 @@ namespace Whittle.Native.Evaluation;
 /// Computes what <see cref="LanguageModel.Forward"/> and the cross-entropy compute, within f32 rounding: only the
 /// association of the residual sums differs (see EvalForwardTests for the bound). Families: GPT-NeoX (parallel or
 /// sequential residual) and Llama (with QK-norm, biases, grouped-query attention), full models and sub-networks
-/// (<see cref="ActiveArchitecture"/>, through leading views of the weights as the tape's forward takes them). f32 only:
-/// a bf16 model evaluates through the tape's path (<see cref="Supports"/>).
+/// (<see cref="ActiveArchitecture"/>, through leading views of the weights as the tape's forward takes them). Both
+/// precisions (Model/Precision.cs): in bf16 mode every GEMM takes the weight's bf16 copy and its input rounded to bf16
+/// (RNE) into one bf16 buffer, as the tape's LinearBf16 does; everything else stays f32.
 /// </summary>
 public sealed class EvalForward : IDisposable
 {
@@ -39,19 +40,19 @@ public sealed class EvalForward : IDisposable
     readonly int _d, _headDim, _vocab, _maxH, _maxKv, _maxM;
     readonly List<Tensor> _owned = new();
     readonly Tensor _x, _y, _delta, _qkv, _qn, _kn, _att, _lse, _rstd, _mid, _up, _logits, _losses;   // flat buffers
+    readonly Tensor? _gemmIn;                                                                          // bf16 mode only
     readonly Tensor _embedding, _head, _cos, _sin;
     readonly Tensor? _finalBias;
     readonly Tensor _finalWeight;
     readonly LayerWeights[] _layers;
     readonly Dictionary<int, Views> _views = new();
 
-    /// <summary>Whether <paramref name="model"/> can be evaluated by this path (f32 GEMMs; bf16 goes through the tape).</summary>
-    public static bool Supports(LanguageModel model) => model.Precision == Precision.F32 && model is GptNeoX or Llama;
+    /// <summary>Whether <paramref name="model"/> can be evaluated by this path (the GPT-NeoX and Llama families).</summary>
+    public static bool Supports(LanguageModel model) => model is GptNeoX or Llama;
 
     public EvalForward(LanguageModel model, int batch, int seqLen, ActiveArchitecture? active = null, int chunkRows = DefaultChunkRows)
     {
-        if (!Supports(model)) throw new ArgumentException($"EvalForward: f32 GPT-NeoX or Llama models only, got {model.GetType().Name} " +
-            $"at {model.Precision}");
+        if (!Supports(model)) throw new ArgumentException($"EvalForward: GPT-NeoX or Llama models only, got {model.GetType().Name}");
         if (batch < 1 || seqLen < 1 || chunkRows < 1)
             throw new ArgumentOutOfRangeException(nameof(batch), $"EvalForward: batch {batch}, seqLen {seqLen}, chunkRows {chunkRows}");
         _model = model; _b = model.Backend;
@@ -63,8 +64,9 @@ public sealed class EvalForward : IDisposable
         _d = _a.EmbedDim; _headDim = c.HeadSize; _vocab = c.VocabSize;
         _maxH = _a.Heads.Max(); _maxKv = _a.KvHeads.Max(); _maxM = _a.Intermediate.Max();
         var p = model.Parameters;
+        bool bf16 = model.Precision == Precision.Bf16;
         _embedding = LanguageModel.Slice(p[model.EmbeddingName], null, _d);   // (V, d)
-        _head = LanguageModel.Slice(p[model.HeadName], null, _d);             // (V, d)
+        _head = LanguageModel.Slice(bf16 ? p.LowPrecisionOf(model.HeadName) : p[model.HeadName], null, _d);   // (V, d)
         (_cos, _sin) = model.RotaryTables(seqLen);                              // (T, R/2)
         _layers = new LayerWeights[_a.Layers.Length];
         for (int i = 0; i < _layers.Length; i++) _layers[i] = LayerWeights.Of(model, _a, i, Own);
@@ -88,6 +90,8 @@ public sealed class EvalForward : IDisposable
         _up = Flat(neox ? 1 : (long)n * _maxM);                         // (N, m) SwiGLU up
         _logits = Flat((long)_chunkRows * _vocab);                      // (R, V) one chunk of logits
         _losses = Flat(n);                                              // (N) per-row losses
+        long widestInput = Math.Max(_d, Math.Max(hd, _maxM));
+        _gemmIn = bf16 ? Own(_b.Empty(DType.BF16, checked((int)(n * widestInput)))) : null;   // (N, d | h·D | m) bf16
     }
 
     /// <summary>Rows of logits per chunk (at most B·T).</summary>
@@ -115,7 +119,7 @@ public sealed class EvalForward : IDisposable
         for (int k = 0; k < v.Chunks.Length; k++)
         {
             var ch = v.Chunks[k];
-            _b.MatMul(ch.Hidden, false, _head, true, ch.Logits);
+            _b.MatMul(GemmInput(ch.Hidden, ch.HiddenBf16), false, _head, true, ch.Logits);
             _b.CrossEntropy(ch.Logits, targets.Narrow(0, ch.Row0, ch.Rows), ignoreIndex, ch.Losses, null, 0f);
         }
         return _b.Sum(v.Losses);
@@ -125,18 +129,18 @@ public sealed class EvalForward : IDisposable
     {
         float eps = c.LayerNormEps;
         _b.AddLayerNormForward(v.X, delta, dBias, w.Norm1, w.Norm1Bias!, eps, v.Y);   // x += previous branch; y = ln1(x)
-        _b.MatMul(v.Y, false, w.Qkv, true, lv.Qkv, bias: w.QkvBias);
+        _b.MatMul(GemmInput(v.Y, v.YBf16), false, w.Qkv, true, lv.Qkv, bias: w.QkvBias);
         if (c.RotaryDims > 0) { _b.RotaryForward(lv.Q, lv.Cos, lv.Sin); _b.RotaryForward(lv.K, lv.Cos, lv.Sin); }
         _b.AttentionForward(lv.Q, lv.K, lv.V, 1f / MathF.Sqrt(_headDim), lv.Att, lv.Lse, _model.Attention);
-        _b.MatMul(lv.AttFlat, false, w.Out, true, v.Delta);
+        _b.MatMul(GemmInput(lv.AttFlat, lv.AttBf16), false, w.Out, true, v.Delta);
         if (c.UseParallelResidual)
             _b.AddLayerNormForward(v.X, null, null, w.Norm2, w.Norm2Bias!, eps, v.Y);   // the MLP reads ln2(x) of the same x
         else
             _b.AddLayerNormForward(v.X, v.Delta, w.OutBias, w.Norm2, w.Norm2Bias!, eps, v.Y);
-        _b.MatMul(v.Y, false, w.Up, true, lv.Mid);
+        _b.MatMul(GemmInput(v.Y, v.YBf16), false, w.Up, true, lv.Mid);
         _b.BiasGeluForward(lv.Mid, w.UpBias, lv.Mid, c.GeluTanh);
         // parallel: delta = attention branch + MLP branch, summed by the GEMM; the two biases added with the next norm
-        _b.MatMul(lv.Mid, false, w.Down, true, v.Delta, beta: c.UseParallelResidual ? 1f : 0f);
+        _b.MatMul(GemmInput(lv.Mid, lv.MidBf16), false, w.Down, true, v.Delta, beta: c.UseParallelResidual ? 1f : 0f);
         return (v.Delta, c.UseParallelResidual ? w.BranchBias : w.DownBias);
     }
 
@@ -144,9 +148,10 @@ public sealed class EvalForward : IDisposable
     {
         float eps = c.RmsNormEps;
         _b.AddRmsNormForward(v.X, delta, dBias, w.Norm1, eps, v.Y);
-        _b.MatMul(v.Y, false, w.Qkv, true, lv.QFlat, bias: w.QkvBias);
-        _b.MatMul(v.Y, false, w.K!, true, lv.KFlat, bias: w.KBias);
-        _b.MatMul(v.Y, false, w.V!, true, lv.VFlat, bias: w.VBias);
+        var y = GemmInput(v.Y, v.YBf16);
+        _b.MatMul(y, false, w.Qkv, true, lv.QFlat, bias: w.QkvBias);
+        _b.MatMul(y, false, w.K!, true, lv.KFlat, bias: w.KBias);
+        _b.MatMul(y, false, w.V!, true, lv.VFlat, bias: w.VBias);
         var (q, k) = (lv.Q, lv.K);
         if (c.QkNorm)
         {
@@ -156,13 +161,23 @@ public sealed class EvalForward : IDisposable
         }
         _b.RotaryForward(q, lv.Cos, lv.Sin); _b.RotaryForward(k, lv.Cos, lv.Sin);
         _b.AttentionForward(q, k, lv.V, 1f / MathF.Sqrt(_headDim), lv.Att, lv.Lse, _model.Attention);
-        _b.MatMul(lv.AttFlat, false, w.Out, true, v.Delta);
+        _b.MatMul(GemmInput(lv.AttFlat, lv.AttBf16), false, w.Out, true, v.Delta);
         _b.AddRmsNormForward(v.X, v.Delta, w.OutBias, w.Norm2, eps, v.Y);
-        _b.MatMul(v.Y, false, w.Gate!, true, lv.Mid, bias: w.GateBias);
-        _b.MatMul(v.Y, false, w.Up, true, lv.Up!, bias: w.UpBias);
+        y = GemmInput(v.Y, v.YBf16);
+        _b.MatMul(y, false, w.Gate!, true, lv.Mid, bias: w.GateBias);
+        _b.MatMul(y, false, w.Up, true, lv.Up!, bias: w.UpBias);
         _b.SwiGluForward(lv.Mid, lv.Up!, lv.Mid);
-        _b.MatMul(lv.Mid, false, w.Down, true, v.Delta);
+        _b.MatMul(GemmInput(lv.Mid, lv.MidBf16), false, w.Down, true, v.Delta);
         return (v.Delta, w.DownBias);
+    }
+
+    /// <summary>A GEMM's input: x itself in f32 mode; in bf16 mode x rounded to bf16 (RNE) into its view of the bf16 buffer
+    /// (<paramref name="xBf16"/>, same shape), the cast the tape's LinearBf16 makes.</summary>
+    Tensor GemmInput(Tensor x, Tensor? xBf16)
+    {
+        if (xBf16 is null) return x;
+        _b.Copy(x, xBf16);
+        return xBf16;
     }
 
     Tensor Flat(long count) => Own(_b.Empty(DType.F32, checked((int)count)));
@@ -196,7 +211,9 @@ public sealed class EvalForward : IDisposable
         {
             var p = model.Parameters;
             int d = a.EmbedDim, h = a.Heads[i], kv = a.KvHeads[i], m = a.Intermediate[i], hd = h * model.Config.HeadSize;
-            Tensor W(string name, int rows, int cols) => LanguageModel.Slice(p[name], rows, cols);
+            // GEMM weights only: in bf16 mode their bf16 copies (ParameterSet.LowPrecisionOf), as the tape's Linear takes them
+            Tensor W(string name, int rows, int cols) =>
+                LanguageModel.Slice(model.Precision == Precision.Bf16 ? p.LowPrecisionOf(name) : p[name], rows, cols);
             Tensor B(string name, int rows) => LanguageModel.Slice(p[name], rows, null);
             if (model is GptNeoX neox)
             {
@@ -241,6 +258,7 @@ public sealed class EvalForward : IDisposable
         public Tensor? QNormed, KNormed, QRstd, KRstd;                  // (b, T, h|kv, D) contiguous, (N·h|kv)
         public Tensor Att = null!, AttFlat = null!, Lse = null!;        // (b, T, h, D), (N, h·D), (b, h, T)
         public Tensor Mid = null!;                                      // (N, m)
+        public Tensor? AttBf16, MidBf16;                                // (N, h·D), (N, m) GEMM inputs in bf16 mode
         public Tensor? Up;                                              // (N, m)
         public Tensor Cos = null!, Sin = null!;                         // (T, R/2)
     }
@@ -249,6 +267,7 @@ public sealed class EvalForward : IDisposable
     sealed class Views
     {
         public readonly Tensor X, Y, Delta, Losses;                     // (N, d) ×3, (N)
+        public readonly Tensor? YBf16;                                  // (N, d) the norms' output rounded, in bf16 mode
         public readonly LayerViews[] Layers;
         public readonly Chunk[] Chunks;
 
@@ -256,6 +275,8 @@ public sealed class EvalForward : IDisposable
         {
             int t = e._seqLen, n = bsz * t, d = e._d, hdim = e._headDim;
             X = View(e._x, n, d); Y = View(e._y, n, d); Delta = View(e._delta, n, d); Losses = View(e._losses, n);
+            var bf16 = e._gemmIn;   // one bf16 buffer: each GEMM's rounded input is consumed before the next is written
+            if (bf16 is not null) YBf16 = View(bf16, n, d);
             Layers = new LayerViews[e._layers.Length];
             for (int i = 0; i < Layers.Length; i++)
             {
@@ -290,6 +311,7 @@ public sealed class EvalForward : IDisposable
                 lv.Att = View(e._att, bsz, t, h, hdim); lv.AttFlat = lv.Att.Reshape(n, h * hdim);
                 lv.Lse = View(e._lse, bsz, h, t);
                 lv.Mid = View(e._mid, n, w.Intermediate);
+                if (bf16 is not null) { lv.AttBf16 = View(bf16, n, h * hdim); lv.MidBf16 = View(bf16, n, w.Intermediate); }
                 Layers[i] = lv;
             }
             int r = Math.Min(e._chunkRows, n);
@@ -297,11 +319,13 @@ public sealed class EvalForward : IDisposable
             for (int k = 0; k < Chunks.Length; k++)
             {
                 int r0 = k * r, rows = Math.Min(r, n - r0);
-                Chunks[k] = new Chunk(r0, rows, Y.Narrow(0, r0, rows), View(e._logits, rows, e._vocab), Losses.Narrow(0, r0, rows));
+                Chunks[k] = new Chunk(r0, rows, Y.Narrow(0, r0, rows), YBf16?.Narrow(0, r0, rows), View(e._logits, rows, e._vocab),
+                    Losses.Narrow(0, r0, rows));
             }
         }
     }
 
-    /// <summary>Rows [Row0, Row0 + Rows) of the LM head: hidden (R, d), logits (R, V), losses (R).</summary>
-    readonly record struct Chunk(int Row0, int Rows, Tensor Hidden, Tensor Logits, Tensor Losses);
+    /// <summary>Rows [Row0, Row0 + Rows) of the LM head: hidden (R, d) (and its bf16 view in bf16 mode), logits (R, V),
+    /// losses (R).</summary>
+    readonly record struct Chunk(int Row0, int Rows, Tensor Hidden, Tensor? HiddenBf16, Tensor Logits, Tensor Losses);
 }

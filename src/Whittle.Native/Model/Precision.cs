@@ -25,8 +25,11 @@ namespace Whittle.Native.Model;
 ///   </list></item>
 /// </list>
 /// On CUDA the bf16 GEMMs are cuBLAS(Lt) calls with bf16 A/B, f32 C/D and CUBLAS_COMPUTE_32F (tensor cores), the bias
-/// as a cuBLASLt epilogue; on the CPU they are the f32 GEMM of the widened bf16 values (an exact emulation): our GEMM
-/// widens while packing (Cpu/Gemm.cs Bf16Gemm), or, with --gemm openblas, OpenBLAS's sgemm runs on widened copies.
+/// as a cuBLASLt epilogue. On the CPU, where it reports AVX512_BF16 (and --gemm is auto or ours), they run on vdpbf16ps
+/// (Cpu/Avx512Bf16Kernel.cs: two exact products per lane and instruction, f32 accumulation, like tensor cores up to the
+/// order of additions); elsewhere they are the f32 GEMM of the widened bf16 values (an exact emulation): our GEMM widens
+/// while packing (Cpu/Gemm.cs Bf16Gemm; also every forced ours-* path), or, with --gemm openblas, OpenBLAS's sgemm runs
+/// on widened copies.
 /// </summary>
 public enum Precision { F32, Bf16 }
 

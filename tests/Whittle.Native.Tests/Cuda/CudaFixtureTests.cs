@@ -51,6 +51,42 @@ public class CudaFixtureTests(string fixture)
         Assert.That(Math.Abs(loss / expected.ReadFloats("loss")[0] - 1), Is.LessThan(tol), "loss");
     }
 
+    /// <summary>
+    /// EvalForward in bf16 mode on the GPU (cuBLAS(Lt) bf16 GEMMs, and on CUDA the bf16 tensor-core attention of
+    /// Model/Precision.cs) against the CPU's bf16 EvalForward. Both round every GEMM input to bf16 and accumulate in f32,
+    /// so they differ by f32 summation order, which can move a value across a bf16 rounding boundary, and by the GPU's
+    /// bf16 attention: held to the bf16 budget of Bf16GemmTests' eval test (|ΔCE| ≲ √2·2G·sqrt(2/3)·u·RMS(z), G = 4L + 1
+    /// GEMMs, u = 2^-8), and the GPU's bf16 loss must not be its f32 loss (the bf16 path is in use).
+    /// </summary>
+    [Test]
+    public void EvalForwardInBf16IsTheCpusWithinTheBf16Budget()
+    {
+        var dir = Path.Combine(TestContext.CurrentContext.TestDirectory, "fixtures", fixture);
+        var (cpu, _, hIn, hTg) = Whittle.Native.Tests.Model.FixtureParityTests.Load(fixture);
+        using var _m = cpu; using var _i = hIn; using var _t = hTg;
+        using var gpu = ModelCheckpoint.Load(dir, _gpu!);
+        using var dIn = _gpu!.FromHost(hIn); using var dTg = _gpu.FromHost(hTg);
+        int b = hIn.Size(0), t = hIn.Size(1), n = (int)hTg.Count;
+        double rmsLogits;
+        using (var tape = new Tape(cpu.Backend, recording: false))
+            rmsLogits = Math.Sqrt(cpu.Forward(tape, hIn).Data.ToFloatArray().Average(v => (double)v * v));
+        double GpuLoss()
+        {
+            using var eval = new EvalForward(gpu, b, t, chunkRows: 5);
+            return eval.LossSum(dIn, dTg, -100) / n;
+        }
+        double gpu32 = GpuLoss();
+        gpu.Precision = Precision.Bf16;
+        cpu.Precision = Precision.Bf16;
+        double gpu16 = GpuLoss();
+        double cpu16;
+        using (var eval = new EvalForward(cpu, b, t, chunkRows: 5)) cpu16 = eval.LossSum(hIn, hTg, -100) / n;
+        double budget = Math.Sqrt(2) * 2 * (4 * cpu.Config.NumLayers + 1) * Math.Sqrt(2.0 / 3) / 256 * rmsLogits;
+        TestContext.Out.WriteLine($"{fixture}: bf16 loss gpu {gpu16:R}, cpu {cpu16:R}, gpu f32 {gpu32:R} (budget {budget:0.0e+00})");
+        Assert.That(Math.Abs(gpu16 - cpu16), Is.LessThanOrEqualTo(budget), "GPU bf16 vs CPU bf16");
+        Assert.That(gpu16, Is.Not.EqualTo(gpu32), "the bf16 path is in use");
+    }
+
     [Test]
     public void ForwardBackwardAndAdamWMatchPyTorch()
     {
