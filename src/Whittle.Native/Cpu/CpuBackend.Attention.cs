@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
 using Whittle.Native.Tensors;
 using Tensor = Whittle.Native.Tensors.Tensor;
 
@@ -17,9 +18,10 @@ namespace Whittle.Native.Cpu;
 //    probabilities from the saved lse, so nothing is shared between tasks: no atomics, no cross-thread reduction.
 //  - Arithmetic: the tile products (scores, P V, dO V^T, P^T dO, dS^T Q, dS K) run through our GEMM (Gemm.cs; its
 //    AVX-512 or AVX2 micro-kernel, or the one the backend pins) on the strided head views in place, serially inside the
-//    task; exp, max and scaling are TensorPrimitives (Vector512/Vector256 where the CPU has them); row sums and delta
-//    accumulate in double. An output element is one fixed chain of operations whichever thread runs its task, so
-//    results are bit-identical run to run and for any thread count (they depend only on the micro-kernel in use).
+//    task; exp, max and scaling are TensorPrimitives (Vector512/Vector256 where the CPU has them), or in the forward's
+//    softmax one fused Vector256 pass (ExpShiftedSum); row sums and delta accumulate in double. An output element is one
+//    fixed chain of operations whichever thread runs its task, so results are bit-identical run to run and for any
+//    thread count (they depend only on the micro-kernel in use).
 //  - Memory: per thread two (QueryTile, KeyTile) tiles, allocated once; per backward call delta (B, H, T): O(T·D) per
 //    head, not O(T²).
 public sealed unsafe partial class CpuBackend
@@ -67,9 +69,7 @@ public sealed unsafe partial class CpuBackend
                         row[visible..].Clear();
                         float mOld = k0 == 0 ? float.NegativeInfinity : rowMax[i];
                         float mNew = Math.Max(mOld, TensorPrimitives.Max(p));
-                        TensorPrimitives.Subtract(p, mNew, p);
-                        TensorPrimitives.Exp(p, p);
-                        double sum = 0; foreach (var e in p) sum += e;
+                        double sum = ExpShiftedSum(s + i * w, s + i * w, visible, mNew);
                         if (k0 == 0) rowSum[i] = sum;
                         else
                         {
@@ -266,12 +266,28 @@ public sealed unsafe partial class CpuBackend
                 var drow = new Span<float>(ds + i * w, w);
                 int visible = Math.Clamp(q0 + i - k0 + 1, 0, w);   // keys k0 .. q0 + i
                 prow[visible..].Clear(); drow[visible..].Clear();
-                var pv = prow[..visible]; var dv = drow[..visible];
-                TensorPrimitives.Subtract(pv, lse[row0 + i], pv);
-                TensorPrimitives.Exp(pv, pv);
-                TensorPrimitives.Subtract(dv, delta[row0 + i], dv);
-                TensorPrimitives.Multiply(dv, pv, dv);
+                ProbabilityAndGradientRow(p + i * w, ds + i * w, visible, lse[row0 + i], delta[row0 + i]);
             }
+        }
+
+        /// <summary>p[j] = exp(p[j] − lse), then ds[j] = (ds[j] − delta) p[j], for j in [0, n): one Vector256 pass instead of
+        /// four TensorPrimitives calls per row (the same exponential as <see cref="ExpShiftedSum"/>, tail padded likewise).</summary>
+        static void ProbabilityAndGradientRow(float* p, float* ds, int n, float lse, float delta)
+        {
+            var l = Vector256.Create(lse); var dl = Vector256.Create(delta);
+            int j = 0;
+            for (; j + 8 <= n; j += 8)
+            {
+                var e = Vector256.Exp(Vector256.Load(p + j) - l);
+                e.Store(p + j);
+                ((Vector256.Load(ds + j) - dl) * e).Store(ds + j);
+            }
+            if (j == n) return;
+            float* tp = stackalloc float[8], td = stackalloc float[8];
+            for (int t = 0; t < 8; t++) { tp[t] = j + t < n ? p[j + t] : float.NegativeInfinity; td[t] = j + t < n ? ds[j + t] : 0f; }
+            var et = Vector256.Exp(Vector256.Load(tp) - l);
+            var dt = (Vector256.Load(td) - dl) * et;
+            for (int t = 0; j + t < n; t++) { p[j + t] = et[t]; ds[j + t] = dt[t]; }
         }
     }
 }

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
 using Whittle.Native.Tensors;
 using Tensor = Whittle.Native.Tensors.Tensor;
 
@@ -57,12 +58,18 @@ public sealed unsafe partial class CpuBackend
         });
     }
 
-    /// <summary>row += delta + deltaBias (the sum of the two first, as the unfused GEMM bias then residual add round it).</summary>
+    /// <summary>row += delta + deltaBias (the sum of the two first, as the unfused GEMM bias then residual add round it):
+    /// eight lanes at a time, two separate adds per lane (nothing to fuse), so each element gets the scalar tail's bits.</summary>
     static void AddResidualRow(float* row, float* delta, float* deltaBias, int c)
     {
         var r = new Span<float>(row, c);
         if (delta != null && deltaBias != null)
-            for (int j = 0; j < c; j++) r[j] += delta[j] + deltaBias[j];
+        {
+            int j = 0;
+            for (; j + 8 <= c; j += 8)
+                (Vector256.Load(row + j) + (Vector256.Load(delta + j) + Vector256.Load(deltaBias + j))).Store(row + j);
+            for (; j < c; j++) row[j] += delta[j] + deltaBias[j];
+        }
         else if (delta != null) TensorPrimitives.Add(r, new ReadOnlySpan<float>(delta, c), r);
         else if (deltaBias != null) TensorPrimitives.Add(r, new ReadOnlySpan<float>(deltaBias, c), r);
     }

@@ -432,11 +432,17 @@ public sealed unsafe partial class CpuBackend : IBackend
     static void GeluSpan(float* px, float* py, long lo, long hi, bool tanhApproximation)
     {
         long i = lo;
+        // eight at a time as two independent four-lane chains (the exponential's latency overlaps), then four: each element
+        // gets the same lane arithmetic as in a four-at-a-time loop, so the bits do not depend on where a range starts
+        for (; i + 8 <= hi; i += 8)
+        {
+            var x = Vector256.Load(px + i);
+            Vector256.Narrow(Gelu4(Vector256.WidenLower(x), tanhApproximation), Gelu4(Vector256.WidenUpper(x), tanhApproximation))
+                .Store(py + i);
+        }
         for (; i + 4 <= hi; i += 4)
         {
-            var v = Vector256.WidenLower(Vector128.Load(px + i).ToVector256Unsafe());
-            var g = tanhApproximation ? 0.5 * v * (Vector256<double>.One + Tanh(TanhK * (v + TanhC * v * v * v)))
-                : 0.5 * v * (Vector256<double>.One + ErfFast(v * SqrtHalf));
+            var g = Gelu4(Vector256.WidenLower(Vector128.Load(px + i).ToVector256Unsafe()), tanhApproximation);
             Vector256.Narrow(g, g).GetLower().Store(py + i);
         }
         for (; i < hi; i++)
@@ -456,22 +462,16 @@ public sealed unsafe partial class CpuBackend : IBackend
         ParallelRange(x.Count, (lo, hi) =>
         {
             long i = lo;
+            for (; i + 8 <= hi; i += 8)   // two independent four-lane chains, then four at a time (as in GeluSpan)
+            {
+                var x = Vector256.Load(px + i); var dy = Vector256.Load(pdy + i);
+                var inc = Vector256.Narrow(Vector256.WidenLower(dy) * GeluGrad4(Vector256.WidenLower(x), tanhApproximation),
+                    Vector256.WidenUpper(dy) * GeluGrad4(Vector256.WidenUpper(x), tanhApproximation));
+                (Vector256.Load(pdx + i) + inc).Store(pdx + i);
+            }
             for (; i + 4 <= hi; i += 4)
             {
-                var v = Vector256.WidenLower(Vector128.Load(px + i).ToVector256Unsafe());
-                Vector256<double> grad;
-                if (tanhApproximation)
-                {
-                    var th = Tanh(TanhK * (v + TanhC * v * v * v));
-                    grad = 0.5 * (Vector256<double>.One + th) +
-                        0.5 * v * (Vector256<double>.One - th * th) * TanhK * (Vector256<double>.One + 3 * TanhC * v * v);
-                }
-                else
-                {
-                    // one exp for both terms: erf's Gaussian factor exp(-(v/√2)²) is the density's exp(-v²/2)
-                    var gauss = Vector256.Exp(-0.5 * v * v);
-                    grad = 0.5 * (Vector256<double>.One + ErfWithGaussian(v * SqrtHalf, gauss)) + v * InvSqrt2Pi * gauss;
-                }
+                var grad = GeluGrad4(Vector256.WidenLower(Vector128.Load(px + i).ToVector256Unsafe()), tanhApproximation);
                 var dyv = Vector256.WidenLower(Vector128.Load(pdy + i).ToVector256Unsafe());
                 var inc = Vector256.Narrow(dyv * grad, dyv * grad).GetLower();
                 (Vector128.Load(pdx + i) + inc).Store(pdx + i);
@@ -490,10 +490,33 @@ public sealed unsafe partial class CpuBackend : IBackend
         });
     }
 
+    /// <summary>gelu(v) on four lanes in double.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<double> Gelu4(Vector256<double> v, bool tanhApproximation) => tanhApproximation
+        ? 0.5 * v * (Vector256<double>.One + Tanh(TanhK * (v + TanhC * v * v * v)))
+        : 0.5 * v * (Vector256<double>.One + ErfFast(v * SqrtHalf));
+
+    /// <summary>gelu'(v) on four lanes in double.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<double> GeluGrad4(Vector256<double> v, bool tanhApproximation)
+    {
+        if (tanhApproximation)
+        {
+            var th = Tanh(TanhK * (v + TanhC * v * v * v));
+            return 0.5 * (Vector256<double>.One + th) +
+                0.5 * v * (Vector256<double>.One - th * th) * TanhK * (Vector256<double>.One + 3 * TanhC * v * v);
+        }
+        // one exp for both terms: erf's Gaussian factor exp(-(v/√2)²) is the density's exp(-v²/2)
+        var gauss = Vector256.Exp(-0.5 * v * v);
+        return 0.5 * (Vector256<double>.One + ErfWithGaussian(v * SqrtHalf, gauss)) + v * InvSqrt2Pi * gauss;
+    }
+
     /// <summary><see cref="SpecialFunctions.ErfFast"/> on four lanes (the same polynomial, in double).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector256<double> ErfFast(Vector256<double> x) => ErfWithGaussian(x, Vector256.Exp(-(x * x)));
 
     /// <summary><see cref="ErfFast"/> given <paramref name="gauss"/> = exp(−x²).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector256<double> ErfWithGaussian(Vector256<double> x, Vector256<double> gauss)
     {
         var ax = Vector256.Abs(x);
@@ -507,6 +530,7 @@ public sealed unsafe partial class CpuBackend : IBackend
     }
 
     /// <summary>tanh(u) = sign(u) (1 − 2 / (e^{2|u|} + 1)): no cancellation for large |u|, and e^{2|u|} = ∞ gives ±1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector256<double> Tanh(Vector256<double> u)
     {
         var r = Vector256<double>.One - Vector256.Create(2.0) / (Vector256.Exp(2.0 * Vector256.Abs(u)) + Vector256<double>.One);
@@ -555,7 +579,7 @@ public sealed unsafe partial class CpuBackend : IBackend
             if (pt[i] != ignoreIndex && (uint)pt[i] >= (uint)v)
                 throw new ArgumentOutOfRangeException(
                 nameof(targets), $"target {pt[i]} at row {i} is outside [0, {v}) and is not the ignore index {ignoreIndex}");
-        // One exponential pass per row, vectorised in f32 (TensorPrimitives.Exp is accurate to ~1 ulp), sums in double:
+        // One exponential pass per row (ExpShiftedSum: f32 exp accurate to ~1 ulp, summed in double in the same pass):
         // e = exp(x - max) into a scratch row, loss = log(sum e) + max - x[target], dlogits += scale * e / sum.
         Parallel.For(0, n, () => ExpScratch(v), (i, _, scratch) =>
         {
@@ -563,9 +587,8 @@ public sealed unsafe partial class CpuBackend : IBackend
             if (target == ignoreIndex) { po[i] = 0; return scratch; }
             var row = new ReadOnlySpan<float>(pl + (long)i * v, v);
             float max = TensorPrimitives.Max(row);
-            TensorPrimitives.Subtract(row, max, scratch);
-            TensorPrimitives.Exp(scratch, scratch);
-            double sum = SumAsDouble(scratch);
+            double sum;
+            fixed (float* e = scratch) sum = ExpShiftedSum(pl + (long)i * v, e, v, max);
             po[i] = (float)(Math.Log(sum) + max - row[target]);
             if (pd == null) return scratch;
             var drow = new Span<float>(pd + (long)i * v, v);
@@ -664,6 +687,37 @@ public sealed unsafe partial class CpuBackend : IBackend
         double sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
         for (; i < x.Length; i++) sum += squares ? (double)x[i] * x[i] : x[i];
         return sum;
+    }
+
+    /// <summary>
+    /// dst[j] = exp(src[j] − shift) for j in [0, n) (dst may be src), returning Σ dst[j] in double: one pass (the
+    /// subtraction, the f32 exponential of Vector256.Exp, the same per-lane algorithm as TensorPrimitives.Exp, and the sum)
+    /// where separate TensorPrimitives passes and a scalar double chain cost more than the arithmetic on short rows
+    /// (attention's 64-key tiles) and re-read long ones (cross-entropy's V logits). The tail is padded with −∞ (exp = 0),
+    /// so every element goes through the same vector exponential. The sum runs over 8 fixed lanes (element j in lane
+    /// j mod 8), added in a fixed order: the same result on every run and for any thread count.
+    /// </summary>
+    internal static double ExpShiftedSum(float* src, float* dst, int n, float shift)
+    {
+        var m = Vector256.Create(shift);
+        var lo = Vector256<double>.Zero; var hi = lo;
+        int j = 0;
+        for (; j + 8 <= n; j += 8)
+        {
+            var e = Vector256.Exp(Vector256.Load(src + j) - m);
+            e.Store(dst + j);
+            lo += Vector256.WidenLower(e); hi += Vector256.WidenUpper(e);
+        }
+        if (j < n)
+        {
+            float* tail = stackalloc float[8];
+            for (int t = 0; t < 8; t++) tail[t] = j + t < n ? src[j + t] : float.NegativeInfinity;
+            var e = Vector256.Exp(Vector256.Load(tail) - m);
+            for (int t = 0; j + t < n; t++) dst[j + t] = e[t];
+            lo += Vector256.WidenLower(e); hi += Vector256.WidenUpper(e);
+        }
+        var lanes = lo + hi;
+        return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
     }
 
     // ---------------------------------------------------------------- helpers

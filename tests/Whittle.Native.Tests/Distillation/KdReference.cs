@@ -8,9 +8,10 @@ using Whittle.Native.Training;
 namespace Whittle.Native.Tests.Distillation;
 
 /// <summary>
-/// Float64 references for distillation tests, computed from the models' own Forward logits (whose agreement with
-/// PyTorch is the fixture tests' business): log-softmax in double, the mean cross-entropy, the mean τ²·KL(q‖p) over the
-/// rows, and how far a teacher cache's f16 log-probabilities can move that KL. Rows are (B·T) of V, row-major.
+/// Float64 references for distillation and evaluation tests, computed from the models' own Forward logits (whose
+/// agreement with PyTorch is the fixture tests' business) or from stored logits: log-softmax in double, the mean and the
+/// summed cross-entropy, the mean τ²·KL(q‖p) over the rows, and how far a teacher cache's f16 log-probabilities can move
+/// that KL. Rows are (B·T) of V, row-major.
 /// </summary>
 static class KdReference
 {
@@ -37,13 +38,31 @@ static class KdReference
         for (int r = 0; r < b * t; r++)
         {
             var row = logits.AsSpan(r * v, v);
-            double max = double.NegativeInfinity, sum = 0;
-            foreach (var z in row) max = Math.Max(max, z / tau);
-            foreach (var z in row) sum += Math.Exp(z / tau - max);
-            double lse = max + Math.Log(sum);
+            double lse = LogSumExp(row, tau);
             for (int i = 0; i < v; i++) l[r * v + i] = row[i] / tau - lse;
         }
         return l;
+    }
+
+    /// <summary>log Σ exp(z / τ) over a row of logits, in double, shifted by the row's max.</summary>
+    public static double LogSumExp(ReadOnlySpan<float> row, double tau = 1)
+    {
+        double max = double.NegativeInfinity, sum = 0;
+        foreach (var z in row) max = Math.Max(max, z / tau);
+        foreach (var z in row) sum += Math.Exp(z / tau - max);
+        return max + Math.Log(sum);
+    }
+
+    /// <summary>Σ over the rows of logits (rows, V) of −log softmax(row)[target], in double.</summary>
+    public static double CrossEntropySum(float[] logits, int[] targets, int vocab)
+    {
+        double total = 0;
+        for (int r = 0; r < logits.Length / vocab; r++)
+        {
+            var row = logits.AsSpan(r * vocab, vocab);
+            total += LogSumExp(row) - row[targets[r]];
+        }
+        return total;
     }
 
     /// <summary>Mean over the rows of −log p[target].</summary>
