@@ -295,7 +295,8 @@ internal static unsafe class Gemm
             }
             else
             {
-                if (fullVectorPanel && Avx.IsSupported) { PackTransposedFull(x, ld, p0, kc, i0 + ir, R, panel); continue; }
+                // Full gathered panels of 8 or 12 rows (the A panels of both vector kernels' non-transposed A are 6 or 12)
+                if (r == R && R % 4 == 0 && Avx.IsSupported) { PackTransposedFull(x, ld, p0, kc, i0 + ir, R, panel); continue; }
                 for (int j = 0; j < R; j++)
                 {
                     float* d = panel + j;
@@ -335,7 +336,7 @@ internal static unsafe class Gemm
                     for (int j = r; j < R; j++) d[j] = 0f;
                 }
             }
-            else if (r == R && R % 8 == 0 && Avx.IsSupported)
+            else if (r == R && R % 4 == 0 && Avx.IsSupported)
             {
                 for (int j = 0; j < R; j++) WidenBf16(x + (i0 + ir + j) * ld + p0, widened + j * kc, kc);
                 PackTransposedFull(widened, kc, 0, kc, 0, R, panel);
@@ -455,8 +456,10 @@ internal static unsafe class Gemm
     }
 
     /// <summary>
-    /// A full gathered panel: NR rows of b (row stride ldb), columns [p0, p0+kc), into (kc, NR). NR/8 in-register 8x8
-    /// transposes per 8 values of k; the k tail (kc % 8) is copied element by element.
+    /// A full gathered panel: NR rows of b (row stride ldb), columns [p0, p0+kc), into (kc, NR), NR a multiple of 4.
+    /// NR/8 in-register 8x8 transposes per 8 values of k, and for a remaining 4 rows (NR = 12: the AVX-512 kernel's A
+    /// panel) two 4x4 ones; the k tail (kc % 8) is copied element by element. Attention's tile products, whose A operand
+    /// is reused over only 32–64 columns, spent more time packing A element by element than multiplying.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void PackTransposedFull(float* b, long ldb, int p0, int kc, int j0, int NR, float* panel)
@@ -464,10 +467,17 @@ internal static unsafe class Gemm
         int p = 0;
         for (; p + 8 <= kc; p += 8)
         {
-            for (int j = 0; j < NR; j += 8)
+            int j = 0;
+            for (; j + 8 <= NR; j += 8)
             {
                 float* src = b + (j0 + j) * ldb + p0 + p;
                 Transpose8x8(src, ldb, panel + p * NR + j, NR);
+            }
+            if (j < NR)
+            {
+                float* src = b + (j0 + j) * ldb + p0 + p;
+                Transpose4x4(src, ldb, panel + p * NR + j, NR);
+                Transpose4x4(src + 4, ldb, panel + (p + 4) * NR + j, NR);
             }
         }
         for (; p < kc; p++)
@@ -476,6 +486,24 @@ internal static unsafe class Gemm
             float* src = b + (long)j0 * ldb + p0 + p;
             for (int j = 0; j < NR; j++) d[j] = src[j * ldb];
         }
+    }
+
+    /// <summary>dst[c * ldDst + r] = src[r * ldSrc + c] for a 4x4 block (SSE unpack and move network).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Transpose4x4(float* src, long ldSrc, float* dst, long ldDst)
+    {
+        var r0 = Sse.LoadVector128(src);
+        var r1 = Sse.LoadVector128(src + ldSrc);
+        var r2 = Sse.LoadVector128(src + 2 * ldSrc);
+        var r3 = Sse.LoadVector128(src + 3 * ldSrc);
+        var t0 = Sse.UnpackLow(r0, r1);    // r0[0] r1[0] r0[1] r1[1]
+        var t1 = Sse.UnpackLow(r2, r3);    // r2[0] r3[0] r2[1] r3[1]
+        var t2 = Sse.UnpackHigh(r0, r1);   // r0[2] r1[2] r0[3] r1[3]
+        var t3 = Sse.UnpackHigh(r2, r3);   // r2[2] r3[2] r2[3] r3[3]
+        Sse.Store(dst, Sse.MoveLowToHigh(t0, t1));
+        Sse.Store(dst + ldDst, Sse.MoveHighToLow(t1, t0));
+        Sse.Store(dst + 2 * ldDst, Sse.MoveLowToHigh(t2, t3));
+        Sse.Store(dst + 3 * ldDst, Sse.MoveHighToLow(t3, t2));
     }
 
     /// <summary>dst[c * ldDst + r] = src[r * ldSrc + c] for an 8x8 block (AVX unpack/shuffle/permute network).</summary>
