@@ -159,9 +159,10 @@ public static class CpuGemmChoice
     /// see OpenBlas.ShortenSpinWait); without AVX ours is a scalar loop at ~2% of OpenBLAS. So Auto takes OpenBLAS when it
     /// loads, except where OpenBLAS runs the kernels of an AVX2-or-older core on a CPU where ours runs AVX-512
     /// (<see cref="PrefersOurs"/>): on the AMD EPYC machines of this workplace, whose environment pins
-    /// OPENBLAS_CORETYPE=Haswell, ours ran the same shapes at 1.2–1.7× OpenBLAS and the train step and eval at 1.27× and
-    /// 1.48× (bench/RESULTS.md, 2026-12-01). Ours stays the choice for exact reproducibility: it is bit-identical for
-    /// any thread count by construction, which OpenBLAS does not promise.
+    /// OPENBLAS_CORETYPE=Haswell, ours ran the model's shapes at 1.28–1.79× OpenBLAS (bench/RESULTS.md, "The AVX512-BF16
+    /// kernel (session 5)", f32 columns) and the train step and eval at 1.27× and 1.48× ("Idle rerun (the lead, after
+    /// all of session 4's merges)"). Ours stays the choice for exact reproducibility: it is bit-identical for any thread
+    /// count by construction, which OpenBLAS does not promise.
     /// </summary>
     public static CpuGemm Resolve(CpuGemm choice, int threads)
     {
